@@ -1,0 +1,163 @@
+//! The `musterd` command line (clap derive: the doc comments are the `--help` text).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Overrides};
+use crate::name::Name;
+
+/// musterd: an authoritative DNS server for etcd discovery zones.
+#[derive(Debug, Parser)]
+#[command(name = "musterd", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve zones over UDP and TCP. With no zone, serves the built-in example.test. zone.
+    Serve(ServeArgs),
+    /// Validate zone files (syntax, zone rules, etcd discovery pitfalls).
+    Check(CheckArgs),
+    /// Print the configuration file template with every default.
+    ConfigTemplate,
+}
+
+/// `musterd serve` flags; each overrides the config file.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see `musterd config-template`).
+    #[arg(long, env = "MUSTERD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to answer on, UDP and TCP (repeatable). Default 127.0.0.1:5353.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Vec<SocketAddr>,
+    /// Zone to serve as ORIGIN=PATH (repeatable), e.g. example.test.=zones/example.test.zone.
+    #[arg(long, value_name = "ORIGIN=PATH")]
+    pub zone: Vec<String>,
+    /// Largest UDP response in bytes (default 1232).
+    #[arg(long)]
+    pub max_udp_payload: Option<u16>,
+    /// UDP worker threads per address (default: one per CPU).
+    #[arg(long)]
+    pub udp_workers: Option<usize>,
+    /// Log every query (target musterd::query).
+    #[arg(long)]
+    pub query_log: bool,
+    /// Serve Prometheus metrics on this address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// How often to look for changed zone files, e.g. 2s; 0s turns it off.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub watch_interval: Option<Duration>,
+    /// Answer for version.bind CH TXT (hidden by default).
+    #[arg(long)]
+    pub version_string: Option<String>,
+}
+
+/// Output format of `musterd check`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// `musterd check` flags.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Zone origin; by default taken from the file's $ORIGIN or its name (x.test.zone -> x.test.).
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Zone files to check.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Sets up logging to stderr, filtered by RUST_LOG (default: info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging();
+            match serve(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("musterd: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Check(args) => check(args),
+        Command::ConfigTemplate => {
+            print!("{}", config::TEMPLATE);
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let (file, dir) = match &args.config {
+        Some(path) => (
+            config::read_file(path)?,
+            path.parent().map(|p| p.to_path_buf()),
+        ),
+        None => (config::FileConfig::default(), None),
+    };
+    let cfg = config::resolve(
+        file,
+        dir.as_deref(),
+        Overrides {
+            listen: args.listen,
+            zones: args.zone,
+            max_udp_payload: args.max_udp_payload,
+            udp_workers: args.udp_workers,
+            query_log: args.query_log,
+            metrics_listen: args.metrics_listen,
+            watch_interval: args.watch_interval,
+            version: args.version_string,
+        },
+    )?;
+    crate::serve::run(cfg)?;
+    Ok(())
+}
+
+fn check(args: CheckArgs) -> ExitCode {
+    let origin = match args.origin.as_deref().map(|o| {
+        let abs = if o.ends_with('.') { o.to_string() } else { format!("{o}.") };
+        Name::parse(&abs, None)
+    }) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(e)) => {
+            eprintln!("musterd check: --origin: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let findings = crate::check::check_files(origin.as_ref(), &args.files);
+    let out = match args.format {
+        Format::Text => crate::check::render_text(&findings),
+        Format::Json => crate::check::render_json(&findings),
+    };
+    print!("{out}");
+    ExitCode::from(crate::check::exit_code(&findings) as u8)
+}

@@ -1,0 +1,320 @@
+//! Configuration: command-line flags over a strict TOML file over built-in defaults.
+//!
+//! The file format is documented by `deploy/musterd.toml`, a template with every default
+//! commented out (also printed by `musterd config-template`). Unknown keys are an error so
+//! that a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::answer::AnswerConfig;
+use crate::name::Name;
+
+/// The commented template shipped as `deploy/musterd.toml`.
+pub const TEMPLATE: &str = include_str!("../../deploy/musterd.toml");
+
+/// Where the built-in example zone is served when no zone is configured.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
+
+/// One zone to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneSpec {
+    pub origin: Name,
+    /// `None` for the built-in example zone.
+    pub file: Option<PathBuf>,
+}
+
+/// The resolved server configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub zones: Vec<ZoneSpec>,
+    pub answer: AnswerConfig,
+    /// UDP sockets (and threads) per listen address; 0 = one per CPU.
+    pub udp_workers: usize,
+    pub tcp_max_clients: usize,
+    pub tcp_idle_timeout: Duration,
+    pub tcp_io_timeout: Duration,
+    /// How often zone files are checked for changes; zero disables watching.
+    pub watch_interval: Duration,
+    pub query_log: bool,
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// Errors reading or resolving the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("--zone {0:?}: expected ORIGIN=PATH, e.g. --zone example.test.=zones/example.test.zone")]
+    ZoneSyntax(String),
+    #[error("zone origin {origin:?}: {source}")]
+    Origin {
+        origin: String,
+        source: crate::name::NameError,
+    },
+    #[error("{key} = {value:?}: {message}")]
+    Value {
+        key: &'static str,
+        value: String,
+        message: String,
+    },
+    #[error("zone {0} is configured twice; each origin may appear once")]
+    DuplicateZone(Name),
+}
+
+/// The TOML file, every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<Vec<SocketAddr>>,
+    pub zone: Option<Vec<FileZone>>,
+    pub max_udp_payload: Option<u16>,
+    pub cname_chain_limit: Option<usize>,
+    pub max_additional_targets: Option<usize>,
+    pub version: Option<String>,
+    pub identity: Option<String>,
+    pub udp_workers: Option<usize>,
+    pub tcp_max_clients: Option<usize>,
+    pub tcp_idle_timeout: Option<String>,
+    pub tcp_io_timeout: Option<String>,
+    pub watch_interval: Option<String>,
+    pub query_log: Option<bool>,
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// A `[[zone]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileZone {
+    pub origin: String,
+    pub file: PathBuf,
+}
+
+/// Flag values that override the file (`None`/empty = not given).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Vec<SocketAddr>,
+    pub zones: Vec<String>,
+    pub max_udp_payload: Option<u16>,
+    pub udp_workers: Option<usize>,
+    pub query_log: bool,
+    pub metrics_listen: Option<SocketAddr>,
+    pub watch_interval: Option<Duration>,
+    pub version: Option<String>,
+}
+
+fn duration(key: &'static str, v: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(v).map_err(|e| ConfigError::Value {
+        key,
+        value: v.into(),
+        message: format!("{e} (write e.g. \"10s\" or \"500ms\")"),
+    })
+}
+
+fn origin(text: &str) -> Result<Name, ConfigError> {
+    // Origins are absolute whether or not the trailing dot was written.
+    let abs = if text.ends_with('.') {
+        text.to_string()
+    } else {
+        format!("{text}.")
+    };
+    Name::parse(&abs, None).map_err(|source| ConfigError::Origin {
+        origin: text.into(),
+        source,
+    })
+}
+
+/// Parses `ORIGIN=PATH` from `--zone`.
+pub fn parse_zone_flag(flag: &str) -> Result<ZoneSpec, ConfigError> {
+    let (o, p) = flag
+        .split_once('=')
+        .filter(|(o, p)| !o.is_empty() && !p.is_empty())
+        .ok_or_else(|| ConfigError::ZoneSyntax(flag.into()))?;
+    Ok(ZoneSpec {
+        origin: origin(o)?,
+        file: Some(PathBuf::from(p)),
+    })
+}
+
+/// Reads a config file.
+pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    parse_file(&text, path)
+}
+
+/// Parses config text; `path` is for messages.
+pub fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.into(),
+        message: e.to_string().trim_end().replace('\n', "\n  "),
+    })
+}
+
+/// Combines defaults, the file (whose relative zone paths are taken from its directory)
+/// and the flags.
+pub fn resolve(
+    file: FileConfig,
+    file_dir: Option<&Path>,
+    flags: Overrides,
+) -> Result<ServerConfig, ConfigError> {
+    let defaults = AnswerConfig::default();
+    let mut zones = Vec::new();
+    if flags.zones.is_empty() {
+        for z in file.zone.unwrap_or_default() {
+            let path = match file_dir {
+                Some(dir) if z.file.is_relative() => dir.join(&z.file),
+                _ => z.file,
+            };
+            zones.push(ZoneSpec {
+                origin: origin(&z.origin)?,
+                file: Some(path),
+            });
+        }
+    } else {
+        for z in &flags.zones {
+            zones.push(parse_zone_flag(z)?);
+        }
+    }
+    for (i, z) in zones.iter().enumerate() {
+        if zones[..i].iter().any(|o| o.origin.eq_ignore_case(&z.origin)) {
+            return Err(ConfigError::DuplicateZone(z.origin.clone()));
+        }
+    }
+    if zones.is_empty() {
+        zones.push(ZoneSpec {
+            origin: Name::parse(crate::example::ORIGIN, None).expect("constant is valid"),
+            file: None,
+        });
+    }
+    let listen = if !flags.listen.is_empty() {
+        flags.listen
+    } else {
+        file.listen
+            .unwrap_or_else(|| vec![DEFAULT_LISTEN.parse().expect("constant is valid")])
+    };
+    let max_udp_payload = flags
+        .max_udp_payload
+        .or(file.max_udp_payload)
+        .unwrap_or(defaults.max_udp_payload);
+    if max_udp_payload < 512 {
+        return Err(ConfigError::Value {
+            key: "max_udp_payload",
+            value: max_udp_payload.to_string(),
+            message: "must be at least 512 (RFC 1035)".into(),
+        });
+    }
+    let tcp_idle_timeout = match &file.tcp_idle_timeout {
+        Some(v) => duration("tcp_idle_timeout", v)?,
+        None => Duration::from_secs(10),
+    };
+    let tcp_io_timeout = match &file.tcp_io_timeout {
+        Some(v) => duration("tcp_io_timeout", v)?,
+        None => Duration::from_millis(1000),
+    };
+    let watch_interval = match (flags.watch_interval, &file.watch_interval) {
+        (Some(d), _) => d,
+        (None, Some(v)) => duration("watch_interval", v)?,
+        (None, None) => Duration::from_secs(2),
+    };
+    Ok(ServerConfig {
+        listen,
+        zones,
+        answer: AnswerConfig {
+            max_udp_payload,
+            cname_chain_limit: file.cname_chain_limit.unwrap_or(defaults.cname_chain_limit),
+            max_additional_targets: file
+                .max_additional_targets
+                .unwrap_or(defaults.max_additional_targets),
+            version: flags.version.or(file.version).filter(|v| !v.is_empty()),
+            identity: file.identity.filter(|v| !v.is_empty()),
+        },
+        udp_workers: flags.udp_workers.or(file.udp_workers).unwrap_or(0),
+        tcp_max_clients: file.tcp_max_clients.unwrap_or(1000),
+        tcp_idle_timeout,
+        tcp_io_timeout,
+        watch_interval,
+        query_log: flags.query_log || file.query_log.unwrap_or(false),
+        metrics_listen: flags.metrics_listen.or(file.metrics_listen),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_parses_and_matches_defaults() {
+        let f = parse_file(TEMPLATE, Path::new("musterd.toml")).unwrap();
+        let c = resolve(f, None, Overrides::default()).unwrap();
+        assert_eq!(c.listen, vec![DEFAULT_LISTEN.parse::<SocketAddr>().unwrap()]);
+        assert_eq!(c.answer.max_udp_payload, 1232);
+        assert_eq!(c.tcp_idle_timeout, Duration::from_secs(10));
+        assert_eq!(c.zones.len(), 1);
+        assert!(c.zones[0].file.is_none());
+        // Uncommenting every `# key = value` line must give the same defaults.
+        let uncommented: String = TEMPLATE
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with("[[")
+                        || rest.split_once(" = ").is_some_and(|(k, _)| {
+                            k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        }) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let f = parse_file(&uncommented, Path::new("t")).unwrap();
+        let u = resolve(f, None, Overrides::default()).unwrap();
+        assert_eq!(u.answer.max_udp_payload, c.answer.max_udp_payload);
+        assert_eq!(u.tcp_max_clients, c.tcp_max_clients);
+        assert_eq!(u.tcp_io_timeout, c.tcp_io_timeout);
+        assert_eq!(u.watch_interval, c.watch_interval);
+        assert_eq!(u.listen, c.listen);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = parse_file("listen = [\"127.0.0.1:53\"]\nlisten_port = 5\n", Path::new("x.toml"))
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("x.toml") && msg.contains("listen_port"), "{msg}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let f = parse_file(
+            "listen = [\"127.0.0.1:53\"]\n[[zone]]\norigin = \"a.test\"\nfile = \"a.zone\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        let c = resolve(
+            f,
+            Some(Path::new("/etc/muster")),
+            Overrides {
+                listen: vec!["127.0.0.2:53".parse().unwrap()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.listen, vec!["127.0.0.2:53".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(c.zones[0].origin.to_string(), "a.test.");
+        assert_eq!(c.zones[0].file.as_deref(), Some(Path::new("/etc/muster/a.zone")));
+        assert!(matches!(parse_zone_flag("nonsense"), Err(ConfigError::ZoneSyntax(_))));
+    }
+}

@@ -1,0 +1,214 @@
+//! Loading zones from files into snapshots, and reloading them without losing service.
+//!
+//! A reload builds every zone anew; a zone that fails keeps serving its previous snapshot
+//! and the error is logged with file and line. The new catalog is swapped in whole, so a
+//! query sees either the old or the new version of a zone, never a mix.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use crate::catalog::Catalog;
+use crate::config::ZoneSpec;
+use crate::name::Name;
+use crate::stats::{bump, Stats};
+use crate::zone::{Zone, ZoneError};
+use crate::zonefile;
+
+/// Why a zone could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("zone {origin}: {errors}")]
+    Parse {
+        origin: Name,
+        errors: zonefile::ZoneFileErrors,
+    },
+    #[error("zone {origin}: {}", join(errors))]
+    Invalid {
+        origin: Name,
+        errors: Vec<ZoneError>,
+    },
+}
+
+fn join(errors: &[ZoneError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n  ")
+}
+
+/// Reads and builds one zone, logging its warnings.
+pub fn load_zone(spec: &ZoneSpec) -> Result<Zone, LoadError> {
+    let records = match &spec.file {
+        Some(path) => zonefile::parse_file(path, &spec.origin),
+        None => zonefile::parse_str(
+            crate::example::ZONE,
+            Path::new(crate::example::PATH),
+            &spec.origin,
+        ),
+    }
+    .map_err(|errors| LoadError::Parse {
+        origin: spec.origin.clone(),
+        errors,
+    })?;
+    let (zone, warnings) = Zone::build(&spec.origin, records).map_err(|errors| LoadError::Invalid {
+        origin: spec.origin.clone(),
+        errors,
+    })?;
+    for w in warnings {
+        tracing::warn!("{}: {}", w.at, w.message);
+    }
+    Ok(zone)
+}
+
+/// A file's identity for change detection: modification time and size.
+type Fingerprint = Vec<(PathBuf, Option<(SystemTime, u64)>)>;
+
+fn fingerprint(files: &[PathBuf]) -> Fingerprint {
+    files
+        .iter()
+        .map(|f| {
+            let meta = std::fs::metadata(f).ok();
+            (f.clone(), meta.and_then(|m| Some((m.modified().ok()?, m.len()))))
+        })
+        .collect()
+}
+
+/// One configured zone and what was last loaded for it.
+struct Slot {
+    spec: ZoneSpec,
+    files: Vec<PathBuf>,
+    fingerprint: Fingerprint,
+}
+
+/// The configured zones and the live catalog built from them.
+pub struct Zones {
+    slots: Vec<Slot>,
+    catalog: Arc<ArcSwap<Catalog>>,
+    stats: Arc<Stats>,
+}
+
+impl Zones {
+    /// Loads every zone; fails if any does not load (at start-up there is nothing to keep).
+    pub fn load_all(specs: &[ZoneSpec], stats: Arc<Stats>) -> Result<Zones, Vec<LoadError>> {
+        let mut catalog = Catalog::new();
+        let mut slots = Vec::new();
+        let mut errors = Vec::new();
+        for spec in specs {
+            let started = Instant::now();
+            match load_zone(spec) {
+                Ok(zone) => {
+                    tracing::info!(
+                        zone = %spec.origin,
+                        serial = zone.serial(),
+                        records = zone.record_count,
+                        names = zone.name_count(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "zone loaded"
+                    );
+                    let files = zone.files.clone();
+                    slots.push(Slot {
+                        spec: spec.clone(),
+                        fingerprint: fingerprint(&files),
+                        files,
+                    });
+                    catalog.insert(Arc::new(zone));
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Zones {
+            slots,
+            catalog: Arc::new(ArcSwap::from_pointee(catalog)),
+            stats,
+        })
+    }
+
+    /// The live catalog, shared with the transports.
+    pub fn catalog(&self) -> Arc<ArcSwap<Catalog>> {
+        self.catalog.clone()
+    }
+
+    /// Reloads every zone (SIGHUP). Returns how many failed.
+    pub fn reload_all(&mut self) -> usize {
+        let all: Vec<usize> = (0..self.slots.len()).collect();
+        self.reload(&all)
+    }
+
+    /// Reloads the zones whose files changed since they were last loaded.
+    pub fn reload_changed(&mut self) -> usize {
+        let changed: Vec<usize> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.spec.file.is_some() && fingerprint(&s.files) != s.fingerprint)
+            .map(|(i, _)| i)
+            .collect();
+        if changed.is_empty() {
+            return 0;
+        }
+        self.reload(&changed)
+    }
+
+    fn reload(&mut self, which: &[usize]) -> usize {
+        let current = self.catalog.load_full();
+        let mut next = (*current).clone();
+        let mut failed = 0;
+        for &i in which {
+            let slot = &mut self.slots[i];
+            // Take the fingerprint before reading, so an edit during the read is seen next time.
+            let before = fingerprint(&slot.files);
+            match load_zone(&slot.spec) {
+                Ok(zone) => {
+                    if let Some(old) = current.get(&slot.spec.origin) {
+                        warn_serial(&slot.spec.origin, old.serial(), zone.serial());
+                    }
+                    tracing::info!(
+                        zone = %slot.spec.origin,
+                        serial = zone.serial(),
+                        records = zone.record_count,
+                        "zone reloaded"
+                    );
+                    slot.files = zone.files.clone();
+                    slot.fingerprint = if before.len() == slot.files.len() {
+                        before
+                    } else {
+                        fingerprint(&slot.files)
+                    };
+                    next.insert(Arc::new(zone));
+                }
+                Err(e) => {
+                    failed += 1;
+                    bump(&self.stats.zone_load_failures);
+                    // Remember the broken version so the watcher does not retry it every tick.
+                    slot.fingerprint = before;
+                    tracing::error!("{e}\n  the previous version of zone {} keeps serving", slot.spec.origin);
+                }
+            }
+        }
+        bump(&self.stats.reloads);
+        self.catalog.store(Arc::new(next));
+        failed
+    }
+}
+
+/// RFC 1982 serial arithmetic: secondaries ignore a zone whose serial did not increase.
+fn warn_serial(origin: &Name, old: u32, new: u32) {
+    let diff = new.wrapping_sub(old);
+    if diff == 0 {
+        return;
+    }
+    if diff > 0x8000_0000 || diff == 0x8000_0000 {
+        tracing::warn!(
+            zone = %origin,
+            "serial went backwards from {old} to {new}: secondaries will keep the old data; \
+             raise the serial above {old}"
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! `musterd serve`: load zones, bind sockets, answer until SIGTERM; reload on SIGHUP or
+//! when a zone file changes; talk to systemd (sd_notify) when run as `Type=notify`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use sd_notify::NotifyState;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::answer::Responder;
+use crate::config::ServerConfig;
+use crate::listen::{self, Shared, TcpLimits};
+use crate::loader::{LoadError, Zones};
+use crate::stats::Stats;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Load(Vec<LoadError>),
+    #[error("cannot listen on {addr}: {source} (is another DNS server running there? ports below 1024 need CAP_NET_BIND_SERVICE)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+fn notify(state: &[NotifyState<'_>]) {
+    // Outside systemd NOTIFY_SOCKET is unset and this does nothing.
+    let _ = sd_notify::notify(state);
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub fn run(config: ServerConfig) -> Result<(), ServeError> {
+    let stats = Arc::new(Stats::default());
+    let mut zones = Zones::load_all(&config.zones, stats.clone()).map_err(ServeError::Load)?;
+    let workers = match config.udp_workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let shared = Arc::new(Shared {
+        catalog: zones.catalog(),
+        responder: Responder::new(config.answer.clone()),
+        stats: stats.clone(),
+        query_log: config.query_log,
+        shutdown: Default::default(),
+    });
+
+    let mut tcp_listeners = Vec::new();
+    let mut udp_threads = Vec::new();
+    let mut bound = Vec::new();
+    for &addr in &config.listen {
+        let (udp, tcp, local) =
+            listen::bind_pair(addr, workers).map_err(|source| ServeError::Bind { addr, source })?;
+        for (i, sock) in udp.into_iter().enumerate() {
+            let shared = shared.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("udp-{local}-{i}"))
+                .spawn(move || listen::udp_worker(sock, shared))
+                .map_err(ServeError::Runtime)?;
+            udp_threads.push(t);
+        }
+        tcp_listeners.push(tcp);
+        bound.push(local);
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("musterd-tcp")
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    rt.block_on(async move {
+        let limits = TcpLimits {
+            max_clients: config.tcp_max_clients,
+            idle_timeout: config.tcp_idle_timeout,
+            io_timeout: config.tcp_io_timeout,
+        };
+        for l in tcp_listeners {
+            let l = tokio::net::TcpListener::from_std(l).map_err(ServeError::Runtime)?;
+            tokio::spawn(listen::tcp_accept_loop(l, shared.clone(), limits));
+        }
+        if let Some(addr) = config.metrics_listen {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Metrics { addr, source })?;
+            tracing::info!("metrics on http://{}/metrics", l.local_addr().unwrap_or(addr));
+            tokio::spawn(serve_metrics(l, stats.clone()));
+        }
+        for local in &bound {
+            // Tests and operators read the chosen port from this line when --listen used port 0.
+            tracing::info!("listening on {local} (udp+tcp)");
+        }
+        if config.zones.iter().any(|z| z.file.is_none()) {
+            let first = bound[0];
+            tracing::info!(
+                "serving the built-in example zone {}; try: dig @{} -p {} _etcd-server-ssl._tcp.example.test SRV",
+                crate::example::ORIGIN,
+                first.ip(),
+                first.port()
+            );
+        }
+        notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+
+        let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Runtime)?;
+        let mut term = signal(SignalKind::terminate()).map_err(ServeError::Runtime)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Runtime)?;
+        let watch = !config.watch_interval.is_zero();
+        let mut ticker = tokio::time::interval(if watch {
+            config.watch_interval
+        } else {
+            std::time::Duration::from_secs(3600)
+        });
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    notify(&[NotifyState::Reloading, NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Status("reloading"))]);
+                    let failed = tokio::task::block_in_place(|| zones.reload_all());
+                    tracing::info!(failed, "reload finished");
+                    notify(&[NotifyState::Ready, NotifyState::Status(if failed == 0 { "serving" } else { "serving; some zones failed to reload, see the log" })]);
+                }
+                _ = ticker.tick(), if watch => {
+                    tokio::task::block_in_place(|| zones.reload_changed());
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        notify(&[NotifyState::Stopping]);
+        tracing::info!("shutting down");
+        shared.shutdown.store(true, Ordering::Relaxed);
+        Ok::<(), ServeError>(())
+    })?;
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    for t in udp_threads {
+        let _ = t.join();
+    }
+    tracing::info!(
+        udp_queries = stats.udp_queries.load(Ordering::Relaxed),
+        tcp_queries = stats.tcp_queries.load(Ordering::Relaxed),
+        malformed_dropped = stats.malformed_dropped.load(Ordering::Relaxed),
+        "stopped"
+    );
+    Ok(())
+}
+
+/// A minimal HTTP/1.0 responder for Prometheus scrapes: every request gets the counters.
+async fn serve_metrics(listener: tokio::net::TcpListener, stats: Arc<Stats>) {
+    loop {
+        let Ok((mut s, _)) = listener.accept().await else {
+            continue;
+        };
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            let mut req = [0u8; 1024];
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s.read(&mut req)).await;
+            let body = stats.render();
+            let resp = format!(
+                "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                body.len(),
+                body
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+        });
+    }
+}
