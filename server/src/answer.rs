@@ -75,6 +75,10 @@ struct Filled {
     overflow: bool,
 }
 
+/// Where a response can be cut: the length after answer and authority, then after each
+/// additional RRset, with the additional count at that point. Used to precompile answers.
+pub type Cuts = Vec<(usize, u16)>;
+
 impl Responder {
     /// A responder with this configuration.
     pub fn new(config: AnswerConfig) -> Responder {
@@ -114,11 +118,30 @@ impl Responder {
                 };
             }
         };
-        self.answer(catalog, &q, transport, buf, comp)
+        if let Some(outcome) = crate::fastpath::answer(self, catalog, &q, transport, buf) {
+            return outcome;
+        }
+        self.answer(catalog, &q, transport, buf, comp, None)
+    }
+
+    /// Like [`Responder::respond`] but never uses precompiled answers: the reference the
+    /// fast path is tested against.
+    pub fn respond_full(
+        &self,
+        catalog: &Catalog,
+        pkt: &[u8],
+        transport: Transport,
+        buf: &mut Vec<u8>,
+        comp: &mut Compressor,
+    ) -> Outcome {
+        match parse_query(pkt) {
+            Ok(q) => self.answer(catalog, &q, transport, buf, comp, None),
+            Err(_) => self.respond(catalog, pkt, transport, buf, comp),
+        }
     }
 
     /// The size limit for this query's response.
-    fn limit(&self, q: &Query<'_>, transport: Transport) -> usize {
+    pub(crate) fn limit(&self, q: &Query<'_>, transport: Transport) -> usize {
         match (transport, q.edns) {
             (Transport::Tcp, _) => u16::MAX as usize,
             (Transport::Udp, None) => MIN_UDP_PAYLOAD as usize,
@@ -129,7 +152,8 @@ impl Responder {
         }
     }
 
-    /// Answers a well-formed query.
+    /// Answers a well-formed query. With `cuts`, records where the response could be cut
+    /// and returns `None` in it when the answer depends on data outside the query's zone.
     pub fn answer(
         &self,
         catalog: &Catalog,
@@ -137,6 +161,7 @@ impl Responder {
         transport: Transport,
         buf: &mut Vec<u8>,
         comp: &mut Compressor,
+        mut cuts: Option<&mut Option<Cuts>>,
     ) -> Outcome {
         let opt_len = if q.edns.is_some() { 11 } else { 0 };
         let limit = self.limit(q, transport) - opt_len;
@@ -149,7 +174,7 @@ impl Responder {
             }
         } else {
             match q.qclass {
-                class::IN => self.answer_in(catalog, q, transport, &mut w, limit),
+                class::IN => self.answer_in(catalog, q, transport, &mut w, limit, cuts.as_deref_mut()),
                 class::CH => self.answer_chaos(q, &mut w),
                 _ => Filled {
                     rcode: rcode::REFUSED,
@@ -214,6 +239,7 @@ impl Responder {
         transport: Transport,
         w: &mut Writer<'_>,
         limit: usize,
+        cuts: Option<&mut Option<Cuts>>,
     ) -> Filled {
         let refused = Filled {
             rcode: rcode::REFUSED,
@@ -318,13 +344,22 @@ impl Responder {
                 }
             }
         };
+        let mut record: Option<&mut Cuts> = None;
+        if let Some(c) = cuts {
+            if additional.all_within(zone) {
+                *c = Some(vec![(w.len(), 0)]);
+                record = c.as_mut();
+            } else {
+                *c = None;
+            }
+        }
         if w.len() > limit {
             return Filled {
                 rcode,
                 overflow: true,
             };
         }
-        additional.write(catalog, w, limit);
+        additional.write(catalog, w, limit, record);
         Filled {
             rcode,
             overflow: false,
@@ -406,9 +441,16 @@ impl AdditionalTargets {
         }
     }
 
+    /// True when every target is inside `zone`, so the answer depends on that zone alone.
+    fn all_within(&self, zone: &Zone) -> bool {
+        self.names
+            .iter()
+            .all(|&(s, l)| in_zone(&self.storage[s..s + l], zone))
+    }
+
     /// Appends A then AAAA of each target while they fit; dropping additional data does not
-    /// set TC (RFC 2181 §9).
-    fn write(&self, catalog: &Catalog, w: &mut Writer<'_>, limit: usize) {
+    /// set TC (RFC 2181 §9). With `cuts`, records the length after each RRset.
+    fn write(&self, catalog: &Catalog, w: &mut Writer<'_>, limit: usize, mut cuts: Option<&mut Cuts>) {
         for &(s, l) in &self.names {
             let key = &self.storage[s..s + l];
             let Some(zone) = catalog.find(key) else { continue };
@@ -422,6 +464,9 @@ impl AdditionalTargets {
                     if w.len() > limit {
                         w.truncate(before, 3, count);
                         return;
+                    }
+                    if let Some(c) = cuts.as_deref_mut() {
+                        c.push((w.len(), w.counts[3]));
                     }
                 }
             }

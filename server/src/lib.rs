@@ -11,6 +11,7 @@ pub mod catalog;
 //pub mod cli;
 pub mod config;
 pub mod example;
+pub mod fastpath;
 pub mod listen;
 //pub mod loader;
 pub mod name;

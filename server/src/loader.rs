@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
+use crate::answer::Responder;
 use crate::catalog::Catalog;
 use crate::config::ZoneSpec;
 use crate::name::Name;
@@ -40,8 +41,9 @@ fn join(errors: &[ZoneError]) -> String {
         .join("\n  ")
 }
 
-/// Reads and builds one zone, logging its warnings.
-pub fn load_zone(spec: &ZoneSpec) -> Result<Zone, LoadError> {
+/// Reads and builds one zone, logging its warnings, and precompiles its answers.
+/// `others` are the origins of the other served zones.
+pub fn load_zone(spec: &ZoneSpec, responder: &Responder, others: &[Name]) -> Result<Zone, LoadError> {
     let records = match &spec.file {
         Some(path) => zonefile::parse_file(path, &spec.origin),
         None => zonefile::parse_str(
@@ -61,7 +63,7 @@ pub fn load_zone(spec: &ZoneSpec) -> Result<Zone, LoadError> {
     for w in warnings {
         tracing::warn!("{}: {}", w.at, w.message);
     }
-    Ok(zone)
+    Ok(crate::fastpath::precompile(zone, responder, others))
 }
 
 /// A file's identity for change detection: modification time and size.
@@ -87,19 +89,25 @@ struct Slot {
 /// The configured zones and the live catalog built from them.
 pub struct Zones {
     slots: Vec<Slot>,
+    responder: Responder,
     catalog: Arc<ArcSwap<Catalog>>,
     stats: Arc<Stats>,
 }
 
 impl Zones {
     /// Loads every zone; fails if any does not load (at start-up there is nothing to keep).
-    pub fn load_all(specs: &[ZoneSpec], stats: Arc<Stats>) -> Result<Zones, Vec<LoadError>> {
+    pub fn load_all(
+        specs: &[ZoneSpec],
+        stats: Arc<Stats>,
+        responder: Responder,
+    ) -> Result<Zones, Vec<LoadError>> {
+        let origins: Vec<Name> = specs.iter().map(|s| s.origin.clone()).collect();
         let mut catalog = Catalog::new();
         let mut slots = Vec::new();
         let mut errors = Vec::new();
         for spec in specs {
             let started = Instant::now();
-            match load_zone(spec) {
+            match load_zone(spec, &responder, &origins) {
                 Ok(zone) => {
                     tracing::info!(
                         zone = %spec.origin,
@@ -125,6 +133,7 @@ impl Zones {
         }
         Ok(Zones {
             slots,
+            responder,
             catalog: Arc::new(ArcSwap::from_pointee(catalog)),
             stats,
         })
@@ -160,11 +169,12 @@ impl Zones {
         let current = self.catalog.load_full();
         let mut next = (*current).clone();
         let mut failed = 0;
+        let origins: Vec<Name> = self.slots.iter().map(|s| s.spec.origin.clone()).collect();
         for &i in which {
             let slot = &mut self.slots[i];
             // Take the fingerprint before reading, so an edit during the read is seen next time.
             let before = fingerprint(&slot.files);
-            match load_zone(&slot.spec) {
+            match load_zone(&slot.spec, &self.responder, &origins) {
                 Ok(zone) => {
                     if let Some(old) = current.get(&slot.spec.origin) {
                         warn_serial(&slot.spec.origin, old.serial(), zone.serial());

@@ -42,14 +42,16 @@ fn notify(state: &[NotifyState<'_>]) {
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(config: ServerConfig) -> Result<(), ServeError> {
     let stats = Arc::new(Stats::default());
-    let mut zones = Zones::load_all(&config.zones, stats.clone()).map_err(ServeError::Load)?;
+    let responder = Responder::new(config.answer.clone());
+    let mut zones =
+        Zones::load_all(&config.zones, stats.clone(), responder.clone()).map_err(ServeError::Load)?;
     let workers = match config.udp_workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
     let shared = Arc::new(Shared {
         catalog: zones.catalog(),
-        responder: Responder::new(config.answer.clone()),
+        responder,
         stats: stats.clone(),
         query_log: config.query_log,
         shutdown: Default::default(),

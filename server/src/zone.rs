@@ -50,6 +50,9 @@ pub struct Node {
     pub cut: Cut,
     /// True when `*.<this name>` exists.
     pub wildcard_child: bool,
+    /// Answers precompiled in wire format (see [`crate::fastpath`]); `None` until
+    /// [`crate::fastpath::precompile`] ran, and for names it cannot serve.
+    pub prebuilt: Option<Box<crate::fastpath::NodeAnswers>>,
 }
 
 impl Node {
@@ -221,6 +224,7 @@ impl Zone {
                     rrsets: Vec::new(),
                     cut: Cut::None,
                     wildcard_child: false,
+                    prebuilt: None,
                 });
             if node.rrsets.is_empty() {
                 // An ancestor placeholder may have been created first; keep the real case.
@@ -318,6 +322,7 @@ impl Zone {
                         rrsets: Vec::new(),
                         cut: Cut::None,
                         wildcard_child: false,
+                        prebuilt: None,
                     },
                 );
                 cur = p.parent();
@@ -389,6 +394,12 @@ impl Zone {
         self.nodes
             .get(self.origin.as_wire())
             .expect("the apex holds the SOA")
+    }
+
+    /// Mutable access to the nodes, for attaching precompiled answers before the zone is
+    /// published.
+    pub(crate) fn nodes_mut(&mut self) -> impl Iterator<Item = (&Box<[u8]>, &mut Node)> {
+        self.nodes.iter_mut()
     }
 
     /// Number of names, empty non-terminals included.
