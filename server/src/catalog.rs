@@ -13,6 +13,9 @@ use crate::zone::{NameMap, Zone};
 #[derive(Debug, Default, Clone)]
 pub struct Catalog {
     zones: NameMap<Arc<Zone>>,
+    /// Wire lengths of the apexes: a suffix of another length cannot be an apex, so it is
+    /// not hashed (most queries then cost one hash lookup to find their zone).
+    apex_lengths: Vec<usize>,
 }
 
 impl Catalog {
@@ -23,6 +26,10 @@ impl Catalog {
 
     /// Adds or replaces a zone.
     pub fn insert(&mut self, zone: Arc<Zone>) {
+        let len = zone.origin.wire_len();
+        if !self.apex_lengths.contains(&len) {
+            self.apex_lengths.push(len);
+        }
         self.zones.insert(zone.origin.as_wire().into(), zone);
     }
 
@@ -33,7 +40,9 @@ impl Catalog {
 
     /// The most specific zone containing `qname` (lower-cased wire), if any.
     pub fn find(&self, qname: &[u8]) -> Option<&Arc<Zone>> {
-        suffixes(qname).find_map(|s| self.zones.get(s))
+        suffixes(qname)
+            .filter(|s| self.apex_lengths.contains(&s.len()))
+            .find_map(|s| self.zones.get(s))
     }
 
     /// All zones.

@@ -134,24 +134,51 @@ def free_port():
             t.close()
 
 
+def tree(pid):
+    """The process and all its descendants (NSD forks its server and xfrd processes)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                pass
+    out, todo = [pid], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        out += kids
+        todo += kids
+    return out
+
+
 def cpu_seconds(pid):
-    """utime+stime of a process and all its threads."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """utime+stime of a process tree (all threads, all descendants)."""
+    total = 0.0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        except OSError:
+            pass
+    return total
 
 
 def memory_kb(pid):
+    """RSS and PSS summed over the process tree (PSS shares shared pages fairly)."""
     rss = pss = 0
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Rss:"):
-                    rss = int(line.split()[1])
-                elif line.startswith("Pss:"):
-                    pss = int(line.split()[1])
-    except OSError:
-        pass
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1])
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+        except OSError:
+            pass
     return rss, pss
 
 
@@ -263,17 +290,15 @@ def measure(factory, work, zone, queries, seconds, runs, workers=1, pin=True):
     for _ in range(runs):
         port = free_port()
         srv = factory(work, zone, port, workers)
-        if not pin:
-            srv.argv = srv.argv  # pinning is done by the caller's taskset prefix below
         try:
             load = srv.start(zone["last"])
             if not pin:
-                os.sched_setaffinity(srv.proc.pid, {0, 1})
-                for tid in os.listdir(f"/proc/{srv.proc.pid}/task"):
-                    try:
-                        os.sched_setaffinity(int(tid), {0, 1})
-                    except OSError:
-                        pass
+                for p in tree(srv.proc.pid):
+                    for tid in os.listdir(f"/proc/{p}/task"):
+                        try:
+                            os.sched_setaffinity(int(tid), {0, 1})
+                        except OSError:
+                            pass
             pid = srv.proc.pid
             # Warm up: fault in the zone and the caches.
             dnsperf(port, queries, 2)

@@ -81,7 +81,7 @@ fn render(resp: &[u8], sent: &[u8]) -> String {
     if h.authentic_data {
         flags.push("ad");
     }
-    let rcode = msg.response_code();
+    let rcode = msg.response_code;
     let _ = writeln!(out, "rcode={rcode:?} flags={}", flags.join(" "));
     assert_eq!(resp[..2], sent[..2], "response ID must match the query");
     // Z bit (0x0040) must be clear (RFC 1035 §4.1.1).
