@@ -145,10 +145,10 @@ impl Responder {
         match (transport, q.edns) {
             (Transport::Tcp, _) => u16::MAX as usize,
             (Transport::Udp, None) => MIN_UDP_PAYLOAD as usize,
-            (Transport::Udp, Some(e)) => e
-                .udp_payload
-                .clamp(MIN_UDP_PAYLOAD, self.config.max_udp_payload.max(MIN_UDP_PAYLOAD))
-                as usize,
+            (Transport::Udp, Some(e)) => e.udp_payload.clamp(
+                MIN_UDP_PAYLOAD,
+                self.config.max_udp_payload.max(MIN_UDP_PAYLOAD),
+            ) as usize,
         }
     }
 
@@ -161,7 +161,7 @@ impl Responder {
         transport: Transport,
         buf: &mut Vec<u8>,
         comp: &mut Compressor,
-        mut cuts: Option<&mut Option<Cuts>>,
+        cuts: Option<&mut Option<Cuts>>,
     ) -> Outcome {
         let opt_len = if q.edns.is_some() { 11 } else { 0 };
         let limit = self.limit(q, transport) - opt_len;
@@ -174,7 +174,9 @@ impl Responder {
             }
         } else {
             match q.qclass {
-                class::IN => self.answer_in(catalog, q, transport, &mut w, limit, cuts.as_deref_mut()),
+                class::IN => {
+                    self.answer_in(catalog, q, transport, &mut w, limit, cuts)
+                }
                 class::CH => self.answer_chaos(q, &mut w),
                 _ => Filled {
                     rcode: rcode::REFUSED,
@@ -206,8 +208,12 @@ impl Responder {
     /// CHAOS class: only the identity names, and only when configured.
     fn answer_chaos(&self, q: &Query<'_>, w: &mut Writer<'_>) -> Filled {
         let text = match q.qname() {
-            b"\x07version\x04bind\x00" | b"\x07version\x06server\x00" => self.config.version.as_deref(),
-            b"\x08hostname\x04bind\x00" | b"\x02id\x06server\x00" => self.config.identity.as_deref(),
+            b"\x07version\x04bind\x00" | b"\x07version\x06server\x00" => {
+                self.config.version.as_deref()
+            }
+            b"\x08hostname\x04bind\x00" | b"\x02id\x06server\x00" => {
+                self.config.identity.as_deref()
+            }
             _ => None,
         };
         let Some(text) = text else {
@@ -293,7 +299,9 @@ impl Responder {
             let owner = &owner_buf[..owner_len];
             let found = match zone.find(key) {
                 // A DS query at a delegation point is answered from the parent side.
-                Found::Referral(cut) if q.qtype == rtype::DS && cut.owner.to_lowercase().as_wire() == key => {
+                Found::Referral(cut)
+                    if q.qtype == rtype::DS && cut.owner.to_lowercase().as_wire() == key =>
+                {
                     Found::Exact(cut)
                 }
                 f => f,
@@ -310,9 +318,7 @@ impl Responder {
                             write_rrset(w, 1, owner, cname);
                             chain += 1;
                             let target = &cname.rdatas[0];
-                            if chain >= self.config.cname_chain_limit
-                                || !in_zone(target, zone)
-                            {
+                            if chain >= self.config.cname_chain_limit || !in_zone(target, zone) {
                                 // Out-of-zone target or chain cap: the CNAME alone answers.
                                 break rcode::NOERROR;
                             }
@@ -378,8 +384,7 @@ fn select(node: &Node, qtype: u16) -> Option<&RRset> {
 
 fn in_zone(target: &[u8], zone: &Zone) -> bool {
     let origin = zone.origin.as_wire();
-    crate::name::suffixes(target)
-        .any(|s| s.len() == origin.len() && s.eq_ignore_ascii_case(origin))
+    crate::name::suffixes(target).any(|s| s.len() == origin.len() && s.eq_ignore_ascii_case(origin))
 }
 
 fn clear_aa(w: &mut Writer<'_>) {
@@ -428,10 +433,9 @@ impl AdditionalTargets {
             if self.names.len() >= cap {
                 return;
             }
-            let dup = self
-                .names
-                .iter()
-                .any(|&(s, l)| l == name.len() && self.storage[s..s + l].eq_ignore_ascii_case(name));
+            let dup = self.names.iter().any(|&(s, l)| {
+                l == name.len() && self.storage[s..s + l].eq_ignore_ascii_case(name)
+            });
             if !dup {
                 let start = self.storage.len();
                 self.storage.extend_from_slice(name);
@@ -450,10 +454,18 @@ impl AdditionalTargets {
 
     /// Appends A then AAAA of each target while they fit; dropping additional data does not
     /// set TC (RFC 2181 §9). With `cuts`, records the length after each RRset.
-    fn write(&self, catalog: &Catalog, w: &mut Writer<'_>, limit: usize, mut cuts: Option<&mut Cuts>) {
+    fn write(
+        &self,
+        catalog: &Catalog,
+        w: &mut Writer<'_>,
+        limit: usize,
+        mut cuts: Option<&mut Cuts>,
+    ) {
         for &(s, l) in &self.names {
             let key = &self.storage[s..s + l];
-            let Some(zone) = catalog.find(key) else { continue };
+            let Some(zone) = catalog.find(key) else {
+                continue;
+            };
             // Exact node only: glue below a cut is wanted here, wildcards are not.
             let Some(node) = zone.node(key) else { continue };
             for t in [rtype::A, rtype::AAAA] {

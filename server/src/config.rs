@@ -54,7 +54,9 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("--zone {0:?}: expected ORIGIN=PATH, e.g. --zone example.test.=zones/example.test.zone")]
+    #[error(
+        "--zone {0:?}: expected ORIGIN=PATH, e.g. --zone example.test.=zones/example.test.zone"
+    )]
     ZoneSyntax(String),
     #[error("zone origin {origin:?}: {source}")]
     Origin {
@@ -188,7 +190,10 @@ pub fn resolve(
         }
     }
     for (i, z) in zones.iter().enumerate() {
-        if zones[..i].iter().any(|o| o.origin.eq_ignore_case(&z.origin)) {
+        if zones[..i]
+            .iter()
+            .any(|o| o.origin.eq_ignore_case(&z.origin))
+        {
             return Err(ConfigError::DuplicateZone(z.origin.clone()));
         }
     }
@@ -258,7 +263,10 @@ mod tests {
     fn template_parses_and_matches_defaults() {
         let f = parse_file(TEMPLATE, Path::new("musterd.toml")).unwrap();
         let c = resolve(f, None, Overrides::default()).unwrap();
-        assert_eq!(c.listen, vec![DEFAULT_LISTEN.parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            c.listen,
+            vec![DEFAULT_LISTEN.parse::<SocketAddr>().unwrap()]
+        );
         assert_eq!(c.answer.max_udp_payload, 1232);
         assert_eq!(c.tcp_idle_timeout, Duration::from_secs(10));
         assert_eq!(c.zones.len(), 1);
@@ -290,10 +298,16 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors() {
-        let e = parse_file("listen = [\"127.0.0.1:53\"]\nlisten_port = 5\n", Path::new("x.toml"))
-            .unwrap_err();
+        let e = parse_file(
+            "listen = [\"127.0.0.1:53\"]\nlisten_port = 5\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("x.toml") && msg.contains("listen_port"), "{msg}");
+        assert!(
+            msg.contains("x.toml") && msg.contains("listen_port"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -312,9 +326,18 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(c.listen, vec!["127.0.0.2:53".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            c.listen,
+            vec!["127.0.0.2:53".parse::<SocketAddr>().unwrap()]
+        );
         assert_eq!(c.zones[0].origin.to_string(), "a.test.");
-        assert_eq!(c.zones[0].file.as_deref(), Some(Path::new("/etc/muster/a.zone")));
-        assert!(matches!(parse_zone_flag("nonsense"), Err(ConfigError::ZoneSyntax(_))));
+        assert_eq!(
+            c.zones[0].file.as_deref(),
+            Some(Path::new("/etc/muster/a.zone"))
+        );
+        assert!(matches!(
+            parse_zone_flag("nonsense"),
+            Err(ConfigError::ZoneSyntax(_))
+        ));
     }
 }

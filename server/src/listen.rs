@@ -193,7 +193,10 @@ pub fn udp_worker(sock: UdpSocket, shared: Arc<Shared>) {
             continue;
         }
         let n = n as usize;
-        shared.stats.udp_queries.fetch_add(n as u64, Ordering::Relaxed);
+        shared
+            .stats
+            .udp_queries
+            .fetch_add(n as u64, Ordering::Relaxed);
         let cat = catalog.load();
         let mut replies = 0;
         for i in 0..n {
@@ -254,7 +257,10 @@ fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> SocketAddr {
         libc::AF_INET => {
             // SAFETY: the family says this storage holds a sockaddr_in.
             let a: &libc::sockaddr_in = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
-            SocketAddr::from((u32::from_be(a.sin_addr.s_addr).to_be_bytes(), u16::from_be(a.sin_port)))
+            SocketAddr::from((
+                u32::from_be(a.sin_addr.s_addr).to_be_bytes(),
+                u16::from_be(a.sin_port),
+            ))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says this storage holds a sockaddr_in6.
@@ -305,7 +311,11 @@ pub async fn tcp_accept_loop(listener: TcpListener, shared: Arc<Shared>, limits:
 }
 
 /// Reads exactly `buf.len()` bytes, each read making progress within `io_timeout`.
-async fn read_full(stream: &mut TcpStream, buf: &mut [u8], io_timeout: Duration) -> io::Result<bool> {
+async fn read_full(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    io_timeout: Duration,
+) -> io::Result<bool> {
     let mut got = 0;
     while got < buf.len() {
         match tokio::time::timeout(io_timeout, stream.read(&mut buf[got..])).await {
@@ -357,7 +367,14 @@ async fn serve_tcp(mut stream: TcpStream, peer: SocketAddr, shared: &Shared, lim
         }
         bump(&shared.stats.tcp_queries);
         let catalog = shared.catalog.load();
-        if !shared.handle(&catalog, &inbuf[..len], Transport::Tcp, || peer, &mut out, &mut comp) {
+        if !shared.handle(
+            &catalog,
+            &inbuf[..len],
+            Transport::Tcp,
+            || peer,
+            &mut out,
+            &mut comp,
+        ) {
             continue;
         }
         frame.clear();

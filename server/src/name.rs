@@ -199,7 +199,9 @@ impl Name {
     /// Prepends one label.
     pub fn prepend_label(&self, label: &[u8]) -> Result<Name, NameError> {
         if label.is_empty() || label.len() > MAX_LABEL_LEN {
-            return Err(NameError::LabelTooLong(String::from_utf8_lossy(label).into()));
+            return Err(NameError::LabelTooLong(
+                String::from_utf8_lossy(label).into(),
+            ));
         }
         let mut wire = Vec::with_capacity(self.0.len() + label.len() + 1);
         wire.push(label.len() as u8);
@@ -219,11 +221,7 @@ impl Name {
         }
         if self.is_subdomain_of(origin) {
             let keep = self.0.len() - origin.0.len();
-            let head = Name(
-                [&self.0[..keep], &[0u8][..]]
-                    .concat()
-                    .into_boxed_slice(),
-            );
+            let head = Name([&self.0[..keep], &[0u8][..]].concat().into_boxed_slice());
             let s = head.to_string();
             return s.trim_end_matches('.').to_string();
         }
@@ -371,15 +369,24 @@ mod tests {
 
     #[test]
     fn rejects_bad_names() {
-        assert!(matches!(Name::parse("a..b.", None), Err(NameError::EmptyLabel(_))));
+        assert!(matches!(
+            Name::parse("a..b.", None),
+            Err(NameError::EmptyLabel(_))
+        ));
         let long = "a".repeat(64);
         assert!(matches!(
             Name::parse(&format!("{long}."), None),
             Err(NameError::LabelTooLong(_))
         ));
         let many = "abcdefghi.".repeat(26);
-        assert!(matches!(Name::parse(&many, None), Err(NameError::NameTooLong(_))));
-        assert!(matches!(Name::parse("rel", None), Err(NameError::NoOrigin(_))));
+        assert!(matches!(
+            Name::parse(&many, None),
+            Err(NameError::NameTooLong(_))
+        ));
+        assert!(matches!(
+            Name::parse("rel", None),
+            Err(NameError::NoOrigin(_))
+        ));
     }
 
     #[test]

@@ -55,15 +55,31 @@ impl Stats {
             let _ = writeln!(out, "# TYPE musterd_{name} counter");
             let _ = writeln!(out, "musterd_{name} {}", v.load(Ordering::Relaxed));
         };
-        counter("udp_queries_total", "Queries received over UDP.", &self.udp_queries);
-        counter("tcp_queries_total", "Queries received over TCP.", &self.tcp_queries);
+        counter(
+            "udp_queries_total",
+            "Queries received over UDP.",
+            &self.udp_queries,
+        );
+        counter(
+            "tcp_queries_total",
+            "Queries received over TCP.",
+            &self.tcp_queries,
+        );
         counter(
             "malformed_dropped_total",
             "Packets dropped without reply (too short, or QR=1).",
             &self.malformed_dropped,
         );
-        counter("truncated_total", "Responses sent with TC=1.", &self.truncated);
-        counter("tcp_connections_total", "TCP connections accepted.", &self.tcp_connections);
+        counter(
+            "truncated_total",
+            "Responses sent with TC=1.",
+            &self.truncated,
+        );
+        counter(
+            "tcp_connections_total",
+            "TCP connections accepted.",
+            &self.tcp_connections,
+        );
         counter(
             "tcp_refused_total",
             "TCP connections closed because the client cap was reached.",
@@ -80,7 +96,10 @@ impl Stats {
             "Zone loads that failed (the previous version kept serving).",
             &self.zone_load_failures,
         );
-        let _ = writeln!(out, "# HELP musterd_responses_total Responses sent, by rcode.");
+        let _ = writeln!(
+            out,
+            "# HELP musterd_responses_total Responses sent, by rcode."
+        );
         let _ = writeln!(out, "# TYPE musterd_responses_total counter");
         for (i, c) in self.rcodes.iter().enumerate() {
             let _ = writeln!(

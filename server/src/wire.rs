@@ -363,7 +363,15 @@ impl<'b> Writer<'b> {
     }
 
     /// Appends one record. `owner` is an uncompressed wire name; `section` is 1, 2 or 3.
-    pub fn record(&mut self, section: usize, owner: &[u8], t: u16, class: u16, ttl: u32, rdata: &[u8]) {
+    pub fn record(
+        &mut self,
+        section: usize,
+        owner: &[u8],
+        t: u16,
+        class: u16,
+        ttl: u32,
+        rdata: &[u8],
+    ) {
         self.name(owner);
         self.buf.extend_from_slice(&t.to_be_bytes());
         self.buf.extend_from_slice(&class.to_be_bytes());
@@ -525,7 +533,10 @@ mod tests {
         }
         let mut p = query(b"\x00", 1);
         p[2] |= 0x80;
-        assert_eq!(parse_query(&p).unwrap_err(), Malformed::Drop(DropReason::Response));
+        assert_eq!(
+            parse_query(&p).unwrap_err(),
+            Malformed::Drop(DropReason::Response)
+        );
     }
 
     fn rcode_of(p: &[u8]) -> u16 {
@@ -541,10 +552,13 @@ mod tests {
         for name in [&b"\xc0\x00"[..], b"\xc0\x20", b"\xc0\x0c", b"\x41a\x00"] {
             assert_eq!(rcode_of(&query(name, 1)), rcode::FORMERR, "{name:?}");
         }
-        let long: Vec<u8> = std::iter::repeat_n(b"\x3faaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".to_vec(), 5)
-            .flatten()
-            .chain([0])
-            .collect();
+        let long: Vec<u8> = std::iter::repeat_n(
+            b"\x3faaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".to_vec(),
+            5,
+        )
+        .flatten()
+        .chain([0])
+        .collect();
         assert_eq!(rcode_of(&query(&long, 1)), rcode::FORMERR);
         let mut p = query(b"\x00", 1);
         p[6] = 0xff;
@@ -564,7 +578,11 @@ mod tests {
         let base = p.len();
         p.extend_from_slice(b"\x01b\x00");
         for i in 0..200u16 {
-            let prev = if i == 0 { base } else { base + 3 + (i as usize - 1) * 2 };
+            let prev = if i == 0 {
+                base
+            } else {
+                base + 3 + (i as usize - 1) * 2
+            };
             p.extend_from_slice(&(0xc000 | prev as u16).to_be_bytes());
         }
         assert!(parse_query(&p).is_ok() || rcode_of(&p) == rcode::FORMERR);
@@ -591,8 +609,14 @@ mod tests {
                 dnssec_ok: true
             })
         );
-        assert_eq!(rcode_of(&with_opt(query(b"\x00", 1), b"\x00", 1)), rcode::BADVERS);
-        assert_eq!(rcode_of(&with_opt(query(b"\x00", 1), b"\x01a\x00", 0)), rcode::FORMERR);
+        assert_eq!(
+            rcode_of(&with_opt(query(b"\x00", 1), b"\x00", 1)),
+            rcode::BADVERS
+        );
+        assert_eq!(
+            rcode_of(&with_opt(query(b"\x00", 1), b"\x01a\x00", 0)),
+            rcode::FORMERR
+        );
         let two = with_opt(with_opt(query(b"\x00", 1), b"\x00", 0), b"\x00", 0);
         assert_eq!(rcode_of(&two), rcode::FORMERR);
     }
@@ -616,7 +640,10 @@ mod tests {
         // The SRV target appears verbatim, uncompressed.
         assert!(buf.windows(target.len()).any(|w| w == target));
         // The A record's owner points at the SRV target inside the rdata.
-        assert_eq!(&buf[buf.len() - 16..buf.len() - 14], &(0xc000u16 | (ans + 18) as u16).to_be_bytes());
+        assert_eq!(
+            &buf[buf.len() - 16..buf.len() - 14],
+            &(0xc000u16 | (ans + 18) as u16).to_be_bytes()
+        );
         let decoded = hickory_proto::op::Message::from_vec(&buf).unwrap();
         assert_eq!(decoded.answers.len(), 1);
         assert_eq!(decoded.additionals.len(), 1);

@@ -175,7 +175,14 @@ impl Zone {
             }
             if matches!(
                 r.rtype,
-                0 | rtype::OPT | rtype::TSIG | rtype::TKEY | rtype::IXFR | rtype::AXFR | rtype::MAILA | rtype::MAILB | rtype::ANY
+                0 | rtype::OPT
+                    | rtype::TSIG
+                    | rtype::TKEY
+                    | rtype::IXFR
+                    | rtype::AXFR
+                    | rtype::MAILA
+                    | rtype::MAILB
+                    | rtype::ANY
             ) {
                 errors.push(ZoneError::MetaType {
                     at: at(&r),
@@ -217,15 +224,13 @@ impl Zone {
                     }
                 }
             }
-            let node = nodes
-                .entry(key.as_wire().into())
-                .or_insert_with(|| Node {
-                    owner: r.owner.clone(),
-                    rrsets: Vec::new(),
-                    cut: Cut::None,
-                    wildcard_child: false,
-                    prebuilt: None,
-                });
+            let node = nodes.entry(key.as_wire().into()).or_insert_with(|| Node {
+                owner: r.owner.clone(),
+                rrsets: Vec::new(),
+                cut: Cut::None,
+                wildcard_child: false,
+                prebuilt: None,
+            });
             if node.rrsets.is_empty() {
                 // An ancestor placeholder may have been created first; keep the real case.
                 node.owner = r.owner.clone();
@@ -481,10 +486,16 @@ mod tests {
     fn zone(extra: Vec<Record>) -> Zone {
         let mut rs = vec![
             rec("x.", rtype::SOA, &soa_rdata()),
-            rec("x.", rtype::NS, Name::parse("ns1.x.", None).unwrap().as_wire()),
+            rec(
+                "x.",
+                rtype::NS,
+                Name::parse("ns1.x.", None).unwrap().as_wire(),
+            ),
         ];
         rs.extend(extra);
-        Zone::build(&Name::parse("x.", None).unwrap(), rs).unwrap().0
+        Zone::build(&Name::parse("x.", None).unwrap(), rs)
+            .unwrap()
+            .0
     }
 
     fn key(s: &str) -> Vec<u8> {
@@ -570,7 +581,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(warnings.len(), 1);
-        let Found::Exact(n) = z.find(&key("a.x.")) else { panic!() };
+        let Found::Exact(n) = z.find(&key("a.x.")) else {
+            panic!()
+        };
         assert_eq!(n.rrsets[0].ttl, 30);
         assert_eq!(n.rrsets[0].rdatas.len(), 2);
     }

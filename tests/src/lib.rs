@@ -45,9 +45,8 @@ pub fn in_ci() -> bool {
 /// Whether `program` is on PATH. In CI a missing program panics; locally it returns false
 /// after printing why the test is skipped.
 pub fn require_program(program: &str) -> bool {
-    let found = std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| d.join(program).is_file())
-    });
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()));
     if !found {
         if in_ci() {
             panic!("{program} is not installed; .ci/run must install it (CI=true: a missing program is a failure)");
@@ -148,7 +147,10 @@ impl Musterd {
     pub fn start_with_args<S: AsRef<str>>(args: &[S]) -> Musterd {
         let mut child = Command::new(bin_path("musterd"))
             .args(args.iter().map(|a| a.as_ref()))
-            .env("RUST_LOG", std::env::var("MUSTERD_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("MUSTERD_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -202,7 +204,10 @@ impl Musterd {
     pub fn reload(&self) {
         let before = self.log_text().matches("reload finished").count();
         self.signal(libc::SIGHUP);
-        self.wait_log(|l| l.matches("reload finished").count() > before, Duration::from_secs(20));
+        self.wait_log(
+            |l| l.matches("reload finished").count() > before,
+            Duration::from_secs(20),
+        );
     }
 
     /// The log so far.
@@ -219,7 +224,10 @@ impl Musterd {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("condition not met in the musterd log within {timeout:?}:\n{}", self.log_text());
+        panic!(
+            "condition not met in the musterd log within {timeout:?}:\n{}",
+            self.log_text()
+        );
     }
 
     /// Stops the server with SIGTERM and waits for it (up to 10 s, then SIGKILL).
@@ -262,7 +270,8 @@ pub fn udp_exchange(addr: SocketAddr, pkt: &[u8], timeout: Duration) -> Option<V
 pub fn tcp_exchange(addr: SocketAddr, pkt: &[u8]) -> Vec<u8> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     let mut msg = (pkt.len() as u16).to_be_bytes().to_vec();
     msg.extend_from_slice(pkt);
     s.write_all(&msg).expect("write");
@@ -275,7 +284,9 @@ pub fn tcp_exchange(addr: SocketAddr, pkt: &[u8]) -> Vec<u8> {
 
 /// Runs a command and returns (status success, stdout, stderr).
 pub fn run(cmd: &mut Command) -> (bool, String, String) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

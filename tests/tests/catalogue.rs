@@ -70,14 +70,23 @@ fn expect_rcode(addr: SocketAddr, pkt: &[u8], want: u8, what: &str) {
     let start = Instant::now();
     let resp = udp_exchange(addr, pkt, Duration::from_secs(2))
         .unwrap_or_else(|| panic!("{what}: no response"));
-    assert!(start.elapsed() < Duration::from_millis(500), "{what}: slow answer");
-    assert_eq!(rcode(&resp), want, "{what}: rcode {} (response {resp:02x?})", rcode(&resp));
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{what}: slow answer"
+    );
+    assert_eq!(
+        rcode(&resp),
+        want,
+        "{what}: rcode {} (response {resp:02x?})",
+        rcode(&resp)
+    );
     assert_eq!(resp[..2], pkt[..2], "{what}: ID");
     assert!(resp[2] & 0x80 != 0, "{what}: QR");
 }
 
 fn still_answers(addr: SocketAddr) {
-    let resp = udp_exchange(addr, &query(0x7777), Duration::from_secs(2)).expect("server stopped answering");
+    let resp = udp_exchange(addr, &query(0x7777), Duration::from_secs(2))
+        .expect("server stopped answering");
     assert_eq!(rcode(&resp), 0);
 }
 
@@ -86,12 +95,16 @@ fn row1_short_datagrams_are_dropped_and_counted() {
     let f = start("");
     let addr = f.server.addr;
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     for n in 0..12 {
         sock.send_to(&vec![0xffu8; n], addr).unwrap();
     }
     let mut buf = [0u8; 512];
-    assert!(sock.recv_from(&mut buf).is_err(), "a reply to a short datagram");
+    assert!(
+        sock.recv_from(&mut buf).is_err(),
+        "a reply to a short datagram"
+    );
     // 10,000 random datagrams: whatever they are, the server survives and keeps answering.
     let mut x: u64 = 0x9e3779b97f4a7c15;
     let mut next = || {
@@ -110,7 +123,10 @@ fn row1_short_datagrams_are_dropped_and_counted() {
     }
     still_answers(addr);
     let dropped = metric(f.metrics, "musterd_malformed_dropped_total");
-    assert!(dropped >= 12, "malformed_dropped_total = {dropped}, want at least 12");
+    assert!(
+        dropped >= 12,
+        "malformed_dropped_total = {dropped}, want at least 12"
+    );
 }
 
 #[test]
@@ -137,9 +153,24 @@ fn rows3_to_8_malformed_queries_get_formerr() {
         p
     };
     expect_rcode(a, &two(q1), 1, "duplicate question");
-    expect_rcode(a, &two(b"\x03ns1\x07example\x04test\x00\x00\x01\x00\x01"), 1, "two names");
-    expect_rcode(a, &two(b"\x04host\x07example\x04test\x00\x00\x1c\x00\x01"), 1, "two types");
-    expect_rcode(a, &two(b"\x04host\x07example\x04test\x00\x00\x01\x00\x03"), 1, "two classes");
+    expect_rcode(
+        a,
+        &two(b"\x03ns1\x07example\x04test\x00\x00\x01\x00\x01"),
+        1,
+        "two names",
+    );
+    expect_rcode(
+        a,
+        &two(b"\x04host\x07example\x04test\x00\x00\x1c\x00\x01"),
+        1,
+        "two types",
+    );
+    expect_rcode(
+        a,
+        &two(b"\x04host\x07example\x04test\x00\x00\x01\x00\x03"),
+        1,
+        "two classes",
+    );
     // Row 5: truncated question; section counts larger than the data.
     let q = query(5);
     expect_rcode(a, &q[..q.len() - 2], 1, "truncated question");
@@ -264,11 +295,13 @@ fn row19_tcp_pipelining_segments_and_stalls() {
         batch.extend(tcp_msg(&query(id)));
     }
     s.write_all(&batch).unwrap();
-    let mut ids: Vec<u16> = (0..3).map(|_| {
-        let m = read_msg(&mut s);
-        assert_eq!(rcode(&m), 0);
-        u16::from_be_bytes([m[0], m[1]])
-    }).collect();
+    let mut ids: Vec<u16> = (0..3)
+        .map(|_| {
+            let m = read_msg(&mut s);
+            assert_eq!(rcode(&m), 0);
+            u16::from_be_bytes([m[0], m[1]])
+        })
+        .collect();
     ids.sort();
     assert_eq!(ids, vec![11, 12, 13]);
     // One byte per segment is reassembled.
@@ -288,12 +321,18 @@ fn row19_tcp_pipelining_segments_and_stalls() {
     m[1] += 10;
     s.write_all(&m).unwrap();
     let took = closed_after(&mut s, Duration::from_secs(3));
-    assert!(took <= Duration::from_millis(1500), "stalled message closed after {took:?}");
+    assert!(
+        took <= Duration::from_millis(1500),
+        "stalled message closed after {took:?}"
+    );
     // A half-sent length prefix stalls too.
     let mut s = TcpStream::connect(a).unwrap();
     s.write_all(&[0]).unwrap();
     let took = closed_after(&mut s, Duration::from_secs(3));
-    assert!(took <= Duration::from_millis(1500), "stalled length closed after {took:?}");
+    assert!(
+        took <= Duration::from_millis(1500),
+        "stalled length closed after {took:?}"
+    );
     still_answers(a);
 }
 

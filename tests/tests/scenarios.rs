@@ -89,7 +89,11 @@ fn render(resp: &[u8], sent: &[u8]) -> String {
     // The question must be echoed byte-for-byte.
     let qlen = sent.len() - 12 - if sent[11] == 1 { 11 } else { 0 };
     if resp[5] == 1 {
-        assert_eq!(&resp[12..12 + qlen], &sent[12..12 + qlen], "question not echoed verbatim");
+        assert_eq!(
+            &resp[12..12 + qlen],
+            &sent[12..12 + qlen],
+            "question not echoed verbatim"
+        );
     }
     for (title, records) in [
         ("answer", &msg.answers),
@@ -187,7 +191,10 @@ fn run_scenario(path: &Path) -> Result<(), String> {
             panic!("{}: cannot read line {l:?}", path.display());
         }
     }
-    let zone_args: Vec<(&str, &Path)> = zones.iter().map(|(o, p)| (o.as_str(), p.as_path())).collect();
+    let zone_args: Vec<(&str, &Path)> = zones
+        .iter()
+        .map(|(o, p)| (o.as_str(), p.as_path()))
+        .collect();
     let server = Musterd::start(&zone_args);
     let mut actual = String::new();
     for (i, q) in queries.iter().enumerate() {
@@ -228,7 +235,13 @@ fn diff(expected: &str, actual: &str) -> String {
     for i in 0..e.len().max(a.len()) {
         let (x, y) = (e.get(i).copied(), a.get(i).copied());
         if x != y {
-            let _ = writeln!(out, "line {}:\n  expected: {}\n  actual:   {}", i + 1, x.unwrap_or("<none>"), y.unwrap_or("<none>"));
+            let _ = writeln!(
+                out,
+                "line {}:\n  expected: {}\n  actual:   {}",
+                i + 1,
+                x.unwrap_or("<none>"),
+                y.unwrap_or("<none>")
+            );
         }
     }
     out

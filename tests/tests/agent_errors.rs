@@ -1,0 +1,410 @@
+//! Every error path of `muster-agent`, against zones that musterd serves: the exit status
+//! and the message, which must name what is wrong and say how to fix it.
+
+mod agent_support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use agent_support::{agent, output, zone, DOMAIN};
+use muster_tests::{Musterd, TempDir};
+
+/// Serves `body` as the cluster.test. zone.
+fn serve(dir: &TempDir, body: &str) -> Musterd {
+    let path = dir.write("cluster.test.zone", &zone(1, body));
+    Musterd::start(&[("cluster.test.", &path)])
+}
+
+/// Runs `muster-agent plan` with the domain and nameserver plus `args`; returns stderr of
+/// a failed run (and panics if it succeeded).
+fn plan_fails(ns: SocketAddr, args: &[&str]) -> String {
+    let (ok, out, err) = output(
+        agent()
+            .arg("plan")
+            .args(["--domain", DOMAIN, "--nameserver", &ns.to_string()])
+            .args(args),
+    );
+    assert!(
+        !ok,
+        "muster-agent plan {args:?} should fail, printed:\n{out}"
+    );
+    err
+}
+
+/// Three members at 127.0.0.1 on distinct ports.
+const LOOPBACK: &str = "\
+_etcd-server._tcp IN SRV 0 0 12380 m0
+                  IN SRV 0 0 22380 m1
+                  IN SRV 0 0 32380 m2
+m0 IN A 127.0.0.1
+m1 IN A 127.0.0.1
+m2 IN A 127.0.0.1
+";
+
+#[test]
+fn no_srv_records_times_out_naming_both_record_sets() {
+    let dir = TempDir::new();
+    let dns = serve(&dir, "m0 IN A 127.0.0.1\n");
+    let err = plan_fails(dns.addr, &["--timeout", "1s"]);
+    assert!(
+        err.contains(
+            "error: timed out after 1s waiting for a complete, stable set of etcd discovery records: \
+             0 members resolvable; no SRV records at _etcd-server-ssl._tcp.cluster.test. or \
+             _etcd-server._tcp.cluster.test."
+        ),
+        "{err}"
+    );
+    assert!(err.contains("etcd was not started"), "{err}");
+}
+
+#[test]
+fn no_target_on_this_host_lists_targets_and_local_addresses() {
+    let dir = TempDir::new();
+    // 203.0.113.0/24 is TEST-NET-3: never an address of the test machine.
+    let dns = serve(
+        &dir,
+        "_etcd-server._tcp IN SRV 0 0 2380 m0\n  IN SRV 0 0 2380 m1\n\
+         m0 IN A 203.0.113.10\nm1 IN A 203.0.113.11\n   IN AAAA 2001:db8::11\n",
+    );
+    let err = plan_fails(dns.addr, &["--timeout", "10s"]);
+    assert!(
+        err.contains("error: no SRV target of _etcd-server._tcp.cluster.test. resolves to an address of this host"),
+        "{err}"
+    );
+    assert!(
+        err.contains("  m0.cluster.test.:2380 -> 203.0.113.10\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("  m1.cluster.test.:2380 -> 203.0.113.11, 2001:db8::11\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("  local addresses: ") && err.contains("127.0.0.1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("fix: give this host's SRV target an A/AAAA record"),
+        "{err}"
+    );
+}
+
+#[test]
+fn several_targets_on_this_host_ask_for_name() {
+    let dir = TempDir::new();
+    let dns = serve(&dir, LOOPBACK);
+    let start = Instant::now();
+    let err = plan_fails(dns.addr, &["--expect", "3"]);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "a settled record set fails at once"
+    );
+    assert!(
+        err.contains(
+            "error: 3 SRV targets of _etcd-server._tcp.cluster.test. resolve to addresses of this host, \
+             so muster-agent cannot tell which member it is"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("  m1.cluster.test.:22380 -> 127.0.0.1 (local)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("fix: pass --name with one of m0, m1, m2"),
+        "{err}"
+    );
+    let err = plan_fails(dns.addr, &["--name", "m7"]);
+    assert!(
+        err.contains("error: --name m7 matches no SRV target of _etcd-server._tcp.cluster.test."),
+        "{err}"
+    );
+}
+
+#[test]
+fn conflicting_etcd_variables_are_refused_before_etcd_runs() {
+    let dir = TempDir::new();
+    let dns = serve(&dir, LOOPBACK);
+    let data = dir.path().join("data");
+    let (ok, out, err) = output(
+        agent()
+            .args([
+                "exec",
+                "--domain",
+                DOMAIN,
+                "--nameserver",
+                &dns.addr.to_string(),
+                "--name",
+                "m0",
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            // Would fail loudly if it were ever executed.
+            .args([
+                "--etcd-bin",
+                "/nonexistent/etcd",
+                "--",
+                "--cert-file=/etc/etcd/peer.pem",
+            ])
+            .env("ETCD_NAME", "node-a")
+            .env("ETCD_INITIAL_CLUSTER", "")
+            .env("ETCD_CERT_FILE", "/x.pem"),
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains(
+            "error: the environment sets ETCD_NAME, ETCD_INITIAL_CLUSTER, ETCD_CERT_FILE that muster-agent \
+             also passes as flags; etcd would exit with \"conflicting environment variable"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("  ETCD_NAME=node-a vs --name (from the plan)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("  ETCD_CERT_FILE=/x.pem vs --cert-file=/etc/etcd/peer.pem (after --)"),
+        "{err}"
+    );
+    assert!(err.contains("UnsetEnvironment="), "{err}");
+    assert!(
+        !err.contains("cannot execute"),
+        "etcd must not be executed: {err}"
+    );
+    assert!(
+        !data.join("muster-plan.json").exists(),
+        "nothing is persisted for a refused start"
+    );
+
+    let (ok, _, err) = output(
+        agent()
+            .args([
+                "exec",
+                "--domain",
+                DOMAIN,
+                "--nameserver",
+                &dns.addr.to_string(),
+                "--name",
+                "m0",
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--etcd-bin", "/nonexistent/etcd"])
+            .env("ETCD_DISCOVERY_SRV", "cluster.test"),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("ETCD_DISCOVERY_SRV=cluster.test (in the environment) is set"),
+        "{err}"
+    );
+    assert!(
+        err.contains("multiple discovery or bootstrap flags are set"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_record_that_never_appears_times_out_with_the_reason() {
+    let dir = TempDir::new();
+    let dns = serve(&dir, "_etcd-server._tcp IN SRV 0 0 2380 m0\n  IN SRV 0 0 2380 m1\n  IN SRV 0 0 2380 m2\nm0 IN A 127.0.0.1\nm1 IN A 127.0.0.1\n");
+    let start = Instant::now();
+    let err = plan_fails(
+        dns.addr,
+        &["--name", "m0", "--expect", "3", "--timeout", "2s"],
+    );
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "took {took:?}"
+    );
+    // A progress line every round, then the reason.
+    let progress = err
+        .matches("muster-agent: 2/3 members resolvable; m2.cluster.test. has no A/AAAA record")
+        .count();
+    assert!(progress >= 3, "{err}");
+    assert!(
+        err.contains(
+            "error: timed out after 2s waiting for a complete, stable set of etcd discovery records: \
+             2/3 members resolvable; m2.cluster.test. has no A/AAAA record"
+        ),
+        "{err}"
+    );
+
+    // Fewer SRV records than --expect.
+    let err = plan_fails(
+        dns.addr,
+        &["--name", "m0", "--expect", "4", "--timeout", "1s"],
+    );
+    assert!(
+        err.contains("only 3 SRV records at _etcd-server._tcp.cluster.test., --expect is 4"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unreachable_nameserver_times_out_naming_it() {
+    // A port nobody answers on: take a free one and leave it closed.
+    let port = muster_tests::free_port();
+    let ns = SocketAddr::from(([127, 0, 0, 1], port));
+    let err = plan_fails(ns, &["--name", "m0", "--timeout", "3s"]);
+    assert!(err.contains("error: timed out after 3s"), "{err}");
+    assert!(
+        err.contains(&format!("nameserver 127.0.0.1:{port}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn duplicate_member_names_are_refused() {
+    let dir = TempDir::new();
+    let dns = serve(
+        &dir,
+        "_etcd-server._tcp IN SRV 0 0 2380 m0.east\n  IN SRV 0 0 2380 m0.west\n\
+         m0.east IN A 127.0.0.1\nm0.west IN A 127.0.0.1\n",
+    );
+    let err = plan_fails(dns.addr, &["--timeout", "10s"]);
+    assert!(
+        err.contains(
+            "error: member name \"m0\" is taken by two SRV records of _etcd-server._tcp.cluster.test.: \
+             m0.east.cluster.test.:2380 and m0.west.cluster.test.:2380"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("rename one target"), "{err}");
+}
+
+#[test]
+fn both_srv_sets_are_refused_unless_scheme_picks_one() {
+    let dir = TempDir::new();
+    let dns = serve(
+        &dir,
+        &format!("{LOOPBACK}_etcd-server-ssl._tcp IN SRV 0 0 12380 m0\n  IN SRV 0 0 22380 m1\n  IN SRV 0 0 32380 m2\n"),
+    );
+    let err = plan_fails(dns.addr, &["--name", "m0"]);
+    assert!(
+        err.contains(
+            "error: both _etcd-server-ssl._tcp.cluster.test. (https) and _etcd-server._tcp.cluster.test. (http) \
+             have SRV records"
+        ),
+        "{err}"
+    );
+    let (ok, out, err) = output(agent().args([
+        "plan",
+        "--domain",
+        DOMAIN,
+        "--nameserver",
+        &dns.addr.to_string(),
+        "--name",
+        "m0",
+        "--scheme",
+        "https",
+    ]));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("--initial-advertise-peer-urls=https://m0.cluster.test:12380"),
+        "{out}"
+    );
+}
+
+/// A data dir that etcd has used: member/wal exists.
+fn used_data_dir(dir: &TempDir) -> std::path::PathBuf {
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("member").join("wal")).expect("create wal dir");
+    data
+}
+
+#[test]
+fn a_restart_without_stored_plan_needs_the_url_flags() {
+    let dir = TempDir::new();
+    let data = used_data_dir(&dir);
+    // No nameserver is running: a restart must not ask.
+    let (ok, out, err) = output(
+        agent()
+            .args(["plan", "--nameserver", "127.0.0.1:9", "--name", "m0"])
+            .arg("--data-dir")
+            .arg(&data),
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("member/wal exists: restarting from the data dir without consulting DNS"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "muster-plan.json is missing, so muster-agent does not know this member's URLs"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("pass --listen-peer-url, --listen-client-url, --advertise-client-url"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_restart_refuses_another_name_than_the_stored_plan() {
+    let dir = TempDir::new();
+    let dns = serve(&dir, LOOPBACK);
+    let data = dir.path().join("data");
+    let env_file = dir.path().join("bootstrap.env");
+    let (ok, _, err) = output(
+        agent()
+            .args([
+                "env",
+                "--domain",
+                DOMAIN,
+                "--nameserver",
+                &dns.addr.to_string(),
+                "--name",
+                "m1",
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--out")
+            .arg(&env_file),
+    );
+    assert!(ok, "{err}");
+    std::fs::create_dir_all(data.join("member/wal")).expect("wal");
+    let (ok, _, err) = output(
+        agent()
+            .args(["plan", "--name", "m2"])
+            .arg("--data-dir")
+            .arg(&data),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("error: --name m2 but this data dir was bootstrapped as member m1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn env_and_exec_need_a_data_dir() {
+    for cmd in [
+        &["env", "--out", "/tmp/x.env"][..],
+        &["exec", "--dry-run"][..],
+    ] {
+        let (ok, _, err) = output(agent().args(cmd).args(["--domain", DOMAIN, "--name", "m0"]));
+        assert!(!ok);
+        assert!(
+            err.contains("error: --data-dir (or MUSTER_DATA_DIR, or ETCD_DATA_DIR) is required"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn bootstrap_needs_a_domain() {
+    let dir = TempDir::new();
+    let (ok, _, err) = output(
+        agent()
+            .args(["plan", "--name", "m0"])
+            .arg("--data-dir")
+            .arg(dir.path()),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("error: --domain (or MUSTER_DOMAIN) is required to bootstrap"),
+        "{err}"
+    );
+}

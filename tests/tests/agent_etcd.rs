@@ -1,0 +1,244 @@
+//! End-to-end: real etcd 3.4 members started through `muster-agent exec`, discovering each
+//! other from records that musterd serves.
+//!
+//! Every member is 127.0.0.1 with its own ports, picked by `--name`; every test has its own
+//! ports, data dirs and musterd, so the tests run concurrently. Needs root (each member
+//! runs in a private mount namespace for /etc/hosts, see agent_support.rs), etcd and
+//! etcdctl; outside CI a missing one skips the test.
+
+mod agent_support;
+
+use std::time::Duration;
+
+use agent_support::{etcdctl, etcdctl_json, listening, stop_all, wait_for, Cluster, Member};
+use muster_tests::{require_program, require_root, Musterd};
+
+/// How long a healthy 3-member loopback bootstrap may take. It takes a few seconds; this
+/// bound only stops a broken test from hanging.
+const BOOTSTRAP: Duration = Duration::from_secs(45);
+
+fn can_run() -> bool {
+    require_program("etcd")
+        && require_program("etcdctl")
+        && require_program("unshare")
+        && require_root()
+}
+
+/// The names etcd reports in `member list`, sorted, and the IDs by name.
+fn members(endpoints: &str) -> Vec<(String, u64)> {
+    let list = etcdctl_json(endpoints, &["member", "list"]);
+    let mut v: Vec<(String, u64)> = list["members"]
+        .as_array()
+        .expect("members array")
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap_or_default().to_string(),
+                m["ID"].as_u64().expect("member ID"),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The cluster ID each endpoint reports.
+fn cluster_ids(c: &Cluster) -> Vec<u64> {
+    (0..c.names.len())
+        .map(|i| {
+            let status = etcdctl_json(&c.endpoint(i), &["endpoint", "status"]);
+            status[0]["Status"]["header"]["cluster_id"]
+                .as_u64()
+                .expect("cluster_id in endpoint status")
+        })
+        .collect()
+}
+
+/// The plan's members as (name, id), sorted.
+fn plan_members(plan: &serde_json::Value) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = plan["cluster"]["members"]
+        .as_array()
+        .expect("plan members")
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap_or_default().to_string(),
+                m["id"].as_u64().expect("id"),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Checks that the running cluster is exactly the planned one.
+fn assert_cluster_matches_plan(c: &Cluster, plan: &serde_json::Value) {
+    let expected_id = plan["cluster"]["cluster_id"]
+        .as_u64()
+        .expect("plan cluster_id");
+    assert_eq!(
+        cluster_ids(c),
+        vec![expected_id; c.names.len()],
+        "every member reports the plan's cluster ID"
+    );
+    assert_eq!(
+        members(&c.endpoints()),
+        plan_members(plan),
+        "member names and IDs are the plan's"
+    );
+}
+
+/// Starts every member at the same moment.
+fn start_all(c: &Cluster, ns: std::net::SocketAddr, timeout: &str) -> Vec<Member> {
+    (0..c.names.len())
+        .map(|i| c.spawn(i, ns, timeout))
+        .collect()
+}
+
+#[test]
+fn three_members_bootstrap_from_plain_http_srv_records() {
+    if !can_run() {
+        return;
+    }
+    let c = Cluster::new(3);
+    let zone = c.write_zone(1, &[]);
+    let dns = Musterd::start(&[("cluster.test.", &zone)]);
+    let plan = c.plan_json(0, dns.addr);
+    assert_eq!(
+        plan["cluster"]["srv_record"],
+        "_etcd-server._tcp.cluster.test."
+    );
+    assert_eq!(plan["cluster"]["scheme"], "http");
+
+    let mut m = start_all(&c, dns.addr, "30s");
+    c.wait_healthy(&m.iter().collect::<Vec<_>>(), BOOTSTRAP);
+    for member in &m {
+        assert_eq!(
+            member.comm(),
+            "etcd",
+            "muster-agent exec keeps its PID for etcd"
+        );
+    }
+    assert_cluster_matches_plan(&c, &plan);
+    // Every host planned the same cluster.
+    for i in 1..3 {
+        let other = c.plan_json(i, dns.addr);
+        assert_eq!(
+            other["cluster"]["cluster_id"],
+            plan["cluster"]["cluster_id"]
+        );
+        assert_eq!(
+            other["cluster"]["initial_cluster"],
+            plan["cluster"]["initial_cluster"]
+        );
+    }
+    let log = m[0].log_text();
+    assert!(
+        log.contains("bootstrap member m0 of 3 from _etcd-server._tcp.cluster.test."),
+        "{log}"
+    );
+    stop_all(&mut m);
+}
+
+#[test]
+fn a_missing_a_record_holds_every_member_back_until_the_zone_is_fixed() {
+    if !can_run() {
+        return;
+    }
+    let c = Cluster::new(3);
+    let zone = c.write_zone(1, &[2]);
+    let dns = Musterd::start(&[("cluster.test.", &zone)]);
+    let mut m = start_all(&c, dns.addr, "60s");
+
+    // Several rounds, each seeing m2 without an address: nobody may start etcd.
+    std::thread::sleep(Duration::from_secs(3));
+    for member in m.iter_mut() {
+        assert!(
+            member.running(),
+            "agent exited early:\n{}",
+            member.log_text()
+        );
+        assert_eq!(
+            member.comm(),
+            "muster-agent",
+            "etcd started with a partial cluster:\n{}",
+            member.log_text()
+        );
+    }
+    for port in &c.client {
+        assert!(!listening(*port), "something listens on client port {port}");
+    }
+    for member in &m {
+        let log = member.log_text();
+        assert!(
+            log.contains("2/3 members resolvable; m2.cluster.test. has no A/AAAA record"),
+            "{log}"
+        );
+    }
+
+    c.write_zone(2, &[]);
+    dns.reload();
+    c.wait_healthy(&m.iter().collect::<Vec<_>>(), BOOTSTRAP);
+    let plan = c.plan_json(1, dns.addr);
+    assert_cluster_matches_plan(&c, &plan);
+    stop_all(&mut m);
+}
+
+#[test]
+fn a_member_restarted_while_musterd_is_down_rejoins_with_its_data() {
+    if !can_run() {
+        return;
+    }
+    let c = Cluster::new(3);
+    let zone = c.write_zone(1, &[]);
+    let mut dns = Musterd::start(&[("cluster.test.", &zone)]);
+    let ns = dns.addr;
+    let plan = c.plan_json(1, ns);
+    let mut m = start_all(&c, ns, "30s");
+    c.wait_healthy(&m.iter().collect::<Vec<_>>(), BOOTSTRAP);
+    let (ok, _, err) = etcdctl(&c.endpoints(), &["put", "written-before", "restart"]);
+    assert!(ok, "put: {err}");
+    assert!(
+        c.data_dir(1).join("muster-plan.json").is_file(),
+        "the bootstrap plan is kept in the data dir"
+    );
+
+    m[1].stop();
+    dns.stop();
+    assert!(!listening(c.client[1]));
+    m[1] = c.spawn(1, ns, "30s");
+    let rejoined = wait_for(BOOTSTRAP, || {
+        let (ok, out, _) = etcdctl(
+            &c.endpoint(1),
+            &[
+                "get",
+                "written-before",
+                "--consistency=s",
+                "--print-value-only",
+            ],
+        );
+        (ok && out.trim() == "restart").then_some(())
+    });
+    assert!(
+        rejoined.is_some(),
+        "member m1 did not come back with its data:\n{}",
+        m[1].log_text()
+    );
+    c.wait_healthy(&m.iter().collect::<Vec<_>>(), BOOTSTRAP);
+    let log = m[1].log_text();
+    assert!(
+        log.contains("restarting from the data dir without consulting DNS"),
+        "{log}"
+    );
+    assert_eq!(m[1].comm(), "etcd");
+    assert_cluster_matches_plan(&c, &plan);
+    // A write through the restarted member reaches the others: it is a full member again.
+    let (ok, _, err) = etcdctl(&c.endpoint(1), &["put", "written-after", "restart"]);
+    assert!(ok, "put through m1: {err}");
+    let (ok, out, _) = etcdctl(
+        &c.endpoint(0),
+        &["get", "written-after", "--print-value-only"],
+    );
+    assert!(ok && out.trim() == "restart", "{out}");
+    stop_all(&mut m);
+}
