@@ -7,17 +7,17 @@
 
 pub mod answer;
 pub mod catalog;
-// pub mod check;
-//pub mod cli;
+pub mod check;
+pub mod cli;
 pub mod config;
 pub mod example;
 pub mod fastpath;
 pub mod listen;
-//pub mod loader;
+pub mod loader;
 pub mod name;
 pub mod rr;
-//pub mod serve;
+pub mod serve;
 pub mod stats;
 pub mod wire;
 pub mod zone;
-//pub mod zonefile;
+pub mod zonefile;

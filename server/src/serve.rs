@@ -81,6 +81,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
+    let final_stats = stats.clone();
     rt.block_on(async move {
         let limits = TcpLimits {
             max_clients: config.tcp_max_clients,
@@ -147,6 +148,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
     for t in udp_threads {
         let _ = t.join();
     }
+    let stats = final_stats;
     tracing::info!(
         udp_queries = stats.udp_queries.load(Ordering::Relaxed),
         tcp_queries = stats.tcp_queries.load(Ordering::Relaxed),

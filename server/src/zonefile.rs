@@ -1,0 +1,992 @@
+//! RFC 1035 §5 master files ("zone files") into records, with errors that name the file,
+//! the line and the record.
+//!
+//! Supported: `$ORIGIN`, `$TTL`, `$INCLUDE file [origin]` (confined to the zone's own
+//! directory), `( ... )` multi-line records, `;` comments, quoted strings with `\"` and
+//! `\DDD` escapes, blank owners (the previous owner), TTL and class in either order, TTL
+//! units (`1h30m`), A, AAAA, NS, CNAME, PTR, DNAME, SOA, MX, TXT, SPF, SRV, CAA, HINFO,
+//! DHCID, SSHFP, TLSA, and any type in the RFC 3597 form `TYPE65534 \# 4 0a000001`.
+//!
+//! Limitations: no `$GENERATE`; DNSSEC types only in RFC 3597 form; class IN only.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::name::Name;
+use crate::rr::{class, rtype, type_from_name, type_name, Origin, Record};
+
+/// Most errors collected from one file before giving up.
+const MAX_ERRORS: usize = 50;
+/// Deepest `$INCLUDE` nesting.
+const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// One problem in a zone file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneFileError {
+    pub file: PathBuf,
+    pub line: u32,
+    /// The offending record's text, trimmed and shortened.
+    pub record: String,
+    pub kind: ZoneFileErrorKind,
+}
+
+/// What is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ZoneFileErrorKind {
+    #[error("cannot read the file: {0}")]
+    Read(String),
+    #[error("{0}")]
+    Syntax(String),
+    #[error("bad {rtype} record: {reason}")]
+    Rdata { rtype: String, reason: String },
+    #[error("{0}")]
+    Include(String),
+}
+
+impl fmt::Display for ZoneFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.kind)?;
+        if !self.record.is_empty() {
+            write!(f, " in \"{}\"", self.record)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every error found in a file (at most 50).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneFileErrors(pub Vec<ZoneFileError>);
+
+impl fmt::Display for ZoneFileErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n  ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ZoneFileErrors {}
+
+/// Parses a zone file.
+pub fn parse_file(path: &Path, origin: &Name) -> Result<Vec<Record>, ZoneFileErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ZoneFileErrors(vec![ZoneFileError {
+            file: path.into(),
+            line: 0,
+            record: String::new(),
+            kind: ZoneFileErrorKind::Read(e.to_string()),
+        }])
+    })?;
+    parse_str(&text, path, origin)
+}
+
+/// Parses zone text; `file` names it in messages and its directory confines `$INCLUDE`.
+pub fn parse_str(text: &str, file: &Path, origin: &Name) -> Result<Vec<Record>, ZoneFileErrors> {
+    let base = file
+        .parent()
+        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let mut p = Parser {
+        base,
+        records: Vec::new(),
+        errors: Vec::new(),
+        ttl: TtlState::default(),
+    };
+    p.parse_text(text, file, origin.clone(), 0);
+    if p.errors.is_empty() {
+        Ok(p.records)
+    } else {
+        Err(ZoneFileErrors(p.errors))
+    }
+}
+
+#[derive(Default)]
+struct TtlState {
+    default: Option<u32>,
+    last: Option<u32>,
+    soa_minimum: Option<u32>,
+}
+
+struct Parser {
+    base: PathBuf,
+    records: Vec<Record>,
+    errors: Vec<ZoneFileError>,
+    ttl: TtlState,
+}
+
+/// A token of an entry: its text (escapes kept for names) and whether it was quoted.
+struct Token {
+    text: String,
+    quoted: bool,
+}
+
+/// One logical entry: the tokens of a record or directive.
+struct Entry {
+    line: u32,
+    /// The entry began with white space: the owner is the previous one.
+    blank_owner: bool,
+    tokens: Vec<Token>,
+    start: usize,
+    end: usize,
+}
+
+/// Splits text into entries, joining parenthesised lines (RFC 1035 §5.1).
+fn lex(text: &str) -> Result<Vec<Entry>, (u32, String)> {
+    let b = text.as_bytes();
+    let mut entries = Vec::new();
+    let mut i = 0;
+    let mut line: u32 = 1;
+    let mut depth = 0u32;
+    let mut cur: Option<Entry> = None;
+    let mut at_line_start = true;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'\n' => {
+                line += 1;
+                i += 1;
+                if depth == 0 {
+                    if let Some(e) = cur.take() {
+                        entries.push(e);
+                    }
+                }
+                at_line_start = true;
+                continue;
+            }
+            b' ' | b'\t' | b'\r' => {
+                if at_line_start && depth == 0 && cur.is_none() {
+                    // Leading white space: remember it for the blank-owner rule.
+                    cur = Some(Entry {
+                        line,
+                        blank_owner: true,
+                        tokens: Vec::new(),
+                        start: i,
+                        end: i,
+                    });
+                }
+                at_line_start = false;
+                i += 1;
+                continue;
+            }
+            b';' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'(' => {
+                depth += 1;
+                at_line_start = false;
+                i += 1;
+                continue;
+            }
+            b')' => {
+                if depth == 0 {
+                    return Err((line, "\")\" without a matching \"(\"".into()));
+                }
+                depth -= 1;
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        at_line_start = false;
+        let entry = cur.get_or_insert_with(|| Entry {
+            line,
+            blank_owner: false,
+            tokens: Vec::new(),
+            start: i,
+            end: i,
+        });
+        if c == b'"' {
+            let start_line = line;
+            i += 1;
+            let mut s = String::new();
+            loop {
+                if i >= b.len() {
+                    return Err((start_line, "quoted string is not closed (missing \")".into()));
+                }
+                match b[i] {
+                    b'"' => {
+                        i += 1;
+                        break;
+                    }
+                    b'\\' if i + 1 < b.len() => {
+                        s.push('\\');
+                        // Keep the escape; it is decoded with the rdata.
+                        let n = utf8_len(b[i + 1]);
+                        s.push_str(&text[i + 1..(i + 1 + n).min(b.len())]);
+                        i += 1 + n;
+                    }
+                    b'\n' => {
+                        line += 1;
+                        s.push('\n');
+                        i += 1;
+                    }
+                    _ => {
+                        let n = utf8_len(b[i]);
+                        s.push_str(&text[i..(i + n).min(b.len())]);
+                        i += n;
+                    }
+                }
+            }
+            entry.tokens.push(Token { text: s, quoted: true });
+        } else {
+            let start = i;
+            while i < b.len() {
+                match b[i] {
+                    b' ' | b'\t' | b'\r' | b'\n' | b';' | b'(' | b')' | b'"' => break,
+                    b'\\' if i + 1 < b.len() && b[i + 1] != b'\n' => i += 1 + utf8_len(b[i + 1]),
+                    x => i += utf8_len(x),
+                }
+            }
+            let end = i.min(b.len());
+            entry.tokens.push(Token {
+                text: text[start..end].to_string(),
+                quoted: false,
+            });
+        }
+        entry.end = i.min(b.len());
+    }
+    if depth > 0 {
+        return Err((line, "\"(\" is not closed before the end of the file".into()));
+    }
+    if let Some(e) = cur.take() {
+        entries.push(e);
+    }
+    Ok(entries)
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0xf0..=0xff => 4,
+        0xe0..=0xef => 3,
+        0xc0..=0xdf => 2,
+        _ => 1,
+    }
+}
+
+/// Parses a TTL: seconds, or units s/m/h/d/w (case-insensitive), e.g. `1h30m`.
+pub fn parse_ttl(s: &str) -> Option<u32> {
+    if s.is_empty() {
+        return None;
+    }
+    if s.bytes().all(|c| c.is_ascii_digit()) {
+        return s.parse().ok();
+    }
+    let mut total: u64 = 0;
+    let mut num: Option<u64> = None;
+    for c in s.bytes() {
+        match c {
+            b'0'..=b'9' => num = Some(num.unwrap_or(0) * 10 + (c - b'0') as u64),
+            _ => {
+                let mult = match c.to_ascii_lowercase() {
+                    b's' => 1,
+                    b'm' => 60,
+                    b'h' => 3600,
+                    b'd' => 86400,
+                    b'w' => 604800,
+                    _ => return None,
+                };
+                total += num.take()? * mult;
+            }
+        }
+        if total > u32::MAX as u64 || num.is_some_and(|n| n > u32::MAX as u64) {
+            return None;
+        }
+    }
+    if num.is_some() {
+        return None; // digits after the last unit: "1h30"
+    }
+    u32::try_from(total).ok()
+}
+
+fn class_of(s: &str) -> Option<u16> {
+    match s.to_ascii_uppercase().as_str() {
+        "IN" => Some(class::IN),
+        "CH" | "CHAOS" => Some(class::CH),
+        "HS" => Some(class::HS),
+        "NONE" => Some(class::NONE),
+        "ANY" => Some(class::ANY),
+        u => u.strip_prefix("CLASS")?.parse().ok(),
+    }
+}
+
+fn snippet(text: &str, e: &Entry) -> String {
+    let raw = &text[e.start..e.end.max(e.start)];
+    let one: String = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() > 80 {
+        format!("{}...", one.chars().take(77).collect::<String>())
+    } else {
+        one
+    }
+}
+
+impl Parser {
+    fn error(&mut self, file: &Path, line: u32, record: String, kind: ZoneFileErrorKind) {
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(ZoneFileError {
+                file: file.into(),
+                line,
+                record,
+                kind,
+            });
+        }
+    }
+
+    fn parse_text(&mut self, text: &str, file: &Path, mut origin: Name, depth: usize) {
+        let entries = match lex(text) {
+            Ok(e) => e,
+            Err((line, msg)) => {
+                self.error(file, line, String::new(), ZoneFileErrorKind::Syntax(msg));
+                return;
+            }
+        };
+        let file_arc = Arc::new(file.to_path_buf());
+        let mut owner: Option<Name> = None;
+        for e in &entries {
+            if self.errors.len() >= MAX_ERRORS {
+                return;
+            }
+            if e.tokens.is_empty() {
+                continue;
+            }
+            let first = &e.tokens[0].text;
+            if !e.blank_owner && first.starts_with('$') {
+                let args: Vec<&str> = e.tokens[1..].iter().map(|t| t.text.as_str()).collect();
+                let rec = snippet(text, e);
+                match first.to_ascii_uppercase().as_str() {
+                    "$ORIGIN" => match args.as_slice() {
+                        [o] => match Name::parse(o, Some(&origin)) {
+                            Ok(n) => origin = n,
+                            Err(err) => self.error(file, e.line, rec, ZoneFileErrorKind::Syntax(format!("bad $ORIGIN: {err}"))),
+                        },
+                        _ => self.error(file, e.line, rec, ZoneFileErrorKind::Syntax("$ORIGIN takes one name".into())),
+                    },
+                    "$TTL" => match args.as_slice() {
+                        [t] => match parse_ttl(t) {
+                            Some(v) => self.ttl.default = Some(v),
+                            None => self.error(file, e.line, rec, ZoneFileErrorKind::Syntax(format!("bad $TTL value \"{t}\" (write seconds or e.g. 1h30m)"))),
+                        },
+                        _ => self.error(file, e.line, rec, ZoneFileErrorKind::Syntax("$TTL takes one value".into())),
+                    },
+                    "$INCLUDE" => {
+                        if args.is_empty() || args.len() > 2 {
+                            self.error(file, e.line, rec, ZoneFileErrorKind::Syntax("$INCLUDE takes a file name and an optional origin".into()));
+                            continue;
+                        }
+                        let inc_origin = match args.get(1) {
+                            Some(o) => match Name::parse(o, Some(&origin)) {
+                                Ok(n) => n,
+                                Err(err) => {
+                                    self.error(file, e.line, rec, ZoneFileErrorKind::Syntax(format!("bad $INCLUDE origin: {err}")));
+                                    continue;
+                                }
+                            },
+                            None => origin.clone(),
+                        };
+                        self.include(file, e.line, rec, args[0], inc_origin, depth);
+                    }
+                    "$GENERATE" => self.error(file, e.line, rec, ZoneFileErrorKind::Syntax("$GENERATE is not supported; write the records out".into())),
+                    d => self.error(file, e.line, rec, ZoneFileErrorKind::Syntax(format!("unknown directive {d} (known: $ORIGIN, $TTL, $INCLUDE)"))),
+                }
+                continue;
+            }
+            match self.record(e, text, &origin, &mut owner) {
+                Ok(mut r) => {
+                    r.source = Some(Origin {
+                        file: file_arc.clone(),
+                        line: e.line,
+                    });
+                    self.records.push(r);
+                }
+                Err(kind) => self.error(file, e.line, snippet(text, e), kind),
+            }
+        }
+    }
+
+    fn include(&mut self, file: &Path, line: u32, rec: String, target: &str, origin: Name, depth: usize) {
+        if depth >= MAX_INCLUDE_DEPTH {
+            self.error(file, line, rec, ZoneFileErrorKind::Include(format!("$INCLUDE nested more than {MAX_INCLUDE_DEPTH} deep (an include loop?)")));
+            return;
+        }
+        let path = self.base.join(target);
+        let (canon_base, canon) = match (self.base.canonicalize(), path.canonicalize()) {
+            (Ok(b), Ok(p)) => (b, p),
+            (_, Err(e)) => {
+                self.error(file, line, rec, ZoneFileErrorKind::Include(format!("cannot read included file {}: {e}", path.display())));
+                return;
+            }
+            (Err(e), _) => {
+                self.error(file, line, rec, ZoneFileErrorKind::Include(format!("cannot resolve the zone directory {}: {e}", self.base.display())));
+                return;
+            }
+        };
+        if !canon.starts_with(&canon_base) {
+            self.error(
+                file,
+                line,
+                rec,
+                ZoneFileErrorKind::Include(format!(
+                    "include refused: {} is outside the zone directory {}",
+                    path.display(),
+                    canon_base.display()
+                )),
+            );
+            return;
+        }
+        match std::fs::read_to_string(&canon) {
+            Ok(text) => self.parse_text(&text, &path, origin, depth + 1),
+            Err(e) => self.error(file, line, rec, ZoneFileErrorKind::Include(format!("cannot read included file {}: {e}", path.display()))),
+        }
+    }
+
+    fn record(&mut self, e: &Entry, text: &str, origin: &Name, owner: &mut Option<Name>) -> Result<Record, ZoneFileErrorKind> {
+        let syntax = |m: String| ZoneFileErrorKind::Syntax(m);
+        let mut toks = e.tokens.iter().peekable();
+        let this_owner = if e.blank_owner {
+            owner
+                .clone()
+                .ok_or_else(|| syntax("record has no owner name and there is no previous record to take it from".into()))?
+        } else {
+            let t = toks.next().expect("entry has a token");
+            Name::parse(&t.text, Some(origin)).map_err(|err| syntax(format!("bad owner name: {err}")))?
+        };
+        *owner = Some(this_owner.clone());
+        let mut ttl = None;
+        let mut cls = None;
+        for _ in 0..2 {
+            let Some(t) = toks.peek() else { break };
+            if t.quoted {
+                break;
+            }
+            if cls.is_none() {
+                if let Some(c) = class_of(&t.text) {
+                    cls = Some(c);
+                    toks.next();
+                    continue;
+                }
+            }
+            if ttl.is_none() && t.text.as_bytes()[0].is_ascii_digit() {
+                match parse_ttl(&t.text) {
+                    Some(v) => {
+                        ttl = Some(v);
+                        toks.next();
+                        continue;
+                    }
+                    None => return Err(syntax(format!("bad TTL \"{}\" (write seconds or e.g. 1h30m)", t.text))),
+                }
+            }
+            break;
+        }
+        let cls = cls.unwrap_or(class::IN);
+        if cls != class::IN {
+            return Err(syntax(format!("class {} is not served; only IN records belong in a zone file", class_name(cls))));
+        }
+        let type_tok = toks.next().ok_or_else(|| {
+            syntax(format!(
+                "record \"{}\" has no type (expected e.g. A, AAAA, SRV after the owner, TTL and class)",
+                snippet(text, e)
+            ))
+        })?;
+        let rt = type_from_name(&type_tok.text).ok_or_else(|| syntax(format!("unknown record type \"{}\"", type_tok.text)))?;
+        let rest: Vec<&Token> = toks.collect();
+        let rdata = rdata(rt, &rest, origin).map_err(|reason| ZoneFileErrorKind::Rdata {
+            rtype: type_name(rt),
+            reason,
+        })?;
+        let ttl = match ttl.or(self.ttl.default).or(self.ttl.last).or(self.ttl.soa_minimum) {
+            Some(t) => t,
+            None if rt == rtype::SOA => 0, // fixed below from MINIMUM
+            None => return Err(syntax("record has no TTL and no $TTL is set; add \"$TTL 300\" at the top".into())),
+        };
+        let ttl = if rt == rtype::SOA {
+            let soa = crate::rr::Soa::from_rdata(&rdata);
+            self.ttl.soa_minimum = soa.as_ref().map(|s| s.minimum);
+            if ttl == 0 && self.ttl.default.is_none() {
+                soa.map_or(0, |s| s.minimum)
+            } else {
+                ttl
+            }
+        } else {
+            ttl
+        };
+        self.ttl.last = Some(ttl);
+        Ok(Record {
+            owner: this_owner,
+            rtype: rt,
+            class: cls,
+            ttl,
+            rdata,
+            source: None,
+        })
+    }
+}
+
+fn class_name(c: u16) -> String {
+    match c {
+        class::CH => "CH".into(),
+        class::HS => "HS".into(),
+        class::NONE => "NONE".into(),
+        class::ANY => "ANY".into(),
+        n => format!("CLASS{n}"),
+    }
+}
+
+fn want(rest: &[&Token], n: usize, what: &str) -> Result<(), String> {
+    if rest.len() != n {
+        return Err(format!("needs {n} field{} ({what}), found {}", if n == 1 { "" } else { "s" }, rest.len()));
+    }
+    Ok(())
+}
+
+fn number<T: TryFrom<u64>>(s: &str, what: &str, max: u64) -> Result<T, String> {
+    let v: u64 = s.parse().map_err(|_| format!("{what} \"{s}\" is not a number"))?;
+    if v > max {
+        return Err(format!("{what} {v} out of range 0-{max}"));
+    }
+    T::try_from(v).map_err(|_| format!("{what} {v} out of range"))
+}
+
+fn name_field(s: &str, origin: &Name, what: &str) -> Result<Vec<u8>, String> {
+    Name::parse(s, Some(origin))
+        .map(|n| n.as_wire().to_vec())
+        .map_err(|e| format!("bad {what}: {e}"))
+}
+
+/// Decodes `\X` and `\DDD` escapes of a character-string.
+fn unescape(s: &str) -> Result<Vec<u8>, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+                let v = (b[i + 1] - b'0') as u32 * 100 + (b[i + 2] - b'0') as u32 * 10 + (b[i + 3] - b'0') as u32;
+                if v > 255 {
+                    return Err(format!("escape \\{} is above 255", &s[i + 1..i + 4]));
+                }
+                out.push(v as u8);
+                i += 4;
+            } else if i + 1 < b.len() {
+                out.push(b[i + 1]);
+                i += 2;
+            } else {
+                return Err("a string ends with a lone backslash".into());
+            }
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn char_string(out: &mut Vec<u8>, t: &Token) -> Result<(), String> {
+    let bytes = unescape(&t.text)?;
+    if bytes.len() > 255 {
+        return Err(format!("a character-string holds at most 255 bytes, this one has {} (split it into several quoted strings)", bytes.len()));
+    }
+    out.push(bytes.len() as u8);
+    out.extend_from_slice(&bytes);
+    Ok(())
+}
+
+fn hex(s: &str) -> Result<Vec<u8>, String> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if s.len() % 2 != 0 {
+        return Err("hex data has an odd number of digits".into());
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| format!("\"{}\" is not hex", &s[i..i + 2])))
+        .collect()
+}
+
+fn base64(s: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => continue,
+            _ => return Err(format!("'{}' is not base64", c as char)),
+        } as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Ok(out)
+}
+
+/// Rdata of type `rt` from its text fields.
+fn rdata(rt: u16, rest: &[&Token], origin: &Name) -> Result<Vec<u8>, String> {
+    if rest.first().is_some_and(|t| !t.quoted && t.text == "\\#") {
+        let len: usize = rest
+            .get(1)
+            .ok_or("the \\# form needs a length, e.g. \\# 4 0a000001")?
+            .text
+            .parse()
+            .map_err(|_| "the \\# form needs a decimal length after \\#".to_string())?;
+        let data = hex(&rest[2..].iter().map(|t| t.text.as_str()).collect::<String>())?;
+        if data.len() != len {
+            return Err(format!("\\# length says {len} bytes but {} bytes of hex follow", data.len()));
+        }
+        check_known_wire(rt, &data)?;
+        return Ok(data);
+    }
+    let t = |i: usize| rest[i].text.as_str();
+    let mut out = Vec::new();
+    match rt {
+        rtype::A => {
+            want(rest, 1, "an IPv4 address")?;
+            let a: Ipv4Addr = t(0).parse().map_err(|_| format!("invalid IPv4 address \"{}\"", t(0)))?;
+            out.extend_from_slice(&a.octets());
+        }
+        rtype::AAAA => {
+            want(rest, 1, "an IPv6 address")?;
+            let a: Ipv6Addr = t(0).parse().map_err(|_| format!("invalid IPv6 address \"{}\"", t(0)))?;
+            out.extend_from_slice(&a.octets());
+        }
+        rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME => {
+            want(rest, 1, "a domain name")?;
+            out = name_field(t(0), origin, "target name")?;
+        }
+        rtype::MX => {
+            want(rest, 2, "preference and exchange")?;
+            out.extend_from_slice(&number::<u16>(t(0), "MX preference", 65535)?.to_be_bytes());
+            out.extend(name_field(t(1), origin, "mail exchange")?);
+        }
+        rtype::SOA => {
+            want(rest, 7, "mname rname serial refresh retry expire minimum")?;
+            out.extend(name_field(t(0), origin, "SOA mname")?);
+            out.extend(name_field(t(1), origin, "SOA rname")?);
+            let serial: u32 = number(t(2), "SOA serial", u32::MAX as u64)?;
+            out.extend_from_slice(&serial.to_be_bytes());
+            for (i, what) in [(3, "refresh"), (4, "retry"), (5, "expire"), (6, "minimum")] {
+                let v = parse_ttl(t(i)).ok_or_else(|| format!("SOA {what} \"{}\" is not a time value", t(i)))?;
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+        rtype::TXT | 99 => {
+            if rest.is_empty() {
+                return Err("needs at least one string".into());
+            }
+            for tok in rest {
+                char_string(&mut out, tok)?;
+            }
+        }
+        rtype::HINFO => {
+            want(rest, 2, "CPU and OS strings")?;
+            char_string(&mut out, rest[0])?;
+            char_string(&mut out, rest[1])?;
+        }
+        rtype::SRV => {
+            want(rest, 4, "priority weight port target")?;
+            out.extend_from_slice(&number::<u16>(t(0), "SRV priority", 65535)?.to_be_bytes());
+            out.extend_from_slice(&number::<u16>(t(1), "SRV weight", 65535)?.to_be_bytes());
+            out.extend_from_slice(&number::<u16>(t(2), "SRV port", 65535)?.to_be_bytes());
+            out.extend(name_field(t(3), origin, "SRV target")?);
+        }
+        rtype::CAA => {
+            want(rest, 3, "flags tag value")?;
+            out.push(number::<u8>(t(0), "CAA flags", 255)?);
+            let tag = t(1);
+            if tag.is_empty() || tag.len() > 255 || !tag.bytes().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(format!("CAA tag \"{tag}\" must be letters and digits"));
+            }
+            out.push(tag.len() as u8);
+            out.extend_from_slice(tag.as_bytes());
+            out.extend(unescape(t(2))?);
+        }
+        rtype::DHCID => {
+            if rest.is_empty() {
+                return Err("needs base64 data".into());
+            }
+            out = base64(&rest.iter().map(|t| t.text.as_str()).collect::<String>())?;
+        }
+        44 => {
+            // SSHFP: algorithm, fingerprint type, hex fingerprint.
+            if rest.len() < 3 {
+                return Err("needs algorithm, type and fingerprint".into());
+            }
+            out.push(number::<u8>(t(0), "SSHFP algorithm", 255)?);
+            out.push(number::<u8>(t(1), "SSHFP type", 255)?);
+            out.extend(hex(&rest[2..].iter().map(|t| t.text.as_str()).collect::<String>())?);
+        }
+        52 => {
+            // TLSA: usage, selector, matching type, hex data.
+            if rest.len() < 4 {
+                return Err("needs usage, selector, matching type and data".into());
+            }
+            for (i, what) in [(0, "usage"), (1, "selector"), (2, "matching type")] {
+                out.push(number::<u8>(t(i), what, 255)?);
+            }
+            out.extend(hex(&rest[3..].iter().map(|t| t.text.as_str()).collect::<String>())?);
+        }
+        _ => {
+            return Err(format!(
+                "{} records cannot be written in text form here; use the RFC 3597 form, e.g. \"{} \\# 4 0a000001\"",
+                type_name(rt),
+                type_name(rt)
+            ))
+        }
+    }
+    Ok(out)
+}
+
+/// Checks RFC 3597 data of a known type where its shape is simple.
+fn check_known_wire(rt: u16, data: &[u8]) -> Result<(), String> {
+    let ok = match rt {
+        rtype::A => data.len() == 4,
+        rtype::AAAA => data.len() == 16,
+        rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME => crate::name::wire_name_len(data) == Some(data.len()),
+        rtype::SRV => data.len() > 6 && crate::name::wire_name_len(&data[6..]) == Some(data.len() - 6),
+        rtype::SOA => crate::rr::Soa::from_rdata(data).is_some(),
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("the \\# data is not valid {} rdata", type_name(rt)))
+    }
+}
+
+/// Text of one record in master-file form, readable back by [`parse_str`].
+pub fn format_record(r: &Record, origin: Option<&Name>) -> String {
+    let owner = match origin {
+        Some(o) => r.owner.to_relative_string(o),
+        None => r.owner.to_string(),
+    };
+    format!("{owner} {} IN {} {}", r.ttl, type_name(r.rtype), rdata_to_text(r.rtype, &r.rdata))
+}
+
+fn quote(bytes: &[u8]) -> String {
+    let mut s = String::from("\"");
+    for &c in bytes {
+        match c {
+            b'"' | b'\\' => {
+                s.push('\\');
+                s.push(c as char);
+            }
+            0x20..=0x7e => s.push(c as char),
+            _ => s.push_str(&format!("\\{c:03}")),
+        }
+    }
+    s.push('"');
+    s
+}
+
+fn generic(data: &[u8]) -> String {
+    let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+    if data.is_empty() {
+        "\\# 0".into()
+    } else {
+        format!("\\# {} {hex}", data.len())
+    }
+}
+
+/// Rdata in presentation form (RFC 3597 `\#` form when not decodable).
+pub fn rdata_to_text(rt: u16, d: &[u8]) -> String {
+    let name_at = |i: usize| -> Option<(String, usize)> {
+        let l = crate::name::wire_name_len(&d[i..])?;
+        Some((Name::from_wire(&d[i..i + l]).ok()?.to_string(), i + l))
+    };
+    let text = match rt {
+        rtype::A if d.len() == 4 => Some(Ipv4Addr::new(d[0], d[1], d[2], d[3]).to_string()),
+        rtype::AAAA if d.len() == 16 => {
+            let a: [u8; 16] = d.try_into().expect("length checked");
+            Some(Ipv6Addr::from(a).to_string())
+        }
+        rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME => name_at(0).filter(|(_, e)| *e == d.len()).map(|(n, _)| n),
+        rtype::MX if d.len() > 2 => name_at(2)
+            .filter(|(_, e)| *e == d.len())
+            .map(|(n, _)| format!("{} {n}", u16::from_be_bytes([d[0], d[1]]))),
+        rtype::SRV if d.len() > 6 => name_at(6).filter(|(_, e)| *e == d.len()).map(|(n, _)| {
+            format!(
+                "{} {} {} {n}",
+                u16::from_be_bytes([d[0], d[1]]),
+                u16::from_be_bytes([d[2], d[3]]),
+                u16::from_be_bytes([d[4], d[5]])
+            )
+        }),
+        rtype::SOA => crate::rr::Soa::from_rdata(d).map(|s| {
+            format!("{} {} {} {} {} {} {}", s.mname, s.rname, s.serial, s.refresh, s.retry, s.expire, s.minimum)
+        }),
+        rtype::TXT | 99 | rtype::HINFO => {
+            let mut parts = Vec::new();
+            let mut i = 0;
+            let mut ok = true;
+            while i < d.len() {
+                let l = d[i] as usize;
+                if i + 1 + l > d.len() {
+                    ok = false;
+                    break;
+                }
+                parts.push(quote(&d[i + 1..i + 1 + l]));
+                i += 1 + l;
+            }
+            (ok && !parts.is_empty()).then(|| parts.join(" "))
+        }
+        rtype::CAA if d.len() >= 2 && 2 + d[1] as usize <= d.len() => {
+            let tl = d[1] as usize;
+            Some(format!("{} {} {}", d[0], String::from_utf8_lossy(&d[2..2 + tl]), quote(&d[2 + tl..])))
+        }
+        _ => None,
+    };
+    text.unwrap_or_else(|| generic(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> Name {
+        Name::parse("example.test.", None).unwrap()
+    }
+
+    fn parse(text: &str) -> Result<Vec<Record>, ZoneFileErrors> {
+        parse_str(text, Path::new("t/x.zone"), &origin())
+    }
+
+    const HEAD: &str = "$TTL 30\n@ 300 IN SOA ns1 hostmaster ( 1 ; serial\n 3600 600 86400 60 )\n";
+
+    #[test]
+    fn parses_records_and_directives() {
+        let rs = parse(&format!(
+            "{HEAD}@ NS ns1\nns1 IN 60 A 127.0.0.1\n  AAAA ::1\n_etcd-server-ssl._tcp SRV 0 0 2380 infra0\n\
+             txt TXT \"a \\\"b\\\"\" c\n$ORIGIN sub.example.test.\nx 1h IN A 10.0.0.1\ncaa CAA 0 issue \"ca.example\"\n\
+             u TYPE65534 \\# 4 0a000001\nh HINFO \"cpu\" os\n"
+        ))
+        .unwrap();
+        assert_eq!(rs.len(), 10);
+        assert_eq!(rs[0].ttl, 300);
+        assert_eq!(rs[2].owner.to_string(), "ns1.example.test.");
+        assert_eq!(rs[2].ttl, 60);
+        assert_eq!(rs[3].owner.to_string(), "ns1.example.test.");
+        assert_eq!(rs[3].rtype, rtype::AAAA);
+        assert_eq!(rdata_to_text(rtype::SRV, &rs[4].rdata), "0 0 2380 infra0.example.test.");
+        assert_eq!(rdata_to_text(rtype::TXT, &rs[5].rdata), "\"a \\\"b\\\"\" \"c\"");
+        assert_eq!(rs[6].owner.to_string(), "x.sub.example.test.");
+        assert_eq!(rs[6].ttl, 3600);
+        assert_eq!(rs[8].rtype, 65534);
+        assert_eq!(rs[8].rdata, vec![10, 0, 0, 1]);
+        assert_eq!(rs[1].source.as_ref().unwrap().line, 4);
+    }
+
+    fn first_error(text: &str) -> String {
+        parse(text).unwrap_err().0[0].to_string()
+    }
+
+    #[test]
+    fn errors_name_file_line_and_record() {
+        let e = first_error(&format!("{HEAD}infra2 A 10.0.0.300\n"));
+        assert_eq!(e, "t/x.zone:4: bad A record: invalid IPv4 address \"10.0.0.300\" in \"infra2 A 10.0.0.300\"");
+        let e = first_error(&format!("{HEAD}s SRV 0 0 2380\n"));
+        assert!(e.contains("needs 4 fields (priority weight port target), found 3"), "{e}");
+        let e = first_error(&format!("{HEAD}s SRV 0 0 99999 t\n"));
+        assert!(e.contains("SRV port 99999 out of range 0-65535"), "{e}");
+        let e = first_error(&format!("{HEAD}www 3600 IN\n"));
+        assert!(e.contains("has no type"), "{e}");
+        let e = first_error(&format!("{HEAD}www SRVV 1\n"));
+        assert!(e.contains("unknown record type \"SRVV\""), "{e}");
+        let e = first_error(&format!("{HEAD}x CH TXT a\n"));
+        assert!(e.contains("class CH"), "{e}");
+        let e = first_error("a A 1.2.3.4\n");
+        assert!(e.contains("no TTL"), "{e}");
+        let e = first_error("$GENERATE 1-3 a$ A 1.2.3.$\n");
+        assert!(e.contains("not supported"), "{e}");
+        let e = first_error(&format!("{HEAD}a TXT \"open\n"));
+        assert!(e.contains("not closed"), "{e}");
+        let e = first_error(&format!("{HEAD}a A \\# 3 0a0000\n"));
+        assert!(e.contains("not valid A rdata"), "{e}");
+        // Several errors are all reported.
+        let errs = parse(&format!("{HEAD}a A x\nb AAAA y\n")).unwrap_err();
+        assert_eq!(errs.0.len(), 2);
+    }
+
+    #[test]
+    fn includes_are_confined() {
+        let dir = std::env::temp_dir().join(format!("zf-{}", std::process::id()));
+        let zdir = dir.join("zones");
+        std::fs::create_dir_all(&zdir).unwrap();
+        std::fs::write(zdir.join("inc.zone"), "inc A 10.0.0.1\n").unwrap();
+        std::fs::write(dir.join("secret"), "s A 10.0.0.2\n").unwrap();
+        std::fs::write(zdir.join("loop.zone"), "$INCLUDE loop.zone\n").unwrap();
+        let _ = std::os::unix::fs::symlink(dir.join("secret"), zdir.join("link.zone"));
+        let main = zdir.join("main.zone");
+        let ok = format!("{HEAD}$INCLUDE inc.zone\n");
+        let rs = parse_str(&ok, &main, &origin()).unwrap();
+        assert_eq!(rs.last().unwrap().owner.to_string(), "inc.example.test.");
+        assert_eq!(rs.last().unwrap().source.as_ref().unwrap().file.file_name().unwrap(), "inc.zone");
+        for bad in ["../secret", "link.zone", "/etc/passwd"] {
+            let e = parse_str(&format!("{HEAD}$INCLUDE {bad}\n"), &main, &origin()).unwrap_err();
+            assert!(e.to_string().contains("include refused"), "{bad}: {e}");
+        }
+        let e = parse_str(&format!("{HEAD}$INCLUDE loop.zone\n"), &main, &origin()).unwrap_err();
+        assert!(e.to_string().contains("nested more than"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn records_round_trip_through_text() {
+        let tricky = Record {
+            owner: Name::parse("t.example.test.", None).unwrap(),
+            rtype: rtype::TXT,
+            class: class::IN,
+            ttl: 30,
+            rdata: b"\x13a\n$INCLUDE x \"q\" \\;".to_vec(),
+            source: None,
+        };
+        let rs = parse(&format!("{HEAD}s SRV 1 2 3 t.example.org.\nu TYPE999 \\# 2 beef\nc CAA 128 iodef \"mailto:x\"\n")).unwrap();
+        for r in rs.iter().chain([&tricky]) {
+            let line = format_record(r, Some(&origin()));
+            let back = parse(&format!("{HEAD}{line}\n")).unwrap();
+            let got = back.last().unwrap();
+            assert_eq!((got.rtype, &got.rdata, &got.owner), (r.rtype, &r.rdata, &r.owner), "{line}");
+        }
+    }
+
+    #[test]
+    fn random_input_never_panics() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let alphabet = b"abc019.;()\"\\ \t\n$@*#AINSRVTXT-_";
+        for _ in 0..3000 {
+            let len = (x % 120) as usize;
+            let s: String = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    alphabet[(x % alphabet.len() as u64) as usize] as char
+                })
+                .collect();
+            let _ = parse(&s);
+        }
+    }
+
+    #[test]
+    fn ttl_units() {
+        assert_eq!(parse_ttl("1h30m"), Some(5400));
+        assert_eq!(parse_ttl("1W"), Some(604800));
+        assert_eq!(parse_ttl("300"), Some(300));
+        assert_eq!(parse_ttl("1h30"), None);
+        assert_eq!(parse_ttl("x"), None);
+        assert_eq!(parse_ttl("99999999999"), None);
+    }
+}
