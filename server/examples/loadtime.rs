@@ -23,10 +23,18 @@ fn main() {
     for n in [1u32, 3600, 600, 86400, 60] {
         soa.extend_from_slice(&n.to_be_bytes());
     }
-    let mut rs = vec![rec("z.test.", rtype::SOA, soa), rec("z.test.", rtype::NS, name("ns1.z.test."))];
+    let mut rs = vec![
+        rec("z.test.", rtype::SOA, soa),
+        rec("z.test.", rtype::NS, name("ns1.z.test.")),
+    ];
     for c in 0..10_000 {
         let members = if c % 4 == 0 { 5 } else { 3 };
-        for owner in ["_etcd-server-ssl._tcp", "_etcd-server._tcp", "_etcd-client-ssl._tcp", "_etcd-client._tcp"] {
+        for owner in [
+            "_etcd-server-ssl._tcp",
+            "_etcd-server._tcp",
+            "_etcd-client-ssl._tcp",
+            "_etcd-client._tcp",
+        ] {
             for m in 0..members {
                 let mut v = vec![0, 0, 0, 0, 9, 0x4c];
                 v.extend(name(&format!("m{m}.c{c}.z.test.")));
@@ -34,8 +42,16 @@ fn main() {
             }
         }
         for m in 0..members {
-            rs.push(rec(&format!("m{m}.c{c}.z.test."), rtype::A, vec![10, (c >> 8) as u8, c as u8, m]));
-            rs.push(rec(&format!("m{m}.c{c}.z.test."), rtype::AAAA, vec![0xfd; 16]));
+            rs.push(rec(
+                &format!("m{m}.c{c}.z.test."),
+                rtype::A,
+                vec![10, (c >> 8) as u8, c as u8, m],
+            ));
+            rs.push(rec(
+                &format!("m{m}.c{c}.z.test."),
+                rtype::AAAA,
+                vec![0xfd; 16],
+            ));
         }
     }
     println!("{} records", rs.len());

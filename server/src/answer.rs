@@ -174,9 +174,7 @@ impl Responder {
             }
         } else {
             match q.qclass {
-                class::IN => {
-                    self.answer_in(catalog, q, transport, &mut w, limit, cuts)
-                }
+                class::IN => self.answer_in(catalog, q, transport, &mut w, limit, cuts),
                 class::CH => self.answer_chaos(q, &mut w),
                 _ => Filled {
                     rcode: rcode::REFUSED,
@@ -290,6 +288,10 @@ impl Responder {
         key_buf[..key_len].copy_from_slice(q.qname());
         let mut additional: AdditionalTargets = AdditionalTargets::default();
         let mut chain = 0usize;
+        // Names already answered in this chain (only CNAME answers touch these, so the
+        // common path does not allocate).
+        let mut visited: Vec<(usize, usize)> = Vec::new();
+        let mut visited_buf: Vec<u8> = Vec::new();
         let mut owner_buf = [0u8; MAX_NAME_LEN];
         owner_buf[..key_len].copy_from_slice(q.qname());
         let mut owner_len = key_len;
@@ -318,8 +320,18 @@ impl Responder {
                             write_rrset(w, 1, owner, cname);
                             chain += 1;
                             let target = &cname.rdatas[0];
-                            if chain >= self.config.cname_chain_limit || !in_zone(target, zone) {
-                                // Out-of-zone target or chain cap: the CNAME alone answers.
+                            visited.push((visited_buf.len(), key.len()));
+                            visited_buf.extend_from_slice(key);
+                            // Stop at the cap, at a name already in the chain (a loop: its
+                            // records are in the answer already), or outside the zone.
+                            let seen = visited.iter().any(|&(s, l)| {
+                                l == target.len()
+                                    && visited_buf[s..s + l].eq_ignore_ascii_case(target)
+                            });
+                            if chain >= self.config.cname_chain_limit
+                                || seen
+                                || !in_zone(target, zone)
+                            {
                                 break rcode::NOERROR;
                             }
                             key_len = target.len();

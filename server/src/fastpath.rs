@@ -153,7 +153,9 @@ pub fn precompile(zone: Zone, responder: &Responder, other_origins: &[Name]) -> 
     // Spread the work over the cores: the nodes are independent and the zone is shared
     // read-only, so a large zone loads in proportionally less time.
     let nodes: Vec<&crate::zone::Node> = zone.nodes().filter(|n| n.cut == Cut::None).collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
     let chunk = nodes.len().div_ceil(threads).max(1);
     let results: Vec<(Box<[u8]>, NodeAnswers)> = std::thread::scope(|scope| {
         let handles: Vec<_> = nodes
@@ -213,7 +215,9 @@ fn precompile_nodes(
                 answers.by_type.push((t, None));
                 continue;
             }
-            let pre = build_one(responder, catalog, &key, t, nested, &mut pkt, &mut buf, &mut comp);
+            let pre = build_one(
+                responder, catalog, &key, t, nested, &mut pkt, &mut buf, &mut comp,
+            );
             if t == nodata_probe {
                 answers.nodata = pre;
             } else {

@@ -43,7 +43,11 @@ fn join(errors: &[ZoneError]) -> String {
 
 /// Reads and builds one zone, logging its warnings, and precompiles its answers.
 /// `others` are the origins of the other served zones.
-pub fn load_zone(spec: &ZoneSpec, responder: &Responder, others: &[Name]) -> Result<Zone, LoadError> {
+pub fn load_zone(
+    spec: &ZoneSpec,
+    responder: &Responder,
+    others: &[Name],
+) -> Result<Zone, LoadError> {
     let records = match &spec.file {
         Some(path) => zonefile::parse_file(path, &spec.origin),
         None => zonefile::parse_str(
@@ -56,10 +60,11 @@ pub fn load_zone(spec: &ZoneSpec, responder: &Responder, others: &[Name]) -> Res
         origin: spec.origin.clone(),
         errors,
     })?;
-    let (zone, warnings) = Zone::build(&spec.origin, records).map_err(|errors| LoadError::Invalid {
-        origin: spec.origin.clone(),
-        errors,
-    })?;
+    let (zone, warnings) =
+        Zone::build(&spec.origin, records).map_err(|errors| LoadError::Invalid {
+            origin: spec.origin.clone(),
+            errors,
+        })?;
     for w in warnings {
         tracing::warn!("{}: {}", w.at, w.message);
     }
@@ -74,7 +79,10 @@ fn fingerprint(files: &[PathBuf]) -> Fingerprint {
         .iter()
         .map(|f| {
             let meta = std::fs::metadata(f).ok();
-            (f.clone(), meta.and_then(|m| Some((m.modified().ok()?, m.len()))))
+            (
+                f.clone(),
+                meta.and_then(|m| Some((m.modified().ok()?, m.len()))),
+            )
         })
         .collect()
 }
@@ -198,7 +206,10 @@ impl Zones {
                     bump(&self.stats.zone_load_failures);
                     // Remember the broken version so the watcher does not retry it every tick.
                     slot.fingerprint = before;
-                    tracing::error!("{e}\n  the previous version of zone {} keeps serving", slot.spec.origin);
+                    tracing::error!(
+                        "{e}\n  the previous version of zone {} keeps serving",
+                        slot.spec.origin
+                    );
                 }
             }
         }

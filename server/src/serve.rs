@@ -43,8 +43,8 @@ fn notify(state: &[NotifyState<'_>]) {
 pub fn run(config: ServerConfig) -> Result<(), ServeError> {
     let stats = Arc::new(Stats::default());
     let responder = Responder::new(config.answer.clone());
-    let mut zones =
-        Zones::load_all(&config.zones, stats.clone(), responder.clone()).map_err(ServeError::Load)?;
+    let mut zones = Zones::load_all(&config.zones, stats.clone(), responder.clone())
+        .map_err(ServeError::Load)?;
     let workers = match config.udp_workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

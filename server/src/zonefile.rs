@@ -90,7 +90,13 @@ pub fn parse_file(path: &Path, origin: &Name) -> Result<Vec<Record>, ZoneFileErr
 pub fn parse_str(text: &str, file: &Path, origin: &Name) -> Result<Vec<Record>, ZoneFileErrors> {
     let base = file
         .parent()
-        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
         .unwrap_or(Path::new("."))
         .to_path_buf();
     let mut p = Parser {
@@ -211,7 +217,10 @@ fn lex(text: &str) -> Result<Vec<Entry>, (u32, String)> {
             let mut s = String::new();
             loop {
                 if i >= b.len() {
-                    return Err((start_line, "quoted string is not closed (missing \")".into()));
+                    return Err((
+                        start_line,
+                        "quoted string is not closed (missing \")".into(),
+                    ));
                 }
                 match b[i] {
                     b'"' => {
@@ -237,7 +246,10 @@ fn lex(text: &str) -> Result<Vec<Entry>, (u32, String)> {
                     }
                 }
             }
-            entry.tokens.push(Token { text: s, quoted: true });
+            entry.tokens.push(Token {
+                text: s,
+                quoted: true,
+            });
         } else {
             let start = i;
             while i < b.len() {
@@ -256,7 +268,10 @@ fn lex(text: &str) -> Result<Vec<Entry>, (u32, String)> {
         entry.end = i.min(b.len());
     }
     if depth > 0 {
-        return Err((line, "\"(\" is not closed before the end of the file".into()));
+        return Err((
+            line,
+            "\"(\" is not closed before the end of the file".into(),
+        ));
     }
     if let Some(e) = cur.take() {
         entries.push(e);
@@ -366,27 +381,63 @@ impl Parser {
                     "$ORIGIN" => match args.as_slice() {
                         [o] => match Name::parse(o, Some(&origin)) {
                             Ok(n) => origin = n,
-                            Err(err) => self.error(file, e.line, rec, ZoneFileErrorKind::Syntax(format!("bad $ORIGIN: {err}"))),
+                            Err(err) => self.error(
+                                file,
+                                e.line,
+                                rec,
+                                ZoneFileErrorKind::Syntax(format!("bad $ORIGIN: {err}")),
+                            ),
                         },
-                        _ => self.error(file, e.line, rec, ZoneFileErrorKind::Syntax("$ORIGIN takes one name".into())),
+                        _ => self.error(
+                            file,
+                            e.line,
+                            rec,
+                            ZoneFileErrorKind::Syntax("$ORIGIN takes one name".into()),
+                        ),
                     },
                     "$TTL" => match args.as_slice() {
                         [t] => match parse_ttl(t) {
                             Some(v) => self.ttl.default = Some(v),
-                            None => self.error(file, e.line, rec, ZoneFileErrorKind::Syntax(format!("bad $TTL value \"{t}\" (write seconds or e.g. 1h30m)"))),
+                            None => self.error(
+                                file,
+                                e.line,
+                                rec,
+                                ZoneFileErrorKind::Syntax(format!(
+                                    "bad $TTL value \"{t}\" (write seconds or e.g. 1h30m)"
+                                )),
+                            ),
                         },
-                        _ => self.error(file, e.line, rec, ZoneFileErrorKind::Syntax("$TTL takes one value".into())),
+                        _ => self.error(
+                            file,
+                            e.line,
+                            rec,
+                            ZoneFileErrorKind::Syntax("$TTL takes one value".into()),
+                        ),
                     },
                     "$INCLUDE" => {
                         if args.is_empty() || args.len() > 2 {
-                            self.error(file, e.line, rec, ZoneFileErrorKind::Syntax("$INCLUDE takes a file name and an optional origin".into()));
+                            self.error(
+                                file,
+                                e.line,
+                                rec,
+                                ZoneFileErrorKind::Syntax(
+                                    "$INCLUDE takes a file name and an optional origin".into(),
+                                ),
+                            );
                             continue;
                         }
                         let inc_origin = match args.get(1) {
                             Some(o) => match Name::parse(o, Some(&origin)) {
                                 Ok(n) => n,
                                 Err(err) => {
-                                    self.error(file, e.line, rec, ZoneFileErrorKind::Syntax(format!("bad $INCLUDE origin: {err}")));
+                                    self.error(
+                                        file,
+                                        e.line,
+                                        rec,
+                                        ZoneFileErrorKind::Syntax(format!(
+                                            "bad $INCLUDE origin: {err}"
+                                        )),
+                                    );
                                     continue;
                                 }
                             },
@@ -394,8 +445,22 @@ impl Parser {
                         };
                         self.include(file, e.line, rec, args[0], inc_origin, depth);
                     }
-                    "$GENERATE" => self.error(file, e.line, rec, ZoneFileErrorKind::Syntax("$GENERATE is not supported; write the records out".into())),
-                    d => self.error(file, e.line, rec, ZoneFileErrorKind::Syntax(format!("unknown directive {d} (known: $ORIGIN, $TTL, $INCLUDE)"))),
+                    "$GENERATE" => self.error(
+                        file,
+                        e.line,
+                        rec,
+                        ZoneFileErrorKind::Syntax(
+                            "$GENERATE is not supported; write the records out".into(),
+                        ),
+                    ),
+                    d => self.error(
+                        file,
+                        e.line,
+                        rec,
+                        ZoneFileErrorKind::Syntax(format!(
+                            "unknown directive {d} (known: $ORIGIN, $TTL, $INCLUDE)"
+                        )),
+                    ),
                 }
                 continue;
             }
@@ -412,20 +477,51 @@ impl Parser {
         }
     }
 
-    fn include(&mut self, file: &Path, line: u32, rec: String, target: &str, origin: Name, depth: usize) {
+    fn include(
+        &mut self,
+        file: &Path,
+        line: u32,
+        rec: String,
+        target: &str,
+        origin: Name,
+        depth: usize,
+    ) {
         if depth >= MAX_INCLUDE_DEPTH {
-            self.error(file, line, rec, ZoneFileErrorKind::Include(format!("$INCLUDE nested more than {MAX_INCLUDE_DEPTH} deep (an include loop?)")));
+            self.error(
+                file,
+                line,
+                rec,
+                ZoneFileErrorKind::Include(format!(
+                    "$INCLUDE nested more than {MAX_INCLUDE_DEPTH} deep (an include loop?)"
+                )),
+            );
             return;
         }
         let path = self.base.join(target);
         let (canon_base, canon) = match (self.base.canonicalize(), path.canonicalize()) {
             (Ok(b), Ok(p)) => (b, p),
             (_, Err(e)) => {
-                self.error(file, line, rec, ZoneFileErrorKind::Include(format!("cannot read included file {}: {e}", path.display())));
+                self.error(
+                    file,
+                    line,
+                    rec,
+                    ZoneFileErrorKind::Include(format!(
+                        "cannot read included file {}: {e}",
+                        path.display()
+                    )),
+                );
                 return;
             }
             (Err(e), _) => {
-                self.error(file, line, rec, ZoneFileErrorKind::Include(format!("cannot resolve the zone directory {}: {e}", self.base.display())));
+                self.error(
+                    file,
+                    line,
+                    rec,
+                    ZoneFileErrorKind::Include(format!(
+                        "cannot resolve the zone directory {}: {e}",
+                        self.base.display()
+                    )),
+                );
                 return;
             }
         };
@@ -444,20 +540,38 @@ impl Parser {
         }
         match std::fs::read_to_string(&canon) {
             Ok(text) => self.parse_text(&text, &path, origin, depth + 1),
-            Err(e) => self.error(file, line, rec, ZoneFileErrorKind::Include(format!("cannot read included file {}: {e}", path.display()))),
+            Err(e) => self.error(
+                file,
+                line,
+                rec,
+                ZoneFileErrorKind::Include(format!(
+                    "cannot read included file {}: {e}",
+                    path.display()
+                )),
+            ),
         }
     }
 
-    fn record(&mut self, e: &Entry, text: &str, origin: &Name, owner: &mut Option<Name>) -> Result<Record, ZoneFileErrorKind> {
+    fn record(
+        &mut self,
+        e: &Entry,
+        text: &str,
+        origin: &Name,
+        owner: &mut Option<Name>,
+    ) -> Result<Record, ZoneFileErrorKind> {
         let syntax = |m: String| ZoneFileErrorKind::Syntax(m);
         let mut toks = e.tokens.iter().peekable();
         let this_owner = if e.blank_owner {
-            owner
-                .clone()
-                .ok_or_else(|| syntax("record has no owner name and there is no previous record to take it from".into()))?
+            owner.clone().ok_or_else(|| {
+                syntax(
+                    "record has no owner name and there is no previous record to take it from"
+                        .into(),
+                )
+            })?
         } else {
             let t = toks.next().expect("entry has a token");
-            Name::parse(&t.text, Some(origin)).map_err(|err| syntax(format!("bad owner name: {err}")))?
+            Name::parse(&t.text, Some(origin))
+                .map_err(|err| syntax(format!("bad owner name: {err}")))?
         };
         *owner = Some(this_owner.clone());
         let mut ttl = None;
@@ -481,14 +595,22 @@ impl Parser {
                         toks.next();
                         continue;
                     }
-                    None => return Err(syntax(format!("bad TTL \"{}\" (write seconds or e.g. 1h30m)", t.text))),
+                    None => {
+                        return Err(syntax(format!(
+                            "bad TTL \"{}\" (write seconds or e.g. 1h30m)",
+                            t.text
+                        )))
+                    }
                 }
             }
             break;
         }
         let cls = cls.unwrap_or(class::IN);
         if cls != class::IN {
-            return Err(syntax(format!("class {} is not served; only IN records belong in a zone file", class_name(cls))));
+            return Err(syntax(format!(
+                "class {} is not served; only IN records belong in a zone file",
+                class_name(cls)
+            )));
         }
         let type_tok = toks.next().ok_or_else(|| {
             syntax(format!(
@@ -496,16 +618,25 @@ impl Parser {
                 snippet(text, e)
             ))
         })?;
-        let rt = type_from_name(&type_tok.text).ok_or_else(|| syntax(format!("unknown record type \"{}\"", type_tok.text)))?;
+        let rt = type_from_name(&type_tok.text)
+            .ok_or_else(|| syntax(format!("unknown record type \"{}\"", type_tok.text)))?;
         let rest: Vec<&Token> = toks.collect();
         let rdata = rdata(rt, &rest, origin).map_err(|reason| ZoneFileErrorKind::Rdata {
             rtype: type_name(rt),
             reason,
         })?;
-        let ttl = match ttl.or(self.ttl.default).or(self.ttl.last).or(self.ttl.soa_minimum) {
+        let ttl = match ttl
+            .or(self.ttl.default)
+            .or(self.ttl.last)
+            .or(self.ttl.soa_minimum)
+        {
             Some(t) => t,
             None if rt == rtype::SOA => 0, // fixed below from MINIMUM
-            None => return Err(syntax("record has no TTL and no $TTL is set; add \"$TTL 300\" at the top".into())),
+            None => {
+                return Err(syntax(
+                    "record has no TTL and no $TTL is set; add \"$TTL 300\" at the top".into(),
+                ))
+            }
         };
         let ttl = if rt == rtype::SOA {
             let soa = crate::rr::Soa::from_rdata(&rdata);
@@ -542,13 +673,19 @@ fn class_name(c: u16) -> String {
 
 fn want(rest: &[&Token], n: usize, what: &str) -> Result<(), String> {
     if rest.len() != n {
-        return Err(format!("needs {n} field{} ({what}), found {}", if n == 1 { "" } else { "s" }, rest.len()));
+        return Err(format!(
+            "needs {n} field{} ({what}), found {}",
+            if n == 1 { "" } else { "s" },
+            rest.len()
+        ));
     }
     Ok(())
 }
 
 fn number<T: TryFrom<u64>>(s: &str, what: &str, max: u64) -> Result<T, String> {
-    let v: u64 = s.parse().map_err(|_| format!("{what} \"{s}\" is not a number"))?;
+    let v: u64 = s
+        .parse()
+        .map_err(|_| format!("{what} \"{s}\" is not a number"))?;
     if v > max {
         return Err(format!("{what} {v} out of range 0-{max}"));
     }
@@ -569,7 +706,9 @@ fn unescape(s: &str) -> Result<Vec<u8>, String> {
     while i < b.len() {
         if b[i] == b'\\' {
             if i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
-                let v = (b[i + 1] - b'0') as u32 * 100 + (b[i + 2] - b'0') as u32 * 10 + (b[i + 3] - b'0') as u32;
+                let v = (b[i + 1] - b'0') as u32 * 100
+                    + (b[i + 2] - b'0') as u32 * 10
+                    + (b[i + 3] - b'0') as u32;
                 if v > 255 {
                     return Err(format!("escape \\{} is above 255", &s[i + 1..i + 4]));
                 }
@@ -606,7 +745,10 @@ fn hex(s: &str) -> Result<Vec<u8>, String> {
     }
     (0..s.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| format!("\"{}\" is not hex", &s[i..i + 2])))
+        .map(|i| {
+            u8::from_str_radix(&s[i..i + 2], 16)
+                .map_err(|_| format!("\"{}\" is not hex", &s[i..i + 2]))
+        })
         .collect()
 }
 
@@ -643,9 +785,15 @@ fn rdata(rt: u16, rest: &[&Token], origin: &Name) -> Result<Vec<u8>, String> {
             .text
             .parse()
             .map_err(|_| "the \\# form needs a decimal length after \\#".to_string())?;
-        let data = hex(&rest[2..].iter().map(|t| t.text.as_str()).collect::<String>())?;
+        let data = hex(&rest[2..]
+            .iter()
+            .map(|t| t.text.as_str())
+            .collect::<String>())?;
         if data.len() != len {
-            return Err(format!("\\# length says {len} bytes but {} bytes of hex follow", data.len()));
+            return Err(format!(
+                "\\# length says {len} bytes but {} bytes of hex follow",
+                data.len()
+            ));
         }
         check_known_wire(rt, &data)?;
         return Ok(data);
@@ -755,8 +903,12 @@ fn check_known_wire(rt: u16, data: &[u8]) -> Result<(), String> {
     let ok = match rt {
         rtype::A => data.len() == 4,
         rtype::AAAA => data.len() == 16,
-        rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME => crate::name::wire_name_len(data) == Some(data.len()),
-        rtype::SRV => data.len() > 6 && crate::name::wire_name_len(&data[6..]) == Some(data.len() - 6),
+        rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME => {
+            crate::name::wire_name_len(data) == Some(data.len())
+        }
+        rtype::SRV => {
+            data.len() > 6 && crate::name::wire_name_len(&data[6..]) == Some(data.len() - 6)
+        }
         rtype::SOA => crate::rr::Soa::from_rdata(data).is_some(),
         _ => true,
     };
@@ -773,7 +925,12 @@ pub fn format_record(r: &Record, origin: Option<&Name>) -> String {
         Some(o) => r.owner.to_relative_string(o),
         None => r.owner.to_string(),
     };
-    format!("{owner} {} IN {} {}", r.ttl, type_name(r.rtype), rdata_to_text(r.rtype, &r.rdata))
+    format!(
+        "{owner} {} IN {} {}",
+        r.ttl,
+        type_name(r.rtype),
+        rdata_to_text(r.rtype, &r.rdata)
+    )
 }
 
 fn quote(bytes: &[u8]) -> String {
@@ -813,7 +970,9 @@ pub fn rdata_to_text(rt: u16, d: &[u8]) -> String {
             let a: [u8; 16] = d.try_into().expect("length checked");
             Some(Ipv6Addr::from(a).to_string())
         }
-        rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME => name_at(0).filter(|(_, e)| *e == d.len()).map(|(n, _)| n),
+        rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME => {
+            name_at(0).filter(|(_, e)| *e == d.len()).map(|(n, _)| n)
+        }
         rtype::MX if d.len() > 2 => name_at(2)
             .filter(|(_, e)| *e == d.len())
             .map(|(n, _)| format!("{} {n}", u16::from_be_bytes([d[0], d[1]]))),
@@ -826,7 +985,10 @@ pub fn rdata_to_text(rt: u16, d: &[u8]) -> String {
             )
         }),
         rtype::SOA => crate::rr::Soa::from_rdata(d).map(|s| {
-            format!("{} {} {} {} {} {} {}", s.mname, s.rname, s.serial, s.refresh, s.retry, s.expire, s.minimum)
+            format!(
+                "{} {} {} {} {} {} {}",
+                s.mname, s.rname, s.serial, s.refresh, s.retry, s.expire, s.minimum
+            )
         }),
         rtype::TXT | 99 | rtype::HINFO => {
             let mut parts = Vec::new();
@@ -845,7 +1007,12 @@ pub fn rdata_to_text(rt: u16, d: &[u8]) -> String {
         }
         rtype::CAA if d.len() >= 2 && 2 + d[1] as usize <= d.len() => {
             let tl = d[1] as usize;
-            Some(format!("{} {} {}", d[0], String::from_utf8_lossy(&d[2..2 + tl]), quote(&d[2 + tl..])))
+            Some(format!(
+                "{} {} {}",
+                d[0],
+                String::from_utf8_lossy(&d[2..2 + tl]),
+                quote(&d[2 + tl..])
+            ))
         }
         _ => None,
     };
@@ -880,8 +1047,14 @@ mod tests {
         assert_eq!(rs[2].ttl, 60);
         assert_eq!(rs[3].owner.to_string(), "ns1.example.test.");
         assert_eq!(rs[3].rtype, rtype::AAAA);
-        assert_eq!(rdata_to_text(rtype::SRV, &rs[4].rdata), "0 0 2380 infra0.example.test.");
-        assert_eq!(rdata_to_text(rtype::TXT, &rs[5].rdata), "\"a \\\"b\\\"\" \"c\"");
+        assert_eq!(
+            rdata_to_text(rtype::SRV, &rs[4].rdata),
+            "0 0 2380 infra0.example.test."
+        );
+        assert_eq!(
+            rdata_to_text(rtype::TXT, &rs[5].rdata),
+            "\"a \\\"b\\\"\" \"c\""
+        );
         assert_eq!(rs[6].owner.to_string(), "x.sub.example.test.");
         assert_eq!(rs[6].ttl, 3600);
         assert_eq!(rs[8].rtype, 65534);
@@ -898,7 +1071,10 @@ mod tests {
         let e = first_error(&format!("{HEAD}infra2 A 10.0.0.300\n"));
         assert_eq!(e, "t/x.zone:4: bad A record: invalid IPv4 address \"10.0.0.300\" in \"infra2 A 10.0.0.300\"");
         let e = first_error(&format!("{HEAD}s SRV 0 0 2380\n"));
-        assert!(e.contains("needs 4 fields (priority weight port target), found 3"), "{e}");
+        assert!(
+            e.contains("needs 4 fields (priority weight port target), found 3"),
+            "{e}"
+        );
         let e = first_error(&format!("{HEAD}s SRV 0 0 99999 t\n"));
         assert!(e.contains("SRV port 99999 out of range 0-65535"), "{e}");
         let e = first_error(&format!("{HEAD}www 3600 IN\n"));
@@ -933,7 +1109,17 @@ mod tests {
         let ok = format!("{HEAD}$INCLUDE inc.zone\n");
         let rs = parse_str(&ok, &main, &origin()).unwrap();
         assert_eq!(rs.last().unwrap().owner.to_string(), "inc.example.test.");
-        assert_eq!(rs.last().unwrap().source.as_ref().unwrap().file.file_name().unwrap(), "inc.zone");
+        assert_eq!(
+            rs.last()
+                .unwrap()
+                .source
+                .as_ref()
+                .unwrap()
+                .file
+                .file_name()
+                .unwrap(),
+            "inc.zone"
+        );
         for bad in ["../secret", "link.zone", "/etc/passwd"] {
             let e = parse_str(&format!("{HEAD}$INCLUDE {bad}\n"), &main, &origin()).unwrap_err();
             assert!(e.to_string().contains("include refused"), "{bad}: {e}");
@@ -958,7 +1144,11 @@ mod tests {
             let line = format_record(r, Some(&origin()));
             let back = parse(&format!("{HEAD}{line}\n")).unwrap();
             let got = back.last().unwrap();
-            assert_eq!((got.rtype, &got.rdata, &got.owner), (r.rtype, &r.rdata, &r.owner), "{line}");
+            assert_eq!(
+                (got.rtype, &got.rdata, &got.owner),
+                (r.rtype, &r.rdata, &r.owner),
+                "{line}"
+            );
         }
     }
 

@@ -81,8 +81,15 @@ fn render(resp: &[u8], sent: &[u8]) -> String {
     if h.authentic_data {
         flags.push("ad");
     }
-    let rcode = msg.response_code;
-    let _ = writeln!(out, "rcode={rcode:?} flags={}", flags.join(" "));
+    // hickory names extended rcode 16 BADSIG (its TSIG meaning); in a query response it
+    // is BADVERS (RFC 6891 §6.1.3).
+    let code: u16 = msg.response_code.into();
+    let rcode = if code == 16 {
+        "BADVERS".to_string()
+    } else {
+        format!("{:?}", msg.response_code)
+    };
+    let _ = writeln!(out, "rcode={rcode} flags={}", flags.join(" "));
     assert_eq!(resp[..2], sent[..2], "response ID must match the query");
     // Z bit (0x0040) must be clear (RFC 1035 §4.1.1).
     assert_eq!(resp[3] & 0x40, 0, "Z bit set in response");
