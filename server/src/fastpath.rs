@@ -466,8 +466,10 @@ mod tests {
                     }
                 }
             }
+            // Most probes ask for types a name lacks (NODATA, full path); the hits are the
+            // (name, type) pairs that exist.
             assert!(
-                fast_hits > compared / 2,
+                fast_hits > compared / 5,
                 "fast path used for only {fast_hits} of {compared}"
             );
         }
