@@ -173,10 +173,9 @@ pub fn precompile(zone: Zone, responder: &Responder, other_origins: &[Name]) -> 
     });
     drop(catalog);
     let mut zone = Arc::try_unwrap(zone).expect("the temporary catalog was the only other owner");
-    let mut by_key: crate::zone::NameMap<NodeAnswers> = results.into_iter().collect();
-    for (key, node) in zone.nodes_mut() {
-        if let Some(a) = by_key.remove(key) {
-            node.prebuilt = Some(Box::new(a));
+    for (key, answers) in results {
+        if let Some(node) = zone.node_mut(&key) {
+            node.prebuilt = Some(Box::new(answers));
         }
     }
     zone

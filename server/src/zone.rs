@@ -224,17 +224,21 @@ impl Zone {
                     }
                 }
             }
-            let node = nodes.entry(key.as_wire().into()).or_insert_with(|| Node {
-                owner: r.owner.clone(),
-                rrsets: Vec::new(),
-                cut: Cut::None,
-                wildcard_child: false,
-                prebuilt: None,
-            });
-            if node.rrsets.is_empty() {
-                // An ancestor placeholder may have been created first; keep the real case.
-                node.owner = r.owner.clone();
+            // Look up before inserting: most records join an existing node, and an entry()
+            // call would allocate a key for each of them.
+            if !nodes.contains_key(key.as_wire()) {
+                nodes.insert(
+                    key.as_wire().into(),
+                    Node {
+                        owner: r.owner.clone(),
+                        rrsets: Vec::new(),
+                        cut: Cut::None,
+                        wildcard_child: false,
+                        prebuilt: None,
+                    },
+                );
             }
+            let node = nodes.get_mut(key.as_wire()).expect("inserted above");
             match node.rrsets.iter_mut().find(|s| s.rtype == r.rtype) {
                 Some(set) => {
                     if set.rdatas.iter().any(|d| **d == r.rdata[..]) {
@@ -265,10 +269,11 @@ impl Zone {
                     set.rdatas.push(r.rdata.into_boxed_slice());
                 }
                 None => {
+                    let here = at(&r);
                     node.rrsets.push(RRset {
                         rtype: r.rtype,
                         ttl: r.ttl,
-                        rdatas: vec![r.rdata.clone().into_boxed_slice()],
+                        rdatas: vec![r.rdata.into_boxed_slice()],
                     });
                     // Keep the CNAME-conflict check here so the offending record is named.
                     let has_cname = node.rrsets.iter().any(|s| s.rtype == rtype::CNAME);
@@ -281,15 +286,15 @@ impl Zone {
                             .collect::<Vec<_>>()
                             .join(", ");
                         errors.push(ZoneError::CnameAndOther {
-                            at: at(&r),
-                            owner: r.owner.clone(),
+                            at: here.clone(),
+                            owner: node.owner.clone(),
                             other,
                         });
                     }
                     if r.rtype == rtype::CNAME && key == origin_lc {
                         errors.push(ZoneError::CnameAtApex {
-                            at: at(&r),
-                            owner: r.owner.clone(),
+                            at: here.clone(),
+                            owner: node.owner.clone(),
                         });
                     }
                 }
@@ -309,54 +314,48 @@ impl Zone {
 
         // Empty non-terminals: every ancestor between an owner and the apex exists
         // (RFC 8020), so a miss can stop at the first existing ancestor.
-        let owners: Vec<Name> = nodes.values().map(|n| n.owner.to_lowercase()).collect();
+        let owners: Vec<Box<[u8]>> = nodes.keys().cloned().collect();
+        let apex_len = origin_lc.wire_len();
         for owner in &owners {
-            let mut cur = owner.parent();
-            while let Some(p) = cur {
-                if p.wire_len() < origin_lc.wire_len() {
-                    break;
-                }
-                if nodes.contains_key(p.as_wire()) {
+            for suffix in crate::name::suffixes(owner).skip(1) {
+                if suffix.len() < apex_len || nodes.contains_key(suffix) {
                     // A real owner fills its own chain; an inserted one was filled with ours.
                     break;
                 }
                 nodes.insert(
-                    p.as_wire().into(),
+                    suffix.into(),
                     Node {
-                        owner: p.clone(),
+                        owner: Name::from_wire(suffix).expect("suffix of a valid name"),
                         rrsets: Vec::new(),
                         cut: Cut::None,
                         wildcard_child: false,
                         prebuilt: None,
                     },
                 );
-                cur = p.parent();
             }
         }
 
-        // Wildcard flags and delegations.
+        // Wildcard flags and delegations, working on the key bytes (no allocation).
         let keys: Vec<Box<[u8]>> = nodes.keys().cloned().collect();
+        let mut any_cut = false;
         for key in &keys {
-            let name = Name::from_wire(key).expect("keys are valid names");
-            if name.is_wildcard() {
-                if let Some(parent) = name.parent() {
-                    if let Some(p) = nodes.get_mut(parent.as_wire()) {
-                        p.wildcard_child = true;
-                    }
+            if key.len() >= 2 && key[0] == 1 && key[1] == b'*' {
+                if let Some(p) = nodes.get_mut(&key[2..]) {
+                    p.wildcard_child = true;
                 }
             }
             let node = nodes.get_mut(key).expect("key from the map");
             node.rrsets.sort_by_key(|s| s.rtype);
-            if name != origin_lc && node.rrset(rtype::NS).is_some() {
+            if **key != *origin_lc.as_wire() && node.rrset(rtype::NS).is_some() {
                 node.cut = Cut::Delegation;
+                any_cut = true;
             }
         }
         // A node below a delegation holds only glue: find the highest cut above it.
-        for key in &keys {
-            let name = Name::from_wire(key).expect("keys are valid names");
+        for key in keys.iter().filter(|_| any_cut) {
             let mut highest: Option<Box<[u8]>> = None;
-            for suffix in name.suffixes().skip(1) {
-                if suffix.len() <= origin_lc.wire_len() {
+            for suffix in crate::name::suffixes(key).skip(1) {
+                if suffix.len() <= apex_len {
                     break;
                 }
                 if nodes.get(suffix).is_some_and(|n| n.cut == Cut::Delegation) {
@@ -401,10 +400,10 @@ impl Zone {
             .expect("the apex holds the SOA")
     }
 
-    /// Mutable access to the nodes, for attaching precompiled answers before the zone is
+    /// Mutable access to one node, for attaching precompiled answers before the zone is
     /// published.
-    pub(crate) fn nodes_mut(&mut self) -> impl Iterator<Item = (&Box<[u8]>, &mut Node)> {
-        self.nodes.iter_mut()
+    pub(crate) fn node_mut(&mut self, key: &[u8]) -> Option<&mut Node> {
+        self.nodes.get_mut(key)
     }
 
     /// Number of names, empty non-terminals included.
