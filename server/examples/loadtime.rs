@@ -58,8 +58,18 @@ fn main() {
     let t = Instant::now();
     let (zone, _) = Zone::build(&Name::parse("z.test.", None).unwrap(), rs).unwrap();
     println!("build {:?}", t.elapsed());
+    unsafe { libc::malloc_trim(0) };
+    println!("rss after build {} MB", rss());
     let t = Instant::now();
     let r = Responder::new(AnswerConfig::default());
-    let zone = muster_server::fastpath::precompile(zone, &r, &[]);
+    let zone = std::sync::Arc::new(zone);
+    muster_server::fastpath::precompile(&zone, &r, &[]);
     println!("precompile {:?} ({} names)", t.elapsed(), zone.name_count());
+    unsafe { libc::malloc_trim(0) };
+    println!("rss after precompile {} MB", rss());
+}
+
+fn rss() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap();
+    s.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 4096 / 1_000_000
 }

@@ -209,7 +209,9 @@ fn lint_records_with_ptrs(
         ));
     }
     // Mixed TTLs and duplicates.
-    let mut seen: BTreeMap<(Name, u16), (u32, Vec<&[u8]>)> = BTreeMap::new();
+    // (owner, type) -> (first TTL, rdatas seen)
+    type Seen<'a> = BTreeMap<(Name, u16), (u32, Vec<&'a [u8]>)>;
+    let mut seen: Seen<'_> = BTreeMap::new();
     for r in records {
         let e = seen
             .entry((lower(&r.owner), r.rtype))
@@ -349,7 +351,7 @@ fn lint_records_with_ptrs(
             }
         }
         let members = targets.len();
-        if *kind == "server" && members > 0 && members % 2 == 0 {
+        if *kind == "server" && members > 0 && members.is_multiple_of(2) {
             out.push(finding(
                 Severity::Warning,
                 "even-member-count",

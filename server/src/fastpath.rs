@@ -92,7 +92,7 @@ pub fn answer(
         return None;
     }
     let zone = catalog.find(q.qname())?;
-    let pre = zone.node(q.qname())?.prebuilt.as_ref()?.get(q.qtype)?;
+    let pre = zone.node(q.qname())?.prebuilt.get()?.get(q.qtype)?;
 
     let opt_len = if q.edns.is_some() { 11 } else { 0 };
     let head = HEADER_LEN + q.question.len();
@@ -139,11 +139,13 @@ pub fn answer(
     })
 }
 
-/// Computes the precompiled answers of every name of `zone` that can have them.
-/// `other_origins` are the apexes of the other served zones: an answer whose additional
-/// section reaches into one of them is left to the full path.
-pub fn precompile(zone: Zone, responder: &Responder, other_origins: &[Name]) -> Zone {
-    let zone = Arc::new(zone);
+/// Computes the precompiled answers of every name of `zone` that can have them and
+/// attaches them to its nodes. The zone may already be serving: a node without answers is
+/// served by the full path, so this runs in the background after a load and the zone
+/// answers from its first moment. `other_origins` are the apexes of the other served zones:
+/// an answer whose additional section could reach into one of them is left to the full
+/// path.
+pub fn precompile(zone: &Arc<Zone>, responder: &Responder, other_origins: &[Name]) {
     let mut catalog = Catalog::new();
     catalog.insert(zone.clone());
     let nested: Vec<&Name> = other_origins
@@ -151,34 +153,19 @@ pub fn precompile(zone: Zone, responder: &Responder, other_origins: &[Name]) -> 
         .filter(|o| o.is_subdomain_of(&zone.origin) && !o.eq_ignore_case(&zone.origin))
         .collect();
     // Spread the work over the cores: the nodes are independent and the zone is shared
-    // read-only, so a large zone loads in proportionally less time.
+    // read-only.
     let nodes: Vec<&crate::zone::Node> = zone.nodes().filter(|n| n.cut == Cut::None).collect();
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
     let chunk = nodes.len().div_ceil(threads).max(1);
-    let results: Vec<(Box<[u8]>, NodeAnswers)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = nodes
-            .chunks(chunk)
-            .map(|part| {
-                let catalog = &catalog;
-                let nested = &nested;
-                scope.spawn(move || precompile_nodes(part, responder, catalog, nested))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("precompile thread panicked"))
-            .collect()
-    });
-    drop(catalog);
-    let mut zone = Arc::try_unwrap(zone).expect("the temporary catalog was the only other owner");
-    for (key, answers) in results {
-        if let Some(node) = zone.node_mut(&key) {
-            node.prebuilt = Some(Box::new(answers));
+    std::thread::scope(|scope| {
+        for part in nodes.chunks(chunk) {
+            let catalog = &catalog;
+            let nested = &nested;
+            scope.spawn(move || precompile_nodes(part, responder, catalog, nested));
         }
-    }
-    zone
+    });
 }
 
 /// Precompiles the answers of some nodes.
@@ -187,8 +174,7 @@ fn precompile_nodes(
     responder: &Responder,
     catalog: &Catalog,
     nested: &[&Name],
-) -> Vec<(Box<[u8]>, NodeAnswers)> {
-    let mut results = Vec::new();
+) {
     let mut pkt = Vec::with_capacity(300);
     let mut buf = Vec::with_capacity(4096);
     let mut comp = Compressor::default();
@@ -228,10 +214,10 @@ fn precompile_nodes(
         }
         answers.by_type.sort_by_key(|(t, _)| *t);
         if answers.by_type.iter().any(|(_, p)| p.is_some()) || answers.nodata.is_some() {
-            results.push((key.as_wire().into(), answers));
+            // Set once: a second precompile of the same snapshot would compute the same.
+            let _ = node.prebuilt.set(Box::new(answers));
         }
     }
-    results
 }
 
 /// Runs the full path for (name, type) and keeps the sections after the question.
@@ -407,7 +393,8 @@ mod tests {
         for clusters in [1usize, 10_000] {
             let origin = Name::parse("z.test.", None).unwrap();
             let (zone, _) = Zone::build(&origin, zone_records(clusters)).unwrap();
-            let zone = precompile(zone, &responder, std::slice::from_ref(&origin));
+            let zone = Arc::new(zone);
+            precompile(&zone, &responder, std::slice::from_ref(&origin));
             let mut names: Vec<String> = zone.nodes().map(|n| n.owner.to_string()).collect();
             names.sort();
             // Every name of the small zone; about 600 spread over the large one.
@@ -424,7 +411,7 @@ mod tests {
                 .map(String::from),
             );
             let mut catalog = Catalog::new();
-            catalog.insert(Arc::new(zone));
+            catalog.insert(zone);
             let (mut b1, mut b2) = (Vec::new(), Vec::new());
             let mut comp = Compressor::default();
             let mut seed = 0x1234_5678u64;

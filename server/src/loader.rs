@@ -41,13 +41,9 @@ fn join(errors: &[ZoneError]) -> String {
         .join("\n  ")
 }
 
-/// Reads and builds one zone, logging its warnings, and precompiles its answers.
-/// `others` are the origins of the other served zones.
-pub fn load_zone(
-    spec: &ZoneSpec,
-    responder: &Responder,
-    others: &[Name],
-) -> Result<Zone, LoadError> {
+/// Reads and builds one zone, logging its warnings. Its answers are precompiled later,
+/// in the background, by [`precompile_in_background`].
+pub fn load_zone(spec: &ZoneSpec) -> Result<Zone, LoadError> {
     let started = Instant::now();
     let records = match &spec.file {
         Some(path) => zonefile::parse_file(path, &spec.origin),
@@ -70,23 +66,50 @@ pub fn load_zone(
     for w in warnings {
         tracing::warn!("{}: {}", w.at, w.message);
     }
-    let built = started.elapsed();
-    let zone = crate::fastpath::precompile(zone, responder, others);
     tracing::debug!(
         zone = %spec.origin,
         parse_ms = parsed.as_millis() as u64,
-        build_ms = (built - parsed).as_millis() as u64,
-        precompile_ms = (started.elapsed() - built).as_millis() as u64,
+        build_ms = (started.elapsed() - parsed).as_millis() as u64,
         "zone load phases"
     );
-    // Parsing and building freed far more memory than the zone keeps; hand it back to
-    // the system instead of leaving it in the allocator's free lists.
+    trim_allocator();
+    Ok(zone)
+}
+
+/// Parsing and building free far more memory than a zone keeps; hand it back to the
+/// system instead of leaving it in the allocator's free lists.
+fn trim_allocator() {
     // SAFETY: malloc_trim only releases free heap pages.
     #[cfg(target_env = "gnu")]
     unsafe {
         libc::malloc_trim(0);
     }
-    Ok(zone)
+}
+
+/// Precompiles the answers of freshly published zones on a background thread. Until it
+/// is done the full path answers, so loading is not delayed by it.
+pub fn precompile_in_background(zones: Vec<Arc<Zone>>, responder: Responder, origins: Vec<Name>) {
+    if zones.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("precompile".into())
+        .spawn(move || {
+            for zone in zones {
+                let started = Instant::now();
+                crate::fastpath::precompile(&zone, &responder, &origins);
+                tracing::debug!(
+                    zone = %zone.origin,
+                    ms = started.elapsed().as_millis() as u64,
+                    "answers precompiled"
+                );
+            }
+            trim_allocator();
+        });
+    if let Err(e) = spawned {
+        // Not fatal: the full path answers everything, only slower.
+        tracing::warn!("cannot start the precompile thread: {e}");
+    }
 }
 
 /// A file's identity for change detection: modification time and size.
@@ -127,13 +150,12 @@ impl Zones {
         stats: Arc<Stats>,
         responder: Responder,
     ) -> Result<Zones, Vec<LoadError>> {
-        let origins: Vec<Name> = specs.iter().map(|s| s.origin.clone()).collect();
         let mut catalog = Catalog::new();
         let mut slots = Vec::new();
         let mut errors = Vec::new();
         for spec in specs {
             let started = Instant::now();
-            match load_zone(spec, &responder, &origins) {
+            match load_zone(spec) {
                 Ok(zone) => {
                     tracing::info!(
                         zone = %spec.origin,
@@ -157,12 +179,19 @@ impl Zones {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Zones {
+        let zones = Zones {
             slots,
             responder,
             catalog: Arc::new(ArcSwap::from_pointee(catalog)),
             stats,
-        })
+        };
+        let all = zones.catalog.load().zones().cloned().collect();
+        precompile_in_background(all, zones.responder.clone(), zones.origins());
+        Ok(zones)
+    }
+
+    fn origins(&self) -> Vec<Name> {
+        self.slots.iter().map(|s| s.spec.origin.clone()).collect()
     }
 
     /// The live catalog, shared with the transports.
@@ -195,12 +224,12 @@ impl Zones {
         let current = self.catalog.load_full();
         let mut next = (*current).clone();
         let mut failed = 0;
-        let origins: Vec<Name> = self.slots.iter().map(|s| s.spec.origin.clone()).collect();
+        let mut fresh = Vec::new();
         for &i in which {
             let slot = &mut self.slots[i];
             // Take the fingerprint before reading, so an edit during the read is seen next time.
             let before = fingerprint(&slot.files);
-            match load_zone(&slot.spec, &self.responder, &origins) {
+            match load_zone(&slot.spec) {
                 Ok(zone) => {
                     if let Some(old) = current.get(&slot.spec.origin) {
                         warn_serial(&slot.spec.origin, old.serial(), zone.serial());
@@ -217,7 +246,9 @@ impl Zones {
                     } else {
                         fingerprint(&slot.files)
                     };
-                    next.insert(Arc::new(zone));
+                    let zone = Arc::new(zone);
+                    fresh.push(zone.clone());
+                    next.insert(zone);
                 }
                 Err(e) => {
                     failed += 1;
@@ -233,6 +264,7 @@ impl Zones {
         }
         bump(&self.stats.reloads);
         self.catalog.store(Arc::new(next));
+        precompile_in_background(fresh, self.responder.clone(), self.origins());
         failed
     }
 }
@@ -243,7 +275,7 @@ fn warn_serial(origin: &Name, old: u32, new: u32) {
     if diff == 0 {
         return;
     }
-    if diff > 0x8000_0000 || diff == 0x8000_0000 {
+    if diff >= 0x8000_0000 {
         tracing::warn!(
             zone = %origin,
             "serial went backwards from {old} to {new}: secondaries will keep the old data; \

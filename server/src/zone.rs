@@ -50,9 +50,10 @@ pub struct Node {
     pub cut: Cut,
     /// True when `*.<this name>` exists.
     pub wildcard_child: bool,
-    /// Answers precompiled in wire format (see [`crate::fastpath`]); `None` until
-    /// [`crate::fastpath::precompile`] ran, and for names it cannot serve.
-    pub prebuilt: Option<Box<crate::fastpath::NodeAnswers>>,
+    /// Answers precompiled in wire format (see [`crate::fastpath`]); empty until
+    /// [`crate::fastpath::precompile`] ran, and for names it cannot serve. Set once, while
+    /// the snapshot may already be serving.
+    pub prebuilt: std::sync::OnceLock<Box<crate::fastpath::NodeAnswers>>,
 }
 
 impl Node {
@@ -234,7 +235,7 @@ impl Zone {
                         rrsets: Vec::new(),
                         cut: Cut::None,
                         wildcard_child: false,
-                        prebuilt: None,
+                        prebuilt: std::sync::OnceLock::new(),
                     },
                 );
             }
@@ -329,7 +330,7 @@ impl Zone {
                         rrsets: Vec::new(),
                         cut: Cut::None,
                         wildcard_child: false,
-                        prebuilt: None,
+                        prebuilt: std::sync::OnceLock::new(),
                     },
                 );
             }
@@ -398,12 +399,6 @@ impl Zone {
         self.nodes
             .get(self.origin.as_wire())
             .expect("the apex holds the SOA")
-    }
-
-    /// Mutable access to one node, for attaching precompiled answers before the zone is
-    /// published.
-    pub(crate) fn node_mut(&mut self, key: &[u8]) -> Option<&mut Node> {
-        self.nodes.get_mut(key)
     }
 
     /// Number of names, empty non-terminals included.

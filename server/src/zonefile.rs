@@ -705,7 +705,7 @@ fn unescape(s: &str) -> Result<Vec<u8>, String> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\' {
-            if i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+            if i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
                 let v = (b[i + 1] - b'0') as u32 * 100
                     + (b[i + 2] - b'0') as u32 * 10
                     + (b[i + 3] - b'0') as u32;
@@ -740,7 +740,7 @@ fn char_string(out: &mut Vec<u8>, t: &Token) -> Result<(), String> {
 
 fn hex(s: &str) -> Result<Vec<u8>, String> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err("hex data has an odd number of digits".into());
     }
     (0..s.len())

@@ -408,3 +408,131 @@ fn bootstrap_needs_a_domain() {
         "{err}"
     );
 }
+
+/// Collects the datagrams muster-agent sends to a NOTIFY_SOCKET.
+struct NotifySocket {
+    socket: std::os::unix::net::UnixDatagram,
+    path: std::path::PathBuf,
+}
+
+impl NotifySocket {
+    fn new(dir: &TempDir) -> NotifySocket {
+        let path = dir.path().join("notify.sock");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind notify socket");
+        socket.set_nonblocking(true).expect("nonblocking");
+        NotifySocket { socket, path }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        out
+    }
+}
+
+#[test]
+fn under_systemd_the_wait_sends_status_and_extends_the_start_timeout() {
+    let dir = TempDir::new();
+    let dns = serve(
+        &dir,
+        "_etcd-server._tcp IN SRV 0 0 2380 m0\n  IN SRV 0 0 2380 m1\nm0 IN A 127.0.0.1\n",
+    );
+    let notify = NotifySocket::new(&dir);
+    let (ok, _, err) = output(
+        agent()
+            .args([
+                "plan",
+                "--domain",
+                DOMAIN,
+                "--nameserver",
+                &dns.addr.to_string(),
+            ])
+            .args(["--name", "m0", "--timeout", "1s"])
+            .env("NOTIFY_SOCKET", &notify.path),
+    );
+    assert!(!ok, "{err}");
+    let msgs = notify.messages();
+    let first = msgs
+        .first()
+        .unwrap_or_else(|| panic!("no notification; stderr:\n{err}"));
+    assert!(
+        first.starts_with(
+            "STATUS=waiting for etcd discovery records: 1/2 members resolvable; m1.cluster.test. has no A/AAAA record"
+        ),
+        "{msgs:?}"
+    );
+    assert!(first.contains("\nEXTEND_TIMEOUT_USEC="), "{msgs:?}");
+    let last = msgs.last().expect("a final status");
+    assert!(
+        last.starts_with("STATUS=muster-agent failed: timed out after 1s"),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().all(|m| !m.contains("READY=1")),
+        "the agent never sends READY=1: {msgs:?}"
+    );
+}
+
+#[test]
+fn exec_keeps_the_pid_and_notify_socket_for_etcd() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    let dns = serve(&dir, LOOPBACK);
+    let notify = NotifySocket::new(&dir);
+    // A stand-in for etcd that reports its PID, NOTIFY_SOCKET and argv.
+    let fake = dir.write(
+        "fake-etcd",
+        "#!/bin/sh\necho \"pid=$$\"\necho \"NOTIFY_SOCKET=$NOTIFY_SOCKET\"\nprintf '%s\\n' \"$@\"\n",
+    );
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let data = dir.path().join("data");
+    let child = agent()
+        .args([
+            "exec",
+            "--domain",
+            DOMAIN,
+            "--nameserver",
+            &dns.addr.to_string(),
+            "--name",
+            "m2",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--etcd-bin")
+        .arg(&fake)
+        .args(["--", "--debug"])
+        .env("NOTIFY_SOCKET", &notify.path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn muster-agent");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with(&format!("pid={pid}\n")),
+        "etcd runs under the agent's PID: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("NOTIFY_SOCKET={}\n", notify.path.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("--name=m2\n--data-dir="), "{stdout}");
+    assert!(
+        stdout.ends_with("--initial-cluster-token=muster:cluster.test\n--debug\n"),
+        "{stdout}"
+    );
+    assert!(notify.messages().iter().all(|m| !m.contains("READY=1")));
+    assert!(
+        data.join("muster-plan.json").is_file(),
+        "the plan is kept for restarts"
+    );
+}

@@ -10,7 +10,7 @@ mod agent_support;
 
 use std::time::Duration;
 
-use agent_support::{etcdctl, etcdctl_json, listening, stop_all, wait_for, Cluster, Member};
+use agent_support::{listening, stop_all, wait_for, Cluster, Member};
 use muster_tests::{require_program, require_root, Musterd};
 
 /// How long a healthy 3-member loopback bootstrap may take. It takes a few seconds; this
@@ -25,8 +25,8 @@ fn can_run() -> bool {
 }
 
 /// The names etcd reports in `member list`, sorted, and the IDs by name.
-fn members(endpoints: &str) -> Vec<(String, u64)> {
-    let list = etcdctl_json(endpoints, &["member", "list"]);
+fn members(c: &Cluster, endpoints: &str) -> Vec<(String, u64)> {
+    let list = c.ctl_json(endpoints, &["member", "list"]);
     let mut v: Vec<(String, u64)> = list["members"]
         .as_array()
         .expect("members array")
@@ -46,7 +46,7 @@ fn members(endpoints: &str) -> Vec<(String, u64)> {
 fn cluster_ids(c: &Cluster) -> Vec<u64> {
     (0..c.names.len())
         .map(|i| {
-            let status = etcdctl_json(&c.endpoint(i), &["endpoint", "status"]);
+            let status = c.ctl_json(&c.endpoint(i), &["endpoint", "status"]);
             status[0]["Status"]["header"]["cluster_id"]
                 .as_u64()
                 .expect("cluster_id in endpoint status")
@@ -82,7 +82,7 @@ fn assert_cluster_matches_plan(c: &Cluster, plan: &serde_json::Value) {
         "every member reports the plan's cluster ID"
     );
     assert_eq!(
-        members(&c.endpoints()),
+        members(c, &c.endpoints()),
         plan_members(plan),
         "member names and IDs are the plan's"
     );
@@ -196,7 +196,7 @@ fn a_member_restarted_while_musterd_is_down_rejoins_with_its_data() {
     let plan = c.plan_json(1, ns);
     let mut m = start_all(&c, ns, "30s");
     c.wait_healthy(&m.iter().collect::<Vec<_>>(), BOOTSTRAP);
-    let (ok, _, err) = etcdctl(&c.endpoints(), &["put", "written-before", "restart"]);
+    let (ok, _, err) = c.ctl(&c.endpoints(), &["put", "written-before", "restart"]);
     assert!(ok, "put: {err}");
     assert!(
         c.data_dir(1).join("muster-plan.json").is_file(),
@@ -208,7 +208,7 @@ fn a_member_restarted_while_musterd_is_down_rejoins_with_its_data() {
     assert!(!listening(c.client[1]));
     m[1] = c.spawn(1, ns, "30s");
     let rejoined = wait_for(BOOTSTRAP, || {
-        let (ok, out, _) = etcdctl(
+        let (ok, out, _) = c.ctl(
             &c.endpoint(1),
             &[
                 "get",
@@ -233,12 +233,51 @@ fn a_member_restarted_while_musterd_is_down_rejoins_with_its_data() {
     assert_eq!(m[1].comm(), "etcd");
     assert_cluster_matches_plan(&c, &plan);
     // A write through the restarted member reaches the others: it is a full member again.
-    let (ok, _, err) = etcdctl(&c.endpoint(1), &["put", "written-after", "restart"]);
+    let (ok, _, err) = c.ctl(&c.endpoint(1), &["put", "written-after", "restart"]);
     assert!(ok, "put through m1: {err}");
-    let (ok, out, _) = etcdctl(
+    let (ok, out, _) = c.ctl(
         &c.endpoint(0),
         &["get", "written-after", "--print-value-only"],
     );
     assert!(ok && out.trim() == "restart", "{out}");
+    stop_all(&mut m);
+}
+
+#[test]
+fn ssl_records_give_a_tls_cluster_with_the_certificate_flags_passed_through() {
+    if !can_run() || !require_program("openssl") {
+        return;
+    }
+    let c = Cluster::new_tls(3);
+    let zone = c.write_zone(1, &[]);
+    let dns = Musterd::start(&[("cluster.test.", &zone)]);
+    let plan = c.plan_json(2, dns.addr);
+    assert_eq!(
+        plan["cluster"]["srv_record"],
+        "_etcd-server-ssl._tcp.cluster.test."
+    );
+    assert_eq!(plan["cluster"]["scheme"], "https");
+    assert_eq!(
+        plan["advertise_client_urls"][0],
+        format!("https://m2.cluster.test:{}", c.client[2])
+    );
+
+    let mut m = start_all(&c, dns.addr, "30s");
+    c.wait_healthy(&m.iter().collect::<Vec<_>>(), BOOTSTRAP);
+    assert_cluster_matches_plan(&c, &plan);
+    let list = c.ctl_json(&c.endpoint(0), &["member", "list"]);
+    for member in list["members"].as_array().expect("members") {
+        let url = member["peerURLs"][0].as_str().unwrap_or_default();
+        assert!(
+            url.starts_with("https://m") && url.contains(".cluster.test:"),
+            "{url}"
+        );
+    }
+    // Plain http is refused: the client port really is TLS.
+    let (ok, _, _) = c.ctl(
+        &format!("http://127.0.0.1:{}", c.client[0]),
+        &["endpoint", "health"],
+    );
+    assert!(!ok, "the client port must not answer plain http");
     stop_all(&mut m);
 }

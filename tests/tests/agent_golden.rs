@@ -47,11 +47,10 @@ fn fixture() -> Fixture {
 impl Fixture {
     /// Runs muster-agent with the nameserver; panics on failure; returns stdout.
     fn run(&self, args: &[&str]) -> String {
-        let (ok, out, err) = output(
-            agent()
-                .args(args)
-                .args(["--nameserver", &self.dns.addr.to_string()]),
-        );
+        // The subcommand comes first; anything after it may include `--` and etcd args.
+        let (sub, rest) = args.split_first().expect("a subcommand");
+        let ns = self.dns.addr.to_string();
+        let (ok, out, err) = output(agent().args([sub, "--nameserver", ns.as_str()]).args(rest));
         assert!(ok, "muster-agent {args:?} failed:\n{err}");
         out
     }
@@ -150,13 +149,10 @@ fn env_file_then_restart_without_dns() {
 
     // etcd ran: now it is a restart. No nameserver is asked (none answers on port 9).
     std::fs::create_dir_all(data.join("member/wal")).expect("wal");
-    let restart = |extra: &[&str]| {
-        let (ok, out, err) = output(agent().args(extra).args([
-            "--nameserver",
-            "127.0.0.1:9",
-            "--data-dir",
-            &data_s,
-        ]));
+    let restart = |args: &[&str]| {
+        let (sub, rest) = args.split_first().expect("a subcommand");
+        let fixed = ["--nameserver", "127.0.0.1:9", "--data-dir", data_s.as_str()];
+        let (ok, out, err) = output(agent().arg(sub).args(fixed).args(rest));
         assert!(ok, "{err}");
         assert!(
             err.contains("restarting from the data dir without consulting DNS"),

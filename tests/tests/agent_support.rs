@@ -74,6 +74,19 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
     }
 }
 
+/// TLS material for a cluster with `-ssl` records: one CA, and one certificate that every
+/// member uses as server and client certificate.
+pub struct Tls {
+    /// CA certificate.
+    pub ca: PathBuf,
+    /// Member certificate: SANs for every member name, the bare domain and 127.0.0.1 (peers
+    /// on loopback connect from 127.0.0.1, and etcd checks the client certificate
+    /// against that address).
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+}
+
 /// A loopback test cluster: names, ports, data dirs, and the hosts file for etcd.
 pub struct Cluster {
     /// Member names m0, m1, ...
@@ -82,12 +95,14 @@ pub struct Cluster {
     pub peer: Vec<u16>,
     /// Client port of each member.
     pub client: Vec<u16>,
+    /// TLS peers and clients (`_etcd-server-ssl` records), or plain http.
+    pub tls: Option<Tls>,
     /// Everything on disk: zone, hosts file, data dirs, logs.
     pub dir: TempDir,
 }
 
 impl Cluster {
-    /// `n` members with fresh free ports.
+    /// `n` plain-http members with fresh free ports.
     pub fn new(n: usize) -> Cluster {
         let dir = TempDir::new();
         let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
@@ -100,21 +115,104 @@ impl Cluster {
             names,
             peer: (0..n).map(|_| free_port()).collect(),
             client: (0..n).map(|_| free_port()).collect(),
+            tls: None,
             dir,
+        }
+    }
+
+    /// `n` TLS members: `-ssl` records and certificates made with openssl.
+    pub fn new_tls(n: usize) -> Cluster {
+        let mut c = Cluster::new(n);
+        let d = c.dir.path().to_path_buf();
+        let sans: Vec<String> = c
+            .names
+            .iter()
+            .map(|n| format!("DNS:{n}.cluster.test"))
+            .chain(["DNS:cluster.test".to_string(), "IP:127.0.0.1".to_string()])
+            .collect();
+        c.dir.write(
+            "member.ext",
+            &format!(
+                "subjectAltName={}\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature\n",
+                sans.join(",")
+            ),
+        );
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let steps: [Vec<&str>; 3] = [
+            [
+                &["req", "-x509"][..],
+                &ec,
+                &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+            ]
+            .concat()
+            .into_iter()
+            .chain(["-subj", "/CN=muster test CA"])
+            .collect(),
+            [
+                &["req"][..],
+                &ec,
+                &["-keyout", "member.key", "-out", "member.csr"],
+            ]
+            .concat()
+            .into_iter()
+            .chain(["-subj", "/CN=etcd member"])
+            .collect(),
+            vec![
+                "x509",
+                "-req",
+                "-in",
+                "member.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "member.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "member.ext",
+            ],
+        ];
+        for args in steps {
+            let (ok, _, err) = output(Command::new("openssl").args(&args).current_dir(&d));
+            assert!(ok, "openssl {args:?}: {err}");
+        }
+        c.tls = Some(Tls {
+            ca: d.join("ca.pem"),
+            cert: d.join("member.pem"),
+            key: d.join("member.key"),
+        });
+        c
+    }
+
+    /// `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
         }
     }
 
     /// The SRV, client SRV and A records; members in `without_a` get no A record.
     pub fn records(&self, without_a: &[usize]) -> String {
+        let ssl = if self.tls.is_some() { "-ssl" } else { "" };
         let mut s = String::new();
         for (i, name) in self.names.iter().enumerate() {
+            let (peer, client) = (self.peer[i], self.client[i]);
             s.push_str(&format!(
-                "_etcd-server._tcp IN SRV 0 0 {} {name}\n",
-                self.peer[i]
+                "_etcd-server{ssl}._tcp IN SRV 0 0 {peer} {name}\n"
             ));
             s.push_str(&format!(
-                "_etcd-client._tcp IN SRV 0 0 {} {name}\n",
-                self.client[i]
+                "_etcd-client{ssl}._tcp IN SRV 0 0 {client} {name}\n"
             ));
             if !without_a.contains(&i) {
                 s.push_str(&format!("{name} IN A 127.0.0.1\n"));
@@ -125,8 +223,8 @@ impl Cluster {
 
     /// Writes the zone file (serial, missing A records) and returns its path.
     pub fn write_zone(&self, serial: u32, without_a: &[usize]) -> PathBuf {
-        self.dir
-            .write("cluster.test.zone", &zone(serial, &self.records(without_a)))
+        let text = zone(serial, &self.records(without_a));
+        self.dir.write("cluster.test.zone", &text)
     }
 
     /// Data dir of member `i`.
@@ -136,7 +234,7 @@ impl Cluster {
 
     /// Client URL of member `i` on 127.0.0.1 (for etcdctl).
     pub fn endpoint(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.client[i])
+        format!("{}://127.0.0.1:{}", self.scheme(), self.client[i])
     }
 
     /// Every client URL, comma-separated.
@@ -194,6 +292,7 @@ impl Cluster {
             .args(self.agent_args(i, ns))
             .args(["--timeout", timeout, "--"])
             .args(FAST_ETCD)
+            .args(self.etcd_tls_args())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .stdin(Stdio::null())
@@ -209,14 +308,58 @@ impl Cluster {
         }
     }
 
+    /// etcd's TLS flags for this cluster (none for plain http): verify peers and clients
+    /// against the test CA.
+    pub fn etcd_tls_args(&self) -> Vec<String> {
+        let Some(t) = &self.tls else {
+            return Vec::new();
+        };
+        let (ca, cert, key) = (t.ca.display(), t.cert.display(), t.key.display());
+        vec![
+            format!("--peer-trusted-ca-file={ca}"),
+            format!("--peer-cert-file={cert}"),
+            format!("--peer-key-file={key}"),
+            "--peer-client-cert-auth".into(),
+            format!("--trusted-ca-file={ca}"),
+            format!("--cert-file={cert}"),
+            format!("--key-file={key}"),
+        ]
+    }
+
+    /// Runs etcdctl against `endpoints` (with the TLS files when the cluster has them):
+    /// (success, stdout, stderr).
+    pub fn ctl(&self, endpoints: &str, args: &[&str]) -> (bool, String, String) {
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoints}"))
+            .args(["--dial-timeout=2s", "--command-timeout=5s"]);
+        if let Some(t) = &self.tls {
+            cmd.arg("--cacert")
+                .arg(&t.ca)
+                .arg("--cert")
+                .arg(&t.cert)
+                .arg("--key")
+                .arg(&t.key);
+        }
+        output(cmd.args(args))
+    }
+
+    /// etcdctl's JSON output, parsed.
+    pub fn ctl_json(&self, endpoints: &str, args: &[&str]) -> serde_json::Value {
+        let (ok, out, err) = self.ctl(endpoints, &[args, &["-w", "json"]].concat());
+        assert!(ok, "etcdctl {args:?} failed: {err}");
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("etcdctl output is not JSON ({e}): {out}"))
+    }
+
     /// Waits until every member reports healthy; panics with the logs otherwise.
     pub fn wait_healthy(&self, members: &[&Member], timeout: Duration) {
         let ok = wait_for(timeout, || {
-            let (ok, _, _) = etcdctl(&self.endpoints(), &["endpoint", "health"]);
+            let (ok, _, _) = self.ctl(&self.endpoints(), &["endpoint", "health"]);
             ok.then_some(())
         });
         if ok.is_none() {
-            let (_, out, err) = etcdctl(&self.endpoints(), &["endpoint", "health"]);
+            let (_, out, err) = self.ctl(&self.endpoints(), &["endpoint", "health"]);
             panic!(
                 "cluster not healthy within {timeout:?}:\n{out}{err}\n{}",
                 members
@@ -299,24 +442,6 @@ pub fn stop_all(members: &mut [Member]) {
     for m in members.iter_mut() {
         m.stop();
     }
-}
-
-/// Runs etcdctl against `endpoints`: (success, stdout, stderr).
-pub fn etcdctl(endpoints: &str, args: &[&str]) -> (bool, String, String) {
-    output(
-        Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={endpoints}"))
-            .args(["--dial-timeout=2s", "--command-timeout=5s"])
-            .args(args),
-    )
-}
-
-/// etcdctl's JSON output, parsed.
-pub fn etcdctl_json(endpoints: &str, args: &[&str]) -> serde_json::Value {
-    let (ok, out, err) = etcdctl(endpoints, &[args, &["-w", "json"]].concat());
-    assert!(ok, "etcdctl {args:?} failed: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("etcdctl output is not JSON ({e}): {out}"))
 }
 
 /// True when something accepts TCP connections on 127.0.0.1:`port`.
