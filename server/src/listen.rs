@@ -197,6 +197,7 @@ pub fn udp_worker(sock: UdpSocket, shared: Arc<Shared>) {
             .stats
             .udp_queries
             .fetch_add(n as u64, Ordering::Relaxed);
+        bump(&shared.stats.udp_batches);
         let cat = catalog.load();
         let mut replies = 0;
         for i in 0..n {

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug, Default)]
 pub struct Stats {
     pub udp_queries: AtomicU64,
+    /// recvmmsg calls that returned packets: udp_queries / udp_batches is the batch size.
+    pub udp_batches: AtomicU64,
     pub tcp_queries: AtomicU64,
     /// Packets dropped without reply: shorter than a header, or QR=1 (catalogue rows 1-2).
     pub malformed_dropped: AtomicU64,
@@ -59,6 +61,11 @@ impl Stats {
             "udp_queries_total",
             "Queries received over UDP.",
             &self.udp_queries,
+        );
+        counter(
+            "udp_batches_total",
+            "UDP receive calls that returned packets (queries per call = batch size).",
+            &self.udp_batches,
         );
         counter(
             "tcp_queries_total",
