@@ -83,6 +83,11 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
         .map_err(ServeError::Runtime)?;
     let final_stats = stats.clone();
     rt.block_on(async move {
+        // Handlers first: a SIGHUP that arrives right after the "listening" line must
+        // reload, not kill the process (the default action).
+        let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Runtime)?;
+        let mut term = signal(SignalKind::terminate()).map_err(ServeError::Runtime)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Runtime)?;
         let limits = TcpLimits {
             max_clients: config.tcp_max_clients,
             idle_timeout: config.tcp_idle_timeout,
@@ -114,9 +119,6 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
         }
         notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
 
-        let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Runtime)?;
-        let mut term = signal(SignalKind::terminate()).map_err(ServeError::Runtime)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Runtime)?;
         let watch = !config.watch_interval.is_zero();
         let mut ticker = tokio::time::interval(if watch {
             config.watch_interval
