@@ -1,1 +1,68 @@
+//! muster-agent: from etcd discovery SRV records to a correct etcd start.
+//!
+//! etcd's own `--discovery-srv` sizes the cluster from whatever records exist at that
+//! moment, names the other members "0", "1", matches itself by one resolved address, and
+//! in 3.4 ignores plain-http `_etcd-server._tcp` records. muster-agent resolves the
+//! records itself and starts etcd with an explicit `--initial-cluster`.
+//!
+//! Architecture: [`cli`] parses flags and [`run`] wires the effects — [`discover`] (DNS,
+//! interface addresses), [`wait`] (completeness and stability over rounds), [`restart`]
+//! (data-dir detection, persisted plan), [`envfile`] / [`exec`] (the two ways to hand
+//! the [`plan::Plan`] to etcd), [`notify`] (systemd) — around the pure core [`cluster`]
+//! (records + local addresses -> plan) and [`ids`] (etcd's member and cluster IDs).
 
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod cluster;
+pub mod discover;
+pub mod envfile;
+pub mod exec;
+pub mod ids;
+pub mod notify;
+pub mod plan;
+pub mod restart;
+pub mod run;
+pub mod wait;
+
+use std::path::PathBuf;
+
+/// Every way a command can fail; each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A missing or malformed flag.
+    #[error("{0}")]
+    Usage(String),
+    /// The wait for complete records ended without a cluster.
+    #[error(transparent)]
+    Wait(#[from] wait::WaitError),
+    /// The records do not give this host a plan.
+    #[error(transparent)]
+    Plan(#[from] cluster::PlanError),
+    /// The restart path failed.
+    #[error(transparent)]
+    Restart(#[from] restart::RestartError),
+    /// etcd cannot be executed as planned.
+    #[error(transparent)]
+    Exec(#[from] exec::ExecError),
+    /// A value cannot go into an EnvironmentFile.
+    #[error(transparent)]
+    EnvValue(#[from] envfile::BadValue),
+    /// The EnvironmentFile cannot be written.
+    #[error("cannot write {}: {source}", path.display())]
+    WriteEnv {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The resolver cannot be built.
+    #[error("cannot set up the DNS resolver: {0}")]
+    Resolver(String),
+    /// Interface addresses cannot be read.
+    #[error("cannot read this host's interface addresses: {0}")]
+    LocalAddrs(std::io::Error),
+    /// The async runtime cannot start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}

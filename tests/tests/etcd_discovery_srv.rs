@@ -15,7 +15,9 @@ fn stock_etcd_bootstraps_from_musterd_srv_records() {
     if !require_root() {
         return;
     }
-    for p in ["etcd", "etcdctl", "openssl", "unshare", "ip", "dig", "mount"] {
+    for p in [
+        "etcd", "etcdctl", "openssl", "unshare", "ip", "dig", "mount",
+    ] {
         if !require_program(p) {
             return;
         }
@@ -36,7 +38,10 @@ fn stock_etcd_bootstraps_from_musterd_srv_records() {
     );
     assert_eq!(out.matches("is healthy").count(), 3, "{out}");
     for m in ["m1", "m2", "m3"] {
-        assert!(out.contains(&format!("https://{m}.etcd.test:2380")), "member {m} missing:\n{out}");
+        assert!(
+            out.contains(&format!("https://{m}.etcd.test:2380")),
+            "member {m} missing:\n{out}"
+        );
     }
     eprintln!("stock etcd 3.4 bootstrap took {:?}", started.elapsed());
 }

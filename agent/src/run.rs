@@ -1,0 +1,183 @@
+//! The three commands: effects (environment, DNS, interfaces, files, exec) wired around
+//! the pure core ([`crate::cluster`]) and the wait loop.
+
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Command, Common, Format};
+use crate::cluster::{self, PlanOptions, Service};
+use crate::discover::{self, DnsResolver};
+use crate::envfile;
+use crate::exec;
+use crate::plan::{Mode, Plan};
+use crate::restart::{self, RestartFlags};
+use crate::wait::{self, WaitOptions};
+use crate::{notify, Error};
+
+/// Where the data dir came from: our flag (then passed to etcd) or `ETCD_DATA_DIR`
+/// (etcd reads it itself; passing the flag too would make etcd exit).
+struct DataDir {
+    path: Option<PathBuf>,
+    from_flag: bool,
+}
+
+fn data_dir(common: &Common) -> DataDir {
+    match &common.data_dir {
+        Some(p) => DataDir {
+            path: Some(p.clone()),
+            from_flag: true,
+        },
+        None => DataDir {
+            path: std::env::var_os("ETCD_DATA_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            from_flag: false,
+        },
+    }
+}
+
+/// Restart plan if the data dir has a WAL, else the bootstrap plan from DNS.
+fn decide(common: &Common, dir: &DataDir) -> Result<Plan, Error> {
+    if let Some(d) = &dir.path {
+        if restart::has_wal(d) {
+            eprintln!(
+                "muster-agent: {} exists: restarting from the data dir without consulting DNS",
+                d.join("member").join("wal").display()
+            );
+            let flags = RestartFlags {
+                name: common.name.clone(),
+                listen_peer_urls: common.listen_peer_url.clone(),
+                listen_client_urls: common.listen_client_url.clone(),
+                advertise_client_urls: common.advertise_client_url.clone(),
+            };
+            return Ok(restart::restart_plan(d, restart::load(d)?, &flags)?);
+        }
+    }
+    let domain = common.domain.as_deref().ok_or_else(|| {
+        Error::Usage("--domain (or MUSTER_DOMAIN) is required to bootstrap: the DNS domain of the _etcd-server SRV records".into())
+    })?;
+    let service = Service::new(domain, common.srv_name.as_deref()).map_err(Error::Usage)?;
+    let servers = if common.nameserver.is_empty() {
+        discover::system_nameservers()
+    } else {
+        common
+            .nameserver
+            .iter()
+            .map(|s| discover::parse_nameserver(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Error::Usage)?
+    };
+    let local = discover::local_addresses().map_err(Error::LocalAddrs)?;
+    let opts = WaitOptions {
+        scheme: common.scheme.map(Into::into),
+        expect: common.expect.map(usize::from),
+        timeout: common.timeout,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let members = runtime.block_on(async {
+        let resolver = DnsResolver::new(&servers).map_err(|e| Error::Resolver(e.to_string()))?;
+        let members = wait::wait_for_members(&resolver, &service, &opts, |round| {
+            let line = format!("{} ({:.1}s)", round.progress, round.elapsed.as_secs_f64());
+            eprintln!("muster-agent: {line}");
+            notify::waiting(
+                &format!("waiting for etcd discovery records: {line}"),
+                round.remaining,
+            );
+        })
+        .await?;
+        Ok::<_, Error>(members)
+    })?;
+    let popts = PlanOptions {
+        name: common.name.clone(),
+        advertise_peer_url: common.advertise_peer_url.clone(),
+        token: common.token.clone(),
+        default_client_port: common.client_port,
+        data_dir: dir.path.clone(),
+        listen_peer_urls: common.listen_peer_url.clone(),
+        listen_client_urls: common.listen_client_url.clone(),
+        advertise_client_urls: common.advertise_client_url.clone(),
+    };
+    let plan = cluster::plan(&service, &members, &local, &popts)?;
+    if let Some(c) = &plan.cluster {
+        eprintln!(
+            "muster-agent: bootstrap member {} of {} from {} (cluster id {})",
+            plan.name,
+            c.members.len(),
+            c.srv_record,
+            c.cluster_id_hex
+        );
+    }
+    Ok(plan)
+}
+
+fn need_data_dir(dir: &DataDir) -> Result<&std::path::Path, Error> {
+    dir.path.as_deref().ok_or_else(|| {
+        Error::Usage(
+            "--data-dir (or MUSTER_DATA_DIR, or ETCD_DATA_DIR) is required: it tells a restart \
+             (member/wal exists, no DNS needed) from a bootstrap, and keeps the plan for restarts"
+                .into(),
+        )
+    })
+}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Plan(args) => {
+            let dir = data_dir(&args.common);
+            let plan = decide(&args.common, &dir)?;
+            let out = match args.format {
+                Format::Text => plan.render_text(dir.from_flag),
+                // Serialising plain data into a String cannot fail.
+                Format::Json => serde_json::to_string_pretty(&plan).unwrap_or_default() + "\n",
+                Format::Env => envfile::render(&plan.etcd_flags(dir.from_flag))?,
+            };
+            print!("{out}");
+            Ok(())
+        }
+        Command::Env(args) => {
+            let dir = data_dir(&args.common);
+            let data = need_data_dir(&dir)?.to_path_buf();
+            let plan = decide(&args.common, &dir)?;
+            let text = envfile::render(&plan.etcd_flags(dir.from_flag))?;
+            envfile::write_atomic(&args.out, text.as_bytes(), 0o644).map_err(|source| {
+                Error::WriteEnv {
+                    path: args.out.clone(),
+                    source,
+                }
+            })?;
+            if plan.mode == Mode::Bootstrap {
+                restart::save(&data, &plan)?;
+            }
+            notify::status(&format!(
+                "wrote {} for etcd member {}",
+                args.out.display(),
+                plan.name
+            ));
+            eprintln!("muster-agent: wrote {}", args.out.display());
+            Ok(())
+        }
+        Command::Exec(args) => {
+            let dir = data_dir(&args.common);
+            let data = need_data_dir(&dir)?.to_path_buf();
+            let plan = decide(&args.common, &dir)?;
+            let flags = plan.etcd_flags(dir.from_flag);
+            exec::check(&flags, &args.extra, plan.mode == Mode::Bootstrap, |k| {
+                std::env::var_os(k).map(|v| v.to_string_lossy().into_owned())
+            })?;
+            let argv = exec::argv(&args.etcd_bin, &flags, &args.extra);
+            if args.dry_run {
+                for a in &argv {
+                    println!("{a}");
+                }
+                return Ok(());
+            }
+            if plan.mode == Mode::Bootstrap {
+                restart::save(&data, &plan)?;
+            }
+            Err(exec::exec(&argv).into())
+        }
+    }
+}
