@@ -112,18 +112,27 @@ pub fn precompile_in_background(zones: Vec<Arc<Zone>>, responder: Responder, ori
     }
 }
 
-/// A file's identity for change detection: modification time and size.
-type Fingerprint = Vec<(PathBuf, Option<(SystemTime, u64)>)>;
+/// A file's identity for change detection: inode, size, modification and change times.
+/// The inode and ctime catch a file replaced by one with the same size and a preserved
+/// mtime (`rsync -t`, `cp -p` then `mv`).
+type Fingerprint = Vec<(PathBuf, Option<(u64, u64, SystemTime, i64, i64)>)>;
 
 fn fingerprint(files: &[PathBuf]) -> Fingerprint {
+    use std::os::unix::fs::MetadataExt;
     files
         .iter()
         .map(|f| {
             let meta = std::fs::metadata(f).ok();
-            (
-                f.clone(),
-                meta.and_then(|m| Some((m.modified().ok()?, m.len()))),
-            )
+            let id = meta.and_then(|m| {
+                Some((
+                    m.ino(),
+                    m.len(),
+                    m.modified().ok()?,
+                    m.ctime(),
+                    m.ctime_nsec(),
+                ))
+            });
+            (f.clone(), id)
         })
         .collect()
 }

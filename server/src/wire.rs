@@ -298,6 +298,8 @@ pub struct Writer<'b> {
     pub buf: &'b mut Vec<u8>,
     comp: &'b mut Compressor,
     pub counts: [u16; 4],
+    /// End of the question section: names inside rdata never point before it.
+    question_end: usize,
 }
 
 impl<'b> Writer<'b> {
@@ -320,6 +322,7 @@ impl<'b> Writer<'b> {
             buf,
             comp,
             counts: [0; 4],
+            question_end: HEADER_LEN + question.len(),
         };
         if !question.is_empty() {
             w.counts[0] = 1;
@@ -372,24 +375,24 @@ impl<'b> Writer<'b> {
         ttl: u32,
         rdata: &[u8],
     ) {
-        self.name(owner);
+        self.name(owner, false);
         self.buf.extend_from_slice(&t.to_be_bytes());
         self.buf.extend_from_slice(&class.to_be_bytes());
         self.buf.extend_from_slice(&ttl.to_be_bytes());
         let len_pos = self.buf.len();
         self.buf.extend_from_slice(&[0, 0]);
         match rdata_names(t) {
-            RdataNames::Whole => self.name(rdata),
+            RdataNames::Whole => self.name(rdata, true),
             RdataNames::AfterU16 if rdata.len() > 2 => {
                 self.buf.extend_from_slice(&rdata[..2]);
-                self.name(&rdata[2..]);
+                self.name(&rdata[2..], true);
             }
             RdataNames::Soa => {
                 // Zone data was validated at load time, so the two names are well formed.
                 let l1 = crate::name::wire_name_len(rdata).unwrap_or(rdata.len());
                 let l2 = crate::name::wire_name_len(&rdata[l1..]).unwrap_or(0);
-                self.name(&rdata[..l1]);
-                self.name(&rdata[l1..l1 + l2]);
+                self.name(&rdata[..l1], true);
+                self.name(&rdata[l1..l1 + l2], true);
                 self.buf.extend_from_slice(&rdata[l1 + l2..]);
             }
             _ if t == rtype::SRV && rdata.len() > 6 => {
@@ -428,11 +431,17 @@ impl<'b> Writer<'b> {
     }
 
     /// Writes `name` (uncompressed wire) compressed against names already in the message.
-    fn name(&mut self, name: &[u8]) {
+    ///
+    /// Owner names (`exact` false) may point at any equal name, the question included, so
+    /// they carry the querier's case (RFC 4343 allows it; NSD does the same). Names inside
+    /// rdata (`exact` true) keep the zone's case: they only point at byte-identical names
+    /// after the question. That also makes the bytes after the question independent of the
+    /// query's case, which the precompiled answers rely on.
+    fn name(&mut self, name: &[u8], exact: bool) {
         let mut i = 0;
         while i < name.len() && name[i] != 0 {
             let suffix = &name[i..];
-            if let Some(off) = self.find(suffix) {
+            if let Some(off) = self.find(suffix, exact) {
                 let start = self.buf.len();
                 self.buf.extend_from_slice(&name[..i]);
                 self.remember_prefix(start, name, i);
@@ -465,10 +474,14 @@ impl<'b> Writer<'b> {
         }
     }
 
-    /// Finds an earlier occurrence of `suffix` (case-insensitive) in the message.
-    fn find(&self, suffix: &[u8]) -> Option<u16> {
+    /// Finds an earlier occurrence of `suffix` in the message (see [`Writer::name`] for
+    /// what `exact` means).
+    fn find(&self, suffix: &[u8], exact: bool) -> Option<u16> {
         for &(off, len) in &self.comp.entries {
-            if len as usize == suffix.len() && self.equals_at(off as usize, suffix) {
+            if len as usize == suffix.len()
+                && (!exact || off as usize >= self.question_end)
+                && self.equals_at(off as usize, suffix, exact)
+            {
                 return Some(off);
             }
         }
@@ -476,12 +489,15 @@ impl<'b> Writer<'b> {
     }
 
     /// Compares the (possibly compressed) name at `off` in the buffer with `name`.
-    fn equals_at(&self, mut off: usize, name: &[u8]) -> bool {
+    fn equals_at(&self, mut off: usize, name: &[u8], exact: bool) -> bool {
         let mut i = 0;
         loop {
             let b = self.buf[off];
             if b & 0xc0 == 0xc0 {
                 off = (((b & 0x3f) as usize) << 8) | self.buf[off + 1] as usize;
+                if exact && off < self.question_end {
+                    return false;
+                }
                 continue;
             }
             let l = b as usize;
@@ -491,7 +507,9 @@ impl<'b> Writer<'b> {
             if l == 0 {
                 return true;
             }
-            if !self.buf[off + 1..off + 1 + l].eq_ignore_ascii_case(&name[i + 1..i + 1 + l]) {
+            let here = &self.buf[off + 1..off + 1 + l];
+            let want = &name[i + 1..i + 1 + l];
+            if (exact && here != want) || (!exact && !here.eq_ignore_ascii_case(want)) {
                 return false;
             }
             off += 1 + l;

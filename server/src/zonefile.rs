@@ -47,7 +47,12 @@ pub enum ZoneFileErrorKind {
 
 impl fmt::Display for ZoneFileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file.display(), self.line, self.kind)?;
+        if self.line == 0 {
+            // Not about a line: the file itself (e.g. it cannot be read).
+            write!(f, "{}: {}", self.file.display(), self.kind)?;
+        } else {
+            write!(f, "{}:{}: {}", self.file.display(), self.line, self.kind)?;
+        }
         if !self.record.is_empty() {
             write!(f, " in \"{}\"", self.record)?;
         }
@@ -150,6 +155,7 @@ fn lex(text: &str) -> Result<Vec<Entry>, (u32, String)> {
     let mut i = 0;
     let mut line: u32 = 1;
     let mut depth = 0u32;
+    let mut open_line = 0u32;
     let mut cur: Option<Entry> = None;
     let mut at_line_start = true;
     while i < b.len() {
@@ -188,6 +194,9 @@ fn lex(text: &str) -> Result<Vec<Entry>, (u32, String)> {
                 continue;
             }
             b'(' => {
+                if depth == 0 {
+                    open_line = line;
+                }
                 depth += 1;
                 at_line_start = false;
                 i += 1;
@@ -269,8 +278,8 @@ fn lex(text: &str) -> Result<Vec<Entry>, (u32, String)> {
     }
     if depth > 0 {
         return Err((
-            line,
-            "\"(\" is not closed before the end of the file".into(),
+            open_line,
+            "\"(\" opened here is not closed before the end of the file".into(),
         ));
     }
     if let Some(e) = cur.take() {
