@@ -103,12 +103,20 @@ fn guess_origin(path: &Path) -> Option<Name> {
     Name::parse(&abs, None).ok()
 }
 
-/// Parses and lints each file; parse errors become findings.
+/// Parses and lints each file; parse errors become findings. With `origin` every file
+/// is taken as that zone, else each file's origin is guessed (see [`guess_origin`]).
 pub fn check_files(origin: Option<&Name>, files: &[PathBuf]) -> Vec<Finding> {
+    let zones: Vec<(Option<Name>, PathBuf)> =
+        files.iter().map(|f| (origin.cloned(), f.clone())).collect();
+    check_zones(&zones)
+}
+
+/// Parses and lints zones given as (origin, file); a missing origin is guessed.
+pub fn check_zones(specs: &[(Option<Name>, PathBuf)]) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut zones: Vec<(Name, Vec<Record>)> = Vec::new();
-    for file in files {
-        let Some(o) = origin.cloned().or_else(|| guess_origin(file)) else {
+    for (origin, file) in specs {
+        let Some(o) = origin.clone().or_else(|| guess_origin(file)) else {
             findings.push(Finding {
                 severity: Severity::Error,
                 code: "no-origin",

@@ -77,8 +77,11 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Check every zone of this musterd config file (as `serve --config` would load them).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Zone files to check.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "config")]
     pub files: Vec<PathBuf>,
 }
 
@@ -158,7 +161,33 @@ fn check(args: CheckArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let findings = crate::check::check_files(origin.as_ref(), &args.files);
+    let mut zones: Vec<(Option<Name>, PathBuf)> = args
+        .files
+        .iter()
+        .map(|f| (origin.clone(), f.clone()))
+        .collect();
+    if let Some(path) = &args.config {
+        let file = match config::read_file(path) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("musterd check: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let dir = path.parent().map(|p| p.to_path_buf());
+        match config::resolve(file, dir.as_deref(), Overrides::default()) {
+            Ok(cfg) => zones.extend(
+                cfg.zones
+                    .into_iter()
+                    .filter_map(|z| Some((Some(z.origin), z.file?))),
+            ),
+            Err(e) => {
+                eprintln!("musterd check: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let findings = crate::check::check_zones(&zones);
     let out = match args.format {
         Format::Text => crate::check::render_text(&findings),
         Format::Json => crate::check::render_json(&findings),

@@ -35,6 +35,27 @@ fn check_exit_status_and_formats() {
     assert_eq!(v["errors"], 3, "{out}");
     assert_eq!(v["findings"][0]["line"], 6);
 
+    // --config checks every zone the server would load, with the configured origins.
+    let dir = muster_tests::TempDir::new();
+    let config = dir.write(
+        "musterd.toml",
+        &format!(
+            "[[zone]]\norigin = \"example.test.\"\nfile = \"{}\"\n[[zone]]\norigin = \"srv-no-address.test.\"\nfile = \"{}\"\n",
+            root.join("zones/example.test.zone").display(),
+            root.join("tests/golden/check/srv-no-address.zone").display()
+        ),
+    );
+    let (ok, out, _) = run(Command::new(bin_path("musterd")).args([
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+    ]));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("srv-target-no-address") && out.contains("1 errors"),
+        "{out}"
+    );
+
     let (ok, _, err) = run(Command::new(bin_path("musterd")).args(["check"]));
     assert!(!ok && err.contains("FILE"), "usage error expected: {err}");
 }
