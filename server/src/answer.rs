@@ -301,9 +301,7 @@ impl Responder {
             let owner = &owner_buf[..owner_len];
             let found = match zone.find(key) {
                 // A DS query at a delegation point is answered from the parent side.
-                Found::Referral(cut)
-                    if q.qtype == rtype::DS && cut.owner.to_lowercase().as_wire() == key =>
-                {
+                Found::Referral(cut) if q.qtype == rtype::DS && cut.key() == key => {
                     Found::Exact(cut)
                 }
                 f => f,
@@ -319,7 +317,7 @@ impl Responder {
                         if let Some(cname) = node.rrset(rtype::CNAME) {
                             write_rrset(w, 1, owner, cname);
                             chain += 1;
-                            let target = &cname.rdatas[0];
+                            let target = cname.first();
                             visited.push((visited_buf.len(), key.len()));
                             visited_buf.extend_from_slice(key);
                             // Stop at the cap, at a name already in the chain (a loop: its
@@ -351,7 +349,7 @@ impl Responder {
                         clear_aa(w);
                     }
                     if let Some(ns) = cut.rrset(rtype::NS) {
-                        write_rrset(w, 2, cut.owner.as_wire(), ns);
+                        write_rrset(w, 2, cut.owner(), ns);
                         additional.collect(ns, self.config.max_additional_targets);
                     }
                     break rcode::NOERROR;
@@ -387,9 +385,9 @@ impl Responder {
 
 /// The RRset answering `qtype` at `node`; for ANY the first RRset by type (RFC 8482 §4.2:
 /// one RRset, over UDP and TCP alike, as Knot and NSD do).
-fn select(node: &Node, qtype: u16) -> Option<&RRset> {
+fn select<'z>(node: Node<'z>, qtype: u16) -> Option<RRset<'z>> {
     if qtype == rtype::ANY {
-        return node.rrsets.first();
+        return node.first_rrset();
     }
     node.rrset(qtype)
 }
@@ -404,8 +402,8 @@ fn clear_aa(w: &mut Writer<'_>) {
     w.buf[2..4].copy_from_slice(&fl.to_be_bytes());
 }
 
-fn write_rrset(w: &mut Writer<'_>, section: usize, owner: &[u8], set: &RRset) {
-    for rdata in &set.rdatas {
+fn write_rrset(w: &mut Writer<'_>, section: usize, owner: &[u8], set: RRset<'_>) {
+    for rdata in set.rdatas() {
         w.record(section, owner, set.rtype, class::IN, set.ttl, rdata);
     }
 }
@@ -414,7 +412,7 @@ fn write_rrset(w: &mut Writer<'_>, section: usize, owner: &[u8], set: &RRset) {
 fn write_negative(w: &mut Writer<'_>, zone: &Zone) {
     w.record(
         2,
-        zone.apex().owner.as_wire(),
+        zone.apex().owner(),
         rtype::SOA,
         class::IN,
         zone.negative_ttl,
@@ -431,12 +429,12 @@ struct AdditionalTargets {
 }
 
 impl AdditionalTargets {
-    fn collect(&mut self, set: &RRset, cap: usize) {
-        for rdata in &set.rdatas {
+    fn collect(&mut self, set: RRset<'_>, cap: usize) {
+        for rdata in set.rdatas() {
             let name = match set.rtype {
                 rtype::SRV if rdata.len() > 6 => &rdata[6..],
                 rtype::MX if rdata.len() > 2 => &rdata[2..],
-                rtype::NS => &rdata[..],
+                rtype::NS => rdata,
                 _ => return,
             };
             if name.len() <= 1 || wire_name_len(name) != Some(name.len()) {
@@ -484,7 +482,7 @@ impl AdditionalTargets {
                 if let Some(set) = node.rrset(t) {
                     let before = w.len();
                     let count = w.counts[3];
-                    write_rrset(w, 3, node.owner.as_wire(), set);
+                    write_rrset(w, 3, node.owner(), set);
                     if w.len() > limit {
                         w.truncate(before, 3, count);
                         return;

@@ -23,47 +23,90 @@ use crate::catalog::Catalog;
 use crate::name::Name;
 use crate::rr::{class, rtype};
 use crate::wire::{flags, opcode, parse_query, Compressor, Query, HEADER_LEN};
-use crate::zone::{Cut, Zone};
+use crate::zone::{Cut, Node, Zone};
 
-/// One precompiled response body.
-#[derive(Debug, Clone)]
-pub struct Prebuilt {
+// Storage. All precompiled answers of a zone live in one byte arena (see
+// [`Zone::install_prebuilt`]); a node's block starts at the offset the node holds:
+//
+//   node block: ntypes u16 | any-type u16 (0: none) | nodata u32
+//               | ntypes x (type u16 | answer u32), sorted by type
+//   answer:     flags u16 | rcode u16 | ancount u16 | nscount u16 | ncuts u16
+//               | ncuts x (length u16 | arcount u16) | tail bytes (the last cut's length)
+//
+// Answer offsets are relative to the node block (so per-thread arenas can be
+// concatenated), `NONE` meaning "answered by the full path". Integers are native-endian.
+// One arena instead of a few allocations per name is what keeps a large zone's memory
+// close to the size of its answers.
+
+const NONE: u32 = u32::MAX;
+
+/// A part of the fast arena: its bytes and (node number, block offset) pairs.
+type Arena = (Vec<u8>, Vec<(u32, u32)>);
+
+fn rd16(b: &[u8], at: usize) -> u16 {
+    u16::from_ne_bytes([b[at], b[at + 1]])
+}
+
+fn rd32(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// One precompiled response body, borrowed from the arena.
+struct Prebuilt<'a> {
     /// Header flags the full path sets (AA), without QR/opcode/RD/CD.
     flags: u16,
     rcode: u16,
     answers: u16,
     authority: u16,
+    /// (length, additional count) pairs: where the tail can be cut, increasing. The first
+    /// is the end of the authority section.
+    cuts: &'a [u8],
     /// Answer, authority and all additional records as written after the question.
-    tail: Box<[u8]>,
-    /// Cut points into `tail`: (length, additional count), increasing. The first is the
-    /// end of the authority section.
-    cuts: Box<[(u16, u16)]>,
+    tail: &'a [u8],
 }
 
-/// The precompiled responses of one name.
-#[derive(Debug, Clone, Default)]
-pub struct NodeAnswers {
-    /// By query type, sorted; every type present at the name is listed, `None` meaning
-    /// "answered by the full path".
-    by_type: Vec<(u16, Option<Prebuilt>)>,
-    /// The NODATA response, for names without a CNAME.
-    nodata: Option<Prebuilt>,
-    /// Type answering ANY (RFC 8482: the first RRset).
-    any: Option<u16>,
-}
-
-impl NodeAnswers {
-    fn get(&self, qtype: u16) -> Option<&Prebuilt> {
-        let t = if qtype == rtype::ANY {
-            self.any?
-        } else {
-            qtype
-        };
-        match self.by_type.binary_search_by_key(&t, |(t, _)| *t) {
-            Ok(i) => self.by_type[i].1.as_ref(),
-            Err(_) => self.nodata.as_ref(),
+impl<'a> Prebuilt<'a> {
+    fn at(arena: &'a [u8], at: usize) -> Prebuilt<'a> {
+        let ncuts = rd16(arena, at + 8) as usize;
+        let cuts = &arena[at + 10..at + 10 + 4 * ncuts];
+        let len = rd16(cuts, 4 * (ncuts - 1)) as usize;
+        let tail = &arena[at + 10 + 4 * ncuts..at + 10 + 4 * ncuts + len];
+        Prebuilt {
+            flags: rd16(arena, at),
+            rcode: rd16(arena, at + 2),
+            answers: rd16(arena, at + 4),
+            authority: rd16(arena, at + 6),
+            cuts,
+            tail,
         }
     }
+
+    /// The longest cut that fits in `room` after `head` bytes: (length, additional count).
+    fn fit(&self, head: usize, room: usize) -> Option<(usize, u16)> {
+        (0..self.cuts.len() / 4)
+            .rev()
+            .map(|i| (rd16(self.cuts, 4 * i) as usize, rd16(self.cuts, 4 * i + 2)))
+            .find(|(len, _)| head + len <= room)
+    }
+}
+
+/// The precompiled answer for `qtype` in the node block at `at`, if any.
+fn lookup(arena: &[u8], at: usize, qtype: u16) -> Option<Prebuilt<'_>> {
+    let ntypes = rd16(arena, at) as usize;
+    let t = if qtype == rtype::ANY {
+        match rd16(arena, at + 2) {
+            0 => return None,
+            t => t,
+        }
+    } else {
+        qtype
+    };
+    let entries = at + 8;
+    let off = match (0..ntypes).find(|&i| rd16(arena, entries + 6 * i) == t) {
+        Some(i) => rd32(arena, entries + 6 * i + 2),
+        None => rd32(arena, at + 4),
+    };
+    (off != NONE).then(|| Prebuilt::at(arena, at + off as usize))
 }
 
 /// Query types the full path treats specially before looking at zone data.
@@ -92,7 +135,8 @@ pub fn answer(
         return None;
     }
     let zone = catalog.find(q.qname())?;
-    let pre = zone.node(q.qname())?.prebuilt.get()?.get(q.qtype)?;
+    let (arena, at) = zone.node(q.qname())?.prebuilt()?;
+    let pre = lookup(arena, at, q.qtype)?;
 
     let opt_len = if q.edns.is_some() { 11 } else { 0 };
     let head = HEADER_LEN + q.question.len();
@@ -101,20 +145,16 @@ pub fn answer(
     buf.clear();
     buf.extend_from_slice(&q.id.to_be_bytes());
     // The longest cut that fits; none fits when answer and authority alone are too big.
-    let fit = pre
-        .cuts
-        .iter()
-        .rev()
-        .find(|(len, _)| head + *len as usize <= room);
+    let fit = pre.fit(head, room);
     let (an, ns, ar, body) = match fit {
-        Some(&(len, ar)) => (pre.answers, pre.authority, ar, &pre.tail[..len as usize]),
+        Some((len, ar)) => (pre.answers, pre.authority, ar, &pre.tail[..len]),
         None => (0, 0, 0, &pre.tail[..0]),
     };
     let truncated = fit.is_none();
     let fl = if truncated { fl | flags::TC } else { fl };
     let ar = ar + q.edns.is_some() as u16;
     buf.extend_from_slice(&fl.to_be_bytes());
-    for c in [1, an, ns, ar] {
+    for c in [1u16, an, ns, ar] {
         buf.extend_from_slice(&c.to_be_bytes());
     }
     buf.extend_from_slice(q.question);
@@ -148,96 +188,135 @@ pub fn answer(
 pub fn precompile(zone: &Arc<Zone>, responder: &Responder, other_origins: &[Name]) {
     let mut catalog = Catalog::new();
     catalog.insert(zone.clone());
-    let nested: Vec<&Name> = other_origins
+    let nested: Vec<Name> = other_origins
         .iter()
         .filter(|o| o.is_subdomain_of(&zone.origin) && !o.eq_ignore_case(&zone.origin))
+        .map(Name::to_lowercase)
         .collect();
     // Spread the work over the cores: the nodes are independent and the zone is shared
-    // read-only.
-    let nodes: Vec<&crate::zone::Node> = zone.nodes().filter(|n| n.cut == Cut::None).collect();
+    // read-only. Each thread fills its own arena; they are concatenated at the end.
+    let nodes: Vec<Node<'_>> = zone.nodes().filter(|n| n.cut() == Cut::None).collect();
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
     let chunk = nodes.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        for part in nodes.chunks(chunk) {
-            let catalog = &catalog;
-            let nested = &nested;
-            scope.spawn(move || precompile_nodes(part, responder, catalog, nested));
-        }
+    let parts: Vec<Arena> = std::thread::scope(|scope| {
+        let handles: Vec<_> = nodes
+            .chunks(chunk)
+            .map(|part| {
+                let catalog = &catalog;
+                let nested = &nested;
+                scope.spawn(move || precompile_nodes(part, responder, catalog, nested))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("precompile thread"))
+            .collect()
     });
+    let total: usize = parts.iter().map(|(a, _)| a.len()).sum();
+    if total >= NONE as usize {
+        tracing::warn!(zone = %zone.origin, "too many answers to precompile; using the full path");
+        return;
+    }
+    let mut arena = Vec::with_capacity(total);
+    let mut offsets = Vec::with_capacity(parts.iter().map(|(_, o)| o.len()).sum());
+    for (part, offs) in parts {
+        let base = arena.len() as u32;
+        arena.extend_from_slice(&part);
+        offsets.extend(offs.into_iter().map(|(id, off)| (id, base + off)));
+    }
+    zone.install_prebuilt(arena, &offsets);
 }
 
-/// Precompiles the answers of some nodes.
+/// Precompiles the answers of some nodes into a fresh arena: (arena, (node, offset)s).
 fn precompile_nodes(
-    nodes: &[&crate::zone::Node],
+    nodes: &[Node<'_>],
     responder: &Responder,
     catalog: &Catalog,
-    nested: &[&Name],
-) {
+    nested: &[Name],
+) -> Arena {
     let mut pkt = Vec::with_capacity(300);
     let mut buf = Vec::with_capacity(4096);
     let mut comp = Compressor::default();
+    let mut arena = Vec::new();
+    let mut offsets = Vec::new();
+    let mut types: Vec<u16> = Vec::new();
     for node in nodes {
-        let key = node.owner.to_lowercase();
-        if nested.iter().any(|o| key.is_subdomain_of(o)) {
+        let key = node.key();
+        if nested
+            .iter()
+            .any(|o| crate::name::suffixes(key).any(|s| s == o.as_wire()))
+        {
             continue; // answered from the nested zone
         }
         let has_cname = node.rrset(rtype::CNAME).is_some();
-        let mut answers = NodeAnswers {
-            any: node.rrsets.first().map(|s| s.rtype),
-            ..Default::default()
-        };
-        // An unused type code stands for "any type this name lacks". NODATA answers are
-        // precompiled only for empty non-terminals (where they are the only answer): for
-        // other names they are rare, and skipping them saves a third of the load time and
-        // memory of a large zone.
-        let nodata_probe = 65534u16;
-        let types = node
-            .rrsets
+        // NODATA answers are precompiled only for empty non-terminals (where they are the
+        // only answer): for other names they are rare, and skipping them saves a third of
+        // the load time and memory of a large zone. Type 0 asks the full path for it.
+        types.clear();
+        types.extend(node.rrsets().map(|s| s.rtype));
+        let nodata = !has_cname && node.is_empty_nonterminal();
+        let start = arena.len();
+        arena.extend_from_slice(&(types.len() as u16).to_ne_bytes());
+        arena.extend_from_slice(&node.first_rrset().map_or(0, |s| s.rtype).to_ne_bytes());
+        arena.extend_from_slice(&NONE.to_ne_bytes());
+        for &t in &types {
+            arena.extend_from_slice(&t.to_ne_bytes());
+            arena.extend_from_slice(&NONE.to_ne_bytes());
+        }
+        let mut any = false;
+        let probes = types
             .iter()
-            .map(|s| s.rtype)
-            .chain((!has_cname && node.rrsets.is_empty()).then_some(nodata_probe));
-        for t in types {
-            if is_special(t) {
-                answers.by_type.push((t, None));
+            .enumerate()
+            .map(|(i, &t)| (t, start + 8 + 6 * i + 2))
+            .chain(nodata.then_some((0, start + 4)));
+        for (t, slot) in probes.collect::<Vec<_>>() {
+            if t != 0 && is_special(t) {
                 continue;
             }
-            let pre = build_one(
-                responder, catalog, &key, t, nested, &mut pkt, &mut buf, &mut comp,
-            );
-            if t == nodata_probe {
-                answers.nodata = pre;
-            } else {
-                answers.by_type.push((t, pre));
+            let at = arena.len();
+            if build_one(
+                responder, catalog, key, t, nested, &mut pkt, &mut buf, &mut comp, &mut arena,
+            ) {
+                arena[slot..slot + 4].copy_from_slice(&((at - start) as u32).to_ne_bytes());
+                any = true;
             }
         }
-        answers.by_type.sort_by_key(|(t, _)| *t);
-        if answers.by_type.iter().any(|(_, p)| p.is_some()) || answers.nodata.is_some() {
-            // Set once: a second precompile of the same snapshot would compute the same.
-            let _ = node.prebuilt.set(Box::new(answers));
+        if any {
+            offsets.push((node.index(), start as u32));
+        } else {
+            arena.truncate(start);
         }
     }
+    (arena, offsets)
 }
 
-/// Runs the full path for (name, type) and keeps the sections after the question.
+/// Runs the full path for (name, type) and appends the sections after the question to
+/// `arena`; false when the full path must answer this one. Type 0 stands for "a type the
+/// name lacks" (the NODATA answer).
 #[allow(clippy::too_many_arguments)]
 fn build_one(
     responder: &Responder,
     catalog: &Catalog,
-    key: &Name,
+    key: &[u8],
     qtype: u16,
-    nested: &[&Name],
+    nested: &[Name],
     pkt: &mut Vec<u8>,
     buf: &mut Vec<u8>,
     comp: &mut Compressor,
-) -> Option<Prebuilt> {
+    arena: &mut Vec<u8>,
+) -> bool {
+    // An unused type code stands for "any type this name lacks".
+    let probe = if qtype == 0 { 65534 } else { qtype };
     pkt.clear();
     pkt.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
-    pkt.extend_from_slice(key.as_wire());
-    pkt.extend_from_slice(&qtype.to_be_bytes());
+    pkt.extend_from_slice(key);
+    pkt.extend_from_slice(&probe.to_be_bytes());
     pkt.extend_from_slice(&class::IN.to_be_bytes());
-    let q = parse_query(pkt).ok()?;
+    let Ok(q) = parse_query(pkt) else {
+        return false;
+    };
     let mut cuts: Option<Cuts> = None;
     // TCP without EDNS: no size limit short of 64 KiB, no OPT; the per-query limit is
     // applied later with the cut points.
@@ -247,31 +326,37 @@ fn build_one(
         truncated: false,
     } = outcome
     else {
-        return None;
+        return false;
     };
-    let cuts = cuts?;
+    let Some(cuts) = cuts else {
+        return false;
+    };
     let head = HEADER_LEN + q.question.len();
     let tail = &buf[head..];
-    if tail.len() > u16::MAX as usize {
-        return None;
+    if tail.len() > u16::MAX as usize || cuts.len() > u16::MAX as usize {
+        return false;
     }
     // Additional targets inside a nested zone come from that zone: leave such answers to
     // the full path (nested zones are rare; being conservative costs only speed).
-    if !nested.is_empty() && matches!(qtype, rtype::SRV | rtype::MX | rtype::NS) {
-        return None;
+    if !nested.is_empty() && matches!(probe, rtype::SRV | rtype::MX | rtype::NS) {
+        return false;
     }
     let fl = u16::from_be_bytes([buf[2], buf[3]]);
-    Some(Prebuilt {
-        flags: fl & (flags::AA | flags::AD),
+    for v in [
+        fl & (flags::AA | flags::AD),
         rcode,
-        answers: u16::from_be_bytes([buf[6], buf[7]]),
-        authority: u16::from_be_bytes([buf[8], buf[9]]),
-        tail: tail.into(),
-        cuts: cuts
-            .iter()
-            .map(|&(len, ar)| ((len - head) as u16, ar))
-            .collect(),
-    })
+        u16::from_be_bytes([buf[6], buf[7]]),
+        u16::from_be_bytes([buf[8], buf[9]]),
+        cuts.len() as u16,
+    ] {
+        arena.extend_from_slice(&v.to_ne_bytes());
+    }
+    for &(len, ar) in &cuts {
+        arena.extend_from_slice(&((len - head) as u16).to_ne_bytes());
+        arena.extend_from_slice(&ar.to_ne_bytes());
+    }
+    arena.extend_from_slice(tail);
+    true
 }
 
 #[cfg(test)]
@@ -395,7 +480,7 @@ mod tests {
             let (zone, _) = Zone::build(&origin, zone_records(clusters)).unwrap();
             let zone = Arc::new(zone);
             precompile(&zone, &responder, std::slice::from_ref(&origin));
-            let mut names: Vec<String> = zone.nodes().map(|n| n.owner.to_string()).collect();
+            let mut names: Vec<String> = zone.nodes().map(|n| n.owner_name().to_string()).collect();
             names.sort();
             // Every name of the small zone; about 600 spread over the large one.
             let step = (names.len() / 600).max(1);

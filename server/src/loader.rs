@@ -76,6 +76,20 @@ pub fn load_zone(spec: &ZoneSpec) -> Result<Zone, LoadError> {
     Ok(zone)
 }
 
+/// Makes glibc return large freed blocks to the system. By default its mmap threshold
+/// rises to the size of the largest block freed (up to 32 MiB), after which the big
+/// vectors of a zone load come from the heap and per-thread arenas, where freeing them
+/// leaves holes: a large zone then kept ~25 MB it no longer used (60 MB instead of 36 MB).
+/// A fixed threshold keeps big blocks in their own mappings, unmapped when freed. The
+/// query path does not allocate, so this costs nothing there.
+pub fn tune_allocator() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator parameters (it takes the allocator's lock).
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 /// Parsing and building free far more memory than a zone keeps; hand it back to the
 /// system instead of leaving it in the allocator's free lists.
 fn trim_allocator() {
@@ -101,6 +115,7 @@ pub fn precompile_in_background(zones: Vec<Arc<Zone>>, responder: Responder, ori
                 tracing::debug!(
                     zone = %zone.origin,
                     ms = started.elapsed().as_millis() as u64,
+                    bytes = zone.heap_bytes(),
                     "answers precompiled"
                 );
             }

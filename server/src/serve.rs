@@ -41,6 +41,7 @@ fn notify(state: &[NotifyState<'_>]) {
 
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(config: ServerConfig) -> Result<(), ServeError> {
+    crate::loader::tune_allocator();
     let stats = Arc::new(Stats::default());
     let responder = Responder::new(config.answer.clone());
     let mut zones = Zones::load_all(&config.zones, stats.clone(), responder.clone())

@@ -3,63 +3,227 @@
 //!
 //! A [`Zone`] is built once from records and never changed: a reload or (later) a dynamic
 //! update builds a new snapshot and swaps it in atomically, so readers never lock. Every
-//! name in the zone, including empty non-terminals, is a key in one hash table, and each
-//! node carries what the lookup would otherwise have to search for (is it a delegation, is
-//! it below one, does it have a wildcard child). Hits and misses therefore cost a handful
-//! of hash lookups — one per label at most — whatever the zone size.
+//! name in the zone, including empty non-terminals, is in one hash table, and each node
+//! carries what the lookup would otherwise have to search for (is it a delegation, is it
+//! below one, does it have a wildcard child). Hits and misses therefore cost a handful of
+//! hash lookups — one per label at most — whatever the zone size.
+//!
+//! Storage is flat, because a large zone has hundreds of thousands of small pieces and a
+//! heap allocation each would cost more than the data (and make a rebuild slow): names in
+//! one byte arena, rdata in another (each prefixed with its length), RRsets and nodes in
+//! two vectors, and the hash table holds only 4-byte node numbers. [`Node`] and [`RRset`]
+//! are borrowed views into that storage.
 //!
 //! Limitations: no DNSSEC data handling (RRSIG/NSEC are stored as opaque types); DNAME is
 //! stored but not followed.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use crate::name::Name;
+use hashbrown::HashTable;
+
+use crate::name::{Name, MAX_NAME_LEN};
 use crate::rr::{class, rtype, type_name, Origin, Record, Soa};
 
 /// Hash map keyed by lower-cased wire names.
-pub type NameMap<V> = HashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
+pub type NameMap<V> = std::collections::HashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
 
-/// All records of one type at one name (RFC 2181 §5).
-#[derive(Debug, Clone)]
-pub struct RRset {
-    pub rtype: u16,
-    pub ttl: u32,
-    /// Rdata of each record, uncompressed wire form, in file order, duplicates removed.
-    pub rdatas: Vec<Box<[u8]>>,
-}
+/// "No such index" in the flat tables.
+const NONE: u32 = u32::MAX;
 
 /// Where a node stands relative to zone cuts (RFC 1034 §4.2.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cut {
     /// Authoritative data.
     None,
     /// A delegation point: NS records below the apex.
     Delegation,
-    /// Below a delegation point: only glue. Holds the delegation's lookup key.
-    Below(Box<[u8]>),
+    /// Below a delegation point: only glue.
+    Below,
 }
 
-/// One name in the zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CutRec {
+    None,
+    Delegation,
+    /// Below the delegation at this node number.
+    Below(u32),
+}
+
+/// One name, in the flat storage.
+#[derive(Debug)]
+struct NodeRec {
+    /// Offset of the lower-cased wire name in `names`.
+    key: u32,
+    /// Offset of the name as written in the zone (equal to `key` when it was lower case).
+    owner: u32,
+    key_len: u8,
+    wildcard_child: bool,
+    cut: CutRec,
+    /// First RRset in `sets` and how many; none for an empty non-terminal.
+    sets: u32,
+    nsets: u32,
+    /// Offset of the precompiled answers in the zone's fast arena, or [`NONE`]. Written
+    /// once, after the arena is in place, while the snapshot may already be serving.
+    fast: AtomicU32,
+}
+
+/// One RRset, in the flat storage.
+#[derive(Debug, Clone, Copy)]
+struct SetRec {
+    rtype: u16,
+    ttl: u32,
+    count: u32,
+    /// Offset and length in `rdata` of `count` length-prefixed rdatas.
+    data: u32,
+    len: u32,
+}
+
+/// All records of one type at one name (RFC 2181 §5): a view into a [`Zone`].
+#[derive(Debug, Clone, Copy)]
+pub struct RRset<'z> {
+    pub rtype: u16,
+    pub ttl: u32,
+    count: u32,
+    data: &'z [u8],
+}
+
+impl<'z> RRset<'z> {
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Never true for a stored RRset; here for clippy's sake.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Rdata of each record, uncompressed wire form, in file order, duplicates removed.
+    pub fn rdatas(&self) -> Rdatas<'z> {
+        Rdatas { rest: self.data }
+    }
+
+    /// The first rdata (a CNAME's target).
+    pub fn first(&self) -> &'z [u8] {
+        self.rdatas().next().unwrap_or_default()
+    }
+}
+
+/// Iterator over the rdatas of an [`RRset`].
 #[derive(Debug, Clone)]
-pub struct Node {
-    /// Owner name as written in the zone (case preserved).
-    pub owner: Name,
-    /// RRsets sorted by type; empty for an empty non-terminal.
-    pub rrsets: Vec<RRset>,
-    pub cut: Cut,
-    /// True when `*.<this name>` exists.
-    pub wildcard_child: bool,
-    /// Answers precompiled in wire format (see [`crate::fastpath`]); empty until
-    /// [`crate::fastpath::precompile`] ran, and for names it cannot serve. Set once, while
-    /// the snapshot may already be serving.
-    pub prebuilt: std::sync::OnceLock<Box<crate::fastpath::NodeAnswers>>,
+pub struct Rdatas<'z> {
+    rest: &'z [u8],
 }
 
-impl Node {
+impl<'z> Iterator for Rdatas<'z> {
+    type Item = &'z [u8];
+    fn next(&mut self) -> Option<&'z [u8]> {
+        if self.rest.len() < 2 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([self.rest[0], self.rest[1]]) as usize;
+        let (item, rest) = self.rest[2..].split_at(len);
+        self.rest = rest;
+        Some(item)
+    }
+}
+
+/// One name in the zone: a view into a [`Zone`].
+#[derive(Clone, Copy)]
+pub struct Node<'z> {
+    zone: &'z Zone,
+    id: u32,
+}
+
+impl std::fmt::Debug for Node<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("owner", &self.owner_name())
+            .field(
+                "rrsets",
+                &self.rrsets().map(|s| s.rtype).collect::<Vec<_>>(),
+            )
+            .field("cut", &self.cut())
+            .finish()
+    }
+}
+
+impl<'z> Node<'z> {
+    fn rec(&self) -> &'z NodeRec {
+        &self.zone.nodes[self.id as usize]
+    }
+
+    /// The node's number in its zone (stable for the snapshot's life).
+    pub fn index(&self) -> u32 {
+        self.id
+    }
+
+    /// Owner name as written in the zone (case preserved), uncompressed wire form.
+    pub fn owner(&self) -> &'z [u8] {
+        let r = self.rec();
+        let at = r.owner as usize;
+        &self.zone.names[at..at + r.key_len as usize]
+    }
+
+    /// Owner name, lower-cased: the lookup key.
+    pub fn key(&self) -> &'z [u8] {
+        self.zone.key_of(self.id)
+    }
+
+    /// Owner name as a [`Name`] (allocates; for messages and tests).
+    pub fn owner_name(&self) -> Name {
+        Name::from_wire(self.owner()).expect("stored names are valid")
+    }
+
+    /// The RRsets, sorted by type; none for an empty non-terminal.
+    pub fn rrsets(&self) -> impl Iterator<Item = RRset<'z>> + 'z {
+        let r = self.rec();
+        let zone = self.zone;
+        zone.sets[r.sets as usize..(r.sets + r.nsets) as usize]
+            .iter()
+            .map(move |s| zone.view(s))
+    }
+
+    /// The first RRset by type (what ANY answers with, RFC 8482).
+    pub fn first_rrset(&self) -> Option<RRset<'z>> {
+        self.rrsets().next()
+    }
+
+    /// True for an empty non-terminal.
+    pub fn is_empty_nonterminal(&self) -> bool {
+        self.rec().nsets == 0
+    }
+
     /// The RRset of type `t`, if present.
-    pub fn rrset(&self, t: u16) -> Option<&RRset> {
-        self.rrsets.iter().find(|s| s.rtype == t)
+    pub fn rrset(&self, t: u16) -> Option<RRset<'z>> {
+        self.rrsets().find(|s| s.rtype == t)
+    }
+
+    /// Where the node stands relative to zone cuts.
+    pub fn cut(&self) -> Cut {
+        match self.rec().cut {
+            CutRec::None => Cut::None,
+            CutRec::Delegation => Cut::Delegation,
+            CutRec::Below(_) => Cut::Below,
+        }
+    }
+
+    /// True when `*.<this name>` exists.
+    pub fn wildcard_child(&self) -> bool {
+        self.rec().wildcard_child
+    }
+
+    /// The precompiled answers of this name (see [`crate::fastpath`]): the fast arena and
+    /// where this node's block starts in it, once [`Zone::install_prebuilt`] ran.
+    pub fn prebuilt(&self) -> Option<(&'z [u8], usize)> {
+        let off = self.rec().fast.load(Ordering::Acquire);
+        if off == NONE {
+            return None;
+        }
+        self.zone.fast.get().map(|arena| (&arena[..], off as usize))
     }
 }
 
@@ -67,11 +231,11 @@ impl Node {
 #[derive(Debug)]
 pub enum Found<'z> {
     /// The name exists (possibly as an empty non-terminal).
-    Exact(&'z Node),
+    Exact(Node<'z>),
     /// The name does not exist but a wildcard covers it (RFC 4592 §3.3.1).
-    Wildcard(&'z Node),
+    Wildcard(Node<'z>),
     /// The name is at or below a delegation: answer with a referral to this node.
-    Referral(&'z Node),
+    Referral(Node<'z>),
     /// The name does not exist.
     NxDomain,
 }
@@ -81,7 +245,18 @@ pub enum Found<'z> {
 pub struct Zone {
     /// Apex, lower-cased.
     pub origin: Name,
-    nodes: NameMap<Node>,
+    hasher: foldhash::fast::RandomState,
+    /// Node numbers, hashed by lower-cased wire name.
+    table: HashTable<u32>,
+    nodes: Vec<NodeRec>,
+    sets: Vec<SetRec>,
+    /// Wire names (keys and owners), back to back.
+    names: Vec<u8>,
+    /// Rdatas, each prefixed with its length (native-endian u16).
+    rdata: Vec<u8>,
+    apex: u32,
+    /// Precompiled answers of all nodes (see [`crate::fastpath`]), set once.
+    fast: OnceLock<Box<[u8]>>,
     /// The apex SOA.
     pub soa: Soa,
     /// SOA rdata as stored (for authority sections).
@@ -128,6 +303,8 @@ pub enum ZoneError {
     MultipleCname { at: String, owner: Name },
     #[error("{at}: class {class} record; only class IN is served")]
     WrongClass { at: String, class: u16 },
+    #[error("zone {origin} holds more than 4 GiB of record data; split it into several zones")]
+    TooLarge { origin: Name },
     #[error("{at}: {what} record type {t} cannot be stored in a zone")]
     MetaType { at: String, what: String, t: u16 },
 }
@@ -146,32 +323,115 @@ fn at(r: &Record) -> String {
         .unwrap_or_else(|| "<update>".into())
 }
 
+/// Nodes and their names while a zone is being built.
+struct NodeTable {
+    hasher: foldhash::fast::RandomState,
+    table: HashTable<u32>,
+    nodes: Vec<NodeRec>,
+    names: Vec<u8>,
+}
+
+impl NodeTable {
+    fn key_of(&self, id: u32) -> &[u8] {
+        key_in(&self.nodes, &self.names, id)
+    }
+
+    fn find(&self, key: &[u8]) -> Option<u32> {
+        let h = self.hasher.hash_one(key);
+        self.table
+            .find(h, |&id| key_in(&self.nodes, &self.names, id) == key)
+            .copied()
+    }
+
+    /// The node for `key` (lower-cased), created with `owner` (same name, case as written)
+    /// if new.
+    fn intern(&mut self, key: &[u8], owner: &[u8]) -> u32 {
+        let h = self.hasher.hash_one(key);
+        let (nodes, names, hasher) = (&mut self.nodes, &mut self.names, &self.hasher);
+        if let Some(&id) = self.table.find(h, |&id| key_in(nodes, names, id) == key) {
+            return id;
+        }
+        let id = nodes.len() as u32;
+        let key_at = names.len() as u32;
+        names.extend_from_slice(key);
+        let owner_at = if owner == key {
+            key_at
+        } else {
+            names.extend_from_slice(owner);
+            key_at + key.len() as u32
+        };
+        nodes.push(NodeRec {
+            key: key_at,
+            owner: owner_at,
+            key_len: key.len() as u8,
+            wildcard_child: false,
+            cut: CutRec::None,
+            sets: 0,
+            nsets: 0,
+            fast: AtomicU32::new(NONE),
+        });
+        self.table
+            .insert_unique(h, id, |&i| hasher.hash_one(key_in(nodes, names, i)));
+        id
+    }
+}
+
+fn key_in<'a>(nodes: &[NodeRec], names: &'a [u8], id: u32) -> &'a [u8] {
+    let n = &nodes[id as usize];
+    &names[n.key as usize..n.key as usize + n.key_len as usize]
+}
+
+/// The lower-cased copy of a wire name, on the stack.
+fn lower(wire: &[u8], buf: &mut [u8; MAX_NAME_LEN]) -> usize {
+    buf[..wire.len()].copy_from_slice(wire);
+    buf[..wire.len()].make_ascii_lowercase();
+    wire.len()
+}
+
 impl Zone {
-    /// Builds a zone from records. Every error is collected, not just the first.
+    /// Builds a zone from records. Every error is collected, not just the first, and
+    /// reported in record order.
     pub fn build(
         origin: &Name,
         records: Vec<Record>,
     ) -> Result<(Zone, Vec<ZoneWarning>), Vec<ZoneError>> {
         let origin_lc = origin.to_lowercase();
-        let mut errors = Vec::new();
-        let mut warnings = Vec::new();
+        let apex_len = origin_lc.wire_len();
+        // (record index, problem): sorted at the end so messages follow the file.
+        let mut errors: Vec<(usize, ZoneError)> = Vec::new();
+        let mut warnings: Vec<(usize, ZoneWarning)> = Vec::new();
         let mut files: Vec<PathBuf> = Vec::new();
-        let mut nodes: NameMap<Node> = NameMap::default();
+        let mut last_file: Option<&Arc<PathBuf>> = None;
         let mut soa: Option<(Soa, Box<[u8]>, u32)> = None;
-        // First source position per (owner, type): TTL mismatch warnings name it.
-        let mut record_count = 0;
+        let mut t = NodeTable {
+            hasher: foldhash::fast::RandomState::default(),
+            table: HashTable::with_capacity(records.len() / 2),
+            nodes: Vec::with_capacity(records.len() / 2),
+            names: Vec::with_capacity(records.len() * 8),
+        };
+        // Records of each node, as singly linked lists in file order (no per-node vector).
+        let mut head: Vec<u32> = Vec::with_capacity(records.len() / 2);
+        let mut tail: Vec<u32> = Vec::with_capacity(records.len() / 2);
+        let mut next: Vec<u32> = vec![NONE; records.len()];
+        let mut key_buf = [0u8; MAX_NAME_LEN];
 
-        for r in records {
+        for (i, r) in records.iter().enumerate() {
             if let Some(src) = &r.source {
-                if !files.iter().any(|f| f == src.file.as_ref()) {
-                    files.push(src.file.as_ref().clone());
+                if !last_file.is_some_and(|f| Arc::ptr_eq(f, &src.file)) {
+                    last_file = Some(&src.file);
+                    if !files.iter().any(|f| f == src.file.as_ref()) {
+                        files.push(src.file.as_ref().clone());
+                    }
                 }
             }
             if r.class != class::IN {
-                errors.push(ZoneError::WrongClass {
-                    at: at(&r),
-                    class: r.class,
-                });
+                errors.push((
+                    i,
+                    ZoneError::WrongClass {
+                        at: at(r),
+                        class: r.class,
+                    },
+                ));
                 continue;
             }
             if matches!(
@@ -185,194 +445,254 @@ impl Zone {
                     | rtype::MAILB
                     | rtype::ANY
             ) {
-                errors.push(ZoneError::MetaType {
-                    at: at(&r),
-                    what: "meta".into(),
-                    t: r.rtype,
-                });
+                errors.push((
+                    i,
+                    ZoneError::MetaType {
+                        at: at(r),
+                        what: "meta".into(),
+                        t: r.rtype,
+                    },
+                ));
                 continue;
             }
             if !r.owner.is_subdomain_of(&origin_lc) {
-                errors.push(ZoneError::OutOfZone {
-                    at: at(&r),
-                    owner: r.owner.clone(),
-                    origin: origin.clone(),
-                });
-                continue;
-            }
-            let key = r.owner.to_lowercase();
-            if r.rtype == rtype::SOA {
-                if key != origin_lc {
-                    errors.push(ZoneError::SoaNotAtApex {
-                        at: at(&r),
+                errors.push((
+                    i,
+                    ZoneError::OutOfZone {
+                        at: at(r),
                         owner: r.owner.clone(),
                         origin: origin.clone(),
-                    });
+                    },
+                ));
+                continue;
+            }
+            let key_len = lower(r.owner.as_wire(), &mut key_buf);
+            let key = &key_buf[..key_len];
+            if r.rtype == rtype::SOA {
+                if key != origin_lc.as_wire() {
+                    errors.push((
+                        i,
+                        ZoneError::SoaNotAtApex {
+                            at: at(r),
+                            owner: r.owner.clone(),
+                            origin: origin.clone(),
+                        },
+                    ));
                     continue;
                 }
                 if soa.is_some() {
-                    errors.push(ZoneError::SecondSoa {
-                        at: at(&r),
-                        origin: origin.clone(),
-                    });
+                    errors.push((
+                        i,
+                        ZoneError::SecondSoa {
+                            at: at(r),
+                            origin: origin.clone(),
+                        },
+                    ));
                     continue;
                 }
                 match Soa::from_rdata(&r.rdata) {
                     Some(s) => soa = Some((s, r.rdata.clone().into_boxed_slice(), r.ttl)),
                     None => {
-                        errors.push(ZoneError::BadSoa { at: at(&r) });
+                        errors.push((i, ZoneError::BadSoa { at: at(r) }));
                         continue;
                     }
                 }
             }
-            // Look up before inserting: most records join an existing node, and an entry()
-            // call would allocate a key for each of them.
-            if !nodes.contains_key(key.as_wire()) {
-                nodes.insert(
-                    key.as_wire().into(),
-                    Node {
-                        owner: r.owner.clone(),
-                        rrsets: Vec::new(),
-                        cut: Cut::None,
-                        wildcard_child: false,
-                        prebuilt: std::sync::OnceLock::new(),
-                    },
-                );
+            let id = t.intern(key, r.owner.as_wire()) as usize;
+            if id == head.len() {
+                head.push(i as u32);
+                tail.push(i as u32);
+            } else {
+                next[tail[id] as usize] = i as u32;
+                tail[id] = i as u32;
             }
-            let node = nodes.get_mut(key.as_wire()).expect("inserted above");
-            match node.rrsets.iter_mut().find(|s| s.rtype == r.rtype) {
-                Some(set) => {
-                    if set.rdatas.iter().any(|d| **d == r.rdata[..]) {
-                        continue; // RFC 2181 §5: duplicate records collapse into one.
-                    }
-                    if r.rtype == rtype::CNAME {
-                        errors.push(ZoneError::MultipleCname {
-                            at: at(&r),
-                            owner: r.owner.clone(),
-                        });
-                        continue;
-                    }
-                    if set.ttl != r.ttl {
-                        // RFC 2181 §5.2: all TTLs in an RRset must match; use the lowest.
-                        warnings.push(ZoneWarning {
-                            at: at(&r),
-                            message: format!(
-                                "{} {} TTL {} differs from the RRset's TTL {}; using {}",
-                                r.owner,
-                                type_name(r.rtype),
-                                r.ttl,
-                                set.ttl,
-                                set.ttl.min(r.ttl)
-                            ),
-                        });
-                        set.ttl = set.ttl.min(r.ttl);
-                    }
-                    set.rdatas.push(r.rdata.into_boxed_slice());
-                }
-                None => {
-                    let here = at(&r);
-                    node.rrsets.push(RRset {
-                        rtype: r.rtype,
-                        ttl: r.ttl,
-                        rdatas: vec![r.rdata.into_boxed_slice()],
-                    });
-                    // Keep the CNAME-conflict check here so the offending record is named.
-                    let has_cname = node.rrsets.iter().any(|s| s.rtype == rtype::CNAME);
-                    if has_cname && node.rrsets.len() > 1 {
-                        let other = node
-                            .rrsets
-                            .iter()
-                            .filter(|s| s.rtype != rtype::CNAME)
-                            .map(|s| type_name(s.rtype))
-                            .collect::<Vec<_>>()
-                            .join(", ");
-                        errors.push(ZoneError::CnameAndOther {
-                            at: here.clone(),
-                            owner: node.owner.clone(),
-                            other,
-                        });
-                    }
-                    if r.rtype == rtype::CNAME && key == origin_lc {
-                        errors.push(ZoneError::CnameAtApex {
-                            at: here.clone(),
-                            owner: node.owner.clone(),
-                        });
-                    }
-                }
-            }
-            record_count += 1;
         }
 
         let Some((soa, soa_rdata, soa_ttl)) = soa else {
-            errors.push(ZoneError::NoSoa {
-                origin: origin.clone(),
-            });
-            return Err(errors);
+            errors.push((
+                usize::MAX,
+                ZoneError::NoSoa {
+                    origin: origin.clone(),
+                },
+            ));
+            return Err(sorted(errors));
         };
-        if !errors.is_empty() {
-            return Err(errors);
+        let apex = t.find(origin_lc.as_wire()).expect("the SOA made the apex");
+
+        // RRsets: each node's records grouped by type (stable, so file order within a
+        // type), duplicates collapsed (RFC 2181 §5), TTLs and CNAME rules checked.
+        let mut sets: Vec<SetRec> = Vec::with_capacity(t.nodes.len() * 2);
+        let mut rdata: Vec<u8> = Vec::with_capacity(records.len() * 24);
+        let mut idx: Vec<u32> = Vec::new();
+        let mut kept: Vec<u32> = Vec::new();
+        let mut order: Vec<(u32, u16)> = Vec::new();
+        let mut record_count = 0;
+        for (id, &first) in head.iter().enumerate() {
+            idx.clear();
+            let mut i = first;
+            while i != NONE {
+                idx.push(i);
+                i = next[i as usize];
+            }
+            idx.sort_by_key(|&i| records[i as usize].rtype);
+            let first_set = sets.len() as u32;
+            // (first record, type) of each RRset, to check CNAME conflicts in file order.
+            order.clear();
+            for group in
+                idx.chunk_by(|&a, &b| records[a as usize].rtype == records[b as usize].rtype)
+            {
+                let first = &records[group[0] as usize];
+                let mut ttl = first.ttl;
+                kept.clear();
+                for &i in group {
+                    let r = &records[i as usize];
+                    if kept.iter().any(|&k| records[k as usize].rdata == r.rdata) {
+                        continue;
+                    }
+                    if r.rtype == rtype::CNAME && !kept.is_empty() {
+                        errors.push((
+                            i as usize,
+                            ZoneError::MultipleCname {
+                                at: at(r),
+                                owner: r.owner.clone(),
+                            },
+                        ));
+                        continue;
+                    }
+                    if r.ttl != ttl {
+                        // RFC 2181 §5.2: all TTLs in an RRset must match; use the lowest.
+                        warnings.push((
+                            i as usize,
+                            ZoneWarning {
+                                at: at(r),
+                                message: format!(
+                                    "{} {} TTL {} differs from the RRset's TTL {}; using {}",
+                                    r.owner,
+                                    type_name(r.rtype),
+                                    r.ttl,
+                                    ttl,
+                                    ttl.min(r.ttl)
+                                ),
+                            },
+                        ));
+                        ttl = ttl.min(r.ttl);
+                    }
+                    kept.push(i);
+                }
+                let data = rdata.len();
+                for &k in &kept {
+                    let d = &records[k as usize].rdata;
+                    rdata.extend_from_slice(&(d.len() as u16).to_ne_bytes());
+                    rdata.extend_from_slice(d);
+                }
+                record_count += kept.len();
+                order.push((group[0], first.rtype));
+                sets.push(SetRec {
+                    rtype: first.rtype,
+                    ttl,
+                    count: kept.len() as u32,
+                    data: data as u32,
+                    len: (rdata.len() - data) as u32,
+                });
+            }
+            let node = &mut t.nodes[id];
+            node.sets = first_set;
+            node.nsets = sets.len() as u32 - first_set;
+            if order.len() > 1 || id as u32 == apex {
+                cname_conflicts(&records, &mut order, id as u32 == apex, &mut errors);
+            }
         }
+        if rdata.len() > u32::MAX as usize {
+            errors.push((
+                usize::MAX,
+                ZoneError::TooLarge {
+                    origin: origin.clone(),
+                },
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(sorted(errors));
+        }
+        drop(records);
 
         // Empty non-terminals: every ancestor between an owner and the apex exists
         // (RFC 8020), so a miss can stop at the first existing ancestor.
-        let owners: Vec<Box<[u8]>> = nodes.keys().cloned().collect();
-        let apex_len = origin_lc.wire_len();
-        for owner in &owners {
-            for suffix in crate::name::suffixes(owner).skip(1) {
-                if suffix.len() < apex_len || nodes.contains_key(suffix) {
+        let real = t.nodes.len() as u32;
+        let mut buf = [0u8; MAX_NAME_LEN];
+        for id in 0..real {
+            let len = {
+                let k = t.key_of(id);
+                buf[..k.len()].copy_from_slice(k);
+                k.len()
+            };
+            for suffix in crate::name::suffixes(&buf[..len]).skip(1) {
+                if suffix.len() < apex_len || t.find(suffix).is_some() {
                     // A real owner fills its own chain; an inserted one was filled with ours.
                     break;
                 }
-                nodes.insert(
-                    suffix.into(),
-                    Node {
-                        owner: Name::from_wire(suffix).expect("suffix of a valid name"),
-                        rrsets: Vec::new(),
-                        cut: Cut::None,
-                        wildcard_child: false,
-                        prebuilt: std::sync::OnceLock::new(),
-                    },
-                );
+                t.intern(suffix, suffix);
             }
         }
 
-        // Wildcard flags and delegations, working on the key bytes (no allocation).
-        let keys: Vec<Box<[u8]>> = nodes.keys().cloned().collect();
+        // Wildcard flags and delegations.
         let mut any_cut = false;
-        for key in &keys {
-            if key.len() >= 2 && key[0] == 1 && key[1] == b'*' {
-                if let Some(p) = nodes.get_mut(&key[2..]) {
-                    p.wildcard_child = true;
+        for id in 0..t.nodes.len() as u32 {
+            let k = t.key_of(id);
+            if k.len() >= 2 && k[0] == 1 && k[1] == b'*' {
+                if let Some(p) = t.find(&k[2..]) {
+                    t.nodes[p as usize].wildcard_child = true;
                 }
             }
-            let node = nodes.get_mut(key).expect("key from the map");
-            node.rrsets.sort_by_key(|s| s.rtype);
-            if **key != *origin_lc.as_wire() && node.rrset(rtype::NS).is_some() {
-                node.cut = Cut::Delegation;
+            let n = &t.nodes[id as usize];
+            let has_ns = sets[n.sets as usize..(n.sets + n.nsets) as usize]
+                .iter()
+                .any(|s| s.rtype == rtype::NS);
+            if id != apex && has_ns {
+                t.nodes[id as usize].cut = CutRec::Delegation;
                 any_cut = true;
             }
         }
         // A node below a delegation holds only glue: find the highest cut above it.
-        for key in keys.iter().filter(|_| any_cut) {
-            let mut highest: Option<Box<[u8]>> = None;
-            for suffix in crate::name::suffixes(key).skip(1) {
+        for id in (0..t.nodes.len() as u32).filter(|_| any_cut) {
+            let mut highest = None;
+            for suffix in crate::name::suffixes(t.key_of(id)).skip(1) {
                 if suffix.len() <= apex_len {
                     break;
                 }
-                if nodes.get(suffix).is_some_and(|n| n.cut == Cut::Delegation) {
-                    highest = Some(suffix.into());
+                if let Some(p) = t.find(suffix) {
+                    if t.nodes[p as usize].cut == CutRec::Delegation {
+                        highest = Some(p);
+                    }
                 }
             }
-            if let Some(cut) = highest {
-                nodes.get_mut(key).expect("key from the map").cut = Cut::Below(cut);
+            if let Some(p) = highest {
+                t.nodes[id as usize].cut = CutRec::Below(p);
             }
         }
 
+        let NodeTable {
+            hasher,
+            mut table,
+            mut nodes,
+            mut names,
+        } = t;
+        table.shrink_to_fit(|&i| hasher.hash_one(key_in(&nodes, &names, i)));
+        nodes.shrink_to_fit();
+        names.shrink_to_fit();
+        sets.shrink_to_fit();
+        rdata.shrink_to_fit();
         let negative_ttl = soa_ttl.min(soa.minimum);
         Ok((
             Zone {
                 origin: origin_lc,
+                hasher,
+                table,
                 nodes,
+                sets,
+                names,
+                rdata,
+                apex,
+                fast: OnceLock::new(),
                 soa,
                 soa_rdata,
                 soa_ttl,
@@ -380,8 +700,25 @@ impl Zone {
                 record_count,
                 files,
             },
-            warnings,
+            sorted(warnings),
         ))
+    }
+
+    fn key_of(&self, id: u32) -> &[u8] {
+        key_in(&self.nodes, &self.names, id)
+    }
+
+    fn view(&self, s: &SetRec) -> RRset<'_> {
+        RRset {
+            rtype: s.rtype,
+            ttl: s.ttl,
+            count: s.count,
+            data: &self.rdata[s.data as usize..(s.data + s.len) as usize],
+        }
+    }
+
+    fn node_at(&self, id: u32) -> Node<'_> {
+        Node { zone: self, id }
     }
 
     /// Serial of the SOA.
@@ -390,15 +727,16 @@ impl Zone {
     }
 
     /// The node at exactly this lower-cased wire name.
-    pub fn node(&self, key: &[u8]) -> Option<&Node> {
-        self.nodes.get(key)
+    pub fn node(&self, key: &[u8]) -> Option<Node<'_>> {
+        let h = self.hasher.hash_one(key);
+        self.table
+            .find(h, |&id| self.key_of(id) == key)
+            .map(|&id| self.node_at(id))
     }
 
     /// The apex node.
-    pub fn apex(&self) -> &Node {
-        self.nodes
-            .get(self.origin.as_wire())
-            .expect("the apex holds the SOA")
+    pub fn apex(&self) -> Node<'_> {
+        self.node_at(self.apex)
     }
 
     /// Number of names, empty non-terminals included.
@@ -406,9 +744,32 @@ impl Zone {
         self.nodes.len()
     }
 
-    /// Iterates over all nodes (order unspecified).
-    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
-        self.nodes.values()
+    /// Iterates over all nodes, in node-number order.
+    pub fn nodes(&self) -> impl Iterator<Item = Node<'_>> {
+        (0..self.nodes.len() as u32).map(|id| self.node_at(id))
+    }
+
+    /// Bytes held by the snapshot's tables (for logs and the benchmark's reasoning).
+    pub fn heap_bytes(&self) -> usize {
+        self.table.capacity() * 5
+            + self.nodes.capacity() * std::mem::size_of::<NodeRec>()
+            + self.sets.capacity() * std::mem::size_of::<SetRec>()
+            + self.names.capacity()
+            + self.rdata.capacity()
+            + self.fast.get().map_or(0, |a| a.len())
+    }
+
+    /// Installs the precompiled answers: `arena` holds them all, `offsets` says where each
+    /// node's start. Only the first call for a snapshot takes effect (a second precompile
+    /// would compute the same).
+    pub fn install_prebuilt(&self, arena: Vec<u8>, offsets: &[(u32, u32)]) {
+        if self.fast.set(arena.into_boxed_slice()).is_err() {
+            return;
+        }
+        // The arena is published before any offset: a reader that sees an offset finds it.
+        for &(id, off) in offsets {
+            self.nodes[id as usize].fast.store(off, Ordering::Release);
+        }
     }
 
     /// Finds what answers `qname` (lower-cased wire, at or below the apex).
@@ -416,18 +777,18 @@ impl Zone {
     /// Costs one hash lookup for a hit and one per label between the name and its closest
     /// existing ancestor for a miss, plus one for the wildcard.
     pub fn find(&self, qname: &[u8]) -> Found<'_> {
-        if let Some(node) = self.nodes.get(qname) {
-            return match &node.cut {
-                Cut::None => Found::Exact(node),
-                Cut::Delegation => Found::Referral(node),
-                Cut::Below(cut) => Found::Referral(&self.nodes[cut]),
+        if let Some(node) = self.node(qname) {
+            return match node.rec().cut {
+                CutRec::None => Found::Exact(node),
+                CutRec::Delegation => Found::Referral(node),
+                CutRec::Below(cut) => Found::Referral(self.node_at(cut)),
             };
         }
         // Closest encloser: the first existing ancestor. The apex always exists, so this
         // ends there at the latest.
         let mut encloser = None;
         for suffix in crate::name::suffixes(qname).skip(1) {
-            if let Some(n) = self.nodes.get(suffix) {
+            if let Some(n) = self.node(suffix) {
                 encloser = Some((suffix, n));
                 break;
             }
@@ -435,22 +796,68 @@ impl Zone {
         let Some((ce_key, ce)) = encloser else {
             return Found::NxDomain;
         };
-        match &ce.cut {
-            Cut::Delegation => return Found::Referral(ce),
-            Cut::Below(cut) => return Found::Referral(&self.nodes[cut]),
-            Cut::None => {}
+        match ce.rec().cut {
+            CutRec::Delegation => return Found::Referral(ce),
+            CutRec::Below(cut) => return Found::Referral(self.node_at(cut)),
+            CutRec::None => {}
         }
-        if ce.wildcard_child {
-            let mut buf = [0u8; crate::name::MAX_NAME_LEN + 2];
+        if ce.wildcard_child() {
+            let mut buf = [0u8; MAX_NAME_LEN + 2];
             buf[0] = 1;
             buf[1] = b'*';
             buf[2..2 + ce_key.len()].copy_from_slice(ce_key);
-            if let Some(w) = self.nodes.get(&buf[..2 + ce_key.len()]) {
+            if let Some(w) = self.node(&buf[..2 + ce_key.len()]) {
                 return Found::Wildcard(w);
             }
         }
         Found::NxDomain
     }
+}
+
+/// CNAME rules at one node, in the order its types first appear in the file: a CNAME
+/// stands alone (RFC 1034 §3.6.2) and not at the apex.
+fn cname_conflicts(
+    records: &[Record],
+    order: &mut [(u32, u16)],
+    is_apex: bool,
+    errors: &mut Vec<(usize, ZoneError)>,
+) {
+    order.sort_unstable();
+    let mut has_cname = false;
+    for (n, &(i, t)) in order.iter().enumerate() {
+        let r = &records[i as usize];
+        has_cname |= t == rtype::CNAME;
+        if has_cname && n > 0 {
+            let other = order[..=n]
+                .iter()
+                .filter(|(_, t)| *t != rtype::CNAME)
+                .map(|(_, t)| type_name(*t))
+                .collect::<Vec<_>>()
+                .join(", ");
+            errors.push((
+                i as usize,
+                ZoneError::CnameAndOther {
+                    at: at(r),
+                    owner: records[order[0].0 as usize].owner.clone(),
+                    other,
+                },
+            ));
+        }
+        if t == rtype::CNAME && is_apex {
+            errors.push((
+                i as usize,
+                ZoneError::CnameAtApex {
+                    at: at(r),
+                    owner: r.owner.clone(),
+                },
+            ));
+        }
+    }
+}
+
+fn sorted<T>(mut v: Vec<(usize, T)>) -> Vec<T> {
+    v.sort_by_key(|(i, _)| *i);
+    v.into_iter().map(|(_, e)| e).collect()
 }
 
 #[cfg(test)]
@@ -499,9 +906,9 @@ mod tests {
     #[test]
     fn exact_ent_nxdomain() {
         let z = zone(vec![rec("a.b.c.x.", rtype::A, &[1, 2, 3, 4])]);
-        assert!(matches!(z.find(&key("a.b.c.x.")), Found::Exact(n) if n.rrsets.len() == 1));
-        assert!(matches!(z.find(&key("b.c.x.")), Found::Exact(n) if n.rrsets.is_empty()));
-        assert!(matches!(z.find(&key("c.x.")), Found::Exact(n) if n.rrsets.is_empty()));
+        assert!(matches!(z.find(&key("a.b.c.x.")), Found::Exact(n) if n.rrsets().count() == 1));
+        assert!(matches!(z.find(&key("b.c.x.")), Found::Exact(n) if n.is_empty_nonterminal()));
+        assert!(matches!(z.find(&key("c.x.")), Found::Exact(n) if n.is_empty_nonterminal()));
         assert!(matches!(z.find(&key("d.x.")), Found::NxDomain));
         assert!(matches!(z.find(&key("z.a.b.c.x.")), Found::NxDomain));
         assert_eq!(z.negative_ttl, 60);
@@ -520,7 +927,7 @@ mod tests {
         assert!(matches!(z.find(&key("q.host.wild.x.")), Found::NxDomain));
         // Literal query for the wildcard owner.
         assert!(matches!(z.find(&key("*.wild.x.")), Found::Exact(_)));
-        assert!(matches!(z.find(&key("wild.x.")), Found::Exact(n) if n.rrsets.is_empty()));
+        assert!(matches!(z.find(&key("wild.x.")), Found::Exact(n) if n.is_empty_nonterminal()));
     }
 
     #[test]
@@ -532,7 +939,7 @@ mod tests {
         ]);
         for q in ["sub.x.", "ns.sub.x.", "deep.in.sub.x."] {
             assert!(
-                matches!(z.find(&key(q)), Found::Referral(n) if n.owner.to_string() == "sub.x."),
+                matches!(z.find(&key(q)), Found::Referral(n) if n.owner_name().to_string() == "sub.x."),
                 "{q}"
             );
         }
@@ -578,7 +985,11 @@ mod tests {
         let Found::Exact(n) = z.find(&key("a.x.")) else {
             panic!()
         };
-        assert_eq!(n.rrsets[0].ttl, 30);
-        assert_eq!(n.rrsets[0].rdatas.len(), 2);
+        let set = n.first_rrset().unwrap();
+        assert_eq!(set.ttl, 30);
+        assert_eq!(
+            set.rdatas().collect::<Vec<_>>(),
+            [&[1, 2, 3, 4][..], &[1, 2, 3, 5][..]]
+        );
     }
 }
