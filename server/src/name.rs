@@ -61,68 +61,7 @@ impl Name {
                 .cloned()
                 .ok_or_else(|| NameError::NoOrigin(text.into()));
         }
-        if text == "." {
-            return Ok(Name::root());
-        }
-        let mut wire = Vec::with_capacity(text.len() + 2);
-        let mut label: Vec<u8> = Vec::with_capacity(MAX_LABEL_LEN);
-        let bytes = text.as_bytes();
-        let mut i = 0;
-        let mut absolute = false;
-        while i < bytes.len() {
-            let c = bytes[i];
-            match c {
-                b'.' => {
-                    if label.is_empty() {
-                        return Err(NameError::EmptyLabel(text.into()));
-                    }
-                    push_label(&mut wire, &label, text)?;
-                    label.clear();
-                    if i + 1 == bytes.len() {
-                        absolute = true;
-                    }
-                    i += 1;
-                }
-                b'\\' => {
-                    let rest = &bytes[i + 1..];
-                    if rest.len() >= 3 && rest[..3].iter().all(u8::is_ascii_digit) {
-                        let v = (rest[0] - b'0') as u32 * 100
-                            + (rest[1] - b'0') as u32 * 10
-                            + (rest[2] - b'0') as u32;
-                        if v > 255 {
-                            return Err(NameError::BadEscape(text.into()));
-                        }
-                        label.push(v as u8);
-                        i += 4;
-                    } else if let Some(&next) = rest.first() {
-                        label.push(next);
-                        i += 2;
-                    } else {
-                        return Err(NameError::BadEscape(text.into()));
-                    }
-                }
-                _ => {
-                    label.push(c);
-                    i += 1;
-                }
-            }
-            if label.len() > MAX_LABEL_LEN {
-                return Err(NameError::LabelTooLong(text.into()));
-            }
-        }
-        if !label.is_empty() {
-            push_label(&mut wire, &label, text)?;
-        }
-        if absolute {
-            wire.push(0);
-        } else {
-            let origin = origin.ok_or_else(|| NameError::NoOrigin(text.into()))?;
-            wire.extend_from_slice(&origin.0);
-        }
-        if wire.len() > MAX_NAME_LEN {
-            return Err(NameError::NameTooLong(text.into()));
-        }
-        Ok(Name(wire.into_boxed_slice()))
+        Ok(Name(parse_wire(text, origin)?[..].into()))
     }
 
     /// The uncompressed wire bytes, root label included.
@@ -253,16 +192,126 @@ pub fn wire_name_len(wire: &[u8]) -> Option<usize> {
     }
 }
 
-fn push_label(wire: &mut Vec<u8>, label: &[u8], text: &str) -> Result<(), NameError> {
-    if label.len() > MAX_LABEL_LEN {
-        return Err(NameError::LabelTooLong(text.into()));
+/// A wire name on the stack: what [`parse_wire`] gives, so that a zone file's names can
+/// be read without a heap allocation each (a large zone has hundreds of thousands).
+#[derive(Clone, Copy)]
+pub struct WireBuf {
+    buf: [u8; MAX_NAME_LEN],
+    len: usize,
+}
+
+impl std::ops::Deref for WireBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
-    wire.push(label.len() as u8);
-    wire.extend_from_slice(label);
-    if wire.len() + 1 > MAX_NAME_LEN {
-        return Err(NameError::NameTooLong(text.into()));
+}
+
+/// Parses a name in master-file text form (see [`Name::parse`]) into wire form on the
+/// stack.
+pub fn parse_wire(text: &str, origin: Option<&Name>) -> Result<WireBuf, NameError> {
+    let mut out = WireBuf {
+        buf: [0; MAX_NAME_LEN],
+        len: 0,
+    };
+    let origin_wire = || {
+        origin
+            .map(Name::as_wire)
+            .ok_or_else(|| NameError::NoOrigin(text.into()))
+    };
+    if text == "@" {
+        let o = origin_wire()?;
+        out.buf[..o.len()].copy_from_slice(o);
+        out.len = o.len();
+        return Ok(out);
     }
-    Ok(())
+    if text == "." {
+        out.len = 1;
+        return Ok(out);
+    }
+    let w = &mut out.buf;
+    let bytes = text.as_bytes();
+    // Labels are written in place: `len_at` holds the current label's length byte, filled
+    // in when the label ends.
+    let mut len_at = 0usize;
+    let mut pos = 1usize;
+    let mut i = 0;
+    let mut absolute = false;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let byte = match c {
+            b'.' => {
+                let l = pos - len_at - 1;
+                if l == 0 {
+                    return Err(NameError::EmptyLabel(text.into()));
+                }
+                w[len_at] = l as u8;
+                // Room for the next length byte or the root label.
+                if pos + 1 > MAX_NAME_LEN {
+                    return Err(NameError::NameTooLong(text.into()));
+                }
+                len_at = pos;
+                pos += 1;
+                if i + 1 == bytes.len() {
+                    absolute = true;
+                }
+                i += 1;
+                continue;
+            }
+            b'\\' => {
+                let rest = &bytes[i + 1..];
+                if rest.len() >= 3 && rest[..3].iter().all(u8::is_ascii_digit) {
+                    let v = (rest[0] - b'0') as u32 * 100
+                        + (rest[1] - b'0') as u32 * 10
+                        + (rest[2] - b'0') as u32;
+                    if v > 255 {
+                        return Err(NameError::BadEscape(text.into()));
+                    }
+                    i += 4;
+                    v as u8
+                } else if let Some(&next) = rest.first() {
+                    i += 2;
+                    next
+                } else {
+                    return Err(NameError::BadEscape(text.into()));
+                }
+            }
+            _ => {
+                i += 1;
+                c
+            }
+        };
+        if pos - len_at > MAX_LABEL_LEN {
+            return Err(NameError::LabelTooLong(text.into()));
+        }
+        if pos >= MAX_NAME_LEN {
+            return Err(NameError::NameTooLong(text.into()));
+        }
+        w[pos] = byte;
+        pos += 1;
+    }
+    let open = pos - len_at - 1;
+    if open > 0 {
+        w[len_at] = open as u8;
+        if pos + 1 > MAX_NAME_LEN {
+            return Err(NameError::NameTooLong(text.into()));
+        }
+    } else {
+        pos = len_at; // the length byte reserved after a final dot
+    }
+    if absolute {
+        w[pos] = 0;
+        pos += 1;
+    } else {
+        let o = origin_wire()?;
+        if pos + o.len() > MAX_NAME_LEN {
+            return Err(NameError::NameTooLong(text.into()));
+        }
+        w[pos..pos + o.len()].copy_from_slice(o);
+        pos += o.len();
+    }
+    out.len = pos;
+    Ok(out)
 }
 
 /// Iterator over the labels of a [`Name`].
@@ -387,6 +436,49 @@ mod tests {
             Name::parse("rel", None),
             Err(NameError::NoOrigin(_))
         ));
+    }
+
+    /// The in-place writer at its limits: 63-octet labels, exactly 255 octets, relative
+    /// names that only overflow once the origin is appended, a final dot.
+    #[test]
+    fn length_limits_are_exact() {
+        let l63 = "a".repeat(63);
+        let n = Name::parse(&format!("{l63}.{l63}.{l63}.{}.", "b".repeat(61)), None).unwrap();
+        assert_eq!(n.wire_len(), 255);
+        assert!(matches!(
+            Name::parse(&format!("{l63}.{l63}.{l63}.{}.", "b".repeat(62)), None),
+            Err(NameError::NameTooLong(_))
+        ));
+        assert!(Name::parse(&format!("{l63}."), None).is_ok());
+        assert!(matches!(
+            Name::parse(&format!("{l63}a"), Some(&Name::root())),
+            Err(NameError::LabelTooLong(_))
+        ));
+        let origin = Name::parse(&format!("{l63}.{l63}."), None).unwrap();
+        assert_eq!(
+            Name::parse(&format!("{l63}.{}", "c".repeat(61)), Some(&origin))
+                .unwrap()
+                .wire_len(),
+            255
+        );
+        assert!(matches!(
+            Name::parse(&format!("{l63}.{}", "c".repeat(62)), Some(&origin)),
+            Err(NameError::NameTooLong(_))
+        ));
+        assert!(matches!(
+            Name::parse(".a.", None),
+            Err(NameError::EmptyLabel(_))
+        ));
+        assert!(matches!(
+            Name::parse("a\\", None),
+            Err(NameError::BadEscape(_))
+        ));
+        assert!(matches!(
+            Name::parse("a\\256.", None),
+            Err(NameError::BadEscape(_))
+        ));
+        assert_eq!(Name::parse("", Some(&origin)).unwrap(), origin);
+        assert_eq!(&*parse_wire("A.b.", None).unwrap(), b"\x01A\x01b\x00");
     }
 
     #[test]

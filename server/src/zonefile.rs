@@ -132,9 +132,12 @@ struct Parser {
     ttl: TtlState,
 }
 
-/// A token of an entry: its text (escapes kept for names) and whether it was quoted.
-struct Token {
-    text: String,
+/// A token of an entry: its text as written (escapes kept; a quoted string without its
+/// quotes) and whether it was quoted. Borrowed from the file text: lexing allocates
+/// nothing per token.
+#[derive(Clone, Copy)]
+struct Token<'a> {
+    text: &'a str,
     quoted: bool,
 }
 
@@ -143,15 +146,18 @@ struct Entry {
     line: u32,
     /// The entry began with white space: the owner is the previous one.
     blank_owner: bool,
-    tokens: Vec<Token>,
+    /// Range of this entry's tokens in the lexer's token list.
+    tokens: std::ops::Range<usize>,
     start: usize,
     end: usize,
 }
 
 /// Splits text into entries, joining parenthesised lines (RFC 1035 §5.1).
-fn lex(text: &str) -> Result<Vec<Entry>, (u32, String)> {
+/// Gives the entries and, in one list, the tokens they refer to.
+fn lex(text: &str) -> Result<(Vec<Entry>, Vec<Token<'_>>), (u32, String)> {
     let b = text.as_bytes();
     let mut entries = Vec::new();
+    let mut toks: Vec<Token<'_>> = Vec::with_capacity(text.len() / 6);
     let mut i = 0;
     let mut line: u32 = 1;
     let mut depth = 0u32;
@@ -178,7 +184,7 @@ fn lex(text: &str) -> Result<Vec<Entry>, (u32, String)> {
                     cur = Some(Entry {
                         line,
                         blank_owner: true,
-                        tokens: Vec::new(),
+                        tokens: toks.len()..toks.len(),
                         start: i,
                         end: i,
                     });
@@ -213,18 +219,19 @@ fn lex(text: &str) -> Result<Vec<Entry>, (u32, String)> {
             _ => {}
         }
         at_line_start = false;
-        let entry = cur.get_or_insert_with(|| Entry {
+        let entry = cur.get_or_insert(Entry {
             line,
             blank_owner: false,
-            tokens: Vec::new(),
+            tokens: toks.len()..toks.len(),
             start: i,
             end: i,
         });
         if c == b'"' {
             let start_line = line;
             i += 1;
-            let mut s = String::new();
-            loop {
+            let start = i;
+            // The text between the quotes, escapes kept (decoded with the rdata).
+            let end = loop {
                 if i >= b.len() {
                     return Err((
                         start_line,
@@ -234,31 +241,26 @@ fn lex(text: &str) -> Result<Vec<Entry>, (u32, String)> {
                 match b[i] {
                     b'"' => {
                         i += 1;
-                        break;
+                        break i - 1;
                     }
                     b'\\' if i + 1 < b.len() => {
-                        s.push('\\');
-                        // Keep the escape; it is decoded with the rdata.
-                        let n = utf8_len(b[i + 1]);
-                        s.push_str(&text[i + 1..(i + 1 + n).min(b.len())]);
-                        i += 1 + n;
+                        if b[i + 1] == b'\n' {
+                            line += 1;
+                        }
+                        i += 1 + utf8_len(b[i + 1]);
                     }
                     b'\n' => {
                         line += 1;
-                        s.push('\n');
                         i += 1;
                     }
-                    _ => {
-                        let n = utf8_len(b[i]);
-                        s.push_str(&text[i..(i + n).min(b.len())]);
-                        i += n;
-                    }
+                    x => i += utf8_len(x),
                 }
-            }
-            entry.tokens.push(Token {
-                text: s,
+            };
+            toks.push(Token {
+                text: &text[start..end.min(b.len())],
                 quoted: true,
             });
+            entry.tokens.end = toks.len();
         } else {
             let start = i;
             while i < b.len() {
@@ -269,10 +271,11 @@ fn lex(text: &str) -> Result<Vec<Entry>, (u32, String)> {
                 }
             }
             let end = i.min(b.len());
-            entry.tokens.push(Token {
-                text: text[start..end].to_string(),
+            toks.push(Token {
+                text: &text[start..end],
                 quoted: false,
             });
+            entry.tokens.end = toks.len();
         }
         entry.end = i.min(b.len());
     }
@@ -285,7 +288,7 @@ fn lex(text: &str) -> Result<Vec<Entry>, (u32, String)> {
     if let Some(e) = cur.take() {
         entries.push(e);
     }
-    Ok(entries)
+    Ok((entries, toks))
 }
 
 fn utf8_len(first: u8) -> usize {
@@ -366,7 +369,7 @@ impl Parser {
     }
 
     fn parse_text(&mut self, text: &str, file: &Path, mut origin: Name, depth: usize) {
-        let entries = match lex(text) {
+        let (entries, tokens) = match lex(text) {
             Ok(e) => e,
             Err((line, msg)) => {
                 self.error(file, line, String::new(), ZoneFileErrorKind::Syntax(msg));
@@ -379,12 +382,13 @@ impl Parser {
             if self.errors.len() >= MAX_ERRORS {
                 return;
             }
-            if e.tokens.is_empty() {
+            let toks = &tokens[e.tokens.clone()];
+            if toks.is_empty() {
                 continue;
             }
-            let first = &e.tokens[0].text;
+            let first = toks[0].text;
             if !e.blank_owner && first.starts_with('$') {
-                let args: Vec<&str> = e.tokens[1..].iter().map(|t| t.text.as_str()).collect();
+                let args: Vec<&str> = toks[1..].iter().map(|t| t.text).collect();
                 let rec = snippet(text, e);
                 match first.to_ascii_uppercase().as_str() {
                     "$ORIGIN" => match args.as_slice() {
@@ -473,7 +477,7 @@ impl Parser {
                 }
                 continue;
             }
-            match self.record(e, text, &origin, &mut owner) {
+            match self.record(e, toks, text, &origin, &mut owner) {
                 Ok(mut r) => {
                     r.source = Some(Origin {
                         file: file_arc.clone(),
@@ -564,12 +568,13 @@ impl Parser {
     fn record(
         &mut self,
         e: &Entry,
+        tokens: &[Token<'_>],
         text: &str,
         origin: &Name,
         owner: &mut Option<Name>,
     ) -> Result<Record, ZoneFileErrorKind> {
         let syntax = |m: String| ZoneFileErrorKind::Syntax(m);
-        let mut toks = e.tokens.iter().peekable();
+        let mut toks = tokens.iter().peekable();
         let this_owner = if e.blank_owner {
             owner.clone().ok_or_else(|| {
                 syntax(
@@ -579,7 +584,7 @@ impl Parser {
             })?
         } else {
             let t = toks.next().expect("entry has a token");
-            Name::parse(&t.text, Some(origin))
+            Name::parse(t.text, Some(origin))
                 .map_err(|err| syntax(format!("bad owner name: {err}")))?
         };
         *owner = Some(this_owner.clone());
@@ -591,14 +596,14 @@ impl Parser {
                 break;
             }
             if cls.is_none() {
-                if let Some(c) = class_of(&t.text) {
+                if let Some(c) = class_of(t.text) {
                     cls = Some(c);
                     toks.next();
                     continue;
                 }
             }
             if ttl.is_none() && t.text.as_bytes()[0].is_ascii_digit() {
-                match parse_ttl(&t.text) {
+                match parse_ttl(t.text) {
                     Some(v) => {
                         ttl = Some(v);
                         toks.next();
@@ -627,10 +632,10 @@ impl Parser {
                 snippet(text, e)
             ))
         })?;
-        let rt = type_from_name(&type_tok.text)
+        let rt = type_from_name(type_tok.text)
             .ok_or_else(|| syntax(format!("unknown record type \"{}\"", type_tok.text)))?;
-        let rest: Vec<&Token> = toks.collect();
-        let rdata = rdata(rt, &rest, origin).map_err(|reason| ZoneFileErrorKind::Rdata {
+        let rest = &tokens[tokens.len() - toks.len()..];
+        let rdata = rdata(rt, rest, origin).map_err(|reason| ZoneFileErrorKind::Rdata {
             rtype: type_name(rt),
             reason,
         })?;
@@ -680,7 +685,7 @@ fn class_name(c: u16) -> String {
     }
 }
 
-fn want(rest: &[&Token], n: usize, what: &str) -> Result<(), String> {
+fn want(rest: &[Token<'_>], n: usize, what: &str) -> Result<(), String> {
     if rest.len() != n {
         return Err(format!(
             "needs {n} field{} ({what}), found {}",
@@ -701,10 +706,8 @@ fn number<T: TryFrom<u64>>(s: &str, what: &str, max: u64) -> Result<T, String> {
     T::try_from(v).map_err(|_| format!("{what} {v} out of range"))
 }
 
-fn name_field(s: &str, origin: &Name, what: &str) -> Result<Vec<u8>, String> {
-    Name::parse(s, Some(origin))
-        .map(|n| n.as_wire().to_vec())
-        .map_err(|e| format!("bad {what}: {e}"))
+fn name_field(s: &str, origin: &Name, what: &str) -> Result<crate::name::WireBuf, String> {
+    crate::name::parse_wire(s, Some(origin)).map_err(|e| format!("bad {what}: {e}"))
 }
 
 /// Decodes `\X` and `\DDD` escapes of a character-string.
@@ -737,8 +740,8 @@ fn unescape(s: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-fn char_string(out: &mut Vec<u8>, t: &Token) -> Result<(), String> {
-    let bytes = unescape(&t.text)?;
+fn char_string(out: &mut Vec<u8>, t: &Token<'_>) -> Result<(), String> {
+    let bytes = unescape(t.text)?;
     if bytes.len() > 255 {
         return Err(format!("a character-string holds at most 255 bytes, this one has {} (split it into several quoted strings)", bytes.len()));
     }
@@ -786,7 +789,7 @@ fn base64(s: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Rdata of type `rt` from its text fields.
-fn rdata(rt: u16, rest: &[&Token], origin: &Name) -> Result<Vec<u8>, String> {
+fn rdata(rt: u16, rest: &[Token<'_>], origin: &Name) -> Result<Vec<u8>, String> {
     if rest.first().is_some_and(|t| !t.quoted && t.text == "\\#") {
         let len: usize = rest
             .get(1)
@@ -794,10 +797,7 @@ fn rdata(rt: u16, rest: &[&Token], origin: &Name) -> Result<Vec<u8>, String> {
             .text
             .parse()
             .map_err(|_| "the \\# form needs a decimal length after \\#".to_string())?;
-        let data = hex(&rest[2..]
-            .iter()
-            .map(|t| t.text.as_str())
-            .collect::<String>())?;
+        let data = hex(&rest[2..].iter().map(|t| t.text).collect::<String>())?;
         if data.len() != len {
             return Err(format!(
                 "\\# length says {len} bytes but {} bytes of hex follow",
@@ -807,7 +807,7 @@ fn rdata(rt: u16, rest: &[&Token], origin: &Name) -> Result<Vec<u8>, String> {
         check_known_wire(rt, &data)?;
         return Ok(data);
     }
-    let t = |i: usize| rest[i].text.as_str();
+    let t = |i: usize| rest[i].text;
     let mut out = Vec::new();
     match rt {
         rtype::A => {
@@ -822,17 +822,17 @@ fn rdata(rt: u16, rest: &[&Token], origin: &Name) -> Result<Vec<u8>, String> {
         }
         rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME => {
             want(rest, 1, "a domain name")?;
-            out = name_field(t(0), origin, "target name")?;
+            out.extend_from_slice(&name_field(t(0), origin, "target name")?);
         }
         rtype::MX => {
             want(rest, 2, "preference and exchange")?;
             out.extend_from_slice(&number::<u16>(t(0), "MX preference", 65535)?.to_be_bytes());
-            out.extend(name_field(t(1), origin, "mail exchange")?);
+            out.extend_from_slice(&name_field(t(1), origin, "mail exchange")?);
         }
         rtype::SOA => {
             want(rest, 7, "mname rname serial refresh retry expire minimum")?;
-            out.extend(name_field(t(0), origin, "SOA mname")?);
-            out.extend(name_field(t(1), origin, "SOA rname")?);
+            out.extend_from_slice(&name_field(t(0), origin, "SOA mname")?);
+            out.extend_from_slice(&name_field(t(1), origin, "SOA rname")?);
             let serial: u32 = number(t(2), "SOA serial", u32::MAX as u64)?;
             out.extend_from_slice(&serial.to_be_bytes());
             for (i, what) in [(3, "refresh"), (4, "retry"), (5, "expire"), (6, "minimum")] {
@@ -850,15 +850,15 @@ fn rdata(rt: u16, rest: &[&Token], origin: &Name) -> Result<Vec<u8>, String> {
         }
         rtype::HINFO => {
             want(rest, 2, "CPU and OS strings")?;
-            char_string(&mut out, rest[0])?;
-            char_string(&mut out, rest[1])?;
+            char_string(&mut out, &rest[0])?;
+            char_string(&mut out, &rest[1])?;
         }
         rtype::SRV => {
             want(rest, 4, "priority weight port target")?;
             out.extend_from_slice(&number::<u16>(t(0), "SRV priority", 65535)?.to_be_bytes());
             out.extend_from_slice(&number::<u16>(t(1), "SRV weight", 65535)?.to_be_bytes());
             out.extend_from_slice(&number::<u16>(t(2), "SRV port", 65535)?.to_be_bytes());
-            out.extend(name_field(t(3), origin, "SRV target")?);
+            out.extend_from_slice(&name_field(t(3), origin, "SRV target")?);
         }
         rtype::CAA => {
             want(rest, 3, "flags tag value")?;
@@ -875,7 +875,7 @@ fn rdata(rt: u16, rest: &[&Token], origin: &Name) -> Result<Vec<u8>, String> {
             if rest.is_empty() {
                 return Err("needs base64 data".into());
             }
-            out = base64(&rest.iter().map(|t| t.text.as_str()).collect::<String>())?;
+            out = base64(&rest.iter().map(|t| t.text).collect::<String>())?;
         }
         44 => {
             // SSHFP: algorithm, fingerprint type, hex fingerprint.
@@ -884,7 +884,7 @@ fn rdata(rt: u16, rest: &[&Token], origin: &Name) -> Result<Vec<u8>, String> {
             }
             out.push(number::<u8>(t(0), "SSHFP algorithm", 255)?);
             out.push(number::<u8>(t(1), "SSHFP type", 255)?);
-            out.extend(hex(&rest[2..].iter().map(|t| t.text.as_str()).collect::<String>())?);
+            out.extend(hex(&rest[2..].iter().map(|t| t.text).collect::<String>())?);
         }
         52 => {
             // TLSA: usage, selector, matching type, hex data.
@@ -894,7 +894,7 @@ fn rdata(rt: u16, rest: &[&Token], origin: &Name) -> Result<Vec<u8>, String> {
             for (i, what) in [(0, "usage"), (1, "selector"), (2, "matching type")] {
                 out.push(number::<u8>(t(i), what, 255)?);
             }
-            out.extend(hex(&rest[3..].iter().map(|t| t.text.as_str()).collect::<String>())?);
+            out.extend(hex(&rest[3..].iter().map(|t| t.text).collect::<String>())?);
         }
         _ => {
             return Err(format!(
