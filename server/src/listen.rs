@@ -90,6 +90,7 @@ pub fn bind_udp(addr: SocketAddr, workers: usize) -> io::Result<Vec<UdpSocket>> 
             s.set_only_v6(true)?;
         }
         s.set_reuse_port(true)?;
+        never_fragment(&s, addr.is_ipv6());
         // Bigger buffers absorb bursts while a worker is busy; the kernel caps the value.
         let _ = s.set_recv_buffer_size(4 << 20);
         let _ = s.set_send_buffer_size(4 << 20);
@@ -98,6 +99,42 @@ pub fn bind_udp(addr: SocketAddr, workers: usize) -> io::Result<Vec<UdpSocket>> 
         sockets.push(UdpSocket::from(s));
     }
     Ok(sockets)
+}
+
+/// Sends responses with DF set and without learned path-MTU state
+/// (draft-ietf-dnsop-avoid-fragmentation §3.1): UDP responses are capped at 1232 octets by
+/// default, which fits any IPv6 path, and fragments are what off-path cache-poisoning
+/// attacks forge. "Probe" ignores ICMP-learned MTUs, so a forged ICMP message cannot
+/// shrink them either. It also spares the kernel an IP ID per packet (a few percent of a
+/// query's cost). Best effort: a kernel without it sends as before.
+fn never_fragment(s: &Socket, v6: bool) {
+    use std::os::fd::AsRawFd;
+    let (level, opt, val) = if v6 {
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_PROBE,
+        )
+    } else {
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_PROBE,
+        )
+    };
+    // SAFETY: setsockopt with a valid fd and a pointer to a c_int of the stated size.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            opt,
+            (&val as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        tracing::debug!("IP_MTU_DISCOVER: {}", io::Error::last_os_error());
+    }
 }
 
 /// Binds the TCP listener.

@@ -357,6 +357,9 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "bench"))
     ap.add_argument("--servers", default="musterd,nsd,knot")
+    ap.add_argument("--zones", default="small,large", help="which zones to measure")
+    ap.add_argument("--no-extra", action="store_true",
+                    help="skip the NXDOMAIN-cost and multi-core measurements")
     args = ap.parse_args()
 
     if not shutil.which("dnsperf"):
@@ -370,14 +373,15 @@ def main():
     programs = {"musterd": None, "nsd": "nsd", "knot": "knotd"}
     chosen = [s for s in args.servers.split(",") if programs[s] is None or shutil.which(programs[s])]
     table = {}
-    for key, zone in zones.items():
+    zones_chosen = {k: v for k, v in zones.items() if k in args.zones.split(",")}
+    for key, zone in zones_chosen.items():
         qf = os.path.join(work, f"queries-{key}.txt")
         make_queries(zone, 200000, qf)
         for name in chosen:
             print(f"measuring {name} on the {key} zone ({zone['records']} records)...", file=sys.stderr)
             table[(name, key)] = measure(factories[name], work, zone, qf, args.seconds, args.runs)
     extra = {}
-    for name in chosen:
+    for name in chosen if "large" in zones_chosen and not args.no_extra else []:
         extra[(name, "nx")] = nxdomain_cost(factories[name], work, zones["large"], min(args.seconds, 10))
         qf = os.path.join(work, "queries-large.txt")
         extra[(name, "multicore")] = measure(factories[name], work, zones["large"], qf, min(args.seconds, 10), 1,
@@ -385,7 +389,7 @@ def main():
 
     lines = ["| server | zone | queries/s | CPU µs/query | ×NSD CPU | lat avg/max ms (saturated) | lat avg/max ms @20k | lost @20k | RSS MB | PSS MB | load s |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for key in zones:
+    for key in zones_chosen:
         base = table.get(("nsd", key))
         for name in chosen:
             r = table[(name, key)]
@@ -396,7 +400,7 @@ def main():
     lines.append("")
     lines.append("| server | hit CPU µs | NXDOMAIN CPU µs | NX/hit | 2 workers, unpinned, large zone, queries/s |")
     lines.append("|---|---|---|---|---|")
-    for name in chosen:
+    for name in chosen if extra else []:
         nx = extra[(name, "nx")]
         lines.append(f"| {name} | {nx['hit']:.2f} | {nx['nx']:.2f} | {nx['nx'] / nx['hit']:.2f} | {extra[(name, 'multicore')]:.0f} |")
     report = "\n".join(lines)
