@@ -40,6 +40,9 @@ pub struct ServerConfig {
     pub tcp_io_timeout: Duration,
     /// How often zone files are checked for changes; zero disables watching.
     pub watch_interval: Duration,
+    /// How long a busy UDP worker waits for more packets after a small batch; zero
+    /// disables it (see [`crate::listen::udp_worker`]).
+    pub udp_coalesce: Duration,
     pub query_log: bool,
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -89,6 +92,7 @@ pub struct FileConfig {
     pub tcp_idle_timeout: Option<String>,
     pub tcp_io_timeout: Option<String>,
     pub watch_interval: Option<String>,
+    pub udp_coalesce: Option<String>,
     pub query_log: Option<bool>,
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -233,6 +237,17 @@ pub fn resolve(
         (None, Some(v)) => duration("watch_interval", v)?,
         (None, None) => Duration::from_secs(2),
     };
+    let udp_coalesce = match &file.udp_coalesce {
+        Some(v) => duration("udp_coalesce", v)?,
+        None => Duration::from_micros(80),
+    };
+    if udp_coalesce > Duration::from_millis(1) {
+        return Err(ConfigError::Value {
+            key: "udp_coalesce",
+            value: file.udp_coalesce.clone().unwrap_or_default(),
+            message: "at most 1ms: it delays answers under load (\"80us\" is the default, \"0s\" turns it off)".into(),
+        });
+    }
     Ok(ServerConfig {
         listen,
         zones,
@@ -250,6 +265,7 @@ pub fn resolve(
         tcp_idle_timeout,
         tcp_io_timeout,
         watch_interval,
+        udp_coalesce,
         query_log: flags.query_log || file.query_log.unwrap_or(false),
         metrics_listen: flags.metrics_listen.or(file.metrics_listen),
     })
@@ -293,6 +309,7 @@ mod tests {
         assert_eq!(u.tcp_max_clients, c.tcp_max_clients);
         assert_eq!(u.tcp_io_timeout, c.tcp_io_timeout);
         assert_eq!(u.watch_interval, c.watch_interval);
+        assert_eq!(u.udp_coalesce, c.udp_coalesce);
         assert_eq!(u.listen, c.listen);
     }
 
@@ -306,6 +323,21 @@ mod tests {
         let msg = e.to_string();
         assert!(
             msg.contains("x.toml") && msg.contains("listen_port"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn udp_coalesce_is_bounded() {
+        let cfg = |v: &str| {
+            let f = parse_file(&format!("udp_coalesce = \"{v}\"\n"), Path::new("x.toml")).unwrap();
+            resolve(f, None, Overrides::default())
+        };
+        assert_eq!(cfg("0s").unwrap().udp_coalesce, Duration::ZERO);
+        assert_eq!(cfg("50us").unwrap().udp_coalesce, Duration::from_micros(50));
+        let msg = cfg("5ms").unwrap_err().to_string();
+        assert!(
+            msg.contains("udp_coalesce") && msg.contains("at most 1ms"),
             "{msg}"
         );
     }

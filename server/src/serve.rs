@@ -52,6 +52,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
     };
     let shared = Arc::new(Shared {
         catalog: zones.catalog(),
+        udp_coalesce: config.udp_coalesce,
         responder,
         stats: stats.clone(),
         query_log: config.query_log,

@@ -303,6 +303,8 @@ pub enum ZoneError {
     MultipleCname { at: String, owner: Name },
     #[error("{at}: class {class} record; only class IN is served")]
     WrongClass { at: String, class: u16 },
+    #[error("{at}: {owner}: record data of {len} octets; at most 65535 fit in a record")]
+    RdataTooLong { at: String, owner: Name, len: usize },
     #[error("zone {origin} holds more than 4 GiB of record data; split it into several zones")]
     TooLarge { origin: Name },
     #[error("{at}: {what} record type {t} cannot be stored in a zone")]
@@ -466,6 +468,17 @@ impl Zone {
                 ));
                 continue;
             }
+            if r.rdata.len() > u16::MAX as usize {
+                errors.push((
+                    i,
+                    ZoneError::RdataTooLong {
+                        at: at(r),
+                        owner: r.owner.clone(),
+                        len: r.rdata.len(),
+                    },
+                ));
+                continue;
+            }
             let key_len = lower(r.owner.as_wire(), &mut key_buf);
             let key = &key_buf[..key_len];
             if r.rtype == rtype::SOA {
@@ -508,16 +521,8 @@ impl Zone {
             }
         }
 
-        let Some((soa, soa_rdata, soa_ttl)) = soa else {
-            errors.push((
-                usize::MAX,
-                ZoneError::NoSoa {
-                    origin: origin.clone(),
-                },
-            ));
-            return Err(sorted(errors));
-        };
-        let apex = t.find(origin_lc.as_wire()).expect("the SOA made the apex");
+        // Present when the SOA (or anything else) was stored at the apex.
+        let apex = t.find(origin_lc.as_wire());
 
         // RRsets: each node's records grouped by type (stable, so file order within a
         // type), duplicates collapsed (RFC 2181 §5), TTLs and CNAME rules checked.
@@ -598,10 +603,20 @@ impl Zone {
             let node = &mut t.nodes[id];
             node.sets = first_set;
             node.nsets = sets.len() as u32 - first_set;
-            if order.len() > 1 || id as u32 == apex {
-                cname_conflicts(&records, &mut order, id as u32 == apex, &mut errors);
+            let is_apex = apex == Some(id as u32);
+            if order.len() > 1 || is_apex {
+                cname_conflicts(&records, &mut order, is_apex, &mut errors);
             }
         }
+        let (Some((soa, soa_rdata, soa_ttl)), Some(apex)) = (soa, apex) else {
+            errors.push((
+                usize::MAX,
+                ZoneError::NoSoa {
+                    origin: origin.clone(),
+                },
+            ));
+            return Err(sorted(errors));
+        };
         if rdata.len() > u32::MAX as usize {
             errors.push((
                 usize::MAX,
@@ -964,6 +979,23 @@ mod tests {
         assert!(matches!(errs[1], ZoneError::OutOfZone { .. }));
         let errs = Zone::build(&origin, vec![rec("a.x.", rtype::A, &[1, 2, 3, 4])]).unwrap_err();
         assert!(matches!(errs[0], ZoneError::NoSoa { .. }));
+        // Without an SOA the other problems are still reported, the SOA last.
+        let errs = Zone::build(
+            &origin,
+            vec![
+                rec("c.x.", rtype::CNAME, &key("t.x.")),
+                rec("c.x.", rtype::A, &[1, 2, 3, 4]),
+                rec("big.x.", rtype::TXT, &vec![0x61; 65600]),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(matches!(errs[0], ZoneError::CnameAndOther { .. }));
+        assert!(matches!(
+            errs[1],
+            ZoneError::RdataTooLong { len: 65600, .. }
+        ));
+        assert!(matches!(errs[2], ZoneError::NoSoa { .. }));
     }
 
     #[test]

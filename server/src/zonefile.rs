@@ -797,6 +797,11 @@ fn rdata(rt: u16, rest: &[Token<'_>], origin: &Name) -> Result<Vec<u8>, String> 
             .text
             .parse()
             .map_err(|_| "the \\# form needs a decimal length after \\#".to_string())?;
+        if len > u16::MAX as usize {
+            return Err(format!(
+                "\\# length {len} is more than the 65535 octets a record can hold"
+            ));
+        }
         let data = hex(&rest[2..].iter().map(|t| t.text).collect::<String>())?;
         if data.len() != len {
             return Err(format!(
@@ -903,6 +908,12 @@ fn rdata(rt: u16, rest: &[Token<'_>], origin: &Name) -> Result<Vec<u8>, String> 
                 type_name(rt)
             ))
         }
+    }
+    if out.len() > u16::MAX as usize {
+        return Err(format!(
+            "record data of {} octets; at most 65535 fit in a record (split long TXT data over several records)",
+            out.len()
+        ));
     }
     Ok(out)
 }
