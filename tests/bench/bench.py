@@ -210,6 +210,17 @@ def musterd(work, zone, port, workers=1):
                               "--watch-interval", "0s", "--zone", f"{zone['origin']}={zone['path']}"], port)
 
 
+def musterd_nocoalesce(work, zone, port, workers=1):
+    """musterd with UDP coalescing off (udp_coalesce = "0s"): the lowest-latency setting."""
+    conf = os.path.join(work, "nocoalesce.toml")
+    with open(conf, "w") as f:
+        f.write('udp_coalesce = "0s"\n')
+    srv = musterd(work, zone, port, workers)
+    srv.name = "musterd-nocoalesce"
+    srv.argv += ["--config", conf]
+    return srv
+
+
 def nsd(work, zone, port, workers=1):
     d = tempfile.mkdtemp(dir=work, prefix="nsd-")
     conf = os.path.join(d, "nsd.conf")
@@ -356,7 +367,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "bench"))
-    ap.add_argument("--servers", default="musterd,nsd,knot")
+    ap.add_argument("--servers", default="musterd,musterd-nocoalesce,nsd,knot")
     ap.add_argument("--zones", default="small,large", help="which zones to measure")
     ap.add_argument("--no-extra", action="store_true",
                     help="skip the NXDOMAIN-cost and multi-core measurements")
@@ -369,8 +380,8 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="muster-bench-")
     zones = make_zones(work)
-    factories = {"musterd": musterd, "nsd": nsd, "knot": knot}
-    programs = {"musterd": None, "nsd": "nsd", "knot": "knotd"}
+    factories = {"musterd": musterd, "musterd-nocoalesce": musterd_nocoalesce, "nsd": nsd, "knot": knot}
+    programs = {"musterd": None, "musterd-nocoalesce": None, "nsd": "nsd", "knot": "knotd"}
     chosen = [s for s in args.servers.split(",") if programs[s] is None or shutil.which(programs[s])]
     table = {}
     zones_chosen = {k: v for k, v in zones.items() if k in args.zones.split(",")}
