@@ -11,6 +11,10 @@ CPU microseconds per query (from /proc/PID/stat), latency avg/max saturated and 
 20k queries/s, RSS and PSS, zone load time (start to the first answer for the last name of
 the file), and the ratio to NSD from the same run. It is a benchmark, not a test: it never
 fails CI. Servers that are not installed are left out. Everything runs on 127.0.0.1.
+The row "musterd-nocoalesce" is musterd with udp_coalesce = "0s" (no waiting for fuller
+batches under load): the lowest-latency setting, shown for the trade-off.
+
+    tests/bench/bench.py --seconds 5 --runs 1 --zones small --servers musterd,nsd --no-extra
 """
 
 import argparse
@@ -296,47 +300,55 @@ def dnsperf(port, queries, seconds, rate=None):
     }
 
 
-def measure(factory, work, zone, queries, seconds, runs, workers=1, pin=True):
-    results = []
-    for _ in range(runs):
-        port = free_port()
-        srv = factory(work, zone, port, workers)
-        try:
-            load = srv.start(zone["last"])
-            if not pin:
-                for p in tree(srv.proc.pid):
-                    for tid in os.listdir(f"/proc/{p}/task"):
-                        try:
-                            os.sched_setaffinity(int(tid), {0, 1})
-                        except OSError:
-                            pass
-            pid = srv.proc.pid
-            # Warm up: fault in the zone and the caches.
-            dnsperf(port, queries, 2)
-            c0 = cpu_seconds(pid)
-            sat = dnsperf(port, queries, seconds)
-            c1 = cpu_seconds(pid)
-            fixed = dnsperf(port, queries, min(seconds, 10), rate=20000)
-            rss, pss = memory_kb(pid)
-            results.append({
-                "load_s": load,
-                "qps": sat["qps"],
-                "cpu_us": (c1 - c0) * 1e6 / max(sat["completed"], 1),
-                "lat_avg_ms": sat["lat_avg_ms"],
-                "lat_max_ms": sat["lat_max_ms"],
-                "fixed_avg_ms": fixed["lat_avg_ms"],
-                "fixed_max_ms": fixed["lat_max_ms"],
-                "fixed_lost": fixed["lost"],
-                "rss_mb": rss / 1024,
-                "pss_mb": pss / 1024,
-            })
-        finally:
-            srv.stop()
+def measure_once(factory, work, zone, queries, seconds, workers=1, pin=True):
+    """One run of one server: start, warm up, saturated and fixed-rate load."""
+    port = free_port()
+    srv = factory(work, zone, port, workers)
+    try:
+        load = srv.start(zone["last"])
+        if not pin:
+            for p in tree(srv.proc.pid):
+                for tid in os.listdir(f"/proc/{p}/task"):
+                    try:
+                        os.sched_setaffinity(int(tid), {0, 1})
+                    except OSError:
+                        pass
+        pid = srv.proc.pid
+        # Warm up: fault in the zone and the caches.
+        dnsperf(port, queries, 2)
+        c0 = cpu_seconds(pid)
+        sat = dnsperf(port, queries, seconds)
+        c1 = cpu_seconds(pid)
+        fixed = dnsperf(port, queries, min(seconds, 10), rate=20000)
+        rss, pss = memory_kb(pid)
+        return {
+            "load_s": load,
+            "qps": sat["qps"],
+            "cpu_us": (c1 - c0) * 1e6 / max(sat["completed"], 1),
+            "lat_avg_ms": sat["lat_avg_ms"],
+            "lat_max_ms": sat["lat_max_ms"],
+            "fixed_avg_ms": fixed["lat_avg_ms"],
+            "fixed_max_ms": fixed["lat_max_ms"],
+            "fixed_lost": fixed["lost"],
+            "rss_mb": rss / 1024,
+            "pss_mb": pss / 1024,
+        }
+    finally:
+        srv.stop()
+
+
+def medians(results):
     return {k: statistics.median(r[k] for r in results) for k in results[0]}
 
 
-def nxdomain_cost(factory, work, zone, seconds, workers=1):
-    """CPU per query for hits only vs NXDOMAIN only, on the same server."""
+def measure(factory, work, zone, queries, seconds, runs, workers=1, pin=True):
+    return medians([measure_once(factory, work, zone, queries, seconds, workers, pin) for _ in range(runs)])
+
+
+def nxdomain_cost(factory, work, zone, seconds, runs, workers=1):
+    """CPU per query for hits only vs NXDOMAIN only, on the same server: the two query
+    files alternate `runs` times and the medians are compared (single runs on a shared
+    machine vary by ±20%)."""
     port = free_port()
     srv = factory(work, zone, port, workers)
     hits = os.path.join(work, f"hits-{zone['origin']}txt")
@@ -351,13 +363,14 @@ def nxdomain_cost(factory, work, zone, seconds, workers=1):
             f.write(f"nx{rnd.randrange(10**9)}.c{rnd.randrange(10000)}.{zone['origin']} A\n")
     try:
         srv.start(zone["last"])
-        out = {}
-        for key, qf in (("hit", hits), ("nx", misses)):
-            dnsperf(port, qf, 1)
-            c0 = cpu_seconds(srv.proc.pid)
-            r = dnsperf(port, qf, seconds)
-            out[key] = (cpu_seconds(srv.proc.pid) - c0) * 1e6 / max(r["completed"], 1)
-        return out
+        samples = {"hit": [], "nx": []}
+        for _ in range(runs):
+            for key, qf in (("hit", hits), ("nx", misses)):
+                dnsperf(port, qf, 1)
+                c0 = cpu_seconds(srv.proc.pid)
+                r = dnsperf(port, qf, seconds)
+                samples[key].append((cpu_seconds(srv.proc.pid) - c0) * 1e6 / max(r["completed"], 1))
+        return {k: statistics.median(v) for k, v in samples.items()}
     finally:
         srv.stop()
 
@@ -388,12 +401,19 @@ def main():
     for key, zone in zones_chosen.items():
         qf = os.path.join(work, f"queries-{key}.txt")
         make_queries(zone, 200000, qf)
+        # Runs are interleaved (A B C, A B C, ...): this machine's speed drifts over
+        # minutes, and back-to-back runs of one server would carry that drift into the ratios.
+        runs = {name: [] for name in chosen}
+        for i in range(args.runs):
+            for name in chosen:
+                print(f"measuring {name} on the {key} zone ({zone['records']} records), run {i + 1}...",
+                      file=sys.stderr)
+                runs[name].append(measure_once(factories[name], work, zone, qf, args.seconds))
         for name in chosen:
-            print(f"measuring {name} on the {key} zone ({zone['records']} records)...", file=sys.stderr)
-            table[(name, key)] = measure(factories[name], work, zone, qf, args.seconds, args.runs)
+            table[(name, key)] = medians(runs[name])
     extra = {}
     for name in chosen if "large" in zones_chosen and not args.no_extra else []:
-        extra[(name, "nx")] = nxdomain_cost(factories[name], work, zones["large"], min(args.seconds, 10))
+        extra[(name, "nx")] = nxdomain_cost(factories[name], work, zones["large"], min(args.seconds, 10), args.runs)
         qf = os.path.join(work, "queries-large.txt")
         extra[(name, "multicore")] = measure(factories[name], work, zones["large"], qf, min(args.seconds, 10), 1,
                                              workers=2, pin=False)["qps"]
