@@ -293,3 +293,48 @@ pub fn run(cmd: &mut Command) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Runs `bash SCRIPT ARGS...` under `unshare UNSHARE_ARGS... --kill-child` with its
+/// stdout and stderr in `dir/script.out`, killing it at `deadline`. Returns the exit
+/// status (`None` when killed at the deadline) and the output. `--kill-child` with `-p -f`
+/// makes the namespace's PID 1 the script, so killing `unshare` ends everything inside.
+pub fn run_in_namespaces(
+    unshare_args: &[&str],
+    envs: &[(&str, &std::ffi::OsStr)],
+    script: &Path,
+    args: &[&Path],
+    dir: &Path,
+    deadline: Duration,
+) -> (Option<std::process::ExitStatus>, String) {
+    let out_path = dir.join("script.out");
+    let out = std::fs::File::create(&out_path).expect("create script.out");
+    let err = out.try_clone().expect("clone script.out");
+    let started = Instant::now();
+    let mut child = Command::new("unshare")
+        .envs(envs.iter().map(|(k, v)| (*k, *v)))
+        .args(unshare_args)
+        .args(["-p", "-f", "--kill-child", "bash"])
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("spawn unshare");
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for unshare") {
+            break Some(st);
+        }
+        if started.elapsed() > deadline {
+            // SIGKILL to the unshare we started; --kill-child takes the namespace down.
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (
+        status,
+        std::fs::read_to_string(&out_path).unwrap_or_default(),
+    )
+}

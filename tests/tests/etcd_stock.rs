@@ -9,11 +9,11 @@
 //! kill `unshare`, its child bash (PID 1 of the namespace) dies, and the kernel ends every
 //! etcd and musterd inside with it. Needs root; skipped otherwise (a failure under CI).
 
-use std::fs::File;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use muster_tests::{bin_path, require_program, require_root, workspace_root, TempDir};
+use muster_tests::{
+    bin_path, require_program, require_root, run_in_namespaces, workspace_root, TempDir,
+};
 
 /// A correct bootstrap takes a few seconds; the script gives up on health after 60 s and
 /// needs some more to stop the members and print the logs.
@@ -34,40 +34,19 @@ fn stock_etcd_bootstraps_from_musterd_srv_records() {
     let musterd = bin_path("musterd");
     let dir = TempDir::new();
     let script = workspace_root().join("tests/e2e/etcd_stock.sh");
-    let out_path = dir.path().join("script.out");
-    let out = File::create(&out_path).expect("create script.out");
-    let err = out.try_clone().expect("clone script.out");
-
     // The script refuses to run unless its mount namespace differs from this one.
     let outer_mnt = std::fs::read_link("/proc/self/ns/mnt").expect("readlink /proc/self/ns/mnt");
 
     let started = Instant::now();
-    let mut child = Command::new("unshare")
-        .env("MUSTER_OUTER_MNT_NS", &outer_mnt)
-        .args(["-n", "-m", "-p", "-f", "--kill-child"])
-        .arg("bash")
-        .arg(&script)
-        .arg(&musterd)
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("spawn unshare");
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for unshare") {
-            break Some(st);
-        }
-        if started.elapsed() > DEADLINE {
-            // SIGKILL to the unshare we started; --kill-child takes the namespace down.
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (status, text) = run_in_namespaces(
+        &["-n", "-m"],
+        &[("MUSTER_OUTER_MNT_NS", outer_mnt.as_os_str())],
+        &script,
+        &[&musterd, dir.path()],
+        dir.path(),
+        DEADLINE,
+    );
     let took = started.elapsed();
-    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
     let ok = status.is_some_and(|s| s.success());
     assert!(
         ok && text.contains("ETCD-STOCK-OK"),
