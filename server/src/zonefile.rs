@@ -1107,6 +1107,15 @@ mod tests {
         assert!(e.contains("no TTL"), "{e}");
         let e = first_error("$GENERATE 1-3 a$ A 1.2.3.$\n");
         assert!(e.contains("not supported"), "{e}");
+        // Record data past the 65535 octets a record holds: refused with the line.
+        let chunk = format!(" \"{}\"", "a".repeat(250));
+        let e = first_error(&format!("{HEAD}big TXT{}\n", chunk.repeat(270)));
+        assert!(
+            e.starts_with("t/x.zone:4:") && e.contains("at most 65535"),
+            "{e}"
+        );
+        let e = first_error(&format!("{HEAD}big TYPE65534 \\# 70000 00\n"));
+        assert!(e.contains("more than the 65535 octets"), "{e}");
         let e = first_error(&format!("{HEAD}a TXT \"open\n"));
         assert!(e.contains("not closed"), "{e}");
         let e = first_error(&format!("{HEAD}a A \\# 3 0a0000\n"));
