@@ -42,8 +42,42 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
-/// Whether `program` is on PATH. In CI a missing program panics; locally it returns false
-/// after printing why the test is skipped.
+/// Records that the current test is skipped, and why. Rust's test harness has no "skipped"
+/// outcome, so a skipping test returns early and passes; `tests/run` points
+/// `MUSTER_SKIP_LOG` at a file where each skip is appended as `TEST: REASON`, counts those
+/// lines as skipped instead of passed and lists them under the closing line. Without the
+/// variable (a bare `cargo test`) the reason goes to stderr.
+pub fn skip(reason: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("?");
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|s| match s.rsplit_once('-') {
+            // cargo names test binaries NAME-HASH.
+            Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name.to_owned(),
+            _ => s,
+        })
+        .unwrap_or_default();
+    let line = format!("{binary}::{test}: {reason}\n");
+    match std::env::var_os("MUSTER_SKIP_LOG") {
+        Some(path) => {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("cannot append to MUSTER_SKIP_LOG: {e}"));
+            // One write per line: O_APPEND keeps lines from parallel tests whole.
+            f.write_all(line.as_bytes())
+                .unwrap_or_else(|e| panic!("cannot append to MUSTER_SKIP_LOG: {e}"));
+        }
+        None => eprint!("SKIP: {line}"),
+    }
+}
+
+/// Whether `program` is on PATH. In CI a missing program panics; elsewhere the test is
+/// recorded as skipped ([`skip`]) and this returns false.
 pub fn require_program(program: &str) -> bool {
     let found = std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()));
@@ -51,13 +85,13 @@ pub fn require_program(program: &str) -> bool {
         if in_ci() {
             panic!("{program} is not installed; .ci/run must install it (CI=true: a missing program is a failure)");
         }
-        eprintln!("SKIP: {program} is not installed");
+        skip(&format!("{program} is not installed"));
     }
     found
 }
 
 /// True when the tests run as root (network-namespace tests need it). In CI, not being
-/// root is a failure.
+/// root is a failure; elsewhere the test is recorded as skipped.
 pub fn require_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
@@ -65,9 +99,168 @@ pub fn require_root() -> bool {
         if in_ci() {
             panic!("this test needs root (unshare -n -m); CI runs as root");
         }
-        eprintln!("SKIP: not root");
+        skip("needs root (network namespaces)");
     }
     root
+}
+
+/// Golden files: expected output kept in the repository and compared byte for byte.
+pub mod golden {
+    use std::fmt::Write as _;
+    use std::path::Path;
+
+    /// Compares `actual` with the file at `path`. `UPDATE_GOLDEN=1` rewrites the file
+    /// instead (review the diff: the golden files are the specification) — except under
+    /// `CI=true`, where a golden file is never rewritten and asking for it fails.
+    pub fn assert_golden(path: &Path, actual: &str) {
+        if let Err(e) = check(path, actual) {
+            panic!("{e}");
+        }
+    }
+
+    /// [`assert_golden`] returning the mismatch as an error, for tests that collect
+    /// several files before failing.
+    pub fn check(path: &Path, actual: &str) -> Result<(), String> {
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            if super::in_ci() {
+                return Err(format!(
+                    "UPDATE_GOLDEN is set under CI=true: golden files are not rewritten in CI ({})",
+                    path.display()
+                ));
+            }
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            return std::fs::write(path, actual).map_err(|e| format!("{}: {e}", path.display()));
+        }
+        let expected = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "{}: {e} (UPDATE_GOLDEN=1 creates it; review it before committing)",
+                path.display()
+            )
+        })?;
+        if expected == actual {
+            return Ok(());
+        }
+        Err(format!(
+            "{} differs (UPDATE_GOLDEN=1 regenerates it; review the diff):\n{}",
+            path.display(),
+            diff(&expected, actual)
+        ))
+    }
+
+    /// The differing lines, numbered, expected before actual.
+    pub fn diff(expected: &str, actual: &str) -> String {
+        let mut out = String::new();
+        let e: Vec<&str> = expected.lines().collect();
+        let a: Vec<&str> = actual.lines().collect();
+        for i in 0..e.len().max(a.len()) {
+            let (x, y) = (e.get(i).copied(), a.get(i).copied());
+            if x != y {
+                let _ = writeln!(
+                    out,
+                    "line {}:\n  expected: {}\n  actual:   {}",
+                    i + 1,
+                    x.unwrap_or("<none>"),
+                    y.unwrap_or("<none>")
+                );
+            }
+        }
+        out
+    }
+}
+
+/// DNS query packets for tests: one builder instead of one per test file.
+pub mod query {
+    /// A query to build; [`Query::new`] gives `NAME TYPE IN` with RD clear, no EDNS.
+    #[derive(Clone, Debug)]
+    pub struct Query {
+        /// Message ID.
+        pub id: u16,
+        /// The name as written (a trailing dot is optional; case is kept).
+        pub name: String,
+        /// QTYPE.
+        pub qtype: u16,
+        /// QCLASS (1 = IN).
+        pub qclass: u16,
+        /// OPCODE (0 = QUERY).
+        pub opcode: u8,
+        /// The RD flag.
+        pub rd: bool,
+        /// An OPT record: (UDP payload size, version, DO flag).
+        pub edns: Option<(u16, u8, bool)>,
+    }
+
+    impl Query {
+        /// `name qtype IN`, ID 0x4d51.
+        pub fn new(name: &str, qtype: u16) -> Query {
+            Query {
+                id: 0x4d51,
+                name: name.to_owned(),
+                qtype,
+                qclass: 1,
+                opcode: 0,
+                rd: false,
+                edns: None,
+            }
+        }
+
+        /// With this message ID.
+        pub fn id(mut self, id: u16) -> Query {
+            self.id = id;
+            self
+        }
+
+        /// With the RD flag set.
+        pub fn rd(mut self) -> Query {
+            self.rd = true;
+            self
+        }
+
+        /// With an OPT record (EDNS version 0, DO clear) offering `size` octets.
+        pub fn edns(mut self, size: u16) -> Query {
+            self.edns = Some((size, 0, false));
+            self
+        }
+
+        /// The packet.
+        pub fn to_bytes(&self) -> Vec<u8> {
+            let mut p = self.id.to_be_bytes().to_vec();
+            let flags: u16 = ((self.opcode as u16 & 0xf) << 11) | if self.rd { 0x0100 } else { 0 };
+            p.extend_from_slice(&flags.to_be_bytes());
+            p.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(self.edns.is_some())]);
+            p.extend_from_slice(&wire_name(&self.name));
+            p.extend_from_slice(&self.qtype.to_be_bytes());
+            p.extend_from_slice(&self.qclass.to_be_bytes());
+            if let Some((size, version, dnssec_ok)) = self.edns {
+                p.push(0);
+                p.extend_from_slice(&41u16.to_be_bytes());
+                p.extend_from_slice(&size.to_be_bytes());
+                p.extend_from_slice(&[0, version, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+            }
+            p
+        }
+    }
+
+    /// `name` in uncompressed wire form, case kept ("." is the root). Labels are taken
+    /// as written: tests that need escapes build the bytes themselves.
+    pub fn wire_name(name: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for label in name
+            .trim_end_matches('.')
+            .split('.')
+            .filter(|l| !l.is_empty())
+        {
+            assert!(
+                label.len() <= 63,
+                "label too long for a test query: {label}"
+            );
+            out.push(label.len() as u8);
+            out.extend_from_slice(label.as_bytes());
+        }
+        out.push(0);
+        out
+    }
 }
 
 /// A fresh temporary directory, removed on drop.
@@ -111,15 +304,35 @@ impl Drop for TempDir {
     }
 }
 
-/// A port free for both UDP and TCP on 127.0.0.1 at the time of the call.
+/// A port for a program the test starts (etcd, musterd with a fixed port), free for both
+/// UDP and TCP on 127.0.0.1 at the time of the call.
+///
+/// A port the kernel hands out for a bind to port 0 can be handed out again to any other
+/// socket as soon as it is released, so these come from below Linux's ephemeral range
+/// (32768 and up by default), where the kernel never picks ports by itself: a port
+/// released here is not taken by another test's port-0 socket before its consumer binds
+/// it. Within one test process no port is handed out twice; test binaries of one run each
+/// start at a different offset (from the PID).
 pub fn free_port() -> u16 {
-    loop {
-        let u = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
-        let port = u.local_addr().expect("addr").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() * 97) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
             return port;
         }
     }
+    panic!("no free port in 127.0.0.1:{LOW}-{}", LOW + SPAN - 1);
 }
 
 /// A running `musterd serve`, killed on drop.
@@ -145,8 +358,14 @@ impl Musterd {
     /// Starts musterd with these arguments; they must include a `--listen` with port 0 or
     /// a fixed port. Waits for the "listening on" log line.
     pub fn start_with_args<S: AsRef<str>>(args: &[S]) -> Musterd {
+        Musterd::start_with_env(args, &[])
+    }
+
+    /// [`Musterd::start_with_args`] with extra environment variables.
+    pub fn start_with_env<S: AsRef<str>>(args: &[S], envs: &[(&str, &std::ffi::OsStr)]) -> Musterd {
         let mut child = Command::new(bin_path("musterd"))
             .args(args.iter().map(|a| a.as_ref()))
+            .envs(envs.iter().map(|(k, v)| (*k, *v)))
             .env(
                 "RUST_LOG",
                 std::env::var("MUSTERD_TEST_LOG").unwrap_or_else(|_| "info".into()),
@@ -252,6 +471,22 @@ impl Drop for Musterd {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The value of the Prometheus counter or gauge `name` served at `http://addr/metrics`.
+pub fn metric(addr: SocketAddr, name: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics connect");
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .expect("metrics request");
+    let mut body = String::new();
+    s.read_to_string(&mut body).expect("metrics response");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} not in metrics:\n{body}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 /// Sends one UDP packet to `addr` and returns the reply, or `None` after `timeout`.

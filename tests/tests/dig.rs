@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use hickory_proto::op::Message;
 use hickory_proto::rr::RData;
+use muster_tests::query::{wire_name, Query};
 use muster_tests::{require_program, run, tcp_exchange, udp_exchange, workspace_root, Musterd};
 
 /// The three SRV targets of both etcd clusters in example.test.zone, with their addresses.
@@ -425,7 +426,27 @@ fn edns_payload_is_capped_at_1232_and_plain_dns_at_512() {
         r.raw
     );
     assert_eq!(r.answer.len(), 12, "{}", r.raw);
-    assert!(r.additional.len() < 24, "{}", r.raw);
+    // As much glue as fits, not none: the answer takes ~480 of the 512 octets, which
+    // leaves room for one address record (20 octets with a compressed owner). Each one
+    // is the address of a target in the answer, as the zone has it (hNN -> 10.1.0.N).
+    assert!(
+        !r.additional.is_empty() && r.additional.len() < 24,
+        "glue that fits must be sent:\n{}",
+        r.raw
+    );
+    let targets: BTreeSet<&str> = r
+        .answer
+        .iter()
+        .map(|a| a.data.rsplit(' ').next().unwrap_or_default())
+        .collect();
+    for g in &r.additional {
+        let n: u32 = g.owner[1..3].parse().expect("hNN owner");
+        assert!(
+            targets.contains(g.owner.as_str()) && g.rtype == "A" && g.data == format!("10.1.0.{n}"),
+            "{g:?} is not the address of an answer's target:\n{}",
+            r.raw
+        );
+    }
 }
 
 #[test]
@@ -559,16 +580,10 @@ fn names_outside_the_zones_are_refused() {
 
 // ---- byte level ----------------------------------------------------------------------
 
-/// A query for `qname` (wire form) type SRV, optionally with an EDNS OPT of 1232 bytes.
-fn srv_query(id: u16, qname: &[u8], edns: bool) -> Vec<u8> {
-    let mut q = id.to_be_bytes().to_vec();
-    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns)]);
-    q.extend_from_slice(qname);
-    q.extend_from_slice(&[0, 33, 0, 1]);
-    if edns {
-        q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
-    }
-    q
+/// A query for `qname` type SRV, optionally with an EDNS OPT of 1232 bytes.
+fn srv_query(id: u16, qname: &str, edns: bool) -> Vec<u8> {
+    let q = Query::new(qname, 33).id(id).rd();
+    if edns { q.edns(1232) } else { q }.to_bytes()
 }
 
 /// The offset just past the (possibly compressed) name at `pos`.
@@ -604,17 +619,6 @@ fn answer_rdata(msg: &[u8]) -> Vec<(u16, Range<usize>)> {
     }
     assert!(pos <= msg.len(), "answer section runs past the message");
     out
-}
-
-/// The uncompressed wire form of a dotted absolute name.
-fn wire_name(name: &str) -> Vec<u8> {
-    let mut w = Vec::new();
-    for label in name.trim_end_matches('.').split('.') {
-        w.push(label.len() as u8);
-        w.extend_from_slice(label.as_bytes());
-    }
-    w.push(0);
-    w
 }
 
 /// Asserts that every SRV target in `resp` is written out in full, label by label,
@@ -677,12 +681,12 @@ fn assert_srv_targets_uncompressed(resp: &[u8], what: &str) {
 #[test]
 fn srv_targets_are_uncompressed_on_the_wire() {
     let Some(server) = server() else { return };
-    let qnames: [&[u8]; 3] = [
-        b"\x10_etcd-server-ssl\x04_tcp\x07example\x04test\x00",
-        b"\x10_etcd-client-ssl\x04_tcp\x07example\x04test\x00",
+    let qnames = [
+        "_etcd-server-ssl._tcp.example.test.",
+        "_etcd-client-ssl._tcp.example.test.",
         // A mixed-case query: a server compressing targets against the question would
         // also change their case.
-        b"\x10_ETCD-server-SSL\x04_TCP\x07ExAmPlE\x04TEST\x00",
+        "_ETCD-server-SSL._TCP.ExAmPlE.TEST.",
     ];
     for (i, qname) in qnames.iter().enumerate() {
         for edns in [false, true] {

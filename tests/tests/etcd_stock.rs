@@ -31,6 +31,13 @@ fn stock_etcd_bootstraps_from_musterd_srv_records() {
             return;
         }
     }
+    // This test is about etcd 3.4's SRV behaviour (only `-ssl` records, its resolver):
+    // another version would prove something else.
+    let (_, version, _) = muster_tests::run(std::process::Command::new("etcd").arg("--version"));
+    assert!(
+        version.contains("etcd Version: 3.4."),
+        "this test needs etcd 3.4 (Debian's etcd-server), found:\n{version}"
+    );
     let musterd = bin_path("musterd");
     let dir = TempDir::new();
     let script = workspace_root().join("tests/e2e/etcd_stock.sh");

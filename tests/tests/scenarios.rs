@@ -17,41 +17,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hickory_proto::op::Message;
-use muster_server::name::Name;
-use muster_tests::{tcp_exchange, udp_exchange, workspace_root, Musterd, TempDir};
+use muster_tests::query::Query;
+use muster_tests::{golden, tcp_exchange, udp_exchange, workspace_root, Musterd, TempDir};
 
 /// A query described on a `query` line.
 struct QuerySpec {
     line: String,
     tcp: bool,
-    name: String,
-    qtype: u16,
-    qclass: u16,
-    opcode: u8,
-    rd: bool,
-    edns: Option<(u16, u8, bool)>,
+    query: Query,
 }
 
 fn parse_type(s: &str) -> u16 {
     muster_server::rr::type_from_name(s).unwrap_or_else(|| panic!("unknown type {s}"))
-}
-
-/// Builds the query packet. The name keeps the case given in the scenario.
-fn build(q: &QuerySpec, id: u16) -> Vec<u8> {
-    let mut p = id.to_be_bytes().to_vec();
-    let flags: u16 = ((q.opcode as u16) << 11) | if q.rd { 0x0100 } else { 0 };
-    p.extend_from_slice(&flags.to_be_bytes());
-    p.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, if q.edns.is_some() { 1 } else { 0 }]);
-    p.extend_from_slice(Name::parse(&q.name, None).expect("query name").as_wire());
-    p.extend_from_slice(&q.qtype.to_be_bytes());
-    p.extend_from_slice(&q.qclass.to_be_bytes());
-    if let Some((size, version, dnssec_ok)) = q.edns {
-        p.push(0);
-        p.extend_from_slice(&41u16.to_be_bytes());
-        p.extend_from_slice(&size.to_be_bytes());
-        p.extend_from_slice(&[0, version, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
-    }
-    p
 }
 
 /// Renders a response in a stable, reviewable text form.
@@ -62,7 +39,10 @@ fn render(resp: &[u8], sent: &[u8]) -> String {
         Err(e) => return format!("undecodable response ({e}): {resp:02x?}\n"),
     };
     let h = &msg.metadata;
-    let mut flags = vec!["qr"];
+    let mut flags = Vec::new();
+    if resp[2] & 0x80 != 0 {
+        flags.push("qr");
+    }
     if h.authoritative {
         flags.push("aa");
     }
@@ -89,7 +69,14 @@ fn render(resp: &[u8], sent: &[u8]) -> String {
     } else {
         format!("{:?}", msg.response_code)
     };
-    let _ = writeln!(out, "rcode={rcode} flags={}", flags.join(" "));
+    // The opcode straight from the header: a response must echo the query's (RFC 1035
+    // §4.1.1), including opcodes hickory has no name for.
+    let opcode = (resp[2] >> 3) & 0x0f;
+    let _ = writeln!(
+        out,
+        "opcode={opcode} rcode={rcode} flags={}",
+        flags.join(" ")
+    );
     assert_eq!(resp[..2], sent[..2], "response ID must match the query");
     // Z bit (0x0040) must be clear (RFC 1035 §4.1.1).
     assert_eq!(resp[3] & 0x40, 0, "Z bit set in response");
@@ -158,18 +145,9 @@ fn run_scenario(path: &Path) -> Result<(), String> {
         } else if let Some(rest) = l.strip_prefix("query ") {
             let mut words = rest.split_whitespace();
             let transport = words.next().expect("transport");
-            let name = words.next().expect("name").to_string();
+            let name = words.next().expect("name");
             let qtype = parse_type(words.next().expect("type"));
-            let mut q = QuerySpec {
-                line: l.to_string(),
-                tcp: transport == "tcp",
-                name,
-                qtype,
-                qclass: 1,
-                opcode: 0,
-                rd: true,
-                edns: None,
-            };
+            let mut q = Query::new(name, qtype).rd();
             for opt in words {
                 let (k, v) = opt.split_once('=').unwrap_or((opt, ""));
                 match k {
@@ -193,7 +171,11 @@ fn run_scenario(path: &Path) -> Result<(), String> {
                     _ => panic!("{}: unknown option {opt}", path.display()),
                 }
             }
-            queries.push(q);
+            queries.push(QuerySpec {
+                line: l.to_string(),
+                tcp: transport == "tcp",
+                query: q,
+            });
         } else {
             panic!("{}: cannot read line {l:?}", path.display());
         }
@@ -205,7 +187,7 @@ fn run_scenario(path: &Path) -> Result<(), String> {
     let server = Musterd::start(&zone_args);
     let mut actual = String::new();
     for (i, q) in queries.iter().enumerate() {
-        let pkt = build(q, 0x1000 + i as u16);
+        let pkt = q.query.clone().id(0x1000 + i as u16).to_bytes();
         let resp = if q.tcp {
             Some(tcp_exchange(server.addr, &pkt))
         } else {
@@ -218,40 +200,8 @@ fn run_scenario(path: &Path) -> Result<(), String> {
         }
         actual.push('\n');
     }
-    let expected_path = path.with_extension("out");
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&expected_path, &actual).expect("write golden");
-        return Ok(());
-    }
-    let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
-    if expected != actual {
-        return Err(format!(
-            "{} differs from {} (UPDATE_GOLDEN=1 regenerates; review the diff):\n{}",
-            path.display(),
-            expected_path.display(),
-            diff(&expected, &actual)
-        ));
-    }
-    Ok(())
-}
-
-fn diff(expected: &str, actual: &str) -> String {
-    let mut out = String::new();
-    let e: Vec<&str> = expected.lines().collect();
-    let a: Vec<&str> = actual.lines().collect();
-    for i in 0..e.len().max(a.len()) {
-        let (x, y) = (e.get(i).copied(), a.get(i).copied());
-        if x != y {
-            let _ = writeln!(
-                out,
-                "line {}:\n  expected: {}\n  actual:   {}",
-                i + 1,
-                x.unwrap_or("<none>"),
-                y.unwrap_or("<none>")
-            );
-        }
-    }
-    out
+    golden::check(&path.with_extension("out"), &actual)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[test]
