@@ -215,14 +215,10 @@ fn rows3_to_8_malformed_queries_get_formerr() {
     }
     chain.extend_from_slice(&(0xc000u16 | prev as u16).to_be_bytes());
     chain.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 1, 2, 3, 4]);
-    let start = Instant::now();
-    let resp = udp_exchange(a, &chain, Duration::from_secs(2));
-    assert!(start.elapsed() < Duration::from_millis(200));
-    if let Some(r) = resp {
-        // Pointers into other pointers are legal as long as they go backwards; the
-        // decompressed name stays short, so NOERROR or FORMERR are both bounded answers.
-        assert!(rcode(&r) == 0 || rcode(&r) == 1, "{r:02x?}");
-    }
+    // Backward pointers into pointers are legal one by one, but a name that takes 200
+    // jumps is an attack: the parser stops after 126 (each jump must add a label to stay
+    // under 255 octets) and the query gets FORMERR, quickly.
+    expect_rcode(a, &chain, 1, "200-hop pointer chain");
     // Row 7: label of 64, label types 0x40 and 0x80, name over 255 octets.
     let mut l64 = vec![64u8];
     l64.extend_from_slice(&[b'a'; 64]);
