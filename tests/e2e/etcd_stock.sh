@@ -17,7 +17,7 @@ MUSTERD=${1:?usage: etcd_stock.sh MUSTERD WORKDIR}
 W=${2:?usage: etcd_stock.sh MUSTERD WORKDIR}
 D=etcd.test
 # The cluster ID etcd 3.4 derives from three https://mN.etcd.test:2380 members and token
-# "tkn" (seen with 3.4.23; see etcd-discovery.md): every member built byte-identical
+# "tkn" (observed with etcd 3.4.23; see docs/etcd-discovery.md §3): every member built byte-identical
 # URL strings and the same token.
 WANT_CLUSTER_ID=15172527772512277119
 BOOTSTRAP_LIMIT=60

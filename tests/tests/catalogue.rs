@@ -1,4 +1,4 @@
-//! The bad-input catalogue of dns-authoritative.md, rows 1-8 and 19-20, against the running
+//! The bad-input catalogue of docs/dns-answer-rules.md §2, rows 1-8 and 19-20, against the running
 //! musterd binary (rows 9-18 are scenario files: tests/scenarios/edns.scn, answers.scn).
 
 use std::io::{Read, Write};

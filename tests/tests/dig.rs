@@ -3,7 +3,7 @@
 //! that SRV targets leave the server uncompressed (RFC 2782; Go's resolver, and so etcd,
 //! rejects a compressed target with "cannot unmarshal DNS message").
 //!
-//! Covers the authoritative-server checklist (dns-authoritative.md) §1.1 (rcodes,
+//! Covers the authoritative-server checklist (docs/dns-answer-rules.md) §1.1 (rcodes,
 //! AA/RA/RD, NXDOMAIN, NODATA, empty non-terminals, negative TTL, REFUSED), §1.4 (EDNS
 //! payload, truncation), §1.7 (case) and §1.9 (SRV glue).
 
