@@ -75,19 +75,18 @@ fn finding(
     }
 }
 
-/// The origin for a file: its first `$ORIGIN`, else its name without `.zone`/`.db`.
-fn guess_origin(path: &Path) -> Option<Name> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        for line in text.lines() {
-            let mut words = line.split_whitespace();
-            if words
+/// The origin for a file: its first `$ORIGIN` (from `text`, the file's content when it
+/// could be read), else its name without `.zone`/`.db`.
+fn guess_origin(path: &Path, text: Option<&str>) -> Option<Name> {
+    for line in text.unwrap_or_default().lines() {
+        let mut words = line.split_whitespace();
+        if words
+            .next()
+            .is_some_and(|w| w.eq_ignore_ascii_case("$ORIGIN"))
+        {
+            return words
                 .next()
-                .is_some_and(|w| w.eq_ignore_ascii_case("$ORIGIN"))
-            {
-                return words
-                    .next()
-                    .and_then(|o| Name::parse(o, Some(&Name::root())).ok());
-            }
+                .and_then(|o| Name::parse(o, Some(&Name::root())).ok());
         }
     }
     let stem = path.file_name()?.to_str()?;
@@ -116,61 +115,90 @@ pub fn check_zones(specs: &[(Option<Name>, PathBuf)]) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut zones: Vec<(Name, Vec<Record>)> = Vec::new();
     for (origin, file) in specs {
-        let Some(o) = origin.clone().or_else(|| guess_origin(file)) else {
-            findings.push(Finding {
-                severity: Severity::Error,
-                code: "no-origin",
-                file: Some(file.clone()),
-                line: None,
-                name: String::new(),
-                message: "cannot tell the zone origin: the file has no $ORIGIN and its name is not a domain".into(),
-                hint: "pass --origin example.test. or add $ORIGIN at the top".into(),
-            });
-            continue;
-        };
-        match zonefile::parse_file(file, &o) {
-            Ok(records) => zones.push((o, records)),
-            Err(errors) => {
-                for e in errors.0 {
-                    findings.push(Finding {
-                        severity: Severity::Error,
-                        code: "syntax",
-                        file: Some(e.file.clone()),
-                        line: Some(e.line),
-                        name: String::new(),
-                        message: if e.record.is_empty() {
-                            e.kind.to_string()
-                        } else {
-                            format!("{} in \"{}\"", e.kind, e.record)
-                        },
-                        hint: "fix the record; nothing of this file is served until it parses"
-                            .into(),
-                    });
-                }
-            }
+        let text = zonefile::read_file(file);
+        match parse_zone(origin.as_ref(), file, text.as_deref()) {
+            Ok(zone) => zones.push(zone),
+            Err(errors) => findings.extend(errors),
         }
     }
-    // PTR data from every file given, so a reverse zone next to the forward zone counts.
-    let ptrs: BTreeSet<IpAddr> = zones
+    findings.extend(lint_zones(&zones));
+    findings
+}
+
+/// Like [`check_zones`] for one zone given as text; `file` names it in the findings.
+pub fn check_text(origin: Option<&Name>, file: &Path, text: &str) -> Vec<Finding> {
+    match parse_zone(origin, file, Ok(text)) {
+        Ok(zone) => lint_zones(&[zone]),
+        Err(errors) => errors,
+    }
+}
+
+/// The origin and records of one zone file, or the findings saying why there are none.
+fn parse_zone(
+    origin: Option<&Name>,
+    file: &Path,
+    text: Result<&str, &zonefile::ZoneFileErrors>,
+) -> Result<(Name, Vec<Record>), Vec<Finding>> {
+    let Some(o) = origin.cloned().or_else(|| guess_origin(file, text.ok())) else {
+        return Err(vec![Finding {
+            severity: Severity::Error,
+            code: "no-origin",
+            file: Some(file.to_path_buf()),
+            line: None,
+            name: String::new(),
+            message:
+                "cannot tell the zone origin: the file has no $ORIGIN and its name is not a domain"
+                    .into(),
+            hint: "pass --origin example.test. or add $ORIGIN at the top".into(),
+        }]);
+    };
+    let parsed = match text {
+        Ok(text) => zonefile::parse_str(text, file, &o),
+        Err(read) => Err(read.clone()),
+    };
+    parsed
+        .map(|records| (o, records))
+        .map_err(|errors| errors.0.into_iter().map(syntax_finding).collect())
+}
+
+/// A zone-file error as a finding.
+fn syntax_finding(e: zonefile::ZoneFileError) -> Finding {
+    Finding {
+        severity: Severity::Error,
+        code: "syntax",
+        message: if e.record.is_empty() {
+            e.kind.to_string()
+        } else {
+            format!("{} in \"{}\"", e.kind, e.record)
+        },
+        file: Some(e.file),
+        line: Some(e.line),
+        name: String::new(),
+        hint: "fix the record; nothing of this file is served until it parses".into(),
+    }
+}
+
+/// Lints parsed zones together: PTR data from every zone counts, so a reverse zone
+/// checked next to the forward zone counts.
+fn lint_zones(zones: &[(Name, Vec<Record>)]) -> Vec<Finding> {
+    let ptrs = ptr_addresses(zones.iter().flat_map(|(_, rs)| rs.iter()));
+    zones
         .iter()
-        .flat_map(|(_, rs)| rs.iter())
+        .flat_map(|(o, records)| lint_records_with_ptrs(o, records, &ptrs))
+        .collect()
+}
+
+/// The addresses that have a PTR record among `records`.
+fn ptr_addresses<'a>(records: impl Iterator<Item = &'a Record>) -> BTreeSet<IpAddr> {
+    records
         .filter(|r| r.rtype == rtype::PTR)
         .filter_map(|r| reverse_to_ip(&r.owner))
-        .collect();
-    for (o, records) in &zones {
-        findings.extend(lint_records_with_ptrs(o, records, &ptrs));
-    }
-    findings
+        .collect()
 }
 
 /// Structural checks and etcd lints of one zone's records.
 pub fn lint_records(origin: &Name, records: &[Record]) -> Vec<Finding> {
-    let ptrs: BTreeSet<IpAddr> = records
-        .iter()
-        .filter(|r| r.rtype == rtype::PTR)
-        .filter_map(|r| reverse_to_ip(&r.owner))
-        .collect();
-    lint_records_with_ptrs(origin, records, &ptrs)
+    lint_records_with_ptrs(origin, records, &ptr_addresses(records.iter()))
 }
 
 fn lint_records_with_ptrs(
@@ -178,51 +206,83 @@ fn lint_records_with_ptrs(
     records: &[Record],
     ptrs: &BTreeSet<IpAddr>,
 ) -> Vec<Finding> {
-    let mut out = Vec::new();
-    // Structural rules come from the server's own zone builder, so check and serve agree.
-    if let Err(errors) = Zone::build(origin, records.to_vec()) {
-        for e in errors {
-            let (file, line) = split_at(&e.to_string());
-            out.push(Finding {
-                severity: Severity::Error,
-                code: "zone",
-                file,
-                line,
-                name: origin.to_string(),
-                message: strip_at(&e.to_string()),
-                hint: "the server refuses to load a zone with this error".into(),
-            });
+    let mut out = zone_errors(origin, records);
+    let index = ByName::new(records);
+    lint_apex_ns(origin, &index, &mut out);
+    lint_ttls_and_duplicates(records, &mut out);
+    lint_ns_targets(origin, records, &index, &mut out);
+    lint_etcd_srv_sets(origin, records, &index, ptrs, &mut out);
+    out.sort_by(|a, b| {
+        (&a.file, a.line, a.severity, a.code).cmp(&(&b.file, b.line, b.severity, b.code))
+    });
+    // The client and server sets of one cluster share targets: report each fact once.
+    out.dedup_by(|a, b| a == b);
+    out
+}
+
+/// The structural rules, from the server's own zone builder so that check and serve
+/// agree.
+fn zone_errors(origin: &Name, records: &[Record]) -> Vec<Finding> {
+    let Err(errors) = Zone::build(origin, records.to_vec()) else {
+        return Vec::new();
+    };
+    errors
+        .into_iter()
+        .map(|e| Finding {
+            severity: Severity::Error,
+            code: "zone",
+            file: e.at.as_ref().map(|at| at.file.as_ref().clone()),
+            line: e.at.as_ref().map(|at| at.line),
+            name: origin.to_string(),
+            message: e.kind.to_string(),
+            hint: "the server refuses to load a zone with this error".into(),
+        })
+        .collect()
+}
+
+/// A zone's records by lower-cased owner name.
+struct ByName<'a>(BTreeMap<Name, Vec<&'a Record>>);
+
+impl<'a> ByName<'a> {
+    fn new(records: &'a [Record]) -> ByName<'a> {
+        let mut by_name: BTreeMap<Name, Vec<&Record>> = BTreeMap::new();
+        for r in records {
+            by_name.entry(r.owner.to_lowercase()).or_default().push(r);
         }
+        ByName(by_name)
     }
-    let lower = |n: &Name| n.to_lowercase();
-    let mut by_name: BTreeMap<Name, Vec<&Record>> = BTreeMap::new();
-    for r in records {
-        by_name.entry(lower(&r.owner)).or_default().push(r);
-    }
-    let of_type = |n: &Name, t: u16| -> Vec<&Record> {
-        by_name
-            .get(&lower(n))
+
+    /// The records of type `t` at `n`, in file order.
+    fn of_type(&self, n: &Name, t: u16) -> Vec<&'a Record> {
+        self.0
+            .get(&n.to_lowercase())
             .map(|v| v.iter().copied().filter(|r| r.rtype == t).collect())
             .unwrap_or_default()
-    };
-    let apex = lower(origin);
-    if of_type(&apex, rtype::NS).is_empty() && !of_type(&apex, rtype::SOA).is_empty() {
+    }
+}
+
+fn lint_apex_ns(origin: &Name, index: &ByName<'_>, out: &mut Vec<Finding>) {
+    let soa = index.of_type(origin, rtype::SOA);
+    if index.of_type(origin, rtype::NS).is_empty() && !soa.is_empty() {
         out.push(finding(
             Severity::Error,
             "no-apex-ns",
-            of_type(&apex, rtype::SOA).first().copied(),
+            soa.first().copied(),
             origin,
             "the zone apex has no NS record".into(),
             "add e.g. \"@ IN NS ns1\" with an address for ns1",
         ));
     }
-    // Mixed TTLs and duplicates.
+}
+
+/// Mixed TTLs within an RRset, and duplicate records.
+fn lint_ttls_and_duplicates(records: &[Record], out: &mut Vec<Finding>) {
     // (owner, type) -> (first TTL, rdatas seen)
     type Seen<'a> = BTreeMap<(Name, u16), (u32, Vec<&'a [u8]>)>;
     let mut seen: Seen<'_> = BTreeMap::new();
     for r in records {
         let e = seen
-            .entry((lower(&r.owner), r.rtype))
+            .entry((r.owner.to_lowercase(), r.rtype))
             .or_insert((r.ttl, Vec::new()));
         if e.1.contains(&r.rdata.as_slice()) {
             out.push(finding(
@@ -250,12 +310,15 @@ fn lint_records_with_ptrs(
         }
         e.1.push(&r.rdata);
     }
-    // In-zone NS targets need addresses.
+}
+
+/// In-zone NS targets need addresses.
+fn lint_ns_targets(origin: &Name, records: &[Record], index: &ByName<'_>, out: &mut Vec<Finding>) {
     for r in records.iter().filter(|r| r.rtype == rtype::NS) {
         if let Ok(t) = Name::from_wire(&r.rdata) {
             if t.is_subdomain_of(origin)
-                && of_type(&t, rtype::A).is_empty()
-                && of_type(&t, rtype::AAAA).is_empty()
+                && index.of_type(&t, rtype::A).is_empty()
+                && index.of_type(&t, rtype::AAAA).is_empty()
             {
                 out.push(finding(
                     Severity::Error,
@@ -268,125 +331,178 @@ fn lint_records_with_ptrs(
             }
         }
     }
+}
 
-    // etcd SRV sets: (domain, suffix, kind, ssl) -> records.
-    let mut sets: BTreeMap<(Name, String, &'static str, bool), Vec<&Record>> = BTreeMap::new();
+/// One etcd SRV set: (domain, suffix, kind, ssl).
+type SrvSetKey = (Name, String, &'static str, bool);
+
+/// The etcd SRV sets: each set's targets, then the set as a whole.
+fn lint_etcd_srv_sets(
+    origin: &Name,
+    records: &[Record],
+    index: &ByName<'_>,
+    ptrs: &BTreeSet<IpAddr>,
+    out: &mut Vec<Finding>,
+) {
+    let mut sets: BTreeMap<SrvSetKey, Vec<&Record>> = BTreeMap::new();
     for r in records.iter().filter(|r| r.rtype == rtype::SRV) {
         if let Some((kind, ssl, suffix, domain)) = etcd_srv_owner(&r.owner) {
             sets.entry((domain, suffix, kind, ssl)).or_default().push(r);
         }
     }
-    for ((domain, suffix, kind, ssl), rs) in &sets {
-        let owner = &rs[0].owner;
-        let mut targets: Vec<Name> = Vec::new();
-        let mut names: BTreeMap<String, Name> = BTreeMap::new();
-        for r in rs {
-            let Some(srv) = Srv::from_rdata(&r.rdata) else {
-                continue;
-            };
-            let t = srv.target.clone();
-            if t.is_root() {
-                out.push(finding(
-                    Severity::Note,
-                    "srv-target-root",
-                    Some(r),
-                    owner,
-                    "SRV target \".\" means the service is not available".into(),
-                    "remove the record once the cluster has members",
-                ));
-                continue;
-            }
-            if targets.iter().any(|x| x.eq_ignore_case(&t)) {
-                out.push(finding(
-                    Severity::Error,
-                    "duplicate-target",
-                    Some(r),
-                    owner,
-                    format!("{t} appears twice in this SRV set"),
-                    "each member must appear once",
-                ));
-                continue;
-            }
-            targets.push(t.clone());
-            let text = t.to_string();
-            let trimmed = text.trim_end_matches('.');
-            if trimmed.parse::<IpAddr>().is_ok()
-                || trimmed.bytes().all(|c| c.is_ascii_digit() || c == b'.')
-            {
-                out.push(finding(Severity::Error, "srv-target-ip-literal", Some(r), owner, format!("SRV target {t} is an IP address, not a host name"), "etcd rejects IP-literal targets: point the SRV record at a name with an A/AAAA record"));
-                continue;
-            }
-            if let Some(first) = t.first_label() {
-                let label = String::from_utf8_lossy(first).to_ascii_lowercase();
-                if let Some(prev) = names.insert(label.clone(), t.clone()) {
-                    out.push(finding(Severity::Warning, "duplicate-member-name", Some(r), owner, format!("{t} and {prev} share the first label \"{label}\""), "muster-agent names members by the first label of the target: make them unique"));
-                }
-            }
-            if !t.is_subdomain_of(origin) {
-                out.push(finding(
-                    Severity::Note,
-                    "srv-target-out-of-zone",
-                    Some(r),
-                    owner,
-                    format!("SRV target {t} is outside this zone and cannot be checked here"),
-                    "make sure it has an A/AAAA record where it is served",
-                ));
-                continue;
-            }
-            if let Some(cname) = of_type(&t, rtype::CNAME).first() {
-                out.push(finding(Severity::Warning, "srv-target-cname", Some(cname), owner, format!("SRV target {t} is a CNAME"), "etcd keeps the alias in its URLs and RFC 2782 forbids aliases as targets: point the SRV record at the canonical name"));
-                continue;
-            }
-            let a = of_type(&t, rtype::A);
-            let aaaa = of_type(&t, rtype::AAAA);
-            if a.is_empty() && aaaa.is_empty() {
-                out.push(finding(Severity::Error, "srv-target-no-address", Some(r), owner, format!("SRV target {t} has no A or AAAA record"), "etcd silently skips a target that does not resolve and bootstraps a smaller cluster: add the address record"));
-                continue;
-            }
-            for (set, ty) in [(&a, "A"), (&aaaa, "AAAA")] {
-                if set.len() > 1 {
-                    out.push(finding(Severity::Warning, "multiple-addresses", Some(set[1]), &t, format!("{t} has {} {ty} records", set.len()), "etcd's Go resolver uses one address: self-matching can fail; give each member one address"));
-                }
-            }
-            if *kind == "server" {
-                for rec in a.iter().chain(aaaa.iter()) {
-                    if let Some(ip) = rdata_ip(rec) {
-                        if !ptrs.contains(&ip) {
-                            out.push(finding(Severity::Info, "missing-ptr", Some(rec), &t, format!("no PTR record for {ip}"), "etcd may check a peer's certificate through the PTR of its address: publish one in the reverse zone"));
-                        }
-                    }
-                }
-            }
-        }
-        let members = targets.len();
-        if *kind == "server" && members > 0 && members.is_multiple_of(2) {
+    for (key, rs) in &sets {
+        let targets = lint_srv_targets(origin, key.2, rs, index, ptrs, out);
+        lint_srv_set(key, rs, targets, &sets, out);
+    }
+}
+
+/// The targets of one etcd SRV set (`rs`, of `kind` server or client): each must be a
+/// distinct host name with an address. Gives the number of members.
+fn lint_srv_targets(
+    origin: &Name,
+    kind: &str,
+    rs: &[&Record],
+    index: &ByName<'_>,
+    ptrs: &BTreeSet<IpAddr>,
+    out: &mut Vec<Finding>,
+) -> usize {
+    let owner = &rs[0].owner;
+    let mut targets: Vec<Name> = Vec::new();
+    let mut names: BTreeMap<String, Name> = BTreeMap::new();
+    for &r in rs {
+        let Some(srv) = Srv::from_rdata(&r.rdata) else {
+            continue;
+        };
+        let t = srv.target;
+        if t.is_root() {
             out.push(finding(
-                Severity::Warning,
-                "even-member-count",
-                Some(rs[0]),
+                Severity::Note,
+                "srv-target-root",
+                Some(r),
                 owner,
-                format!(
-                    "{members} members: an even count tolerates no more failures than {}",
-                    members - 1
-                ),
-                "use an odd number of members (3 or 5)",
+                "SRV target \".\" means the service is not available".into(),
+                "remove the record once the cluster has members",
             ));
+            continue;
         }
-        if *kind == "server" && !ssl {
-            let has_ssl = sets.contains_key(&(domain.clone(), suffix.clone(), "server", true));
-            if has_ssl {
-                out.push(finding(Severity::Warning, "ssl-and-plain", Some(rs[0]), owner, format!("both _etcd-server-ssl and _etcd-server sets exist for {domain}"), "etcd 3.5+ merges both sets and can merge two hosts into one member: publish only one"));
-            } else {
-                out.push(finding(Severity::Note, "no-ssl-set", Some(rs[0]), owner, "only plain-http _etcd-server records".into(), "stock etcd 3.4 --discovery-srv only reads _etcd-server-ssl: use muster-agent, or publish -ssl records with TLS peers"));
+        if targets.iter().any(|x| x.eq_ignore_case(&t)) {
+            out.push(finding(
+                Severity::Error,
+                "duplicate-target",
+                Some(r),
+                owner,
+                format!("{t} appears twice in this SRV set"),
+                "each member must appear once",
+            ));
+            continue;
+        }
+        targets.push(t.clone());
+        let text = t.to_string();
+        let trimmed = text.trim_end_matches('.');
+        if trimmed.parse::<IpAddr>().is_ok()
+            || trimmed.bytes().all(|c| c.is_ascii_digit() || c == b'.')
+        {
+            out.push(finding(Severity::Error, "srv-target-ip-literal", Some(r), owner, format!("SRV target {t} is an IP address, not a host name"), "etcd rejects IP-literal targets: point the SRV record at a name with an A/AAAA record"));
+            continue;
+        }
+        if let Some(first) = t.first_label() {
+            let label = String::from_utf8_lossy(first).to_ascii_lowercase();
+            if let Some(prev) = names.insert(label.clone(), t.clone()) {
+                out.push(finding(
+                    Severity::Warning,
+                    "duplicate-member-name",
+                    Some(r),
+                    owner,
+                    format!("{t} and {prev} share the first label \"{label}\""),
+                    "muster-agent names members by the first label of the target: make them unique",
+                ));
+            }
+        }
+        lint_srv_target_addresses(origin, kind, owner, r, &t, index, ptrs, out);
+    }
+    targets.len()
+}
+
+/// The address records of one in-zone SRV target `t` (of record `r` at `owner`).
+#[allow(clippy::too_many_arguments)]
+fn lint_srv_target_addresses(
+    origin: &Name,
+    kind: &str,
+    owner: &Name,
+    r: &Record,
+    t: &Name,
+    index: &ByName<'_>,
+    ptrs: &BTreeSet<IpAddr>,
+    out: &mut Vec<Finding>,
+) {
+    if !t.is_subdomain_of(origin) {
+        out.push(finding(
+            Severity::Note,
+            "srv-target-out-of-zone",
+            Some(r),
+            owner,
+            format!("SRV target {t} is outside this zone and cannot be checked here"),
+            "make sure it has an A/AAAA record where it is served",
+        ));
+        return;
+    }
+    if let Some(cname) = index.of_type(t, rtype::CNAME).first() {
+        out.push(finding(Severity::Warning, "srv-target-cname", Some(cname), owner, format!("SRV target {t} is a CNAME"), "etcd keeps the alias in its URLs and RFC 2782 forbids aliases as targets: point the SRV record at the canonical name"));
+        return;
+    }
+    let a = index.of_type(t, rtype::A);
+    let aaaa = index.of_type(t, rtype::AAAA);
+    if a.is_empty() && aaaa.is_empty() {
+        out.push(finding(Severity::Error, "srv-target-no-address", Some(r), owner, format!("SRV target {t} has no A or AAAA record"), "etcd silently skips a target that does not resolve and bootstraps a smaller cluster: add the address record"));
+        return;
+    }
+    for (set, ty) in [(&a, "A"), (&aaaa, "AAAA")] {
+        if set.len() > 1 {
+            out.push(finding(Severity::Warning, "multiple-addresses", Some(set[1]), t, format!("{t} has {} {ty} records", set.len()), "etcd's Go resolver uses one address: self-matching can fail; give each member one address"));
+        }
+    }
+    if kind == "server" {
+        for rec in a.iter().chain(aaaa.iter()) {
+            if let Some(ip) = rdata_ip(rec) {
+                if !ptrs.contains(&ip) {
+                    out.push(finding(Severity::Info, "missing-ptr", Some(rec), t, format!("no PTR record for {ip}"), "etcd may check a peer's certificate through the PTR of its address: publish one in the reverse zone"));
+                }
             }
         }
     }
-    out.sort_by(|a, b| {
-        (&a.file, a.line, a.severity, a.code).cmp(&(&b.file, b.line, b.severity, b.code))
-    });
-    // The client and server sets of one cluster share targets: report each fact once.
-    out.dedup_by(|a, b| a == b);
-    out
+}
+
+/// One etcd SRV set as a whole: its member count, and its plain/-ssl sibling.
+fn lint_srv_set(
+    key: &SrvSetKey,
+    rs: &[&Record],
+    members: usize,
+    sets: &BTreeMap<SrvSetKey, Vec<&Record>>,
+    out: &mut Vec<Finding>,
+) {
+    let (domain, suffix, kind, ssl) = key;
+    let owner = &rs[0].owner;
+    if *kind == "server" && members > 0 && members.is_multiple_of(2) {
+        out.push(finding(
+            Severity::Warning,
+            "even-member-count",
+            Some(rs[0]),
+            owner,
+            format!(
+                "{members} members: an even count tolerates no more failures than {}",
+                members - 1
+            ),
+            "use an odd number of members (3 or 5)",
+        ));
+    }
+    if *kind == "server" && !ssl {
+        let has_ssl = sets.contains_key(&(domain.clone(), suffix.clone(), "server", true));
+        if has_ssl {
+            out.push(finding(Severity::Warning, "ssl-and-plain", Some(rs[0]), owner, format!("both _etcd-server-ssl and _etcd-server sets exist for {domain}"), "etcd 3.5+ merges both sets and can merge two hosts into one member: publish only one"));
+        } else {
+            out.push(finding(Severity::Note, "no-ssl-set", Some(rs[0]), owner, "only plain-http _etcd-server records".into(), "stock etcd 3.4 --discovery-srv only reads _etcd-server-ssl: use muster-agent, or publish -ssl records with TLS peers"));
+        }
+    }
 }
 
 /// Recognises `_etcd-(server|client)[-ssl][-SUFFIX]._tcp.DOMAIN`.
@@ -446,27 +562,6 @@ fn reverse_to_ip(owner: &Name) -> Option<IpAddr> {
         return Some(IpAddr::from(b));
     }
     None
-}
-
-/// Zone errors start with "file:line: "; split that off for the finding's fields.
-fn split_at(msg: &str) -> (Option<PathBuf>, Option<u32>) {
-    let Some((head, _)) = msg.split_once(": ") else {
-        return (None, None);
-    };
-    match head.rsplit_once(':') {
-        Some((file, line)) => match line.parse() {
-            Ok(l) => (Some(PathBuf::from(file)), Some(l)),
-            Err(_) => (None, None),
-        },
-        None => (None, None),
-    }
-}
-
-fn strip_at(msg: &str) -> String {
-    match split_at(msg) {
-        (Some(_), Some(_)) => msg.split_once(": ").map_or(msg, |(_, m)| m).to_string(),
-        _ => msg.to_string(),
-    }
 }
 
 /// Human-readable report, one finding per line plus a hint, and a summary.
@@ -595,6 +690,47 @@ mod tests {
             .filter(|f| f.severity <= Severity::Warning)
             .collect();
         assert!(bad.is_empty(), "{}", render_text(&findings));
+    }
+
+    /// Issue 8: `musterd check` reports bad `\#` data (non-ASCII hex, a truncated name
+    /// in MX data) as a syntax error at its line instead of panicking or passing it.
+    #[test]
+    fn issue8_bad_generic_data_is_a_finding() {
+        let text = "$ORIGIN x.test.\n$TTL 30\n@ SOA ns1 h 1 3600 600 86400 60\n@ NS ns1\n\
+                    ns1 A 10.0.0.1\nu TYPE65534 \\# 2 aéb\na MX \\# 4 00010301\n";
+        let findings = check_text(None, Path::new("x.test.zone"), text);
+        let at: Vec<_> = findings
+            .iter()
+            .map(|f| (f.code, f.file.as_deref(), f.line))
+            .collect();
+        assert_eq!(
+            at,
+            [
+                ("syntax", Some(Path::new("x.test.zone")), Some(6)),
+                ("syntax", Some(Path::new("x.test.zone")), Some(7)),
+            ],
+            "{}",
+            render_text(&findings)
+        );
+        assert!(findings[0].message.contains("odd number of digits"));
+        assert!(findings[1].message.contains("not valid MX rdata"));
+        assert_eq!(exit_code(&findings), 1);
+    }
+
+    /// Zone-builder errors become findings from the error's own position fields.
+    #[test]
+    fn zone_errors_keep_file_and_line() {
+        let text = "$ORIGIN x.test.\n$TTL 30\n@ SOA ns1 h 1 3600 600 86400 60\n@ NS ns1\n\
+                    ns1 A 10.0.0.1\nc CNAME ns1\nc A 10.0.0.2\n";
+        let findings = check_text(None, Path::new("dir: odd/x.test.zone"), text);
+        let f = findings.iter().find(|f| f.code == "zone").unwrap();
+        assert_eq!(f.file.as_deref(), Some(Path::new("dir: odd/x.test.zone")));
+        assert_eq!(f.line, Some(7));
+        assert!(
+            f.message.starts_with("CNAME at c.x.test. alongside"),
+            "{}",
+            f.message
+        );
     }
 
     #[test]

@@ -40,6 +40,24 @@ pub mod rtype {
     pub const CAA: u16 = 257;
 }
 
+/// True for the type codes that name no data a zone can hold: the reserved type 0, the
+/// meta-TYPEs OPT, TSIG and TKEY, and the query-only QTYPEs IXFR, AXFR, MAILB, MAILA and
+/// ANY (RFC 6895 §3.1). A zone refuses records of these types, and a query for one is not
+/// answered from zone data (each has its own rule: FORMERR, NOTIMP, REFUSED, RFC 8482).
+pub fn is_meta_or_query_only(t: u16) -> bool {
+    matches!(
+        t,
+        0 | rtype::OPT
+            | rtype::TKEY
+            | rtype::TSIG
+            | rtype::IXFR
+            | rtype::AXFR
+            | rtype::MAILB
+            | rtype::MAILA
+            | rtype::ANY
+    )
+}
+
 /// Class codes (RFC 1035 §3.2.4, RFC 2136 §1.3).
 pub mod class {
     pub const IN: u16 = 1;
@@ -70,6 +88,9 @@ pub fn type_name(t: u16) -> String {
         rtype::DNSKEY => "DNSKEY",
         rtype::DHCID => "DHCID",
         rtype::NSEC3 => "NSEC3",
+        rtype_more::SSHFP => "SSHFP",
+        rtype_more::TLSA => "TLSA",
+        rtype_more::SPF => "SPF",
         rtype::TKEY => "TKEY",
         rtype::TSIG => "TSIG",
         rtype::IXFR => "IXFR",
@@ -102,6 +123,9 @@ pub fn type_from_name(s: &str) -> Option<u16> {
         "DNSKEY" => rtype::DNSKEY,
         "DHCID" => rtype::DHCID,
         "NSEC3" => rtype::NSEC3,
+        "SSHFP" => rtype_more::SSHFP,
+        "TLSA" => rtype_more::TLSA,
+        "SPF" => rtype_more::SPF,
         "CAA" => rtype::CAA,
         "ANY" => rtype::ANY,
         "AXFR" => rtype::AXFR,
@@ -219,5 +243,385 @@ pub fn rdata_names(t: u16) -> RdataNames {
         rtype::MX => RdataNames::AfterU16,
         rtype::SOA => RdataNames::Soa,
         _ => RdataNames::None,
+    }
+}
+
+/// Type codes whose rdata has a structure [`check_rdata`] knows, beyond those in
+/// [`rtype`]. Names as in the IANA registry.
+pub mod rtype_more {
+    pub const MD: u16 = 3;
+    pub const MF: u16 = 4;
+    pub const MB: u16 = 7;
+    pub const MG: u16 = 8;
+    pub const MR: u16 = 9;
+    pub const WKS: u16 = 11;
+    pub const MINFO: u16 = 14;
+    pub const RP: u16 = 17;
+    pub const AFSDB: u16 = 18;
+    pub const X25: u16 = 19;
+    pub const ISDN: u16 = 20;
+    pub const RT: u16 = 21;
+    pub const SIG: u16 = 24;
+    pub const KEY: u16 = 25;
+    pub const NAPTR: u16 = 35;
+    pub const KX: u16 = 36;
+    pub const CERT: u16 = 37;
+    pub const SSHFP: u16 = 44;
+    pub const IPSECKEY: u16 = 45;
+    pub const NSEC3PARAM: u16 = 51;
+    pub const TLSA: u16 = 52;
+    pub const SMIMEA: u16 = 53;
+    pub const CDS: u16 = 59;
+    pub const CDNSKEY: u16 = 60;
+    pub const CSYNC: u16 = 62;
+    pub const ZONEMD: u16 = 63;
+    pub const SVCB: u16 = 64;
+    pub const HTTPS: u16 = 65;
+    pub const SPF: u16 = 99;
+    pub const EUI48: u16 = 108;
+    pub const EUI64: u16 = 109;
+    pub const URI: u16 = 256;
+}
+
+/// Checks that `rdata` is well-formed uncompressed wire data of type `t`: every fixed
+/// field present, every embedded name a well-formed uncompressed name within the length
+/// limits (RFC 1035 §3.1), every character-string inside the data, nothing left over.
+/// Types without a known structure (RFC 3597 unknown types) accept any data.
+///
+/// Both zone-file forms of a record (its text and the RFC 3597 `\#` form) and
+/// [`crate::zone::Zone::build`] go through this one check, so whatever a zone holds can be
+/// written into an answer and parsed back by a resolver. It only reads the bytes; it does
+/// not allocate.
+pub fn check_rdata(t: u16, rdata: &[u8]) -> Result<(), String> {
+    use rtype_more as m;
+    let mut f = Fields { d: rdata, at: 0 };
+    match t {
+        rtype::A => f.fixed(4, "IPv4 address")?,
+        rtype::AAAA => f.fixed(16, "IPv6 address")?,
+        m::EUI48 => f.fixed(6, "EUI-48 address")?,
+        m::EUI64 => f.fixed(8, "EUI-64 address")?,
+        rtype::NS
+        | m::MD
+        | m::MF
+        | rtype::CNAME
+        | m::MB
+        | m::MG
+        | m::MR
+        | rtype::PTR
+        | rtype::DNAME => f.name("target name")?,
+        rtype::SOA => {
+            f.name("SOA mname")?;
+            f.name("SOA rname")?;
+            f.fixed(20, "SOA serial, refresh, retry, expire and minimum")?;
+        }
+        m::WKS => {
+            f.fixed(5, "WKS address and protocol")?;
+            f.rest();
+        }
+        rtype::HINFO => {
+            f.string("HINFO CPU")?;
+            f.string("HINFO OS")?;
+        }
+        m::MINFO | m::RP => {
+            f.name("first name")?;
+            f.name("second name")?;
+        }
+        rtype::MX | m::AFSDB | m::RT | m::KX => {
+            f.fixed(2, "preference")?;
+            f.name("exchange name")?;
+        }
+        rtype::TXT | m::SPF => {
+            if rdata.is_empty() {
+                return Err("needs at least one character-string".into());
+            }
+            while !f.done() {
+                f.string("character-string")?;
+            }
+        }
+        m::X25 => {
+            f.string("PSDN address")?;
+        }
+        m::ISDN => {
+            f.string("ISDN address")?;
+            if !f.done() {
+                f.string("ISDN subaddress")?;
+            }
+        }
+        rtype::SRV => {
+            f.fixed(6, "SRV priority, weight and port")?;
+            f.name("SRV target")?;
+        }
+        m::NAPTR => {
+            f.fixed(4, "NAPTR order and preference")?;
+            f.string("NAPTR flags")?;
+            f.string("NAPTR services")?;
+            f.string("NAPTR regexp")?;
+            f.name("NAPTR replacement")?;
+        }
+        m::CERT => {
+            f.fixed(5, "CERT type, key tag and algorithm")?;
+            f.nonempty_rest("CERT certificate")?;
+        }
+        rtype::DS | m::CDS => {
+            f.fixed(4, "key tag, algorithm and digest type")?;
+            f.nonempty_rest("digest")?;
+        }
+        m::SSHFP => {
+            f.fixed(2, "SSHFP algorithm and fingerprint type")?;
+            f.rest();
+        }
+        m::IPSECKEY => {
+            f.fixed(3, "IPSECKEY precedence, gateway type and algorithm")?;
+            match rdata[1] {
+                0 => {}
+                1 => f.fixed(4, "IPv4 gateway")?,
+                2 => f.fixed(16, "IPv6 gateway")?,
+                3 => f.name("gateway name")?,
+                g => return Err(format!("IPSECKEY gateway type {g} is not defined (0-3)")),
+            }
+            f.rest();
+        }
+        rtype::RRSIG | m::SIG => {
+            f.fixed(
+                18,
+                "type covered, algorithm, labels, TTL, times and key tag",
+            )?;
+            f.name("signer name")?;
+            f.nonempty_rest("signature")?;
+        }
+        rtype::NSEC => {
+            f.name("next owner name")?;
+            f.type_bitmap()?;
+        }
+        rtype::DNSKEY | m::CDNSKEY | m::KEY => {
+            f.fixed(4, "flags, protocol and algorithm")?;
+            f.rest();
+        }
+        rtype::DHCID => {
+            f.fixed(3, "DHCID identifier type and digest type")?;
+            f.nonempty_rest("DHCID digest")?;
+        }
+        rtype::NSEC3 => {
+            f.fixed(4, "hash algorithm, flags and iterations")?;
+            f.string("salt")?;
+            if f.string("next hashed owner name")? == 0 {
+                return Err("the next hashed owner name is empty".into());
+            }
+            f.type_bitmap()?;
+        }
+        m::NSEC3PARAM => {
+            f.fixed(4, "hash algorithm, flags and iterations")?;
+            f.string("salt")?;
+        }
+        m::TLSA | m::SMIMEA => {
+            f.fixed(3, "usage, selector and matching type")?;
+            f.rest();
+        }
+        m::CSYNC => {
+            f.fixed(6, "CSYNC serial and flags")?;
+            // Only the immediate and soaminimum flags are defined (RFC 7477 §2.1.1.2);
+            // resolvers refuse data with others set.
+            let flags = u16::from_be_bytes([rdata[4], rdata[5]]);
+            if flags & !3 != 0 {
+                return Err(format!(
+                    "CSYNC flags {flags:#06x} set bits other than immediate and soaminimum"
+                ));
+            }
+            f.type_bitmap()?;
+        }
+        m::ZONEMD => {
+            f.fixed(6, "ZONEMD serial, scheme and hash algorithm")?;
+            // RFC 8976 §2.2.4: a digest shorter than 12 octets is invalid.
+            if f.rest().len() < 12 {
+                return Err("the ZONEMD digest is shorter than 12 octets".into());
+            }
+        }
+        m::SVCB | m::HTTPS => {
+            f.fixed(2, "SvcPriority")?;
+            f.name("target name")?;
+            f.svc_params()?;
+        }
+        m::URI => {
+            f.fixed(4, "URI priority and weight")?;
+            f.nonempty_rest("URI target")?;
+        }
+        rtype::CAA => {
+            f.fixed(1, "CAA flags")?;
+            let tag = f.string_bytes("CAA tag")?;
+            // RFC 8659 §4.1: a tag is 1-15 letters and digits; resolvers refuse others.
+            if tag.is_empty() || tag.len() > 15 || !tag.iter().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(format!(
+                    "CAA tag \"{}\" must be 1 to 15 letters and digits",
+                    String::from_utf8_lossy(tag)
+                ));
+            }
+            f.rest();
+        }
+        _ => {
+            f.rest();
+        }
+    }
+    f.end()
+}
+
+/// A reader over rdata for [`check_rdata`]: each step names the field it expects, so
+/// the error says which one is missing or broken.
+struct Fields<'a> {
+    d: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Fields<'a> {
+    fn done(&self) -> bool {
+        self.at >= self.d.len()
+    }
+
+    fn fixed(&mut self, n: usize, what: &str) -> Result<(), String> {
+        if self.d.len() - self.at < n {
+            return Err(format!(
+                "the data ends inside the {what} ({n} octets needed, {} left)",
+                self.d.len() - self.at
+            ));
+        }
+        self.at += n;
+        Ok(())
+    }
+
+    fn name(&mut self, what: &str) -> Result<(), String> {
+        let rest = &self.d[self.at..];
+        match wire_name_len(rest) {
+            Some(l) => {
+                self.at += l;
+                Ok(())
+            }
+            None if rest.is_empty() => Err(format!("the {what} is missing")),
+            None => Err(format!(
+                "the {what} is not a well-formed uncompressed domain name (labels of at most 63 octets, at most 255 in all, ending with the root label)"
+            )),
+        }
+    }
+
+    /// A character-string (RFC 1035 §3.3): a length octet and that many octets.
+    fn string_bytes(&mut self, what: &str) -> Result<&'a [u8], String> {
+        let Some(&l) = self.d.get(self.at) else {
+            return Err(format!("the {what} is missing"));
+        };
+        let start = self.at + 1;
+        let end = start + l as usize;
+        if end > self.d.len() {
+            return Err(format!(
+                "the {what} says {l} octets but only {} are left",
+                self.d.len() - start
+            ));
+        }
+        self.at = end;
+        Ok(&self.d[start..end])
+    }
+
+    /// Like [`Fields::string_bytes`], giving the string's length.
+    fn string(&mut self, what: &str) -> Result<usize, String> {
+        self.string_bytes(what).map(<[u8]>::len)
+    }
+
+    fn rest(&mut self) -> &'a [u8] {
+        let r = &self.d[self.at..];
+        self.at = self.d.len();
+        r
+    }
+
+    fn nonempty_rest(&mut self, what: &str) -> Result<(), String> {
+        if self.rest().is_empty() {
+            return Err(format!("the {what} is missing"));
+        }
+        Ok(())
+    }
+
+    /// Type bitmaps (RFC 4034 §4.1.2): windows in increasing order, each 1-32 octets
+    /// with no trailing zero octet.
+    fn type_bitmap(&mut self) -> Result<(), String> {
+        let mut last: Option<u8> = None;
+        while !self.done() {
+            let rest = &self.d[self.at..];
+            if rest.len() < 2 {
+                return Err("the type bitmap ends inside a window header".into());
+            }
+            let (window, len) = (rest[0], rest[1] as usize);
+            if last.is_some_and(|w| w >= window) {
+                return Err(format!(
+                    "type bitmap window {window} is out of order or repeated"
+                ));
+            }
+            if len == 0 || len > 32 {
+                return Err(format!(
+                    "type bitmap window {window} has length {len} (1 to 32 allowed)"
+                ));
+            }
+            if rest.len() < 2 + len {
+                return Err(format!("type bitmap window {window} runs past the data"));
+            }
+            if rest[1 + len] == 0 {
+                return Err(format!(
+                    "type bitmap window {window} ends with a zero octet"
+                ));
+            }
+            last = Some(window);
+            self.at += 2 + len;
+        }
+        Ok(())
+    }
+
+    /// SvcParams (RFC 9460 §2.2): keys in strictly increasing order, each value inside
+    /// the data and shaped as its key requires.
+    fn svc_params(&mut self) -> Result<(), String> {
+        let mut last: Option<u16> = None;
+        while !self.done() {
+            let rest = &self.d[self.at..];
+            if rest.len() < 4 {
+                return Err("the data ends inside a SvcParam key and length".into());
+            }
+            let key = u16::from_be_bytes([rest[0], rest[1]]);
+            let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
+            if last.is_some_and(|k| k >= key) {
+                return Err(format!("SvcParam key {key} is out of order or repeated"));
+            }
+            last = Some(key);
+            let Some(value) = rest.get(4..4 + len) else {
+                return Err(format!("SvcParam key {key} runs past the data"));
+            };
+            let ok = match key {
+                // mandatory: a non-empty list of keys.
+                0 => !value.is_empty() && value.len() % 2 == 0,
+                // alpn: non-empty list of non-empty character-strings; resolvers read
+                // the ids as UTF-8.
+                1 => {
+                    let mut v = Fields { d: value, at: 0 };
+                    let mut ok = !value.is_empty();
+                    while ok && !v.done() {
+                        ok = matches!(v.string_bytes(""), Ok(id) if !id.is_empty() && std::str::from_utf8(id).is_ok());
+                    }
+                    ok
+                }
+                // no-default-alpn: no value.
+                2 => value.is_empty(),
+                // port.
+                3 => value.len() == 2,
+                // ipv4hint, ipv6hint: a non-empty list of addresses.
+                4 => !value.is_empty() && value.len() % 4 == 0,
+                6 => !value.is_empty() && value.len() % 16 == 0,
+                _ => true,
+            };
+            if !ok {
+                return Err(format!("SvcParam key {key} has a malformed value"));
+            }
+            self.at += 4 + len;
+        }
+        Ok(())
+    }
+
+    fn end(&self) -> Result<(), String> {
+        match self.d.len() - self.at {
+            0 => Ok(()),
+            n => Err(format!("{n} octets of data follow the last field")),
+        }
     }
 }

@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 use hashbrown::HashTable;
 
 use crate::name::{Name, MAX_NAME_LEN};
-use crate::rr::{class, rtype, type_name, Origin, Record, Soa};
+use crate::rr::{check_rdata, class, is_meta_or_query_only, rtype, type_name, Origin, Record, Soa};
 
 /// Hash map keyed by lower-cased wire names.
 pub type NameMap<V> = std::collections::HashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
@@ -270,45 +270,72 @@ pub struct Zone {
     pub files: Vec<PathBuf>,
 }
 
-/// Why a set of records is not a valid zone. Each names where the record came from.
+/// Why a set of records is not a valid zone: what is wrong and, when one record is at
+/// fault, where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneError {
+    /// File and line of the offending record; `None` for a problem of the zone as a whole,
+    /// or for a record that was not read from a file.
+    pub at: Option<Origin>,
+    pub kind: ZoneErrorKind,
+}
+
+impl std::fmt::Display for ZoneError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.at {
+            Some(at) => write!(f, "{at}: {}", self.kind),
+            None if self.kind.is_about_a_record() => write!(f, "<update>: {}", self.kind),
+            None => write!(f, "{}", self.kind),
+        }
+    }
+}
+
+impl std::error::Error for ZoneError {}
+
+/// What is wrong, one variant per broken rule. The messages do not repeat the position,
+/// which [`ZoneError`] carries.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ZoneError {
-    #[error("{at}: {owner} is outside the zone {origin}; remove it or serve it in its own zone")]
-    OutOfZone {
-        at: String,
-        owner: Name,
-        origin: Name,
-    },
+pub enum ZoneErrorKind {
+    #[error("{owner} is outside the zone {origin}; remove it or serve it in its own zone")]
+    OutOfZone { owner: Name, origin: Name },
     #[error("zone {origin} has no SOA record at its apex; add one (e.g. `@ 300 IN SOA ns1 hostmaster 1 3600 600 86400 60`)")]
     NoSoa { origin: Name },
-    #[error("{at}: second SOA record for {origin}; a zone has exactly one")]
-    SecondSoa { at: String, origin: Name },
-    #[error("{at}: SOA record at {owner}, not at the zone apex {origin}")]
-    SoaNotAtApex {
-        at: String,
+    #[error("second SOA record for {origin}; a zone has exactly one")]
+    SecondSoa { origin: Name },
+    #[error("SOA record at {owner}, not at the zone apex {origin}")]
+    SoaNotAtApex { owner: Name, origin: Name },
+    #[error("malformed SOA rdata")]
+    BadSoa,
+    #[error("CNAME at {owner} alongside other data ({other}); a CNAME must be alone at its name (RFC 1034 §3.6.2)")]
+    CnameAndOther { owner: Name, other: String },
+    #[error("CNAME at the zone apex {owner} conflicts with the SOA and NS records")]
+    CnameAtApex { owner: Name },
+    #[error("{owner}: more than one CNAME record; a name has at most one")]
+    MultipleCname { owner: Name },
+    #[error("class {class} record; only class IN is served")]
+    WrongClass { class: u16 },
+    #[error("{owner}: record data of {len} octets; at most 65535 fit in a record")]
+    RdataTooLong { owner: Name, len: usize },
+    #[error("{owner}: bad {rtype} record data: {reason}")]
+    BadRdata {
         owner: Name,
-        origin: Name,
+        rtype: String,
+        reason: String,
     },
-    #[error("{at}: malformed SOA rdata")]
-    BadSoa { at: String },
-    #[error("{at}: CNAME at {owner} alongside other data ({other}); a CNAME must be alone at its name (RFC 1034 §3.6.2)")]
-    CnameAndOther {
-        at: String,
-        owner: Name,
-        other: String,
-    },
-    #[error("{at}: CNAME at the zone apex {owner} conflicts with the SOA and NS records")]
-    CnameAtApex { at: String, owner: Name },
-    #[error("{at}: {owner}: more than one CNAME record; a name has at most one")]
-    MultipleCname { at: String, owner: Name },
-    #[error("{at}: class {class} record; only class IN is served")]
-    WrongClass { at: String, class: u16 },
-    #[error("{at}: {owner}: record data of {len} octets; at most 65535 fit in a record")]
-    RdataTooLong { at: String, owner: Name, len: usize },
     #[error("zone {origin} holds more than 4 GiB of record data; split it into several zones")]
     TooLarge { origin: Name },
-    #[error("{at}: {what} record type {t} cannot be stored in a zone")]
-    MetaType { at: String, what: String, t: u16 },
+    #[error("{what} record type {t} cannot be stored in a zone")]
+    MetaType { what: String, t: u16 },
+}
+
+impl ZoneErrorKind {
+    /// True when one record is at fault (as opposed to the zone as a whole).
+    pub fn is_about_a_record(&self) -> bool {
+        !matches!(
+            self,
+            ZoneErrorKind::NoSoa { .. } | ZoneErrorKind::TooLarge { .. }
+        )
+    }
 }
 
 /// A problem worth a log line that does not stop the zone from loading.
@@ -325,6 +352,18 @@ fn at(r: &Record) -> String {
         .unwrap_or_else(|| "<update>".into())
 }
 
+/// The error `kind` about record `r`.
+fn record_error(r: &Record, kind: ZoneErrorKind) -> ZoneError {
+    ZoneError {
+        at: r.source.clone(),
+        kind,
+    }
+}
+
+/// An error about the zone as a whole.
+fn zone_error(kind: ZoneErrorKind) -> ZoneError {
+    ZoneError { at: None, kind }
+}
 /// Nodes and their names while a zone is being built.
 struct NodeTable {
     hasher: foldhash::fast::RandomState,
@@ -390,301 +429,255 @@ fn lower(wire: &[u8], buf: &mut [u8; MAX_NAME_LEN]) -> usize {
     wire.len()
 }
 
-impl Zone {
-    /// Builds a zone from records. Every error is collected, not just the first, and
-    /// reported in record order.
-    pub fn build(
-        origin: &Name,
-        records: Vec<Record>,
-    ) -> Result<(Zone, Vec<ZoneWarning>), Vec<ZoneError>> {
-        let origin_lc = origin.to_lowercase();
-        let apex_len = origin_lc.wire_len();
-        // (record index, problem): sorted at the end so messages follow the file.
-        let mut errors: Vec<(usize, ZoneError)> = Vec::new();
-        let mut warnings: Vec<(usize, ZoneWarning)> = Vec::new();
-        let mut files: Vec<PathBuf> = Vec::new();
-        let mut last_file: Option<&Arc<PathBuf>> = None;
-        let mut soa: Option<(Soa, Box<[u8]>, u32)> = None;
-        let mut t = NodeTable {
-            hasher: foldhash::fast::RandomState::default(),
-            table: HashTable::with_capacity(records.len() / 2),
-            nodes: Vec::with_capacity(records.len() / 2),
-            names: Vec::with_capacity(records.len() * 8),
-        };
-        // Records of each node, as singly linked lists in file order (no per-node vector).
-        let mut head: Vec<u32> = Vec::with_capacity(records.len() / 2);
-        let mut tail: Vec<u32> = Vec::with_capacity(records.len() / 2);
-        let mut next: Vec<u32> = vec![NONE; records.len()];
-        let mut key_buf = [0u8; MAX_NAME_LEN];
+/// The state of one [`Zone::build`], step by step: [`Builder::index`] checks each record
+/// and files it under its owner's node, [`Builder::group_rrsets`] turns each node's
+/// records into RRsets, then the name tree is completed ([`NodeTable::add_empty_nonterminals`],
+/// [`NodeTable::mark_wildcards_and_cuts`]) and [`Builder::finish`] packs the snapshot.
+///
+/// Records are referred to by index and owners by node number throughout, so building
+/// allocates per table, never per record.
+struct Builder<'r> {
+    origin: &'r Name,
+    origin_lc: Name,
+    /// (record index, problem): sorted at the end so messages follow the file.
+    errors: Vec<(usize, ZoneError)>,
+    warnings: Vec<(usize, ZoneWarning)>,
+    files: Vec<PathBuf>,
+    /// The apex SOA: decoded, its rdata and its TTL.
+    soa: Option<(Soa, Box<[u8]>, u32)>,
+    t: NodeTable,
+    /// Records of each node, as singly linked lists in file order (no per-node vector):
+    /// first and last record of node `id`, and each record's successor.
+    head: Vec<u32>,
+    tail: Vec<u32>,
+    next: Vec<u32>,
+    sets: Vec<SetRec>,
+    rdata: Vec<u8>,
+    record_count: usize,
+}
 
+impl<'r> Builder<'r> {
+    fn new(origin: &'r Name, n: usize) -> Builder<'r> {
+        Builder {
+            origin,
+            origin_lc: origin.to_lowercase(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            files: Vec::new(),
+            soa: None,
+            t: NodeTable {
+                hasher: foldhash::fast::RandomState::default(),
+                table: HashTable::with_capacity(n / 2),
+                nodes: Vec::with_capacity(n / 2),
+                names: Vec::with_capacity(n * 8),
+            },
+            head: Vec::with_capacity(n / 2),
+            tail: Vec::with_capacity(n / 2),
+            next: vec![NONE; n],
+            sets: Vec::new(),
+            rdata: Vec::new(),
+            record_count: 0,
+        }
+    }
+
+    /// Step 1: checks each record on its own, notes the SOA and the files read, and links
+    /// each record into its owner's list.
+    fn index(&mut self, records: &[Record]) {
+        let mut last_file: Option<&Arc<PathBuf>> = None;
+        let mut key_buf = [0u8; MAX_NAME_LEN];
         for (i, r) in records.iter().enumerate() {
             if let Some(src) = &r.source {
                 if !last_file.is_some_and(|f| Arc::ptr_eq(f, &src.file)) {
                     last_file = Some(&src.file);
-                    if !files.iter().any(|f| f == src.file.as_ref()) {
-                        files.push(src.file.as_ref().clone());
+                    if !self.files.iter().any(|f| f == src.file.as_ref()) {
+                        self.files.push(src.file.as_ref().clone());
                     }
                 }
             }
-            if r.class != class::IN {
-                errors.push((
-                    i,
-                    ZoneError::WrongClass {
-                        at: at(r),
-                        class: r.class,
-                    },
-                ));
-                continue;
-            }
-            if matches!(
-                r.rtype,
-                0 | rtype::OPT
-                    | rtype::TSIG
-                    | rtype::TKEY
-                    | rtype::IXFR
-                    | rtype::AXFR
-                    | rtype::MAILA
-                    | rtype::MAILB
-                    | rtype::ANY
-            ) {
-                errors.push((
-                    i,
-                    ZoneError::MetaType {
-                        at: at(r),
-                        what: "meta".into(),
-                        t: r.rtype,
-                    },
-                ));
-                continue;
-            }
-            if !r.owner.is_subdomain_of(&origin_lc) {
-                errors.push((
-                    i,
-                    ZoneError::OutOfZone {
-                        at: at(r),
-                        owner: r.owner.clone(),
-                        origin: origin.clone(),
-                    },
-                ));
-                continue;
-            }
-            if r.rdata.len() > u16::MAX as usize {
-                errors.push((
-                    i,
-                    ZoneError::RdataTooLong {
-                        at: at(r),
-                        owner: r.owner.clone(),
-                        len: r.rdata.len(),
-                    },
-                ));
+            if let Err(kind) = self.check_record(r) {
+                self.errors.push((i, record_error(r, kind)));
                 continue;
             }
             let key_len = lower(r.owner.as_wire(), &mut key_buf);
             let key = &key_buf[..key_len];
             if r.rtype == rtype::SOA {
-                if key != origin_lc.as_wire() {
-                    errors.push((
-                        i,
-                        ZoneError::SoaNotAtApex {
-                            at: at(r),
-                            owner: r.owner.clone(),
-                            origin: origin.clone(),
-                        },
-                    ));
+                if let Err(kind) = self.take_soa(r, key) {
+                    self.errors.push((i, record_error(r, kind)));
                     continue;
-                }
-                if soa.is_some() {
-                    errors.push((
-                        i,
-                        ZoneError::SecondSoa {
-                            at: at(r),
-                            origin: origin.clone(),
-                        },
-                    ));
-                    continue;
-                }
-                match Soa::from_rdata(&r.rdata) {
-                    Some(s) => soa = Some((s, r.rdata.clone().into_boxed_slice(), r.ttl)),
-                    None => {
-                        errors.push((i, ZoneError::BadSoa { at: at(r) }));
-                        continue;
-                    }
                 }
             }
-            let id = t.intern(key, r.owner.as_wire()) as usize;
-            if id == head.len() {
-                head.push(i as u32);
-                tail.push(i as u32);
+            let id = self.t.intern(key, r.owner.as_wire()) as usize;
+            if id == self.head.len() {
+                self.head.push(i as u32);
+                self.tail.push(i as u32);
             } else {
-                next[tail[id] as usize] = i as u32;
-                tail[id] = i as u32;
+                self.next[self.tail[id] as usize] = i as u32;
+                self.tail[id] = i as u32;
             }
         }
+    }
 
-        // Present when the SOA (or anything else) was stored at the apex.
-        let apex = t.find(origin_lc.as_wire());
+    /// The rules one record must meet whatever else is in the zone.
+    fn check_record(&self, r: &Record) -> Result<(), ZoneErrorKind> {
+        if r.class != class::IN {
+            return Err(ZoneErrorKind::WrongClass { class: r.class });
+        }
+        if is_meta_or_query_only(r.rtype) {
+            return Err(ZoneErrorKind::MetaType {
+                what: "meta".into(),
+                t: r.rtype,
+            });
+        }
+        if !r.owner.is_subdomain_of(&self.origin_lc) {
+            return Err(ZoneErrorKind::OutOfZone {
+                owner: r.owner.clone(),
+                origin: self.origin.clone(),
+            });
+        }
+        if r.rdata.len() > u16::MAX as usize {
+            return Err(ZoneErrorKind::RdataTooLong {
+                owner: r.owner.clone(),
+                len: r.rdata.len(),
+            });
+        }
+        // The zone-file parser checks the same, but records may come from elsewhere: data
+        // that is not what its type says would go into answers no resolver can parse.
+        check_rdata(r.rtype, &r.rdata).map_err(|reason| ZoneErrorKind::BadRdata {
+            owner: r.owner.clone(),
+            rtype: type_name(r.rtype),
+            reason,
+        })
+    }
 
-        // RRsets: each node's records grouped by type (stable, so file order within a
-        // type), duplicates collapsed (RFC 2181 §5), TTLs and CNAME rules checked.
-        let mut sets: Vec<SetRec> = Vec::with_capacity(t.nodes.len() * 2);
-        let mut rdata: Vec<u8> = Vec::with_capacity(records.len() * 24);
+    /// Keeps the SOA record `r` (owner `key`, lower-cased) as the zone's, if it is the
+    /// first and at the apex.
+    fn take_soa(&mut self, r: &Record, key: &[u8]) -> Result<(), ZoneErrorKind> {
+        if key != self.origin_lc.as_wire() {
+            return Err(ZoneErrorKind::SoaNotAtApex {
+                owner: r.owner.clone(),
+                origin: self.origin.clone(),
+            });
+        }
+        if self.soa.is_some() {
+            return Err(ZoneErrorKind::SecondSoa {
+                origin: self.origin.clone(),
+            });
+        }
+        let soa = Soa::from_rdata(&r.rdata).ok_or(ZoneErrorKind::BadSoa)?;
+        self.soa = Some((soa, r.rdata.clone().into_boxed_slice(), r.ttl));
+        Ok(())
+    }
+
+    /// Step 2: each node's records grouped by type into RRsets (stable, so file order
+    /// within a type), duplicates collapsed (RFC 2181 §5), TTLs and CNAME rules checked.
+    fn group_rrsets(&mut self, records: &[Record], apex: Option<u32>) {
+        self.sets = Vec::with_capacity(self.t.nodes.len() * 2);
+        self.rdata = Vec::with_capacity(records.len() * 24);
+        // Scratch lists reused for every node.
         let mut idx: Vec<u32> = Vec::new();
         let mut kept: Vec<u32> = Vec::new();
         let mut order: Vec<(u32, u16)> = Vec::new();
-        let mut record_count = 0;
-        for (id, &first) in head.iter().enumerate() {
+        for id in 0..self.head.len() {
             idx.clear();
-            let mut i = first;
+            let mut i = self.head[id];
             while i != NONE {
                 idx.push(i);
-                i = next[i as usize];
+                i = self.next[i as usize];
             }
             idx.sort_by_key(|&i| records[i as usize].rtype);
-            let first_set = sets.len() as u32;
+            let first_set = self.sets.len() as u32;
             // (first record, type) of each RRset, to check CNAME conflicts in file order.
             order.clear();
             for group in
                 idx.chunk_by(|&a, &b| records[a as usize].rtype == records[b as usize].rtype)
             {
+                let ttl = self.dedup_rrset(records, group, &mut kept);
                 let first = &records[group[0] as usize];
-                let mut ttl = first.ttl;
-                kept.clear();
-                for &i in group {
-                    let r = &records[i as usize];
-                    if kept.iter().any(|&k| records[k as usize].rdata == r.rdata) {
-                        continue;
-                    }
-                    if r.rtype == rtype::CNAME && !kept.is_empty() {
-                        errors.push((
-                            i as usize,
-                            ZoneError::MultipleCname {
-                                at: at(r),
-                                owner: r.owner.clone(),
-                            },
-                        ));
-                        continue;
-                    }
-                    if r.ttl != ttl {
-                        // RFC 2181 §5.2: all TTLs in an RRset must match; use the lowest.
-                        warnings.push((
-                            i as usize,
-                            ZoneWarning {
-                                at: at(r),
-                                message: format!(
-                                    "{} {} TTL {} differs from the RRset's TTL {}; using {}",
-                                    r.owner,
-                                    type_name(r.rtype),
-                                    r.ttl,
-                                    ttl,
-                                    ttl.min(r.ttl)
-                                ),
-                            },
-                        ));
-                        ttl = ttl.min(r.ttl);
-                    }
-                    kept.push(i);
-                }
-                let data = rdata.len();
+                let data = self.rdata.len();
                 for &k in &kept {
                     let d = &records[k as usize].rdata;
-                    rdata.extend_from_slice(&(d.len() as u16).to_ne_bytes());
-                    rdata.extend_from_slice(d);
+                    self.rdata
+                        .extend_from_slice(&(d.len() as u16).to_ne_bytes());
+                    self.rdata.extend_from_slice(d);
                 }
-                record_count += kept.len();
+                self.record_count += kept.len();
                 order.push((group[0], first.rtype));
-                sets.push(SetRec {
+                self.sets.push(SetRec {
                     rtype: first.rtype,
                     ttl,
                     count: kept.len() as u32,
                     data: data as u32,
-                    len: (rdata.len() - data) as u32,
+                    len: (self.rdata.len() - data) as u32,
                 });
             }
-            let node = &mut t.nodes[id];
+            let node = &mut self.t.nodes[id];
             node.sets = first_set;
-            node.nsets = sets.len() as u32 - first_set;
+            node.nsets = self.sets.len() as u32 - first_set;
             let is_apex = apex == Some(id as u32);
             if order.len() > 1 || is_apex {
-                cname_conflicts(&records, &mut order, is_apex, &mut errors);
+                cname_conflicts(records, &mut order, is_apex, &mut self.errors);
             }
         }
-        let (Some((soa, soa_rdata, soa_ttl)), Some(apex)) = (soa, apex) else {
-            errors.push((
-                usize::MAX,
-                ZoneError::NoSoa {
-                    origin: origin.clone(),
-                },
-            ));
-            return Err(sorted(errors));
-        };
-        if rdata.len() > u32::MAX as usize {
-            errors.push((
-                usize::MAX,
-                ZoneError::TooLarge {
-                    origin: origin.clone(),
-                },
-            ));
-        }
-        if !errors.is_empty() {
-            return Err(sorted(errors));
-        }
-        drop(records);
+    }
 
-        // Empty non-terminals: every ancestor between an owner and the apex exists
-        // (RFC 8020), so a miss can stop at the first existing ancestor.
-        let real = t.nodes.len() as u32;
-        let mut buf = [0u8; MAX_NAME_LEN];
-        for id in 0..real {
-            let len = {
-                let k = t.key_of(id);
-                buf[..k.len()].copy_from_slice(k);
-                k.len()
-            };
-            for suffix in crate::name::suffixes(&buf[..len]).skip(1) {
-                if suffix.len() < apex_len || t.find(suffix).is_some() {
-                    // A real owner fills its own chain; an inserted one was filled with ours.
-                    break;
-                }
-                t.intern(suffix, suffix);
+    /// The records of one RRset (`group`, same owner and type) to keep, into `kept`:
+    /// duplicates dropped, a second CNAME refused. Gives the RRset's TTL, the lowest.
+    fn dedup_rrset(&mut self, records: &[Record], group: &[u32], kept: &mut Vec<u32>) -> u32 {
+        let mut ttl = records[group[0] as usize].ttl;
+        kept.clear();
+        for &i in group {
+            let r = &records[i as usize];
+            if kept.iter().any(|&k| records[k as usize].rdata == r.rdata) {
+                continue;
             }
+            if r.rtype == rtype::CNAME && !kept.is_empty() {
+                self.errors.push((
+                    i as usize,
+                    record_error(
+                        r,
+                        ZoneErrorKind::MultipleCname {
+                            owner: r.owner.clone(),
+                        },
+                    ),
+                ));
+                continue;
+            }
+            if r.ttl != ttl {
+                // RFC 2181 §5.2: all TTLs in an RRset must match; use the lowest.
+                self.warnings.push((
+                    i as usize,
+                    ZoneWarning {
+                        at: at(r),
+                        message: format!(
+                            "{} {} TTL {} differs from the RRset's TTL {}; using {}",
+                            r.owner,
+                            type_name(r.rtype),
+                            r.ttl,
+                            ttl,
+                            ttl.min(r.ttl)
+                        ),
+                    },
+                ));
+                ttl = ttl.min(r.ttl);
+            }
+            kept.push(i);
         }
+        ttl
+    }
 
-        // Wildcard flags and delegations.
-        let mut any_cut = false;
-        for id in 0..t.nodes.len() as u32 {
-            let k = t.key_of(id);
-            if k.len() >= 2 && k[0] == 1 && k[1] == b'*' {
-                if let Some(p) = t.find(&k[2..]) {
-                    t.nodes[p as usize].wildcard_child = true;
-                }
-            }
-            let n = &t.nodes[id as usize];
-            let has_ns = sets[n.sets as usize..(n.sets + n.nsets) as usize]
-                .iter()
-                .any(|s| s.rtype == rtype::NS);
-            if id != apex && has_ns {
-                t.nodes[id as usize].cut = CutRec::Delegation;
-                any_cut = true;
-            }
-        }
-        // A node below a delegation holds only glue: find the highest cut above it.
-        for id in (0..t.nodes.len() as u32).filter(|_| any_cut) {
-            let mut highest = None;
-            for suffix in crate::name::suffixes(t.key_of(id)).skip(1) {
-                if suffix.len() <= apex_len {
-                    break;
-                }
-                if let Some(p) = t.find(suffix) {
-                    if t.nodes[p as usize].cut == CutRec::Delegation {
-                        highest = Some(p);
-                    }
-                }
-            }
-            if let Some(p) = highest {
-                t.nodes[id as usize].cut = CutRec::Below(p);
-            }
-        }
-
+    /// The last step: the snapshot, its tables trimmed to size.
+    fn finish(self, apex: u32, soa: (Soa, Box<[u8]>, u32)) -> (Zone, Vec<ZoneWarning>) {
+        let (soa, soa_rdata, soa_ttl) = soa;
+        let Builder {
+            origin_lc,
+            warnings,
+            files,
+            t,
+            mut sets,
+            mut rdata,
+            record_count,
+            ..
+        } = self;
         let NodeTable {
             hasher,
             mut table,
@@ -697,7 +690,7 @@ impl Zone {
         sets.shrink_to_fit();
         rdata.shrink_to_fit();
         let negative_ttl = soa_ttl.min(soa.minimum);
-        Ok((
+        (
             Zone {
                 origin: origin_lc,
                 hasher,
@@ -716,7 +709,113 @@ impl Zone {
                 files,
             },
             sorted(warnings),
-        ))
+        )
+    }
+}
+
+impl NodeTable {
+    /// Empty non-terminals: every ancestor between an owner and the apex exists
+    /// (RFC 8020), so a miss can stop at the first existing ancestor.
+    fn add_empty_nonterminals(&mut self, apex_len: usize) {
+        let real = self.nodes.len() as u32;
+        let mut buf = [0u8; MAX_NAME_LEN];
+        for id in 0..real {
+            let len = {
+                let k = self.key_of(id);
+                buf[..k.len()].copy_from_slice(k);
+                k.len()
+            };
+            for suffix in crate::name::suffixes(&buf[..len]).skip(1) {
+                if suffix.len() < apex_len || self.find(suffix).is_some() {
+                    // A real owner fills its own chain; an inserted one was filled with ours.
+                    break;
+                }
+                self.intern(suffix, suffix);
+            }
+        }
+    }
+
+    /// Wildcard flags, delegations (NS below the apex) and the nodes below them, which
+    /// hold only glue.
+    fn mark_wildcards_and_cuts(&mut self, sets: &[SetRec], apex: u32, apex_len: usize) {
+        let mut any_cut = false;
+        for id in 0..self.nodes.len() as u32 {
+            let k = self.key_of(id);
+            if k.len() >= 2 && k[0] == 1 && k[1] == b'*' {
+                if let Some(p) = self.find(&k[2..]) {
+                    self.nodes[p as usize].wildcard_child = true;
+                }
+            }
+            let n = &self.nodes[id as usize];
+            let has_ns = sets[n.sets as usize..(n.sets + n.nsets) as usize]
+                .iter()
+                .any(|s| s.rtype == rtype::NS);
+            if id != apex && has_ns {
+                self.nodes[id as usize].cut = CutRec::Delegation;
+                any_cut = true;
+            }
+        }
+        if !any_cut {
+            return;
+        }
+        // A node below a delegation: find the highest cut above it.
+        for id in 0..self.nodes.len() as u32 {
+            let mut highest = None;
+            for suffix in crate::name::suffixes(self.key_of(id)).skip(1) {
+                if suffix.len() <= apex_len {
+                    break;
+                }
+                if let Some(p) = self.find(suffix) {
+                    if self.nodes[p as usize].cut == CutRec::Delegation {
+                        highest = Some(p);
+                    }
+                }
+            }
+            if let Some(p) = highest {
+                self.nodes[id as usize].cut = CutRec::Below(p);
+            }
+        }
+    }
+}
+
+impl Zone {
+    /// Builds a zone from records. Every error is collected, not just the first, and
+    /// reported in record order.
+    pub fn build(
+        origin: &Name,
+        records: Vec<Record>,
+    ) -> Result<(Zone, Vec<ZoneWarning>), Vec<ZoneError>> {
+        let mut b = Builder::new(origin, records.len());
+        b.index(&records);
+        // Present when the SOA (or anything else) was stored at the apex.
+        let apex = b.t.find(b.origin_lc.as_wire());
+        b.group_rrsets(&records, apex);
+        let (Some(soa), Some(apex)) = (b.soa.take(), apex) else {
+            b.errors.push((
+                usize::MAX,
+                zone_error(ZoneErrorKind::NoSoa {
+                    origin: origin.clone(),
+                }),
+            ));
+            return Err(sorted(b.errors));
+        };
+        if b.rdata.len() > u32::MAX as usize {
+            b.errors.push((
+                usize::MAX,
+                zone_error(ZoneErrorKind::TooLarge {
+                    origin: origin.clone(),
+                }),
+            ));
+        }
+        if !b.errors.is_empty() {
+            return Err(sorted(b.errors));
+        }
+        // Everything needed is copied out: free the records before the name tree grows.
+        drop(records);
+        let apex_len = b.origin_lc.wire_len();
+        b.t.add_empty_nonterminals(apex_len);
+        b.t.mark_wildcards_and_cuts(&b.sets, apex, apex_len);
+        Ok(b.finish(apex, soa))
     }
 
     fn key_of(&self, id: u32) -> &[u8] {
@@ -851,20 +950,24 @@ fn cname_conflicts(
                 .join(", ");
             errors.push((
                 i as usize,
-                ZoneError::CnameAndOther {
-                    at: at(r),
-                    owner: records[order[0].0 as usize].owner.clone(),
-                    other,
-                },
+                record_error(
+                    r,
+                    ZoneErrorKind::CnameAndOther {
+                        owner: records[order[0].0 as usize].owner.clone(),
+                        other,
+                    },
+                ),
             ));
         }
         if t == rtype::CNAME && is_apex {
             errors.push((
                 i as usize,
-                ZoneError::CnameAtApex {
-                    at: at(r),
-                    owner: r.owner.clone(),
-                },
+                record_error(
+                    r,
+                    ZoneErrorKind::CnameAtApex {
+                        owner: r.owner.clone(),
+                    },
+                ),
             ));
         }
     }
@@ -975,10 +1078,10 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(errs.len(), 2, "{errs:?}");
-        assert!(matches!(errs[0], ZoneError::CnameAndOther { .. }));
-        assert!(matches!(errs[1], ZoneError::OutOfZone { .. }));
+        assert!(matches!(errs[0].kind, ZoneErrorKind::CnameAndOther { .. }));
+        assert!(matches!(errs[1].kind, ZoneErrorKind::OutOfZone { .. }));
         let errs = Zone::build(&origin, vec![rec("a.x.", rtype::A, &[1, 2, 3, 4])]).unwrap_err();
-        assert!(matches!(errs[0], ZoneError::NoSoa { .. }));
+        assert!(matches!(errs[0].kind, ZoneErrorKind::NoSoa { .. }));
         // Without an SOA the other problems are still reported, the SOA last.
         let errs = Zone::build(
             &origin,
@@ -990,12 +1093,85 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(errs.len(), 3, "{errs:?}");
-        assert!(matches!(errs[0], ZoneError::CnameAndOther { .. }));
+        assert!(matches!(errs[0].kind, ZoneErrorKind::CnameAndOther { .. }));
         assert!(matches!(
-            errs[1],
-            ZoneError::RdataTooLong { len: 65600, .. }
+            errs[1].kind,
+            ZoneErrorKind::RdataTooLong { len: 65600, .. }
         ));
-        assert!(matches!(errs[2], ZoneError::NoSoa { .. }));
+        assert!(matches!(errs[2].kind, ZoneErrorKind::NoSoa { .. }));
+    }
+
+    /// Issue 8: rdata that is not what its type says is refused by the builder itself,
+    /// whatever produced the records: two truncated MX records at one owner used to pass
+    /// and then panic the answer writer.
+    #[test]
+    fn issue8_build_refuses_malformed_rdata() {
+        let origin = Name::parse("x.", None).unwrap();
+        let mut with_source = rec("a.x.", rtype::MX, &[0, 1, 3, 1]);
+        with_source.source = Some(Origin {
+            file: Arc::new(PathBuf::from("z/x.zone")),
+            line: 7,
+        });
+        let errs = Zone::build(
+            &origin,
+            vec![
+                rec("x.", rtype::SOA, &soa_rdata()),
+                with_source,
+                rec("a.x.", rtype::MX, &[0, 2, 3, 1]),
+                rec("b.x.", rtype::TXT, &[5, b'a']),
+                rec("c.x.", rtype::A, &[1, 2, 3]),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert!(errs
+            .iter()
+            .all(|e| matches!(e.kind, ZoneErrorKind::BadRdata { .. })));
+        assert_eq!(
+            errs[0].to_string(),
+            "z/x.zone:7: a.x.: bad MX record data: the exchange name is not a well-formed \
+             uncompressed domain name (labels of at most 63 octets, at most 255 in all, \
+             ending with the root label)"
+        );
+        assert_eq!(errs[0].at.as_ref().map(|a| a.line), Some(7));
+        assert!(errs[1].to_string().starts_with("<update>: a.x.: bad MX"));
+    }
+
+    /// The position of an error is in its fields, not only in its text.
+    #[test]
+    fn errors_carry_their_position() {
+        let origin = Name::parse("x.", None).unwrap();
+        let mut out = rec("y.", rtype::A, &[1, 2, 3, 4]);
+        out.source = Some(Origin {
+            file: Arc::new(PathBuf::from("dir: odd/x.zone")),
+            line: 3,
+        });
+        let errs = Zone::build(&origin, vec![out]).unwrap_err();
+        let at = errs[0].at.as_ref().unwrap();
+        assert_eq!((at.file.to_str(), at.line), (Some("dir: odd/x.zone"), 3));
+        assert_eq!(
+            errs[0].kind.to_string(),
+            "y. is outside the zone x.; remove it or serve it in its own zone"
+        );
+        assert!(errs[1].at.is_none());
+        assert!(matches!(errs[1].kind, ZoneErrorKind::NoSoa { .. }));
+        assert!(!errs[1].to_string().starts_with("<update>"));
+    }
+
+    #[test]
+    fn meta_types_are_refused() {
+        let origin = Name::parse("x.", None).unwrap();
+        for t in [0, rtype::OPT, rtype::TSIG, rtype::ANY, rtype::AXFR] {
+            let errs = Zone::build(
+                &origin,
+                vec![rec("x.", rtype::SOA, &soa_rdata()), rec("a.x.", t, &[])],
+            )
+            .unwrap_err();
+            assert!(
+                matches!(errs[0].kind, ZoneErrorKind::MetaType { t: got, .. } if got == t),
+                "{errs:?}"
+            );
+        }
     }
 
     #[test]

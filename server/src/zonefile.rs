@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::name::Name;
-use crate::rr::{class, rtype, type_from_name, type_name, Origin, Record};
+use crate::rr::{check_rdata, class, rtype, rtype_more, type_from_name, type_name, Origin, Record};
 
 /// Most errors collected from one file before giving up.
 const MAX_ERRORS: usize = 50;
@@ -80,15 +80,19 @@ impl std::error::Error for ZoneFileErrors {}
 
 /// Parses a zone file.
 pub fn parse_file(path: &Path, origin: &Name) -> Result<Vec<Record>, ZoneFileErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    parse_str(&read_file(path)?, path, origin)
+}
+
+/// The text of a zone file, or the error saying it cannot be read.
+pub fn read_file(path: &Path) -> Result<String, ZoneFileErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
         ZoneFileErrors(vec![ZoneFileError {
             file: path.into(),
             line: 0,
             record: String::new(),
             kind: ZoneFileErrorKind::Read(e.to_string()),
         }])
-    })?;
-    parse_str(&text, path, origin)
+    })
 }
 
 /// Parses zone text; `file` names it in messages and its directory confines `$INCLUDE`.
@@ -750,16 +754,18 @@ fn char_string(out: &mut Vec<u8>, t: &Token<'_>) -> Result<(), String> {
     Ok(())
 }
 
+/// Decodes hex digits, white space ignored. Works on characters, not bytes: the text may
+/// hold any Unicode, and a pair of bytes need not be a whole character.
 fn hex(s: &str) -> Result<Vec<u8>, String> {
-    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if !s.len().is_multiple_of(2) {
+    let digits: Vec<char> = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if !digits.len().is_multiple_of(2) {
         return Err("hex data has an odd number of digits".into());
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&s[i..i + 2], 16)
-                .map_err(|_| format!("\"{}\" is not hex", &s[i..i + 2]))
+    digits
+        .chunks_exact(2)
+        .map(|pair| match (pair[0].to_digit(16), pair[1].to_digit(16)) {
+            (Some(hi), Some(lo)) => Ok((hi * 16 + lo) as u8),
+            _ => Err(format!("\"{}{}\" is not hex", pair[0], pair[1])),
         })
         .collect()
 }
@@ -768,16 +774,17 @@ fn base64(s: &str) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(s.len() * 3 / 4);
     let mut acc = 0u32;
     let mut bits = 0;
-    for c in s.bytes() {
+    // Characters, not bytes: a non-ASCII character is named whole in the error.
+    for c in s.chars() {
         let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => continue,
-            _ => return Err(format!("'{}' is not base64", c as char)),
-        } as u32;
+            'A'..='Z' => c as u32 - 'A' as u32,
+            'a'..='z' => c as u32 - 'a' as u32 + 26,
+            '0'..='9' => c as u32 - '0' as u32 + 52,
+            '+' => 62,
+            '/' => 63,
+            '=' => continue,
+            _ => return Err(format!("'{c}' is not base64")),
+        };
         acc = (acc << 6) | v;
         bits += 6;
         if bits >= 8 {
@@ -809,7 +816,10 @@ fn rdata(rt: u16, rest: &[Token<'_>], origin: &Name) -> Result<Vec<u8>, String> 
                 data.len()
             ));
         }
-        check_known_wire(rt, &data)?;
+        // The same check as the text form's: a known type's \# data must have that type's
+        // structure, or the answers carrying it would not parse.
+        check_rdata(rt, &data)
+            .map_err(|why| format!("the \\# data is not valid {} rdata: {why}", type_name(rt)))?;
         return Ok(data);
     }
     let t = |i: usize| rest[i].text;
@@ -845,7 +855,7 @@ fn rdata(rt: u16, rest: &[Token<'_>], origin: &Name) -> Result<Vec<u8>, String> 
                 out.extend_from_slice(&v.to_be_bytes());
             }
         }
-        rtype::TXT | 99 => {
+        rtype::TXT | rtype_more::SPF => {
             if rest.is_empty() {
                 return Err("needs at least one string".into());
             }
@@ -882,7 +892,7 @@ fn rdata(rt: u16, rest: &[Token<'_>], origin: &Name) -> Result<Vec<u8>, String> 
             }
             out = base64(&rest.iter().map(|t| t.text).collect::<String>())?;
         }
-        44 => {
+        rtype_more::SSHFP => {
             // SSHFP: algorithm, fingerprint type, hex fingerprint.
             if rest.len() < 3 {
                 return Err("needs algorithm, type and fingerprint".into());
@@ -891,7 +901,7 @@ fn rdata(rt: u16, rest: &[Token<'_>], origin: &Name) -> Result<Vec<u8>, String> 
             out.push(number::<u8>(t(1), "SSHFP type", 255)?);
             out.extend(hex(&rest[2..].iter().map(|t| t.text).collect::<String>())?);
         }
-        52 => {
+        rtype_more::TLSA => {
             // TLSA: usage, selector, matching type, hex data.
             if rest.len() < 4 {
                 return Err("needs usage, selector, matching type and data".into());
@@ -915,28 +925,8 @@ fn rdata(rt: u16, rest: &[Token<'_>], origin: &Name) -> Result<Vec<u8>, String> 
             out.len()
         ));
     }
+    check_rdata(rt, &out)?;
     Ok(out)
-}
-
-/// Checks RFC 3597 data of a known type where its shape is simple.
-fn check_known_wire(rt: u16, data: &[u8]) -> Result<(), String> {
-    let ok = match rt {
-        rtype::A => data.len() == 4,
-        rtype::AAAA => data.len() == 16,
-        rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME => {
-            crate::name::wire_name_len(data) == Some(data.len())
-        }
-        rtype::SRV => {
-            data.len() > 6 && crate::name::wire_name_len(&data[6..]) == Some(data.len() - 6)
-        }
-        rtype::SOA => crate::rr::Soa::from_rdata(data).is_some(),
-        _ => true,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("the \\# data is not valid {} rdata", type_name(rt)))
-    }
 }
 
 /// Text of one record in master-file form, readable back by [`parse_str`].
@@ -1010,7 +1000,7 @@ pub fn rdata_to_text(rt: u16, d: &[u8]) -> String {
                 s.mname, s.rname, s.serial, s.refresh, s.retry, s.expire, s.minimum
             )
         }),
-        rtype::TXT | 99 | rtype::HINFO => {
+        rtype::TXT | rtype_more::SPF | rtype::HINFO => {
             let mut parts = Vec::new();
             let mut i = 0;
             let mut ok = true;
@@ -1123,6 +1113,96 @@ mod tests {
         // Several errors are all reported.
         let errs = parse(&format!("{HEAD}a A x\nb AAAA y\n")).unwrap_err();
         assert_eq!(errs.0.len(), 2);
+    }
+
+    /// Issue 8: hex after `\#` that is not ASCII used to panic (a byte slice through a
+    /// character), taking `musterd check` and a reloading server down.
+    #[test]
+    fn issue8_non_ascii_hex_is_an_error() {
+        for (data, want) in [
+            ("2 aéb", "odd number of digits"),
+            ("2 aé", "\"aé\" is not hex"),
+            ("1 é0", "\"é0\" is not hex"),
+            ("2 00😀", "odd number of digits"),
+        ] {
+            let e = first_error(&format!("{HEAD}x TYPE65534 \\# {data}\n"));
+            assert!(e.starts_with("t/x.zone:4: bad TYPE65534 record:"), "{e}");
+            assert!(e.contains(want), "{data}: {e}");
+        }
+        let e = first_error(&format!("{HEAD}x SSHFP 1 1 aé\n"));
+        assert!(e.contains("\"aé\" is not hex"), "{e}");
+        let e = first_error(&format!("{HEAD}x DHCID AAIBé\n"));
+        assert!(e.contains("'é' is not base64"), "{e}");
+    }
+
+    /// Issue 8: a known type in the RFC 3597 form gets the checks of its text form, so no
+    /// record a resolver cannot parse is served.
+    #[test]
+    fn issue8_generic_form_of_known_types_is_validated() {
+        let bad = [
+            ("MX", "4 00010301", "exchange name"),
+            ("MX", "1 00", "preference"),
+            ("NS", "2 0161", "target name"),
+            ("CNAME", "3 c00c00", "target name"),
+            ("PTR", "0", "target name is missing"),
+            ("TXT", "3 05abcd", "says 5 octets"),
+            ("TXT", "0", "at least one"),
+            ("HINFO", "2 0161", "HINFO OS is missing"),
+            ("CAA", "2 ffff", "CAA tag"),
+            ("CAA", "3 000000", "CAA tag"),
+            ("CAA", "4 00012061", "letters and digits"),
+            ("SRV", "6 000000000000", "SRV target is missing"),
+            ("SRV", "10 00000000000001610000", "follow"),
+            ("SOA", "2 0000", "SOA serial"),
+            ("A", "3 0a0000", "IPv4 address"),
+            ("AAAA", "4 0a000001", "IPv6 address"),
+            ("DS", "3 000102", "digest type"),
+            ("DS", "4 00010203", "digest is missing"),
+            ("DNSKEY", "3 010003", "algorithm"),
+            (
+                "RRSIG",
+                "18 000100000000000000000000000000000000",
+                "signer name",
+            ),
+            ("NSEC", "4 01610002", "type bitmap"),
+            ("NSEC", "5 0161000100", "window 1 has length 0"),
+            ("NSEC", "6 016100000100", "ends with a zero octet"),
+            ("NSEC3", "5 0100000000", "next hashed owner name is missing"),
+            ("DHCID", "2 0001", "digest type"),
+            ("TYPE35", "5 0001000203", "NAPTR"),
+            ("TYPE64", "2 0001", "target name is missing"),
+            ("TYPE64", "7 00010000010000", "SvcParam"),
+            ("TYPE257", "1 00", "CAA tag is missing"),
+        ];
+        for (t, data, want) in bad {
+            let e = first_error(&format!("{HEAD}a {t} \\# {data}\n"));
+            let name = type_name(type_from_name(t).unwrap());
+            assert!(
+                e.starts_with(&format!(
+                    "t/x.zone:4: bad {name} record: the \\# data is not valid {name} rdata:"
+                )) && e.contains(want)
+                    && e.ends_with(&format!("in \"a {t} \\# {data}\"")),
+                "{t} {data}: {e}"
+            );
+        }
+        // The generic form of well-formed data still parses, to the same rdata as text.
+        let good = [
+            ("MX", "5 000a016100", "MX 10 a."),
+            ("TXT", "4 01610162", "TXT a b"),
+            ("HINFO", "4 01610162", "HINFO a b"),
+            ("CAA", "8 0005697373756561", "CAA 0 issue a"),
+            ("SRV", "9 000100020003016100", "SRV 1 2 3 a."),
+            ("A", "4 0a000001", "A 10.0.0.1"),
+        ];
+        for (t, data, text) in good {
+            let rs = parse(&format!("{HEAD}a {t} \\# {data}\na {text}\n")).unwrap();
+            assert_eq!(rs[1].rdata, rs[2].rdata, "{t} {data}");
+        }
+        let rs = parse(&format!(
+            "{HEAD}a DS \\# 5 0001020300\na TYPE47 \\# 7 01610000020040\n"
+        ))
+        .unwrap();
+        assert_eq!(rs.len(), 3);
     }
 
     #[test]
