@@ -3,7 +3,8 @@
 //!
 //! Rdata is stored as wire bytes so that answers are copied, not re-encoded. Names inside
 //! rdata are stored uncompressed; the answer writer may compress the ones RFC 3597 §4 allows
-//! (NS, CNAME, SOA, PTR, MX) and never those in SRV or unknown types.
+//! (NS, CNAME, SOA, PTR, MX) and never those in SRV or unknown types. Stored rdata has
+//! passed [`check_rdata`], so the answer writer can rely on its structure.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -622,6 +623,115 @@ impl<'a> Fields<'a> {
         match self.d.len() - self.at {
             0 => Ok(()),
             n => Err(format!("{n} octets of data follow the last field")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s = s.replace(' ', "");
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Well-formed data of each structured type passes; every truncation of it fails (no
+    /// prefix of these is itself well formed), and so does a trailing octet where the last
+    /// field has a length.
+    #[test]
+    fn check_rdata_refuses_every_truncation() {
+        let cases = [
+            (rtype::A, "0a000001"),
+            (rtype::AAAA, "20010db8000000000000000000000001"),
+            (rtype::NS, "036e7331 0178 00"),
+            (rtype::MX, "000a01610178 00"),
+            (rtype::SRV, "000100020003016100"),
+            (rtype::HINFO, "01610162"),
+            (rtype::CAA, "000569737375 65"),
+            (
+                rtype::SOA,
+                "016100 016200 00000001 00000002 00000003 00000004 00000005",
+            ),
+            (rtype_more::NAPTR, "000a0014 01 53 00 00 0161 00"),
+            (
+                rtype::RRSIG,
+                "0001 08 02 0000012c 00000001 00000002 1234 0178 00 ab",
+            ),
+            (rtype::NSEC3, "01 00 000a 02 abcd 01 ff"),
+            (rtype::DS, "1234 08 02 ab"),
+            (rtype::DHCID, "0002 01 ab"),
+        ];
+        for (t, data) in cases {
+            let d = hex(data);
+            assert_eq!(check_rdata(t, &d), Ok(()), "{} {data}", type_name(t));
+            for n in 0..d.len() {
+                assert!(
+                    check_rdata(t, &d[..n]).is_err(),
+                    "{} {data} cut to {n} octets",
+                    type_name(t)
+                );
+            }
+            let mut longer = d.clone();
+            longer.push(0);
+            // These end with a field that takes the rest of the data.
+            let open_ended = [rtype::RRSIG, rtype::DS, rtype::DHCID, rtype::CAA];
+            if !open_ended.contains(&t) {
+                assert!(
+                    check_rdata(t, &longer).is_err(),
+                    "{} {data} + 00",
+                    type_name(t)
+                );
+            }
+        }
+        // Unknown types hold anything, nothing included.
+        assert_eq!(check_rdata(65534, &[]), Ok(()));
+        assert_eq!(check_rdata(65534, &[0xc0, 0x0c]), Ok(()));
+        // A compression pointer is never a name inside stored rdata.
+        assert!(check_rdata(rtype::CNAME, &[0xc0, 0x0c]).is_err());
+    }
+
+    #[test]
+    fn type_bitmaps_and_svc_params_are_checked() {
+        let nsec = |bitmap: &str| {
+            let mut d = vec![1, b'a', 0];
+            d.extend(hex(bitmap));
+            check_rdata(rtype::NSEC, &d)
+        };
+        assert_eq!(nsec(""), Ok(()));
+        assert_eq!(nsec("000160 010140"), Ok(()));
+        assert!(nsec("010140 000160").is_err(), "windows out of order");
+        assert!(nsec("0002 4000").is_err(), "trailing zero octet");
+        assert!(nsec("0021").is_err(), "window longer than 32");
+        let svcb = |params: &str| {
+            let mut d = vec![0, 1, 0];
+            d.extend(hex(params));
+            check_rdata(rtype_more::SVCB, &d)
+        };
+        assert_eq!(svcb("0001 0003 026832"), Ok(()));
+        assert!(
+            svcb("0003 0002 0035 0001 0003 026832").is_err(),
+            "keys out of order"
+        );
+        assert!(svcb("0001 0000").is_err(), "empty alpn");
+        assert!(
+            svcb("0002 0001 00").is_err(),
+            "no-default-alpn with a value"
+        );
+        assert!(svcb("0004 0003 0a0000").is_err(), "ipv4hint of 3 octets");
+        assert!(svcb("0003 0004 0035").is_err(), "value past the data");
+    }
+
+    #[test]
+    fn meta_and_query_only_types() {
+        for t in [0, 41, 249, 250, 251, 252, 253, 254, 255] {
+            assert!(is_meta_or_query_only(t), "{t}");
+        }
+        for t in [1, 2, 6, 16, 28, 33, 46, 257, 65534] {
+            assert!(!is_meta_or_query_only(t), "{t}");
         }
     }
 }
