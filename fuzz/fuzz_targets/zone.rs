@@ -105,13 +105,15 @@ fuzz_target!(|data: &[u8]| {
                 for edns in [false, true] {
                     for transport in [Transport::Udp, Transport::Tcp] {
                         let q = query(0x1234, name, t, edns);
-                        let out = responder.respond_full(&catalog, &q, transport, &mut full, &mut comp);
+                        let out =
+                            responder.respond_full(&catalog, &q, transport, &mut full, &mut comp);
                         if !matches!(out, Outcome::Reply { .. }) {
                             continue;
                         }
                         decode("full path", &full);
                         if fast_path {
-                            let out2 = responder.respond(&catalog, &q, transport, &mut fast, &mut comp);
+                            let out2 =
+                                responder.respond(&catalog, &q, transport, &mut fast, &mut comp);
                             assert_eq!(out, out2, "fast and full outcomes differ");
                             decode("fast path", &fast);
                             assert_eq!(fast, full, "fast and full answers differ for type {t}");
