@@ -540,24 +540,34 @@ fn rdata_ip(r: &Record) -> Option<IpAddr> {
 
 /// `10.0.0.10.in-addr.arpa.` -> 10.0.0.10; ip6.arpa nibbles likewise.
 fn reverse_to_ip(owner: &Name) -> Option<IpAddr> {
-    let labels: Vec<String> = owner
-        .labels()
-        .map(|l| String::from_utf8_lossy(l).to_ascii_lowercase())
-        .collect();
+    // Labels are taken as bytes: an owner name may hold any octet, and text made from it
+    // need not split where the digits do.
+    let labels: Vec<&[u8]> = owner.labels().collect();
     let n = labels.len();
-    if n == 6 && labels[4] == "in-addr" && labels[5] == "arpa" {
-        let o: Vec<u8> = labels[..4]
-            .iter()
-            .rev()
-            .map(|l| l.parse().ok())
-            .collect::<Option<_>>()?;
-        return Some(IpAddr::from([o[0], o[1], o[2], o[3]]));
+    if n == 6
+        && labels[4].eq_ignore_ascii_case(b"in-addr")
+        && labels[5].eq_ignore_ascii_case(b"arpa")
+    {
+        let mut o = [0u8; 4];
+        for (byte, label) in o.iter_mut().zip(labels[..4].iter().rev()) {
+            if label.is_empty() || label.len() > 3 || !label.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let v = label.iter().fold(0u32, |v, d| v * 10 + u32::from(d - b'0'));
+            *byte = u8::try_from(v).ok()?;
+        }
+        return Some(IpAddr::from(o));
     }
-    if n == 34 && labels[32] == "ip6" && labels[33] == "arpa" {
-        let hex: String = labels[..32].iter().rev().map(String::as_str).collect();
+    if n == 34
+        && labels[32].eq_ignore_ascii_case(b"ip6")
+        && labels[33].eq_ignore_ascii_case(b"arpa")
+    {
+        // One hex digit per label, least significant nibble first (RFC 3596 §2.5).
         let mut b = [0u8; 16];
-        for (i, byte) in b.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).ok()?;
+        for (i, label) in labels[..32].iter().rev().enumerate() {
+            let [digit] = label else { return None };
+            let nibble = (*digit as char).to_digit(16)? as u8;
+            b[i / 2] |= if i % 2 == 0 { nibble << 4 } else { nibble };
         }
         return Some(IpAddr::from(b));
     }
@@ -731,6 +741,29 @@ mod tests {
             "{}",
             f.message
         );
+    }
+
+    /// Reverse names with odd labels (an octet that is not UTF-8, a multi-digit ip6.arpa
+    /// label, a sign) are not addresses; they used to panic or be misread.
+    #[test]
+    fn reverse_names_are_read_strictly() {
+        let n = |s: &str| Name::parse(s, None).unwrap();
+        let ip6 = |first: &str| {
+            let mut s = String::from(first);
+            s.push_str(&".0".repeat(31));
+            s.push_str(".ip6.arpa.");
+            n(&s)
+        };
+        assert_eq!(reverse_to_ip(&ip6("\\255")), None);
+        assert_eq!(reverse_to_ip(&ip6("\\195\\169")), None);
+        assert_eq!(reverse_to_ip(&ip6("ab")), None);
+        assert_eq!(reverse_to_ip(&ip6("A")), Some("::a".parse().unwrap()));
+        assert_eq!(
+            reverse_to_ip(&n("1.0.0.10.IN-ADDR.ARPA.")),
+            Some("10.0.0.1".parse().unwrap())
+        );
+        assert_eq!(reverse_to_ip(&n("+1.0.0.10.in-addr.arpa.")), None);
+        assert_eq!(reverse_to_ip(&n("256.0.0.10.in-addr.arpa.")), None);
     }
 
     #[test]
