@@ -2,18 +2,29 @@
 //! §4.3.2 with RFC 2308 negative answers, RFC 4592 wildcards, RFC 8482 minimal ANY,
 //! RFC 6891 EDNS and RFC 2181 §9 truncation.
 //!
-//! [`Responder::respond`] is a pure function of (catalog, packet, transport) into a
+//! [`Responder::answer`] is a pure function of (catalog, query, transport) into a
 //! caller-owned buffer: the transports own the sockets and buffers, this module owns the
-//! DNS rules. It allocates nothing per query once the buffers have grown.
+//! DNS rules. Which path answers a packet (this one or a precompiled answer) is decided
+//! in [`crate::respond`]; precompiling watches this path through an [`Observer`].
+//!
+//! Nothing is allocated per query once the caller's buffer and [`Scratch`] have grown to
+//! the largest answer seen: the additional-section targets and the CNAME chain live in the
+//! scratch space, not in per-query vectors (a test counts allocations).
 //!
 //! Additional-section processing adds the A and AAAA records of **every** SRV, MX and NS
 //! target found in a served zone (hickory's stock handler adds only the first), bounded by
 //! [`AnswerConfig::max_additional_targets`] (CVE-2024-11187 is about unbounded work here).
+//!
+//! Zone data the writer refuses (see [`wire::WriteError`]) gives SERVFAIL with empty
+//! sections, never a panic or a partial record.
 
 use crate::catalog::Catalog;
 use crate::name::{wire_name_len, MAX_NAME_LEN};
-use crate::rr::{class, rtype};
-use crate::wire::{self, flags, opcode, parse_query, rcode, Compressor, Malformed, Query, Writer};
+use crate::rr::{class, is_meta_or_query_only, rtype};
+use crate::wire::{
+    self, flags, opcode, parse_query, rcode, Compressor, Malformed, Query, Section, WriteError,
+    Writer,
+};
 use crate::zone::{Found, Node, RRset, Zone};
 
 /// Smallest UDP payload any DNS client must accept (RFC 1035 §4.2.1, RFC 6891 §6.2.5).
@@ -68,6 +79,44 @@ pub struct Responder {
     pub config: AnswerConfig,
 }
 
+/// Working space of the full path, kept by each transport worker and reused from one
+/// query to the next so that answering allocates nothing once it has grown.
+#[derive(Default)]
+pub struct Scratch {
+    /// The writer's compression table.
+    pub comp: Compressor,
+    /// Names whose addresses go into the additional section.
+    targets: AdditionalTargets,
+    /// Names already answered in the current CNAME chain: (start, length) in `chain_names`.
+    chain: Vec<(usize, usize)>,
+    chain_names: Vec<u8>,
+}
+
+/// What precompiling needs to see while the full path builds an answer: where the
+/// response can be cut, and whether it depends on anything but the query's zone. Every
+/// method does nothing by default; `()` is the observer of ordinary queries.
+pub trait Observer {
+    /// Answer and authority are written (the message is `len` octets) and the additional
+    /// section comes next. `self_contained` is false when an additional target lies
+    /// outside the query's zone, so the answer depends on other zones.
+    fn sections_written(&mut self, len: usize, self_contained: bool) {
+        let _ = (len, self_contained);
+    }
+
+    /// An additional RRset was written: the message is `len` octets with `additional`
+    /// records in that section. Each such point is a place the response can be cut.
+    fn additional_written(&mut self, len: usize, additional: u16) {
+        let _ = (len, additional);
+    }
+
+    /// The writer refused zone data, so the answer became SERVFAIL.
+    fn refused(&mut self, error: WriteError) {
+        let _ = error;
+    }
+}
+
+impl Observer for () {}
+
 /// What the section-filling step decided.
 struct Filled {
     rcode: u16,
@@ -75,9 +124,14 @@ struct Filled {
     overflow: bool,
 }
 
-/// Where a response can be cut: the length after answer and authority, then after each
-/// additional RRset, with the additional count at that point. Used to precompile answers.
-pub type Cuts = Vec<(usize, u16)>;
+impl Filled {
+    fn rcode(rcode: u16) -> Filled {
+        Filled {
+            rcode,
+            overflow: false,
+        }
+    }
+}
 
 impl Responder {
     /// A responder with this configuration.
@@ -85,26 +139,41 @@ impl Responder {
         Responder { config }
     }
 
-    /// Builds the response to `pkt` in `buf`.
-    pub fn respond(
+    /// Builds the response to `pkt` in `buf` by the full path only. [`crate::respond`]
+    /// also uses precompiled answers; this is the reference they are tested against.
+    pub fn respond_full(
         &self,
         catalog: &Catalog,
         pkt: &[u8],
         transport: Transport,
         buf: &mut Vec<u8>,
+        scratch: &mut Scratch,
+    ) -> Outcome {
+        match parse_query(pkt) {
+            Ok(q) => self.answer(catalog, &q, transport, buf, scratch),
+            Err(m) => self.reply_malformed(pkt, m, buf, &mut scratch.comp),
+        }
+    }
+
+    /// The response to a packet [`parse_query`] rejected: nothing, or FORMERR, NOTIMP or
+    /// BADVERS echoing what could be parsed.
+    pub fn reply_malformed(
+        &self,
+        pkt: &[u8],
+        malformed: Malformed,
+        buf: &mut Vec<u8>,
         comp: &mut Compressor,
     ) -> Outcome {
-        let q = match parse_query(pkt) {
-            Ok(q) => q,
-            Err(Malformed::Drop(reason)) => return Outcome::Drop(reason),
-            Err(Malformed::Reply {
+        match malformed {
+            Malformed::Drop(reason) => Outcome::Drop(reason),
+            Malformed::Reply {
                 id,
                 opcode,
                 copy_flags,
                 rcode,
                 question_len,
                 edns,
-            }) => {
+            } => {
                 let question = &pkt[wire::HEADER_LEN..wire::HEADER_LEN + question_len];
                 let mut w = Writer::new(buf, comp, id, opcode, copy_flags, question);
                 w.set_rcode(rcode);
@@ -112,31 +181,11 @@ impl Responder {
                     w.opt(self.config.max_udp_payload, rcode, e.dnssec_ok);
                 }
                 w.finish();
-                return Outcome::Reply {
+                Outcome::Reply {
                     rcode,
                     truncated: false,
-                };
+                }
             }
-        };
-        if let Some(outcome) = crate::fastpath::answer(self, catalog, &q, transport, buf) {
-            return outcome;
-        }
-        self.answer(catalog, &q, transport, buf, comp, None)
-    }
-
-    /// Like [`Responder::respond`] but never uses precompiled answers: the reference the
-    /// fast path is tested against.
-    pub fn respond_full(
-        &self,
-        catalog: &Catalog,
-        pkt: &[u8],
-        transport: Transport,
-        buf: &mut Vec<u8>,
-        comp: &mut Compressor,
-    ) -> Outcome {
-        match parse_query(pkt) {
-            Ok(q) => self.answer(catalog, &q, transport, buf, comp, None),
-            Err(_) => self.respond(catalog, pkt, transport, buf, comp),
         }
     }
 
@@ -152,43 +201,74 @@ impl Responder {
         }
     }
 
-    /// Answers a well-formed query. With `cuts`, records where the response could be cut
-    /// and returns `None` in it when the answer depends on data outside the query's zone.
+    /// Answers a well-formed query by the full RFC algorithm.
     pub fn answer(
         &self,
         catalog: &Catalog,
         q: &Query<'_>,
         transport: Transport,
         buf: &mut Vec<u8>,
-        comp: &mut Compressor,
-        cuts: Option<&mut Option<Cuts>>,
+        scratch: &mut Scratch,
+    ) -> Outcome {
+        self.answer_observed(catalog, q, transport, buf, scratch, &mut ())
+    }
+
+    /// [`Responder::answer`], telling `observer` how the response is built.
+    pub fn answer_observed(
+        &self,
+        catalog: &Catalog,
+        q: &Query<'_>,
+        transport: Transport,
+        buf: &mut Vec<u8>,
+        scratch: &mut Scratch,
+        observer: &mut impl Observer,
     ) -> Outcome {
         let opt_len = if q.edns.is_some() { 11 } else { 0 };
         let limit = self.limit(q, transport) - opt_len;
+        let Scratch {
+            comp,
+            targets,
+            chain,
+            chain_names,
+        } = scratch;
+        targets.clear();
+        chain.clear();
+        chain_names.clear();
         let mut w = Writer::new(buf, comp, q.id, q.opcode, q.copy_flags, q.question);
         let filled = if q.opcode != opcode::QUERY {
             // NOTIFY and UPDATE come with later issues; until then they are not implemented.
-            Filled {
-                rcode: rcode::NOTIMP,
-                overflow: false,
-            }
+            Ok(Filled::rcode(rcode::NOTIMP))
         } else {
             match q.qclass {
-                class::IN => self.answer_in(catalog, q, transport, &mut w, limit, cuts),
+                class::IN => {
+                    let mut chain = Chain {
+                        names: chain,
+                        storage: chain_names,
+                    };
+                    let mut state = InState {
+                        w: &mut w,
+                        targets,
+                        chain: &mut chain,
+                        limit,
+                    };
+                    self.answer_in(catalog, q, transport, &mut state, observer)
+                }
                 class::CH => self.answer_chaos(q, &mut w),
-                _ => Filled {
-                    rcode: rcode::REFUSED,
-                    overflow: false,
-                },
+                _ => Ok(Filled::rcode(rcode::REFUSED)),
             }
         };
+        let filled = filled.unwrap_or_else(|error| {
+            tracing::debug!(%error, qtype = q.qtype, "zone data refused by the writer: SERVFAIL");
+            observer.refused(error);
+            w.clear_records();
+            w.clear_flags(flags::AA);
+            Filled::rcode(rcode::SERVFAIL)
+        });
         let mut truncated = false;
         if filled.overflow || w.len() > limit {
             // RFC 2181 §9: never a partial RRset; send TC with empty sections (as Knot and
             // NSD do) so the client retries over TCP.
-            let qlen = wire::HEADER_LEN + q.question.len();
-            w.truncate(qlen, 1, 0);
-            w.counts = [1, 0, 0, 0];
+            w.clear_records();
             w.set_flags(flags::TC);
             truncated = true;
         }
@@ -204,7 +284,7 @@ impl Responder {
     }
 
     /// CHAOS class: only the identity names, and only when configured.
-    fn answer_chaos(&self, q: &Query<'_>, w: &mut Writer<'_>) -> Filled {
+    fn answer_chaos(&self, q: &Query<'_>, w: &mut Writer<'_>) -> Result<Filled, WriteError> {
         let text = match q.qname() {
             b"\x07version\x04bind\x00" | b"\x07version\x06server\x00" => {
                 self.config.version.as_deref()
@@ -215,24 +295,13 @@ impl Responder {
             _ => None,
         };
         let Some(text) = text else {
-            return Filled {
-                rcode: rcode::REFUSED,
-                overflow: false,
-            };
+            return Ok(Filled::rcode(rcode::REFUSED));
         };
         w.set_flags(flags::AA);
         if q.qtype == rtype::TXT || q.qtype == rtype::ANY {
-            let mut rdata = Vec::with_capacity(text.len() + 1);
-            for chunk in text.as_bytes().chunks(255) {
-                rdata.push(chunk.len() as u8);
-                rdata.extend_from_slice(chunk);
-            }
-            w.record(1, q.qname(), rtype::TXT, class::CH, 0, &rdata);
+            w.txt_record(Section::Answer, q.qname(), class::CH, 0, text.as_bytes())?;
         }
-        Filled {
-            rcode: rcode::NOERROR,
-            overflow: false,
-        }
+        Ok(Filled::rcode(rcode::NOERROR))
     }
 
     /// Class IN: the RFC 1034 §4.3.2 algorithm.
@@ -241,57 +310,43 @@ impl Responder {
         catalog: &Catalog,
         q: &Query<'_>,
         transport: Transport,
-        w: &mut Writer<'_>,
-        limit: usize,
-        cuts: Option<&mut Option<Cuts>>,
-    ) -> Filled {
-        let refused = Filled {
-            rcode: rcode::REFUSED,
-            overflow: false,
-        };
-        match q.qtype {
-            // Meta types that cannot be asked for (RFC 6895 §3.1, RFC 6891 §6.1.1).
-            0 | rtype::OPT | rtype::TSIG => {
-                return Filled {
-                    rcode: rcode::FORMERR,
-                    overflow: false,
-                }
-            }
-            rtype::TKEY | rtype::MAILA | rtype::MAILB => {
-                return Filled {
-                    rcode: rcode::NOTIMP,
-                    overflow: false,
-                }
-            }
-            rtype::AXFR | rtype::IXFR => {
-                // Zone transfer is only defined over TCP (RFC 5936 §4.2); over TCP it is not
-                // allowed until transfer ACLs exist.
-                return match transport {
-                    Transport::Udp => Filled {
-                        rcode: rcode::NOTIMP,
-                        overflow: false,
-                    },
-                    Transport::Tcp => refused,
-                };
-            }
-            _ => {}
+        state: &mut InState<'_, '_>,
+        observer: &mut impl Observer,
+    ) -> Result<Filled, WriteError> {
+        // Types that name no zone data (RFC 6895 §3.1) each have a rule of their own; ANY
+        // is answered from the zone (RFC 8482).
+        if q.qtype != rtype::ANY && is_meta_or_query_only(q.qtype) {
+            return Ok(Filled::rcode(match q.qtype {
+                // Zone transfer is only defined over TCP (RFC 5936 §4.2); over TCP it is
+                // not allowed until transfer ACLs exist.
+                rtype::AXFR | rtype::IXFR => match transport {
+                    Transport::Udp => rcode::NOTIMP,
+                    Transport::Tcp => rcode::REFUSED,
+                },
+                rtype::TKEY | rtype::MAILA | rtype::MAILB => rcode::NOTIMP,
+                // Type 0, OPT and TSIG cannot be asked for (RFC 6891 §6.1.1, RFC 8945).
+                _ => rcode::FORMERR,
+            }));
         }
         let Some(zone) = catalog.find(q.qname()) else {
             // RFC 8906 practice: not ours, no referral to the root, AA clear.
-            return refused;
+            return Ok(Filled::rcode(rcode::REFUSED));
         };
+        let InState {
+            w,
+            targets,
+            chain: visited,
+            limit,
+        } = state;
+        let limit = *limit;
         w.set_flags(flags::AA);
+        let cap = self.config.max_additional_targets;
 
         // The current name of the CNAME chain, lower-cased, and how to write it as owner.
         let mut key_buf = [0u8; MAX_NAME_LEN];
         let mut key_len = q.qname().len();
         key_buf[..key_len].copy_from_slice(q.qname());
-        let mut additional: AdditionalTargets = AdditionalTargets::default();
         let mut chain = 0usize;
-        // Names already answered in this chain (only CNAME answers touch these, so the
-        // common path does not allocate).
-        let mut visited: Vec<(usize, usize)> = Vec::new();
-        let mut visited_buf: Vec<u8> = Vec::new();
         let mut owner_buf = [0u8; MAX_NAME_LEN];
         owner_buf[..key_len].copy_from_slice(q.qname());
         let mut owner_len = key_len;
@@ -309,26 +364,22 @@ impl Responder {
             match found {
                 Found::Exact(node) | Found::Wildcard(node) => {
                     if let Some(set) = select(node, q.qtype) {
-                        write_rrset(w, 1, owner, set);
-                        additional.collect(set, self.config.max_additional_targets);
+                        write_rrset(w, Section::Answer, owner, set)?;
+                        targets.collect(set, cap);
                         break rcode::NOERROR;
                     }
                     if q.qtype != rtype::CNAME {
                         if let Some(cname) = node.rrset(rtype::CNAME) {
-                            write_rrset(w, 1, owner, cname);
+                            write_rrset(w, Section::Answer, owner, cname)?;
                             chain += 1;
                             let target = cname.first();
-                            visited.push((visited_buf.len(), key.len()));
-                            visited_buf.extend_from_slice(key);
+                            visited.push(key);
                             // Stop at the cap, at a name already in the chain (a loop: its
                             // records are in the answer already), or outside the zone.
-                            let seen = visited.iter().any(|&(s, l)| {
-                                l == target.len()
-                                    && visited_buf[s..s + l].eq_ignore_ascii_case(target)
-                            });
                             if chain >= self.config.cname_chain_limit
-                                || seen
+                                || visited.contains(target)
                                 || !in_zone(target, zone)
+                                || target.len() > MAX_NAME_LEN
                             {
                                 break rcode::NOERROR;
                             }
@@ -340,46 +391,62 @@ impl Responder {
                             continue;
                         }
                     }
-                    write_negative(w, zone);
+                    write_negative(w, zone)?;
                     break rcode::NOERROR;
                 }
                 Found::Referral(cut) => {
                     if chain == 0 {
                         // A referral is not authoritative (RFC 1034 §4.3.2 step 3b).
-                        clear_aa(w);
+                        w.clear_flags(flags::AA);
                     }
                     if let Some(ns) = cut.rrset(rtype::NS) {
-                        write_rrset(w, 2, cut.owner(), ns);
-                        additional.collect(ns, self.config.max_additional_targets);
+                        write_rrset(w, Section::Authority, cut.owner(), ns)?;
+                        targets.collect(ns, cap);
                     }
                     break rcode::NOERROR;
                 }
                 Found::NxDomain => {
-                    write_negative(w, zone);
+                    write_negative(w, zone)?;
                     break rcode::NXDOMAIN;
                 }
             }
         };
-        let mut record: Option<&mut Cuts> = None;
-        if let Some(c) = cuts {
-            if additional.all_within(zone) {
-                *c = Some(vec![(w.len(), 0)]);
-                record = c.as_mut();
-            } else {
-                *c = None;
-            }
-        }
+        observer.sections_written(w.len(), targets.all_within(zone));
         if w.len() > limit {
-            return Filled {
+            return Ok(Filled {
                 rcode,
                 overflow: true,
-            };
+            });
         }
-        additional.write(catalog, w, limit, record);
-        Filled {
-            rcode,
-            overflow: false,
-        }
+        targets.write(catalog, w, limit, observer)?;
+        Ok(Filled::rcode(rcode))
+    }
+}
+
+/// What the class IN algorithm writes into and works with.
+struct InState<'a, 'b> {
+    w: &'a mut Writer<'b>,
+    targets: &'a mut AdditionalTargets,
+    chain: &'a mut Chain<'a>,
+    limit: usize,
+}
+
+/// The names of a CNAME chain so far, to stop at a loop.
+struct Chain<'a> {
+    names: &'a mut Vec<(usize, usize)>,
+    storage: &'a mut Vec<u8>,
+}
+
+impl Chain<'_> {
+    fn push(&mut self, name: &[u8]) {
+        self.names.push((self.storage.len(), name.len()));
+        self.storage.extend_from_slice(name);
+    }
+
+    fn contains(&self, name: &[u8]) -> bool {
+        self.names
+            .iter()
+            .any(|&(s, l)| l == name.len() && self.storage[s..s + l].eq_ignore_ascii_case(name))
     }
 }
 
@@ -397,38 +464,45 @@ fn in_zone(target: &[u8], zone: &Zone) -> bool {
     crate::name::suffixes(target).any(|s| s.len() == origin.len() && s.eq_ignore_ascii_case(origin))
 }
 
-fn clear_aa(w: &mut Writer<'_>) {
-    let fl = u16::from_be_bytes([w.buf[2], w.buf[3]]) & !flags::AA;
-    w.buf[2..4].copy_from_slice(&fl.to_be_bytes());
-}
-
-fn write_rrset(w: &mut Writer<'_>, section: usize, owner: &[u8], set: RRset<'_>) {
+fn write_rrset(
+    w: &mut Writer<'_>,
+    section: Section,
+    owner: &[u8],
+    set: RRset<'_>,
+) -> Result<(), WriteError> {
     for rdata in set.rdatas() {
-        w.record(section, owner, set.rtype, class::IN, set.ttl, rdata);
+        w.record(section, owner, set.rtype, class::IN, set.ttl, rdata)?;
     }
+    Ok(())
 }
 
 /// RFC 2308 §3: the zone's SOA in authority, with TTL min(SOA TTL, MINIMUM).
-fn write_negative(w: &mut Writer<'_>, zone: &Zone) {
+fn write_negative(w: &mut Writer<'_>, zone: &Zone) -> Result<(), WriteError> {
     w.record(
-        2,
+        Section::Authority,
         zone.apex().owner(),
         rtype::SOA,
         class::IN,
         zone.negative_ttl,
         &zone.soa_rdata,
-    );
+    )
 }
 
 /// Names whose addresses belong in the additional section, in answer order, deduplicated.
+/// Kept in [`Scratch`] and cleared per query, so its vectors are reused.
 #[derive(Default)]
 struct AdditionalTargets {
-    // Small fixed-size list: answers have few targets, and the cap bounds the work.
+    /// (start, length) in `storage` of each lower-cased name.
     names: Vec<(usize, usize)>,
     storage: Vec<u8>,
 }
 
 impl AdditionalTargets {
+    fn clear(&mut self) {
+        self.names.clear();
+        self.storage.clear();
+    }
+
     fn collect(&mut self, set: RRset<'_>, cap: usize) {
         for rdata in set.rdatas() {
             let name = match set.rtype {
@@ -463,14 +537,14 @@ impl AdditionalTargets {
     }
 
     /// Appends A then AAAA of each target while they fit; dropping additional data does not
-    /// set TC (RFC 2181 §9). With `cuts`, records the length after each RRset.
+    /// set TC (RFC 2181 §9). Tells `observer` the length after each RRset.
     fn write(
         &self,
         catalog: &Catalog,
         w: &mut Writer<'_>,
         limit: usize,
-        mut cuts: Option<&mut Cuts>,
-    ) {
+        observer: &mut impl Observer,
+    ) -> Result<(), WriteError> {
         for &(s, l) in &self.names {
             let key = &self.storage[s..s + l];
             let Some(zone) = catalog.find(key) else {
@@ -480,18 +554,223 @@ impl AdditionalTargets {
             let Some(node) = zone.node(key) else { continue };
             for t in [rtype::A, rtype::AAAA] {
                 if let Some(set) = node.rrset(t) {
-                    let before = w.len();
-                    let count = w.counts[3];
-                    write_rrset(w, 3, node.owner(), set);
+                    let before = w.checkpoint();
+                    write_rrset(w, Section::Additional, node.owner(), set)?;
                     if w.len() > limit {
-                        w.truncate(before, 3, count);
-                        return;
+                        w.rollback(before);
+                        return Ok(());
                     }
-                    if let Some(c) = cuts.as_deref_mut() {
-                        c.push((w.len(), w.counts[3]));
-                    }
+                    observer.additional_written(w.len(), w.count(Section::Additional));
                 }
             }
         }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::name::Name;
+    use crate::rr::Record;
+
+    /// Counts the allocations of the current thread, so a test can show that answering
+    /// allocates nothing (other tests run on other threads and are not counted).
+    struct CountingAllocator;
+
+    thread_local! {
+        static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    fn count_one() {
+        // `try_with`: the counter may be gone while a thread is being torn down.
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+    }
+
+    // SAFETY: every call is passed on unchanged to the system allocator.
+    unsafe impl GlobalAlloc for CountingAllocator {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            count_one();
+            // SAFETY: the caller's contract is System's.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            count_one();
+            // SAFETY: as above.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            count_one();
+            // SAFETY: as above.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: as above.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+    fn allocations() -> u64 {
+        ALLOCATIONS.with(Cell::get)
+    }
+
+    fn rec(owner: &str, t: u16, rdata: Vec<u8>) -> Record {
+        Record {
+            owner: Name::parse(owner, None).unwrap(),
+            rtype: t,
+            class: class::IN,
+            ttl: 30,
+            rdata,
+            source: None,
+        }
+    }
+
+    fn name(s: &str) -> Vec<u8> {
+        Name::parse(s, None).unwrap().as_wire().to_vec()
+    }
+
+    fn query(name_text: &str, qtype: u16, qclass: u16) -> Vec<u8> {
+        let mut p = vec![0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+        p.extend(name(name_text));
+        p.extend_from_slice(&qtype.to_be_bytes());
+        p.extend_from_slice(&qclass.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0]);
+        p
+    }
+
+    fn catalog() -> Catalog {
+        let mut soa = name("ns1.z.test.");
+        soa.extend(name("h.z.test."));
+        for n in [1u32, 3600, 600, 86400, 60] {
+            soa.extend_from_slice(&n.to_be_bytes());
+        }
+        let srv = |port: u16, target: &str| {
+            let mut v = vec![0, 0, 0, 0];
+            v.extend_from_slice(&port.to_be_bytes());
+            v.extend(name(target));
+            v
+        };
+        let mut records = vec![
+            rec("z.test.", rtype::SOA, soa),
+            rec("z.test.", rtype::NS, name("ns1.z.test.")),
+            rec("ns1.z.test.", rtype::A, vec![127, 0, 0, 1]),
+            rec("www.z.test.", rtype::CNAME, name("alias.z.test.")),
+            rec("alias.z.test.", rtype::CNAME, name("m0.z.test.")),
+            rec("loop1.z.test.", rtype::CNAME, name("loop2.z.test.")),
+            rec("loop2.z.test.", rtype::CNAME, name("loop1.z.test.")),
+            rec("*.wild.z.test.", rtype::TXT, b"\x03abc".to_vec()),
+            rec("sub.z.test.", rtype::NS, name("ns.sub.z.test.")),
+            rec("ns.sub.z.test.", rtype::A, vec![10, 9, 9, 9]),
+            rec(
+                "mx.z.test.",
+                rtype::MX,
+                b"\x00\x0a\x02m1\x01z\x04test\x00".to_vec(),
+            ),
+        ];
+        for m in 0..5 {
+            let target = format!("m{m}.z.test.");
+            records.push(rec(
+                "_etcd-server-ssl._tcp.z.test.",
+                rtype::SRV,
+                srv(2380, &target),
+            ));
+            records.push(rec(&target, rtype::A, vec![10, 0, 0, m]));
+            records.push(rec(&target, rtype::AAAA, [0xfd; 16].to_vec()));
+        }
+        let origin = Name::parse("z.test.", None).unwrap();
+        let (zone, _) = Zone::build(&origin, records).unwrap();
+        let mut catalog = Catalog::new();
+        catalog.insert(Arc::new(zone));
+        catalog
+    }
+
+    /// Review issue 8: the module said the full path allocates nothing per query, but the
+    /// additional-section targets, the CNAME chain and the CHAOS TXT rdata were vectors
+    /// allocated per query. Once the buffers have grown, answering allocates nothing.
+    #[test]
+    fn the_full_path_allocates_nothing_once_warm() {
+        let catalog = catalog();
+        let responder = Responder::new(AnswerConfig {
+            version: Some("musterd test".into()),
+            ..AnswerConfig::default()
+        });
+        let queries: Vec<Vec<u8>> = [
+            ("_etcd-server-ssl._tcp.z.test.", rtype::SRV, class::IN),
+            ("www.z.test.", rtype::A, class::IN),
+            ("loop1.z.test.", rtype::A, class::IN),
+            ("mx.z.test.", rtype::MX, class::IN),
+            ("z.test.", rtype::NS, class::IN),
+            ("nx.z.test.", rtype::A, class::IN),
+            ("a.b.wild.z.test.", rtype::TXT, class::IN),
+            ("deep.sub.z.test.", rtype::A, class::IN),
+            ("m0.z.test.", rtype::ANY, class::IN),
+            ("other.test.", rtype::A, class::IN),
+            ("version.bind.", rtype::TXT, class::CH),
+        ]
+        .iter()
+        .map(|&(n, t, c)| query(n, t, c))
+        .chain([vec![0, 1, 2]])
+        .collect();
+        let mut buf = Vec::new();
+        let mut scratch = Scratch::default();
+        for transport in [Transport::Udp, Transport::Tcp] {
+            for q in &queries {
+                responder.respond_full(&catalog, q, transport, &mut buf, &mut scratch);
+            }
+        }
+        for transport in [Transport::Udp, Transport::Tcp] {
+            for q in &queries {
+                let before = allocations();
+                let outcome =
+                    responder.respond_full(&catalog, q, transport, &mut buf, &mut scratch);
+                assert_eq!(
+                    allocations() - before,
+                    0,
+                    "{:?} over {transport:?} allocated ({outcome:?})",
+                    crate::wire::parse_query(q).map(|q| q.qname().to_vec())
+                );
+            }
+        }
+        // The answers are the full ones: five SRV targets, each with A and AAAA.
+        responder.respond_full(
+            &catalog,
+            &queries[0],
+            Transport::Tcp,
+            &mut buf,
+            &mut scratch,
+        );
+        let m = hickory_proto::op::Message::from_vec(&buf).unwrap();
+        assert_eq!((m.answers.len(), m.additionals.len()), (5, 10));
+    }
+
+    #[test]
+    fn chaos_txt_is_cut_into_character_strings() {
+        let responder = Responder::new(AnswerConfig {
+            version: Some("v".repeat(300)),
+            ..AnswerConfig::default()
+        });
+        let mut buf = Vec::new();
+        let q = query("version.bind.", rtype::TXT, class::CH);
+        responder.respond_full(
+            &Catalog::new(),
+            &q,
+            Transport::Udp,
+            &mut buf,
+            &mut Scratch::default(),
+        );
+        let m = hickory_proto::op::Message::from_vec(&buf).unwrap();
+        assert_eq!(m.answers.len(), 1);
+        let hickory_proto::rr::RData::TXT(txt) = &m.answers[0].data else {
+            panic!("not TXT: {:?}", m.answers[0]);
+        };
+        let lens: Vec<usize> = txt.txt_data.iter().map(|s| s.len()).collect();
+        assert_eq!(lens, [255, 45]);
     }
 }

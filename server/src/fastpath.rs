@@ -2,7 +2,8 @@
 //!
 //! When a zone snapshot is built, the response to every (existing name, type) — and the
 //! NODATA response of every name — is computed once by the full answer path
-//! ([`Responder::answer`]) and kept in wire format. A query whose name exists then costs
+//! ([`Responder::answer_observed`], watched through an [`Observer`] that records where the
+//! response can be cut) and kept in wire format. A query whose name exists then costs
 //! one hash lookup and a copy: header and question are taken from the query (so ID, case
 //! and flags are the querier's), the stored sections are appended up to the largest cut
 //! point that fits the size limit, and an OPT is added when the query had one.
@@ -14,15 +15,17 @@
 //!
 //! Not precompiled, so answered by the full path: names at or below delegations,
 //! wildcard-synthesised and non-existent names, CNAME chains for other types, answers whose
-//! additional section depends on another zone, and every non-IN, non-QUERY or meta query.
+//! additional section depends on another zone, answers whose zone data the writer
+//! refuses (counted and logged by the loader), and every non-IN, non-QUERY or meta query.
+//! Which path answers a query is decided in [`crate::respond`].
 
 use std::sync::Arc;
 
-use crate::answer::{Cuts, Outcome, Responder, Transport};
+use crate::answer::{Observer, Outcome, Responder, Scratch, Transport};
 use crate::catalog::Catalog;
 use crate::name::Name;
-use crate::rr::{class, rtype};
-use crate::wire::{flags, opcode, parse_query, Compressor, Query, HEADER_LEN};
+use crate::rr::{class, is_meta_or_query_only, rtype};
+use crate::wire::{flags, opcode, parse_query, Query, WriteError, HEADER_LEN};
 use crate::zone::{Cut, Node, Zone};
 
 // Storage. All precompiled answers of a zone live in one byte arena (see
@@ -39,9 +42,6 @@ use crate::zone::{Cut, Node, Zone};
 // close to the size of its answers.
 
 const NONE: u32 = u32::MAX;
-
-/// A part of the fast arena: its bytes and (node number, block offset) pairs.
-type Arena = (Vec<u8>, Vec<(u32, u32)>);
 
 fn rd16(b: &[u8], at: usize) -> u16 {
     u16::from_ne_bytes([b[at], b[at + 1]])
@@ -109,18 +109,10 @@ fn lookup(arena: &[u8], at: usize, qtype: u16) -> Option<Prebuilt<'_>> {
     (off != NONE).then(|| Prebuilt::at(arena, at + off as usize))
 }
 
-/// Query types the full path treats specially before looking at zone data.
+/// Query types the full path answers by a rule of their own, before looking at zone
+/// data: every meta or query-only type but ANY, which the fast path answers (RFC 8482).
 fn is_special(qtype: u16) -> bool {
-    matches!(
-        qtype,
-        0 | rtype::OPT
-            | rtype::TSIG
-            | rtype::TKEY
-            | rtype::MAILA
-            | rtype::MAILB
-            | rtype::AXFR
-            | rtype::IXFR
-    )
+    qtype != rtype::ANY && is_meta_or_query_only(qtype)
 }
 
 /// Answers from precompiled data, or `None` when the full path must answer.
@@ -179,13 +171,36 @@ pub fn answer(
     })
 }
 
+/// What precompiling a zone did, beyond installing the answers.
+#[derive(Debug, Default)]
+pub struct Precompiled {
+    /// Answers not precompiled because the writer refused the zone data (the full path
+    /// answers those queries with SERVFAIL).
+    pub refused: u64,
+    /// The first of them: owner, type and why.
+    pub first_refused: Option<(Name, u16, WriteError)>,
+}
+
+impl Precompiled {
+    fn merge(&mut self, other: Precompiled) {
+        self.refused += other.refused;
+        if self.first_refused.is_none() {
+            self.first_refused = other.first_refused;
+        }
+    }
+}
+
 /// Computes the precompiled answers of every name of `zone` that can have them and
 /// attaches them to its nodes. The zone may already be serving: a node without answers is
 /// served by the full path, so this runs in the background after a load and the zone
 /// answers from its first moment. `other_origins` are the apexes of the other served zones:
 /// an answer whose additional section could reach into one of them is left to the full
 /// path.
-pub fn precompile(zone: &Arc<Zone>, responder: &Responder, other_origins: &[Name]) {
+///
+/// A panic in any worker thread is passed on to the caller with its original payload once
+/// every thread has finished, and nothing is installed: the caller decides what it means
+/// (see [`crate::loader`]).
+pub fn precompile(zone: &Arc<Zone>, responder: &Responder, other_origins: &[Name]) -> Precompiled {
     let mut catalog = Catalog::new();
     catalog.insert(zone.clone());
     let nested: Vec<Name> = other_origins
@@ -200,7 +215,7 @@ pub fn precompile(zone: &Arc<Zone>, responder: &Responder, other_origins: &[Name
         .map_or(1, |n| n.get())
         .min(8);
     let chunk = nodes.len().div_ceil(threads).max(1);
-    let parts: Vec<Arena> = std::thread::scope(|scope| {
+    let results: Vec<std::thread::Result<Part>> = std::thread::scope(|scope| {
         let handles: Vec<_> = nodes
             .chunks(chunk)
             .map(|part| {
@@ -209,41 +224,66 @@ pub fn precompile(zone: &Arc<Zone>, responder: &Responder, other_origins: &[Name
                 scope.spawn(move || precompile_nodes(part, responder, catalog, nested))
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("precompile thread"))
-            .collect()
+        // Joining every handle keeps `scope` from panicking on its own.
+        handles.into_iter().map(|h| h.join()).collect()
     });
-    let total: usize = parts.iter().map(|(a, _)| a.len()).sum();
+    let mut parts = Vec::with_capacity(results.len());
+    for r in results {
+        match r {
+            Ok(part) => parts.push(part),
+            Err(payload) => std::panic::resume_unwind(payload),
+        }
+    }
+    let mut report = Precompiled::default();
+    let total: usize = parts.iter().map(|p| p.arena.len()).sum();
     if total >= NONE as usize {
         tracing::warn!(zone = %zone.origin, "too many answers to precompile; using the full path");
-        return;
+        return report;
     }
     let mut arena = Vec::with_capacity(total);
-    let mut offsets = Vec::with_capacity(parts.iter().map(|(_, o)| o.len()).sum());
-    for (part, offs) in parts {
+    let mut offsets = Vec::with_capacity(parts.iter().map(|p| p.offsets.len()).sum());
+    for part in parts {
         let base = arena.len() as u32;
-        arena.extend_from_slice(&part);
-        offsets.extend(offs.into_iter().map(|(id, off)| (id, base + off)));
+        arena.extend_from_slice(&part.arena);
+        offsets.extend(part.offsets.into_iter().map(|(id, off)| (id, base + off)));
+        report.merge(part.report);
     }
     zone.install_prebuilt(arena, &offsets);
+    report
 }
 
-/// Precompiles the answers of some nodes into a fresh arena: (arena, (node, offset)s).
+/// What one precompiling thread produced.
+struct Part {
+    /// Node blocks and answers.
+    arena: Vec<u8>,
+    /// (node number, offset of its block in `arena`).
+    offsets: Vec<(u32, u32)>,
+    report: Precompiled,
+}
+
+/// Precompiles the answers of some nodes into a fresh arena.
 fn precompile_nodes(
     nodes: &[Node<'_>],
     responder: &Responder,
     catalog: &Catalog,
     nested: &[Name],
-) -> Arena {
-    let mut pkt = Vec::with_capacity(300);
-    let mut buf = Vec::with_capacity(4096);
-    let mut comp = Compressor::default();
+) -> Part {
+    let mut probe = Probe {
+        pkt: Vec::with_capacity(300),
+        buf: Vec::with_capacity(4096),
+        scratch: Scratch::default(),
+        cuts: CutRecorder::default(),
+    };
     let mut arena = Vec::new();
     let mut offsets = Vec::new();
+    let mut report = Precompiled::default();
     let mut types: Vec<u16> = Vec::new();
     for node in nodes {
         let key = node.key();
+        #[cfg(test)]
+        if key.starts_with(crate::INJECT_PANIC) {
+            panic!("panic injected by a test");
+        }
         if nested
             .iter()
             .any(|o| crate::name::suffixes(key).any(|s| s == o.as_wire()))
@@ -276,11 +316,18 @@ fn precompile_nodes(
                 continue;
             }
             let at = arena.len();
-            if build_one(
-                responder, catalog, key, t, nested, &mut pkt, &mut buf, &mut comp, &mut arena,
-            ) {
-                arena[slot..slot + 4].copy_from_slice(&((at - start) as u32).to_ne_bytes());
-                any = true;
+            match probe.build(responder, catalog, key, t, nested, &mut arena) {
+                Built::Yes => {
+                    arena[slot..slot + 4].copy_from_slice(&((at - start) as u32).to_ne_bytes());
+                    any = true;
+                }
+                Built::FullPath => {}
+                Built::Refused(error) => {
+                    report.refused += 1;
+                    if report.first_refused.is_none() {
+                        report.first_refused = Some((node.owner_name(), t, error));
+                    }
+                }
             }
         }
         if any {
@@ -289,74 +336,134 @@ fn precompile_nodes(
             arena.truncate(start);
         }
     }
-    (arena, offsets)
+    Part {
+        arena,
+        offsets,
+        report,
+    }
 }
 
-/// Runs the full path for (name, type) and appends the sections after the question to
-/// `arena`; false when the full path must answer this one. Type 0 stands for "a type the
-/// name lacks" (the NODATA answer).
-#[allow(clippy::too_many_arguments)]
-fn build_one(
-    responder: &Responder,
-    catalog: &Catalog,
-    key: &[u8],
-    qtype: u16,
-    nested: &[Name],
-    pkt: &mut Vec<u8>,
-    buf: &mut Vec<u8>,
-    comp: &mut Compressor,
-    arena: &mut Vec<u8>,
-) -> bool {
-    // An unused type code stands for "any type this name lacks".
-    let probe = if qtype == 0 { 65534 } else { qtype };
-    pkt.clear();
-    pkt.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
-    pkt.extend_from_slice(key);
-    pkt.extend_from_slice(&probe.to_be_bytes());
-    pkt.extend_from_slice(&class::IN.to_be_bytes());
-    let Ok(q) = parse_query(pkt) else {
-        return false;
-    };
-    let mut cuts: Option<Cuts> = None;
-    // TCP without EDNS: no size limit short of 64 KiB, no OPT; the per-query limit is
-    // applied later with the cut points.
-    let outcome = responder.answer(catalog, &q, Transport::Tcp, buf, comp, Some(&mut cuts));
-    let Outcome::Reply {
-        rcode,
-        truncated: false,
-    } = outcome
-    else {
-        return false;
-    };
-    let Some(cuts) = cuts else {
-        return false;
-    };
-    let head = HEADER_LEN + q.question.len();
-    let tail = &buf[head..];
-    if tail.len() > u16::MAX as usize || cuts.len() > u16::MAX as usize {
-        return false;
+/// Records where the full path's response can be cut (see [`Observer`]).
+#[derive(Default)]
+struct CutRecorder {
+    /// (length, additional count): after answer and authority, then after each additional
+    /// RRset.
+    cuts: Vec<(usize, u16)>,
+    self_contained: bool,
+    refused: Option<WriteError>,
+}
+
+impl Observer for CutRecorder {
+    fn sections_written(&mut self, len: usize, self_contained: bool) {
+        self.cuts.clear();
+        self.cuts.push((len, 0));
+        self.self_contained = self_contained;
     }
-    // Additional targets inside a nested zone come from that zone: leave such answers to
-    // the full path (nested zones are rare; being conservative costs only speed).
-    if !nested.is_empty() && matches!(probe, rtype::SRV | rtype::MX | rtype::NS) {
-        return false;
+
+    fn additional_written(&mut self, len: usize, additional: u16) {
+        self.cuts.push((len, additional));
     }
-    let fl = u16::from_be_bytes([buf[2], buf[3]]);
-    for v in [
-        fl & (flags::AA | flags::AD),
-        rcode,
-        u16::from_be_bytes([buf[6], buf[7]]),
-        u16::from_be_bytes([buf[8], buf[9]]),
-        cuts.len() as u16,
-    ] {
-        arena.extend_from_slice(&v.to_ne_bytes());
+
+    fn refused(&mut self, error: WriteError) {
+        self.refused = Some(error);
     }
-    for &(len, ar) in &cuts {
-        arena.extend_from_slice(&((len - head) as u16).to_ne_bytes());
-        arena.extend_from_slice(&ar.to_ne_bytes());
+}
+
+/// The buffers one precompiling thread reuses for every (name, type) it asks about.
+struct Probe {
+    pkt: Vec<u8>,
+    buf: Vec<u8>,
+    scratch: Scratch,
+    cuts: CutRecorder,
+}
+
+/// Whether an answer was precompiled.
+enum Built {
+    Yes,
+    /// Left to the full path (it depends on more than the query's zone, or is truncated).
+    FullPath,
+    /// The writer refused the zone data.
+    Refused(WriteError),
+}
+
+impl Probe {
+    /// Runs the full path for (name, type) and appends the sections after the question to
+    /// `arena`. Type 0 stands for "a type the name lacks" (the NODATA answer).
+    fn build(
+        &mut self,
+        responder: &Responder,
+        catalog: &Catalog,
+        key: &[u8],
+        qtype: u16,
+        nested: &[Name],
+        arena: &mut Vec<u8>,
+    ) -> Built {
+        // An unused type code stands for "any type this name lacks".
+        let probe = if qtype == 0 { 65534 } else { qtype };
+        let pkt = &mut self.pkt;
+        pkt.clear();
+        pkt.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        pkt.extend_from_slice(key);
+        pkt.extend_from_slice(&probe.to_be_bytes());
+        pkt.extend_from_slice(&class::IN.to_be_bytes());
+        let Ok(q) = parse_query(pkt) else {
+            return Built::FullPath;
+        };
+        self.cuts.cuts.clear();
+        self.cuts.self_contained = false;
+        self.cuts.refused = None;
+        // TCP without EDNS: no size limit short of 64 KiB, no OPT; the per-query limit is
+        // applied later with the cut points.
+        let buf = &mut self.buf;
+        let outcome = responder.answer_observed(
+            catalog,
+            &q,
+            Transport::Tcp,
+            buf,
+            &mut self.scratch,
+            &mut self.cuts,
+        );
+        if let Some(error) = self.cuts.refused {
+            return Built::Refused(error);
+        }
+        let Outcome::Reply {
+            rcode,
+            truncated: false,
+        } = outcome
+        else {
+            return Built::FullPath;
+        };
+        let cuts = &self.cuts.cuts;
+        if cuts.is_empty() || !self.cuts.self_contained {
+            return Built::FullPath;
+        }
+        let head = HEADER_LEN + q.question.len();
+        let tail = &buf[head..];
+        if tail.len() > u16::MAX as usize || cuts.len() > u16::MAX as usize {
+            return Built::FullPath;
+        }
+        // Additional targets inside a nested zone come from that zone: leave such answers
+        // to the full path (nested zones are rare; being conservative costs only speed).
+        if !nested.is_empty() && matches!(probe, rtype::SRV | rtype::MX | rtype::NS) {
+            return Built::FullPath;
+        }
+        let fl = u16::from_be_bytes([buf[2], buf[3]]);
+        for v in [
+            fl & (flags::AA | flags::AD),
+            rcode,
+            u16::from_be_bytes([buf[6], buf[7]]),
+            u16::from_be_bytes([buf[8], buf[9]]),
+            cuts.len() as u16,
+        ] {
+            arena.extend_from_slice(&v.to_ne_bytes());
+        }
+        for &(len, ar) in cuts {
+            arena.extend_from_slice(&((len - head) as u16).to_ne_bytes());
+            arena.extend_from_slice(&ar.to_ne_bytes());
+        }
+        arena.extend_from_slice(tail);
+        Built::Yes
     }
-    arena.extend_from_slice(tail);
-    true
 }
 
 #[cfg(test)]
@@ -498,7 +605,7 @@ mod tests {
             let mut catalog = Catalog::new();
             catalog.insert(zone);
             let (mut b1, mut b2) = (Vec::new(), Vec::new());
-            let mut comp = Compressor::default();
+            let mut scratch = Scratch::default();
             let mut seed = 0x1234_5678u64;
             let mut fast_hits = 0;
             let mut compared = 0;
@@ -529,8 +636,21 @@ mod tests {
                             if answer(&responder, &catalog, &parsed, transport, &mut b1).is_some() {
                                 fast_hits += 1;
                             }
-                            responder.respond(&catalog, &pkt, transport, &mut b1, &mut comp);
-                            responder.respond_full(&catalog, &pkt, transport, &mut b2, &mut comp);
+                            crate::respond::respond(
+                                &responder,
+                                &catalog,
+                                &pkt,
+                                transport,
+                                &mut b1,
+                                &mut scratch,
+                            );
+                            responder.respond_full(
+                                &catalog,
+                                &pkt,
+                                transport,
+                                &mut b2,
+                                &mut scratch,
+                            );
                             assert_eq!(b1, b2, "{qn} type {qtype} edns {edns:?} {transport:?}");
                             compared += 1;
                         }
@@ -544,5 +664,86 @@ mod tests {
                 "fast path used for only {fast_hits} of {compared}"
             );
         }
+    }
+
+    /// Review issue 8: two records `a MX \# 4 00010301` (a name cut short inside the MX
+    /// rdata) panicked the precompile thread in the writer. The zone builder now refuses
+    /// such data and the writer's own checks are tested in `wire`; this tests what is done
+    /// with a refusal, through a test-only record the writer refuses: that answer is not
+    /// precompiled but counted, the full path answers SERVFAIL, and the rest of the zone
+    /// is precompiled as before.
+    #[test]
+    fn an_answer_the_writer_refuses_is_not_precompiled() {
+        let responder = Responder::new(AnswerConfig::default());
+        let origin = Name::parse("z.test.", None).unwrap();
+        let mut records = zone_records(1);
+        records.push(rec(
+            "a.z.test.",
+            rtype::TXT,
+            crate::INJECT_WRITE_ERROR.to_vec(),
+        ));
+        records.push(rec("a.z.test.", rtype::A, vec![10, 0, 0, 1]));
+        let (zone, _) = Zone::build(&origin, records).unwrap();
+        let zone = Arc::new(zone);
+        let report = precompile(&zone, &responder, std::slice::from_ref(&origin));
+        assert_eq!(report.refused, 1);
+        let (owner, t, error) = report.first_refused.unwrap();
+        assert_eq!((owner.to_string().as_str(), t), ("a.z.test.", rtype::TXT));
+        assert_eq!(error, WriteError::BadRdata { rtype: rtype::TXT });
+        assert!(zone.node(&name("a.z.test.")).unwrap().prebuilt().is_some());
+
+        let mut catalog = Catalog::new();
+        catalog.insert(zone);
+        let (mut buf, mut scratch) = (Vec::new(), Scratch::default());
+        let mut ask = |qtype, transport| {
+            let pkt = query("a.z.test.", qtype, None, 9);
+            let outcome = crate::respond::respond(
+                &responder,
+                &catalog,
+                &pkt,
+                transport,
+                &mut buf,
+                &mut scratch,
+            );
+            (outcome, hickory_proto::op::Message::from_vec(&buf).unwrap())
+        };
+        for transport in [Transport::Udp, Transport::Tcp] {
+            let (outcome, m) = ask(rtype::TXT, transport);
+            let servfail = crate::wire::rcode::SERVFAIL;
+            assert_eq!(
+                outcome,
+                Outcome::Reply {
+                    rcode: servfail,
+                    truncated: false
+                }
+            );
+            assert!(m.answers.is_empty() && m.authorities.is_empty());
+            assert!(!m.metadata.authoritative);
+            // The name's other answers are unaffected.
+            let (outcome, m) = ask(rtype::A, transport);
+            assert!(matches!(outcome, Outcome::Reply { rcode: 0, .. }));
+            assert_eq!(m.answers.len(), 1);
+        }
+    }
+
+    /// A panic in a precompiling thread reaches the caller with its own message, and
+    /// nothing is installed.
+    #[test]
+    fn a_panic_while_precompiling_reaches_the_caller() {
+        let responder = Responder::new(AnswerConfig::default());
+        let origin = Name::parse("z.test.", None).unwrap();
+        let mut records = zone_records(1);
+        records.push(rec("inject-panic.z.test.", rtype::A, vec![1, 2, 3, 4]));
+        let (zone, _) = Zone::build(&origin, records).unwrap();
+        let zone = Arc::new(zone);
+        let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            precompile(&zone, &responder, std::slice::from_ref(&origin))
+        }))
+        .unwrap_err();
+        assert_eq!(
+            crate::loader::panic_message(&*payload),
+            "panic injected by a test"
+        );
+        assert!(zone.nodes().all(|n| n.prebuilt().is_none()));
     }
 }

@@ -1,9 +1,11 @@
 //! musterd: an authoritative DNS server for etcd discovery zones.
 //!
-//! Architecture, from the wire inwards: [`listen`] owns the sockets, [`wire`] parses
-//! queries and writes responses, [`answer`] applies the DNS answer rules to an immutable
-//! [`catalog::Catalog`] of [`zone::Zone`] snapshots, which [`loader`] builds from
-//! [`zonefile`] text and swaps in on reload. [`check`] lints zones for etcd pitfalls.
+//! Architecture, from the wire inwards: [`listen`] owns the sockets (with [`mmsg`] for
+//! batched UDP), [`wire`] parses queries and writes responses, [`respond`] picks the path
+//! that answers: a precompiled answer from [`fastpath`] or [`answer`], which applies the
+//! DNS answer rules to an immutable [`catalog::Catalog`] of [`zone::Zone`] snapshots.
+//! [`loader`] builds those from [`zonefile`] text and swaps them in on reload. [`check`]
+//! lints zones for etcd pitfalls.
 
 pub mod answer;
 pub mod catalog;
@@ -14,10 +16,22 @@ pub mod example;
 pub mod fastpath;
 pub mod listen;
 pub mod loader;
+pub mod mmsg;
 pub mod name;
+pub mod respond;
 pub mod rr;
 pub mod serve;
 pub mod stats;
 pub mod wire;
 pub mod zone;
 pub mod zonefile;
+
+/// A label that makes the UDP and TCP handlers and the precompiler panic in unit tests
+/// (`inject-panic`), to test that panics are contained.
+#[cfg(test)]
+pub(crate) const INJECT_PANIC: &[u8] = b"\x0cinject-panic";
+
+/// TXT rdata the response writer refuses in unit tests, to test what its callers do with
+/// a refusal now that zone data it would refuse cannot be loaded.
+#[cfg(test)]
+pub(crate) const INJECT_WRITE_ERROR: &[u8] = b"\x0cinject-error";

@@ -8,12 +8,31 @@
 //! TCP (tokio): a cap on concurrent connections (excess ones are closed at once), an idle
 //! timeout between messages, an I/O timeout inside a message (slow-loris defence), and
 //! pipelining — queries on one connection are answered in order as they arrive.
+//!
+//! # Panics are contained, counted and logged
+//!
+//! A panic is a bug, but the input that triggers it is one packet or one zone's data,
+//! while the state it could leave inconsistent is local: zones and catalogs are immutable
+//! snapshots, counters are atomics, and each worker owns its buffers. So musterd contains
+//! a panic where it happened instead of exiting: a UDP worker is restarted with fresh
+//! buffers (the rest of its batch gets no reply), a TCP connection is closed (the accept
+//! loop, should it panic, is restarted), a zone whose precompiling panics is answered by
+//! the full path, and a reload that panics fails like a bad file. Each is counted in
+//! `musterd_panics_total{thread=...}` and logged as an error with the panic message.
+//! Exiting so that systemd restarts the process would let one crafted packet take down
+//! every listener and, on a large zone, stop answering for the seconds a restart takes
+//! to reload it. What is not contained: a panic while starting up, or in the main thread
+//! (signals, reload bookkeeping), ends the process with a non-zero status.
 
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -21,10 +40,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::answer::{Outcome, Responder, Transport};
+use crate::answer::{Outcome, Responder, Scratch, Transport};
 use crate::catalog::Catalog;
-use crate::stats::{bump, Stats};
-use crate::wire::{Compressor, HEADER_LEN};
+use crate::loader::panic_message;
+use crate::mmsg::Batch;
+use crate::stats::{bump, PanicSite, Stats};
+use crate::wire::HEADER_LEN;
 
 /// What every transport shares.
 pub struct Shared {
@@ -46,9 +67,18 @@ impl Shared {
         transport: Transport,
         peer: impl FnOnce() -> SocketAddr,
         out: &mut Vec<u8>,
-        comp: &mut Compressor,
+        scratch: &mut Scratch,
     ) -> bool {
-        match self.responder.respond(catalog, pkt, transport, out, comp) {
+        #[cfg(test)]
+        if pkt
+            .windows(crate::INJECT_PANIC.len())
+            .any(|w| w == crate::INJECT_PANIC)
+        {
+            panic!("panic injected by a test");
+        }
+        let outcome =
+            crate::respond::respond(&self.responder, catalog, pkt, transport, out, scratch);
+        match outcome {
             Outcome::Drop(_) => {
                 bump(&self.stats.malformed_dropped);
                 false
@@ -188,8 +218,34 @@ const UDP_QUERY_MAX: usize = 4096;
 /// answered at once; a full batch means more are already queued.
 const COALESCE_MIN: usize = 4;
 
-/// Runs one UDP worker until shutdown: `recvmmsg` a batch, answer each, `sendmmsg` the
-/// replies back to the addresses they came from.
+/// Runs one UDP worker until shutdown, restarting it after a panic (see the module
+/// documentation for why).
+pub fn udp_worker(sock: UdpSocket, shared: Arc<Shared>) {
+    let local = sock.local_addr().ok();
+    loop {
+        let started = Instant::now();
+        // Unwind safety: what outlives a panic is the socket, the shared catalog (immutable
+        // snapshots) and atomics; the worker's buffers die with it and are rebuilt.
+        let run = std::panic::catch_unwind(AssertUnwindSafe(|| serve_udp(&sock, &shared)));
+        let Err(payload) = run else { return };
+        shared.stats.count_panic(PanicSite::Udp);
+        tracing::error!(
+            "udp worker on {} panicked: {}; restarted (the rest of its batch got no reply)",
+            local.map_or_else(|| "?".into(), |a| a.to_string()),
+            panic_message(&*payload)
+        );
+        if shared.shutdown.load(Ordering::Relaxed) {
+            return;
+        }
+        // A panic before the first packet would repeat at once: do not spin on it.
+        if started.elapsed() < Duration::from_millis(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The UDP worker's loop: `recvmmsg` a batch, answer each, `sendmmsg` the replies back to
+/// the addresses they came from.
 ///
 /// Under load, most of a query's cost is the kernel's: two system calls per batch and a
 /// sleep and wake-up whenever the socket runs dry. When a receive returns a part-full
@@ -198,20 +254,10 @@ const COALESCE_MIN: usize = 4;
 /// one core: CPU per query fell by about 12% (3.6 -> 3.2 µs); the price is up to the wait
 /// in added latency while busy (0.035 -> 0.10 ms average at 100k queries/s). Light
 /// traffic is unaffected: batches of fewer than 4 packets never wait.
-pub fn udp_worker(sock: UdpSocket, shared: Arc<Shared>) {
-    use std::os::fd::AsRawFd;
+fn serve_udp(sock: &UdpSocket, shared: &Shared) {
     // Waking up now and then lets the thread notice shutdown without extra machinery.
     let _ = sock.set_read_timeout(Some(Duration::from_millis(250)));
-    let fd = sock.as_raw_fd();
-    let mut inbufs = vec![[0u8; UDP_QUERY_MAX]; BATCH];
-    let mut outbufs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(4096)).collect();
-    // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs for which all-zero
-    // bytes are a valid value.
-    let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; BATCH];
-    let mut in_iov: Vec<libc::iovec> = vec![unsafe { std::mem::zeroed() }; BATCH];
-    let mut in_hdr: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
-    let mut out_iov: Vec<libc::iovec> = vec![unsafe { std::mem::zeroed() }; BATCH];
-    let mut out_hdr: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
+    let mut batch = Batch::new(BATCH, UDP_QUERY_MAX, 4096);
     if !shared.udp_coalesce.is_zero() {
         // The default timer slack (50 µs) would more than double the coalescing wait.
         #[cfg(target_os = "linux")]
@@ -220,45 +266,24 @@ pub fn udp_worker(sock: UdpSocket, shared: Arc<Shared>) {
             libc::prctl(libc::PR_SET_TIMERSLACK, 5_000 as libc::c_ulong);
         }
     }
-    let mut comp = Compressor::default();
+    let mut scratch = Scratch::default();
     let mut catalog = arc_swap::Cache::new(shared.catalog.clone());
     while !shared.shutdown.load(Ordering::Relaxed) {
-        for i in 0..BATCH {
-            in_iov[i] = libc::iovec {
-                iov_base: inbufs[i].as_mut_ptr().cast(),
-                iov_len: UDP_QUERY_MAX,
-            };
-            let h = &mut in_hdr[i].msg_hdr;
-            h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &mut in_iov[i];
-            h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
-            h.msg_flags = 0;
-        }
-        // SAFETY: every header points at live buffers of the stated sizes, owned by this
-        // frame and not otherwise borrowed during the call.
-        let n = unsafe {
-            libc::recvmmsg(
-                fd,
-                in_hdr.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
-        if n <= 0 {
-            let e = io::Error::last_os_error();
-            if !matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-            ) {
-                tracing::debug!("udp receive: {e}");
+        let n = match batch.recv(sock) {
+            Ok(0) => continue,
+            Ok(n) => n,
+            Err(e) => {
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) {
+                    tracing::debug!("udp receive: {e}");
+                }
+                continue;
             }
-            continue;
-        }
-        let n = n as usize;
+        };
         let coalesce = (COALESCE_MIN..BATCH).contains(&n) && !shared.udp_coalesce.is_zero();
         shared
             .stats
@@ -266,65 +291,33 @@ pub fn udp_worker(sock: UdpSocket, shared: Arc<Shared>) {
             .fetch_add(n as u64, Ordering::Relaxed);
         bump(&shared.stats.udp_batches);
         let cat = catalog.load();
-        let mut replies = 0;
-        for i in 0..n {
-            let len = in_hdr[i].msg_len as usize;
-            if in_hdr[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+        batch.answer(|datagram, out| {
+            if datagram.truncated() {
                 bump(&shared.stats.malformed_dropped);
-                continue;
+                return false;
             }
-            let peer = || sockaddr_to_std(&addrs[i]);
-            let out = &mut outbufs[replies];
-            if !shared.handle(cat, &inbufs[i][..len], Transport::Udp, peer, out, &mut comp) {
-                continue;
+            let peer = || datagram.peer();
+            shared.handle(
+                cat,
+                datagram.bytes(),
+                Transport::Udp,
+                peer,
+                out,
+                &mut scratch,
+            )
+        });
+        batch.send(sock, |reply, e| {
+            // Larger than the interface MTU (DF is set, see `never_fragment`; only with
+            // max_udp_payload raised above the link's size): send TC instead, so the
+            // client retries over TCP rather than waiting for a reply that never comes.
+            if e.raw_os_error() == Some(libc::EMSGSIZE) && truncate_to_tc(reply) {
+                bump(&shared.stats.truncated);
+                return true;
             }
-            out_iov[replies] = libc::iovec {
-                iov_base: out.as_mut_ptr().cast(),
-                iov_len: out.len(),
-            };
-            let h = &mut out_hdr[replies].msg_hdr;
-            h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = in_hdr[i].msg_hdr.msg_namelen;
-            h.msg_iov = &mut out_iov[replies];
-            h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
-            h.msg_flags = 0;
-            replies += 1;
-        }
-        let mut sent = 0;
-        while sent < replies {
-            // SAFETY: headers [sent, replies) point at the reply buffers and source
-            // addresses filled above, alive for the duration of the call.
-            let r = unsafe {
-                libc::sendmmsg(
-                    fd,
-                    out_hdr[sent..].as_mut_ptr(),
-                    (replies - sent) as libc::c_uint,
-                    0,
-                )
-            };
-            if r <= 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                // Larger than the interface MTU (DF is set, see `never_fragment`; only
-                // with max_udp_payload raised above the link's size): send TC instead, so
-                // the client retries over TCP rather than waiting for a reply that
-                // never comes.
-                if e.raw_os_error() == Some(libc::EMSGSIZE) && truncate_to_tc(&mut outbufs[sent]) {
-                    out_iov[sent].iov_len = outbufs[sent].len();
-                    bump(&shared.stats.truncated);
-                    continue;
-                }
-                // A reply that cannot be sent (e.g. unreachable peer) is skipped.
-                tracing::debug!("udp send: {e}");
-                sent += 1;
-                continue;
-            }
-            sent += r as usize;
-        }
+            // A reply that cannot be sent (e.g. unreachable peer) is skipped.
+            tracing::debug!("udp send: {e}");
+            false
+        });
         if coalesce {
             std::thread::sleep(shared.udp_coalesce);
         }
@@ -363,26 +356,6 @@ fn truncate_to_tc(buf: &mut Vec<u8>) -> bool {
     true
 }
 
-/// Converts a kernel socket address to std's form (only for the query log).
-fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> SocketAddr {
-    match ss.ss_family as libc::c_int {
-        libc::AF_INET => {
-            // SAFETY: the family says this storage holds a sockaddr_in.
-            let a: &libc::sockaddr_in = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
-            SocketAddr::from((
-                u32::from_be(a.sin_addr.s_addr).to_be_bytes(),
-                u16::from_be(a.sin_port),
-            ))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this storage holds a sockaddr_in6.
-            let a: &libc::sockaddr_in6 = unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
-            SocketAddr::from((a.sin6_addr.s6_addr, u16::from_be(a.sin6_port)))
-        }
-        _ => SocketAddr::from(([0, 0, 0, 0], 0)),
-    }
-}
-
 /// TCP limits.
 #[derive(Debug, Clone, Copy)]
 pub struct TcpLimits {
@@ -391,9 +364,47 @@ pub struct TcpLimits {
     pub io_timeout: Duration,
 }
 
-/// Accepts TCP connections until shutdown.
+/// Polls a future, turning a panic inside it into an `Err` (`catch_unwind` for futures).
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = self.0.as_mut();
+        // Unwind safety: after a panic the future is never polled again (its owner drops
+        // it), and it shares only immutable snapshots and atomics with other tasks.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
+    }
+}
+
+/// Accepts TCP connections until shutdown; restarts accepting after a panic.
 pub async fn tcp_accept_loop(listener: TcpListener, shared: Arc<Shared>, limits: TcpLimits) {
     let slots = Arc::new(Semaphore::new(limits.max_clients));
+    loop {
+        let run = CatchUnwind(Box::pin(accept(&listener, &shared, limits, &slots))).await;
+        let Err(payload) = run else { return };
+        shared.stats.count_panic(PanicSite::Tcp);
+        tracing::error!(
+            "tcp accept loop panicked: {}; restarted",
+            panic_message(&*payload)
+        );
+        if shared.shutdown.load(Ordering::Relaxed) {
+            return;
+        }
+    }
+}
+
+async fn accept(
+    listener: &TcpListener,
+    shared: &Arc<Shared>,
+    limits: TcpLimits,
+    slots: &Arc<Semaphore>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(v) => v,
@@ -416,7 +427,18 @@ pub async fn tcp_accept_loop(listener: TcpListener, shared: Arc<Shared>, limits:
         let shared = shared.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            serve_tcp(stream, peer, &shared, limits).await;
+            // Tokio would also catch the panic, but silently: count and log it. The
+            // connection is closed after that, when the future is dropped.
+            let mut conn = CatchUnwind(Box::pin(serve_tcp(stream, peer, &shared, limits)));
+            if let Err(payload) = (&mut conn).await {
+                shared.stats.count_panic(PanicSite::Tcp);
+                tracing::error!(
+                    %peer,
+                    "tcp connection panicked: {}; closed",
+                    panic_message(&*payload)
+                );
+            }
+            drop(conn);
             drop(permit);
         });
     }
@@ -444,7 +466,7 @@ async fn serve_tcp(mut stream: TcpStream, peer: SocketAddr, shared: &Shared, lim
     let mut inbuf = vec![0u8; 65535];
     let mut out = Vec::with_capacity(4096);
     let mut frame = Vec::with_capacity(4096);
-    let mut comp = Compressor::default();
+    let mut scratch = Scratch::default();
     loop {
         // Idle timeout: waiting for the first byte of the next message.
         let mut len_buf = [0u8; 2];
@@ -485,7 +507,7 @@ async fn serve_tcp(mut stream: TcpStream, peer: SocketAddr, shared: &Shared, lim
             Transport::Tcp,
             || peer,
             &mut out,
-            &mut comp,
+            &mut scratch,
         ) {
             continue;
         }
@@ -505,6 +527,121 @@ async fn serve_tcp(mut stream: TcpStream, peer: SocketAddr, shared: &Shared, lim
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ZoneSpec;
+    use crate::name::Name;
+
+    /// What a transport needs, serving the built-in example zone.
+    fn shared() -> Arc<Shared> {
+        let spec = ZoneSpec {
+            origin: Name::parse(crate::example::ORIGIN, None).unwrap(),
+            file: None,
+        };
+        let mut catalog = Catalog::new();
+        catalog.insert(Arc::new(crate::loader::load_zone(&spec).unwrap()));
+        Arc::new(Shared {
+            catalog: Arc::new(ArcSwap::from_pointee(catalog)),
+            udp_coalesce: Duration::ZERO,
+            responder: Responder::default(),
+            stats: Arc::new(Stats::default()),
+            query_log: false,
+            shutdown: AtomicBool::new(false),
+        })
+    }
+
+    fn query(id: u16, name: &str) -> Vec<u8> {
+        let mut p = id.to_be_bytes().to_vec();
+        p.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        p.extend_from_slice(Name::parse(name, None).unwrap().as_wire());
+        p.extend_from_slice(&[0, 1, 0, 1]);
+        p
+    }
+
+    /// Waits until `f` holds, for up to five seconds.
+    fn eventually(mut f: impl FnMut() -> bool) -> bool {
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// Review issue 8: a panic killed the UDP worker for good, unnoticed (the thread's
+    /// result was only looked at on shutdown, and then ignored).
+    #[test]
+    fn a_udp_worker_that_panics_is_restarted_and_counted() {
+        let shared = shared();
+        let sock = bind_udp("127.0.0.1:0".parse().unwrap(), 1)
+            .unwrap()
+            .remove(0);
+        let addr = sock.local_addr().unwrap();
+        let worker = {
+            let shared = shared.clone();
+            std::thread::spawn(move || udp_worker(sock, shared))
+        };
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        client
+            .send_to(&query(1, "inject-panic.example.test."), addr)
+            .unwrap();
+        assert!(eventually(|| shared.stats.panics_at(PanicSite::Udp) == 1));
+        // The restarted worker answers.
+        let mut buf = [0u8; 512];
+        let answered = eventually(|| {
+            client
+                .send_to(&query(2, "ns1.example.test."), addr)
+                .unwrap();
+            matches!(client.recv(&mut buf), Ok(n) if n > 12 && buf[..2] == [0, 2])
+        });
+        assert!(answered, "no answer after the panic");
+        assert_eq!(shared.stats.panics_at(PanicSite::Udp), 1);
+        shared.shutdown.store(true, Ordering::Relaxed);
+        worker.join().unwrap();
+    }
+
+    /// A panic while answering on a TCP connection closes that connection, is counted,
+    /// and leaves the listener (and the connection slot) usable.
+    #[test]
+    fn a_tcp_connection_that_panics_is_closed_and_counted() {
+        let shared = shared();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let limits = TcpLimits {
+                max_clients: 1,
+                idle_timeout: Duration::from_secs(5),
+                io_timeout: Duration::from_secs(5),
+            };
+            tokio::spawn(tcp_accept_loop(listener, shared.clone(), limits));
+            let exchange = |name: &'static str| async move {
+                let mut s = TcpStream::connect(addr).await.unwrap();
+                let q = query(7, name);
+                s.write_all(&(q.len() as u16).to_be_bytes()).await.unwrap();
+                s.write_all(&q).await.unwrap();
+                let mut len = [0u8; 2];
+                match s.read_exact(&mut len).await {
+                    Ok(_) => {
+                        let mut r = vec![0; u16::from_be_bytes(len) as usize];
+                        s.read_exact(&mut r).await.unwrap();
+                        Some(r)
+                    }
+                    Err(_) => None,
+                }
+            };
+            assert_eq!(exchange("inject-panic.example.test.").await, None);
+            assert_eq!(shared.stats.panics_at(PanicSite::Tcp), 1);
+            let r = exchange("ns1.example.test.").await.expect("an answer");
+            assert_eq!(r[..2], [0, 7]);
+        });
+    }
 
     /// A response too big for the link becomes header + question (+ OPT) with TC.
     #[test]

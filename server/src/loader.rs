@@ -14,7 +14,7 @@ use crate::answer::Responder;
 use crate::catalog::Catalog;
 use crate::config::ZoneSpec;
 use crate::name::Name;
-use crate::stats::{bump, Stats};
+use crate::stats::{bump, PanicSite, Stats};
 use crate::zone::{Zone, ZoneError};
 use crate::zonefile;
 
@@ -31,6 +31,10 @@ pub enum LoadError {
         origin: Name,
         errors: Vec<ZoneError>,
     },
+    #[error(
+        "zone {origin}: loading panicked: {message} (a bug: please report it with the zone file)"
+    )]
+    Panicked { origin: Name, message: String },
 }
 
 fn join(errors: &[ZoneError]) -> String {
@@ -57,6 +61,13 @@ pub fn load_zone(spec: &ZoneSpec) -> Result<Zone, LoadError> {
         origin: spec.origin.clone(),
         errors,
     })?;
+    #[cfg(test)]
+    if records
+        .iter()
+        .any(|r| r.owner.as_wire().starts_with(crate::INJECT_PANIC))
+    {
+        panic!("panic injected by a test");
+    }
     let parsed = started.elapsed();
     let (zone, warnings) =
         Zone::build(&spec.origin, records).map_err(|errors| LoadError::Invalid {
@@ -102,29 +113,76 @@ fn trim_allocator() {
 
 /// Precompiles the answers of freshly published zones on a background thread. Until it
 /// is done the full path answers, so loading is not delayed by it.
-pub fn precompile_in_background(zones: Vec<Arc<Zone>>, responder: Responder, origins: Vec<Name>) {
+pub fn precompile_in_background(
+    zones: Vec<Arc<Zone>>,
+    responder: Responder,
+    origins: Vec<Name>,
+    stats: Arc<Stats>,
+) {
     if zones.is_empty() {
         return;
     }
     let spawned = std::thread::Builder::new()
         .name("precompile".into())
-        .spawn(move || {
-            for zone in zones {
-                let started = Instant::now();
-                crate::fastpath::precompile(&zone, &responder, &origins);
-                tracing::debug!(
-                    zone = %zone.origin,
-                    ms = started.elapsed().as_millis() as u64,
-                    bytes = zone.heap_bytes(),
-                    "answers precompiled"
-                );
-            }
-            trim_allocator();
-        });
+        .spawn(move || precompile_zones(&zones, &responder, &origins, &stats));
     if let Err(e) = spawned {
         // Not fatal: the full path answers everything, only slower.
         tracing::warn!("cannot start the precompile thread: {e}");
     }
+}
+
+/// Precompiles each zone in turn. A zone whose precompiling panics is left to the full
+/// path — correct answers, only slower — and the panic is counted and logged; the other
+/// zones are still precompiled. Nothing is shared with the serving threads but the zone,
+/// which is immutable apart from the one-shot install that a panic never reaches.
+fn precompile_zones(zones: &[Arc<Zone>], responder: &Responder, origins: &[Name], stats: &Stats) {
+    for zone in zones {
+        let started = Instant::now();
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::fastpath::precompile(zone, responder, origins)
+        }));
+        let report = match run {
+            Ok(report) => report,
+            Err(payload) => {
+                stats.count_panic(PanicSite::Precompile);
+                tracing::error!(
+                    zone = %zone.origin,
+                    "precompiling the answers panicked: {}; the zone is answered by the full \
+                     path (a bug: please report it with the zone file)",
+                    panic_message(&*payload)
+                );
+                continue;
+            }
+        };
+        if let Some((owner, rtype, error)) = &report.first_refused {
+            stats
+                .precompile_refused
+                .fetch_add(report.refused, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                zone = %zone.origin,
+                "{} answer(s) cannot be written from the zone data and are answered SERVFAIL, \
+                 the first for {owner} {}: {error}",
+                report.refused,
+                crate::rr::type_name(*rtype)
+            );
+        }
+        tracing::debug!(
+            zone = %zone.origin,
+            ms = started.elapsed().as_millis() as u64,
+            bytes = zone.heap_bytes(),
+            "answers precompiled"
+        );
+    }
+    trim_allocator();
+}
+
+/// The message of a panic payload (what `panic!` was given), for the log.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// A file's identity for change detection: inode, size, modification and change times.
@@ -210,7 +268,12 @@ impl Zones {
             stats,
         };
         let all = zones.catalog.load().zones().cloned().collect();
-        precompile_in_background(all, zones.responder.clone(), zones.origins());
+        precompile_in_background(
+            all,
+            zones.responder.clone(),
+            zones.origins(),
+            zones.stats.clone(),
+        );
         Ok(zones)
     }
 
@@ -253,7 +316,7 @@ impl Zones {
             let slot = &mut self.slots[i];
             // Take the fingerprint before reading, so an edit during the read is seen next time.
             let before = fingerprint(&slot.files);
-            match load_zone(&slot.spec) {
+            match load_contained(&slot.spec, &self.stats) {
                 Ok(zone) => {
                     if let Some(old) = current.get(&slot.spec.origin) {
                         warn_serial(&slot.spec.origin, old.serial(), zone.serial());
@@ -273,10 +336,11 @@ impl Zones {
                     let zone = Arc::new(zone);
                     fresh.push(zone.clone());
                     next.insert(zone);
+                    bump(&self.stats.reloads);
                 }
                 Err(e) => {
                     failed += 1;
-                    bump(&self.stats.zone_load_failures);
+                    bump(&self.stats.reload_failures);
                     // Remember the broken version so the watcher does not retry it every tick.
                     slot.fingerprint = before;
                     tracing::error!(
@@ -286,11 +350,28 @@ impl Zones {
                 }
             }
         }
-        bump(&self.stats.reloads);
         self.catalog.store(Arc::new(next));
-        precompile_in_background(fresh, self.responder.clone(), self.origins());
+        precompile_in_background(
+            fresh,
+            self.responder.clone(),
+            self.origins(),
+            self.stats.clone(),
+        );
         failed
     }
+}
+
+/// [`load_zone`] for a reload: a panic while reading or building the zone (a bug, most
+/// likely on unusual input) fails this reload like a bad file does, instead of taking down
+/// the server that is still serving the previous version.
+fn load_contained(spec: &ZoneSpec, stats: &Stats) -> Result<Zone, LoadError> {
+    std::panic::catch_unwind(|| load_zone(spec)).unwrap_or_else(|payload| {
+        stats.count_panic(PanicSite::Reload);
+        Err(LoadError::Panicked {
+            origin: spec.origin.clone(),
+            message: panic_message(&*payload).to_string(),
+        })
+    })
 }
 
 /// RFC 1982 serial arithmetic: secondaries ignore a zone whose serial did not increase.
@@ -305,5 +386,120 @@ fn warn_serial(origin: &Name, old: u32, new: u32) {
             "serial went backwards from {old} to {new}: secondaries will keep the old data; \
              raise the serial above {old}"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// A directory of its own under the system temporary directory, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            let dir = std::env::temp_dir().join(format!(
+                "musterd-loader-{tag}-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn origin() -> Name {
+        Name::parse(crate::example::ORIGIN, None).unwrap()
+    }
+
+    /// The example zone served from a file in `dir`.
+    fn zones(dir: &TempDir) -> (Zones, PathBuf, Arc<Stats>) {
+        let file = dir.0.join("example.test.zone");
+        std::fs::write(&file, crate::example::ZONE).unwrap();
+        let stats = Arc::new(Stats::default());
+        let spec = ZoneSpec {
+            origin: origin(),
+            file: Some(file.clone()),
+        };
+        let zones = Zones::load_all(&[spec], stats.clone(), Responder::default()).unwrap();
+        (zones, file, stats)
+    }
+
+    fn counts(stats: &Stats) -> (u64, u64) {
+        (
+            stats.reloads.load(Ordering::Relaxed),
+            stats.reload_failures.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Review issue 8: a reload in which the zone failed was counted as a reload too.
+    #[test]
+    fn reloads_count_successes_and_failures_apart() {
+        let dir = TempDir::new("counts");
+        let (mut zones, file, stats) = zones(&dir);
+        assert_eq!(counts(&stats), (0, 0), "the first load is not a reload");
+        assert_eq!(zones.reload_all(), 0);
+        assert_eq!(counts(&stats), (1, 0));
+        std::fs::write(&file, format!("{}broken IN A\n", crate::example::ZONE)).unwrap();
+        assert_eq!(zones.reload_all(), 1);
+        assert_eq!(counts(&stats), (1, 1));
+        std::fs::write(&file, crate::example::ZONE).unwrap();
+        assert_eq!(zones.reload_all(), 0);
+        assert_eq!(counts(&stats), (2, 1));
+    }
+
+    /// A panic while loading a zone on reload fails that reload; the server and the
+    /// previous version of the zone carry on.
+    #[test]
+    fn a_reload_that_panics_fails_like_a_bad_file() {
+        let dir = TempDir::new("panic");
+        let (mut zones, file, stats) = zones(&dir);
+        let before = zones.catalog().load().get(&origin()).unwrap().clone();
+        std::fs::write(
+            &file,
+            format!("{}inject-panic IN A 10.0.0.1\n", crate::example::ZONE),
+        )
+        .unwrap();
+        assert_eq!(zones.reload_all(), 1);
+        assert_eq!(counts(&stats), (0, 1));
+        assert_eq!(stats.panics_at(PanicSite::Reload), 1);
+        let after = zones.catalog().load().get(&origin()).unwrap().clone();
+        assert!(Arc::ptr_eq(&before, &after), "the previous version serves");
+    }
+
+    /// A zone whose precompiling panics is left to the full path, the panic is counted,
+    /// and the next zone is still precompiled.
+    #[test]
+    fn a_zone_whose_precompiling_panics_is_skipped_and_counted() {
+        let build = |origin: &str, extra: &str| {
+            let origin = Name::parse(origin, None).unwrap();
+            let text = format!(
+                "$ORIGIN {origin}\n$TTL 30\n@ IN SOA ns1 h 1 2 3 4 5\n@ IN NS ns1\nns1 IN A 10.0.0.1\n{extra}"
+            );
+            let records = zonefile::parse_str(&text, Path::new("t.zone"), &origin).unwrap();
+            Arc::new(Zone::build(&origin, records).unwrap().0)
+        };
+        // Parsed and built directly: `load_zone` would panic on the injected name itself.
+        let bad = build("bad.test.", "inject-panic IN A 10.0.0.2\n");
+        let good = build("good.test.", "");
+        let stats = Stats::default();
+        let origins = [bad.origin.clone(), good.origin.clone()];
+        precompile_zones(
+            &[bad.clone(), good.clone()],
+            &Responder::default(),
+            &origins,
+            &stats,
+        );
+        assert_eq!(stats.panics_at(PanicSite::Precompile), 1);
+        assert!(bad.nodes().all(|n| n.prebuilt().is_none()));
+        assert!(good.apex().prebuilt().is_some());
     }
 }

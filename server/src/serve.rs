@@ -32,6 +32,10 @@ pub enum ServeError {
     },
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(
+        "{0} UDP worker thread(s) died of a panic their supervisor did not catch (see the log)"
+    )]
+    WorkerDied(usize),
 }
 
 fn notify(state: &[NotifyState<'_>]) {
@@ -149,8 +153,15 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
         Ok::<(), ServeError>(())
     })?;
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    // Each worker contains its own panics (see `listen`), so a thread that ended in one
+    // failed outside that net: make it visible in the exit status.
+    let mut died = 0;
     for t in udp_threads {
-        let _ = t.join();
+        let name = t.thread().name().unwrap_or("udp worker").to_string();
+        if let Err(payload) = t.join() {
+            died += 1;
+            tracing::error!("{name} died: {}", crate::loader::panic_message(&*payload));
+        }
     }
     let stats = final_stats;
     tracing::info!(
@@ -159,6 +170,9 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
         malformed_dropped = stats.malformed_dropped.load(Ordering::Relaxed),
         "stopped"
     );
+    if died > 0 {
+        return Err(ServeError::WorkerDied(died));
+    }
     Ok(())
 }
 

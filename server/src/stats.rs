@@ -24,9 +24,49 @@ pub struct Stats {
     pub tcp_refused: AtomicU64,
     /// TCP connections closed by the idle or I/O timeout.
     pub tcp_timeouts: AtomicU64,
-    /// Successful reloads and failed zone loads.
+    /// Zone reloads that put a new version of the zone in service.
     pub reloads: AtomicU64,
-    pub zone_load_failures: AtomicU64,
+    /// Zone reloads that failed: the previous version kept serving.
+    pub reload_failures: AtomicU64,
+    /// Answers left to the full path because the writer refused the zone data they need
+    /// (those queries get SERVFAIL).
+    pub precompile_refused: AtomicU64,
+    /// Panics caught and contained, by [`PanicSite`].
+    pub panics: [AtomicU64; PanicSite::ALL.len()],
+}
+
+/// Where a panic was caught, and what was done about it (see [`crate::listen`] for why
+/// panics are contained rather than fatal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanicSite {
+    /// A UDP worker: restarted with fresh buffers; its batch got no reply.
+    Udp,
+    /// A TCP connection (closed) or the accept loop (restarted).
+    Tcp,
+    /// Precompiling a zone: that zone is answered by the full path.
+    Precompile,
+    /// Loading a zone on reload: counted as a failed reload, the previous version serves.
+    Reload,
+}
+
+impl PanicSite {
+    /// Every site, in the order of [`Stats::panics`].
+    pub const ALL: [PanicSite; 4] = [
+        PanicSite::Udp,
+        PanicSite::Tcp,
+        PanicSite::Precompile,
+        PanicSite::Reload,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            PanicSite::Udp => "udp",
+            PanicSite::Tcp => "tcp",
+            PanicSite::Precompile => "precompile",
+            PanicSite::Reload => "reload",
+        }
+    }
 }
 
 /// Adds one to a counter.
@@ -47,6 +87,16 @@ impl Stats {
         if let Some(c) = self.rcodes.get(rcode as usize) {
             bump(c);
         }
+    }
+
+    /// Counts a panic caught at `site`.
+    pub fn count_panic(&self, site: PanicSite) {
+        bump(&self.panics[site as usize]);
+    }
+
+    /// Panics caught at `site` so far.
+    pub fn panics_at(&self, site: PanicSite) -> u64 {
+        self.panics[site as usize].load(Ordering::Relaxed)
     }
 
     /// Prometheus text exposition of every counter.
@@ -97,12 +147,36 @@ impl Stats {
             "TCP connections closed by the idle or I/O timeout.",
             &self.tcp_timeouts,
         );
-        counter("reloads_total", "Zone reloads performed.", &self.reloads);
         counter(
-            "zone_load_failures_total",
-            "Zone loads that failed (the previous version kept serving).",
-            &self.zone_load_failures,
+            "reloads_total",
+            "Zone reloads that succeeded: a new version of the zone is serving.",
+            &self.reloads,
         );
+        counter(
+            "reload_failures_total",
+            "Zone reloads that failed: the previous version of the zone keeps serving.",
+            &self.reload_failures,
+        );
+        counter(
+            "precompile_refused_total",
+            "Answers not precompiled because their zone data is malformed (answered SERVFAIL).",
+            &self.precompile_refused,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP musterd_panics_total Panics caught and contained, by thread \
+             (udp: worker restarted; tcp: connection closed; precompile: zone answered by the \
+             full path; reload: reload failed, previous version serving)."
+        );
+        let _ = writeln!(out, "# TYPE musterd_panics_total counter");
+        for site in PanicSite::ALL {
+            let _ = writeln!(
+                out,
+                "musterd_panics_total{{thread=\"{}\"}} {}",
+                site.label(),
+                self.panics_at(site)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP musterd_responses_total Responses sent, by rcode."
@@ -117,5 +191,58 @@ impl Stats {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the sample line `name` in `text`.
+    fn sample(text: &str, name: &str) -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in:\n{text}"))
+    }
+
+    /// Review issue 8: failed reloads were also counted as reloads.
+    #[test]
+    fn reloads_and_reload_failures_are_separate_metrics() {
+        let stats = Stats::default();
+        bump(&stats.reloads);
+        bump(&stats.reload_failures);
+        bump(&stats.reload_failures);
+        let text = stats.render();
+        assert_eq!(sample(&text, "musterd_reloads_total"), 1);
+        assert_eq!(sample(&text, "musterd_reload_failures_total"), 2);
+        assert!(text.contains(
+            "# HELP musterd_reloads_total Zone reloads that succeeded: a new version of the zone is serving.\n"
+        ));
+        assert!(text.contains(
+            "# HELP musterd_reload_failures_total Zone reloads that failed: the previous version of the zone keeps serving.\n"
+        ));
+        assert!(text.contains("# TYPE musterd_reload_failures_total counter\n"));
+    }
+
+    #[test]
+    fn panics_are_rendered_by_thread() {
+        let stats = Stats::default();
+        stats.count_panic(PanicSite::Udp);
+        stats.count_panic(PanicSite::Udp);
+        stats.count_panic(PanicSite::Precompile);
+        let text = stats.render();
+        assert_eq!(sample(&text, "musterd_panics_total{thread=\"udp\"}"), 2);
+        assert_eq!(sample(&text, "musterd_panics_total{thread=\"tcp\"}"), 0);
+        assert_eq!(
+            sample(&text, "musterd_panics_total{thread=\"precompile\"}"),
+            1
+        );
+        assert_eq!(sample(&text, "musterd_panics_total{thread=\"reload\"}"), 0);
+        // Every metric has HELP and TYPE lines.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}");
+            assert!(text.contains(&format!("# TYPE {name} counter")), "{name}");
+        }
     }
 }

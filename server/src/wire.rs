@@ -8,10 +8,13 @@
 //!
 //! The writer appends records to a caller-owned buffer with RFC 1035 §4.1.4 compression for
 //! owner names and for the rdata names RFC 3597 §4 allows; SRV targets are never compressed.
+//! It does not trust its input either: a record whose owner or embedded names are not
+//! well formed is refused with a [`WriteError`] before anything is written, because the
+//! compression search reads back every name it may point at.
 //!
 //! Limitations: no TSIG/SIG(0) (later issues), EDNS options are skipped, not interpreted.
 
-use crate::name::{MAX_LABEL_LEN, MAX_NAME_LEN};
+use crate::name::{wire_name_len, MAX_LABEL_LEN, MAX_NAME_LEN};
 use crate::rr::{rdata_names, rtype, RdataNames};
 
 /// Length of the fixed DNS header.
@@ -282,7 +285,8 @@ fn read_name(
 /// Messages are small and hold few distinct names, so a linear table beats a hash map.
 #[derive(Default)]
 pub struct Compressor {
-    /// (offset in message, length of the uncompressed suffix at that offset)
+    /// (offset in message, length of the uncompressed suffix at that offset), in increasing
+    /// offset order: names are only ever appended.
     entries: Vec<(u16, u8)>,
 }
 
@@ -293,17 +297,89 @@ impl Compressor {
     }
 }
 
+/// A section of a message that holds records (RFC 1035 §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Answer = 1,
+    Authority = 2,
+    Additional = 3,
+}
+
+/// Why the writer refused a record. Zone data is validated when it is loaded; this is the
+/// writer's own guard, so that data it cannot encode becomes a SERVFAIL (or an answer that
+/// is not precompiled) instead of a panic or a corrupt message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The owner is not an uncompressed wire name.
+    #[error("the owner name is not a valid wire name")]
+    BadOwner,
+    /// The rdata does not have the layout its type requires (a name that is cut short or
+    /// runs past the end, a wrong fixed-size part).
+    #[error("the {} record data is malformed", crate::rr::type_name(*rtype))]
+    BadRdata { rtype: u16 },
+    /// Rdata longer than the 16-bit RDLENGTH can say.
+    #[error("the record data is longer than 65535 octets")]
+    RdataTooLong,
+    /// A section count would pass 65535.
+    #[error("more than 65535 records in one section")]
+    TooManyRecords,
+}
+
+/// A point in a message to roll back to (see [`Writer::checkpoint`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoint {
+    len: usize,
+    counts: [u16; 4],
+    names: usize,
+}
+
 /// Builds a response message in a caller-owned buffer.
+///
+/// Every name the writer may later point at has been checked to be a well-formed
+/// uncompressed name first, so the compression search cannot read past what it wrote.
 pub struct Writer<'b> {
-    pub buf: &'b mut Vec<u8>,
+    buf: &'b mut Vec<u8>,
     comp: &'b mut Compressor,
-    pub counts: [u16; 4],
+    counts: [u16; 4],
     /// End of the question section: names inside rdata never point before it.
     question_end: usize,
 }
 
+/// True when `name` is exactly one uncompressed wire name.
+fn is_wire_name(name: &[u8]) -> bool {
+    wire_name_len(name) == Some(name.len())
+}
+
+/// Checks rdata of type `t` for what the writer relies on: the embedded names it
+/// compresses or points at must be whole names that end exactly where RFC 1035 says.
+fn check_rdata(t: u16, rdata: &[u8]) -> Result<(), WriteError> {
+    let bad = WriteError::BadRdata { rtype: t };
+    #[cfg(test)]
+    if t == rtype::TXT && rdata == crate::INJECT_WRITE_ERROR {
+        return Err(bad);
+    }
+    match rdata_names(t) {
+        RdataNames::Whole if !is_wire_name(rdata) => Err(bad),
+        RdataNames::AfterU16 if rdata.len() < 3 || !is_wire_name(&rdata[2..]) => Err(bad),
+        RdataNames::Soa => {
+            let l1 = wire_name_len(rdata).ok_or(bad)?;
+            let l2 = wire_name_len(&rdata[l1..]).ok_or(bad)?;
+            // Serial, refresh, retry, expire and minimum follow the names.
+            if rdata.len() - l1 - l2 != 20 {
+                return Err(bad);
+            }
+            Ok(())
+        }
+        _ if t == rtype::SRV && (rdata.len() < 7 || !is_wire_name(&rdata[6..])) => Err(bad),
+        _ => Ok(()),
+    }
+}
+
 impl<'b> Writer<'b> {
     /// Starts a response: header copied from the query with QR set, and the question echoed.
+    ///
+    /// A question whose name is not well formed (the parser never gives one) is echoed but
+    /// never used as a compression target.
     pub fn new(
         buf: &'b mut Vec<u8>,
         comp: &'b mut Compressor,
@@ -329,25 +405,38 @@ impl<'b> Writer<'b> {
             w.buf.extend_from_slice(question);
             // The question name is uncompressed and starts at offset 12; later owners that
             // equal it become a pointer, so answers carry the querier's case (as NSD does).
-            let name_len = question.len() - 4;
-            w.remember(HEADER_LEN, &question[..name_len]);
+            let name = &question[..question.len().saturating_sub(4)];
+            if question.len() > 4 && is_wire_name(name) {
+                w.remember(HEADER_LEN, name);
+            }
         }
         w
     }
 
     /// Sets header flag bits.
     pub fn set_flags(&mut self, bits: u16) {
-        let fl = u16::from_be_bytes([self.buf[2], self.buf[3]]) | bits;
+        let fl = self.header_flags() | bits;
         self.buf[2..4].copy_from_slice(&fl.to_be_bytes());
+    }
+
+    /// Clears header flag bits.
+    pub fn clear_flags(&mut self, bits: u16) {
+        let fl = self.header_flags() & !bits;
+        self.buf[2..4].copy_from_slice(&fl.to_be_bytes());
+    }
+
+    /// The header flags word written so far (rcode included).
+    pub fn header_flags(&self) -> u16 {
+        u16::from_be_bytes([self.buf[2], self.buf[3]])
     }
 
     /// Sets the 4-bit header rcode (the low bits of an extended rcode).
     pub fn set_rcode(&mut self, rc: u16) {
-        let fl = (u16::from_be_bytes([self.buf[2], self.buf[3]]) & !0xf) | (rc & 0xf);
+        let fl = (self.header_flags() & !0xf) | (rc & 0xf);
         self.buf[2..4].copy_from_slice(&fl.to_be_bytes());
     }
 
-    /// Current length: used to roll back records that do not fit.
+    /// Current length of the message.
     pub fn len(&self) -> usize {
         self.buf.len()
     }
@@ -357,45 +446,79 @@ impl<'b> Writer<'b> {
         self.buf.len() <= HEADER_LEN
     }
 
-    /// Drops everything written after `len` in `section` (1 answer, 2 authority, 3
-    /// additional), forgetting compression targets past that point.
-    pub fn truncate(&mut self, len: usize, section: usize, count: u16) {
-        self.buf.truncate(len);
-        self.counts[section] = count;
-        self.comp.entries.retain(|&(off, _)| (off as usize) < len);
+    /// Records written so far in `section`.
+    pub fn count(&self, section: Section) -> u16 {
+        self.counts[section as usize]
     }
 
-    /// Appends one record. `owner` is an uncompressed wire name; `section` is 1, 2 or 3.
+    /// The current end of the message, to [`Writer::rollback`] to when what follows does
+    /// not fit.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            len: self.buf.len(),
+            counts: self.counts,
+            names: self.comp.entries.len(),
+        }
+    }
+
+    /// Drops every record written after `to`, and the compression targets inside them.
+    pub fn rollback(&mut self, to: Checkpoint) {
+        self.buf.truncate(to.len);
+        self.counts = to.counts;
+        self.comp.entries.truncate(to.names);
+    }
+
+    /// Drops every record, keeping header and question: the truncated (TC) form of the
+    /// response, or the start of an error response.
+    pub fn clear_records(&mut self) {
+        self.buf.truncate(self.question_end);
+        self.counts = [self.counts[0], 0, 0, 0];
+        let end = self.question_end;
+        self.comp.entries.retain(|&(off, _)| (off as usize) < end);
+    }
+
+    /// Appends one record. `owner` is an uncompressed wire name. The record is checked
+    /// before anything is written: on error the message is unchanged.
     pub fn record(
         &mut self,
-        section: usize,
+        section: Section,
         owner: &[u8],
         t: u16,
         class: u16,
         ttl: u32,
         rdata: &[u8],
-    ) {
+    ) -> Result<(), WriteError> {
+        if !is_wire_name(owner) {
+            return Err(WriteError::BadOwner);
+        }
+        if rdata.len() > u16::MAX as usize {
+            return Err(WriteError::RdataTooLong);
+        }
+        check_rdata(t, rdata)?;
+        let count = self.counts[section as usize]
+            .checked_add(1)
+            .ok_or(WriteError::TooManyRecords)?;
         self.name(owner, false);
         self.buf.extend_from_slice(&t.to_be_bytes());
         self.buf.extend_from_slice(&class.to_be_bytes());
         self.buf.extend_from_slice(&ttl.to_be_bytes());
         let len_pos = self.buf.len();
         self.buf.extend_from_slice(&[0, 0]);
+        // The layouts below were checked by `check_rdata`.
         match rdata_names(t) {
             RdataNames::Whole => self.name(rdata, true),
-            RdataNames::AfterU16 if rdata.len() > 2 => {
+            RdataNames::AfterU16 => {
                 self.buf.extend_from_slice(&rdata[..2]);
                 self.name(&rdata[2..], true);
             }
             RdataNames::Soa => {
-                // Zone data was validated at load time, so the two names are well formed.
-                let l1 = crate::name::wire_name_len(rdata).unwrap_or(rdata.len());
-                let l2 = crate::name::wire_name_len(&rdata[l1..]).unwrap_or(0);
+                let l1 = wire_name_len(rdata).unwrap_or(0);
+                let l2 = wire_name_len(&rdata[l1..]).unwrap_or(0);
                 self.name(&rdata[..l1], true);
                 self.name(&rdata[l1..l1 + l2], true);
                 self.buf.extend_from_slice(&rdata[l1 + l2..]);
             }
-            _ if t == rtype::SRV && rdata.len() > 6 => {
+            _ if t == rtype::SRV => {
                 // RFC 2782: the target is never compressed, but later owners (the glue for
                 // this target) may point at it.
                 let start = self.buf.len() + 6;
@@ -404,9 +527,46 @@ impl<'b> Writer<'b> {
             }
             _ => self.buf.extend_from_slice(rdata),
         }
+        // Compression only shortens names, so this fits the 16 bits checked above.
         let rdlen = (self.buf.len() - len_pos - 2) as u16;
         self.buf[len_pos..len_pos + 2].copy_from_slice(&rdlen.to_be_bytes());
-        self.counts[section] += 1;
+        self.counts[section as usize] = count;
+        Ok(())
+    }
+
+    /// Appends a TXT record whose rdata is `text` cut into character-strings of at most
+    /// 255 octets (RFC 1035 §3.3.14), without building the rdata elsewhere first.
+    pub fn txt_record(
+        &mut self,
+        section: Section,
+        owner: &[u8],
+        class: u16,
+        ttl: u32,
+        text: &[u8],
+    ) -> Result<(), WriteError> {
+        if !is_wire_name(owner) {
+            return Err(WriteError::BadOwner);
+        }
+        if text.len() + text.len().div_ceil(255) > u16::MAX as usize {
+            return Err(WriteError::RdataTooLong);
+        }
+        let count = self.counts[section as usize]
+            .checked_add(1)
+            .ok_or(WriteError::TooManyRecords)?;
+        self.name(owner, false);
+        self.buf.extend_from_slice(&rtype::TXT.to_be_bytes());
+        self.buf.extend_from_slice(&class.to_be_bytes());
+        self.buf.extend_from_slice(&ttl.to_be_bytes());
+        let len_pos = self.buf.len();
+        self.buf.extend_from_slice(&[0, 0]);
+        for chunk in text.chunks(255) {
+            self.buf.push(chunk.len() as u8);
+            self.buf.extend_from_slice(chunk);
+        }
+        let rdlen = (self.buf.len() - len_pos - 2) as u16;
+        self.buf[len_pos..len_pos + 2].copy_from_slice(&rdlen.to_be_bytes());
+        self.counts[section as usize] = count;
+        Ok(())
     }
 
     /// Appends an OPT record (RFC 6891 §6.1.2) with our payload size, the high bits of the
@@ -420,7 +580,10 @@ impl<'b> Writer<'b> {
         self.buf.push(if dnssec_ok { 0x80 } else { 0 });
         self.buf.push(0);
         self.buf.extend_from_slice(&[0, 0]);
-        self.counts[3] += 1;
+        // One OPT per message: the count cannot overflow in practice, and saturating keeps
+        // a count that is wrong rather than a panic if it ever did.
+        self.counts[Section::Additional as usize] =
+            self.counts[Section::Additional as usize].saturating_add(1);
     }
 
     /// Writes the section counts into the header; call last.
@@ -430,7 +593,8 @@ impl<'b> Writer<'b> {
         }
     }
 
-    /// Writes `name` (uncompressed wire) compressed against names already in the message.
+    /// Writes `name` (uncompressed wire, checked by the caller) compressed against names
+    /// already in the message.
     ///
     /// Owner names (`exact` false) may point at any equal name, the question included, so
     /// they carry the querier's case (RFC 4343 allows it; NSD does the same). Names inside
@@ -488,7 +652,8 @@ impl<'b> Writer<'b> {
         None
     }
 
-    /// Compares the (possibly compressed) name at `off` in the buffer with `name`.
+    /// Compares the (possibly compressed) name at `off` in the buffer with `name`. Both
+    /// are well formed: `off` is a remembered target and `name` was checked.
     fn equals_at(&self, mut off: usize, name: &[u8], exact: bool) -> bool {
         let mut i = 0;
         loop {
@@ -589,21 +754,33 @@ mod tests {
         assert_eq!(rcode_of(&p[..12]), rcode::FORMERR);
     }
 
+    /// A query with two additional records: one owned by "b.", whose rdata is a chain of
+    /// `hops - 1` compression pointers, each pointing at the one before (the first at
+    /// "b."), and one owned by a last pointer at the end of that chain. Reading the second
+    /// owner follows `hops` pointers.
+    fn pointer_chain_query(hops: u16) -> Vec<u8> {
+        let mut p = query(b"\x01a\x00", 1);
+        p[11] = 2; // ARCOUNT: the chain is parsed, not ignored as trailing bytes.
+        let first = p.len();
+        let rdlen = (hops - 1) * 2;
+        p.extend_from_slice(b"\x01b\x00\x00\x01\x00\x01\x00\x00\x00\x00");
+        p.extend_from_slice(&rdlen.to_be_bytes());
+        let mut prev = first;
+        for _ in 0..hops {
+            let here = p.len();
+            p.extend_from_slice(&(0xc000 | prev as u16).to_be_bytes());
+            prev = here;
+        }
+        p.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0, 0, 0]);
+        p
+    }
+
     #[test]
     fn pointer_chain_is_bounded() {
-        // A 200-hop chain of backward pointers inside the additional section.
-        let mut p = query(b"\x01a\x00", 1);
-        let base = p.len();
-        p.extend_from_slice(b"\x01b\x00");
-        for i in 0..200u16 {
-            let prev = if i == 0 {
-                base
-            } else {
-                base + 3 + (i as usize - 1) * 2
-            };
-            p.extend_from_slice(&(0xc000 | prev as u16).to_be_bytes());
-        }
-        assert!(parse_query(&p).is_ok() || rcode_of(&p) == rcode::FORMERR);
+        // RFC 9267 §2: the number of pointers followed is capped (126, the most a name of
+        // at most 255 octets could need); a chain under the cap is a valid name "b.".
+        assert!(parse_query(&pointer_chain_query(100)).is_ok());
+        assert_eq!(rcode_of(&pointer_chain_query(200)), rcode::FORMERR);
     }
 
     fn with_opt(mut p: Vec<u8>, owner: &[u8], version: u8) -> Vec<u8> {
@@ -649,8 +826,17 @@ mod tests {
         let target = b"\x02m0\x07example\x04test\x00";
         let mut rdata = vec![0, 0, 0, 0, 0x09, 0x4c];
         rdata.extend_from_slice(target);
-        w.record(1, q.qname(), rtype::SRV, 1, 30, &rdata);
-        w.record(3, target, rtype::A, 1, 30, &[127, 0, 0, 1]);
+        w.record(Section::Answer, q.qname(), rtype::SRV, 1, 30, &rdata)
+            .unwrap();
+        w.record(
+            Section::Additional,
+            target,
+            rtype::A,
+            1,
+            30,
+            &[127, 0, 0, 1],
+        )
+        .unwrap();
         w.finish();
         // Owner of the SRV is a pointer to the question.
         let ans = 12 + q.question.len();
@@ -666,5 +852,121 @@ mod tests {
         assert_eq!(decoded.answers.len(), 1);
         assert_eq!(decoded.additionals.len(), 1);
         assert_eq!(decoded.additionals[0].name.to_ascii(), "m0.example.test.");
+    }
+
+    /// Review issue 8: `a MX \# 4 00010301` twice (a name cut short inside MX rdata)
+    /// panicked the writer on the second record, which compared against the first.
+    #[test]
+    fn writer_refuses_names_cut_short_in_rdata() {
+        let p = query(b"\x01a\x04test\x00", rtype::MX);
+        let q = parse_query(&p).unwrap();
+        let mut buf = Vec::new();
+        let mut comp = Compressor::default();
+        let mut w = Writer::new(&mut buf, &mut comp, q.id, 0, q.copy_flags, q.question);
+        let bad = WriteError::BadRdata { rtype: rtype::MX };
+        for _ in 0..2 {
+            let before = w.len();
+            assert_eq!(
+                w.record(Section::Answer, q.qname(), rtype::MX, 1, 30, &[0, 1, 3, 1]),
+                Err(bad)
+            );
+            assert_eq!(w.len(), before, "nothing written for a refused record");
+        }
+        // The other layouts the writer looks into.
+        let cases: [(u16, &[u8]); 9] = [
+            (rtype::MX, &[0, 1]),
+            (rtype::MX, b"\x00\x01\x01a\x00\x00"),
+            (rtype::NS, b"\x02ns"),
+            (rtype::CNAME, b"\x01a\x00\x01"),
+            (rtype::PTR, b""),
+            (rtype::SRV, &[0, 0, 0, 0, 0, 53]),
+            (rtype::SRV, b"\x00\x00\x00\x00\x00\x35\x05ab\x00"),
+            (rtype::SOA, b"\x01a\x00\x01b\x00"),
+            (rtype::SOA, b"\x01a\x00\x01b"),
+        ];
+        for (t, rdata) in cases {
+            assert_eq!(
+                w.record(Section::Answer, q.qname(), t, 1, 30, rdata),
+                Err(WriteError::BadRdata { rtype: t }),
+                "type {t} rdata {rdata:?}"
+            );
+        }
+        assert_eq!(
+            w.record(
+                Section::Answer,
+                b"\x05ab\x00",
+                rtype::A,
+                1,
+                30,
+                &[1, 2, 3, 4]
+            ),
+            Err(WriteError::BadOwner)
+        );
+        assert_eq!(
+            w.record(Section::Answer, q.qname(), 99, 1, 30, &vec![0; 65536]),
+            Err(WriteError::RdataTooLong)
+        );
+        // A section count cannot pass 65535.
+        let mark = w.checkpoint();
+        let mut full = Ok(());
+        for _ in 0..u16::MAX {
+            full = full.and(w.record(Section::Additional, b"\x00", rtype::A, 1, 0, &[0; 4]));
+        }
+        assert_eq!(full, Ok(()));
+        assert_eq!(
+            w.record(Section::Additional, b"\x00", rtype::A, 1, 0, &[0; 4]),
+            Err(WriteError::TooManyRecords)
+        );
+        w.rollback(mark);
+        // Good records still go in after refused ones, and the message decodes.
+        w.record(
+            Section::Answer,
+            q.qname(),
+            rtype::MX,
+            1,
+            30,
+            b"\x00\x01\x01a\x04test\x00",
+        )
+        .unwrap();
+        w.finish();
+        let decoded = hickory_proto::op::Message::from_vec(&buf).unwrap();
+        assert_eq!(decoded.answers.len(), 1);
+    }
+
+    #[test]
+    fn rollback_forgets_records_and_their_names() {
+        let p = query(b"\x01a\x04test\x00", rtype::NS);
+        let q = parse_query(&p).unwrap();
+        let mut buf = Vec::new();
+        let mut comp = Compressor::default();
+        let mut w = Writer::new(&mut buf, &mut comp, q.id, 0, 0, q.question);
+        let mark = w.checkpoint();
+        w.record(
+            Section::Answer,
+            q.qname(),
+            rtype::NS,
+            1,
+            30,
+            b"\x02ns\x01b\x00",
+        )
+        .unwrap();
+        assert_eq!(w.count(Section::Answer), 1);
+        w.rollback(mark);
+        assert_eq!(
+            (w.len(), w.count(Section::Answer)),
+            (12 + q.question.len(), 0)
+        );
+        // "b." was forgotten with the record: written in full again, not as a pointer.
+        w.record(
+            Section::Additional,
+            b"\x01b\x00",
+            rtype::A,
+            1,
+            30,
+            &[1, 2, 3, 4],
+        )
+        .unwrap();
+        w.finish();
+        assert_eq!(&buf[12 + q.question.len()..][..3], b"\x01b\x00");
     }
 }
