@@ -9,11 +9,13 @@
 
 pub mod answer;
 pub mod catalog;
+pub mod changeset;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod example;
 pub mod fastpath;
+pub mod journal;
 pub mod listen;
 pub mod loader;
 pub mod mmsg;
@@ -22,6 +24,7 @@ pub mod respond;
 pub mod rr;
 pub mod serve;
 pub mod stats;
+pub mod tsig;
 pub mod wire;
 pub mod zone;
 pub mod zonefile;
