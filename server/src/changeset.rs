@@ -11,14 +11,16 @@
 //! record = owner (uncompressed wire name) | type u16 | class u16 | ttl u32 | rdlength u16 | rdata
 //! ```
 //!
-//! All integers are big-endian. [`Changeset::decode`] checks every length, name and count
-//! and the SOA rules, never panics, and says what is wrong at which offset.
+//! All integers are big-endian. [`Changeset::decode`] checks every length, name, count and
+//! record data (with the same [`crate::rr::check_rdata`] the zone loader uses), refuses
+//! meta and query-only types (RFC 6895 §3.1), checks the SOA rules, never panics, and
+//! says what is wrong at which offset.
 //!
-//! Limitations: rdata is carried as opaque bytes; its type-specific layout is checked when
-//! the records are applied to a zone, not here.
+//! Limitations: types without a known layout (RFC 3597) are carried as opaque bytes, as
+//! DHCID is meant to be (RFC 4701).
 
 use crate::name::{wire_name_len, Name};
-use crate::rr::{rtype, Record, Soa};
+use crate::rr::{check_rdata, is_meta_or_query_only, rtype, type_name, Record, Soa};
 
 /// The encoding version written by [`Changeset::encode`].
 pub const FORMAT_VERSION: u8 = 1;
@@ -52,6 +54,21 @@ pub enum ChangesetError {
         count: u32,
         left: usize,
     },
+    #[error("at offset {offset}: {} record data is malformed: {reason}", type_name(*rtype))]
+    BadRdata {
+        offset: usize,
+        rtype: u16,
+        reason: String,
+    },
+    #[error("at offset {offset}: type {} cannot be zone data", type_name(*rtype))]
+    MetaType { offset: usize, rtype: u16 },
+    #[error("{list} record {index} ({}): {reason}", type_name(*rtype))]
+    BadRecord {
+        list: &'static str,
+        index: usize,
+        rtype: u16,
+        reason: String,
+    },
     #[error("at offset {offset}: {left} octets follow the last record")]
     TrailingData { offset: usize, left: usize },
     #[error("the {list} list must start with an SOA record")]
@@ -75,9 +92,25 @@ pub enum ChangesetError {
 }
 
 impl Changeset {
-    /// Checks the SOA rules: each list starts with an SOA carrying its serial, both SOAs
-    /// have the same owner, and no other SOA appears.
+    /// Checks what decoding checks: every record is zone data with well-formed rdata,
+    /// each list starts with an SOA carrying its serial, both SOAs have the same owner,
+    /// and no other SOA appears. Encoding refuses what this refuses, so a journal never
+    /// holds a record that would stop its zone from loading.
     pub fn validate(&self) -> Result<(), ChangesetError> {
+        for (list, records) in [("removed", &self.removed), ("added", &self.added)] {
+            for (index, r) in records.iter().enumerate() {
+                let bad = |reason: String| ChangesetError::BadRecord {
+                    list,
+                    index,
+                    rtype: r.rtype,
+                    reason,
+                };
+                if is_meta_or_query_only(r.rtype) {
+                    return Err(bad("this type cannot be zone data".into()));
+                }
+                check_rdata(r.rtype, &r.rdata).map_err(bad)?;
+            }
+        }
         let old = check_soa_list(&self.removed, "removed", self.from_serial)?;
         let new = check_soa_list(&self.added, "added", self.to_serial)?;
         if !old.eq_ignore_case(new) {
@@ -247,6 +280,14 @@ impl Reader<'_> {
         let ttl = self.u32("a record TTL")?;
         let rdlen = self.u16("a record data length")? as usize;
         let rdata = self.take(rdlen, "a record's data")?.to_vec();
+        if is_meta_or_query_only(rtype) {
+            return Err(ChangesetError::MetaType { offset, rtype });
+        }
+        check_rdata(rtype, &rdata).map_err(|reason| ChangesetError::BadRdata {
+            offset,
+            rtype,
+            reason,
+        })?;
         Ok(Record {
             owner,
             rtype,
@@ -384,6 +425,53 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn record_data_is_checked() {
+        // An A record with 3 octets of data is refused when encoding...
+        let mut cs = sample("example.", 7);
+        cs.removed[1].rdata.pop();
+        assert!(matches!(
+            cs.encode().unwrap_err(),
+            ChangesetError::BadRecord {
+                list: "removed",
+                index: 1,
+                rtype: rtype::A,
+                ..
+            }
+        ));
+        // ... and when decoding, with its offset.
+        let mut bytes = sample("example.", 7).encode().unwrap();
+        let a_start = 13 + cs.removed[0].owner.wire_len() + 10 + cs.removed[0].rdata.len();
+        let rdlen_at = a_start + cs.removed[1].owner.wire_len() + 8;
+        bytes[rdlen_at + 1] = 3;
+        bytes.remove(rdlen_at + 2);
+        let offset = 13 + cs.removed[0].owner.wire_len() + 10 + cs.removed[0].rdata.len();
+        match Changeset::decode(&bytes).unwrap_err() {
+            ChangesetError::BadRdata {
+                offset: o,
+                rtype: rtype::A,
+                ..
+            } => assert_eq!(o, offset),
+            other => panic!("{other}"),
+        }
+        let mut cs = sample("example.", 7);
+        cs.added[1].rtype = rtype::TSIG;
+        assert!(matches!(
+            cs.encode().unwrap_err(),
+            ChangesetError::BadRecord { .. }
+        ));
+        let mut bytes = sample("example.", 7).encode().unwrap();
+        let tsig_at = bytes.len() - 5 - 2 - 4 - 2 - 2; // type of the last (DHCID) record
+        bytes[tsig_at..tsig_at + 2].copy_from_slice(&rtype::TSIG.to_be_bytes());
+        assert!(matches!(
+            Changeset::decode(&bytes).unwrap_err(),
+            ChangesetError::MetaType {
+                rtype: rtype::TSIG,
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn soa_rules() {
         let mut cs = sample("example.", 7);
         cs.to_serial = 9;
@@ -411,6 +499,8 @@ pub(crate) mod tests {
         cs.added[0] = soa("other.", 8);
         assert_eq!(cs.encode().unwrap_err(), ChangesetError::SoaOwnerMismatch);
         let mut cs = sample("example.", 7);
+        // A private-use type (RFC 6895 §3.1), whose data is opaque, but too long.
+        cs.added[1].rtype = 65280;
         cs.added[1].rdata = vec![0; 70_000];
         assert_eq!(cs.encode().unwrap_err(), ChangesetError::RdataTooLong);
     }
