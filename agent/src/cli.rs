@@ -1,14 +1,25 @@
 //! The `muster-agent` command line (clap derive: the doc comments are the `--help` text).
 //! Every flag can also come from a `MUSTER_*` variable; never `ETCD_*`, which etcd itself
 //! reads (and warns about when unknown).
+//!
+//! Every value is parsed into its type here, flag or variable alike, before any work
+//! starts: a malformed one (a nameserver that is not an address, a URL etcd would refuse,
+//! a name that cannot be a member) ends the run with exit status 2 and a message naming
+//! the flag, as does a missing flag the chosen path needs ([`crate::Error::Usage`]).
+//! Status 1 is for everything that goes wrong later.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::cluster::Scheme;
+use crate::cluster::{records, MemberName, Scheme};
+use crate::urls::EtcdUrl;
+
+/// Exit status for a malformed command line (clap's own errors use it too).
+pub const USAGE_EXIT: u8 = 2;
 
 /// muster-agent: start etcd from DNS SRV discovery records, correctly.
 ///
@@ -41,10 +52,10 @@ pub enum Command {
 pub struct Common {
     /// Discovery domain, as etcd's --discovery-srv (e.g. example.com). Needed to
     /// bootstrap, not to restart.
-    #[arg(long, env = "MUSTER_DOMAIN", value_name = "DOMAIN")]
+    #[arg(long, env = "MUSTER_DOMAIN", value_name = "DOMAIN", value_parser = records::parse_domain)]
     pub domain: Option<String>,
     /// Service-name suffix, as etcd's --discovery-srv-name: `_etcd-server-ssl-S._tcp.D`.
-    #[arg(long, env = "MUSTER_SRV_NAME", value_name = "S")]
+    #[arg(long, env = "MUSTER_SRV_NAME", value_name = "S", value_parser = records::parse_srv_name)]
     pub srv_name: Option<String>,
     /// Use only this SRV set: https (`_etcd-server-ssl`) or http (`_etcd-server`). By
     /// default the published one; both published is an error.
@@ -57,39 +68,42 @@ pub struct Common {
         long,
         env = "MUSTER_NAMESERVER",
         value_name = "IP[:PORT]",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = crate::discover::parse_nameserver
     )]
-    pub nameserver: Vec<String>,
-    /// This member's name (the first label of its SRV target). Needed when several
-    /// targets resolve to this host; checked against the records otherwise.
-    #[arg(long, env = "MUSTER_NAME")]
-    pub name: Option<String>,
+    pub nameserver: Vec<SocketAddr>,
+    /// This member's name (the first label of its SRV target, in any case). Needed when
+    /// several targets resolve to this host; checked against the records otherwise.
+    #[arg(long, env = "MUSTER_NAME", value_parser = MemberName::parse)]
+    pub name: Option<MemberName>,
     /// This member's peer URL, scheme://target:port or scheme://address:port: another
     /// way to say which member this host is.
-    #[arg(long, env = "MUSTER_ADVERTISE_PEER_URL", value_name = "URL")]
-    pub advertise_peer_url: Option<String>,
+    #[arg(long, env = "MUSTER_ADVERTISE_PEER_URL", value_name = "URL", value_parser = parse_url)]
+    pub advertise_peer_url: Option<EtcdUrl>,
     /// etcd's data dir. If `DIR/member/wal` exists this is a restart: no DNS, no
     /// --initial-* flags. Default: $ETCD_DATA_DIR (then not passed as a flag).
-    #[arg(long, env = "MUSTER_DATA_DIR", value_name = "DIR")]
+    #[arg(long, env = "MUSTER_DATA_DIR", value_name = "DIR", value_parser = parse_path)]
     pub data_dir: Option<PathBuf>,
-    /// Number of members the cluster must have. Without it, the cluster is whatever is
-    /// published once every published target resolves and the records are stable.
+    /// Number of members the cluster has. Bootstrap needs the size, from this flag or
+    /// from a TXT record "muster-size=N" at the SRV owner name (both: they must agree),
+    /// because a stable set of records is not necessarily a complete one.
     #[arg(long, env = "MUSTER_EXPECT", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub expect: Option<u16>,
     /// Give up waiting for complete, stable records after this long (below systemd's
     /// default 90 s start timeout).
-    #[arg(long, env = "MUSTER_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MUSTER_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
     pub timeout: Duration,
     /// --initial-cluster-token. Default: `muster:DOMAIN[:SRV-NAME]`, the same on
     /// every host.
-    #[arg(long, env = "MUSTER_TOKEN")]
+    #[arg(long, env = "MUSTER_TOKEN", value_parser = parse_token)]
     pub token: Option<String>,
     /// Client port for a member without an `_etcd-client*` record.
     #[arg(
         long,
         env = "MUSTER_CLIENT_PORT",
         value_name = "PORT",
-        default_value_t = 2379
+        default_value_t = 2379,
+        value_parser = clap::value_parser!(u16).range(1..)
     )]
     pub client_port: u16,
     /// Use this --listen-peer-urls entry instead of the derived one (repeatable). Required
@@ -98,26 +112,29 @@ pub struct Common {
         long,
         env = "MUSTER_LISTEN_PEER_URL",
         value_name = "URL",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = EtcdUrl::parse_listen
     )]
-    pub listen_peer_url: Vec<String>,
+    pub listen_peer_url: Vec<EtcdUrl>,
     /// Use this --listen-client-urls entry instead of the derived ones (repeatable), e.g.
     /// to add http://127.0.0.1:2379.
     #[arg(
         long,
         env = "MUSTER_LISTEN_CLIENT_URL",
         value_name = "URL",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = EtcdUrl::parse_listen
     )]
-    pub listen_client_url: Vec<String>,
+    pub listen_client_url: Vec<EtcdUrl>,
     /// Use this --advertise-client-urls entry instead of the derived ones (repeatable).
     #[arg(
         long,
         env = "MUSTER_ADVERTISE_CLIENT_URL",
         value_name = "URL",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = parse_url
     )]
-    pub advertise_client_url: Vec<String>,
+    pub advertise_client_url: Vec<EtcdUrl>,
 }
 
 /// `--scheme` values.
@@ -167,7 +184,7 @@ pub struct EnvArgs {
     #[command(flatten)]
     pub common: Common,
     /// The EnvironmentFile to write (atomically), e.g. /run/etcd/bootstrap.env.
-    #[arg(long, env = "MUSTER_ENV_FILE", value_name = "FILE")]
+    #[arg(long, env = "MUSTER_ENV_FILE", value_name = "FILE", value_parser = parse_path)]
     pub out: PathBuf,
 }
 
@@ -182,7 +199,8 @@ pub struct ExecArgs {
         long,
         env = "MUSTER_ETCD_BIN",
         value_name = "PATH",
-        default_value = "etcd"
+        default_value = "etcd",
+        value_parser = parse_program
     )]
     pub etcd_bin: String,
     /// Print etcd's argv, one argument per line, instead of executing it.
@@ -193,7 +211,54 @@ pub struct ExecArgs {
     pub extra: Vec<String>,
 }
 
-/// Runs a parsed command line; prints errors as `muster-agent: error: ...`.
+fn parse_url(s: &str) -> Result<EtcdUrl, String> {
+    s.parse()
+}
+
+fn parse_path(s: &str) -> Result<PathBuf, String> {
+    if s.trim().is_empty() {
+        return Err("the path is empty".into());
+    }
+    Ok(PathBuf::from(s))
+}
+
+fn parse_program(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("the program is empty: give etcd's path or name".into());
+    }
+    Ok(s.to_string())
+}
+
+/// A duration such as `60s` or `2m`, more than zero (a zero wait could never see two
+/// identical reads).
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration such as 60s or 2m: {e}"))?;
+    if d.is_zero() {
+        return Err("the timeout must be more than 0s".into());
+    }
+    Ok(d)
+}
+
+/// A token goes into etcd's argv and into an EnvironmentFile: no blanks, quotes,
+/// backslashes, `$` or control characters, which either would mangle.
+fn parse_token(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("the token is empty: leave the flag out for the default".into());
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\' | '$' | '`'))
+    {
+        return Err(format!(
+            "{s:?} contains {c:?}: use letters, digits and punctuation such as - _ : ."
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// Runs a parsed command line; prints errors as `muster-agent: error: ...`. Exit status
+/// 2 for a missing or malformed flag, 1 for everything else.
 pub fn run(cli: Cli) -> ExitCode {
     match crate::run::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -201,7 +266,70 @@ pub fn run(cli: Cli) -> ExitCode {
             let msg = e.to_string();
             crate::notify::status(&format!("muster-agent failed: {msg}"));
             eprintln!("muster-agent: error: {msg}");
-            ExitCode::FAILURE
+            match e {
+                crate::Error::Usage(_) => ExitCode::from(USAGE_EXIT),
+                _ => ExitCode::FAILURE,
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from([&["muster-agent", "plan"][..], args].concat())
+    }
+
+    /// Review issue 8, item 6: every value is checked while parsing (clap exits 2).
+    #[test]
+    fn issue8_malformed_values_are_usage_errors() {
+        for args in [
+            &["--nameserver", "foo"][..],
+            &["--nameserver", "127.0.0.1:99999"],
+            &["--domain", "a b"],
+            &["--srv-name", "a.b"],
+            &["--name", "m 1"],
+            &["--advertise-peer-url", "m1.example.test:2380"],
+            &["--listen-peer-url", "http://m1.example.test:2380"],
+            &["--listen-client-url", "not a url"],
+            &["--advertise-client-url", "http://m1.example.test"],
+            &["--timeout", "forever"],
+            &["--timeout", "0s"],
+            &["--token", ""],
+            &["--token", "a b"],
+            &["--client-port", "0"],
+            &["--expect", "0"],
+            &["--data-dir", ""],
+        ] {
+            let e = parse(args).expect_err(&format!("{args:?} must be refused"));
+            assert_eq!(e.exit_code(), i32::from(USAGE_EXIT), "{args:?}");
+            assert!(e.to_string().contains(args[0]), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn well_formed_values_parse() {
+        let cli = parse(&[
+            "--nameserver",
+            "127.0.0.1:5353,::1",
+            "--name",
+            "M1",
+            "--advertise-peer-url",
+            "http://m1.example.test:2380",
+            "--listen-client-url",
+            "http://127.0.0.1:2379,http://[::1]:2379",
+            "--timeout",
+            "2m",
+        ])
+        .unwrap();
+        let Command::Plan(p) = cli.command else {
+            panic!("plan")
+        };
+        assert_eq!(p.common.nameserver.len(), 2);
+        assert_eq!(p.common.name.unwrap().as_str(), "m1");
+        assert_eq!(p.common.listen_client_url.len(), 2);
+        assert_eq!(p.common.timeout, Duration::from_secs(120));
     }
 }

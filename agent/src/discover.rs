@@ -1,5 +1,6 @@
-//! DNS and interface effects: reading the etcd discovery records (RFC 2782 SRV, then A
-//! and AAAA of every target) and this host's addresses.
+//! DNS and interface effects: reading the etcd discovery records (RFC 2782 SRV, the
+//! TXT records at the server SRV names that publish the cluster size, then A and AAAA of
+//! every target) and this host's addresses.
 //!
 //! Every name is queried absolute (trailing dot: no search list, Kubernetes pods use
 //! `ndots:5`), with caching off (each round must see the zone as it is now, not as it
@@ -20,21 +21,23 @@ use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
 
-use crate::cluster::{Answer, RecordSet, Role, Scheme, Service, Srv};
+use crate::cluster::{Answer, RecordSet, Role, Scheme, Service, Srv, Txt};
 
 /// DNS lookups the discovery round needs. The real one is [`DnsResolver`]; unit tests use
 /// a table.
 pub trait Resolve {
     /// SRV records at `name` (absolute).
     fn srv(&self, name: &str) -> impl Future<Output = Answer<Srv>>;
+    /// TXT records at `name` (absolute).
+    fn txt(&self, name: &str) -> impl Future<Output = Answer<Txt>>;
     /// A and AAAA records of `name` (absolute), merged.
     fn addresses(&self, name: &str) -> impl Future<Output = Answer<IpAddr>>;
     /// The servers asked, for messages ("nameserver 10.0.0.53:53").
     fn describe(&self) -> String;
 }
 
-/// Reads one round: the server SRV sets (one, if `scheme` is forced), both client sets,
-/// and the addresses of every server target.
+/// Reads one round: the server SRV sets (one, if `scheme` is forced) with the TXT
+/// records at the same names, both client sets, and the addresses of every server target.
 pub async fn read<R: Resolve>(
     resolver: &R,
     service: &Service,
@@ -46,7 +49,7 @@ pub async fn read<R: Resolve>(
     let plain_name = service.record(Role::Server, Scheme::Http);
     let cssl_name = service.record(Role::Client, Scheme::Https);
     let cplain_name = service.record(Role::Client, Scheme::Http);
-    let (server_ssl, server_plain, client_ssl, client_plain) = tokio::join!(
+    let (server_ssl, server_plain, client_ssl, client_plain, txt_ssl, txt_plain) = tokio::join!(
         async {
             if ask_ssl {
                 Some(resolver.srv(&ssl_name).await)
@@ -63,7 +66,25 @@ pub async fn read<R: Resolve>(
         },
         resolver.srv(&cssl_name),
         resolver.srv(&cplain_name),
+        async {
+            if ask_ssl {
+                Some(resolver.txt(&ssl_name).await)
+            } else {
+                None
+            }
+        },
+        async {
+            if ask_plain {
+                Some(resolver.txt(&plain_name).await)
+            } else {
+                None
+            }
+        },
     );
+    let sizes = [(ssl_name, txt_ssl), (plain_name, txt_plain)]
+        .into_iter()
+        .filter_map(|(name, answer)| answer.map(|a| (name, a)))
+        .collect();
     let mut targets: Vec<String> = [&server_ssl, &server_plain]
         .into_iter()
         .flatten()
@@ -85,6 +106,7 @@ pub async fn read<R: Resolve>(
         server_plain,
         client_ssl,
         client_plain,
+        sizes,
         addresses,
     }
 }
@@ -172,6 +194,27 @@ impl Resolve for DnsResolver {
                             target: absolute_lower(&s.target.to_ascii()),
                             port: s.port,
                         }),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+            .normalised(),
+            Err(e) if e.is_no_records_found() => Answer::Empty,
+            Err(e) => Answer::Failed(self.failure(&e)),
+        }
+    }
+
+    async fn txt(&self, name: &str) -> Answer<Txt> {
+        match self.inner.lookup(name, RecordType::TXT).await {
+            Ok(l) => Answer::Records(
+                l.answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::TXT(t) => Some(Txt(t
+                            .txt_data
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s).into_owned())
+                            .collect())),
                         _ => None,
                     })
                     .collect(),

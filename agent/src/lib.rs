@@ -5,12 +5,14 @@
 //! in 3.4 ignores plain-http `_etcd-server._tcp` records. muster-agent resolves the
 //! records itself and starts etcd with an explicit `--initial-cluster`.
 //!
-//! Architecture: [`cli`] parses flags and [`run`] wires the effects — [`discover`] (DNS,
-//! interface addresses), [`wait`] (completeness and stability over rounds), [`restart`]
-//! (data-dir detection, persisted plan), [`envfile`] / [`exec`] (the two ways to hand
-//! the [`plan::Plan`] to etcd), [`notify`] (systemd) — around the pure core [`cluster`]
-//! (records + local addresses -> plan) and [`ids`] (etcd's member and cluster IDs).
+//! Architecture: [`cli`] parses and checks flags ([`urls`] for the URL flags) and [`run`]
+//! wires the effects — [`discover`] (DNS, interface addresses), [`wait`] (completeness and
+//! stability over rounds), [`restart`] (data-dir detection, persisted plan), [`envfile`] /
+//! [`exec`] (the two ways to hand the [`plan::Plan`] to etcd), [`notify`] (systemd) —
+//! around the pure core [`cluster`] (records + local addresses -> plan: completeness,
+//! identity, flags) and [`ids`] (etcd's member and cluster IDs).
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cli;
@@ -23,6 +25,7 @@ pub mod notify;
 pub mod plan;
 pub mod restart;
 pub mod run;
+pub mod urls;
 pub mod wait;
 
 use std::path::PathBuf;
@@ -30,7 +33,7 @@ use std::path::PathBuf;
 /// Every way a command can fail; each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A missing or malformed flag.
+    /// A missing or malformed flag (exit status 2).
     #[error("{0}")]
     Usage(String),
     /// The wait for complete records ended without a cluster.

@@ -1,18 +1,26 @@
 //! The plan: what etcd is started with, and why. Printed by `plan`, written as an
 //! environment file by `env`, turned into argv by `exec`, and persisted in the data dir
 //! at bootstrap so that a restart needs no DNS.
+//!
+//! In memory a plan cannot contradict itself: a bootstrap always carries its cluster
+//! ([`Start`]), IDs are [`EtcdId`]s, names [`MemberName`]s. The JSON form (version
+//! [`PLAN_VERSION`]) spells the IDs twice, decimal and hex, and says the mode in a field;
+//! reading it back checks all of that, so a damaged `muster-plan.json` is an error naming
+//! the field rather than a wrong etcd start.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::Scheme;
+use crate::cluster::{MemberName, Scheme};
+use crate::ids::EtcdId;
 
 /// Version of the JSON format (also of `<data-dir>/muster-plan.json`).
 pub const PLAN_VERSION: u32 = 1;
 
-/// Whether etcd bootstraps a new cluster or restarts from its data dir.
+/// Whether etcd bootstraps a new cluster or restarts from its data dir (the JSON `mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -23,8 +31,41 @@ pub enum Mode {
     Restart,
 }
 
+/// etcd's `--initial-cluster-state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterState {
+    /// Every member of `--initial-cluster` starts together.
+    New,
+    /// Joining a running cluster after `member add` (not automated yet: nothing plans it).
+    Existing,
+}
+
+impl fmt::Display for ClusterState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClusterState::New => "new",
+            ClusterState::Existing => "existing",
+        })
+    }
+}
+
+/// How etcd starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// A new cluster, from the SRV records.
+    Bootstrap(Bootstrap),
+    /// From the data dir; the cluster it was bootstrapped with, when the persisted plan
+    /// knows it (shown for information only: etcd uses its stored membership).
+    Restart {
+        /// The bootstrap this data dir came from.
+        bootstrapped: Option<Bootstrap>,
+    },
+}
+
 /// What the SRV records said at bootstrap.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "BootstrapJson", into = "BootstrapJson")]
 pub struct Bootstrap {
     /// Absolute discovery domain.
     pub domain: String,
@@ -38,29 +79,26 @@ pub struct Bootstrap {
     pub matched_by: String,
     /// `--initial-cluster-token`.
     pub token: String,
-    /// `--initial-cluster-state` (always `new`).
-    pub initial_cluster_state: String,
+    /// `--initial-cluster-state`.
+    pub initial_cluster_state: ClusterState,
     /// `--initial-advertise-peer-urls`.
     pub initial_advertise_peer_urls: Vec<String>,
     /// `--initial-cluster`.
     pub initial_cluster: String,
     /// The ID etcd will give this member.
-    pub member_id: u64,
-    /// The same in hex, as etcd logs it.
-    pub member_id_hex: String,
+    pub member_id: EtcdId,
     /// The ID etcd will give the cluster.
-    pub cluster_id: u64,
-    /// The same in hex, as etcd logs it.
-    pub cluster_id_hex: String,
+    pub cluster_id: EtcdId,
     /// Every member, sorted by name.
     pub members: Vec<PlannedMember>,
 }
 
 /// One member of the planned cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "MemberJson", into = "MemberJson")]
 pub struct PlannedMember {
     /// Member name (the target's first label).
-    pub name: String,
+    pub name: MemberName,
     /// SRV target.
     pub target: String,
     /// Peer port.
@@ -70,26 +108,20 @@ pub struct PlannedMember {
     /// Advertised client URLs.
     pub client_urls: Vec<String>,
     /// A and AAAA addresses of the target.
-    pub addresses: Vec<std::net::IpAddr>,
+    pub addresses: Vec<IpAddr>,
     /// Expected member ID.
-    pub id: u64,
-    /// The same in hex.
-    pub id_hex: String,
+    pub id: EtcdId,
     /// Whether this is the member on this host.
     pub this_host: bool,
 }
 
 /// Everything needed to start etcd.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "PlanJson", into = "PlanJson")]
 pub struct Plan {
-    /// [`PLAN_VERSION`].
-    pub version: u32,
-    /// Bootstrap or restart.
-    pub mode: Mode,
     /// `--name`.
-    pub name: String,
+    pub name: MemberName,
     /// `--data-dir`, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     /// `--listen-peer-urls`: local addresses, since etcd cannot bind names.
     pub listen_peer_urls: Vec<String>,
@@ -97,22 +129,215 @@ pub struct Plan {
     pub listen_client_urls: Vec<String>,
     /// `--advertise-client-urls`: by name, like the peer URLs.
     pub advertise_client_urls: Vec<String>,
-    /// The cluster as discovered. In a restart plan this is what the member was
-    /// bootstrapped with (from the persisted plan), shown for information only.
+    /// Bootstrap or restart.
+    pub start: Start,
+}
+
+/// The JSON form of [`Plan`].
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanJson {
+    version: u32,
+    mode: Mode,
+    name: MemberName,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<Bootstrap>,
+    data_dir: Option<PathBuf>,
+    listen_peer_urls: Vec<String>,
+    listen_client_urls: Vec<String>,
+    advertise_client_urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cluster: Option<Bootstrap>,
+}
+
+/// The JSON form of [`Bootstrap`]: IDs in decimal and hex.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BootstrapJson {
+    domain: String,
+    srv_name: Option<String>,
+    srv_record: String,
+    scheme: Scheme,
+    matched_by: String,
+    token: String,
+    initial_cluster_state: ClusterState,
+    initial_advertise_peer_urls: Vec<String>,
+    initial_cluster: String,
+    member_id: u64,
+    member_id_hex: String,
+    cluster_id: u64,
+    cluster_id_hex: String,
+    members: Vec<PlannedMember>,
+}
+
+/// The JSON form of [`PlannedMember`].
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberJson {
+    name: MemberName,
+    target: String,
+    port: u16,
+    peer_url: String,
+    client_urls: Vec<String>,
+    addresses: Vec<IpAddr>,
+    id: u64,
+    id_hex: String,
+    this_host: bool,
+}
+
+impl From<Plan> for PlanJson {
+    fn from(p: Plan) -> PlanJson {
+        let (mode, cluster) = match p.start {
+            Start::Bootstrap(b) => (Mode::Bootstrap, Some(b)),
+            Start::Restart { bootstrapped } => (Mode::Restart, bootstrapped),
+        };
+        PlanJson {
+            version: PLAN_VERSION,
+            mode,
+            name: p.name,
+            data_dir: p.data_dir,
+            listen_peer_urls: p.listen_peer_urls,
+            listen_client_urls: p.listen_client_urls,
+            advertise_client_urls: p.advertise_client_urls,
+            cluster,
+        }
+    }
+}
+
+impl TryFrom<PlanJson> for Plan {
+    type Error = String;
+    fn try_from(j: PlanJson) -> Result<Plan, String> {
+        if j.version != PLAN_VERSION {
+            return Err(format!(
+                "format version {}, this muster-agent reads version {PLAN_VERSION}",
+                j.version
+            ));
+        }
+        let start = match (j.mode, j.cluster) {
+            (Mode::Bootstrap, Some(b)) => Start::Bootstrap(b),
+            (Mode::Bootstrap, None) => {
+                return Err("mode \"bootstrap\" without \"cluster\"".into());
+            }
+            (Mode::Restart, bootstrapped) => Start::Restart { bootstrapped },
+        };
+        Ok(Plan {
+            name: j.name,
+            data_dir: j.data_dir,
+            listen_peer_urls: j.listen_peer_urls,
+            listen_client_urls: j.listen_client_urls,
+            advertise_client_urls: j.advertise_client_urls,
+            start,
+        })
+    }
+}
+
+impl From<Bootstrap> for BootstrapJson {
+    fn from(b: Bootstrap) -> BootstrapJson {
+        BootstrapJson {
+            domain: b.domain,
+            srv_name: b.srv_name,
+            srv_record: b.srv_record,
+            scheme: b.scheme,
+            matched_by: b.matched_by,
+            token: b.token,
+            initial_cluster_state: b.initial_cluster_state,
+            initial_advertise_peer_urls: b.initial_advertise_peer_urls,
+            initial_cluster: b.initial_cluster,
+            member_id: b.member_id.0,
+            member_id_hex: b.member_id.hex(),
+            cluster_id: b.cluster_id.0,
+            cluster_id_hex: b.cluster_id.hex(),
+            members: b.members,
+        }
+    }
+}
+
+impl TryFrom<BootstrapJson> for Bootstrap {
+    type Error = String;
+    fn try_from(j: BootstrapJson) -> Result<Bootstrap, String> {
+        let member_id = EtcdId::from_both("cluster.member_id", j.member_id, &j.member_id_hex)?;
+        let cluster_id = EtcdId::from_both("cluster.cluster_id", j.cluster_id, &j.cluster_id_hex)?;
+        if !j.members.iter().any(|m| m.this_host && m.id == member_id) {
+            return Err(format!(
+                "cluster.member_id {} is not the id of the member marked this_host",
+                j.member_id
+            ));
+        }
+        Ok(Bootstrap {
+            domain: j.domain,
+            srv_name: j.srv_name,
+            srv_record: j.srv_record,
+            scheme: j.scheme,
+            matched_by: j.matched_by,
+            token: j.token,
+            initial_cluster_state: j.initial_cluster_state,
+            initial_advertise_peer_urls: j.initial_advertise_peer_urls,
+            initial_cluster: j.initial_cluster,
+            member_id,
+            cluster_id,
+            members: j.members,
+        })
+    }
+}
+
+impl From<PlannedMember> for MemberJson {
+    fn from(m: PlannedMember) -> MemberJson {
+        MemberJson {
+            name: m.name,
+            target: m.target,
+            port: m.port,
+            peer_url: m.peer_url,
+            client_urls: m.client_urls,
+            addresses: m.addresses,
+            id: m.id.0,
+            id_hex: m.id.hex(),
+            this_host: m.this_host,
+        }
+    }
+}
+
+impl TryFrom<MemberJson> for PlannedMember {
+    type Error = String;
+    fn try_from(j: MemberJson) -> Result<PlannedMember, String> {
+        let id = EtcdId::from_both(&format!("member {} id", j.name), j.id, &j.id_hex)?;
+        Ok(PlannedMember {
+            name: j.name,
+            target: j.target,
+            port: j.port,
+            peer_url: j.peer_url,
+            client_urls: j.client_urls,
+            addresses: j.addresses,
+            id,
+            this_host: j.this_host,
+        })
+    }
 }
 
 /// One etcd flag (without dashes) and its value.
 pub type Flag = (&'static str, String);
 
 impl Plan {
+    /// Bootstrap or restart.
+    pub fn mode(&self) -> Mode {
+        match self.start {
+            Start::Bootstrap(_) => Mode::Bootstrap,
+            Start::Restart { .. } => Mode::Restart,
+        }
+    }
+
+    /// The cluster: planned now, or (on a restart) as bootstrapped, when known.
+    pub fn cluster(&self) -> Option<&Bootstrap> {
+        match &self.start {
+            Start::Bootstrap(b) => Some(b),
+            Start::Restart { bootstrapped } => bootstrapped.as_ref(),
+        }
+    }
+
     /// The etcd flags of this plan, in a fixed order. `--data-dir` only when
     /// `with_data_dir` (it may come from `ETCD_DATA_DIR` instead). A restart plan has no
     /// `--initial-*` flags: etcd ignores them once a WAL exists, and leaving them out
     /// makes clear that DNS played no part.
     pub fn etcd_flags(&self, with_data_dir: bool) -> Vec<Flag> {
-        let mut f: Vec<Flag> = vec![("name", self.name.clone())];
+        let mut f: Vec<Flag> = vec![("name", self.name.to_string())];
         if with_data_dir {
             if let Some(d) = &self.data_dir {
                 f.push(("data-dir", d.display().to_string()));
@@ -124,13 +349,13 @@ impl Plan {
             "advertise-client-urls",
             self.advertise_client_urls.join(","),
         ));
-        if let (Mode::Bootstrap, Some(c)) = (self.mode, &self.cluster) {
+        if let Start::Bootstrap(c) = &self.start {
             f.push((
                 "initial-advertise-peer-urls",
                 c.initial_advertise_peer_urls.join(","),
             ));
             f.push(("initial-cluster", c.initial_cluster.clone()));
-            f.push(("initial-cluster-state", c.initial_cluster_state.clone()));
+            f.push(("initial-cluster-state", c.initial_cluster_state.to_string()));
             f.push(("initial-cluster-token", c.token.clone()));
         }
         f
@@ -140,8 +365,8 @@ impl Plan {
     pub fn render_text(&self, with_data_dir: bool) -> String {
         let mut s = String::new();
         // write! to a String cannot fail.
-        match (self.mode, &self.cluster) {
-            (Mode::Bootstrap, Some(c)) => {
+        match &self.start {
+            Start::Bootstrap(c) => {
                 let _ = writeln!(
                     s,
                     "bootstrap member {} of a new {}-member cluster from {} ({})",
@@ -156,28 +381,39 @@ impl Plan {
                     self.name, c.matched_by
                 );
                 let _ = writeln!(s, "  token          {}", c.token);
-                let _ = writeln!(s, "  member id      {} ({})", c.member_id, c.member_id_hex);
+                let _ = writeln!(
+                    s,
+                    "  member id      {} ({})",
+                    c.member_id,
+                    c.member_id.hex()
+                );
                 let _ = writeln!(
                     s,
                     "  cluster id     {} ({})",
-                    c.cluster_id, c.cluster_id_hex
+                    c.cluster_id,
+                    c.cluster_id.hex()
                 );
                 let _ = writeln!(s, "  members");
-                let w = c.members.iter().map(|m| m.name.len()).max().unwrap_or(0);
+                let w = c
+                    .members
+                    .iter()
+                    .map(|m| m.name.as_str().len())
+                    .max()
+                    .unwrap_or(0);
                 for m in &c.members {
                     let addrs: Vec<String> = m.addresses.iter().map(ToString::to_string).collect();
                     let _ = writeln!(
                         s,
                         "    {:w$}  {}  {}  id {}{}",
-                        m.name,
+                        m.name.as_str(),
                         m.peer_url,
                         addrs.join(","),
-                        m.id_hex,
+                        m.id.hex(),
                         if m.this_host { "  <- this host" } else { "" },
                     );
                 }
             }
-            (_, cluster) => {
+            Start::Restart { bootstrapped } => {
                 let data = self
                     .data_dir
                     .as_ref()
@@ -189,12 +425,12 @@ impl Plan {
                      DNS was not consulted and no --initial-* flags are passed",
                     self.name
                 );
-                if let Some(c) = cluster {
+                if let Some(c) = bootstrapped {
                     let _ = writeln!(
                         s,
                         "  bootstrapped as member {} of cluster {} ({} members from {})",
-                        c.member_id_hex,
-                        c.cluster_id_hex,
+                        c.member_id.hex(),
+                        c.cluster_id.hex(),
                         c.members.len(),
                         c.srv_record
                     );

@@ -12,7 +12,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::plan::{Mode, Plan, PLAN_VERSION};
+use crate::cluster::MemberName;
+use crate::plan::{Plan, Start};
 
 /// File name of the persisted plan inside the data dir.
 pub const PLAN_FILE: &str = "muster-plan.json";
@@ -28,21 +29,14 @@ pub enum RestartError {
         /// Why.
         source: std::io::Error,
     },
-    /// The persisted plan is not valid JSON of our format.
+    /// The persisted plan is not valid JSON of our format (including a version we do not
+    /// know, IDs whose two forms disagree, a bootstrap without its cluster).
     #[error("{} is not a muster-agent plan ({source}); remove it and pass --name, --listen-peer-url, --listen-client-url and --advertise-client-url", path.display())]
     Parse {
         /// The file.
         path: PathBuf,
         /// Why.
         source: serde_json::Error,
-    },
-    /// The persisted plan has a version we do not know.
-    #[error("{} has format version {found}, this muster-agent reads version {PLAN_VERSION}", path.display())]
-    Version {
-        /// The file.
-        path: PathBuf,
-        /// Its version.
-        found: u32,
     },
     /// The persisted plan cannot be written.
     #[error("cannot write {}: {source}", path.display())]
@@ -72,9 +66,9 @@ pub enum RestartError {
     )]
     NameMismatch {
         /// `--name`.
-        given: String,
+        given: MemberName,
         /// Name in the persisted plan.
-        persisted: String,
+        persisted: MemberName,
         /// The plan file.
         path: PathBuf,
     },
@@ -93,16 +87,8 @@ pub fn load(data_dir: &Path) -> Result<Option<Plan>, RestartError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(RestartError::Read { path, source }),
     };
-    let plan: Plan = serde_json::from_str(&text).map_err(|source| RestartError::Parse {
-        path: path.clone(),
-        source,
-    })?;
-    if plan.version != PLAN_VERSION {
-        return Err(RestartError::Version {
-            path,
-            found: plan.version,
-        });
-    }
+    let plan: Plan =
+        serde_json::from_str(&text).map_err(|source| RestartError::Parse { path, source })?;
     Ok(Some(plan))
 }
 
@@ -132,7 +118,7 @@ pub fn save(data_dir: &Path, plan: &Plan) -> Result<(), RestartError> {
 #[derive(Debug, Clone, Default)]
 pub struct RestartFlags {
     /// `--name`.
-    pub name: Option<String>,
+    pub name: Option<MemberName>,
     /// `--listen-peer-url`.
     pub listen_peer_urls: Vec<String>,
     /// `--listen-client-url`.
@@ -157,6 +143,8 @@ pub fn restart_plan(
     match persisted {
         Some(p) => {
             if let Some(n) = &flags.name {
+                // MemberName equality, the same comparison bootstrap used to pick the
+                // member: `--name M1` then is member m1 on every start.
                 if *n != p.name {
                     return Err(RestartError::NameMismatch {
                         given: n.clone(),
@@ -165,15 +153,14 @@ pub fn restart_plan(
                     });
                 }
             }
+            let bootstrapped = p.cluster().cloned();
             Ok(Plan {
-                version: PLAN_VERSION,
-                mode: Mode::Restart,
                 name: p.name,
                 data_dir: Some(data_dir.to_path_buf()),
                 listen_peer_urls: pick(&flags.listen_peer_urls, p.listen_peer_urls),
                 listen_client_urls: pick(&flags.listen_client_urls, p.listen_client_urls),
                 advertise_client_urls: pick(&flags.advertise_client_urls, p.advertise_client_urls),
-                cluster: p.cluster,
+                start: Start::Restart { bootstrapped },
             })
         }
         None => {
@@ -192,14 +179,12 @@ pub fn restart_plan(
             }
             match &flags.name {
                 Some(name) if missing.is_empty() => Ok(Plan {
-                    version: PLAN_VERSION,
-                    mode: Mode::Restart,
                     name: name.clone(),
                     data_dir: Some(data_dir.to_path_buf()),
                     listen_peer_urls: flags.listen_peer_urls.clone(),
                     listen_client_urls: flags.listen_client_urls.clone(),
                     advertise_client_urls: flags.advertise_client_urls.clone(),
-                    cluster: None,
+                    start: Start::Restart { bootstrapped: None },
                 }),
                 _ => Err(RestartError::NeedFlags {
                     data_dir: data_dir.to_path_buf(),
@@ -213,17 +198,53 @@ pub fn restart_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::Scheme;
+    use crate::ids::{self, EtcdId};
+    use crate::plan::{Bootstrap, ClusterState, PlannedMember};
 
+    fn name(s: &str) -> MemberName {
+        MemberName::parse(s).unwrap()
+    }
+
+    /// A bootstrap plan of member m1 of m0..m2, as `env`/`exec` persist it.
     fn stored() -> Plan {
+        let url = |i: usize| format!("http://m{i}.c.test:2380");
+        let members: Vec<PlannedMember> = (0..3)
+            .map(|i| PlannedMember {
+                name: name(&format!("m{i}")),
+                target: format!("m{i}.c.test."),
+                port: 2380,
+                peer_url: url(i),
+                client_urls: vec![format!("http://m{i}.c.test:2379")],
+                addresses: vec![format!("10.0.0.{i}").parse().unwrap()],
+                id: EtcdId(ids::member_id(&[url(i)], "muster:c.test")),
+                this_host: i == 1,
+            })
+            .collect();
+        let member_ids: Vec<u64> = members.iter().map(|m| m.id.0).collect();
         Plan {
-            version: PLAN_VERSION,
-            mode: Mode::Bootstrap,
-            name: "m1".into(),
+            name: name("m1"),
             data_dir: Some("/old".into()),
             listen_peer_urls: vec!["http://10.0.0.1:2380".into()],
             listen_client_urls: vec!["http://10.0.0.1:2379".into()],
             advertise_client_urls: vec!["http://m1.c.test:2379".into()],
-            cluster: None,
+            start: Start::Bootstrap(Bootstrap {
+                domain: "c.test.".into(),
+                srv_name: None,
+                srv_record: "_etcd-server._tcp.c.test.".into(),
+                scheme: Scheme::Http,
+                matched_by: "--name m1".into(),
+                token: "muster:c.test".into(),
+                initial_cluster_state: ClusterState::New,
+                initial_advertise_peer_urls: vec![url(1)],
+                initial_cluster: (0..3)
+                    .map(|i| format!("m{i}={}", url(i)))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                member_id: members[1].id,
+                cluster_id: EtcdId(ids::cluster_id(&member_ids)),
+                members,
+            }),
         }
     }
 
@@ -244,10 +265,62 @@ mod tests {
         );
     }
 
+    /// Rewrites one JSON value of the saved plan and loads it back.
+    fn load_edited(
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> Result<Option<Plan>, RestartError> {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("data");
+        save(&d, &stored()).unwrap();
+        let path = d.join(PLAN_FILE);
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        edit(&mut v);
+        std::fs::write(&path, v.to_string()).unwrap();
+        load(&d)
+    }
+
+    #[test]
+    fn a_damaged_plan_file_is_an_error_naming_the_file_and_the_field() {
+        type Edit = fn(&mut serde_json::Value);
+        let cases: [(Edit, &str); 6] = [
+            (
+                |v| v["cluster"]["member_id_hex"] = "not-hex".into(),
+                "cluster.member_id_hex \"not-hex\" is not a hexadecimal etcd ID",
+            ),
+            (
+                |v| v["cluster"]["cluster_id_hex"] = "1".into(),
+                "cluster.cluster_id ",
+            ),
+            (
+                |v| v["cluster"]["members"][0]["id_hex"] = "abc".into(),
+                "member m0 id ",
+            ),
+            (
+                |v| {
+                    v["cluster"].take();
+                },
+                "mode \"bootstrap\" without \"cluster\"",
+            ),
+            (|v| v["version"] = 2.into(), "format version 2"),
+            (
+                |v| v["cluster"]["initial_cluster_state"] = "maybe".into(),
+                "unknown variant `maybe`",
+            ),
+        ];
+        for (edit, want) in cases {
+            let e = load_edited(edit).unwrap_err().to_string();
+            assert!(
+                e.contains("muster-plan.json is not a muster-agent plan (") && e.contains(want),
+                "{want}: {e}"
+            );
+        }
+    }
+
     #[test]
     fn restart_reuses_the_stored_urls_without_initial_flags() {
         let p = restart_plan(Path::new("/data"), Some(stored()), &RestartFlags::default()).unwrap();
-        assert_eq!(p.mode, Mode::Restart);
+        assert_eq!(p.mode(), crate::plan::Mode::Restart);
         assert_eq!(p.data_dir.as_deref(), Some(Path::new("/data")));
         let flags = p.etcd_flags(true);
         assert!(
@@ -260,17 +333,29 @@ mod tests {
     #[test]
     fn restart_refuses_another_name() {
         let flags = RestartFlags {
-            name: Some("m2".into()),
+            name: Some(name("m2")),
             ..Default::default()
         };
         let e = restart_plan(Path::new("/data"), Some(stored()), &flags).unwrap_err();
         assert!(e.to_string().contains("bootstrapped as member m1"), "{e}");
     }
 
+    /// Review issue 8, item 5: bootstrap took `--name M1` for member m1; the same flag
+    /// on the restart is the same member.
+    #[test]
+    fn issue8_restart_accepts_the_name_in_another_case() {
+        let flags = RestartFlags {
+            name: Some(name("M1")),
+            ..Default::default()
+        };
+        let p = restart_plan(Path::new("/data"), Some(stored()), &flags).unwrap();
+        assert_eq!(p.name.as_str(), "m1");
+    }
+
     #[test]
     fn restart_without_stored_plan_needs_flags() {
         let flags = RestartFlags {
-            name: Some("m1".into()),
+            name: Some(name("m1")),
             ..Default::default()
         };
         let e = restart_plan(Path::new("/data"), None, &flags)
@@ -281,13 +366,16 @@ mod tests {
             "{e}"
         );
         let flags = RestartFlags {
-            name: Some("m1".into()),
+            name: Some(name("m1")),
             listen_peer_urls: vec!["http://10.0.0.1:2380".into()],
             listen_client_urls: vec!["http://10.0.0.1:2379".into()],
             advertise_client_urls: vec!["http://m1.c.test:2379".into()],
         };
         assert_eq!(
-            restart_plan(Path::new("/data"), None, &flags).unwrap().name,
+            restart_plan(Path::new("/data"), None, &flags)
+                .unwrap()
+                .name
+                .as_str(),
             "m1"
         );
     }

@@ -4,12 +4,13 @@
 use std::path::PathBuf;
 
 use crate::cli::{Cli, Command, Common, Format};
-use crate::cluster::{self, PlanOptions, Service};
+use crate::cluster::{Identity, Overrides, PlanOptions, Service};
 use crate::discover::{self, DnsResolver};
 use crate::envfile;
 use crate::exec;
-use crate::plan::{Mode, Plan};
+use crate::plan::{Mode, Plan, Start};
 use crate::restart::{self, RestartFlags};
+use crate::urls::EtcdUrl;
 use crate::wait::{self, WaitOptions};
 use crate::{notify, Error};
 
@@ -35,6 +36,10 @@ fn data_dir(common: &Common) -> DataDir {
     }
 }
 
+fn url_texts(urls: &[EtcdUrl]) -> Vec<String> {
+    urls.iter().map(|u| u.as_str().to_string()).collect()
+}
+
 /// Restart plan if the data dir has a WAL, else the bootstrap plan from DNS.
 fn decide(common: &Common, dir: &DataDir) -> Result<Plan, Error> {
     if let Some(d) = &dir.path {
@@ -45,9 +50,9 @@ fn decide(common: &Common, dir: &DataDir) -> Result<Plan, Error> {
             );
             let flags = RestartFlags {
                 name: common.name.clone(),
-                listen_peer_urls: common.listen_peer_url.clone(),
-                listen_client_urls: common.listen_client_url.clone(),
-                advertise_client_urls: common.advertise_client_url.clone(),
+                listen_peer_urls: url_texts(&common.listen_peer_url),
+                listen_client_urls: url_texts(&common.listen_client_url),
+                advertise_client_urls: url_texts(&common.advertise_client_url),
             };
             return Ok(restart::restart_plan(d, restart::load(d)?, &flags)?);
         }
@@ -59,26 +64,35 @@ fn decide(common: &Common, dir: &DataDir) -> Result<Plan, Error> {
     let servers = if common.nameserver.is_empty() {
         discover::system_nameservers()
     } else {
-        common
-            .nameserver
-            .iter()
-            .map(|s| discover::parse_nameserver(s))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(Error::Usage)?
+        common.nameserver.clone()
     };
-    let local = discover::local_addresses().map_err(Error::LocalAddrs)?;
     let opts = WaitOptions {
-        scheme: common.scheme.map(Into::into),
-        expect: common.expect.map(usize::from),
+        plan: PlanOptions {
+            scheme: common.scheme.map(Into::into),
+            expect: common.expect.map(usize::from),
+            identity: Identity {
+                name: common.name.clone(),
+                advertise_peer_url: common.advertise_peer_url.clone(),
+            },
+            overrides: Overrides {
+                token: common.token.clone(),
+                default_client_port: common.client_port,
+                data_dir: dir.path.clone(),
+                listen_peer_urls: url_texts(&common.listen_peer_url),
+                listen_client_urls: url_texts(&common.listen_client_url),
+                advertise_client_urls: url_texts(&common.advertise_client_url),
+            },
+        },
+        local: discover::local_addresses().map_err(Error::LocalAddrs)?,
         timeout: common.timeout,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
-    let members = runtime.block_on(async {
+    let plan = runtime.block_on(async {
         let resolver = DnsResolver::new(&servers).map_err(|e| Error::Resolver(e.to_string()))?;
-        let members = wait::wait_for_members(&resolver, &service, &opts, |round| {
+        let plan = wait::wait_for_plan(&resolver, &service, &opts, |round| {
             let line = format!("{} ({:.1}s)", round.progress, round.elapsed.as_secs_f64());
             eprintln!("muster-agent: {line}");
             notify::waiting(
@@ -87,26 +101,15 @@ fn decide(common: &Common, dir: &DataDir) -> Result<Plan, Error> {
             );
         })
         .await?;
-        Ok::<_, Error>(members)
+        Ok::<_, Error>(plan)
     })?;
-    let popts = PlanOptions {
-        name: common.name.clone(),
-        advertise_peer_url: common.advertise_peer_url.clone(),
-        token: common.token.clone(),
-        default_client_port: common.client_port,
-        data_dir: dir.path.clone(),
-        listen_peer_urls: common.listen_peer_url.clone(),
-        listen_client_urls: common.listen_client_url.clone(),
-        advertise_client_urls: common.advertise_client_url.clone(),
-    };
-    let plan = cluster::plan(&service, &members, &local, &popts)?;
-    if let Some(c) = &plan.cluster {
+    if let Start::Bootstrap(c) = &plan.start {
         eprintln!(
             "muster-agent: bootstrap member {} of {} from {} (cluster id {})",
             plan.name,
             c.members.len(),
             c.srv_record,
-            c.cluster_id_hex
+            c.cluster_id.hex()
         );
     }
     Ok(plan)
@@ -148,7 +151,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     source,
                 }
             })?;
-            if plan.mode == Mode::Bootstrap {
+            if plan.mode() == Mode::Bootstrap {
                 restart::save(&data, &plan)?;
             }
             notify::status(&format!(
@@ -164,7 +167,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let data = need_data_dir(&dir)?.to_path_buf();
             let plan = decide(&args.common, &dir)?;
             let flags = plan.etcd_flags(dir.from_flag);
-            exec::check(&flags, &args.extra, plan.mode == Mode::Bootstrap, |k| {
+            exec::check(&flags, &args.extra, plan.mode() == Mode::Bootstrap, |k| {
                 std::env::var_os(k).map(|v| v.to_string_lossy().into_owned())
             })?;
             let argv = exec::argv(&args.etcd_bin, &flags, &args.extra);
@@ -174,7 +177,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 }
                 return Ok(());
             }
-            if plan.mode == Mode::Bootstrap {
+            if plan.mode() == Mode::Bootstrap {
                 restart::save(&data, &plan)?;
             }
             Err(exec::exec(&argv).into())

@@ -1,20 +1,24 @@
 //! The completeness and stability loop: read the records, judge them, and either return
-//! a settled member list or wait with bounded exponential backoff until `--timeout`.
+//! this host's plan or wait with bounded exponential backoff until `--timeout`.
 //!
-//! A record set is accepted only when [`cluster::settle`] finds it complete *and* the
-//! same set (targets, ports, addresses, client records) has been read on consecutive
+//! A record set is accepted only when [`cluster::judge`] finds it complete (the known
+//! number of members, every one resolving, this host among them) *and* the same set
+//! (targets, ports, addresses, client and size records) has been read on consecutive
 //! rounds, so a zone being edited or a DNS server still loading cannot produce a partial
-//! cluster. Errors that waiting cannot fix (both SRV sets, duplicate names) stop at once.
+//! cluster. Errors that waiting cannot fix (both SRV sets, duplicate names, a size that
+//! contradicts `--expect`) stop at once.
 //!
 //! Time is `tokio::time`, so tests run the whole loop on a paused clock.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::time::Instant;
 
-use crate::cluster::{self, Members, Missing, PlanError, Progress, Scheme, Service, Unsettled};
+use crate::cluster::{self, Missing, PlanError, PlanOptions, Progress, Scheme, Service, Unsettled};
 use crate::discover::{self, Resolve};
+use crate::plan::Plan;
 
 /// How many consecutive identical complete reads make a record set stable.
 pub const STABLE_READS: u32 = 2;
@@ -27,10 +31,10 @@ pub const MAX_DELAY: Duration = Duration::from_secs(2);
 /// What the loop waits for.
 #[derive(Debug, Clone)]
 pub struct WaitOptions {
-    /// `--scheme`: read only that SRV set.
-    pub scheme: Option<Scheme>,
-    /// `--expect`: the number of members required.
-    pub expect: Option<usize>,
+    /// How the records are judged: scheme, size, identity, overrides.
+    pub plan: PlanOptions,
+    /// This host's interface addresses.
+    pub local: Vec<IpAddr>,
     /// `--timeout`: give up after this long.
     pub timeout: Duration,
 }
@@ -57,8 +61,9 @@ pub enum WaitError {
     /// `--timeout` passed first.
     #[error(
         "timed out after {} waiting for a complete, stable set of etcd discovery records: {last}\n\
-         etcd was not started (a partial cluster would split); fix the records or --expect, or raise --timeout",
-        humantime::format_duration(*timeout)
+         {}etcd was not started (a partial cluster would split); fix the records or the size, or raise --timeout",
+        humantime::format_duration(*timeout),
+        last.details().iter().map(|d| format!("{d}\n")).collect::<String>()
     )]
     Timeout {
         /// `--timeout`.
@@ -77,14 +82,15 @@ fn backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
-/// Waits until the records describe a complete, stable cluster; calls `on_round` after
-/// each round that did not.
-pub async fn wait_for_members<R: Resolve>(
+/// Waits until the records give this host a plan from a complete, stable cluster; calls
+/// `on_round` after each round that did not.
+pub async fn wait_for_plan<R: Resolve>(
     resolver: &R,
     service: &Service,
     opts: &WaitOptions,
     mut on_round: impl FnMut(&Round<'_>),
-) -> Result<Members, WaitError> {
+) -> Result<Plan, WaitError> {
+    let scheme = opts.plan.scheme;
     let start = Instant::now();
     let deadline = start + opts.timeout;
     let mut delays = backoff();
@@ -92,45 +98,44 @@ pub async fn wait_for_members<R: Resolve>(
     let mut streak = 0u32;
     let mut last = Progress {
         resolvable: 0,
-        total: opts.expect,
+        total: opts.plan.expect,
         missing: vec![Missing::LookupFailed {
-            name: service.record(cluster::Role::Server, opts.scheme.unwrap_or(Scheme::Https)),
+            name: service.record(cluster::Role::Server, scheme.unwrap_or(Scheme::Https)),
             error: format!("no answer from {} before the deadline", resolver.describe()),
         }],
     };
     for number in 1u32.. {
-        let rs =
-            match tokio::time::timeout_at(deadline, discover::read(resolver, service, opts.scheme))
-                .await
-            {
-                Ok(rs) => rs,
-                Err(_) => {
-                    return Err(WaitError::Timeout {
-                        timeout: opts.timeout,
-                        last,
-                    })
-                }
-            };
+        let rs = match tokio::time::timeout_at(deadline, discover::read(resolver, service, scheme))
+            .await
+        {
+            Ok(rs) => rs,
+            Err(_) => {
+                return Err(WaitError::Timeout {
+                    timeout: opts.timeout,
+                    last,
+                })
+            }
+        };
         let changed = prev.as_ref() != Some(&rs);
         if changed {
             // New data: look again soon rather than at the backed-off pace.
             delays = backoff();
         }
-        let progress = match cluster::settle(service, &rs, opts.scheme, opts.expect) {
+        let progress = match cluster::judge(service, &rs, &opts.local, &opts.plan) {
             Err(Unsettled::Fatal(e)) => return Err(e.into()),
             Err(Unsettled::Pending(p)) => {
                 streak = 0;
                 p
             }
-            Ok(members) => {
+            Ok(plan) => {
                 streak = if changed { 1 } else { streak + 1 };
                 if streak >= STABLE_READS {
-                    return Ok(members);
+                    return Ok(plan);
                 }
-                let n = members.members.len();
+                let n = plan.cluster().map_or(0, |c| c.members.len());
                 Progress {
                     resolvable: n,
-                    total: Some(opts.expect.unwrap_or(n)),
+                    total: Some(n),
                     missing: vec![Missing::NotStable],
                 }
             }
@@ -160,7 +165,7 @@ pub async fn wait_for_members<R: Resolve>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::{Answer, Srv};
+    use crate::cluster::{Answer, Identity, MemberName, Overrides, Srv, Txt};
     use std::cell::RefCell;
     use std::collections::HashMap;
     use std::net::IpAddr;
@@ -169,6 +174,7 @@ mod tests {
     #[derive(Default)]
     struct Zone {
         srv: HashMap<String, Answer<Srv>>,
+        txt: HashMap<String, Answer<Txt>>,
         addrs: HashMap<String, Answer<IpAddr>>,
         queries: u32,
     }
@@ -180,6 +186,11 @@ mod tests {
             let mut z = self.0.borrow_mut();
             z.queries += 1;
             z.srv.get(name).cloned().unwrap_or(Answer::Empty)
+        }
+        async fn txt(&self, name: &str) -> Answer<Txt> {
+            let mut z = self.0.borrow_mut();
+            z.queries += 1;
+            z.txt.get(name).cloned().unwrap_or(Answer::Empty)
         }
         async fn addresses(&self, name: &str) -> Answer<IpAddr> {
             let mut z = self.0.borrow_mut();
@@ -210,12 +221,46 @@ mod tests {
         z
     }
 
+    /// Waits as member m0 (at 10.0.0.0).
     fn opts(expect: Option<usize>, secs: u64) -> WaitOptions {
         WaitOptions {
-            scheme: None,
-            expect,
+            plan: PlanOptions {
+                expect,
+                overrides: Overrides {
+                    default_client_port: 2379,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            local: vec!["10.0.0.0".parse().unwrap()],
             timeout: Duration::from_secs(secs),
         }
+    }
+
+    fn publish_size(z: &RefCell<Zone>, n: usize) {
+        z.borrow_mut().txt.insert(
+            "_etcd-server._tcp.c.test.".into(),
+            Answer::Records(vec![Txt(vec![format!("muster-size={n}")])]),
+        );
+    }
+
+    fn publish_member(z: &RefCell<Zone>, i: usize) {
+        let mut z = z.borrow_mut();
+        let entry = z
+            .srv
+            .entry("_etcd-server._tcp.c.test.".into())
+            .or_insert(Answer::Records(Vec::new()));
+        if let Answer::Records(v) = entry {
+            v.push(Srv {
+                target: format!("m{i}.c.test."),
+                port: 2380,
+            });
+            v.sort();
+        }
+        z.addrs.insert(
+            format!("m{i}.c.test."),
+            Answer::Records(vec![format!("10.0.0.{i}").parse().unwrap()]),
+        );
     }
 
     fn service() -> Service {
@@ -227,12 +272,12 @@ mod tests {
         let z = RefCell::new(zone(3, 3));
         let mut rounds = Vec::new();
         let start = Instant::now();
-        let m = wait_for_members(&Fake(&z), &service(), &opts(Some(3), 10), |r| {
+        let m = wait_for_plan(&Fake(&z), &service(), &opts(Some(3), 10), |r| {
             rounds.push(r.progress.to_string())
         })
         .await
         .unwrap();
-        assert_eq!(m.members.len(), 3);
+        assert_eq!(m.cluster().unwrap().members.len(), 3);
         assert_eq!(
             rounds,
             vec!["3/3 members resolvable; waiting to read the same records twice in a row"]
@@ -244,7 +289,7 @@ mod tests {
     async fn a_missing_address_holds_back_until_it_appears() {
         let z = RefCell::new(zone(3, 2));
         let mut lines = Vec::new();
-        let m = wait_for_members(&Fake(&z), &service(), &opts(Some(3), 30), |r| {
+        let m = wait_for_plan(&Fake(&z), &service(), &opts(Some(3), 30), |r| {
             lines.push(r.progress.to_string());
             if r.number == 4 {
                 z.borrow_mut().addrs.insert(
@@ -255,7 +300,7 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(m.members.len(), 3);
+        assert_eq!(m.cluster().unwrap().members.len(), 3);
         assert_eq!(
             lines[0],
             "2/3 members resolvable; m2.c.test. has no A/AAAA record"
@@ -268,7 +313,7 @@ mod tests {
     async fn a_missing_srv_record_is_reported_against_expect() {
         let z = RefCell::new(zone(2, 2));
         let start = Instant::now();
-        let err = wait_for_members(&Fake(&z), &service(), &opts(Some(3), 5), |_| {})
+        let err = wait_for_plan(&Fake(&z), &service(), &opts(Some(3), 5), |_| {})
             .await
             .unwrap_err();
         assert_eq!(start.elapsed(), Duration::from_secs(5));
@@ -281,10 +326,15 @@ mod tests {
     async fn backoff_is_bounded() {
         let z = RefCell::new(Zone::default());
         let mut times = Vec::new();
-        let _ = wait_for_members(&Fake(&z), &service(), &opts(None, 20), |r| {
+        let err = wait_for_plan(&Fake(&z), &service(), &opts(None, 20), |r| {
             times.push(r.elapsed)
         })
-        .await;
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, WaitError::Timeout { timeout, .. } if timeout == Duration::from_secs(20)),
+            "{err}"
+        );
         let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
         assert_eq!(gaps[0], MIN_DELAY);
         assert!(gaps.iter().all(|g| *g <= MAX_DELAY), "{gaps:?}");
@@ -298,7 +348,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn flapping_records_never_settle() {
         let z = RefCell::new(zone(3, 3));
-        let err = wait_for_members(&Fake(&z), &service(), &opts(None, 3), |r| {
+        let err = wait_for_plan(&Fake(&z), &service(), &opts(Some(3), 3), |r| {
             let port = if r.number % 2 == 0 { 2380 } else { 2381 };
             let srv = (0..3)
                 .map(|i| Srv {
@@ -326,7 +376,7 @@ mod tests {
         zz.srv.insert("_etcd-server-ssl._tcp.c.test.".into(), ssl);
         let z = RefCell::new(zz);
         let start = Instant::now();
-        let err = wait_for_members(&Fake(&z), &service(), &opts(Some(3), 30), |_| {})
+        let err = wait_for_plan(&Fake(&z), &service(), &opts(Some(3), 30), |_| {})
             .await
             .unwrap_err();
         assert!(matches!(
@@ -335,14 +385,12 @@ mod tests {
         ));
         assert_eq!(start.elapsed(), Duration::ZERO);
         // --scheme picks one set and ignores the other.
-        let o = WaitOptions {
-            scheme: Some(Scheme::Https),
-            ..opts(Some(3), 30)
-        };
-        let m = wait_for_members(&Fake(&z), &service(), &o, |_| {})
+        let mut o = opts(Some(3), 30);
+        o.plan.scheme = Some(Scheme::Https);
+        let m = wait_for_plan(&Fake(&z), &service(), &o, |_| {})
             .await
             .unwrap();
-        assert_eq!(m.scheme, Scheme::Https);
+        assert_eq!(m.cluster().unwrap().scheme, Scheme::Https);
     }
 
     #[tokio::test(start_paused = true)]
@@ -354,7 +402,7 @@ mod tests {
         );
         let z = RefCell::new(zz);
         let mut first = None;
-        let m = wait_for_members(&Fake(&z), &service(), &opts(Some(3), 30), |r| {
+        let m = wait_for_plan(&Fake(&z), &service(), &opts(Some(3), 30), |r| {
             if r.number == 1 {
                 first = Some(r.progress.to_string());
                 let srv = (0..3)
@@ -370,10 +418,92 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(m.members.len(), 3);
+        assert_eq!(m.cluster().unwrap().members.len(), 3);
         assert_eq!(
             first.unwrap(),
             "0/3 members resolvable; lookup of _etcd-server._tcp.c.test. failed: request timed out"
+        );
+    }
+
+    /// Review issue 8, item 9: the records of a 3-member cluster arrive one by one and
+    /// the first two sit unchanged for many rounds. Knowing the size (here from the
+    /// zone), the loop keeps waiting through that stable prefix.
+    #[tokio::test(start_paused = true)]
+    async fn issue8_a_stable_prefix_is_not_the_cluster() {
+        let z = RefCell::new(Zone::default());
+        publish_size(&z, 3);
+        publish_member(&z, 0);
+        let mut lines = Vec::new();
+        let plan = wait_for_plan(&Fake(&z), &service(), &opts(None, 60), |r| {
+            lines.push(r.progress.to_string());
+            match r.number {
+                1 => publish_member(&z, 1),
+                10 => publish_member(&z, 2),
+                _ => {}
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(plan.cluster().unwrap().members.len(), 3);
+        assert_eq!(
+            lines[5],
+            "2/3 members resolvable; only 2 SRV records at _etcd-server._tcp.c.test., muster-size is 3"
+        );
+        assert_eq!(lines.len(), 11, "{lines:?}");
+    }
+
+    /// Without a size there is no end to the wait: the same prefix would have been taken
+    /// for the cluster. The reason says how to declare the size.
+    #[tokio::test(start_paused = true)]
+    async fn issue8_without_a_size_the_wait_ends_saying_how_to_declare_it() {
+        let z = RefCell::new(zone(2, 2));
+        let err = wait_for_plan(&Fake(&z), &service(), &opts(None, 5), |_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pass --expect N (MUSTER_EXPECT) or publish _etcd-server._tcp.c.test. TXT \"muster-size=N\""),
+            "{err}"
+        );
+    }
+
+    /// Review issue 8, item 10: this host's own record comes last; the host waits for it
+    /// and says what it waits for.
+    #[tokio::test(start_paused = true)]
+    async fn issue8_own_record_arrives_last() {
+        let z = RefCell::new(Zone::default());
+        publish_member(&z, 1);
+        publish_member(&z, 2);
+        let mut o = opts(Some(3), 60);
+        o.plan.identity = Identity {
+            name: Some(MemberName::parse("m0").unwrap()),
+            advertise_peer_url: None,
+        };
+        let mut lines = Vec::new();
+        let plan = wait_for_plan(&Fake(&z), &service(), &o, |r| {
+            lines.push(r.progress.to_string());
+            if r.number == 3 {
+                publish_member(&z, 0);
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(plan.name.as_str(), "m0");
+        assert_eq!(
+            lines[0],
+            "2/3 members resolvable; only 2 SRV records at _etcd-server._tcp.c.test., --expect is 3; \
+             this host's member m0 (--name) is not published yet"
+        );
+        // And on timeout the reason lists what is published.
+        let z = RefCell::new(Zone::default());
+        publish_member(&z, 1);
+        let err = wait_for_plan(&Fake(&z), &service(), &o, |_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\n--name m0 matches no SRV target of _etcd-server._tcp.c.test.; members:\n  m1.c.test.:2380 -> 10.0.0.1\n"),
+            "{err}"
         );
     }
 }

@@ -6,7 +6,7 @@ mod agent_support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use agent_support::{agent, output, zone, DOMAIN};
+use agent_support::{agent, output, zone, Watched, DOMAIN};
 use muster_tests::{Musterd, TempDir};
 
 /// Serves `body` as the cluster.test. zone.
@@ -31,11 +31,12 @@ fn plan_fails(ns: SocketAddr, args: &[&str]) -> String {
     err
 }
 
-/// Three members at 127.0.0.1 on distinct ports.
+/// Three members at 127.0.0.1 on distinct ports; the size published in the zone.
 const LOOPBACK: &str = "\
 _etcd-server._tcp IN SRV 0 0 12380 m0
                   IN SRV 0 0 22380 m1
                   IN SRV 0 0 32380 m2
+                  IN TXT \"muster-size=3\"
 m0 IN A 127.0.0.1
 m1 IN A 127.0.0.1
 m2 IN A 127.0.0.1
@@ -66,9 +67,14 @@ fn no_target_on_this_host_lists_targets_and_local_addresses() {
         "_etcd-server._tcp IN SRV 0 0 2380 m0\n  IN SRV 0 0 2380 m1\n\
          m0 IN A 203.0.113.10\nm1 IN A 203.0.113.11\n   IN AAAA 2001:db8::11\n",
     );
-    let err = plan_fails(dns.addr, &["--timeout", "10s"]);
+    // Not fatal at once: this host's record may still be on its way.
+    let err = plan_fails(dns.addr, &["--expect", "2", "--timeout", "1s"]);
     assert!(
-        err.contains("error: no SRV target of _etcd-server._tcp.cluster.test. resolves to an address of this host"),
+        err.contains("2/2 members resolvable; no published SRV target resolves to an address of this host yet"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\nno SRV target of _etcd-server._tcp.cluster.test. resolves to an address of this host"),
         "{err}"
     );
     assert!(
@@ -114,9 +120,15 @@ fn several_targets_on_this_host_ask_for_name() {
         err.contains("fix: pass --name with one of m0, m1, m2"),
         "{err}"
     );
-    let err = plan_fails(dns.addr, &["--name", "m7"]);
+    let err = plan_fails(dns.addr, &["--name", "m7", "--timeout", "1s"]);
     assert!(
-        err.contains("error: --name m7 matches no SRV target of _etcd-server._tcp.cluster.test."),
+        err.contains("this host's member m7 (--name) is not published yet"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "\n--name m7 matches no SRV target of _etcd-server._tcp.cluster.test.; members:\n"
+        ),
         "{err}"
     );
 }
@@ -262,7 +274,7 @@ fn duplicate_member_names_are_refused() {
         "_etcd-server._tcp IN SRV 0 0 2380 m0.east\n  IN SRV 0 0 2380 m0.west\n\
          m0.east IN A 127.0.0.1\nm0.west IN A 127.0.0.1\n",
     );
-    let err = plan_fails(dns.addr, &["--timeout", "10s"]);
+    let err = plan_fails(dns.addr, &["--expect", "2", "--timeout", "10s"]);
     assert!(
         err.contains(
             "error: member name \"m0\" is taken by two SRV records of _etcd-server._tcp.cluster.test.: \
@@ -298,6 +310,8 @@ fn both_srv_sets_are_refused_unless_scheme_picks_one() {
         "m0",
         "--scheme",
         "https",
+        "--expect",
+        "3",
     ]));
     assert!(ok, "{err}");
     assert!(
@@ -450,7 +464,7 @@ fn under_systemd_the_wait_sends_status_and_extends_the_start_timeout() {
                 "--nameserver",
                 &dns.addr.to_string(),
             ])
-            .args(["--name", "m0", "--timeout", "1s"])
+            .args(["--name", "m0", "--expect", "2", "--timeout", "1s"])
             .env("NOTIFY_SOCKET", &notify.path),
     );
     assert!(!ok, "{err}");
@@ -534,5 +548,257 @@ fn exec_keeps_the_pid_and_notify_socket_for_etcd() {
     assert!(
         data.join("muster-plan.json").is_file(),
         "the plan is kept for restarts"
+    );
+}
+
+/// Review issue 8, item 5: bootstrap matched `--name M1` ignoring case, the restart
+/// compared it exactly and refused the same command line.
+#[test]
+fn issue8_bootstrap_and_restart_agree_on_the_name_in_any_case() {
+    let dir = TempDir::new();
+    let dns = serve(&dir, LOOPBACK);
+    let data = dir.path().join("data");
+    let env_file = dir.path().join("bootstrap.env");
+    let run = |sub: &str| {
+        output(
+            agent()
+                .args([
+                    sub,
+                    "--domain",
+                    DOMAIN,
+                    "--nameserver",
+                    &dns.addr.to_string(),
+                ])
+                .args(["--name", "M1"])
+                .arg("--data-dir")
+                .arg(&data)
+                .arg("--out")
+                .arg(&env_file),
+        )
+    };
+    let (ok, _, err) = run("env");
+    assert!(ok, "{err}");
+    let env = std::fs::read_to_string(&env_file).expect("env file");
+    assert!(env.contains("ETCD_NAME=m1\n"), "{env}");
+    std::fs::create_dir_all(data.join("member/wal")).expect("wal");
+    let (ok, _, err) = run("env");
+    assert!(ok, "the same command line must restart: {err}");
+    assert!(err.contains("restarting from the data dir"), "{err}");
+    let env = std::fs::read_to_string(&env_file).expect("env file");
+    assert!(env.contains("ETCD_NAME=m1\n"), "{env}");
+}
+
+/// Review issue 8, item 6: a malformed value exits 2 (as the README promises for a
+/// malformed command line), before any work: no DNS is asked (the nameserver given does
+/// not answer, so any lookup would take the whole --timeout).
+#[test]
+fn issue8_malformed_flags_exit_2_before_any_work() {
+    let quiet = format!("127.0.0.1:{}", muster_tests::free_port());
+    let cases: [(&[&str], &str); 12] = [
+        (&["--nameserver", "foo"], "--nameserver"),
+        (&["--nameserver", "127.0.0.1:70000"], "--nameserver"),
+        (&["--domain", "a b"], "--domain"),
+        (&["--srv-name", "a.b"], "--srv-name"),
+        (&["--name", "m 1"], "--name"),
+        (
+            &["--advertise-peer-url", "m1.cluster.test:2380"],
+            "--advertise-peer-url",
+        ),
+        (
+            &["--listen-peer-url", "http://m1.cluster.test:2380"],
+            "--listen-peer-url",
+        ),
+        (
+            &["--listen-client-url", "http://127.0.0.1"],
+            "--listen-client-url",
+        ),
+        (
+            &["--advertise-client-url", "http://m1.cluster.test:2379/x"],
+            "--advertise-client-url",
+        ),
+        (&["--timeout", "soon"], "--timeout"),
+        (&["--token", "a b"], "--token"),
+        (&["--client-port", "0"], "--client-port"),
+    ];
+    for (args, flag) in cases {
+        let start = Instant::now();
+        let out = agent()
+            .args([
+                "plan",
+                "--domain",
+                DOMAIN,
+                "--expect",
+                "3",
+                "--timeout",
+                "30s",
+            ])
+            .args(["--nameserver", &quiet])
+            .args(args)
+            .output()
+            .expect("run muster-agent");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?}: {err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{args:?} did work first"
+        );
+    }
+    // The same checks for the variables that stand in for flags.
+    let out = agent()
+        .args(["plan", "--domain", DOMAIN])
+        .env("MUSTER_NAMESERVER", "foo")
+        .output()
+        .expect("run muster-agent");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--nameserver"));
+    // A flag the chosen path needs is a command-line error too.
+    let out = agent()
+        .args(["plan", "--name", "m0"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--domain (or MUSTER_DOMAIN) is required")
+    );
+}
+
+/// Review issue 8, item 9: without --expect the agent took a stable record set for the
+/// whole cluster. Now the size must be declared; the message says how.
+#[test]
+fn issue8_without_a_size_bootstrap_is_refused_saying_how_to_declare_it() {
+    let dir = TempDir::new();
+    let unsized_zone = LOOPBACK.replace("                  IN TXT \"muster-size=3\"\n", "");
+    assert_ne!(unsized_zone, LOOPBACK);
+    let dns = serve(&dir, &unsized_zone);
+    let err = plan_fails(dns.addr, &["--name", "m0", "--timeout", "1s"]);
+    assert!(
+        err.contains(
+            "error: timed out after 1s waiting for a complete, stable set of etcd discovery records: \
+             3 members resolvable; the cluster size is unknown: pass --expect N (MUSTER_EXPECT) or \
+             publish _etcd-server._tcp.cluster.test. TXT \"muster-size=N\""
+        ),
+        "{err}"
+    );
+    // --expect alone is enough.
+    let (ok, _, err) = output(
+        agent()
+            .args([
+                "plan",
+                "--domain",
+                DOMAIN,
+                "--nameserver",
+                &dns.addr.to_string(),
+            ])
+            .args(["--name", "m0", "--expect", "3"]),
+    );
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn issue8_a_published_size_must_be_well_formed_and_agree_with_expect() {
+    let dir = TempDir::new();
+    let dns = serve(&dir, LOOPBACK);
+    let err = plan_fails(dns.addr, &["--name", "m0", "--expect", "5"]);
+    assert!(
+        err.contains(
+            "error: --expect is 5 but _etcd-server._tcp.cluster.test. publishes TXT \"muster-size=3\""
+        ),
+        "{err}"
+    );
+    let dir = TempDir::new();
+    let dns = serve(
+        &dir,
+        &LOOPBACK.replace("muster-size=3", "muster-size=three"),
+    );
+    let start = Instant::now();
+    let err = plan_fails(dns.addr, &["--name", "m0"]);
+    assert!(start.elapsed() < Duration::from_secs(10), "fails at once");
+    assert!(
+        err.contains(
+            "error: the TXT record \"muster-size=three\" at _etcd-server._tcp.cluster.test. is not a cluster size"
+        ),
+        "{err}"
+    );
+}
+
+/// Review issue 8, item 10: a host whose own record was not published yet exited at once
+/// (`--name m2 matches no SRV target`). It waits, says so, and proceeds once the record
+/// arrives.
+#[test]
+fn issue8_a_host_waits_for_its_own_record() {
+    let dir = TempDir::new();
+    let two = "_etcd-server._tcp IN SRV 0 0 12380 m0\n  IN SRV 0 0 22380 m1\n\
+               m0 IN A 127.0.0.1\nm1 IN A 127.0.0.1\n";
+    let path = dir.write("cluster.test.zone", &zone(1, two));
+    let dns = Musterd::start(&[("cluster.test.", &path)]);
+    let mut agent_run = Watched::spawn(
+        agent()
+            .args([
+                "plan",
+                "--domain",
+                DOMAIN,
+                "--nameserver",
+                &dns.addr.to_string(),
+            ])
+            .args(["--name", "m2", "--expect", "3", "--timeout", "60s"]),
+    );
+    agent_run.wait_line(
+        "2/3 members resolvable; only 2 SRV records at _etcd-server._tcp.cluster.test., --expect is 3; \
+         this host's member m2 (--name) is not published yet",
+        2,
+        Duration::from_secs(20),
+    );
+    dir.write(
+        "cluster.test.zone",
+        &zone(
+            2,
+            &format!("{two}_etcd-server._tcp IN SRV 0 0 32380 m2\nm2 IN A 127.0.0.1\n"),
+        ),
+    );
+    dns.reload();
+    let (ok, out, err) = agent_run.finish(Duration::from_secs(30));
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("bootstrap member m2 of a new 3-member cluster"),
+        "{out}"
+    );
+}
+
+/// Review issue 8, item 11: the cluster publishes client records; a member whose own
+/// client record is missing waited for nothing and advertised the default port 2379.
+#[test]
+fn issue8_client_records_are_waited_for() {
+    let dir = TempDir::new();
+    let body = format!("{LOOPBACK}_etcd-client._tcp IN SRV 0 0 12379 m0\n  IN SRV 0 0 22379 m1\n");
+    let path = dir.write("cluster.test.zone", &zone(1, &body));
+    let dns = Musterd::start(&[("cluster.test.", &path)]);
+    let mut agent_run = Watched::spawn(
+        agent()
+            .args([
+                "plan",
+                "--domain",
+                DOMAIN,
+                "--nameserver",
+                &dns.addr.to_string(),
+            ])
+            .args(["--name", "m2", "--timeout", "60s"]),
+    );
+    agent_run.wait_line(
+        "3/3 members resolvable; m2.cluster.test. has no client SRV record at \
+         _etcd-client._tcp.cluster.test. (other members have one)",
+        2,
+        Duration::from_secs(20),
+    );
+    dir.write(
+        "cluster.test.zone",
+        &zone(2, &format!("{body}_etcd-client._tcp IN SRV 0 0 32379 m2\n")),
+    );
+    dns.reload();
+    let (ok, out, err) = agent_run.finish(Duration::from_secs(30));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("--advertise-client-urls=http://m2.cluster.test:32379\n"),
+        "{out}"
     );
 }

@@ -3,7 +3,7 @@
 //!
 //! Every member is 127.0.0.1 with its own ports, picked by `--name`; every test has its own
 //! ports, data dirs and musterd, so the tests run concurrently. Needs root (each member
-//! runs in a private mount namespace for /etc/hosts, see agent_support.rs), etcd and
+//! runs in a private mount namespace for /etc/hosts, see agent_support/mod.rs), etcd and
 //! etcdctl; outside CI a missing one skips the test.
 
 mod agent_support;
@@ -88,6 +88,25 @@ fn assert_cluster_matches_plan(c: &Cluster, plan: &serde_json::Value) {
     );
 }
 
+/// Waits until every member's log shows `line` at least `rounds` times (one per
+/// discovery round), or panics with the logs; a member that exits meanwhile fails too.
+fn wait_for_rounds(members: &mut [Member], line: &str, rounds: usize) {
+    for member in members.iter_mut() {
+        let seen = wait_for(BOOTSTRAP, || {
+            if member.log_text().matches(line).count() >= rounds {
+                return Some(true);
+            }
+            (!member.running()).then_some(false)
+        });
+        assert_eq!(
+            seen,
+            Some(true),
+            "{line:?} not seen {rounds} times:\n{}",
+            member.log_text()
+        );
+    }
+}
+
 /// Starts every member at the same moment.
 fn start_all(c: &Cluster, ns: std::net::SocketAddr, timeout: &str) -> Vec<Member> {
     (0..c.names.len())
@@ -151,7 +170,8 @@ fn a_missing_a_record_holds_every_member_back_until_the_zone_is_fixed() {
     let mut m = start_all(&c, dns.addr, "60s");
 
     // Several rounds, each seeing m2 without an address: nobody may start etcd.
-    std::thread::sleep(Duration::from_secs(3));
+    let line = "2/3 members resolvable; m2.cluster.test. has no A/AAAA record";
+    wait_for_rounds(&mut m, line, 3);
     for member in m.iter_mut() {
         assert!(
             member.running(),
@@ -168,14 +188,6 @@ fn a_missing_a_record_holds_every_member_back_until_the_zone_is_fixed() {
     for port in &c.client {
         assert!(!listening(*port), "something listens on client port {port}");
     }
-    for member in &m {
-        let log = member.log_text();
-        assert!(
-            log.contains("2/3 members resolvable; m2.cluster.test. has no A/AAAA record"),
-            "{log}"
-        );
-    }
-
     c.write_zone(2, &[]);
     dns.reload();
     c.wait_healthy(&m.iter().collect::<Vec<_>>(), BOOTSTRAP);
@@ -279,5 +291,63 @@ fn ssl_records_give_a_tls_cluster_with_the_certificate_flags_passed_through() {
         &["endpoint", "health"],
     );
     assert!(!ok, "the client port must not answer plain http");
+    stop_all(&mut m);
+}
+
+/// Review issue 8, item 9: without --expect, a stable prefix of the records was taken for
+/// the whole cluster (randomized trials: 10 of 30 runs ended split or undersized). Here
+/// the records of a 3-member cluster are published one member at a time through musterd
+/// reloads, and the first two sit unchanged for many rounds while all three agents are
+/// already waiting. With the size published in the zone, the result is one 3-member
+/// cluster; nothing starts before the last record.
+#[test]
+fn issue8_records_published_one_by_one_give_one_full_cluster() {
+    if !can_run() {
+        return;
+    }
+    let c = Cluster::new(3);
+    let publish = |serial: u32, members: &[usize]| {
+        let body = format!("{}{}", c.size_record(), c.records_of(members, &[]));
+        c.dir
+            .write("cluster.test.zone", &agent_support::zone(serial, &body))
+    };
+    let zone = publish(1, &[0]);
+    let dns = Musterd::start(&[("cluster.test.", &zone)]);
+    let mut m: Vec<Member> = (0..3)
+        .map(|i| c.spawn_with(i, c.agent_args_unsized(i, dns.addr), "60s"))
+        .collect();
+    wait_for_rounds(
+        &mut m,
+        "1/3 members resolvable; only 1 SRV record at _etcd-server._tcp.cluster.test., muster-size is 3",
+        2,
+    );
+
+    // m0 and m1: complete-looking and stable for many rounds.
+    publish(2, &[0, 1]);
+    dns.reload();
+    wait_for_rounds(
+        &mut m,
+        "2/3 members resolvable; only 2 SRV records at _etcd-server._tcp.cluster.test., muster-size is 3",
+        4,
+    );
+    for member in m.iter_mut() {
+        assert!(member.running(), "agent exited:\n{}", member.log_text());
+        assert_eq!(
+            member.comm(),
+            "muster-agent",
+            "etcd started with 2 of 3 members:\n{}",
+            member.log_text()
+        );
+    }
+    for port in &c.client {
+        assert!(!listening(*port), "something listens on client port {port}");
+    }
+
+    publish(3, &[0, 1, 2]);
+    dns.reload();
+    c.wait_healthy(&m.iter().collect::<Vec<_>>(), BOOTSTRAP);
+    let plan = c.plan_json(0, dns.addr);
+    assert_eq!(plan_members(&plan).len(), 3);
+    assert_cluster_matches_plan(&c, &plan);
     stop_all(&mut m);
 }

@@ -11,8 +11,16 @@ mod agent_support;
 
 use std::path::Path;
 
-use agent_support::{agent, golden, output, zone, DOMAIN};
+use agent_support::{agent, output, zone, DOMAIN};
 use muster_tests::{Musterd, TempDir};
+
+/// Compares `actual` with `tests/golden/agent/NAME` (`UPDATE_GOLDEN=1` rewrites it).
+fn golden(name: &str, actual: &str) {
+    let path = muster_tests::workspace_root()
+        .join("tests/golden/agent")
+        .join(name);
+    muster_tests::golden::assert_golden(&path, actual);
+}
 
 const ZONE: &str = "\
 _etcd-server._tcp          IN SRV 0 0 12380 m0
@@ -24,6 +32,7 @@ _etcd-client._tcp          IN SRV 0 0 12379 m0
 _etcd-server-ssl-prod._tcp IN SRV 0 0 2380 p0.prod
                            IN SRV 0 0 2380 p1.prod
                            IN SRV 0 0 2380 p2.prod
+                           IN TXT \"muster-size=3\"
 m0 IN A 127.0.0.1
 m1 IN A 127.0.0.1
 m2 IN A 127.0.0.1
@@ -99,7 +108,8 @@ fn exec_argv_http() {
 #[test]
 fn exec_argv_https_with_srv_name_and_tls_flags() {
     let f = fixture();
-    // p1.prod is the only target on this host: no --name needed.
+    // p1.prod is the only target on this host: no --name needed; the size comes from the
+    // zone's muster-size record.
     let argv = f.run(&[
         "exec",
         "--dry-run",

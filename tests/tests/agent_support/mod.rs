@@ -1,5 +1,6 @@
-//! Helpers shared by the `agent_*` tests (included with `mod agent_support;`): zone text
-//! for a loopback etcd cluster, running `muster-agent`, running etcd members through
+//! Helpers shared by the `agent_*` tests (included with `mod agent_support;`; a directory
+//! module, so cargo does not build it as a test binary of its own): zone text for a
+//! loopback etcd cluster, running `muster-agent`, running etcd members through
 //! `muster-agent exec`, and etcdctl.
 //!
 //! All members of a test cluster are 127.0.0.1 with their own free ports, so tests run
@@ -9,9 +10,11 @@
 //! agent itself ignores /etc/hosts and asks musterd.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use muster_tests::{bin_path, free_port, TempDir};
@@ -204,9 +207,26 @@ impl Cluster {
 
     /// The SRV, client SRV and A records; members in `without_a` get no A record.
     pub fn records(&self, without_a: &[usize]) -> String {
+        let all: Vec<usize> = (0..self.names.len()).collect();
+        self.records_of(&all, without_a)
+    }
+
+    /// The TXT record that publishes the cluster size at the server SRV owner name.
+    pub fn size_record(&self) -> String {
+        let ssl = if self.tls.is_some() { "-ssl" } else { "" };
+        format!(
+            "_etcd-server{ssl}._tcp IN TXT \"muster-size={}\"\n",
+            self.names.len()
+        )
+    }
+
+    /// The records of the members in `members` only; those in `without_a` get no A
+    /// record.
+    pub fn records_of(&self, members: &[usize], without_a: &[usize]) -> String {
         let ssl = if self.tls.is_some() { "-ssl" } else { "" };
         let mut s = String::new();
-        for (i, name) in self.names.iter().enumerate() {
+        for &i in members {
+            let name = &self.names[i];
             let (peer, client) = (self.peer[i], self.client[i]);
             s.push_str(&format!(
                 "_etcd-server{ssl}._tcp IN SRV 0 0 {peer} {name}\n"
@@ -245,6 +265,14 @@ impl Cluster {
             .join(",")
     }
 
+    /// The common agent flags for member `i` against nameserver `ns`, without `--expect`
+    /// (the size must then come from the zone).
+    pub fn agent_args_unsized(&self, i: usize, ns: SocketAddr) -> Vec<String> {
+        let mut v = self.agent_args(i, ns);
+        v.truncate(v.len() - 2);
+        v
+    }
+
     /// The common agent flags for member `i` against nameserver `ns`.
     pub fn agent_args(&self, i: usize, ns: SocketAddr) -> Vec<String> {
         vec![
@@ -276,6 +304,11 @@ impl Cluster {
     /// Starts member `i` as `muster-agent exec ... -- FAST_ETCD` inside a mount namespace
     /// with the cluster's /etc/hosts. The returned process becomes etcd (same PID).
     pub fn spawn(&self, i: usize, ns: SocketAddr, timeout: &str) -> Member {
+        self.spawn_with(i, self.agent_args(i, ns), timeout)
+    }
+
+    /// [`Cluster::spawn`] with these agent flags.
+    pub fn spawn_with(&self, i: usize, agent_args: Vec<String>, timeout: &str) -> Member {
         let log = self
             .dir
             .path()
@@ -289,7 +322,7 @@ impl Cluster {
             .arg(self.dir.path().join("hosts"))
             .arg(bin_path("muster-agent"))
             .arg("exec")
-            .args(self.agent_args(i, ns))
+            .args(agent_args)
             .args(["--timeout", timeout, "--"])
             .args(FAST_ETCD)
             .args(self.etcd_tls_args())
@@ -453,23 +486,101 @@ pub fn listening(port: u16) -> bool {
     .is_ok()
 }
 
-/// Compares `actual` with the golden file `tests/golden/agent/NAME`, or rewrites it under
-/// `UPDATE_GOLDEN=1`.
-pub fn golden(name: &str, actual: &str) {
-    let path = muster_tests::workspace_root()
-        .join("tests/golden/agent")
-        .join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().expect("golden dir")).expect("create golden dir");
-        std::fs::write(&path, actual).expect("write golden file");
-        return;
+/// A process whose stderr is collected line by line while it runs, so a test can wait
+/// for a progress line instead of sleeping.
+pub struct Watched {
+    /// The process.
+    pub child: Child,
+    stderr: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watched {
+    /// Spawns `cmd` with stderr piped (stdout too, read at the end).
+    pub fn spawn(cmd: &mut Command) -> Watched {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        let pipe = child.stderr.take().expect("piped stderr");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().expect("stderr lock");
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Watched {
+            child,
+            stderr,
+            reader: Some(reader),
+        }
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 creates it)", path.display()));
-    if expected != actual {
-        panic!(
-            "{} differs (UPDATE_GOLDEN=1 regenerates; review the diff)\n--- expected\n{expected}\n--- actual\n{actual}",
-            path.display()
-        );
+
+    /// Waits until the reader has seen the end of stderr (the process has exited).
+    fn join_reader(&mut self) {
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+
+    /// Stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr lock").clone()
+    }
+
+    /// Waits until `line` has appeared `times` times on stderr; panics with stderr after
+    /// `timeout` or if the process exits first.
+    pub fn wait_line(&mut self, line: &str, times: usize, timeout: Duration) {
+        let seen = wait_for(timeout, || {
+            if self.stderr().matches(line).count() >= times {
+                return Some(true);
+            }
+            match self.child.try_wait() {
+                Ok(Some(_)) => Some(false),
+                _ => None,
+            }
+        });
+        if seen != Some(true) {
+            if seen == Some(false) {
+                self.join_reader();
+            }
+            panic!(
+                "{line:?} not seen {times} times (status {:?}); stderr:\n{}",
+                self.child.try_wait(),
+                self.stderr()
+            );
+        }
+    }
+
+    /// Waits for the exit: (success, stdout, stderr).
+    pub fn finish(mut self, timeout: Duration) -> (bool, String, String) {
+        let status = wait_for(timeout, || self.child.try_wait().ok().flatten());
+        let Some(status) = status else {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            panic!(
+                "did not exit within {timeout:?}; stderr:\n{}",
+                self.stderr()
+            );
+        };
+        let mut out = String::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut o, &mut out);
+        }
+        self.join_reader();
+        (status.success(), out, self.stderr())
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }

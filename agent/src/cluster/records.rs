@@ -1,0 +1,353 @@
+//! The DNS words of etcd discovery as types: the service (domain and `--srv-name`), the
+//! SRV and TXT records one round reads, the answers (records, none, or a failed lookup),
+//! member names, and the URL forms etcd hashes into its IDs.
+//!
+//! Owner names follow RFC 2782 (`_etcd-server-ssl[-S]._tcp.D`); etcd adds the `-ssl`
+//! part for TLS and the `-S` suffix for `--discovery-srv-name`.
+//!
+//! Limitations: names are ASCII; an internationalised domain must be given in its
+//! A-label (`xn--`) form.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// URL scheme of a cluster's peers, decided by which SRV set publishes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Plain-text peers: `_etcd-server._tcp` / `_etcd-client._tcp`.
+    Http,
+    /// TLS peers: `_etcd-server-ssl._tcp` / `_etcd-client-ssl._tcp`.
+    Https,
+}
+
+impl Scheme {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scheme {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "http" => Ok(Scheme::Http),
+            "https" => Ok(Scheme::Https),
+            other => Err(format!("unknown scheme {other:?}: use http or https")),
+        }
+    }
+}
+
+/// Who looks the records up: etcd peers (`_etcd-server`) or clients (`_etcd-client`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Peer records, which define the members.
+    Server,
+    /// Client records, which give each member's client URLs.
+    Client,
+}
+
+/// Checks a discovery domain and returns it absolute and lower-case (queries must not go
+/// through a search list: Kubernetes pods use `ndots:5`).
+pub fn parse_domain(domain: &str) -> Result<String, String> {
+    let d = domain.trim().to_ascii_lowercase();
+    let d = d.trim_end_matches('.');
+    if d.is_empty() {
+        return Err("the discovery domain is empty: pass e.g. --domain example.com".into());
+    }
+    if d.chars()
+        .any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_'))
+        || d.contains("..")
+        || d.split('.').any(|label| label.len() > 63)
+    {
+        return Err(format!(
+            "{domain:?} is not a domain name (letters, digits, '-', '_' and dots): pass e.g. --domain example.com"
+        ));
+    }
+    Ok(format!("{d}."))
+}
+
+/// Checks a `--srv-name` suffix: one label, as etcd's `--discovery-srv-name` takes it.
+pub fn parse_srv_name(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty()
+        || s.chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    {
+        return Err(format!(
+            "{s:?} must be a single label suffix (letters, digits, '-', '_'), e.g. --srv-name prod"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// The discovery domain and optional service-name suffix, as etcd's `--discovery-srv`
+/// and `--discovery-srv-name` take them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// Absolute, lower-case domain, e.g. `example.test.`.
+    pub domain: String,
+    /// The `--srv-name` suffix, if any.
+    pub srv_name: Option<String>,
+}
+
+impl Service {
+    /// Checks and normalises both parts (see [`parse_domain`] and [`parse_srv_name`]); an
+    /// empty suffix means none.
+    pub fn new(domain: &str, srv_name: Option<&str>) -> Result<Service, String> {
+        let srv_name = match srv_name.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(s) => Some(parse_srv_name(s)?),
+            None => None,
+        };
+        Ok(Service {
+            domain: parse_domain(domain)?,
+            srv_name,
+        })
+    }
+
+    /// The SRV owner name for `role` and `scheme`, e.g. `_etcd-server-ssl-prod._tcp.d.`.
+    pub fn record(&self, role: Role, scheme: Scheme) -> String {
+        let role = match role {
+            Role::Server => "_etcd-server",
+            Role::Client => "_etcd-client",
+        };
+        let ssl = match scheme {
+            Scheme::Https => "-ssl",
+            Scheme::Http => "",
+        };
+        let suffix = self
+            .srv_name
+            .as_ref()
+            .map(|s| format!("-{s}"))
+            .unwrap_or_default();
+        format!("{role}{ssl}{suffix}._tcp.{}", self.domain)
+    }
+
+    /// The token used when `--token` is not given: `muster:<domain>` or
+    /// `muster:<domain>:<srv-name>`, domain without the trailing dot. Every host derives
+    /// the same one, and two clusters in different domains (or with different suffixes)
+    /// get different tokens, hence different member and cluster IDs.
+    pub fn default_token(&self) -> String {
+        let d = self.domain.trim_end_matches('.');
+        match &self.srv_name {
+            Some(s) => format!("muster:{d}:{s}"),
+            None => format!("muster:{d}"),
+        }
+    }
+}
+
+/// An etcd member name: the first label of its SRV target.
+///
+/// DNS compares labels without regard to ASCII case (RFC 4343), so `--name M1` and the
+/// target `m1.example.com.` are the same member. The name is kept lower-case and the
+/// derived equality is the only comparison: bootstrap (`--name` against the records) and
+/// restart (`--name` against the persisted plan) cannot disagree about it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MemberName(String);
+
+impl MemberName {
+    /// Checks a name (letters, digits, `-`, `_`; what a DNS label and etcd both accept)
+    /// and lower-cases it.
+    pub fn parse(name: &str) -> Result<MemberName, String> {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "{name:?} is not a member name: letters, digits, '-' and '_' only (the first label of its SRV target)"
+            ));
+        }
+        Ok(MemberName(name.to_ascii_lowercase()))
+    }
+
+    /// The name of the member an SRV target stands for: its first label.
+    pub fn of_target(target: &str) -> Result<MemberName, String> {
+        MemberName::parse(target.split('.').next().unwrap_or(target))
+    }
+
+    /// The name as etcd gets it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MemberName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for MemberName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MemberName::parse(s)
+    }
+}
+
+impl TryFrom<String> for MemberName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        MemberName::parse(&s)
+    }
+}
+
+impl From<MemberName> for String {
+    fn from(n: MemberName) -> String {
+        n.0
+    }
+}
+
+/// One SRV record: where a member (or its client port) is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Srv {
+    /// Absolute, lower-case target name, e.g. `infra0.example.test.`.
+    pub target: String,
+    /// Port from the record.
+    pub port: u16,
+}
+
+/// One TXT record: its character-strings (RFC 1035 section 3.3.14), as text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Txt(pub Vec<String>);
+
+impl fmt::Display for Txt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|s| format!("{s:?}")).collect();
+        f.write_str(&parts.join(" "))
+    }
+}
+
+/// What one lookup gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer<T> {
+    /// Records of the asked type (sorted, without duplicates).
+    Records(Vec<T>),
+    /// NXDOMAIN or NODATA: the name has no records of this type (yet).
+    Empty,
+    /// The lookup itself failed (timeout, refused, SERVFAIL ...), with the reason.
+    Failed(String),
+}
+
+impl<T: Ord> Answer<T> {
+    /// Sorts and deduplicates so that two reads of the same data compare equal.
+    pub fn normalised(self) -> Answer<T> {
+        match self {
+            Answer::Records(mut v) => {
+                v.sort();
+                v.dedup();
+                if v.is_empty() {
+                    Answer::Empty
+                } else {
+                    Answer::Records(v)
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// Everything one discovery round read. Two rounds that read the same data compare equal,
+/// which is how the wait loop sees that the records are stable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSet {
+    /// `_etcd-server-ssl[-S]._tcp.D` (None when `--scheme http` skips it).
+    pub server_ssl: Option<Answer<Srv>>,
+    /// `_etcd-server[-S]._tcp.D` (None when `--scheme https` skips it).
+    pub server_plain: Option<Answer<Srv>>,
+    /// `_etcd-client-ssl[-S]._tcp.D`.
+    pub client_ssl: Answer<Srv>,
+    /// `_etcd-client[-S]._tcp.D`.
+    pub client_plain: Answer<Srv>,
+    /// TXT records at each server SRV owner name asked, where the cluster size is
+    /// published as `muster-size=N`. A missing entry reads as no records.
+    pub sizes: BTreeMap<String, Answer<Txt>>,
+    /// A and AAAA records of every server SRV target, merged.
+    pub addresses: BTreeMap<String, Answer<IpAddr>>,
+}
+
+/// `scheme://name-without-dot:port`: the form etcd hashes into member IDs, so it must be
+/// byte-identical on every host.
+pub fn name_url(scheme: Scheme, target: &str, port: u16) -> String {
+    format!(
+        "{scheme}://{}:{port}",
+        target.trim_end_matches('.').to_ascii_lowercase()
+    )
+}
+
+/// `scheme://ip:port`, IPv6 in brackets (etcd listens on addresses, not names).
+pub fn ip_url(scheme: Scheme, ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("{scheme}://{v4}:{port}"),
+        IpAddr::V6(v6) => format!("{scheme}://[{v6}]:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names() {
+        let s = Service::new("Example.Test.", Some("prod")).unwrap();
+        assert_eq!(
+            s.record(Role::Server, Scheme::Https),
+            "_etcd-server-ssl-prod._tcp.example.test."
+        );
+        assert_eq!(
+            s.record(Role::Client, Scheme::Http),
+            "_etcd-client-prod._tcp.example.test."
+        );
+        assert_eq!(s.default_token(), "muster:example.test:prod");
+        let plain = Service::new("example.test", None).unwrap();
+        assert_eq!(plain.default_token(), "muster:example.test");
+        assert!(Service::new("", None).is_err());
+        assert!(Service::new("a b", None).is_err());
+        assert!(Service::new("x.test", Some("a.b")).is_err());
+    }
+
+    #[test]
+    fn member_names_are_case_insensitive_and_checked() {
+        assert_eq!(
+            MemberName::parse("M1").unwrap(),
+            MemberName::parse("m1").unwrap()
+        );
+        assert_eq!(MemberName::parse("M1").unwrap().as_str(), "m1");
+        assert_eq!(
+            MemberName::of_target("Infra0.Example.Test.")
+                .unwrap()
+                .as_str(),
+            "infra0"
+        );
+        assert!(MemberName::parse("").is_err());
+        assert!(MemberName::parse("m 1").is_err());
+        assert!(MemberName::of_target("m\\0320.example.test.").is_err());
+    }
+
+    #[test]
+    fn urls_are_lower_case_without_trailing_dot() {
+        assert_eq!(
+            name_url(Scheme::Https, "Infra0.Example.Test.", 2380),
+            "https://infra0.example.test:2380"
+        );
+        assert_eq!(
+            ip_url(Scheme::Http, "::1".parse().unwrap(), 2380),
+            "http://[::1]:2380"
+        );
+    }
+}

@@ -1,0 +1,152 @@
+//! The URLs given on the command line (`--advertise-peer-url`, `--listen-*-url`,
+//! `--advertise-client-url`), parsed with a real URL parser (WHATWG URL, the `url`
+//! crate) so that a malformed one is refused before any work starts.
+//!
+//! etcd reads these as `scheme://host:port` with nothing else: an explicit port, no path,
+//! query, fragment or user info. Listen URLs must name an address (or `localhost`):
+//! etcd binds addresses, and refuses names there.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use url::Url;
+
+use crate::cluster::Scheme;
+
+/// The host part of a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// A name, lower-case, without trailing dot.
+    Name(String),
+    /// An address (IPv6 without brackets).
+    Ip(IpAddr),
+}
+
+/// An etcd URL: `http[s]://host:port`, kept as given for etcd and parsed for matching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdUrl {
+    text: String,
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// The host.
+    pub host: Host,
+    /// The port (always explicit).
+    pub port: u16,
+}
+
+impl EtcdUrl {
+    /// The URL as given (trimmed).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Parses a URL etcd listens on: as [`EtcdUrl`], and the host an address or
+    /// `localhost`.
+    pub fn parse_listen(s: &str) -> Result<EtcdUrl, String> {
+        let u: EtcdUrl = s.parse()?;
+        match &u.host {
+            Host::Ip(_) => Ok(u),
+            Host::Name(n) if n == "localhost" => Ok(u),
+            Host::Name(n) => Err(format!(
+                "{s:?} names the host {n}: etcd binds addresses, so a listen URL needs an IP \
+                 address (e.g. http://10.0.0.1:2379 or http://[::1]:2379)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for EtcdUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for EtcdUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let text = s.trim();
+        let bad = |why: &str| format!("{text:?} is not an etcd URL scheme://host:port: {why}");
+        let u = Url::parse(text).map_err(|e| bad(&e.to_string()))?;
+        let scheme: Scheme = u.scheme().parse().map_err(|e: String| bad(&e))?;
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err(bad("user info is not allowed"));
+        }
+        if !matches!(u.path(), "" | "/") || u.query().is_some() || u.fragment().is_some() {
+            return Err(bad("a path, query or fragment is not allowed"));
+        }
+        let host = match u.host() {
+            Some(url::Host::Domain(d)) => Host::Name(d.trim_end_matches('.').to_ascii_lowercase()),
+            Some(url::Host::Ipv4(a)) => Host::Ip(IpAddr::V4(a)),
+            Some(url::Host::Ipv6(a)) => Host::Ip(IpAddr::V6(a)),
+            None => return Err(bad("no host")),
+        };
+        // The parser drops a port equal to the scheme's default (80, 443); etcd needs it
+        // written out, so look at the text itself.
+        let port = match u.port() {
+            Some(p) => p,
+            None if has_explicit_port(text) => u.port_or_known_default().unwrap_or_default(),
+            None => return Err(bad("no port (e.g. :2379)")),
+        };
+        if port == 0 {
+            return Err(bad("port 0"));
+        }
+        Ok(EtcdUrl {
+            text: text.to_string(),
+            scheme,
+            host,
+            port,
+        })
+    }
+}
+
+/// True when the authority of `text` ends in `:digits`.
+fn has_explicit_port(text: &str) -> bool {
+    let Some((_, rest)) = text.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let after_host = authority.rsplit_once(']').map_or(authority, |(_, r)| r);
+    after_host
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_urls() {
+        let u: EtcdUrl = "http://M2.Example.Test.:32380".parse().unwrap();
+        assert_eq!(u.host, Host::Name("m2.example.test".into()));
+        assert_eq!((u.scheme, u.port), (Scheme::Http, 32380));
+        assert_eq!(u.as_str(), "http://M2.Example.Test.:32380");
+        let u: EtcdUrl = "https://[::1]:2380/".parse().unwrap();
+        assert_eq!(u.host, Host::Ip("::1".parse().unwrap()));
+        let u: EtcdUrl = "http://10.0.0.1:80".parse().unwrap();
+        assert_eq!(u.port, 80);
+        for bad in [
+            "m2.example.test",
+            "m2.example.test:2380",
+            "ftp://a:1",
+            "http://a",
+            "http://a:2380/path",
+            "http://a:2380?x=1",
+            "http://u@a:2380",
+            "http://:2380",
+            "http://a:99999",
+            "",
+        ] {
+            assert!(bad.parse::<EtcdUrl>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn listen_urls_need_addresses() {
+        assert!(EtcdUrl::parse_listen("http://127.0.0.1:2379").is_ok());
+        assert!(EtcdUrl::parse_listen("http://localhost:2379").is_ok());
+        let e = EtcdUrl::parse_listen("http://m0.example.test:2379").unwrap_err();
+        assert!(e.contains("etcd binds addresses"), "{e}");
+    }
+}
