@@ -354,7 +354,14 @@ pub fn check_rdata(t: u16, rdata: &[u8]) -> Result<(), String> {
         }
         m::NAPTR => {
             f.fixed(4, "NAPTR order and preference")?;
-            f.string("NAPTR flags")?;
+            // RFC 3403 §4.1: flags are letters and digits; resolvers refuse others.
+            let flags = f.string_bytes("NAPTR flags")?;
+            if !flags.iter().all(u8::is_ascii_alphanumeric) {
+                return Err(format!(
+                    "NAPTR flags \"{}\" must be letters and digits",
+                    String::from_utf8_lossy(flags)
+                ));
+            }
             f.string("NAPTR services")?;
             f.string("NAPTR regexp")?;
             f.name("NAPTR replacement")?;

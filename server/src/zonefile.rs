@@ -1172,6 +1172,11 @@ mod tests {
             ("NSEC3", "5 0100000000", "next hashed owner name is missing"),
             ("DHCID", "2 0001", "digest type"),
             ("TYPE35", "5 0001000203", "NAPTR"),
+            (
+                "TYPE35",
+                "9 000a00140121000000",
+                "NAPTR flags \"!\" must be letters",
+            ),
             ("TYPE64", "2 0001", "target name is missing"),
             ("TYPE64", "7 00010000010000", "SvcParam"),
             ("TYPE257", "1 00", "CAA tag is missing"),
