@@ -45,6 +45,16 @@ pub enum Command {
     /// Replace this process with etcd, started with the plan's flags (for ExecStart= or a
     /// container entrypoint). Arguments after `--` are passed to etcd (e.g. TLS flags).
     Exec(ExecArgs),
+    /// Promote this member once it has caught up, if it joined as a learner; does nothing
+    /// otherwise (for ExecStartPost= of an `env` unit; `exec` starts it by itself).
+    Promote(PromoteArgs),
+    /// Remove this member from its cluster (decommissioning, scale-down). Refuses to
+    /// remove the last member or to break quorum unless --force.
+    Leave(LeaveArgs),
+    /// Replay what stock etcd 3.4 and 3.5+ `--discovery-srv` would do on every member host
+    /// with the records as published now; print each problem with its fix. Exit status 1
+    /// when etcd would fail or split the cluster.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 /// Flags shared by every subcommand.
@@ -135,6 +145,99 @@ pub struct Common {
         value_parser = parse_url
     )]
     pub advertise_client_url: Vec<EtcdUrl>,
+    /// How to talk to a running cluster (join).
+    #[command(flatten)]
+    pub etcd: EtcdAccessArgs,
+}
+
+/// TLS and authentication for etcd's client API (join, promote, leave).
+#[derive(Debug, Clone, clap::Args)]
+pub struct EtcdAccessArgs {
+    /// CA that signed etcd's client-port certificates (https client URLs).
+    #[arg(long, env = "MUSTER_ETCD_CA_FILE", value_name = "FILE", value_parser = parse_path)]
+    pub etcd_ca_file: Option<PathBuf>,
+    /// Client certificate for etcd run with --client-cert-auth.
+    #[arg(long, env = "MUSTER_ETCD_CERT_FILE", value_name = "FILE", value_parser = parse_path, requires = "etcd_key_file")]
+    pub etcd_cert_file: Option<PathBuf>,
+    /// Its key.
+    #[arg(long, env = "MUSTER_ETCD_KEY_FILE", value_name = "FILE", value_parser = parse_path, requires = "etcd_cert_file")]
+    pub etcd_key_file: Option<PathBuf>,
+    /// etcd user, with authentication enabled (the role must allow member changes).
+    #[arg(
+        long,
+        env = "MUSTER_ETCD_USER",
+        value_name = "USER",
+        requires = "etcd_password"
+    )]
+    pub etcd_user: Option<String>,
+    /// Its password (prefer the variable: a flag shows in ps).
+    #[arg(
+        long,
+        env = "MUSTER_ETCD_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true,
+        requires = "etcd_user"
+    )]
+    pub etcd_password: Option<String>,
+}
+
+impl EtcdAccessArgs {
+    /// The member-API access these flags give.
+    pub fn access(&self) -> crate::etcd::Access {
+        crate::etcd::Access {
+            ca_file: self.etcd_ca_file.clone(),
+            cert_file: self.etcd_cert_file.clone(),
+            key_file: self.etcd_key_file.clone(),
+            user: self.etcd_user.clone(),
+            password: self.etcd_password.clone(),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The same flags as arguments, for the promoter `exec` leaves behind.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        let mut path = |flag: &str, p: &Option<PathBuf>| {
+            if let Some(p) = p {
+                v.push(format!("--{flag}={}", p.display()));
+            }
+        };
+        path("etcd-ca-file", &self.etcd_ca_file);
+        path("etcd-cert-file", &self.etcd_cert_file);
+        path("etcd-key-file", &self.etcd_key_file);
+        if let Some(u) = &self.etcd_user {
+            v.push(format!("--etcd-user={u}"));
+        }
+        v
+    }
+}
+
+/// `muster-agent promote`.
+#[derive(Debug, clap::Args)]
+pub struct PromoteArgs {
+    /// etcd's data dir, holding muster-plan.json. Default: $ETCD_DATA_DIR.
+    #[arg(long, env = "MUSTER_DATA_DIR", value_name = "DIR", value_parser = parse_path)]
+    pub data_dir: Option<PathBuf>,
+    /// Give up after this long (a learner with much data to copy needs a while).
+    #[arg(long, env = "MUSTER_PROMOTE_TIMEOUT", value_name = "DURATION", default_value = "10m", value_parser = parse_timeout)]
+    pub timeout: Duration,
+    /// TLS and authentication.
+    #[command(flatten)]
+    pub etcd: EtcdAccessArgs,
+}
+
+/// `muster-agent leave`.
+#[derive(Debug, clap::Args)]
+pub struct LeaveArgs {
+    /// etcd's data dir, holding muster-plan.json. Default: $ETCD_DATA_DIR.
+    #[arg(long, env = "MUSTER_DATA_DIR", value_name = "DIR", value_parser = parse_path)]
+    pub data_dir: Option<PathBuf>,
+    /// Remove even the last member, or when the members left would lack quorum.
+    #[arg(long)]
+    pub force: bool,
+    /// TLS and authentication.
+    #[command(flatten)]
+    pub etcd: EtcdAccessArgs,
 }
 
 /// `--scheme` values.
@@ -203,9 +306,14 @@ pub struct ExecArgs {
         value_parser = parse_program
     )]
     pub etcd_bin: String,
-    /// Print etcd's argv, one argument per line, instead of executing it.
+    /// Print etcd's argv, one argument per line, instead of executing it (a join is
+    /// planned, not carried out).
     #[arg(long)]
     pub dry_run: bool,
+    /// After a join, do not leave a `muster-agent promote` process behind (promote
+    /// with ExecStartPost= or by hand instead).
+    #[arg(long, env = "MUSTER_NO_PROMOTE")]
+    pub no_promote: bool,
     /// Extra etcd arguments (after `--`), e.g. --cert-file=... for TLS.
     #[arg(last = true, value_name = "ETCD_ARGS")]
     pub extra: Vec<String>,

@@ -17,12 +17,19 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod decide;
 pub mod discover;
+pub mod doctor;
 pub mod envfile;
+pub mod etcd;
 pub mod exec;
 pub mod ids;
+pub mod join;
+pub mod leave;
+pub mod lifecycle;
 pub mod notify;
 pub mod plan;
+pub mod promote;
 pub mod restart;
 pub mod run;
 pub mod urls;
@@ -68,4 +75,17 @@ pub enum Error {
     /// The async runtime cannot start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// `doctor` found problems that make stock etcd fail or split (its report is on
+    /// standard output).
+    #[error(transparent)]
+    Doctor(#[from] doctor::Failing),
+    /// Joining the running cluster failed.
+    #[error(transparent)]
+    Join(#[from] join::JoinError),
+    /// Promoting this member failed.
+    #[error(transparent)]
+    Promote(#[from] promote::PromoteError),
+    /// Leaving the cluster failed or was refused.
+    #[error(transparent)]
+    Leave(#[from] leave::LeaveError),
 }

@@ -15,12 +15,14 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{MemberName, Scheme};
+use crate::etcd::Endpoint;
 use crate::ids::EtcdId;
 
 /// Version of the JSON format (also of `<data-dir>/muster-plan.json`).
 pub const PLAN_VERSION: u32 = 1;
 
-/// Whether etcd bootstraps a new cluster or restarts from its data dir (the JSON `mode`).
+/// The start decision (the JSON `mode`): restart from the data dir, bootstrap a new
+/// cluster, or join a running one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -29,6 +31,19 @@ pub enum Mode {
     /// `<data-dir>/member/wal` exists: etcd uses its stored membership; no DNS, no
     /// `--initial-*` flags.
     Restart,
+    /// A healthy cluster answers and this host is not a started member of it: added as a
+    /// learner, started with `--initial-cluster-state existing`, promoted once caught up.
+    Join,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Bootstrap => "bootstrap",
+            Mode::Restart => "restart",
+            Mode::Join => "join",
+        })
+    }
 }
 
 /// etcd's `--initial-cluster-state`.
@@ -37,7 +52,7 @@ pub enum Mode {
 pub enum ClusterState {
     /// Every member of `--initial-cluster` starts together.
     New,
-    /// Joining a running cluster after `member add` (not automated yet: nothing plans it).
+    /// Joining a running cluster after `member add`.
     Existing,
 }
 
@@ -61,6 +76,111 @@ pub enum Start {
         /// The bootstrap this data dir came from.
         bootstrapped: Option<Bootstrap>,
     },
+    /// Into a running cluster, as a learner.
+    Join(Join),
+}
+
+/// A join: the cluster that answered, what was (or will be) changed in its membership,
+/// and the flags etcd starts with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "JoinJson", into = "JoinJson")]
+pub struct Join {
+    /// Absolute discovery domain.
+    pub domain: String,
+    /// `--srv-name` suffix.
+    pub srv_name: Option<String>,
+    /// SRV owner name this host's record came from.
+    pub srv_record: String,
+    /// Scheme of that set.
+    pub scheme: Scheme,
+    /// How this host was identified.
+    pub matched_by: String,
+    /// `--initial-advertise-peer-urls`.
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// `--initial-cluster`: the membership after the add (from the add response once
+    /// added; predicted from the member list before that).
+    pub initial_cluster: String,
+    /// The running cluster's ID.
+    pub cluster_id: EtcdId,
+    /// The ID etcd gave this member at the add; `None` until added (`plan` adds nothing).
+    pub member_id: Option<EtcdId>,
+    /// The stale entry of this host (same name or peer URL) removed before the add.
+    pub removed: Option<String>,
+    /// The cluster's client URLs (with the addresses resolved at the time), for
+    /// `promote` and `leave`.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// The JSON form of [`Join`]: IDs in decimal and hex.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinJson {
+    domain: String,
+    srv_name: Option<String>,
+    srv_record: String,
+    scheme: Scheme,
+    matched_by: String,
+    initial_cluster_state: ClusterState,
+    initial_advertise_peer_urls: Vec<String>,
+    initial_cluster: String,
+    cluster_id: u64,
+    cluster_id_hex: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    member_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    member_id_hex: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    removed: Option<String>,
+    endpoints: Vec<Endpoint>,
+}
+
+impl From<Join> for JoinJson {
+    fn from(j: Join) -> JoinJson {
+        JoinJson {
+            domain: j.domain,
+            srv_name: j.srv_name,
+            srv_record: j.srv_record,
+            scheme: j.scheme,
+            matched_by: j.matched_by,
+            initial_cluster_state: ClusterState::Existing,
+            initial_advertise_peer_urls: j.initial_advertise_peer_urls,
+            initial_cluster: j.initial_cluster,
+            cluster_id: j.cluster_id.0,
+            cluster_id_hex: j.cluster_id.hex(),
+            member_id: j.member_id.map(|m| m.0),
+            member_id_hex: j.member_id.map(EtcdId::hex),
+            removed: j.removed,
+            endpoints: j.endpoints,
+        }
+    }
+}
+
+impl TryFrom<JoinJson> for Join {
+    type Error = String;
+    fn try_from(j: JoinJson) -> Result<Join, String> {
+        if j.initial_cluster_state != ClusterState::Existing {
+            return Err("join.initial_cluster_state must be \"existing\"".into());
+        }
+        let cluster_id = EtcdId::from_both("join.cluster_id", j.cluster_id, &j.cluster_id_hex)?;
+        let member_id = match (j.member_id, j.member_id_hex) {
+            (Some(d), Some(h)) => Some(EtcdId::from_both("join.member_id", d, &h)?),
+            (None, None) => None,
+            _ => return Err("join.member_id and join.member_id_hex come together".into()),
+        };
+        Ok(Join {
+            domain: j.domain,
+            srv_name: j.srv_name,
+            srv_record: j.srv_record,
+            scheme: j.scheme,
+            matched_by: j.matched_by,
+            initial_advertise_peer_urls: j.initial_advertise_peer_urls,
+            initial_cluster: j.initial_cluster,
+            cluster_id,
+            member_id,
+            removed: j.removed,
+            endpoints: j.endpoints,
+        })
+    }
 }
 
 /// What the SRV records said at bootstrap.
@@ -129,8 +249,10 @@ pub struct Plan {
     pub listen_client_urls: Vec<String>,
     /// `--advertise-client-urls`: by name, like the peer URLs.
     pub advertise_client_urls: Vec<String>,
-    /// Bootstrap or restart.
+    /// Bootstrap, restart or join.
     pub start: Start,
+    /// Why this start was chosen, printed at every start.
+    pub reason: String,
 }
 
 /// The JSON form of [`Plan`].
@@ -147,6 +269,11 @@ struct PlanJson {
     advertise_client_urls: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cluster: Option<Bootstrap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    join: Option<Join>,
+    /// Absent in plans written before the reason was kept.
+    #[serde(default)]
+    reason: String,
 }
 
 /// The JSON form of [`Bootstrap`]: IDs in decimal and hex.
@@ -186,9 +313,10 @@ struct MemberJson {
 
 impl From<Plan> for PlanJson {
     fn from(p: Plan) -> PlanJson {
-        let (mode, cluster) = match p.start {
-            Start::Bootstrap(b) => (Mode::Bootstrap, Some(b)),
-            Start::Restart { bootstrapped } => (Mode::Restart, bootstrapped),
+        let (mode, cluster, join) = match p.start {
+            Start::Bootstrap(b) => (Mode::Bootstrap, Some(b), None),
+            Start::Restart { bootstrapped } => (Mode::Restart, bootstrapped, None),
+            Start::Join(j) => (Mode::Join, None, Some(j)),
         };
         PlanJson {
             version: PLAN_VERSION,
@@ -199,6 +327,8 @@ impl From<Plan> for PlanJson {
             listen_client_urls: p.listen_client_urls,
             advertise_client_urls: p.advertise_client_urls,
             cluster,
+            join,
+            reason: p.reason,
         }
     }
 }
@@ -212,12 +342,17 @@ impl TryFrom<PlanJson> for Plan {
                 j.version
             ));
         }
-        let start = match (j.mode, j.cluster) {
-            (Mode::Bootstrap, Some(b)) => Start::Bootstrap(b),
-            (Mode::Bootstrap, None) => {
+        let start = match (j.mode, j.cluster, j.join) {
+            (Mode::Bootstrap, Some(b), None) => Start::Bootstrap(b),
+            (Mode::Bootstrap, None, _) => {
                 return Err("mode \"bootstrap\" without \"cluster\"".into());
             }
-            (Mode::Restart, bootstrapped) => Start::Restart { bootstrapped },
+            (Mode::Restart, bootstrapped, None) => Start::Restart { bootstrapped },
+            (Mode::Join, None, Some(join)) => Start::Join(join),
+            (Mode::Join, _, None) => return Err("mode \"join\" without \"join\"".into()),
+            (mode, _, Some(_)) => {
+                return Err(format!("mode \"{mode}\" with the fields of another mode"));
+            }
         };
         Ok(Plan {
             name: j.name,
@@ -226,6 +361,7 @@ impl TryFrom<PlanJson> for Plan {
             listen_client_urls: j.listen_client_urls,
             advertise_client_urls: j.advertise_client_urls,
             start,
+            reason: j.reason,
         })
     }
 }
@@ -316,12 +452,19 @@ impl TryFrom<MemberJson> for PlannedMember {
 pub type Flag = (&'static str, String);
 
 impl Plan {
-    /// Bootstrap or restart.
+    /// Bootstrap, restart or join.
     pub fn mode(&self) -> Mode {
         match self.start {
             Start::Bootstrap(_) => Mode::Bootstrap,
             Start::Restart { .. } => Mode::Restart,
+            Start::Join(_) => Mode::Join,
         }
+    }
+
+    /// True when etcd creates a new data dir from `--initial-*` flags (bootstrap or
+    /// join): the plan is then persisted for restarts.
+    pub fn creates_member(&self) -> bool {
+        self.mode() != Mode::Restart
     }
 
     /// The cluster: planned now, or (on a restart) as bootstrapped, when known.
@@ -329,6 +472,7 @@ impl Plan {
         match &self.start {
             Start::Bootstrap(b) => Some(b),
             Start::Restart { bootstrapped } => bootstrapped.as_ref(),
+            Start::Join(_) => None,
         }
     }
 
@@ -358,6 +502,14 @@ impl Plan {
             f.push(("initial-cluster-state", c.initial_cluster_state.to_string()));
             f.push(("initial-cluster-token", c.token.clone()));
         }
+        if let Start::Join(j) = &self.start {
+            f.push((
+                "initial-advertise-peer-urls",
+                j.initial_advertise_peer_urls.join(","),
+            ));
+            f.push(("initial-cluster", j.initial_cluster.clone()));
+            f.push(("initial-cluster-state", ClusterState::Existing.to_string()));
+        }
         f
     }
 
@@ -365,6 +517,7 @@ impl Plan {
     pub fn render_text(&self, with_data_dir: bool) -> String {
         let mut s = String::new();
         // write! to a String cannot fail.
+        let _ = writeln!(s, "decision: {} ({})", self.mode(), self.reason);
         match &self.start {
             Start::Bootstrap(c) => {
                 let _ = writeln!(
@@ -436,6 +589,44 @@ impl Plan {
                     );
                 }
             }
+            // Printed below, after the common part.
+            Start::Join(_) => {}
+        }
+        if let Start::Join(j) = &self.start {
+            let _ = writeln!(
+                s,
+                "join cluster {} as member {} (learner, promoted once caught up)",
+                j.cluster_id.hex(),
+                self.name
+            );
+            let _ = writeln!(
+                s,
+                "  this host      {} (matched by {})",
+                self.name, j.matched_by
+            );
+            if let Some(r) = &j.removed {
+                let _ = writeln!(s, "  stale entry    {r} (removed before the add)");
+            }
+            match j.member_id {
+                Some(id) => {
+                    let _ = writeln!(s, "  member id      {id} ({}), given by the add", id.hex());
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "  member id      assigned by etcd at the add (plan changes nothing)"
+                    );
+                }
+            }
+            let _ = writeln!(
+                s,
+                "  asked          {}",
+                j.endpoints
+                    .iter()
+                    .map(|e| e.url.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
         }
         let _ = writeln!(s, "etcd flags");
         for (k, v) in self.etcd_flags(with_data_dir) {

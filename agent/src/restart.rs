@@ -127,6 +127,14 @@ pub struct RestartFlags {
     pub advertise_client_urls: Vec<String>,
 }
 
+/// Why a data dir with a WAL is a restart.
+fn restart_reason(data_dir: &Path) -> String {
+    format!(
+        "{} exists: etcd restarts from its stored membership; DNS is not consulted",
+        data_dir.join("member").join("wal").display()
+    )
+}
+
 /// The restart plan: the persisted plan (flags override its URLs), or the flags alone.
 pub fn restart_plan(
     data_dir: &Path,
@@ -155,6 +163,7 @@ pub fn restart_plan(
             }
             let bootstrapped = p.cluster().cloned();
             Ok(Plan {
+                reason: restart_reason(data_dir),
                 name: p.name,
                 data_dir: Some(data_dir.to_path_buf()),
                 listen_peer_urls: pick(&flags.listen_peer_urls, p.listen_peer_urls),
@@ -179,6 +188,7 @@ pub fn restart_plan(
             }
             match &flags.name {
                 Some(name) if missing.is_empty() => Ok(Plan {
+                    reason: restart_reason(data_dir),
                     name: name.clone(),
                     data_dir: Some(data_dir.to_path_buf()),
                     listen_peer_urls: flags.listen_peer_urls.clone(),
@@ -223,6 +233,7 @@ mod tests {
             .collect();
         let member_ids: Vec<u64> = members.iter().map(|m| m.id.0).collect();
         Plan {
+            reason: "the records describe a complete new 3-member cluster".into(),
             name: name("m1"),
             data_dir: Some("/old".into()),
             listen_peer_urls: vec!["http://10.0.0.1:2380".into()],

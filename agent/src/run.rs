@@ -40,12 +40,15 @@ fn url_texts(urls: &[EtcdUrl]) -> Vec<String> {
     urls.iter().map(|u| u.as_str().to_string()).collect()
 }
 
-/// Restart plan if the data dir has a WAL, else the bootstrap plan from DNS.
-fn decide(common: &Common, dir: &DataDir) -> Result<Plan, Error> {
+/// The start decision: restart if the data dir has a WAL (no DNS), else bootstrap or
+/// join from DNS and the running cluster (see [`crate::decide`]). With `enact`, a join is
+/// carried out (stale entry removed, this host added as a learner); without it (`plan`,
+/// `exec --dry-run`) nothing is changed and the join plan is a prediction.
+fn decide(common: &Common, dir: &DataDir, enact: bool) -> Result<Plan, Error> {
     if let Some(d) = &dir.path {
         if restart::has_wal(d) {
             eprintln!(
-                "muster-agent: {} exists: restarting from the data dir without consulting DNS",
+                "muster-agent: decision: restart ({} exists: restarting from the data dir without consulting DNS)",
                 d.join("member").join("wal").display()
             );
             let flags = RestartFlags {
@@ -90,9 +93,12 @@ fn decide(common: &Common, dir: &DataDir) -> Result<Plan, Error> {
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
-    let plan = runtime.block_on(async {
+    let probe = crate::join::EtcdProbe {
+        access: common.etcd.access(),
+    };
+    let outcome = runtime.block_on(async {
         let resolver = DnsResolver::new(&servers).map_err(|e| Error::Resolver(e.to_string()))?;
-        let plan = wait::wait_for_plan(&resolver, &service, &opts, |round| {
+        let plan = wait::wait_for_start(&resolver, &service, &opts, &probe, |round| {
             let line = format!("{} ({:.1}s)", round.progress, round.elapsed.as_secs_f64());
             eprintln!("muster-agent: {line}");
             notify::waiting(
@@ -103,6 +109,31 @@ fn decide(common: &Common, dir: &DataDir) -> Result<Plan, Error> {
         .await?;
         Ok::<_, Error>(plan)
     })?;
+    eprintln!(
+        "muster-agent: decision: {} ({})",
+        outcome.plan().mode(),
+        outcome.plan().reason
+    );
+    let plan = match outcome {
+        wait::Outcome::Bootstrap(plan) => plan,
+        wait::Outcome::Join { plan, .. } if !enact => plan,
+        wait::Outcome::Join { plan, .. } => {
+            let plan = crate::join::enact(plan, &common.etcd.access(), common.timeout, |line| {
+                eprintln!("muster-agent: {line}");
+                notify::status(line);
+            })?;
+            if let Start::Join(j) = &plan.start {
+                eprintln!(
+                    "muster-agent: added {} to cluster {} as learner {}; starting etcd with \
+                     --initial-cluster-state existing",
+                    plan.name,
+                    j.cluster_id.hex(),
+                    j.member_id.map(|m| m.hex()).unwrap_or_default()
+                );
+            }
+            plan
+        }
+    };
     if let Start::Bootstrap(c) = &plan.start {
         eprintln!(
             "muster-agent: bootstrap member {} of {} from {} (cluster id {})",
@@ -130,7 +161,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Plan(args) => {
             let dir = data_dir(&args.common);
-            let plan = decide(&args.common, &dir)?;
+            let plan = decide(&args.common, &dir, false)?;
             let out = match args.format {
                 Format::Text => plan.render_text(dir.from_flag),
                 // Serialising plain data into a String cannot fail.
@@ -143,7 +174,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Env(args) => {
             let dir = data_dir(&args.common);
             let data = need_data_dir(&dir)?.to_path_buf();
-            let plan = decide(&args.common, &dir)?;
+            let plan = decide(&args.common, &dir, true)?;
             let text = envfile::render(&plan.etcd_flags(dir.from_flag))?;
             envfile::write_atomic(&args.out, text.as_bytes(), 0o644).map_err(|source| {
                 Error::WriteEnv {
@@ -151,7 +182,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     source,
                 }
             })?;
-            if plan.mode() == Mode::Bootstrap {
+            if plan.creates_member() {
                 restart::save(&data, &plan)?;
             }
             notify::status(&format!(
@@ -162,12 +193,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             eprintln!("muster-agent: wrote {}", args.out.display());
             Ok(())
         }
+        Command::Promote(args) => crate::lifecycle::promote(&args),
+        Command::Leave(args) => crate::lifecycle::leave(&args),
+        Command::Doctor(args) => crate::doctor::run(&args),
         Command::Exec(args) => {
             let dir = data_dir(&args.common);
             let data = need_data_dir(&dir)?.to_path_buf();
-            let plan = decide(&args.common, &dir)?;
+            let plan = decide(&args.common, &dir, !args.dry_run)?;
             let flags = plan.etcd_flags(dir.from_flag);
-            exec::check(&flags, &args.extra, plan.mode() == Mode::Bootstrap, |k| {
+            exec::check(&flags, &args.extra, plan.creates_member(), |k| {
                 std::env::var_os(k).map(|v| v.to_string_lossy().into_owned())
             })?;
             let argv = exec::argv(&args.etcd_bin, &flags, &args.extra);
@@ -177,8 +211,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 }
                 return Ok(());
             }
-            if plan.mode() == Mode::Bootstrap {
+            if plan.creates_member() {
                 restart::save(&data, &plan)?;
+            }
+            if plan.mode() == Mode::Join && !args.no_promote {
+                crate::lifecycle::spawn_promoter(&data, &args.common)?;
             }
             Err(exec::exec(&argv).into())
         }

@@ -17,8 +17,11 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::time::Instant;
 
 use crate::cluster::{self, Missing, PlanError, PlanOptions, Progress, Scheme, Service, Unsettled};
+use crate::decide::{self, Answered, Decision};
 use crate::discover::{self, Resolve};
-use crate::plan::Plan;
+use crate::etcd::{Endpoint, Member};
+use crate::ids::EtcdId;
+use crate::plan::{Join, Plan, Start};
 
 /// How many consecutive identical complete reads make a record set stable.
 pub const STABLE_READS: u32 = 2;
@@ -82,14 +85,170 @@ fn backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
+/// Asks the running cluster, if any, at the given client URLs: the first `member list`
+/// that answers, and `/health` there. The seam between the wait loop and etcd.
+pub trait Probe {
+    /// The first answer, or None when no endpoint answers.
+    fn probe(&self, endpoints: &[Endpoint]) -> Option<Answered>;
+}
+
+/// A probe that never finds a cluster: bootstrap-only behaviour (and unit tests).
+pub struct NoCluster;
+
+impl Probe for NoCluster {
+    fn probe(&self, _: &[Endpoint]) -> Option<Answered> {
+        None
+    }
+}
+
+/// How the wait ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new cluster: the bootstrap plan, its reason set.
+    Bootstrap(Plan),
+    /// A running cluster to join: the plan before the add (`member_id` unknown,
+    /// `initial_cluster` predicted), this host's stale entry, and the member list seen.
+    Join {
+        /// The join plan as far as it is known before the add.
+        plan: Plan,
+        /// This host's stale entry, removed before the add.
+        stale: Option<Member>,
+        /// What the cluster answered.
+        answered: Answered,
+    },
+}
+
+impl Outcome {
+    /// The plan (for a join: before the add).
+    pub fn plan(&self) -> &Plan {
+        match self {
+            Outcome::Bootstrap(p) | Outcome::Join { plan: p, .. } => p,
+        }
+    }
+}
+
 /// Waits until the records give this host a plan from a complete, stable cluster; calls
-/// `on_round` after each round that did not.
+/// `on_round` after each round that did not. Bootstrap only: no cluster is asked.
 pub async fn wait_for_plan<R: Resolve>(
     resolver: &R,
     service: &Service,
     opts: &WaitOptions,
-    mut on_round: impl FnMut(&Round<'_>),
+    on_round: impl FnMut(&Round<'_>),
 ) -> Result<Plan, WaitError> {
+    match wait_for_start(resolver, service, opts, &NoCluster, on_round).await? {
+        Outcome::Bootstrap(p) => Ok(p),
+        // NoCluster never answers, and without an answer there is no join.
+        Outcome::Join { plan, .. } => Ok(plan),
+    }
+}
+
+/// The skeleton of this host's plan from the records published so far (complete or
+/// not): its name, URLs and every published member's client URLs. None while this host
+/// is not identified or has no address to listen on.
+fn skeleton(
+    service: &Service,
+    rs: &crate::cluster::RecordSet,
+    opts: &WaitOptions,
+) -> Result<Option<Plan>, PlanError> {
+    let census = match cluster::settle::census(service, rs, opts.plan.scheme, None) {
+        Ok(c) => c,
+        Err(Unsettled::Fatal(e)) => return Err(e),
+        Err(Unsettled::Pending(_)) => return Ok(None),
+    };
+    let members = cluster::Members {
+        record: census.record,
+        scheme: census.scheme,
+        members: census.published,
+    };
+    let Ok(me) = cluster::identity::identify(
+        &members.record,
+        members.scheme,
+        &members.members,
+        &opts.local,
+        &opts.plan.identity,
+    ) else {
+        return Ok(None);
+    };
+    let plan = cluster::build::plan(service, &members, &me, &opts.local, &opts.plan.overrides);
+    if plan.listen_peer_urls.is_empty() || plan.listen_client_urls.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(plan))
+}
+
+/// The other members' client URLs, with their addresses, from a skeleton plan.
+pub fn others(plan: &Plan) -> Vec<Endpoint> {
+    plan.cluster()
+        .map(|c| {
+            c.members
+                .iter()
+                .filter(|m| !m.this_host && !m.addresses.is_empty())
+                .flat_map(|m| {
+                    m.client_urls.iter().map(|u| Endpoint {
+                        url: u.clone(),
+                        addrs: m.addresses.clone(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The join plan: the skeleton's URLs, the membership predicted after the add.
+fn join_plan(skel: &Plan, stale: Option<&Member>, answered: &Answered, reason: String) -> Plan {
+    // The skeleton is built by cluster::build::plan, which always makes a bootstrap.
+    let b = skel
+        .cluster()
+        .cloned()
+        .unwrap_or_else(|| unreachable!("a skeleton is a bootstrap plan"));
+    let mut after: Vec<Member> = answered
+        .membership
+        .members
+        .iter()
+        .filter(|m| stale.is_none_or(|s| s.id != m.id))
+        .cloned()
+        .collect();
+    after.push(Member {
+        id: 0,
+        name: skel.name.to_string(),
+        peer_urls: b.initial_advertise_peer_urls.clone(),
+        client_urls: skel.advertise_client_urls.clone(),
+        is_learner: true,
+    });
+    Plan {
+        name: skel.name.clone(),
+        data_dir: skel.data_dir.clone(),
+        listen_peer_urls: skel.listen_peer_urls.clone(),
+        listen_client_urls: skel.listen_client_urls.clone(),
+        advertise_client_urls: skel.advertise_client_urls.clone(),
+        reason,
+        start: Start::Join(Join {
+            domain: b.domain,
+            srv_name: b.srv_name,
+            srv_record: b.srv_record,
+            scheme: b.scheme,
+            matched_by: b.matched_by,
+            initial_cluster: decide::initial_cluster(&after, 0, skel.name.as_str()),
+            initial_advertise_peer_urls: b.initial_advertise_peer_urls,
+            cluster_id: EtcdId(answered.membership.cluster_id),
+            member_id: None,
+            removed: stale.map(ToString::to_string),
+            endpoints: others(skel),
+        }),
+    }
+}
+
+/// Waits until this host has a start: a bootstrap from a complete, stable record set
+/// (or one the running cluster confirms), or a join of a healthy running cluster; see
+/// [`crate::decide`] for the rules. Calls `on_round` after each round that did not end
+/// the wait.
+pub async fn wait_for_start<R: Resolve, P: Probe>(
+    resolver: &R,
+    service: &Service,
+    opts: &WaitOptions,
+    probe: &P,
+    mut on_round: impl FnMut(&Round<'_>),
+) -> Result<Outcome, WaitError> {
     let scheme = opts.plan.scheme;
     let start = Instant::now();
     let deadline = start + opts.timeout;
@@ -121,25 +280,71 @@ pub async fn wait_for_plan<R: Resolve>(
             // New data: look again soon rather than at the backed-off pace.
             delays = backoff();
         }
-        let progress = match cluster::judge(service, &rs, &opts.local, &opts.plan) {
+        let judged = match cluster::judge(service, &rs, &opts.local, &opts.plan) {
             Err(Unsettled::Fatal(e)) => return Err(e.into()),
+            other => other,
+        };
+        let skel = skeleton(service, &rs, opts)?;
+        let mut progress = match &judged {
             Err(Unsettled::Pending(p)) => {
                 streak = 0;
-                p
+                p.clone()
             }
             Ok(plan) => {
                 streak = if changed { 1 } else { streak + 1 };
-                if streak >= STABLE_READS {
-                    return Ok(plan);
-                }
                 let n = plan.cluster().map_or(0, |c| c.members.len());
                 Progress {
                     resolvable: n,
                     total: Some(n),
-                    missing: vec![Missing::NotStable],
+                    missing: vec![],
                 }
             }
+            Err(Unsettled::Fatal(_)) => unreachable!("returned above"),
         };
+        if let Some(skel) = &skel {
+            let endpoints = others(skel);
+            let answered = probe.probe(&endpoints);
+            let asked: Vec<String> = endpoints.iter().map(|e| e.url.clone()).collect();
+            let me = decide::Me {
+                name: skel.name.as_str(),
+                peer_url: skel
+                    .cluster()
+                    .and_then(|c| c.initial_advertise_peer_urls.first())
+                    .map_or("", String::as_str),
+            };
+            let bootstrap = judged.as_ref().ok().and_then(Plan::cluster);
+            match decide::decide(bootstrap, me, answered.as_ref(), &asked) {
+                Decision::Bootstrap { confirmed, reason } => {
+                    // judged is Ok whenever decide saw a bootstrap.
+                    if let Ok(mut plan) = judged.clone() {
+                        if confirmed || streak >= STABLE_READS {
+                            plan.reason = reason;
+                            return Ok(Outcome::Bootstrap(plan));
+                        }
+                        progress.missing.push(Missing::NotStable);
+                    }
+                }
+                Decision::Join { stale, reason } => {
+                    // answered is Some whenever decide chose a join.
+                    if let Some(answered) = answered {
+                        let plan = join_plan(skel, stale.as_ref(), &answered, reason);
+                        return Ok(Outcome::Join {
+                            plan,
+                            stale,
+                            answered,
+                        });
+                    }
+                }
+                Decision::Wait(reason) => {
+                    if answered.is_some() || judged.is_ok() {
+                        progress.missing.push(Missing::Cluster(reason));
+                    }
+                }
+            }
+        } else if judged.is_ok() {
+            // Complete records identify this host, so a skeleton exists; kept for safety.
+            progress.missing.push(Missing::NotStable);
+        }
         prev = Some(rs);
         let now = Instant::now();
         let remaining = deadline.saturating_duration_since(now);

@@ -55,6 +55,11 @@ pub fn plan(
         }
     };
     Plan {
+        reason: format!(
+            "the records at {} describe a complete new {}-member cluster",
+            members.record,
+            members.members.len()
+        ),
         name: mine.name.clone(),
         data_dir: o.data_dir.clone(),
         listen_peer_urls: or(

@@ -218,7 +218,7 @@ mod tests {
     fn bootstrap(p: &Plan) -> &Bootstrap {
         match &p.start {
             Start::Bootstrap(b) => b,
-            Start::Restart { .. } => panic!("a restart plan"),
+            Start::Restart { .. } | Start::Join(_) => panic!("not a bootstrap plan"),
         }
     }
 

@@ -152,6 +152,8 @@ pub enum Missing {
     NotPublished(PlanError),
     /// Complete, but not yet seen twice in a row.
     NotStable,
+    /// What the running cluster (or its absence) keeps this host waiting for.
+    Cluster(String),
 }
 
 impl fmt::Display for Missing {
@@ -183,6 +185,7 @@ impl fmt::Display for Missing {
             ),
             Missing::NotPublished(e) => f.write_str(&e.short()),
             Missing::NotStable => write!(f, "waiting to read the same records twice in a row"),
+            Missing::Cluster(why) => f.write_str(why),
         }
     }
 }

@@ -1,0 +1,387 @@
+//! The start decision, pure: from what the records say and what the running cluster (if
+//! any) answers, to *bootstrap*, *join* or *wait*. (*Restart* is decided before any of
+//! this, from the data dir alone, so that a restart needs no DNS.)
+//!
+//! The rules, and why they are race-free when every member starts at once:
+//!
+//! - Nobody answers at any other member's client URL: a new cluster, *bootstrap* — but
+//!   only from a complete, stable record set (the wait loop's job), never from a partial
+//!   one. A join is impossible here: there is nothing to add this host to.
+//! - A cluster answers and lists this host as a member that has never started, with the
+//!   member ID and cluster ID that these records give (etcd derives both from the peer
+//!   URLs and the token, docs/etcd-discovery.md §3): that cluster is the one these
+//!   records bootstrap, still bootstrapping or bootstrapped without this host so far.
+//!   *Bootstrap* with the same `--initial-cluster` and `new`; etcd accepts a member of
+//!   the initial cluster that starts late. This is the all-at-once race: the slowest
+//!   member finds the others already up, and must not "join" them.
+//! - A cluster answers without quorum (`/health` false: no leader, or no quorum read):
+//!   *wait* and change nothing — it may be bootstrapping, or it may have lost quorum,
+//!   which only an operator can repair (restore from a snapshot, or
+//!   `--force-new-cluster`). Removing or adding members then would make it worse.
+//! - A healthy cluster answers: *join*. An entry with this host's name or peer URL that
+//!   is not the bootstrap entry just described is stale (the data dir was wiped, or a
+//!   previous join stopped between add and start): it is removed before the add, because
+//!   etcd refuses an add while a voting member is down and refuses a second entry with the
+//!   same peer URL.
+
+use crate::etcd::{Member, Membership};
+use crate::ids::EtcdId;
+use crate::plan::Bootstrap;
+
+/// What a running cluster answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered {
+    /// The client URL that answered `member list`.
+    pub endpoint: String,
+    /// Its member list.
+    pub membership: Membership,
+    /// `/health` at that URL: a leader and a quorum read.
+    pub healthy: bool,
+}
+
+/// This host as the records describe it.
+#[derive(Debug, Clone, Copy)]
+pub struct Me<'a> {
+    /// Member name.
+    pub name: &'a str,
+    /// Advertised peer URL.
+    pub peer_url: &'a str,
+}
+
+/// What to do now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Start a new cluster from the complete records.
+    Bootstrap {
+        /// True when a running cluster confirmed the plan (same cluster and member ID):
+        /// no need to see the records twice.
+        confirmed: bool,
+        /// Why.
+        reason: String,
+    },
+    /// Add this host to the running cluster.
+    Join {
+        /// This host's stale entry, to remove first.
+        stale: Option<Member>,
+        /// Why.
+        reason: String,
+    },
+    /// Nothing safe to do yet.
+    Wait(String),
+}
+
+/// The entry of this host in a member list: same peer URL, or same name.
+pub fn find_me<'a>(members: &'a [Member], me: Me<'_>) -> Option<&'a Member> {
+    members
+        .iter()
+        .find(|m| m.peer_urls.iter().any(|u| u == me.peer_url))
+        .or_else(|| {
+            members
+                .iter()
+                .find(|m| m.started() && m.name.eq_ignore_ascii_case(me.name))
+        })
+}
+
+/// Decides. `bootstrap` is the bootstrap plan of complete records (None while they are
+/// incomplete); `asked` the client URLs probed, for the reason.
+pub fn decide(
+    bootstrap: Option<&Bootstrap>,
+    me: Me<'_>,
+    answered: Option<&Answered>,
+    asked: &[String],
+) -> Decision {
+    let Some(a) = answered else {
+        let asked = if asked.is_empty() {
+            "no other member has an address yet".to_string()
+        } else {
+            format!("no member answers at {}", asked.join(","))
+        };
+        return match bootstrap {
+            Some(b) => Decision::Bootstrap {
+                confirmed: false,
+                reason: format!(
+                    "{asked}, and the records at {} describe a complete new {}-member cluster",
+                    b.srv_record,
+                    b.members.len()
+                ),
+            },
+            None => Decision::Wait(format!(
+                "{asked}; bootstrapping needs the complete set of records"
+            )),
+        };
+    };
+    let cluster = EtcdId(a.membership.cluster_id).hex();
+    let entry = find_me(&a.membership.members, me);
+    if let Some(m) = entry.filter(|m| !m.started()) {
+        if let Some(b) = bootstrap {
+            if m.id == b.member_id.0 && a.membership.cluster_id == b.cluster_id.0 {
+                return Decision::Bootstrap {
+                    confirmed: true,
+                    reason: format!(
+                        "the cluster answering at {} (id {cluster}) is the one these records \
+                         bootstrap and lists this host as its unstarted initial member {:x}",
+                        a.endpoint, m.id
+                    ),
+                };
+            }
+        } else if !m.is_learner {
+            // Without complete records the token and so the planned ID are unknown; an
+            // unstarted voting entry of this host is most likely an initial member, so
+            // wait rather than remove it.
+            return Decision::Wait(format!(
+                "the cluster at {} lists this host as an initial member that has not started; \
+                 waiting for the complete records to bootstrap with it",
+                a.endpoint
+            ));
+        }
+    }
+    if !a.healthy {
+        return Decision::Wait(format!(
+            "the cluster at {} (id {cluster}, {} members) answers but has no quorum (no leader \
+             or no quorum read): no member is removed or added without quorum. If a \
+             majority of its members is lost for good, restore it: see \"Disaster recovery\" \
+             in the README (etcdctl snapshot restore, or --force-new-cluster)",
+            a.endpoint,
+            a.membership.members.len()
+        ));
+    }
+    let stale = entry.cloned();
+    let reason = match &stale {
+        None => format!(
+            "a healthy cluster (id {cluster}, {} members) answers at {} and this host is not a \
+             member of it",
+            a.membership.members.len(),
+            a.endpoint
+        ),
+        Some(m) => format!(
+            "a healthy cluster (id {cluster}, {} members) answers at {} and its entry for this \
+             host, {m}, is stale (no data dir here): remove it and join again",
+            a.membership.members.len(),
+            a.endpoint
+        ),
+    };
+    Decision::Join { stale, reason }
+}
+
+/// `--initial-cluster` for a join: every member after the add, by name (or by ID for one
+/// that has not started: etcd matches `existing` members by peer URL, but this host must
+/// appear under its own name).
+pub fn initial_cluster(members: &[Member], me_id: u64, me_name: &str) -> String {
+    let mut v: Vec<String> = members
+        .iter()
+        .flat_map(|m| {
+            let n = if m.id == me_id {
+                me_name.to_string()
+            } else {
+                m.label()
+            };
+            m.peer_urls.iter().map(move |u| format!("{n}={u}"))
+        })
+        .collect();
+    v.sort();
+    v.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{MemberName, Scheme};
+    use crate::ids;
+    use crate::plan::{ClusterState, PlannedMember};
+
+    const TOKEN: &str = "muster:c.test";
+
+    fn url(i: usize) -> String {
+        format!("http://m{i}.c.test:2380")
+    }
+
+    fn id(i: usize) -> u64 {
+        ids::member_id(&[url(i)], TOKEN)
+    }
+
+    /// The bootstrap of m0..m2 as seen by m2.
+    fn boot() -> Bootstrap {
+        let members: Vec<PlannedMember> = (0..3)
+            .map(|i| PlannedMember {
+                name: MemberName::parse(&format!("m{i}")).unwrap(),
+                target: format!("m{i}.c.test."),
+                port: 2380,
+                peer_url: url(i),
+                client_urls: vec![],
+                addresses: vec![],
+                id: EtcdId(id(i)),
+                this_host: i == 2,
+            })
+            .collect();
+        Bootstrap {
+            domain: "c.test.".into(),
+            srv_name: None,
+            srv_record: "_etcd-server._tcp.c.test.".into(),
+            scheme: Scheme::Http,
+            matched_by: "--name m2".into(),
+            token: TOKEN.into(),
+            initial_cluster_state: ClusterState::New,
+            initial_advertise_peer_urls: vec![url(2)],
+            initial_cluster: String::new(),
+            member_id: EtcdId(id(2)),
+            cluster_id: EtcdId(ids::cluster_id(&[id(0), id(1), id(2)])),
+            members,
+        }
+    }
+
+    fn member(i: usize, started: bool, learner: bool, mid: u64) -> Member {
+        Member {
+            id: mid,
+            name: if started {
+                format!("m{i}")
+            } else {
+                String::new()
+            },
+            peer_urls: vec![url(i)],
+            client_urls: vec![],
+            is_learner: learner,
+        }
+    }
+
+    fn answered(members: Vec<Member>, cluster_id: u64, healthy: bool) -> Answered {
+        Answered {
+            endpoint: "http://m0.c.test:2379".into(),
+            membership: Membership {
+                cluster_id,
+                answered_by: id(0),
+                members,
+            },
+            healthy,
+        }
+    }
+
+    const ME: Me<'static> = Me {
+        name: "m2",
+        peer_url: "http://m2.c.test:2380",
+    };
+
+    fn bootstrapping(m2_started: bool) -> Answered {
+        answered(
+            vec![
+                member(0, true, false, id(0)),
+                member(1, true, false, id(1)),
+                member(2, m2_started, false, id(2)),
+            ],
+            boot().cluster_id.0,
+            true,
+        )
+    }
+
+    #[test]
+    fn nobody_answers_bootstrap_only_from_complete_records() {
+        let asked = ["http://m0.c.test:2379".to_string()];
+        match decide(Some(&boot()), ME, None, &asked) {
+            Decision::Bootstrap { confirmed, reason } => {
+                assert!(!confirmed);
+                assert!(reason.starts_with("no member answers at http://m0.c.test:2379, and the records at _etcd-server._tcp.c.test. describe a complete new 3-member cluster"), "{reason}");
+            }
+            d => panic!("{d:?}"),
+        }
+        // "Join when none exists" is impossible: without a cluster, incomplete records
+        // only wait.
+        assert!(
+            matches!(decide(None, ME, None, &asked), Decision::Wait(r) if r.contains("bootstrapping needs the complete set"))
+        );
+    }
+
+    /// The all-at-once race: m0 and m1 are up and elected a leader before m2's agent
+    /// looked; m2 is their unstarted initial member and must bootstrap, not join.
+    #[test]
+    fn the_last_member_of_a_bootstrapping_cluster_bootstraps_too() {
+        for healthy in [true, false] {
+            let mut a = bootstrapping(false);
+            a.healthy = healthy;
+            match decide(Some(&boot()), ME, Some(&a), &[]) {
+                Decision::Bootstrap {
+                    confirmed: true,
+                    reason,
+                } => {
+                    assert!(
+                        reason.contains("is the one these records bootstrap"),
+                        "{reason}"
+                    )
+                }
+                d => panic!("{d:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_healthy_cluster_without_this_host_is_joined() {
+        let a = answered(
+            vec![member(0, true, false, 5), member(1, true, false, 6)],
+            99,
+            true,
+        );
+        match decide(None, ME, Some(&a), &[]) {
+            Decision::Join {
+                stale: None,
+                reason,
+            } => {
+                assert!(
+                    reason.contains("this host is not a member of it"),
+                    "{reason}"
+                )
+            }
+            d => panic!("{d:?}"),
+        }
+    }
+
+    /// Replace: m2 lost its data dir; the cluster still has its started entry.
+    #[test]
+    fn a_started_entry_of_this_host_is_stale_and_removed_first() {
+        match decide(Some(&boot()), ME, Some(&bootstrapping(true)), &[]) {
+            Decision::Join {
+                stale: Some(s),
+                reason,
+            } => {
+                assert_eq!(s.id, id(2));
+                assert!(reason.contains("is stale (no data dir here)"), "{reason}");
+            }
+            d => panic!("{d:?}"),
+        }
+        // A learner added by a join that never started etcd: also stale.
+        let a = answered(
+            vec![member(0, true, false, 5), member(2, false, true, 77)],
+            99,
+            true,
+        );
+        assert!(
+            matches!(decide(None, ME, Some(&a), &[]), Decision::Join { stale: Some(s), .. } if s.id == 77)
+        );
+    }
+
+    #[test]
+    fn no_quorum_changes_nothing_and_points_at_recovery() {
+        let a = answered(
+            vec![member(0, true, false, 5), member(1, true, false, 6)],
+            99,
+            false,
+        );
+        match decide(None, ME, Some(&a), &[]) {
+            Decision::Wait(r) => {
+                assert!(r.contains("has no quorum"), "{r}");
+                assert!(r.contains("etcdctl snapshot restore"), "{r}");
+            }
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn join_initial_cluster_names_this_host_and_keys_unstarted_members_by_id() {
+        let m = vec![
+            member(0, true, false, 5),
+            member(1, false, false, 0x1f),
+            member(2, false, true, 77),
+        ];
+        assert_eq!(
+            initial_cluster(&m, 77, "m2"),
+            "1f=http://m1.c.test:2380,m0=http://m0.c.test:2380,m2=http://m2.c.test:2380"
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! Join, the effects: ask the running cluster ([`EtcdProbe`], the wait loop's probe),
+//! then remove this host's stale entry and add it as a learner ([`enact`]), retrying
+//! what etcd says will pass (one learner at a time, a reconfiguration right after
+//! another) with backoff and a progress line, until `--timeout`.
+//!
+//! The order follows docs/etcd-discovery.md §8: remove before add (etcd refuses an add
+//! while a voting member is down, and a second entry with the same peer URL); add as a
+//! learner, so a member that never catches up never counts towards quorum; start etcd
+//! with `existing` and the membership from the add response. Promotion comes later, from
+//! [`crate::promote`], once etcd runs.
+//!
+//! Limitations: a learner whose etcd never starts blocks every other join (etcd 3.4
+//! allows one learner); the progress line names it so that an operator can remove it.
+
+use std::time::{Duration, Instant};
+
+use crate::decide::{self, Answered, Me};
+use crate::etcd::{msg, Access, Client, Endpoint, EtcdError, Member};
+use crate::ids::EtcdId;
+use crate::plan::{Plan, Start};
+
+/// Why a join failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// etcd refused in a way retrying cannot fix.
+    #[error("cannot join the cluster: {0}")]
+    Refused(EtcdError),
+    /// `--timeout` passed while waiting for a retryable condition.
+    #[error("timed out after {} joining the cluster: {last}; nothing was added", humantime::format_duration(*timeout))]
+    Timeout {
+        /// `--timeout`.
+        timeout: Duration,
+        /// The last thing waited for.
+        last: String,
+    },
+    /// The plan is not a join.
+    #[error("not a join plan")]
+    NotJoin,
+}
+
+/// The real probe: `member list` at each endpoint in turn, `/health` where one answers.
+pub struct EtcdProbe {
+    /// TLS and authentication.
+    pub access: Access,
+}
+
+impl crate::wait::Probe for EtcdProbe {
+    fn probe(&self, endpoints: &[Endpoint]) -> Option<Answered> {
+        let access = Access {
+            // A probe must not hold up the wait loop: a host that is down costs at most
+            // this much per round.
+            request_timeout: Duration::from_secs(2),
+            ..self.access.clone()
+        };
+        let client = Client::new(endpoints.to_vec(), access).ok()?;
+        endpoints.iter().find_map(|e| {
+            let membership = client.list_at(&e.url).ok()?;
+            Some(Answered {
+                endpoint: e.url.clone(),
+                healthy: client.healthy_at(&e.url),
+                membership,
+            })
+        })
+    }
+}
+
+/// Delay before retry `n` (0-based): 0.5 s doubling to 5 s.
+fn delay(n: u32) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1 << n.min(4))).min(Duration::from_secs(5))
+}
+
+/// The learners of a member list, for the progress line.
+fn learners(members: &[Member]) -> String {
+    members
+        .iter()
+        .filter(|m| m.is_learner)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Removes this host's stale entry (if the current list still has one) and adds this
+/// host as a learner; returns the plan with the member ID and `--initial-cluster` from
+/// the add response. `progress` gets one line per retry.
+pub fn enact(
+    plan: Plan,
+    access: &Access,
+    timeout: Duration,
+    mut progress: impl FnMut(&str),
+) -> Result<Plan, JoinError> {
+    let Start::Join(mut join) = plan.start.clone() else {
+        return Err(JoinError::NotJoin);
+    };
+    let client = Client::new(join.endpoints.clone(), access.clone()).map_err(JoinError::Refused)?;
+    let peer_urls = join.initial_advertise_peer_urls.clone();
+    let me = Me {
+        name: plan.name.as_str(),
+        peer_url: peer_urls.first().map_or("", String::as_str),
+    };
+    let start = Instant::now();
+    let mut removed = join.removed.clone();
+    for attempt in 0u32.. {
+        let waiting = match step(&client, me, &peer_urls, &mut removed, &mut progress) {
+            Ok((id, members)) => {
+                join.member_id = Some(EtcdId(id));
+                join.initial_cluster = decide::initial_cluster(&members, id, me.name);
+                join.removed = removed;
+                return Ok(Plan {
+                    start: Start::Join(join),
+                    ..plan
+                });
+            }
+            Err(Step::Fatal(e)) => return Err(JoinError::Refused(e)),
+            Err(Step::Wait(why)) => why,
+        };
+        if start.elapsed() >= timeout {
+            return Err(JoinError::Timeout {
+                timeout,
+                last: waiting,
+            });
+        }
+        progress(&format!(
+            "join of {}: {waiting} (attempt {}, {:.1}s)",
+            me.name,
+            attempt + 1,
+            start.elapsed().as_secs_f64()
+        ));
+        std::thread::sleep(delay(attempt).min(timeout.saturating_sub(start.elapsed())));
+    }
+    unreachable!("the attempt counter is unbounded")
+}
+
+enum Step {
+    Fatal(EtcdError),
+    Wait(String),
+}
+
+/// One attempt: list, remove the stale entry, add.
+fn step(
+    client: &Client,
+    me: Me<'_>,
+    peer_urls: &[String],
+    removed: &mut Option<String>,
+    progress: &mut impl FnMut(&str),
+) -> Result<(u64, Vec<Member>), Step> {
+    let retry = |e: EtcdError| match e {
+        EtcdError::Api { .. } if !(e.says(msg::UNHEALTHY) || e.says(msg::NOT_ENOUGH_STARTED)) => {
+            Step::Fatal(e)
+        }
+        e => Step::Wait(e.to_string()),
+    };
+    let list = client.list().map_err(retry)?;
+    if !client.endpoints().iter().any(|e| client.healthy_at(&e.url)) {
+        return Err(Step::Wait(
+            "no member reports a healthy cluster (no leader or no quorum); membership is not \
+             changed without quorum"
+                .into(),
+        ));
+    }
+    if let Some(stale) = decide::find_me(&list.members, me) {
+        match client.remove(stale.id) {
+            Ok(()) => {}
+            Err(e) if e.says(msg::NOT_FOUND) => {}
+            Err(e) => return Err(retry(e)),
+        }
+        progress(&format!(
+            "removed the stale entry {stale} before adding this host"
+        ));
+        *removed = Some(stale.to_string());
+    }
+    match client.add_learner(peer_urls) {
+        Ok((id, after)) => Ok((id, after.members)),
+        Err(e) if e.says(msg::TOO_MANY_LEARNERS) => Err(Step::Wait(format!(
+            "another member is joining as a learner ({}); etcd allows one at a time, waiting \
+             for its promotion",
+            learners(&list.members)
+        ))),
+        Err(e) if e.says(msg::PEER_URL_EXISTS) => Err(Step::Wait(
+            "an entry with this peer URL appeared; removing it on the next attempt".into(),
+        )),
+        Err(e) => Err(retry(e)),
+    }
+}
+
+/// The endpoints of a persisted plan: this member's own client URLs (dialled at its
+/// listen addresses) first, then the other members'.
+pub fn plan_endpoints(plan: &Plan) -> Vec<Endpoint> {
+    let own_addrs: Vec<std::net::IpAddr> = plan
+        .listen_client_urls
+        .iter()
+        .filter_map(|u| url::Url::parse(u).ok())
+        .filter_map(|u| match u.host() {
+            Some(url::Host::Ipv4(a)) => Some(a.into()),
+            Some(url::Host::Ipv6(a)) => Some(a.into()),
+            _ => None,
+        })
+        .filter(|a: &std::net::IpAddr| !a.is_unspecified())
+        .collect();
+    let mut v: Vec<Endpoint> = plan
+        .advertise_client_urls
+        .iter()
+        .map(|u| Endpoint {
+            url: u.clone(),
+            addrs: own_addrs.clone(),
+        })
+        .collect();
+    match &plan.start {
+        Start::Join(j) => v.extend(j.endpoints.iter().cloned()),
+        _ => v.extend(crate::wait::others(plan)),
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_five_seconds() {
+        let d: Vec<u64> = (0..7).map(|n| delay(n).as_millis() as u64).collect();
+        assert_eq!(d, [500, 1000, 2000, 4000, 5000, 5000, 5000]);
+    }
+}
