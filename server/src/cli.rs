@@ -59,6 +59,12 @@ pub struct ServeArgs {
     /// Answer for version.bind CH TXT (hidden by default).
     #[arg(long)]
     pub version_string: Option<String>,
+    /// Serve the etcd discovery service (etcd --discovery) on this address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub discovery_listen: Option<SocketAddr>,
+    /// Directory for the discovery service's durable state.
+    #[arg(long, value_name = "DIR")]
+    pub discovery_state: Option<PathBuf>,
 }
 
 /// Output format of `musterd check`.
@@ -139,6 +145,8 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             metrics_listen: args.metrics_listen,
             watch_interval: args.watch_interval,
             version: args.version_string,
+            discovery_listen: args.discovery_listen,
+            discovery_state: args.discovery_state,
         },
     )?;
     crate::serve::run(cfg)?;

@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub udp_coalesce: Duration,
     pub query_log: bool,
     pub metrics_listen: Option<SocketAddr>,
+    /// The etcd discovery service; `None` when it is off.
+    pub discovery: Option<crate::discovery::DiscoveryConfig>,
 }
 
 /// Errors reading or resolving the configuration.
@@ -74,6 +76,8 @@ pub enum ConfigError {
     },
     #[error("zone {0} is configured twice; each origin may appear once")]
     DuplicateZone(Name),
+    #[error(transparent)]
+    Discovery(#[from] crate::discovery::ConfigError),
 }
 
 /// The TOML file, every key optional.
@@ -95,6 +99,7 @@ pub struct FileConfig {
     pub udp_coalesce: Option<String>,
     pub query_log: Option<bool>,
     pub metrics_listen: Option<SocketAddr>,
+    pub discovery: Option<crate::discovery::FileSection>,
 }
 
 /// A `[[zone]]` table.
@@ -116,6 +121,8 @@ pub struct Overrides {
     pub metrics_listen: Option<SocketAddr>,
     pub watch_interval: Option<Duration>,
     pub version: Option<String>,
+    pub discovery_listen: Option<SocketAddr>,
+    pub discovery_state: Option<PathBuf>,
 }
 
 fn duration(key: &'static str, v: &str) -> Result<Duration, ConfigError> {
@@ -248,6 +255,12 @@ pub fn resolve(
             message: "at most 1ms: it delays answers under load (\"80us\" is the default, \"0s\" turns it off)".into(),
         });
     }
+    let discovery = crate::discovery::resolve(
+        file.discovery,
+        file_dir,
+        flags.discovery_listen,
+        flags.discovery_state,
+    )?;
     Ok(ServerConfig {
         listen,
         zones,
@@ -268,6 +281,7 @@ pub fn resolve(
         udp_coalesce,
         query_log: flags.query_log || file.query_log.unwrap_or(false),
         metrics_listen: flags.metrics_listen.or(file.metrics_listen),
+        discovery,
     })
 }
 

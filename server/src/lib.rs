@@ -13,6 +13,7 @@ pub mod changeset;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod discovery;
 pub mod example;
 pub mod fastpath;
 pub mod journal;

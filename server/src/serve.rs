@@ -36,6 +36,8 @@ pub enum ServeError {
         "{0} UDP worker thread(s) died of a panic their supervisor did not catch (see the log)"
     )]
     WorkerDied(usize),
+    #[error(transparent)]
+    Discovery(#[from] crate::discovery::StartError),
 }
 
 fn notify(state: &[NotifyState<'_>]) {
@@ -109,6 +111,9 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
                 .map_err(|source| ServeError::Metrics { addr, source })?;
             tracing::info!("metrics on http://{}/metrics", l.local_addr().unwrap_or(addr));
             tokio::spawn(serve_metrics(l, stats.clone()));
+        }
+        if let Some(d) = config.discovery.clone() {
+            crate::discovery::start(d, stats.discovery.clone()).await?;
         }
         for local in &bound {
             // Tests and operators read the chosen port from this line when --listen used port 0.
@@ -186,7 +191,8 @@ async fn serve_metrics(listener: tokio::net::TcpListener, stats: Arc<Stats>) {
         tokio::spawn(async move {
             let mut req = [0u8; 1024];
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s.read(&mut req)).await;
-            let body = stats.render();
+            let mut body = stats.render();
+            stats.discovery.render(&mut body);
             let resp = format!(
                 "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
                 body.len(),

@@ -33,6 +33,9 @@ pub struct Stats {
     pub precompile_refused: AtomicU64,
     /// Panics caught and contained, by [`PanicSite`].
     pub panics: [AtomicU64; PanicSite::ALL.len()],
+    /// The etcd discovery service's counters and gauges (`musterd_discovery_*`, rendered
+    /// by [`crate::discovery::Metrics::render`] after these; zero when it is off).
+    pub discovery: std::sync::Arc<crate::discovery::Metrics>,
 }
 
 /// Where a panic was caught, and what was done about it (see [`crate::listen`] for why

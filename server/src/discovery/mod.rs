@@ -430,6 +430,49 @@ mod tests {
     }
 
     #[test]
+    fn the_template_shows_the_real_defaults() {
+        // Uncommenting the template's discovery lines must give what resolve gives.
+        let text: String = crate::config::TEMPLATE
+            .lines()
+            .filter_map(|l| l.strip_prefix("# discovery."))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(
+            text.contains("wait_timeout"),
+            "no discovery lines in the template"
+        );
+        let listen = Some("127.0.0.1:1".parse().unwrap());
+        let shown = section(&format!("[discovery]\n{text}"));
+        let shown = resolve(Some(shown), None, listen, None).unwrap().unwrap();
+        let default = resolve(
+            None,
+            None,
+            listen,
+            Some("/var/lib/musterd/discovery".into()),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(shown.token_ttl, default.token_ttl);
+        assert_eq!(shown.limits, default.limits);
+        assert_eq!(
+            (
+                shown.max_waits,
+                shown.max_waits_per_token,
+                shown.max_connections
+            ),
+            (
+                default.max_waits,
+                default.max_waits_per_token,
+                default.max_connections
+            )
+        );
+        assert_eq!(shown.max_body, default.max_body);
+        assert_eq!(shown.wait_timeout, default.wait_timeout);
+        assert_eq!(shown.request_timeout, default.request_timeout);
+        assert_eq!(shown.state_dir, default.state_dir);
+    }
+
+    #[test]
     fn metrics_render_every_series() {
         let m = Metrics::default();
         m.registrations.store(3, Ordering::Relaxed);
