@@ -577,6 +577,29 @@ fn musterd_restarted_in_the_middle_of_a_bootstrap() {
         .log_text()
         .contains(&format!("1 tokens, etcd index {index_before}")));
 
+    // A wait from before the restart means the same thing after it: waiting on the first
+    // member's key from its createdIndex finds its registration at once.
+    let first = &before.json()["node"]["nodes"][0];
+    let (key, created) = (
+        first["key"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned(),
+        first["createdIndex"].as_u64().unwrap(),
+    );
+    let r = http(
+        svc.port,
+        "GET",
+        &format!("{path}/{key}?wait=true&waitIndex={created}"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["node"], *first);
+
     let started = Instant::now();
     members.push(Etcd::start(dir.path(), "r2", &url, &[]));
     wait_healthy(&members, "after musterd restarted mid-bootstrap");
@@ -1202,4 +1225,44 @@ fn https_with_a_certificate_from_the_config() {
     let mut member = Etcd::start_with_env(dir.path(), "t0", &url, &[], &[("SSL_CERT_FILE", &cert)]);
     let members = std::slice::from_mut(&mut member);
     wait_healthy(members, "one member over https");
+}
+
+#[test]
+fn token_limit_and_public_url() {
+    let dir = TempDir::new();
+    let args = config(
+        &dir,
+        "discovery.max_tokens = 2\ndiscovery.public_url = \"https://discovery.example.net/base/\"\n",
+    );
+    let svc = Service::start(&dir.path().join("state"), &args);
+    let p = svc.port;
+    let mut urls = Vec::new();
+    for _ in 0..2 {
+        let r = http(p, "GET", "/new", &[], b"");
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(
+            r.body.starts_with("https://discovery.example.net/base/"),
+            "{r:?}"
+        );
+        urls.push(r.body);
+    }
+    let r = http(p, "GET", "/new", &[], b"");
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(
+        r.body.contains("too many discovery tokens (limit 2)"),
+        "{r:?}"
+    );
+    // The URL's path is the public one; locally the token is the last element.
+    let token = urls[0].rsplit('/').next().unwrap();
+    assert_eq!(
+        http(p, "GET", &format!("/{token}/_config/size"), &[], b"").json()["node"]["value"],
+        "3"
+    );
+    assert_eq!(
+        http(p, "DELETE", &format!("/{token}"), &[], b"").status,
+        200
+    );
+    assert_eq!(http(p, "GET", "/new?size=1", &[], b"").status, 200);
+    assert_eq!(svc.metric("musterd_discovery_tokens"), 2);
+    assert_eq!(svc.metric("musterd_discovery_tokens_deleted_total"), 1);
 }
