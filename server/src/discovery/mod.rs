@@ -448,7 +448,7 @@ mod tests {
             None,
             None,
             listen,
-            Some("/var/lib/musterd/discovery".into()),
+            Some("/var/lib/muster/discovery".into()),
         )
         .unwrap()
         .unwrap();
