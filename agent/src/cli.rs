@@ -235,6 +235,10 @@ pub struct LeaveArgs {
     /// Remove even the last member, or when the members left would lack quorum.
     #[arg(long)]
     pub force: bool,
+    /// Keep retrying a removal etcd refuses for now (right after a member started, etcd
+    /// refuses reconfiguration until its peers have been connected for a while) this long.
+    #[arg(long, env = "MUSTER_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]
+    pub timeout: Duration,
     /// TLS and authentication.
     #[command(flatten)]
     pub etcd: EtcdAccessArgs,

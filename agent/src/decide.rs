@@ -78,7 +78,7 @@ pub fn find_me<'a>(members: &'a [Member], me: Me<'_>) -> Option<&'a Member> {
         .or_else(|| {
             members
                 .iter()
-                .find(|m| m.started() && m.name.eq_ignore_ascii_case(me.name))
+                .find(|m| m.name.eq_ignore_ascii_case(me.name))
         })
 }
 
@@ -232,13 +232,18 @@ mod tests {
     fn member(i: usize, started: bool, learner: bool, mid: u64) -> Member {
         Member {
             id: mid,
-            name: if started {
+            // Initial members have their name before they start; added ones do not.
+            name: if started || !learner {
                 format!("m{i}")
             } else {
                 String::new()
             },
             peer_urls: vec![url(i)],
-            client_urls: vec![],
+            client_urls: if started {
+                vec![format!("http://m{i}.c.test:2379")]
+            } else {
+                vec![]
+            },
             is_learner: learner,
         }
     }
@@ -376,7 +381,7 @@ mod tests {
     fn join_initial_cluster_names_this_host_and_keys_unstarted_members_by_id() {
         let m = vec![
             member(0, true, false, 5),
-            member(1, false, false, 0x1f),
+            member(1, false, true, 0x1f),
             member(2, false, true, 77),
         ];
         assert_eq!(

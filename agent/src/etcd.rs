@@ -71,9 +71,11 @@ pub struct Member {
 }
 
 impl Member {
-    /// Added to the cluster but never started (etcd learns the name at first start).
+    /// Has started at least once: it published its client URLs. (The name is no test:
+    /// members of a new cluster have theirs from `--initial-cluster` before they start;
+    /// only members added later lack one until they start.)
     pub fn started(&self) -> bool {
-        !self.name.is_empty()
+        !self.client_urls.is_empty()
     }
 
     /// The name, or the ID in hex for a member that has not started: `--initial-cluster`
@@ -93,7 +95,7 @@ impl fmt::Display for Member {
             f,
             "{} ({:x}, {}{}{})",
             if self.name.is_empty() {
-                "<not started>"
+                "<unnamed>"
             } else {
                 &self.name
             },
@@ -340,7 +342,21 @@ impl Client {
     fn read(url: &str, resp: Result<ureq::Response, ureq::Error>) -> Result<Value, EtcdError> {
         let (text, ok) = match resp {
             Ok(r) => (r.into_string(), true),
-            Err(ureq::Error::Status(_, r)) => (r.into_string(), false),
+            Err(ureq::Error::Status(status, r)) => {
+                let line = format!("HTTP {status} {}", r.status_text());
+                // etcd 3.4's gateway ends an error body with a broken chunk: keep what
+                // arrived (the whole JSON object, in practice) and ignore the rest.
+                let mut buf = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut r.into_reader(), &mut buf);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if serde_json::from_str::<Value>(&text).is_err() {
+                    return Err(EtcdError::Unreachable {
+                        url: url.to_string(),
+                        reason: format!("{line} with an unreadable body"),
+                    });
+                }
+                (Ok(text), false)
+            }
             Err(ureq::Error::Transport(t)) => {
                 return Err(EtcdError::Unreachable {
                     url: url.to_string(),

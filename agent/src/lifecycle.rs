@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::cli::{Common, LeaveArgs, PromoteArgs};
 use crate::etcd::Client;
@@ -40,19 +41,34 @@ fn stored_plan(dir: &Path) -> Result<Plan, Error> {
 
 /// Starts `muster-agent promote` for this data dir as a child that outlives the exec:
 /// etcd (same PID) becomes its parent, and it ends once the learner is promoted. Its
-/// output goes where etcd's goes (the journal).
-pub fn spawn_promoter(data: &Path, common: &Common) -> Result<(), Error> {
-    let me = std::env::current_exe().map_err(Error::Runtime)?;
-    Command::new(me)
-        .arg("promote")
-        .arg("--data-dir")
-        .arg(data)
-        .args(common.etcd.to_args())
-        .stdin(Stdio::null())
-        .spawn()
-        .map_err(Error::Runtime)?;
-    eprintln!("muster-agent: started the promoter: this learner is promoted once it has caught up");
-    Ok(())
+/// output goes where etcd's goes (the journal). A failure is a warning, not an error:
+/// this host is already added, and etcd must start either way.
+pub fn spawn_promoter(data: &Path, common: &Common) {
+    // /proc/self/exe still works when the binary was replaced on disk since this process
+    // started (a package upgrade); the path current_exe() reports would not.
+    let spawn = |program: &Path| {
+        Command::new(program)
+            .arg("promote")
+            .arg("--data-dir")
+            .arg(data)
+            .args(common.etcd.to_args())
+            .stdin(Stdio::null())
+            .spawn()
+    };
+    let r = spawn(Path::new("/proc/self/exe")).or_else(|e| match std::env::current_exe() {
+        Ok(me) => spawn(&me),
+        Err(_) => Err(e),
+    });
+    match r {
+        Ok(_) => eprintln!(
+            "muster-agent: started the promoter: this learner is promoted once it has caught up"
+        ),
+        Err(e) => eprintln!(
+            "muster-agent: warning: cannot start the promoter ({e}); run `muster-agent promote \
+             --data-dir {}` once etcd runs",
+            data.display()
+        ),
+    }
 }
 
 /// `muster-agent promote`.
@@ -111,7 +127,7 @@ pub fn leave(args: &LeaveArgs) -> Result<(), Error> {
         Err(r) if args.force => eprintln!("muster-agent: --force: {r}"),
         Err(r) => return Err(LeaveError::Refused(r).into()),
     }
-    client.remove(me.id).map_err(LeaveError::Etcd)?;
+    remove(&client, &me, args.timeout)?;
     eprintln!(
         "muster-agent: removed {me} from cluster {:x}; etcd on this host stops by itself",
         list.cluster_id
@@ -135,4 +151,35 @@ fn set_aside(dir: &Path) -> Result<(), Error> {
         }
         .into()),
     }
+}
+
+/// `member remove`, retried while etcd refuses it for now: no answer, or a cluster that is
+/// not ready to reconfigure (a member started moments ago).
+fn remove(client: &Client, me: &crate::etcd::Member, timeout: Duration) -> Result<(), Error> {
+    use crate::etcd::{msg, EtcdError};
+    let start = Instant::now();
+    for attempt in 0u32.. {
+        let e = match client.remove(me.id) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.says(msg::NOT_FOUND) => return Ok(()),
+            Err(e @ EtcdError::Api { .. })
+                if !(e.says(msg::UNHEALTHY) || e.says(msg::NOT_ENOUGH_STARTED)) =>
+            {
+                return Err(LeaveError::Etcd(e).into())
+            }
+            Err(e) => e,
+        };
+        if start.elapsed() >= timeout {
+            return Err(LeaveError::Etcd(e).into());
+        }
+        eprintln!(
+            "muster-agent: leave of {}: etcd cannot remove it yet: {e} (attempt {}, {:.1}s)",
+            me.label(),
+            attempt + 1,
+            start.elapsed().as_secs_f64()
+        );
+        let d = Duration::from_millis(500u64.saturating_mul(1 << attempt.min(3)));
+        std::thread::sleep(d.min(timeout.saturating_sub(start.elapsed())));
+    }
+    unreachable!("the attempt counter is unbounded")
 }

@@ -215,7 +215,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 restart::save(&data, &plan)?;
             }
             if plan.mode() == Mode::Join && !args.no_promote {
-                crate::lifecycle::spawn_promoter(&data, &args.common)?;
+                crate::lifecycle::spawn_promoter(&data, &args.common);
             }
             Err(exec::exec(&argv).into())
         }

@@ -584,3 +584,52 @@ impl Drop for Watched {
         }
     }
 }
+
+impl Cluster {
+    /// Runs `muster-agent ARGS` to completion inside a mount namespace with the cluster's
+    /// /etc/hosts (commands such as `leave` dial members by name): (success, stdout,
+    /// stderr).
+    pub fn agent_in_hosts(&self, args: &[String]) -> (bool, String, String) {
+        output(
+            Command::new("unshare")
+                .args(["-m", "--propagation", "private", "sh", "-c"])
+                .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
+                .arg(self.dir.path().join("hosts"))
+                .arg(bin_path("muster-agent"))
+                .args(args)
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .stdin(Stdio::null()),
+        )
+    }
+
+    /// `member list` as (name, is learner), sorted; None while etcdctl fails.
+    pub fn member_names(&self, endpoints: &str) -> Option<Vec<(String, bool)>> {
+        let (ok, out, _) = self.ctl(endpoints, &["member", "list", "-w", "json"]);
+        if !ok {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        let mut names: Vec<(String, bool)> = v["members"]
+            .as_array()?
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap_or_default().to_string(),
+                    m["isLearner"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect();
+        names.sort();
+        Some(names)
+    }
+
+    /// Client URLs of the members in `members`, comma-separated.
+    pub fn endpoints_of(&self, members: &[usize]) -> String {
+        members
+            .iter()
+            .map(|&i| self.endpoint(i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
