@@ -517,7 +517,6 @@ impl Plan {
     pub fn render_text(&self, with_data_dir: bool) -> String {
         let mut s = String::new();
         // write! to a String cannot fail.
-        let _ = writeln!(s, "decision: {} ({})", self.mode(), self.reason);
         match &self.start {
             Start::Bootstrap(c) => {
                 let _ = writeln!(
@@ -628,6 +627,7 @@ impl Plan {
                     .join(",")
             );
         }
+        let _ = writeln!(s, "decision: {} ({})", self.mode(), self.reason);
         let _ = writeln!(s, "etcd flags");
         for (k, v) in self.etcd_flags(with_data_dir) {
             let _ = writeln!(s, "  --{k}={v}");
