@@ -17,13 +17,20 @@
 //!
 //! Zone data the writer refuses (see [`wire::WriteError`]) gives SERVFAIL with empty
 //! sections, never a panic or a partial record.
+//!
+//! An SRV RRset behind a closed completeness gate ([`crate::gate`]) is answered NODATA
+//! with a short negative TTL. When the query has EDNS, withheld answers and refusals
+//! carry an Extended DNS Error (RFC 8914): 14 "Not Ready" with the gate's state, 20 "Not
+//! Authoritative" for names outside the served zones (as Knot and NSD do), 18
+//! "Prohibited" for what policy refuses (identity names not configured, zone transfers).
 
 use crate::catalog::Catalog;
+use crate::gate::WITHHELD_NEGATIVE_TTL;
 use crate::name::{wire_name_len, MAX_NAME_LEN};
 use crate::rr::{class, is_meta_or_query_only, rtype};
 use crate::wire::{
-    self, flags, opcode, parse_query, rcode, Compressor, Malformed, Query, Section, WriteError,
-    Writer,
+    self, ede, flags, opcode, parse_query, rcode, Compressor, Ede, Malformed, Query, Section,
+    WriteError, Writer,
 };
 use crate::zone::{Found, Node, RRset, Zone};
 
@@ -113,22 +120,37 @@ pub trait Observer {
     fn refused(&mut self, error: WriteError) {
         let _ = error;
     }
+
+    /// The answer withholds an RRset behind a closed completeness gate: it carries an
+    /// Extended DNS Error that a precompiled answer cannot, so it is not precompiled.
+    fn withheld(&mut self) {}
 }
 
 impl Observer for () {}
 
 /// What the section-filling step decided.
-struct Filled {
+struct Filled<'a> {
     rcode: u16,
     /// Answer and authority do not fit: send TC with an empty answer.
     overflow: bool,
+    /// The Extended DNS Error for the OPT record, when the query has one.
+    ede: Option<Ede<'a>>,
 }
 
-impl Filled {
-    fn rcode(rcode: u16) -> Filled {
+impl<'a> Filled<'a> {
+    fn rcode(rcode: u16) -> Filled<'a> {
         Filled {
             rcode,
             overflow: false,
+            ede: None,
+        }
+    }
+
+    /// A refusal with Extended DNS Error `code` (no extra text).
+    fn refused(code: u16) -> Filled<'a> {
+        Filled {
+            ede: Some(Ede { code, text: "" }),
+            ..Filled::rcode(rcode::REFUSED)
         }
     }
 }
@@ -254,7 +276,8 @@ impl Responder {
                     self.answer_in(catalog, q, transport, &mut state, observer)
                 }
                 class::CH => self.answer_chaos(q, &mut w),
-                _ => Ok(Filled::rcode(rcode::REFUSED)),
+                // No zone of another class is served.
+                _ => Ok(Filled::refused(ede::NOT_AUTHORITATIVE)),
             }
         };
         let filled = filled.unwrap_or_else(|error| {
@@ -274,7 +297,9 @@ impl Responder {
         }
         w.set_rcode(filled.rcode);
         if let Some(e) = q.edns {
-            w.opt(self.config.max_udp_payload, filled.rcode, e.dnssec_ok);
+            // The EDE is only informative: left out if it would not fit.
+            let info = filled.ede.filter(|i| w.len() + i.wire_len() <= limit);
+            w.opt_with_ede(self.config.max_udp_payload, filled.rcode, e.dnssec_ok, info);
         }
         w.finish();
         Outcome::Reply {
@@ -284,7 +309,11 @@ impl Responder {
     }
 
     /// CHAOS class: only the identity names, and only when configured.
-    fn answer_chaos(&self, q: &Query<'_>, w: &mut Writer<'_>) -> Result<Filled, WriteError> {
+    fn answer_chaos(
+        &self,
+        q: &Query<'_>,
+        w: &mut Writer<'_>,
+    ) -> Result<Filled<'static>, WriteError> {
         let text = match q.qname() {
             b"\x07version\x04bind\x00" | b"\x07version\x06server\x00" => {
                 self.config.version.as_deref()
@@ -292,10 +321,11 @@ impl Responder {
             b"\x08hostname\x04bind\x00" | b"\x02id\x06server\x00" => {
                 self.config.identity.as_deref()
             }
-            _ => None,
+            _ => return Ok(Filled::refused(ede::NOT_AUTHORITATIVE)),
         };
         let Some(text) = text else {
-            return Ok(Filled::rcode(rcode::REFUSED));
+            // An identity name the operator chose not to answer.
+            return Ok(Filled::refused(ede::PROHIBITED));
         };
         w.set_flags(flags::AA);
         if q.qtype == rtype::TXT || q.qtype == rtype::ANY {
@@ -305,14 +335,14 @@ impl Responder {
     }
 
     /// Class IN: the RFC 1034 §4.3.2 algorithm.
-    fn answer_in(
+    fn answer_in<'c>(
         &self,
-        catalog: &Catalog,
+        catalog: &'c Catalog,
         q: &Query<'_>,
         transport: Transport,
         state: &mut InState<'_, '_>,
         observer: &mut impl Observer,
-    ) -> Result<Filled, WriteError> {
+    ) -> Result<Filled<'c>, WriteError> {
         // Types that name no zone data (RFC 6895 §3.1) each have a rule of their own; ANY
         // is answered from the zone (RFC 8482).
         if q.qtype != rtype::ANY && is_meta_or_query_only(q.qtype) {
@@ -321,7 +351,7 @@ impl Responder {
                 // not allowed until transfer ACLs exist.
                 rtype::AXFR | rtype::IXFR => match transport {
                     Transport::Udp => rcode::NOTIMP,
-                    Transport::Tcp => rcode::REFUSED,
+                    Transport::Tcp => return Ok(Filled::refused(ede::PROHIBITED)),
                 },
                 rtype::TKEY | rtype::MAILA | rtype::MAILB => rcode::NOTIMP,
                 // Type 0, OPT and TSIG cannot be asked for (RFC 6891 §6.1.1, RFC 8945).
@@ -330,7 +360,7 @@ impl Responder {
         }
         let Some(zone) = catalog.find(q.qname()) else {
             // RFC 8906 practice: not ours, no referral to the root, AA clear.
-            return Ok(Filled::rcode(rcode::REFUSED));
+            return Ok(Filled::refused(ede::NOT_AUTHORITATIVE));
         };
         let InState {
             w,
@@ -350,6 +380,7 @@ impl Responder {
         let mut owner_buf = [0u8; MAX_NAME_LEN];
         owner_buf[..key_len].copy_from_slice(q.qname());
         let mut owner_len = key_len;
+        let mut withheld = None;
 
         let rcode = loop {
             let key = &key_buf[..key_len];
@@ -364,6 +395,19 @@ impl Responder {
             match found {
                 Found::Exact(node) | Found::Wildcard(node) => {
                     if let Some(set) = select(node, q.qtype) {
+                        if set.rtype == rtype::SRV {
+                            if let Some(gate) = node.withheld() {
+                                // The set is incomplete: NODATA, cached briefly.
+                                let ttl = zone.negative_ttl.min(WITHHELD_NEGATIVE_TTL);
+                                write_negative(w, zone, ttl)?;
+                                withheld = Some(Ede {
+                                    code: ede::NOT_READY,
+                                    text: &gate.text,
+                                });
+                                observer.withheld();
+                                break rcode::NOERROR;
+                            }
+                        }
                         write_rrset(w, Section::Answer, owner, set)?;
                         targets.collect(set, cap);
                         break rcode::NOERROR;
@@ -391,7 +435,7 @@ impl Responder {
                             continue;
                         }
                     }
-                    write_negative(w, zone)?;
+                    write_negative(w, zone, zone.negative_ttl)?;
                     break rcode::NOERROR;
                 }
                 Found::Referral(cut) => {
@@ -406,7 +450,7 @@ impl Responder {
                     break rcode::NOERROR;
                 }
                 Found::NxDomain => {
-                    write_negative(w, zone)?;
+                    write_negative(w, zone, zone.negative_ttl)?;
                     break rcode::NXDOMAIN;
                 }
             }
@@ -416,10 +460,14 @@ impl Responder {
             return Ok(Filled {
                 rcode,
                 overflow: true,
+                ede: withheld,
             });
         }
         targets.write(catalog, w, limit, observer)?;
-        Ok(Filled::rcode(rcode))
+        Ok(Filled {
+            ede: withheld,
+            ..Filled::rcode(rcode)
+        })
     }
 }
 
@@ -476,14 +524,15 @@ fn write_rrset(
     Ok(())
 }
 
-/// RFC 2308 §3: the zone's SOA in authority, with TTL min(SOA TTL, MINIMUM).
-fn write_negative(w: &mut Writer<'_>, zone: &Zone) -> Result<(), WriteError> {
+/// RFC 2308 §3: the zone's SOA in authority, with TTL `ttl`: min(SOA TTL, MINIMUM), or
+/// less for a withheld answer.
+fn write_negative(w: &mut Writer<'_>, zone: &Zone, ttl: u32) -> Result<(), WriteError> {
     w.record(
         Section::Authority,
         zone.apex().owner(),
         rtype::SOA,
         class::IN,
-        zone.negative_ttl,
+        ttl,
         &zone.soa_rdata,
     )
 }

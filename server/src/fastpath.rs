@@ -16,7 +16,10 @@
 //! Not precompiled, so answered by the full path: names at or below delegations,
 //! wildcard-synthesised and non-existent names, CNAME chains for other types, answers whose
 //! additional section depends on another zone, answers whose zone data the writer
-//! refuses (counted and logged by the loader), and every non-IN, non-QUERY or meta query.
+//! refuses (counted and logged by the loader), SRV answers withheld by a closed
+//! completeness gate ([`crate::gate`]: they carry an Extended DNS Error, which the stored
+//! form has no room for), and every non-IN, non-QUERY or meta query. A zone without
+//! gates costs the fast path nothing: the check happens once, while precompiling.
 //! Which path answers a query is decided in [`crate::respond`].
 
 use std::sync::Arc;
@@ -351,6 +354,8 @@ struct CutRecorder {
     cuts: Vec<(usize, u16)>,
     self_contained: bool,
     refused: Option<WriteError>,
+    /// The answer withholds a gated RRset.
+    withheld: bool,
 }
 
 impl Observer for CutRecorder {
@@ -366,6 +371,10 @@ impl Observer for CutRecorder {
 
     fn refused(&mut self, error: WriteError) {
         self.refused = Some(error);
+    }
+
+    fn withheld(&mut self) {
+        self.withheld = true;
     }
 }
 
@@ -412,6 +421,7 @@ impl Probe {
         self.cuts.cuts.clear();
         self.cuts.self_contained = false;
         self.cuts.refused = None;
+        self.cuts.withheld = false;
         // TCP without EDNS: no size limit short of 64 KiB, no OPT; the per-query limit is
         // applied later with the cut points.
         let buf = &mut self.buf;
@@ -434,7 +444,7 @@ impl Probe {
             return Built::FullPath;
         };
         let cuts = &self.cuts.cuts;
-        if cuts.is_empty() || !self.cuts.self_contained {
+        if cuts.is_empty() || !self.cuts.self_contained || self.cuts.withheld {
             return Built::FullPath;
         }
         let head = HEADER_LEN + q.question.len();
@@ -724,6 +734,85 @@ mod tests {
             assert!(matches!(outcome, Outcome::Reply { rcode: 0, .. }));
             assert_eq!(m.answers.len(), 1);
         }
+    }
+
+    /// A closed gate's SRV answer (and a CNAME chain into it) is left to the full path,
+    /// which withholds it with an Extended DNS Error; the name's other answers, and the
+    /// SRV answer once the gate opens, are precompiled and equal the full path's.
+    #[test]
+    fn closed_gates_are_answered_by_the_full_path() {
+        let responder = Responder::new(AnswerConfig::default());
+        let origin = Name::parse("z.test.", None).unwrap();
+        let owner = "_etcd-server-ssl._tcp.c0.z.test.";
+        let mut txt = b"\x0dmuster-size=".to_vec();
+        txt.push(b'3');
+        let mut records = zone_records(2);
+        records.push(rec(owner, rtype::TXT, txt.clone()));
+        records.push(rec("alias.z.test.", rtype::CNAME, name(owner)));
+        let mut open_records = records.clone();
+        // c0 has 5 members: the gate of 3 is closed.
+        let (zone, _) = Zone::build(&origin, records).unwrap();
+        let zone = Arc::new(zone);
+        assert!(!zone.gates()[0].open);
+        precompile(&zone, &responder, std::slice::from_ref(&origin));
+        let node = zone.node(&name(owner)).unwrap();
+        let (arena, at) = node.prebuilt().expect("TXT is precompiled");
+        assert!(lookup(arena, at, rtype::SRV).is_none());
+        assert!(lookup(arena, at, rtype::TXT).is_some());
+        let mut catalog = Catalog::new();
+        catalog.insert(zone);
+        let (mut b1, mut b2, mut scratch) = (Vec::new(), Vec::new(), Scratch::default());
+        for (n, t) in [
+            (owner, rtype::SRV),
+            ("alias.z.test.", rtype::SRV),
+            (owner, rtype::TXT),
+        ] {
+            for edns in [None, Some((1232, false))] {
+                let pkt = query(n, t, edns, 7);
+                crate::respond::respond(
+                    &responder,
+                    &catalog,
+                    &pkt,
+                    Transport::Udp,
+                    &mut b1,
+                    &mut scratch,
+                );
+                responder.respond_full(&catalog, &pkt, Transport::Udp, &mut b2, &mut scratch);
+                assert_eq!(b1, b2, "{n} {t} {edns:?}");
+            }
+        }
+        let pkt = query(owner, rtype::SRV, Some((1232, false)), 7);
+        crate::respond::respond(
+            &responder,
+            &catalog,
+            &pkt,
+            Transport::Udp,
+            &mut b1,
+            &mut scratch,
+        );
+        let m = hickory_proto::op::Message::from_vec(&b1).unwrap();
+        assert!(m.answers.is_empty());
+        assert_eq!(m.authorities[0].ttl, crate::gate::WITHHELD_NEGATIVE_TTL);
+        let opts = m.edns.as_ref().unwrap().options().as_ref();
+        assert!(
+            matches!(opts, [(_, hickory_proto::rr::rdata::opt::EdnsOption::Unknown(15, d))] if d[..2] == [0, 14]),
+            "{opts:?}"
+        );
+
+        // Gate of 5: open, the SRV answer is precompiled.
+        for r in open_records
+            .iter_mut()
+            .filter(|r| r.rtype == rtype::TXT && r.rdata == txt)
+        {
+            r.rdata = b"\x0dmuster-size=5".to_vec();
+        }
+        let (zone, _) = Zone::build(&origin, open_records).unwrap();
+        let zone = Arc::new(zone);
+        assert!(zone.gates()[0].open, "{}", zone.gates()[0].text);
+        precompile(&zone, &responder, std::slice::from_ref(&origin));
+        let node = zone.node(&name(owner)).unwrap();
+        let (arena, at) = node.prebuilt().unwrap();
+        assert!(lookup(arena, at, rtype::SRV).is_some());
     }
 
     /// A panic in a precompiling thread reaches the caller with its own message, and

@@ -16,6 +16,7 @@ pub mod config;
 pub mod discovery;
 pub mod example;
 pub mod fastpath;
+pub mod gate;
 pub mod journal;
 pub mod listen;
 pub mod loader;

@@ -51,6 +51,35 @@ pub mod rcode {
     pub const BADVERS: u16 = 16;
 }
 
+/// Extended DNS Error codes (RFC 8914 §4) musterd sends.
+pub mod ede {
+    /// The EDNS option code of an Extended DNS Error (RFC 8914 §2).
+    pub const OPTION: u16 = 15;
+    /// 14 "Not Ready": the server cannot answer yet (a completeness gate is closed).
+    pub const NOT_READY: u16 = 14;
+    /// 18 "Prohibited": refused by policy (an identity query that is not configured).
+    pub const PROHIBITED: u16 = 18;
+    /// 20 "Not Authoritative": the name is outside every served zone.
+    pub const NOT_AUTHORITATIVE: u16 = 20;
+    /// 21 "Not Supported": a query class the server does not serve.
+    pub const NOT_SUPPORTED: u16 = 21;
+}
+
+/// An Extended DNS Error (RFC 8914) for a response's OPT record: an INFO-CODE and the
+/// EXTRA-TEXT (UTF-8, for people; may be empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ede<'a> {
+    pub code: u16,
+    pub text: &'a str,
+}
+
+impl Ede<'_> {
+    /// Octets the option adds to an OPT record: code, length, INFO-CODE, text.
+    pub fn wire_len(&self) -> usize {
+        6 + self.text.len()
+    }
+}
+
 /// The EDNS(0) parameters of a query's OPT record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Edns {
@@ -572,6 +601,19 @@ impl<'b> Writer<'b> {
     /// Appends an OPT record (RFC 6891 §6.1.2) with our payload size, the high bits of the
     /// extended rcode, version 0 and the DO bit echoed. No options are echoed.
     pub fn opt(&mut self, udp_payload: u16, ext_rcode: u16, dnssec_ok: bool) {
+        self.opt_with_ede(udp_payload, ext_rcode, dnssec_ok, None);
+    }
+
+    /// [`Writer::opt`] carrying an Extended DNS Error option (RFC 8914 §2). The caller
+    /// keeps `ede.wire_len()` octets of room for it; text longer than an option can hold
+    /// is cut at a character boundary.
+    pub fn opt_with_ede(
+        &mut self,
+        udp_payload: u16,
+        ext_rcode: u16,
+        dnssec_ok: bool,
+        ede: Option<Ede<'_>>,
+    ) {
         self.buf.push(0);
         self.buf.extend_from_slice(&rtype::OPT.to_be_bytes());
         self.buf.extend_from_slice(&udp_payload.to_be_bytes());
@@ -579,7 +621,26 @@ impl<'b> Writer<'b> {
         self.buf.push(0);
         self.buf.push(if dnssec_ok { 0x80 } else { 0 });
         self.buf.push(0);
-        self.buf.extend_from_slice(&[0, 0]);
+        match ede {
+            None => self.buf.extend_from_slice(&[0, 0]),
+            Some(e) => {
+                let mut text = e.text;
+                while text.len() > u16::MAX as usize - 6 {
+                    let mut cut = text.len() - 1;
+                    while !text.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    text = &text[..cut];
+                }
+                let opt_len = (text.len() + 6) as u16;
+                self.buf.extend_from_slice(&opt_len.to_be_bytes());
+                self.buf.extend_from_slice(&ede::OPTION.to_be_bytes());
+                self.buf
+                    .extend_from_slice(&((text.len() + 2) as u16).to_be_bytes());
+                self.buf.extend_from_slice(&e.code.to_be_bytes());
+                self.buf.extend_from_slice(text.as_bytes());
+            }
+        }
         // One OPT per message: the count cannot overflow in practice, and saturating keeps
         // a count that is wrong rather than a panic if it ever did.
         self.counts[Section::Additional as usize] =
@@ -931,6 +992,36 @@ mod tests {
         w.finish();
         let decoded = hickory_proto::op::Message::from_vec(&buf).unwrap();
         assert_eq!(decoded.answers.len(), 1);
+    }
+
+    /// RFC 8914 §2: OPTION-CODE 15, OPTION-LENGTH, INFO-CODE, EXTRA-TEXT without a NUL.
+    #[test]
+    fn opt_carries_an_extended_dns_error() {
+        let p = query(b"\x01a\x04test\x00", rtype::SRV);
+        let q = parse_query(&p).unwrap();
+        let mut buf = Vec::new();
+        let mut comp = Compressor::default();
+        let mut w = Writer::new(&mut buf, &mut comp, q.id, 0, 0, q.question);
+        let e = Ede {
+            code: ede::NOT_READY,
+            text: "2 of 3",
+        };
+        w.opt_with_ede(1232, 0, false, Some(e));
+        w.finish();
+        let opt = &buf[12 + q.question.len()..];
+        assert_eq!(opt.len(), 11 + e.wire_len());
+        assert_eq!(&opt[9..11], &12u16.to_be_bytes());
+        assert_eq!(&opt[11..], b"\x00\x0f\x00\x08\x00\x0e2 of 3");
+        let m = hickory_proto::op::Message::from_vec(&buf).unwrap();
+        let edns = m.edns.expect("OPT");
+        let opts = edns.options().as_ref();
+        assert!(
+            matches!(
+                opts,
+                [(_, hickory_proto::rr::rdata::opt::EdnsOption::Unknown(15, d))] if d[..2] == [0, 14]
+            ),
+            "{opts:?}"
+        );
     }
 
     #[test]

@@ -61,6 +61,9 @@ struct NodeRec {
     owner: u32,
     key_len: u8,
     wildcard_child: bool,
+    /// A closed completeness gate is at this name: its SRV RRset is withheld
+    /// ([`crate::gate`]).
+    withheld: bool,
     cut: CutRec,
     /// First RRset in `sets` and how many; none for an empty non-terminal.
     sets: u32,
@@ -216,6 +219,19 @@ impl<'z> Node<'z> {
         self.rec().wildcard_child
     }
 
+    /// The closed completeness gate at this name, if any: its SRV RRset must not be
+    /// served ([`crate::gate`]). One flag test for every other name.
+    pub fn withheld(&self) -> Option<&'z crate::gate::Gate> {
+        if !self.rec().withheld {
+            return None;
+        }
+        let gates = &self.zone.gates;
+        gates
+            .binary_search_by_key(&self.id, |g| g.node)
+            .ok()
+            .map(|i| &gates[i])
+    }
+
     /// The precompiled answers of this name (see [`crate::fastpath`]): the fast arena and
     /// where this node's block starts in it, once [`Zone::install_prebuilt`] ran.
     pub fn prebuilt(&self) -> Option<(&'z [u8], usize)> {
@@ -268,6 +284,11 @@ pub struct Zone {
     pub record_count: usize,
     /// Every file the zone was read from (for change detection).
     pub files: Vec<PathBuf>,
+    /// Completeness gates, sorted by node number ([`crate::gate`]).
+    gates: Box<[crate::gate::Gate]>,
+    /// The configured cluster sizes this snapshot was built with (owner name, size): a
+    /// rebuild of the zone passes them on ([`Zone::build_with_sizes`]).
+    gate_sizes: Box<[(Name, u32)]>,
 }
 
 /// Why a set of records is not a valid zone: what is wrong and, when one record is at
@@ -406,6 +427,7 @@ impl NodeTable {
             owner: owner_at,
             key_len: key.len() as u8,
             wildcard_child: false,
+            withheld: false,
             cut: CutRec::None,
             sets: 0,
             nsets: 0,
@@ -707,6 +729,8 @@ impl<'r> Builder<'r> {
                 negative_ttl,
                 record_count,
                 files,
+                gates: Box::default(),
+                gate_sizes: Box::default(),
             },
             sorted(warnings),
         )
@@ -780,8 +804,46 @@ impl NodeTable {
 
 impl Zone {
     /// Builds a zone from records. Every error is collected, not just the first, and
-    /// reported in record order.
+    /// reported in record order. Completeness gates come from `muster-size` TXT records
+    /// only; see [`Zone::build_with_sizes`] for configured sizes.
     pub fn build(
+        origin: &Name,
+        records: Vec<Record>,
+    ) -> Result<(Zone, Vec<ZoneWarning>), Vec<ZoneError>> {
+        Zone::build_with_sizes(origin, records, &[])
+    }
+
+    /// [`Zone::build`] with configured cluster sizes (SRV owner name, size), which win
+    /// over `muster-size` TXT records. A rebuild of a served zone (a dynamic update)
+    /// passes the previous snapshot's [`Zone::gate_sizes`].
+    pub fn build_with_sizes(
+        origin: &Name,
+        records: Vec<Record>,
+        sizes: &[(Name, u32)],
+    ) -> Result<(Zone, Vec<ZoneWarning>), Vec<ZoneError>> {
+        let (mut zone, warnings) = Zone::build_ungated(origin, records)?;
+        let gates = crate::gate::compute(&zone, sizes);
+        for g in gates.iter().filter(|g| !g.open) {
+            if let Some(n) = zone.nodes.get_mut(g.node as usize) {
+                n.withheld = true;
+            }
+        }
+        zone.gates = gates.into_boxed_slice();
+        zone.gate_sizes = sizes.into();
+        Ok((zone, warnings))
+    }
+
+    /// The completeness gates of this snapshot, sorted by node number.
+    pub fn gates(&self) -> &[crate::gate::Gate] {
+        &self.gates
+    }
+
+    /// The configured sizes this snapshot was built with.
+    pub fn gate_sizes(&self) -> &[(Name, u32)] {
+        &self.gate_sizes
+    }
+
+    fn build_ungated(
         origin: &Name,
         records: Vec<Record>,
     ) -> Result<(Zone, Vec<ZoneWarning>), Vec<ZoneError>> {

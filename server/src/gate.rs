@@ -1,0 +1,577 @@
+//! Completeness gates: musterd withholds an etcd server SRV RRset until it is complete.
+//!
+//! Stock etcd `--discovery-srv` builds its initial cluster from whatever the SRV RRset
+//! holds at the moment it starts, and silently skips targets that do not resolve (see
+//! docs/etcd-discovery.md). A half-published set therefore bootstraps a smaller cluster
+//! that the late members can never join. A cluster that declares its size — a TXT record
+//! `"muster-size=N"` at the SRV owner name, or a size in the configuration — gets a gate:
+//! while the RRset at that name does not hold exactly N distinct targets, each with an
+//! A or AAAA record in the zone, an SRV query there is answered NODATA with a short
+//! negative TTL and an Extended DNS Error 14 "Not Ready" naming what is missing
+//! (docs/completeness-gate.md says why NODATA and not SERVFAIL). etcd then fails its
+//! start, and, restarted, forms the whole cluster once the set is complete.
+//!
+//! Gates are computed by [`crate::zone::Zone::build`], so they follow every new snapshot
+//! (reloads, dynamic updates). Only SRV answers at a gate's owner name are affected: the
+//! TXT record, the addresses and the `_etcd-client*` sets are served as they are. A zone
+//! without gates pays nothing on the query path; a closed gate's SRV answer is never
+//! precompiled, so the full path answers it.
+
+use std::fmt::Write as _;
+
+use crate::name::Name;
+use crate::rr::rtype;
+use crate::zone::{Found, Zone};
+
+/// What a TXT record's first character-string starts with when it declares a size; the
+/// whole record must then be exactly one string `muster-size=N` (as muster-agent reads it).
+pub const SIZE_PREFIX: &str = "muster-size";
+
+/// TTL of the SOA record in a withheld answer, so that caches ask again soon (RFC 2308 §5:
+/// a resolver caches NODATA for min(SOA TTL, MINIMUM)).
+pub const WITHHELD_NEGATIVE_TTL: u32 = 5;
+
+/// Most missing targets named in a gate's text (the rest are counted).
+const NAMED_MISSING: usize = 3;
+
+/// Where a gate's size was declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeSource {
+    /// A TXT record `muster-size=N` at the SRV owner name.
+    Txt,
+    /// The server configuration (it wins over a TXT record).
+    Config,
+}
+
+/// A size declaration that cannot be used: the gate stays closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SizeProblem {
+    /// A TXT record starts with `muster-size` but is not exactly `muster-size=N`, N > 0.
+    Malformed(String),
+    /// TXT records declare different sizes.
+    Conflict(Vec<u32>),
+}
+
+impl std::fmt::Display for SizeProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SizeProblem::Malformed(txt) => write!(f, "TXT {txt} is not \"muster-size=N\""),
+            SizeProblem::Conflict(sizes) => {
+                let s: Vec<String> = sizes.iter().map(u32::to_string).collect();
+                write!(f, "TXT records declare different sizes ({})", s.join(", "))
+            }
+        }
+    }
+}
+
+/// One gate and its state in one snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gate {
+    /// The SRV owner name, lower-cased.
+    pub owner: Name,
+    /// Its node in the zone, or `u32::MAX` when the name does not exist (a configured
+    /// size for a name without records).
+    pub(crate) node: u32,
+    /// The declared size (0 when the declaration is unusable, see `problem`).
+    pub need: u32,
+    pub source: SizeSource,
+    /// A configured size that overrides a different TXT size: the TXT value.
+    pub overridden_txt: Option<u32>,
+    /// Why the declared size cannot be used.
+    pub problem: Option<SizeProblem>,
+    /// Distinct SRV targets at the owner name.
+    pub targets: u32,
+    /// Distinct targets with an A or AAAA record in the zone.
+    pub have: u32,
+    /// Targets without an address in the zone (lower-cased; "." included), in order.
+    pub missing: Vec<Name>,
+    /// True when the SRV RRset is served.
+    pub open: bool,
+    /// One line saying the state: the log line, the EDE extra text of a withheld answer,
+    /// the `musterd check` finding.
+    pub text: Box<str>,
+}
+
+impl Gate {
+    /// The state as a short word, for logs and metrics.
+    pub fn state(&self) -> &'static str {
+        if self.open {
+            "open"
+        } else {
+            "closed"
+        }
+    }
+}
+
+/// The size a TXT RRset declares: `None` when no record starts with `muster-size`.
+/// `rdatas` are TXT rdatas in wire form (character-strings).
+pub fn declared_size<'a>(
+    rdatas: impl Iterator<Item = &'a [u8]>,
+) -> Option<Result<u32, SizeProblem>> {
+    let mut sizes: Vec<u32> = Vec::new();
+    for rdata in rdatas {
+        let strings = character_strings(rdata);
+        let Some(first) = strings.first() else {
+            continue;
+        };
+        if !first.starts_with(SIZE_PREFIX.as_bytes()) {
+            continue;
+        }
+        let n = match strings.as_slice() {
+            [one] => std::str::from_utf8(one)
+                .ok()
+                .and_then(|s| s.strip_prefix(SIZE_PREFIX)?.strip_prefix('='))
+                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|&n| n > 0),
+            _ => None,
+        };
+        match n {
+            Some(n) if !sizes.contains(&n) => sizes.push(n),
+            Some(_) => {}
+            None => {
+                let shown: Vec<String> = strings
+                    .iter()
+                    .map(|s| format!("{:?}", String::from_utf8_lossy(s)))
+                    .collect();
+                return Some(Err(SizeProblem::Malformed(shown.join(" "))));
+            }
+        }
+    }
+    match sizes.len() {
+        0 => None,
+        1 => Some(Ok(sizes[0])),
+        _ => {
+            sizes.sort_unstable();
+            Some(Err(SizeProblem::Conflict(sizes)))
+        }
+    }
+}
+
+/// The character-strings of TXT rdata (RFC 1035 §3.3.14); the zone builder has checked
+/// the layout, and a string cut short is taken as far as it goes.
+fn character_strings(rdata: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = rdata;
+    while let Some((&len, tail)) = rest.split_first() {
+        let len = (len as usize).min(tail.len());
+        out.push(&tail[..len]);
+        rest = &tail[len..];
+    }
+    out
+}
+
+/// True for `_etcd-server…._tcp.…`: the SRV owner names stock etcd peers read. Gates are
+/// only for those (`_etcd-client*` answers are never withheld).
+pub fn is_server_owner(owner: &[u8]) -> bool {
+    let Some((&len, rest)) = owner.split_first() else {
+        return false;
+    };
+    let len = len as usize;
+    if len < 12 || rest.len() < len + 5 {
+        return false;
+    }
+    let (first, rest) = rest.split_at(len);
+    first[..12].eq_ignore_ascii_case(b"_etcd-server")
+        && (first.len() == 12 || first[12] == b'-')
+        && rest[0] == 4
+        && rest[1..5].eq_ignore_ascii_case(b"_tcp")
+}
+
+/// The gates of a built zone: one per etcd server SRV owner name with a TXT size
+/// declaration, and one per configured size (`config`: owner name and size; names
+/// outside the zone are ignored). Sorted by node number.
+pub(crate) fn compute(zone: &Zone, config: &[(Name, u32)]) -> Vec<Gate> {
+    let mut gates: Vec<Gate> = Vec::new();
+    for node in zone.nodes() {
+        let Some(txt) = node.rrset(rtype::TXT) else {
+            continue;
+        };
+        if !is_server_owner(node.key()) {
+            continue;
+        }
+        let Some(declared) = declared_size(txt.rdatas()) else {
+            continue;
+        };
+        let (need, problem) = match declared {
+            Ok(n) => (n, None),
+            Err(p) => (0, Some(p)),
+        };
+        gates.push(Gate {
+            owner: Name::from_wire(node.key()).expect("stored names are valid"),
+            node: node.index(),
+            need,
+            source: SizeSource::Txt,
+            overridden_txt: None,
+            problem,
+            targets: 0,
+            have: 0,
+            missing: Vec::new(),
+            open: false,
+            text: "".into(),
+        });
+    }
+    for (owner, size) in config {
+        let owner = owner.to_lowercase();
+        if !owner.is_subdomain_of(&zone.origin) {
+            continue;
+        }
+        match gates.iter_mut().find(|g| g.owner == owner) {
+            Some(g) => {
+                if g.need != *size || g.problem.is_some() {
+                    g.overridden_txt = (g.problem.is_none()).then_some(g.need);
+                }
+                g.need = *size;
+                g.problem = None;
+                g.source = SizeSource::Config;
+            }
+            None => gates.push(Gate {
+                node: zone.node(owner.as_wire()).map_or(u32::MAX, |n| n.index()),
+                owner,
+                need: *size,
+                source: SizeSource::Config,
+                overridden_txt: None,
+                problem: None,
+                targets: 0,
+                have: 0,
+                missing: Vec::new(),
+                open: false,
+                text: "".into(),
+            }),
+        }
+    }
+    for g in &mut gates {
+        count_targets(zone, g);
+        g.open = g.problem.is_none() && g.targets == g.need && g.have == g.need;
+        g.text = describe(g).into_boxed_str();
+    }
+    gates.sort_by_key(|g| g.node);
+    gates
+}
+
+/// Fills in the targets of `g`'s SRV RRset and which of them have an address.
+fn count_targets(zone: &Zone, g: &mut Gate) {
+    let Some(srv) = zone
+        .node(g.owner.as_wire())
+        .and_then(|n| n.rrset(rtype::SRV))
+    else {
+        return;
+    };
+    let mut seen: Vec<Name> = Vec::new();
+    for rdata in srv.rdatas() {
+        let Some(target) = rdata.get(6..).and_then(|t| Name::from_wire(t).ok()) else {
+            continue;
+        };
+        let target = target.to_lowercase();
+        if seen.contains(&target) {
+            continue;
+        }
+        seen.push(target.clone());
+        g.targets += 1;
+        if has_address(zone, &target) {
+            g.have += 1;
+        } else {
+            g.missing.push(target);
+        }
+    }
+}
+
+/// True when `target` gets an A or AAAA answer from this zone (directly or through a
+/// wildcard). A name outside the zone, below a delegation or only reachable through a
+/// CNAME does not count: this zone cannot vouch for it.
+fn has_address(zone: &Zone, target: &Name) -> bool {
+    if target.is_root() || !target.is_subdomain_of(&zone.origin) {
+        return false;
+    }
+    match zone.find(target.as_wire()) {
+        Found::Exact(n) | Found::Wildcard(n) => {
+            n.rrset(rtype::A).is_some() || n.rrset(rtype::AAAA).is_some()
+        }
+        Found::Referral(_) | Found::NxDomain => false,
+    }
+}
+
+/// The one-line state of a gate (at most a few hundred octets: it goes into answers).
+fn describe(g: &Gate) -> String {
+    let mut s = String::new();
+    if let Some(p) = &g.problem {
+        let _ = write!(s, "{}: {p}; the SRV records are withheld", g.owner);
+        return s;
+    }
+    let declared = match g.source {
+        SizeSource::Txt => format!("muster-size={}", g.need),
+        SizeSource::Config => format!("configured size {}", g.need),
+    };
+    if g.open {
+        let _ = write!(
+            s,
+            "{}: {declared}, all {} targets have addresses",
+            g.owner, g.need
+        );
+        return s;
+    }
+    let _ = write!(
+        s,
+        "{}: {declared} but {} of {} SRV targets have an address",
+        g.owner, g.have, g.targets
+    );
+    if g.targets < g.need {
+        let _ = write!(s, "; {} more SRV target(s) to publish", g.need - g.targets);
+    } else if g.targets > g.need {
+        let _ = write!(s, "; {} SRV target(s) too many", g.targets - g.need);
+    }
+    if !g.missing.is_empty() {
+        let named: Vec<String> = g
+            .missing
+            .iter()
+            .take(NAMED_MISSING)
+            .map(ToString::to_string)
+            .collect();
+        let _ = write!(s, "; no A/AAAA record for {}", named.join(", "));
+        if g.missing.len() > NAMED_MISSING {
+            let _ = write!(s, " and {} more", g.missing.len() - NAMED_MISSING);
+        }
+    }
+    s
+}
+
+/// Logs each gate whose state differs from `before` (all of them when there was no
+/// previous snapshot): call when a new snapshot of a zone goes into service.
+pub fn log_changes(origin: &Name, before: Option<&Zone>, after: &Zone) {
+    let old = before.map(Zone::gates).unwrap_or_default();
+    for g in after.gates() {
+        let prev = old.iter().find(|o| o.owner == g.owner);
+        if prev.is_some_and(|p| p.open == g.open && p.text == g.text) {
+            continue;
+        }
+        if g.open {
+            tracing::info!(zone = %origin, gate = "open", "completeness gate {}", g.text);
+        } else {
+            tracing::warn!(
+                zone = %origin,
+                gate = "closed",
+                "completeness gate {} (SRV answers there are withheld)",
+                g.text
+            );
+        }
+    }
+    for o in old {
+        if !after.gates().iter().any(|g| g.owner == o.owner) {
+            tracing::info!(zone = %origin, gate = "removed", "completeness gate at {} removed: its SRV records are served as they are", o.owner);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zonefile;
+    use std::path::Path;
+
+    fn zone(body: &str, config: &[(&str, u32)]) -> Zone {
+        let origin = Name::parse("d.test.", None).unwrap();
+        let text = format!(
+            "$ORIGIN d.test.\n$TTL 30\n@ SOA ns1 h 1 3600 600 86400 60\n@ NS ns1\nns1 A 10.0.0.1\n{body}"
+        );
+        let records = zonefile::parse_str(&text, Path::new("t.zone"), &origin).unwrap();
+        let sizes: Vec<(Name, u32)> = config
+            .iter()
+            .map(|(o, n)| (Name::parse(o, Some(&origin)).unwrap(), *n))
+            .collect();
+        Zone::build_with_sizes(&origin, records, &sizes).unwrap().0
+    }
+
+    fn only(z: &Zone) -> &Gate {
+        assert_eq!(z.gates().len(), 1, "{:?}", z.gates());
+        &z.gates()[0]
+    }
+
+    const SRV3: &str = "_etcd-server-ssl._tcp SRV 0 0 2380 m1\n\
+                        _etcd-server-ssl._tcp SRV 0 0 2380 m2\n\
+                        _etcd-server-ssl._tcp SRV 0 0 2380 m3\n";
+
+    #[test]
+    fn complete_set_opens_the_gate() {
+        let z = zone(
+            &format!("_etcd-server-ssl._tcp TXT \"muster-size=3\"\n{SRV3}m1 A 10.0.0.11\nm2 AAAA fd00::12\nm3 A 10.0.0.13\n"),
+            &[],
+        );
+        let g = only(&z);
+        assert!(g.open, "{}", g.text);
+        assert_eq!((g.need, g.targets, g.have), (3, 3, 3));
+        assert_eq!(g.source, SizeSource::Txt);
+        let node = z.node(g.owner.as_wire()).unwrap();
+        assert!(node.withheld().is_none());
+    }
+
+    #[test]
+    fn missing_address_closes_the_gate_and_names_it() {
+        let z = zone(
+            &format!("_etcd-server-ssl._tcp TXT \"muster-size=3\"\n{SRV3}m1 A 10.0.0.11\nm2 A 10.0.0.12\n"),
+            &[],
+        );
+        let g = only(&z);
+        assert!(!g.open);
+        assert_eq!((g.need, g.targets, g.have), (3, 3, 2));
+        assert_eq!(g.missing, [Name::parse("m3.d.test.", None).unwrap()]);
+        assert_eq!(
+            &*g.text,
+            "_etcd-server-ssl._tcp.d.test.: muster-size=3 but 2 of 3 SRV targets have an \
+             address; no A/AAAA record for m3.d.test."
+        );
+        let node = z.node(g.owner.as_wire()).unwrap();
+        assert_eq!(node.withheld().map(|g| &*g.text), Some(&*g.text));
+    }
+
+    #[test]
+    fn too_few_and_too_many_targets() {
+        let few = zone(
+            "_etcd-server._tcp TXT \"muster-size=3\"\n_etcd-server._tcp SRV 0 0 2380 m1\nm1 A 10.0.0.11\n",
+            &[],
+        );
+        let g = only(&few);
+        assert!(!g.open);
+        assert!(
+            g.text.contains("1 of 1 SRV targets") && g.text.contains("2 more SRV target(s)"),
+            "{}",
+            g.text
+        );
+        let many = zone(
+            &format!("_etcd-server-ssl._tcp TXT \"muster-size=2\"\n{SRV3}m1 A 10.0.0.11\nm2 A 10.0.0.12\nm3 A 10.0.0.13\n"),
+            &[],
+        );
+        let g = only(&many);
+        assert!(
+            !g.open && g.text.contains("1 SRV target(s) too many"),
+            "{}",
+            g.text
+        );
+    }
+
+    /// The same target twice (other port or priority, or other case) is one member.
+    #[test]
+    fn duplicate_targets_count_once() {
+        let z = zone(
+            "_etcd-server-ssl._tcp TXT \"muster-size=2\"\n\
+             _etcd-server-ssl._tcp SRV 0 0 2380 m1\n\
+             _etcd-server-ssl._tcp SRV 0 0 2381 M1\n\
+             _etcd-server-ssl._tcp SRV 0 0 2380 m2\n\
+             m1 A 10.0.0.11\nm2 A 10.0.0.12\n",
+            &[],
+        );
+        let g = only(&z);
+        assert!(g.open, "{}", g.text);
+        assert_eq!((g.targets, g.have), (2, 2));
+    }
+
+    /// Plain and -ssl sets, and --discovery-srv-name suffixes, each have their own gate;
+    /// owner names in any case are one gate; client sets never get one.
+    #[test]
+    fn each_server_set_has_its_own_gate() {
+        let z = zone(
+            "_etcd-server-ssl-blue._tcp TXT \"muster-size=1\"\n\
+             _etcd-server-ssl-blue._tcp SRV 0 0 2380 b1\n\
+             _ETCD-SERVER._TCP TXT \"muster-size=1\"\n\
+             _etcd-server._tcp SRV 0 0 2380 p1\n\
+             _etcd-client._tcp TXT \"muster-size=3\"\n\
+             _etcd-client._tcp SRV 0 0 2379 p1\n\
+             b1 A 10.0.0.21\n",
+            &[],
+        );
+        let gates = z.gates();
+        assert_eq!(gates.len(), 2, "{gates:?}");
+        let by = |o: &str| gates.iter().find(|g| g.owner.to_string() == o).unwrap();
+        assert!(by("_etcd-server-ssl-blue._tcp.d.test.").open);
+        let plain = by("_etcd-server._tcp.d.test.");
+        assert!(!plain.open);
+        assert_eq!(plain.missing, [Name::parse("p1.d.test.", None).unwrap()]);
+    }
+
+    #[test]
+    fn targets_outside_the_zone_or_root_do_not_count() {
+        let z = zone(
+            "_etcd-server._tcp TXT \"muster-size=2\"\n\
+             _etcd-server._tcp SRV 0 0 2380 m1.other.test.\n\
+             _etcd-server._tcp SRV 0 0 2380 .\n",
+            &[],
+        );
+        let g = only(&z);
+        assert!(!g.open);
+        assert_eq!(g.missing.len(), 2);
+        assert_eq!(g.have, 0);
+    }
+
+    #[test]
+    fn malformed_or_conflicting_sizes_keep_the_gate_closed() {
+        for (txt, want) in [
+            ("\"muster-size=x\"", "is not \"muster-size=N\""),
+            ("\"muster-size=0\"", "is not \"muster-size=N\""),
+            ("\"muster-size=3\" \"more\"", "is not \"muster-size=N\""),
+            (
+                "\"muster-size=3\"\n_etcd-server._tcp TXT \"muster-size=5\"",
+                "different sizes (3, 5)",
+            ),
+        ] {
+            let z = zone(
+                &format!("_etcd-server._tcp TXT {txt}\n_etcd-server._tcp SRV 0 0 2380 m1\nm1 A 10.0.0.1\n"),
+                &[],
+            );
+            let g = only(&z);
+            assert!(!g.open && g.text.contains(want), "{txt}: {}", g.text);
+            assert!(g.problem.is_some());
+        }
+        // Other TXT records at the name are no declaration.
+        let z = zone(
+            "_etcd-server._tcp TXT \"hello\"\n_etcd-server._tcp SRV 0 0 2380 m1\n",
+            &[],
+        );
+        assert!(z.gates().is_empty());
+    }
+
+    #[test]
+    fn configured_sizes_override_txt() {
+        let body = format!("_etcd-server-ssl._tcp TXT \"muster-size=5\"\n{SRV3}m1 A 10.0.0.11\nm2 A 10.0.0.12\nm3 A 10.0.0.13\n");
+        let z = zone(&body, &[("_etcd-server-ssl._tcp", 3)]);
+        let g = only(&z);
+        assert!(g.open, "{}", g.text);
+        assert_eq!((g.source, g.overridden_txt), (SizeSource::Config, Some(5)));
+        assert!(g.text.contains("configured size 3"));
+        // Agreeing sizes are no override; a size for a name without records is a closed
+        // gate; a name outside the zone is ignored.
+        let z = zone(
+            &body,
+            &[
+                ("_etcd-server-ssl._tcp", 5),
+                ("_etcd-server-ssl-x._tcp", 1),
+                ("x.other.", 1),
+            ],
+        );
+        assert_eq!(z.gates().len(), 2);
+        assert!(z
+            .gates()
+            .iter()
+            .all(|g| !g.open && g.overridden_txt.is_none()));
+        let z = zone(
+            &format!("{SRV3}m1 A 10.0.0.11\nm2 A 10.0.0.12\nm3 A 10.0.0.13\n"),
+            &[("_etcd-server-ssl._tcp.d.test.", 3)],
+        );
+        assert!(only(&z).open);
+    }
+
+    #[test]
+    fn zones_without_declarations_have_no_gates() {
+        let z = zone(&format!("{SRV3}m1 A 10.0.0.11\n"), &[]);
+        assert!(z.gates().is_empty());
+        assert!(z.nodes().all(|n| n.withheld().is_none()));
+    }
+
+    #[test]
+    fn server_owner_names() {
+        let w = |s: &str| Name::parse(s, None).unwrap().as_wire().to_vec();
+        assert!(is_server_owner(&w("_etcd-server-ssl._tcp.d.")));
+        assert!(is_server_owner(&w("_ETCD-SERVER-prod._TCP.d.")));
+        assert!(!is_server_owner(&w("_etcd-client-ssl._tcp.d.")));
+        assert!(!is_server_owner(&w("_etcd-server._udp.d.")));
+        assert!(!is_server_owner(&w("d.")));
+    }
+}
