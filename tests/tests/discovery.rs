@@ -1266,3 +1266,150 @@ fn token_limit_and_public_url() {
     assert_eq!(svc.metric("musterd_discovery_tokens"), 2);
     assert_eq!(svc.metric("musterd_discovery_tokens_deleted_total"), 1);
 }
+
+/// Subtracts `offset` from every `"modifiedIndex"`, `"createdIndex"` and non-zero
+/// `"index"` number in a JSON text, leaving every other byte as it is.
+fn shift_indexes(body: &str, offset: u64) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some(i) = ["\"modifiedIndex\":", "\"createdIndex\":", "\"index\":"]
+        .iter()
+        .filter_map(|k| rest.find(k).map(|i| i + k.len()))
+        .min()
+    {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let n: u64 = rest[..digits].parse().unwrap_or(0);
+        out.push_str(&(if n == 0 { 0 } else { n - offset }).to_string());
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The protocol document's curl session against a real etcd 3.4 v2 store (the discovery
+/// service the document describes) and against musterd: every status, `X-Etcd-Index` and
+/// body is the same, byte for byte, once the index numbers are counted from the same
+/// start (etcd's own keys take its first indexes).
+#[test]
+fn curl_transcript_matches_a_real_etcd_v2_store() {
+    if !have(&["etcd", "curl"]) {
+        return;
+    }
+    let dir = TempDir::new();
+    let svc = Service::start(&dir.path().join("state"), &[]);
+    let (client, peer) = (free_port(), free_port());
+    let log = std::fs::File::create(dir.path().join("v2.log")).unwrap();
+    let mut etcd = Etcd {
+        child: Command::new("etcd")
+            .args(["--name", "v2", "--enable-v2", "--data-dir"])
+            .arg(dir.path().join("v2"))
+            .args([
+                format!("--listen-client-urls=http://127.0.0.1:{client}"),
+                format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-cluster=v2=http://127.0.0.1:{peer}"),
+            ])
+            .args(FAST_ETCD)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn etcd"),
+        name: "v2".into(),
+        client,
+        log: dir.path().join("v2.log"),
+    };
+    let up = wait_for(BOOTSTRAP, || {
+        TcpStream::connect(("127.0.0.1", client)).ok()?;
+        (http(client, "GET", "/v2/keys/", &[], b"").status == 200).then_some(())
+    });
+    assert!(up.is_some(), "{}", etcd.log_text());
+
+    let uuid = "6c007a14-875d-4d5a-a6d6-c2e6b14ac7a1";
+    let steps: Vec<(&str, String, &str)> = vec![
+        ("PUT", "/_config/size".into(), "value=3"),
+        (
+            "PUT",
+            "/8e9e05c52164694d?prevExist=false".into(),
+            "value=infra0=http://10.0.1.10:2380",
+        ),
+        (
+            "PUT",
+            "/8e9e05c52164694d?prevExist=false".into(),
+            "value=infra0=http://10.0.1.10:2380",
+        ),
+        (
+            "GET",
+            "/_config/size?quorum=false&recursive=false&sorted=false".into(),
+            "",
+        ),
+        (
+            "GET",
+            "?quorum=false&recursive=false&sorted=false".into(),
+            "",
+        ),
+        (
+            "PUT",
+            "/2b1c3d4e5f6a7b8c?prevExist=false".into(),
+            "value=infra1=http://10.0.1.11:2380",
+        ),
+        ("GET", "?recursive=true&sorted=true".into(), ""),
+        ("GET", "/_config".into(), ""),
+        (
+            "GET",
+            "/8e9e05c52164694d?wait=true&waitIndex=@2&recursive=false".into(),
+            "",
+        ),
+        ("GET", "?wait=true&waitIndex=@2&recursive=true".into(), ""),
+        ("GET", "/ffff".into(), ""),
+        ("GET", "?wait=true&waitIndex=soon".into(), ""),
+        ("GET", "?recursive=maybe".into(), ""),
+        ("DELETE", "?recursive=true".into(), ""),
+        ("GET", "/_config/size".into(), ""),
+    ];
+    // One session per server: (status, X-Etcd-Index, body) for each step.
+    let session = |base: String| {
+        let mut first: Option<u64> = None;
+        steps
+            .iter()
+            .map(|(method, rest, data)| {
+                // `@2`: the index of the second step's registration on this server.
+                let rest = match first {
+                    Some(f) => rest.replace("@2", &(f + 1).to_string()),
+                    None => rest.clone(),
+                };
+                let mut cmd = Command::new("curl");
+                cmd.args(["-s", "-i", "--max-time", "10", "-X", method]);
+                if !data.is_empty() {
+                    cmd.args(["-d", data]);
+                }
+                let out = cmd
+                    .arg(format!("{base}/v2/keys/_etcd/registry/{uuid}{rest}"))
+                    .output()
+                    .expect("run curl");
+                let r = parse_curl(&out.stdout);
+                let index = r.etcd_index();
+                first.get_or_insert(index);
+                (r.status, index, r.body)
+            })
+            .collect::<Vec<_>>()
+    };
+    let theirs = session(format!("http://127.0.0.1:{client}"));
+    let ours = session(svc.base());
+    let offset = theirs[0].1 - ours[0].1;
+    for (i, (t, o)) in theirs.iter().zip(&ours).enumerate() {
+        let t_index = if t.1 == 0 { 0 } else { t.1 - offset };
+        let expected = (t.0, t_index, shift_indexes(&t.2, offset));
+        assert_eq!(
+            (o.0, o.1, o.2.clone()),
+            expected,
+            "step {i} ({} {}): musterd differs from etcd",
+            steps[i].0,
+            steps[i].1
+        );
+    }
+    etcd.stop();
+}
