@@ -11,6 +11,11 @@
 //! [`exec`] (the two ways to hand the [`plan::Plan`] to etcd), [`notify`] (systemd) —
 //! around the pure core [`cluster`] (records + local addresses -> plan: completeness,
 //! identity, flags) and [`ids`] (etcd's member and cluster IDs).
+//!
+//! The lifecycle (issue 10): [`decide`] (pure: restart, bootstrap, join or wait, with the
+//! reason kept in the plan), [`etcd`] (the member API through etcd's JSON gateway),
+//! [`join`] (remove a stale entry, add as learner), [`promote`], [`leave`], and
+//! [`lifecycle`] (the `promote` and `leave` commands).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
