@@ -730,7 +730,7 @@ impl Service {
                 } else {
                     bump(&m.full);
                     tracing::info!(
-                        "discovery: token {}…: member {} registered after the cluster was full ({rank} > {}); etcd will refuse it",
+                        "discovery: token {}…: member {} registered after the cluster was full ({rank} > {}); it will find the cluster full",
                         short(token),
                         member.id,
                         t.size
