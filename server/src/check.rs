@@ -643,47 +643,8 @@ pub fn exit_code(findings: &[Finding]) -> i32 {
 mod tests {
     use super::*;
 
-    /// Golden files: tests/golden/check/NAME.zone with NAME.txt and NAME.json expected.
-    /// `UPDATE_GOLDEN=1` rewrites them. cargo runs unit tests in the package directory
-    /// (server/), so the relative paths in the outputs are the same on every machine.
-    #[test]
-    fn golden_outputs() {
-        let dir = Path::new("../tests/golden/check");
-        let mut zones: Vec<PathBuf> = std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "zone"))
-            .collect();
-        zones.sort();
-        // NAME.rev.zone is the reverse zone checked together with NAME.zone.
-        zones.retain(|z| !z.to_string_lossy().ends_with(".rev.zone"));
-        assert!(
-            zones.len() >= 10,
-            "golden zones missing in {}",
-            dir.display()
-        );
-        let mut failures = Vec::new();
-        for z in &zones {
-            let mut files = vec![z.clone()];
-            let rev = z.with_extension("rev.zone");
-            if rev.exists() {
-                files.push(rev);
-            }
-            let findings = check_files(None, &files);
-            for (ext, text) in [
-                ("txt", render_text(&findings)),
-                ("json", render_json(&findings)),
-            ] {
-                let want_path = z.with_extension(ext);
-                if std::env::var_os("UPDATE_GOLDEN").is_some() {
-                    std::fs::write(&want_path, &text).unwrap();
-                } else if std::fs::read_to_string(&want_path).unwrap_or_default() != text {
-                    failures.push(format!("{} differs:\n{text}", want_path.display()));
-                }
-            }
-        }
-        assert!(failures.is_empty(), "{}", failures.join("\n"));
-    }
+    // The golden files of tests/golden/check are compared in tests/tests/check_cli.rs,
+    // with the one golden-file helper of the test harness.
 
     #[test]
     fn example_zone_is_clean() {

@@ -2,7 +2,49 @@
 
 use std::process::Command;
 
-use muster_tests::{bin_path, run, workspace_root};
+use std::path::{Path, PathBuf};
+
+use muster_server::check::{check_files, render_json, render_text};
+use muster_tests::{bin_path, golden, run, workspace_root};
+
+/// Golden files: tests/golden/check/NAME.zone with NAME.txt and NAME.json expected
+/// (`UPDATE_GOLDEN=1` rewrites them, never under CI). Integration tests run in the tests/
+/// package directory, so the relative paths in the outputs are the same on every machine.
+#[test]
+fn golden_outputs() {
+    let dir = Path::new("../tests/golden/check");
+    let mut zones: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("tests/golden/check")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "zone"))
+        .collect();
+    zones.sort();
+    // NAME.rev.zone is the reverse zone checked together with NAME.zone.
+    zones.retain(|z| !z.to_string_lossy().ends_with(".rev.zone"));
+    assert!(
+        zones.len() >= 10,
+        "golden zones missing in {}",
+        dir.display()
+    );
+    let mut failures = Vec::new();
+    for z in &zones {
+        let mut files = vec![z.clone()];
+        let rev = z.with_extension("rev.zone");
+        if rev.exists() {
+            files.push(rev);
+        }
+        let findings = check_files(None, &files);
+        for (ext, text) in [
+            ("txt", render_text(&findings)),
+            ("json", render_json(&findings)),
+        ] {
+            if let Err(e) = golden::check(&z.with_extension(ext), &text) {
+                failures.push(e);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
 
 #[test]
 fn check_exit_status_and_formats() {
