@@ -55,6 +55,10 @@ pub enum Command {
     /// with the records as published now; print each problem with its fix. Exit status 1
     /// when etcd would fail or split the cluster.
     Doctor(crate::doctor::DoctorArgs),
+    /// Publish this host's A/AAAA records (and its etcd SRV records) with one TSIG-signed
+    /// dynamic update (RFC 2136), for hosts whose addresses come from DHCP; idempotent.
+    /// --deregister removes them.
+    Register(crate::register::RegisterArgs),
 }
 
 /// Flags shared by every subcommand.
@@ -148,6 +152,9 @@ pub struct Common {
     /// How to talk to a running cluster (join).
     #[command(flatten)]
     pub etcd: EtcdAccessArgs,
+    /// Register this host in DNS before discovery (`--register-*`).
+    #[command(flatten)]
+    pub register: crate::register::RegisterFirst,
 }
 
 /// TLS and authentication for etcd's client API (join, promote, leave).

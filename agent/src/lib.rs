@@ -35,6 +35,7 @@ pub mod lifecycle;
 pub mod notify;
 pub mod plan;
 pub mod promote;
+pub mod register;
 pub mod restart;
 pub mod run;
 pub mod urls;
@@ -93,4 +94,8 @@ pub enum Error {
     /// Leaving the cluster failed or was refused.
     #[error(transparent)]
     Leave(#[from] leave::LeaveError),
+    /// `register` (or `--register-server`) failed: no answer, an error rcode, or a reply
+    /// that cannot be trusted. Its usage errors become [`Error::Usage`].
+    #[error("{0}")]
+    Register(String),
 }

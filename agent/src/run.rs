@@ -45,6 +45,14 @@ fn url_texts(urls: &[EtcdUrl]) -> Vec<String> {
 /// carried out (stale entry removed, this host added as a learner); without it (`plan`,
 /// `exec --dry-run`) nothing is changed and the join plan is a prediction.
 fn decide(common: &Common, dir: &DataDir, enact: bool) -> Result<Plan, Error> {
+    // --register-*: publish this host's current addresses first, so that discovery (and
+    // the other members) see them; on a restart too, as a DHCP lease may have changed.
+    crate::register::first(
+        &common.register,
+        common.domain.as_deref(),
+        common.srv_name.as_deref(),
+        common.scheme,
+    )?;
     if let Some(d) = &dir.path {
         if restart::has_wal(d) {
             eprintln!(
@@ -196,6 +204,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Promote(args) => crate::lifecycle::promote(&args),
         Command::Leave(args) => crate::lifecycle::leave(&args),
         Command::Doctor(args) => crate::doctor::run(&args),
+        Command::Register(args) => Ok(crate::register::run(&args)?),
         Command::Exec(args) => {
             let dir = data_dir(&args.common);
             let data = need_data_dir(&dir)?.to_path_buf();
