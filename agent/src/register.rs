@@ -895,12 +895,21 @@ pub fn exchange(server: SocketAddr, msg: &[u8], timeout: Duration) -> Result<Vec
 // ---------------------------------------------------------------------------------------
 // Reading the current records
 
+/// Why the current records could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// No answer at all: the update would not get one either.
+    Unreachable(String),
+    /// The server answers, but not this query (a primary that only takes updates).
+    Refused(String),
+}
+
 fn query(
     server: SocketAddr,
     name: &Name,
     t: RecordType,
     timeout: Duration,
-) -> Result<Message, String> {
+) -> Result<Message, ReadError> {
     let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = false;
     m.add_query(Query::query(name.clone(), t));
@@ -909,16 +918,17 @@ fn query(
     m.set_edns(edns);
     let bytes = m
         .to_vec()
-        .map_err(|e| format!("cannot encode a query: {e}"))?;
-    let reply = exchange(server, &bytes, timeout)?;
-    let r = Message::from_vec(&reply).map_err(|e| format!("malformed reply from {server}: {e}"))?;
+        .map_err(|e| ReadError::Refused(format!("cannot encode a query: {e}")))?;
+    let reply = exchange(server, &bytes, timeout).map_err(ReadError::Unreachable)?;
+    let r = Message::from_vec(&reply)
+        .map_err(|e| ReadError::Refused(format!("malformed reply from {server}: {e}")))?;
     match r.metadata.response_code {
         ResponseCode::NoError | ResponseCode::NXDomain => Ok(r),
-        rc => Err(format!(
+        rc => Err(ReadError::Refused(format!(
             "{server} answers {} {t} with {}",
             name,
             rcode_name(rc)
-        )),
+        ))),
     }
 }
 
@@ -934,7 +944,7 @@ fn not_ready(m: &Message) -> bool {
 }
 
 /// Reads the host's addresses and its SRV records from the server itself.
-pub fn observe(server: SocketAddr, spec: &Spec, timeout: Duration) -> Result<Observed, String> {
+pub fn observe(server: SocketAddr, spec: &Spec, timeout: Duration) -> Result<Observed, ReadError> {
     let mut seen = Observed::default();
     let at = |m: &Message, name: &Name, t: RecordType| -> Vec<Record> {
         m.answers
@@ -1146,8 +1156,22 @@ pub fn run(args: &RegisterArgs) -> Result<(), RegisterError> {
     for round in 0..ROUNDS {
         let seen = match observe(server, &spec, args.timeout) {
             Ok(s) => Some(s),
-            Err(e) => {
-                eprintln!("muster-agent: warning: cannot read the current records ({e}); updating without them: a stale SRV record of {} with another port stays", spec.host);
+            Err(ReadError::Unreachable(e)) => {
+                return Err(RegisterError::Failed(format!(
+                    "update of zone {} at {server} with key {:?}: {e}",
+                    spec.zone, key.name
+                )))
+            }
+            Err(ReadError::Refused(e)) => {
+                let stale = if spec.srv_owners.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ": an SRV record of {} with another port or priority, if any, stays",
+                        spec.host
+                    )
+                };
+                eprintln!("muster-agent: warning: cannot read the current records ({e}); updating without them{stale}");
                 None
             }
         };
