@@ -34,6 +34,9 @@ pub enum Mode {
     /// A healthy cluster answers and this host is not a started member of it: added as a
     /// learner, started with `--initial-cluster-state existing`, promoted once caught up.
     Join,
+    /// A restart whose records now give this member other addresses or another peer URL:
+    /// new listen URLs, and `member update` first when the peer URL text changed.
+    Move,
 }
 
 impl fmt::Display for Mode {
@@ -42,6 +45,7 @@ impl fmt::Display for Mode {
             Mode::Bootstrap => "bootstrap",
             Mode::Restart => "restart",
             Mode::Join => "join",
+            Mode::Move => "move",
         })
     }
 }
@@ -75,9 +79,58 @@ pub enum Start {
     Restart {
         /// The bootstrap this data dir came from.
         bootstrapped: Option<Bootstrap>,
+        /// Set when the records moved this member (mode `move`).
+        moved: Option<Moved>,
     },
     /// Into a running cluster, as a learner.
     Join(Join),
+}
+
+/// What a move changed: the URLs before, and what became of the peer URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Moved {
+    /// The peer URL etcd had registered for this member.
+    pub peer_url_before: String,
+    /// The peer URL from the records now (the same text when only addresses changed).
+    pub peer_url: String,
+    /// What was done about the peer URL in the cluster's membership.
+    pub member_update: MemberUpdate,
+    /// `--listen-peer-urls` before.
+    pub listen_peer_urls_before: Vec<String>,
+    /// `--listen-client-urls` before.
+    pub listen_client_urls_before: Vec<String>,
+    /// `--advertise-client-urls` before.
+    pub advertise_client_urls_before: Vec<String>,
+}
+
+/// The `member update` of a move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemberUpdate {
+    /// The peer URL text is unchanged (a name whose address changed): nothing to update.
+    NotNeeded,
+    /// Updated through the running cluster before etcd starts.
+    Done,
+    /// The membership already had the new peer URL (an earlier start updated it).
+    Already,
+    /// `plan` / `exec --dry-run`: would be updated.
+    Planned,
+    /// No healthy cluster answered: etcd keeps its registered peer URL (and its port).
+    NoQuorum,
+}
+
+impl MemberUpdate {
+    /// The JSON spelling, for the text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberUpdate::NotNeeded => "not-needed",
+            MemberUpdate::Done => "done",
+            MemberUpdate::Already => "already",
+            MemberUpdate::Planned => "planned",
+            MemberUpdate::NoQuorum => "no-quorum",
+        }
+    }
 }
 
 /// A join: the cluster that answered, what was (or will be) changed in its membership,
@@ -271,6 +324,8 @@ struct PlanJson {
     cluster: Option<Bootstrap>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     join: Option<Join>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    moved: Option<Moved>,
     /// Absent in plans written before the reason was kept.
     #[serde(default)]
     reason: String,
@@ -313,10 +368,17 @@ struct MemberJson {
 
 impl From<Plan> for PlanJson {
     fn from(p: Plan) -> PlanJson {
-        let (mode, cluster, join) = match p.start {
-            Start::Bootstrap(b) => (Mode::Bootstrap, Some(b), None),
-            Start::Restart { bootstrapped } => (Mode::Restart, bootstrapped, None),
-            Start::Join(j) => (Mode::Join, None, Some(j)),
+        let (mode, cluster, join, moved) = match p.start {
+            Start::Bootstrap(b) => (Mode::Bootstrap, Some(b), None, None),
+            Start::Restart {
+                bootstrapped,
+                moved: None,
+            } => (Mode::Restart, bootstrapped, None, None),
+            Start::Restart {
+                bootstrapped,
+                moved: Some(m),
+            } => (Mode::Move, bootstrapped, None, Some(m)),
+            Start::Join(j) => (Mode::Join, None, Some(j), None),
         };
         PlanJson {
             version: PLAN_VERSION,
@@ -328,6 +390,7 @@ impl From<Plan> for PlanJson {
             advertise_client_urls: p.advertise_client_urls,
             cluster,
             join,
+            moved,
             reason: p.reason,
         }
     }
@@ -342,12 +405,18 @@ impl TryFrom<PlanJson> for Plan {
                 j.version
             ));
         }
+        if j.moved.is_some() != (j.mode == Mode::Move) {
+            return Err("\"moved\" comes with mode \"move\" and only with it".into());
+        }
         let start = match (j.mode, j.cluster, j.join) {
             (Mode::Bootstrap, Some(b), None) => Start::Bootstrap(b),
             (Mode::Bootstrap, None, _) => {
                 return Err("mode \"bootstrap\" without \"cluster\"".into());
             }
-            (Mode::Restart, bootstrapped, None) => Start::Restart { bootstrapped },
+            (Mode::Restart | Mode::Move, bootstrapped, None) => Start::Restart {
+                bootstrapped,
+                moved: j.moved,
+            },
             (Mode::Join, None, Some(join)) => Start::Join(join),
             (Mode::Join, _, None) => return Err("mode \"join\" without \"join\"".into()),
             (mode, _, Some(_)) => {
@@ -456,7 +525,8 @@ impl Plan {
     pub fn mode(&self) -> Mode {
         match self.start {
             Start::Bootstrap(_) => Mode::Bootstrap,
-            Start::Restart { .. } => Mode::Restart,
+            Start::Restart { moved: None, .. } => Mode::Restart,
+            Start::Restart { moved: Some(_), .. } => Mode::Move,
             Start::Join(_) => Mode::Join,
         }
     }
@@ -464,14 +534,14 @@ impl Plan {
     /// True when etcd creates a new data dir from `--initial-*` flags (bootstrap or
     /// join): the plan is then persisted for restarts.
     pub fn creates_member(&self) -> bool {
-        self.mode() != Mode::Restart
+        matches!(self.start, Start::Bootstrap(_) | Start::Join(_))
     }
 
     /// The cluster: planned now, or (on a restart) as bootstrapped, when known.
     pub fn cluster(&self) -> Option<&Bootstrap> {
         match &self.start {
             Start::Bootstrap(b) => Some(b),
-            Start::Restart { bootstrapped } => bootstrapped.as_ref(),
+            Start::Restart { bootstrapped, .. } => bootstrapped.as_ref(),
             Start::Join(_) => None,
         }
     }
@@ -565,18 +635,37 @@ impl Plan {
                     );
                 }
             }
-            Start::Restart { bootstrapped } => {
+            Start::Restart {
+                bootstrapped,
+                moved,
+            } => {
                 let data = self
                     .data_dir
                     .as_ref()
                     .map(|d| d.display().to_string())
                     .unwrap_or_default();
+                let what = if moved.is_some() { "move" } else { "restart" };
                 let _ = writeln!(
                     s,
-                    "restart member {}: {data}/member/wal exists, so etcd uses its stored membership; \
-                     DNS was not consulted and no --initial-* flags are passed",
+                    "{what} member {}: {data}/member/wal exists, so etcd uses its stored \
+                     membership; no --initial-* flags are passed",
                     self.name
                 );
+                if let Some(m) = moved {
+                    let _ = writeln!(
+                        s,
+                        "  peer url       {} (was {}; member update: {})",
+                        m.peer_url,
+                        m.peer_url_before,
+                        m.member_update.as_str()
+                    );
+                    let _ = writeln!(
+                        s,
+                        "  listen before  {} {}",
+                        m.listen_peer_urls_before.join(","),
+                        m.listen_client_urls_before.join(",")
+                    );
+                }
                 if let Some(c) = bootstrapped {
                     let _ = writeln!(
                         s,

@@ -58,6 +58,17 @@ pub enum RestartError {
         /// The missing flags.
         missing: Vec<&'static str>,
     },
+    /// etcd refused the `member update` of a move.
+    #[error(
+        "cannot record the new peer URL of member {id}: {source}; etcd was not started (the \
+         other members would dial the old URL)"
+    )]
+    Update {
+        /// The member ID, hex.
+        id: String,
+        /// etcd's answer.
+        source: crate::etcd::EtcdError,
+    },
     /// `--name` disagrees with the name the member was bootstrapped with.
     #[error(
         "--name {given} but this data dir was bootstrapped as member {persisted} (see {}); \
@@ -169,7 +180,10 @@ pub fn restart_plan(
                 listen_peer_urls: pick(&flags.listen_peer_urls, p.listen_peer_urls),
                 listen_client_urls: pick(&flags.listen_client_urls, p.listen_client_urls),
                 advertise_client_urls: pick(&flags.advertise_client_urls, p.advertise_client_urls),
-                start: Start::Restart { bootstrapped },
+                start: Start::Restart {
+                    bootstrapped,
+                    moved: None,
+                },
             })
         }
         None => {
@@ -194,7 +208,10 @@ pub fn restart_plan(
                     listen_peer_urls: flags.listen_peer_urls.clone(),
                     listen_client_urls: flags.listen_client_urls.clone(),
                     advertise_client_urls: flags.advertise_client_urls.clone(),
-                    start: Start::Restart { bootstrapped: None },
+                    start: Start::Restart {
+                        bootstrapped: None,
+                        moved: None,
+                    },
                 }),
                 _ => Err(RestartError::NeedFlags {
                     data_dir: data_dir.to_path_buf(),
@@ -205,12 +222,282 @@ pub fn restart_plan(
     }
 }
 
+/// What the records say about this member now, from one DNS read at a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Current {
+    /// The SRV owner name read.
+    pub record: String,
+    /// The member's peer URL from the records.
+    pub peer_url: String,
+    /// Listen peer URLs on the member's addresses that are this host's (empty when none
+    /// is).
+    pub listen_peer_urls: Vec<String>,
+    /// Listen client URLs on those addresses.
+    pub listen_client_urls: Vec<String>,
+    /// Advertised client URLs from the records.
+    pub advertise_client_urls: Vec<String>,
+    /// Every address the records give the member.
+    pub addresses: Vec<std::net::IpAddr>,
+}
+
+/// The peer URL etcd registered for this member: the one it was bootstrapped or added
+/// with, or moved to, as the persisted plan says.
+pub fn registered_peer_url(p: &Plan) -> Option<&str> {
+    let urls = match &p.start {
+        Start::Join(j) => &j.initial_advertise_peer_urls,
+        _ => &p.cluster()?.initial_advertise_peer_urls,
+    };
+    urls.first().map(String::as_str)
+}
+
+/// This member's ID, as the persisted plan says (unknown for a join planned but not
+/// added).
+pub fn registered_member_id(p: &Plan) -> Option<crate::ids::EtcdId> {
+    match &p.start {
+        Start::Join(j) => j.member_id,
+        _ => p.cluster().map(|c| c.member_id),
+    }
+}
+
+/// `url` with another port (URLs that do not parse are kept).
+fn with_port(u: &str, port: Option<u16>) -> String {
+    match url::Url::parse(u) {
+        Ok(mut x) if port.is_some() && x.port() != port => {
+            let _ = x.set_port(port);
+            x.as_str().trim_end_matches('/').to_string()
+        }
+        _ => u.to_string(),
+    }
+}
+
+fn port_of(u: &str) -> Option<u16> {
+    url::Url::parse(u)
+        .ok()
+        .and_then(|x| x.port_or_known_default())
+}
+
+/// True when a listen URL binds every address (`0.0.0.0`, `[::]`): such URLs were given
+/// by flag at bootstrap and survive any address change, so a move keeps them.
+fn unspecified(u: &str) -> bool {
+    match url::Url::parse(u)
+        .ok()
+        .and_then(|x| x.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Ipv4(a)) => a.is_unspecified(),
+        Some(url::Host::Ipv6(a)) => a.is_unspecified(),
+        _ => false,
+    }
+}
+
+/// The plan of a restart whose records were read: `base` (from [`restart_plan`]) when
+/// the records still give this member what it has, else a *move* — listen URLs on the
+/// member's new local addresses, advertised client URLs from the records, and the peer
+/// URL from the records when `update` says the membership has (or will have) it.
+///
+/// `registered` is the peer URL etcd has for this member; `update` what the running
+/// cluster did about a changed peer URL (only looked at when the text changed). Listen
+/// URLs given as flags now, or persisted as `0.0.0.0`/`[::]`, keep their addresses. When
+/// none of the member's addresses in the records is this host's, the records are not
+/// about this host (or not yet): nothing moves.
+pub fn relocate(
+    base: Plan,
+    flags: &RestartFlags,
+    registered: &str,
+    now: &Current,
+    update: crate::plan::MemberUpdate,
+) -> Plan {
+    use crate::plan::{MemberUpdate, Moved};
+    let wal = base
+        .data_dir
+        .as_deref()
+        .map(|d| d.join("member").join("wal").display().to_string())
+        .unwrap_or_default();
+    let addrs = now
+        .addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let flagged = !flags.listen_peer_urls.is_empty() && !flags.listen_client_urls.is_empty();
+    if now.listen_peer_urls.is_empty() && !flagged {
+        return Plan {
+            reason: format!(
+                "{wal} exists: etcd restarts from its stored membership; the records at {} give \
+                 {} the address(es) {addrs}, none of them this host's, so the URLs in {PLAN_FILE} \
+                 are used",
+                now.record, base.name
+            ),
+            ..base
+        };
+    }
+    let peer_changed = now.peer_url != registered;
+    let update = if peer_changed {
+        update
+    } else {
+        MemberUpdate::NotNeeded
+    };
+    let peer_url = if update == MemberUpdate::NoQuorum {
+        registered.to_string()
+    } else {
+        now.peer_url.clone()
+    };
+    let peer_port = port_of(&peer_url);
+    // Flags given now win as they are; persisted 0.0.0.0 URLs keep their address but
+    // follow the peer port.
+    let listen_peer_urls: Vec<String> = if !flags.listen_peer_urls.is_empty() {
+        base.listen_peer_urls.clone()
+    } else if base.listen_peer_urls.iter().any(|u| unspecified(u)) {
+        base.listen_peer_urls
+            .iter()
+            .map(|u| with_port(u, peer_port))
+            .collect()
+    } else {
+        now.listen_peer_urls
+            .iter()
+            .map(|u| with_port(u, peer_port))
+            .collect()
+    };
+    let keep_client = !flags.listen_client_urls.is_empty()
+        || base.listen_client_urls.iter().any(|u| unspecified(u))
+        || now.listen_client_urls.is_empty();
+    let listen_client_urls = if keep_client {
+        base.listen_client_urls.clone()
+    } else {
+        now.listen_client_urls.clone()
+    };
+    let advertise_client_urls = if flags.advertise_client_urls.is_empty() {
+        now.advertise_client_urls.clone()
+    } else {
+        base.advertise_client_urls.clone()
+    };
+    if peer_url == registered
+        && listen_peer_urls == base.listen_peer_urls
+        && listen_client_urls == base.listen_client_urls
+        && advertise_client_urls == base.advertise_client_urls
+        && update != MemberUpdate::NoQuorum
+    {
+        return Plan {
+            reason: format!(
+                "{wal} exists: etcd restarts from its stored membership; the records at {} \
+                 still give {} peer URL {registered} and address(es) {addrs}",
+                now.record, base.name
+            ),
+            ..base
+        };
+    }
+    let mut what = Vec::new();
+    if listen_peer_urls != base.listen_peer_urls || listen_client_urls != base.listen_client_urls {
+        what.push(format!(
+            "listens at {} (was {})",
+            listen_peer_urls
+                .iter()
+                .chain(&listen_client_urls)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(","),
+            base.listen_peer_urls
+                .iter()
+                .chain(&base.listen_client_urls)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+    }
+    if advertise_client_urls != base.advertise_client_urls {
+        what.push(format!(
+            "advertises client URL(s) {} (was {})",
+            advertise_client_urls.join(","),
+            base.advertise_client_urls.join(",")
+        ));
+    }
+    what.push(match update {
+        MemberUpdate::NotNeeded => format!(
+            "keeps peer URL {registered}: its text did not change, so the membership needs no \
+             update"
+        ),
+        MemberUpdate::Done => format!(
+            "peer URL {} (was {registered}), recorded with member update before etcd starts",
+            now.peer_url
+        ),
+        MemberUpdate::Already => format!(
+            "peer URL {} (was {registered}), which the membership already has",
+            now.peer_url
+        ),
+        MemberUpdate::Planned => format!(
+            "peer URL {} (was {registered}), to be recorded with member update before etcd \
+             starts",
+            now.peer_url
+        ),
+        MemberUpdate::NoQuorum => format!(
+            "keeps peer URL {registered} although the records give {}: no healthy cluster \
+             answers, and member update needs quorum; start again once the cluster is healthy",
+            now.peer_url
+        ),
+    });
+    Plan {
+        reason: format!(
+            "{wal} exists and the records at {} give {} address(es) {addrs} and peer URL {}: \
+             it {}",
+            now.record,
+            base.name,
+            now.peer_url,
+            what.join("; ")
+        ),
+        start: Start::Restart {
+            bootstrapped: base.cluster().cloned(),
+            moved: Some(Moved {
+                peer_url_before: registered.to_string(),
+                peer_url,
+                member_update: update,
+                listen_peer_urls_before: base.listen_peer_urls.clone(),
+                listen_client_urls_before: base.listen_client_urls.clone(),
+                advertise_client_urls_before: base.advertise_client_urls.clone(),
+            }),
+        },
+        listen_peer_urls,
+        listen_client_urls,
+        advertise_client_urls,
+        ..base
+    }
+}
+
+/// The persisted plan after a move: the new URLs, and the new peer URL where the plan
+/// keeps this member's (so that `leave`, `promote` and the next restart, with or without
+/// DNS, know it). Mode and IDs stay: they say how this data dir was created.
+pub fn moved_plan(mut persisted: Plan, moved: &Plan, now: &Current) -> Plan {
+    persisted.listen_peer_urls = moved.listen_peer_urls.clone();
+    persisted.listen_client_urls = moved.listen_client_urls.clone();
+    persisted.advertise_client_urls = moved.advertise_client_urls.clone();
+    let Start::Restart { moved: Some(m), .. } = &moved.start else {
+        return persisted;
+    };
+    let peer = m.peer_url.clone();
+    match &mut persisted.start {
+        Start::Join(j) => j.initial_advertise_peer_urls = vec![peer],
+        Start::Bootstrap(b)
+        | Start::Restart {
+            bootstrapped: Some(b),
+            ..
+        } => {
+            b.initial_advertise_peer_urls = vec![peer.clone()];
+            for pm in b.members.iter_mut().filter(|pm| pm.this_host) {
+                pm.port = port_of(&peer).unwrap_or(pm.port);
+                pm.peer_url = peer.clone();
+                pm.addresses = now.addresses.clone();
+                pm.client_urls = moved.advertise_client_urls.clone();
+            }
+        }
+        Start::Restart { .. } => {}
+    }
+    persisted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cluster::Scheme;
     use crate::ids::{self, EtcdId};
-    use crate::plan::{Bootstrap, ClusterState, PlannedMember};
+    use crate::plan::{Bootstrap, ClusterState, MemberUpdate, PlannedMember};
 
     fn name(s: &str) -> MemberName {
         MemberName::parse(s).unwrap()
@@ -339,6 +626,196 @@ mod tests {
             "{flags:?}"
         );
         assert_eq!(flags[0], ("name", "m1".to_string()));
+    }
+
+    /// What the records give m1 now: `addr`, peer port `port`.
+    fn now(addr: &str, port: u16) -> Current {
+        Current {
+            record: "_etcd-server._tcp.c.test.".into(),
+            peer_url: format!("http://m1.c.test:{port}"),
+            listen_peer_urls: vec![format!("http://{addr}:{port}")],
+            listen_client_urls: vec![format!("http://{addr}:2379")],
+            advertise_client_urls: vec!["http://m1.c.test:2379".into()],
+            addresses: vec![addr.parse().unwrap()],
+        }
+    }
+
+    fn base() -> Plan {
+        restart_plan(Path::new("/data"), Some(stored()), &RestartFlags::default()).unwrap()
+    }
+
+    const REGISTERED: &str = "http://m1.c.test:2380";
+
+    fn moved(p: &Plan) -> &crate::plan::Moved {
+        match &p.start {
+            Start::Restart { moved: Some(m), .. } => m,
+            other => panic!("not a move: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn records_that_agree_are_a_plain_restart() {
+        let p = relocate(
+            base(),
+            &RestartFlags::default(),
+            REGISTERED,
+            &now("10.0.0.1", 2380),
+            MemberUpdate::NotNeeded,
+        );
+        assert_eq!(p.mode(), crate::plan::Mode::Restart);
+        assert!(
+            p.reason
+                .ends_with("still give m1 peer URL http://m1.c.test:2380 and address(es) 10.0.0.1"),
+            "{}",
+            p.reason
+        );
+    }
+
+    #[test]
+    fn a_new_address_under_a_name_moves_the_listen_urls_only() {
+        let p = relocate(
+            base(),
+            &RestartFlags::default(),
+            REGISTERED,
+            &now("10.0.0.9", 2380),
+            MemberUpdate::Done,
+        );
+        assert_eq!(p.mode(), crate::plan::Mode::Move);
+        assert_eq!(p.listen_peer_urls, ["http://10.0.0.9:2380"]);
+        assert_eq!(p.listen_client_urls, ["http://10.0.0.9:2379"]);
+        let m = moved(&p);
+        // The URL text is unchanged: whatever the caller said, there is nothing to update.
+        assert_eq!(m.member_update, MemberUpdate::NotNeeded);
+        assert_eq!(m.peer_url, REGISTERED);
+        assert_eq!(m.listen_peer_urls_before, ["http://10.0.0.1:2380"]);
+        assert!(p.reason.contains("listens at http://10.0.0.9:2380,http://10.0.0.9:2379 (was http://10.0.0.1:2380,http://10.0.0.1:2379); keeps peer URL http://m1.c.test:2380: its text did not change"), "{}", p.reason);
+        assert!(p
+            .etcd_flags(true)
+            .iter()
+            .all(|(k, _)| !k.starts_with("initial")));
+        // The JSON form keeps the mode and the move.
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(json.contains("\"mode\":\"move\""), "{json}");
+        assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), p);
+    }
+
+    #[test]
+    fn a_new_peer_port_is_recorded_or_kept_without_quorum() {
+        let p = relocate(
+            base(),
+            &RestartFlags::default(),
+            REGISTERED,
+            &now("10.0.0.1", 2480),
+            MemberUpdate::Done,
+        );
+        assert_eq!(p.listen_peer_urls, ["http://10.0.0.1:2480"]);
+        assert_eq!(moved(&p).peer_url, "http://m1.c.test:2480");
+        assert!(
+            p.reason
+                .contains("recorded with member update before etcd starts"),
+            "{}",
+            p.reason
+        );
+
+        // No quorum: etcd keeps the registered URL, so it listens at its port, on the
+        // new address.
+        let p = relocate(
+            base(),
+            &RestartFlags::default(),
+            REGISTERED,
+            &now("10.0.0.9", 2480),
+            MemberUpdate::NoQuorum,
+        );
+        assert_eq!(p.mode(), crate::plan::Mode::Move);
+        assert_eq!(p.listen_peer_urls, ["http://10.0.0.9:2380"]);
+        assert_eq!(moved(&p).peer_url, REGISTERED);
+        assert!(
+            p.reason.contains("member update needs quorum"),
+            "{}",
+            p.reason
+        );
+    }
+
+    #[test]
+    fn records_without_a_local_address_or_flags_keep_their_urls() {
+        let mut n = now("10.0.0.9", 2380);
+        n.listen_peer_urls.clear();
+        n.listen_client_urls.clear();
+        let p = relocate(
+            base(),
+            &RestartFlags::default(),
+            REGISTERED,
+            &n,
+            MemberUpdate::NotNeeded,
+        );
+        assert_eq!(p.mode(), crate::plan::Mode::Restart);
+        assert_eq!(p.listen_peer_urls, ["http://10.0.0.1:2380"]);
+        assert!(
+            p.reason.contains("10.0.0.9, none of them this host's"),
+            "{}",
+            p.reason
+        );
+
+        // Listen URLs given now are used as they are.
+        let flags = RestartFlags {
+            listen_peer_urls: vec!["http://0.0.0.0:2380".into()],
+            listen_client_urls: vec!["http://0.0.0.0:2379".into()],
+            ..Default::default()
+        };
+        let b = restart_plan(Path::new("/data"), Some(stored()), &flags).unwrap();
+        let p = relocate(
+            b,
+            &flags,
+            REGISTERED,
+            &now("10.0.0.9", 2480),
+            MemberUpdate::Done,
+        );
+        assert_eq!(p.listen_peer_urls, ["http://0.0.0.0:2380"]);
+
+        // Persisted 0.0.0.0 follows the peer port.
+        let mut s = stored();
+        s.listen_peer_urls = vec!["http://0.0.0.0:2380".into()];
+        let b = restart_plan(Path::new("/data"), Some(s), &RestartFlags::default()).unwrap();
+        let p = relocate(
+            b,
+            &RestartFlags::default(),
+            REGISTERED,
+            &now("10.0.0.9", 2480),
+            MemberUpdate::Done,
+        );
+        assert_eq!(p.listen_peer_urls, ["http://0.0.0.0:2480"]);
+    }
+
+    #[test]
+    fn the_persisted_plan_follows_a_move() {
+        let n = now("10.0.0.9", 2480);
+        let p = relocate(
+            base(),
+            &RestartFlags::default(),
+            REGISTERED,
+            &n,
+            MemberUpdate::Done,
+        );
+        let saved = moved_plan(stored(), &p, &n);
+        assert_eq!(saved.mode(), crate::plan::Mode::Bootstrap);
+        assert_eq!(registered_peer_url(&saved), Some("http://m1.c.test:2480"));
+        assert_eq!(saved.listen_peer_urls, ["http://10.0.0.9:2480"]);
+        let me = saved
+            .cluster()
+            .unwrap()
+            .members
+            .iter()
+            .find(|m| m.this_host)
+            .unwrap();
+        assert_eq!((me.port, me.addresses.clone()), (2480, n.addresses.clone()));
+        assert_eq!(
+            registered_member_id(&saved),
+            registered_member_id(&stored())
+        );
+        // It still loads: the member ID check of the JSON form holds.
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), &saved).unwrap();
+        assert_eq!(load(dir.path()).unwrap(), Some(saved));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::discover::{self, DnsResolver};
 use crate::envfile;
 use crate::exec;
 use crate::plan::{Mode, Plan, Start};
-use crate::restart::{self, RestartFlags};
+use crate::restart;
 use crate::urls::EtcdUrl;
 use crate::wait::{self, WaitOptions};
 use crate::{notify, Error};
@@ -40,10 +40,10 @@ fn url_texts(urls: &[EtcdUrl]) -> Vec<String> {
     urls.iter().map(|u| u.as_str().to_string()).collect()
 }
 
-/// The start decision: restart if the data dir has a WAL (no DNS), else bootstrap or
-/// join from DNS and the running cluster (see [`crate::decide`]). With `enact`, a join is
-/// carried out (stale entry removed, this host added as a learner); without it (`plan`,
-/// `exec --dry-run`) nothing is changed and the join plan is a prediction.
+/// The start decision: restart (or move) if the data dir has a WAL (DNS optional), else
+/// bootstrap or join from DNS and the running cluster (see [`crate::decide`]). With
+/// `enact`, a join or a move's `member update` is carried out; without it (`plan`,
+/// `exec --dry-run`) nothing is changed and the plan is a prediction.
 fn decide(common: &Common, dir: &DataDir, enact: bool) -> Result<Plan, Error> {
     // --register-*: publish this host's current addresses first, so that discovery (and
     // the other members) see them; on a restart too, as a DHCP lease may have changed.
@@ -55,17 +55,9 @@ fn decide(common: &Common, dir: &DataDir, enact: bool) -> Result<Plan, Error> {
     )?;
     if let Some(d) = &dir.path {
         if restart::has_wal(d) {
-            eprintln!(
-                "muster-agent: decision: restart ({} exists: restarting from the data dir without consulting DNS)",
-                d.join("member").join("wal").display()
-            );
-            let flags = RestartFlags {
-                name: common.name.clone(),
-                listen_peer_urls: url_texts(&common.listen_peer_url),
-                listen_client_urls: url_texts(&common.listen_client_url),
-                advertise_client_urls: url_texts(&common.advertise_client_url),
-            };
-            return Ok(restart::restart_plan(d, restart::load(d)?, &flags)?);
+            // Restart or move: the persisted plan, checked against the records if DNS
+            // answers (crate::lifecycle::restart).
+            return crate::lifecycle::restart(common, d, enact);
         }
     }
     let domain = common.domain.as_deref().ok_or_else(|| {

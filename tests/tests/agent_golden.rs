@@ -157,7 +157,8 @@ fn env_file_then_restart_without_dns() {
     let stored = std::fs::read_to_string(data.join("muster-plan.json")).expect("persisted plan");
     golden("muster-plan.json", &placeholder(&stored, &data));
 
-    // etcd ran: now it is a restart. No nameserver is asked (none answers on port 9).
+    // etcd ran: now it is a restart. The records are read once, bounded; no nameserver
+    // answers on port 9, so the persisted URLs are used.
     std::fs::create_dir_all(data.join("member/wal")).expect("wal");
     let restart = |args: &[&str]| {
         let (sub, rest) = args.split_first().expect("a subcommand");
@@ -165,7 +166,8 @@ fn env_file_then_restart_without_dns() {
         let (ok, out, err) = output(agent().arg(sub).args(fixed).args(rest));
         assert!(ok, "{err}");
         assert!(
-            err.contains("restarting from the data dir without consulting DNS"),
+            err.contains("decision: restart (")
+                && err.contains("so the URLs in muster-plan.json are used"),
             "{err}"
         );
         out

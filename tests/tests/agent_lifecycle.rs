@@ -47,8 +47,13 @@ fn args(c: &Cluster, i: usize, ns: SocketAddr, expect: Option<usize>) -> Vec<Str
 /// Waits until `member list` (asked at `members`) is exactly `names`, all voting, and
 /// every one of them reports healthy; panics with the logs otherwise.
 fn wait_members(c: &Cluster, members: &[usize], names: &[&str], logs: &[&Member]) {
+    wait_members_at(c, &c.endpoints_of(members), names, logs);
+}
+
+/// [`wait_members`] asking the client URLs `eps` (comma-separated).
+fn wait_members_at(c: &Cluster, eps: &str, names: &[&str], logs: &[&Member]) {
     let want: Vec<(String, bool)> = names.iter().map(|n| (n.to_string(), false)).collect();
-    let eps = c.endpoints_of(members);
+    let eps = eps.to_string();
     let ok = wait_for(STEP, || {
         let (healthy, _, _) = c.ctl(&eps, &["endpoint", "health"]);
         (healthy && c.member_names(&eps).as_ref() == Some(&want)).then_some(())
@@ -203,4 +208,209 @@ fn the_last_member_does_not_leave_without_force() {
     );
     assert!(c.data_dir(0).join("member").exists());
     stop_all(&mut m);
+}
+
+/// The records of members 0..n with member `i` at `addr[i]` and peer port `peer[i]`.
+fn moved_zone(c: &Cluster, serial: u32, addr: &[&str], peer: &[u16]) -> std::path::PathBuf {
+    let mut body = String::new();
+    for (i, name) in c.names.iter().enumerate() {
+        body.push_str(&format!(
+            "_etcd-server._tcp IN SRV 0 0 {} {name}\n_etcd-client._tcp IN SRV 0 0 {} {name}\n{name} IN A {}\n",
+            peer[i], c.client[i], addr[i]
+        ));
+    }
+    c.dir.write("cluster.test.zone", &zone(serial, &body))
+}
+
+/// Rewrites the hosts file that every member's mount namespace binds, in place (the bind
+/// mount holds the inode, so a rename would not be seen), with member `i` at `addr[i]`.
+fn move_hosts(c: &Cluster, addr: &[&str]) {
+    let mut hosts = String::from("127.0.0.1 localhost\n");
+    for (i, name) in c.names.iter().enumerate() {
+        hosts.push_str(&format!("{} {name}.cluster.test\n", addr[i]));
+    }
+    std::fs::write(c.dir.path().join("hosts"), hosts).expect("rewrite hosts");
+}
+
+/// Peer URLs by member name, from `member list`.
+fn peer_urls(c: &Cluster, eps: &str) -> Vec<(String, String)> {
+    let v = c.ctl_json(eps, &["member", "list"]);
+    let mut out: Vec<(String, String)> = v["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap_or_default().to_string(),
+                m["peerURLs"][0].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn tcp_open(addr: &str, port: u16) -> bool {
+    let a: SocketAddr = format!("{addr}:{port}").parse().expect("address");
+    std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok()
+}
+
+/// Move (issue 10, item 5): m1's address changes (a new DHCP lease) while its data dir
+/// survives. With name-based peer URLs only the listen URLs change; a new peer port is
+/// recorded with `member update` before etcd starts; and a restart with DNS down uses
+/// the persisted plan, which followed the move. Every target is on loopback: the whole of
+/// 127.0.0.0/8 is local on Linux, so 127.0.0.2 can be bound.
+#[test]
+fn a_member_moves_to_a_new_address_and_a_new_peer_port() {
+    if !can_run() || !tcp_bindable("127.0.0.2") {
+        return;
+    }
+    let c = Cluster::new(3);
+    let mut addr = ["127.0.0.1", "127.0.0.1", "127.0.0.1"];
+    let mut peer = [c.peer[0], c.peer[1], c.peer[2]];
+    let zone = moved_zone(&c, 1, &addr, &peer);
+    let mut dns = Musterd::start(&[("cluster.test.", &zone)]);
+    let ns = dns.addr;
+    let mut m: Vec<Member> = (0..3)
+        .map(|i| c.spawn_with(i, args(&c, i, ns, Some(3)), "60s"))
+        .collect();
+    let eps = |addr: &[&str]| {
+        (0..3)
+            .map(|i| format!("http://{}:{}", addr[i], c.client[i]))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let all = |m: &[Member]| {
+        m.iter()
+            .map(|x| x.log_text())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    wait_members_at(
+        &c,
+        &eps(&addr),
+        &["m0", "m1", "m2"],
+        &m.iter().collect::<Vec<_>>(),
+    );
+    let (ok, _, err) = c.ctl(&eps(&addr), &["put", "before", "move"]);
+    assert!(ok, "put: {err}");
+
+    // 1. New address, same name: the peer URL text is unchanged, nothing to update.
+    m[1].stop();
+    addr[1] = "127.0.0.2";
+    moved_zone(&c, 2, &addr, &peer);
+    dns.reload();
+    move_hosts(&c, &addr);
+    m[1] = c.spawn_with(1, args(&c, 1, ns, None), "60s");
+    wait_members_at(
+        &c,
+        &eps(&addr),
+        &["m0", "m1", "m2"],
+        &m.iter().collect::<Vec<_>>(),
+    );
+    let log = m[1].log_text();
+    assert!(log.contains("muster-agent: decision: move ("), "{log}");
+    assert!(
+        log.contains(&format!(
+            "listens at http://127.0.0.2:{p},http://127.0.0.2:{cl} (was http://127.0.0.1:{p},http://127.0.0.1:{cl}); keeps peer URL http://m1.cluster.test:{p}: its text did not change",
+            p = peer[1],
+            cl = c.client[1]
+        )),
+        "{log}"
+    );
+    assert!(
+        !tcp_open("127.0.0.1", peer[1]),
+        "m1 still listens on 127.0.0.1"
+    );
+    assert_eq!(
+        get(&c, &format!("http://127.0.0.2:{}", c.client[1]), "before"),
+        "move"
+    );
+
+    // 2. A new peer port: the URL text changes, so it is recorded with member update
+    // through m0 and m2 before etcd starts. `plan` predicts it and changes nothing.
+    let old_port = peer[1];
+    peer[1] = muster_tests::free_port();
+    moved_zone(&c, 3, &addr, &peer);
+    dns.reload();
+    let mut plan_args = vec!["plan".to_string()];
+    plan_args.extend(args(&c, 1, ns, None));
+    m[1].stop();
+    let (ok, out, err) = c.agent_in_hosts(&plan_args);
+    assert!(ok, "plan: {err}");
+    assert!(
+        out.contains(&format!(
+            "  peer url       http://m1.cluster.test:{} (was http://m1.cluster.test:{old_port}; member update: planned)",
+            peer[1]
+        )),
+        "{out}"
+    );
+    assert!(out.contains("decision: move ("), "{out}");
+    m[1] = c.spawn_with(1, args(&c, 1, ns, None), "60s");
+    wait_members_at(
+        &c,
+        &eps(&addr),
+        &["m0", "m1", "m2"],
+        &m.iter().collect::<Vec<_>>(),
+    );
+    let log = m[1].log_text();
+    assert!(
+        log.contains(&format!(
+            "updated the peer URL of m1 ({}) to http://m1.cluster.test:{}",
+            member_id_hex(&c, 1),
+            peer[1]
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("recorded with member update before etcd starts"),
+        "{log}"
+    );
+    let want: Vec<(String, String)> = (0..3)
+        .map(|i| {
+            (
+                format!("m{i}"),
+                format!("http://m{i}.cluster.test:{}", peer[i]),
+            )
+        })
+        .collect();
+    assert_eq!(peer_urls(&c, &eps(&addr)), want, "{}", all(&m));
+    assert!(tcp_open("127.0.0.2", peer[1]));
+
+    // 3. DNS down: the restart uses the persisted plan, which followed both moves.
+    dns.stop();
+    m[1].stop();
+    m[1] = c.spawn_with(1, args(&c, 1, ns, None), "60s");
+    wait_members_at(
+        &c,
+        &eps(&addr),
+        &["m0", "m1", "m2"],
+        &m.iter().collect::<Vec<_>>(),
+    );
+    let log = m[1].log_text();
+    assert!(log.contains("muster-agent: decision: restart ("), "{log}");
+    assert!(
+        log.contains("so the URLs in muster-plan.json are used"),
+        "{log}"
+    );
+    assert!(tcp_open("127.0.0.2", peer[1]));
+    assert_eq!(peer_urls(&c, &eps(&addr)), want);
+    assert_eq!(get(&c, &eps(&addr), "before"), "move");
+    stop_all(&mut m);
+}
+
+/// True when this host can bind `addr` (127.0.0.2 on Linux; not on every other system).
+fn tcp_bindable(addr: &str) -> bool {
+    std::net::TcpListener::bind((addr, 0)).is_ok()
+}
+
+/// Member `i`'s ID (hex) from its persisted plan.
+fn member_id_hex(c: &Cluster, i: usize) -> String {
+    let text = std::fs::read_to_string(c.data_dir(i).join("muster-plan.json")).expect("plan");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("plan JSON");
+    v["cluster"]["member_id_hex"]
+        .as_str()
+        .or_else(|| v["join"]["member_id_hex"].as_str())
+        .expect("member id")
+        .to_string()
 }
