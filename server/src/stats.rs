@@ -33,6 +33,9 @@ pub struct Stats {
     pub precompile_refused: AtomicU64,
     /// Panics caught and contained, by [`PanicSite`].
     pub panics: [AtomicU64; PanicSite::ALL.len()],
+    /// Zone transfer, NOTIFY and secondary zone counters and gauges (`musterd_xfr_*`,
+    /// `musterd_notify_*`, `musterd_zone_*`, rendered by [`crate::xfr::XfrMetrics::render`]).
+    pub xfr: std::sync::Arc<crate::xfr::XfrMetrics>,
     /// The etcd discovery service's counters and gauges (`musterd_discovery_*`, rendered
     /// by [`crate::discovery::Metrics::render`] after these; zero when it is off).
     pub discovery: std::sync::Arc<crate::discovery::Metrics>,

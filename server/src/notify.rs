@@ -1,0 +1,289 @@
+//! NOTIFY out (RFC 1996): telling secondaries that a zone's serial changed, so they
+//! refresh within seconds instead of at their next SOA refresh timer.
+//!
+//! [`crate::xfr::Transfers::watch`] calls [`Notifier::serial_changed`] whenever a new
+//! serial of a zone is served, whatever changed it (reload, hand edit, dynamic update,
+//! transfer in). Each configured secondary then gets its own task: a NOTIFY over UDP
+//! (opcode 4, AA, the apex SOA as question and, as BIND and Knot do, in the answer so the
+//! secondary can skip its SOA query), TSIG-signed when a key is configured for it,
+//! retried when no answer comes, the wait doubling from `notify_timeout` for
+//! `notify_retries` attempts (docs/dns-answer-rules.md §1.13). Nothing waits for these
+//! tasks: an update or reload is finished before its NOTIFYs are sent, so a secondary
+//! that is down never holds anything up. A newer change replaces the task still retrying
+//! for an older one, so there is at most one task per zone and secondary (row 36: bounded).
+//!
+//! NOTIFY in (a primary telling us) is [`crate::secondary`]'s.
+//!
+//! Limitations: only UDP (RFC 1996 §3.6 allows TCP; every secondary listens on UDP).
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::name::Name;
+use crate::rr::{class, rtype};
+use crate::tsig::{self, Key, KeyRing};
+use crate::wire::{flags, opcode, HEADER_LEN};
+use crate::xfr::{NotifyTarget, TransferConfig, XfrMetrics};
+use crate::zone::Zone;
+
+/// Why one NOTIFY was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("no answer after {0} attempts")]
+    NoAnswer(u32),
+    #[error("the secondary answered rcode {0}")]
+    Rcode(u16),
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("signing: {0}")]
+    Sign(#[from] tsig::SignError),
+    #[error("the answer's TSIG does not verify: {0}")]
+    Tsig(#[from] tsig::ResponseError),
+}
+
+/// One secondary and the key NOTIFYs to it are signed with.
+#[derive(Debug, Clone)]
+struct Resolved {
+    addr: SocketAddr,
+    key: Option<Arc<Key>>,
+}
+
+/// Sends NOTIFYs to each zone's configured secondaries.
+pub struct Notifier {
+    targets: HashMap<Name, Vec<Resolved>>,
+    retries: u32,
+    timeout: Duration,
+    metrics: Arc<XfrMetrics>,
+    /// The task still retrying for each (zone, secondary), replaced by a newer change.
+    inflight: Mutex<HashMap<(Name, SocketAddr), tokio::task::AbortHandle>>,
+}
+
+impl Notifier {
+    /// Resolves the targets' keys (checked to exist by
+    /// [`TransferConfig::check_keys`]).
+    pub fn new(config: &TransferConfig, keys: &KeyRing, metrics: Arc<XfrMetrics>) -> Notifier {
+        let targets = config
+            .notify
+            .iter()
+            .map(|(zone, ts)| {
+                let resolved = ts
+                    .iter()
+                    .map(|t: &NotifyTarget| Resolved {
+                        addr: t.addr,
+                        key: t.key.as_ref().and_then(|k| keys.get(k).cloned()),
+                    })
+                    .collect();
+                (zone.clone(), resolved)
+            })
+            .collect();
+        Notifier {
+            targets,
+            retries: config.notify_retries,
+            timeout: config.notify_timeout,
+            metrics,
+            inflight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts NOTIFYing the secondaries of `zone` about its current serial. Returns at
+    /// once; call inside the runtime.
+    pub fn serial_changed(&self, zone: &Zone) {
+        let Some(targets) = self.targets.get(&zone.origin) else {
+            return;
+        };
+        let origin = zone.apex().owner().to_vec();
+        let soa = (zone.soa_ttl, zone.soa_rdata.to_vec());
+        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        for t in targets {
+            let (t, origin, soa) = (t.clone(), origin.clone(), soa.clone());
+            let addr = t.addr;
+            let (retries, timeout, metrics) = (self.retries, self.timeout, self.metrics.clone());
+            let zone_name = zone.origin.clone();
+            let serial = zone.serial();
+            let task = tokio::spawn(async move {
+                match notify(&origin, &soa, &t, retries, timeout).await {
+                    Ok(attempts) => {
+                        metrics.notify_sent.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(zone = %zone_name, serial, secondary = %t.addr, attempts, "NOTIFY acknowledged");
+                    }
+                    Err(e) => {
+                        metrics.notify_failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(zone = %zone_name, serial, secondary = %t.addr, "NOTIFY failed: {e}; the secondary refreshes at its SOA refresh timer instead");
+                    }
+                }
+            });
+            if let Some(old) = inflight.insert((zone.origin.clone(), addr), task.abort_handle()) {
+                old.abort();
+            }
+        }
+    }
+}
+
+/// The NOTIFY message for a zone: question = apex SOA, the SOA in the answer.
+pub fn message(id: u16, origin: &[u8], soa_ttl: u32, soa_rdata: &[u8]) -> Vec<u8> {
+    let fl = (u16::from(opcode::NOTIFY) << 11) | flags::AA;
+    let mut m = Vec::with_capacity(64 + origin.len() + soa_rdata.len());
+    m.extend_from_slice(&id.to_be_bytes());
+    m.extend_from_slice(&fl.to_be_bytes());
+    m.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0]);
+    m.extend_from_slice(origin);
+    m.extend_from_slice(&rtype::SOA.to_be_bytes());
+    m.extend_from_slice(&class::IN.to_be_bytes());
+    // The answer's owner points at the question name.
+    m.extend_from_slice(&[0xc0, HEADER_LEN as u8]);
+    m.extend_from_slice(&rtype::SOA.to_be_bytes());
+    m.extend_from_slice(&class::IN.to_be_bytes());
+    m.extend_from_slice(&soa_ttl.to_be_bytes());
+    m.extend_from_slice(&(soa_rdata.len() as u16).to_be_bytes());
+    m.extend_from_slice(soa_rdata);
+    m
+}
+
+/// A random message ID (RFC 5452: IDs must not be guessable).
+pub fn random_id() -> u16 {
+    let mut b = [0u8; 2];
+    // On failure the ID is 0; the answer is still matched by ID, address and port.
+    let _ = getrandom::fill(&mut b);
+    u16::from_be_bytes(b)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Sends one NOTIFY until it is answered or the attempts run out; returns the attempts.
+async fn notify(
+    origin: &[u8],
+    soa: &(u32, Vec<u8>),
+    target: &Resolved,
+    retries: u32,
+    timeout: Duration,
+) -> Result<u32, NotifyError> {
+    let local: SocketAddr = if target.addr.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let sock = tokio::net::UdpSocket::bind(local).await?;
+    sock.connect(target.addr).await?;
+    let mut wait = timeout;
+    let mut buf = vec![0u8; 4096];
+    for attempt in 1..=retries {
+        let id = random_id();
+        let mut msg = message(id, origin, soa.0, &soa.1);
+        let mac = match &target.key {
+            Some(k) => Some(tsig::sign_request(
+                &mut msg,
+                k,
+                tsig::DEFAULT_FUDGE,
+                unix_now(),
+            )?),
+            None => None,
+        };
+        // A refused send (no route, port unreachable from an earlier attempt) counts as
+        // an attempt without an answer.
+        if let Err(e) = sock.send(&msg).await {
+            tracing::debug!(secondary = %target.addr, "NOTIFY send: {e}");
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let got = tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await;
+            let n = match got {
+                Err(_) => break,
+                Ok(Err(e)) => {
+                    tracing::debug!(secondary = %target.addr, "NOTIFY receive: {e}");
+                    tokio::time::sleep_until(deadline).await;
+                    break;
+                }
+                Ok(Ok(n)) => n,
+            };
+            let r = &buf[..n];
+            // Only the answer to this attempt: same ID, QR set, opcode NOTIFY.
+            if n < HEADER_LEN
+                || r[..2] != id.to_be_bytes()
+                || r[2] & 0x80 == 0
+                || (r[2] >> 3) & 0xf != opcode::NOTIFY
+            {
+                continue;
+            }
+            if let (Some(k), Some(mac)) = (&target.key, &mac) {
+                tsig::verify_response(r, k, mac, unix_now())?;
+            }
+            let rc = u16::from(r[3] & 0xf);
+            if rc != 0 {
+                return Err(NotifyError::Rcode(rc));
+            }
+            return Ok(attempt);
+        }
+        wait = wait.saturating_mul(2);
+    }
+    Err(NotifyError::NoAnswer(retries))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A secondary that answers only the third NOTIFY is retried until then; one that
+    /// never answers is given up after the attempts, within the summed waits.
+    #[test]
+    fn retries_with_backoff_then_gives_up() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = server.local_addr().unwrap();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 512];
+                let mut seen = 0;
+                loop {
+                    let (n, from) = server.recv_from(&mut buf).await.unwrap();
+                    seen += 1;
+                    assert_eq!((buf[2] >> 3) & 0xf, opcode::NOTIFY);
+                    if seen >= 3 {
+                        let mut r = buf[..n].to_vec();
+                        r[2] |= 0x80;
+                        server.send_to(&r, from).await.unwrap();
+                    }
+                }
+            });
+            let target = Resolved { addr, key: None };
+            let soa = (60, [&[0u8, 0][..], &[0; 20]].concat());
+            let n = notify(
+                b"\x01d\x04test\x00",
+                &soa,
+                &target,
+                5,
+                Duration::from_millis(20),
+            )
+            .await
+            .unwrap();
+            assert_eq!(n, 3);
+            // Nobody listens here.
+            let dead = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let target = Resolved {
+                addr: dead.local_addr().unwrap(),
+                key: None,
+            };
+            let started = std::time::Instant::now();
+            let e = notify(
+                b"\x01d\x04test\x00",
+                &soa,
+                &target,
+                3,
+                Duration::from_millis(10),
+            )
+            .await
+            .unwrap_err();
+            assert!(matches!(e, NotifyError::NoAnswer(3)), "{e}");
+            assert!(started.elapsed() < Duration::from_millis(500));
+        });
+    }
+}

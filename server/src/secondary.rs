@@ -1,0 +1,987 @@
+//! Secondary zones: zones pulled from a primary by IXFR (RFC 1995) with AXFR (RFC 5936)
+//! fallback, refreshed on the SOA timers and on NOTIFY (RFC 1996), kept on disk, and
+//! expired per the SOA EXPIRE (RFC 1035 §4.3.5).
+//!
+//! Each zone has one task. It asks the primary for its SOA over TCP (one connection, no
+//! UDP truncation to care about), and when the primary's serial is ahead (RFC 1982) it
+//! asks for an IXFR from our serial; the answer is either the changes, applied to a copy
+//! of our records, or the whole zone. When the IXFR fails in any way (refused, not
+//! implemented, a removal of a record we do not hold) it asks for an AXFR. Only a
+//! transfer that arrived complete (the closing SOA seen, every TSIG verified, the last
+//! message signed) and builds into a valid [`Zone`] is saved (atomically, as a zone
+//! file in the state directory) and then swapped into the catalog: a half transfer is
+//! never served.
+//!
+//! Timers (RFC 1035 §3.3.13): after a good refresh the next comes after REFRESH, after a
+//! failed one after RETRY. A NOTIFY from the primary's address starts a refresh at once,
+//! but at most one per second per zone (a flood of NOTIFYs costs one refresh, row 36).
+//! When no refresh succeeded for EXPIRE seconds, the zone is expired: its names are
+//! answered SERVFAIL (with EDE 22 "No Reachable Authority" when the query had EDNS) and
+//! it is not transferred on, until the primary is reachable again. The time of the last
+//! good refresh is the saved file's modification time, so expiry counts across restarts
+//! and a restart with the primary down serves the saved copy until then.
+//!
+//! NOTIFY in: from the configured primary's address (any port), for a secondary zone,
+//! TSIG-verified when signed: NOERROR, and a refresh. From anyone else, or for another
+//! zone: REFUSED (as NSD; docs/dns-answer-rules.md §1.13), counted, no action.
+//!
+//! Limitations: one primary per zone; the SOA query goes over TCP only; the saved copy
+//! keeps no IXFR history, so the first refresh after a restart that needs changes asks
+//! for them from the saved serial like any other.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::answer::Outcome;
+use crate::catalog::Catalog;
+use crate::changeset::Changeset;
+use crate::name::Name;
+use crate::rr::{class, rtype, Record, Soa};
+use crate::tsig::{self, Key, KeyRing, StreamVerifier};
+use crate::wire::{flags, parse_query, rcode, Compressor, Ede, Query, Writer, HEADER_LEN};
+use crate::xfr::{read_name, serial_gt, SecondarySpec, Transfers, XfrMetrics};
+use crate::zone::Zone;
+
+/// RFC 8914 §4.23: "No Reachable Authority".
+pub const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;
+
+/// Waits for the primary: connecting, and each message of an answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Shortest time between two refreshes of a zone (NOTIFY floods, tiny SOA timers).
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Timers before the first SOA is known.
+const DEFAULT_RETRY: Duration = Duration::from_secs(10);
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Why secondary zones cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SecondaryError {
+    #[error("cannot create the state directory {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Why one refresh failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("connecting to {0}: {1}")]
+    Connect(SocketAddr, std::io::Error),
+    #[error("talking to the primary: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the primary did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the primary answered {}", rcode_name(*.0))]
+    Rcode(u16),
+    #[error("malformed answer from the primary: {0}")]
+    Malformed(&'static str),
+    #[error("the answer's TSIG does not verify: {0}")]
+    Tsig(#[from] tsig::ResponseError),
+    #[error("signing the request: {0}")]
+    Sign(#[from] tsig::SignError),
+    #[error("the transfer ended without its closing SOA, or the last message was not signed")]
+    Incomplete,
+    #[error("the changes do not apply to our copy: {0}")]
+    Apply(String),
+    #[error("the transferred zone is not valid: {0}")]
+    Invalid(String),
+    #[error("saving the zone: {0}")]
+    Save(#[from] crate::journal::JournalError),
+}
+
+fn rcode_name(rc: u16) -> String {
+    match rc {
+        rcode::FORMERR => "FORMERR".into(),
+        rcode::SERVFAIL => "SERVFAIL".into(),
+        rcode::NOTIMP => "NOTIMP".into(),
+        rcode::REFUSED => "REFUSED".into(),
+        9 => "NOTAUTH".into(),
+        other => format!("rcode {other}"),
+    }
+}
+
+/// Where a secondary zone is saved: `<state-dir>/<zone>.secondary.zone`, the zone named
+/// as the journal names it (so no name escapes the directory).
+pub fn state_file(state_dir: &Path, zone: &Name) -> PathBuf {
+    let journal = crate::journal::file_name(zone);
+    let stem = journal.strip_suffix(".journal").unwrap_or(&journal);
+    state_dir.join(format!("{stem}.secondary.zone"))
+}
+
+/// SOA timers of the copy we hold.
+#[derive(Debug, Clone, Copy)]
+struct Timers {
+    refresh: Duration,
+    retry: Duration,
+    expire: Duration,
+}
+
+impl Timers {
+    fn of(soa: &Soa) -> Timers {
+        let secs = |s: u32| Duration::from_secs(u64::from(s));
+        Timers {
+            refresh: secs(soa.refresh).clamp(MIN_INTERVAL, Duration::from_secs(86400)),
+            retry: secs(soa.retry).clamp(MIN_INTERVAL, Duration::from_secs(86400)),
+            expire: secs(soa.expire),
+        }
+    }
+}
+
+/// What we hold of one zone.
+#[derive(Debug, Default)]
+struct State {
+    serial: Option<u32>,
+    timers: Option<Timers>,
+    /// Unix time of the last good refresh.
+    refreshed: Option<u64>,
+}
+
+/// One secondary zone.
+pub struct SecondaryZone {
+    spec: SecondarySpec,
+    key: Option<Arc<Key>>,
+    file: PathBuf,
+    poke: tokio::sync::Notify,
+    state: Mutex<State>,
+    /// Expired, or never loaded: answered SERVFAIL.
+    unavailable: AtomicBool,
+}
+
+impl SecondaryZone {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True when the zone has been without a good refresh for longer than EXPIRE.
+    fn expired_at(&self, now: u64) -> bool {
+        let s = self.lock();
+        match (s.refreshed, s.timers) {
+            (Some(at), Some(t)) => now.saturating_sub(at) > t.expire.as_secs(),
+            _ => true,
+        }
+    }
+}
+
+/// Every secondary zone.
+#[derive(Default)]
+pub struct Secondaries {
+    zones: Vec<Arc<SecondaryZone>>,
+}
+
+impl Secondaries {
+    /// Loads the saved copies from `state_dir` into `catalog`. A copy that does not read
+    /// or build is logged and ignored: the zone is transferred anew.
+    pub fn load(
+        specs: &[SecondarySpec],
+        keys: &KeyRing,
+        state_dir: &Path,
+        catalog: &Arc<ArcSwap<Catalog>>,
+        metrics: &XfrMetrics,
+    ) -> Result<Secondaries, SecondaryError> {
+        if !specs.is_empty() {
+            std::fs::create_dir_all(state_dir).map_err(|source| SecondaryError::StateDir {
+                path: state_dir.into(),
+                source,
+            })?;
+        }
+        let mut zones = Vec::new();
+        let now = unix_now();
+        for spec in specs {
+            let z = SecondaryZone {
+                spec: spec.clone(),
+                key: spec.key.as_ref().and_then(|k| keys.get(k).cloned()),
+                file: state_file(state_dir, &spec.origin),
+                poke: tokio::sync::Notify::new(),
+                state: Mutex::new(State::default()),
+                unavailable: AtomicBool::new(true),
+            };
+            if z.file.exists() {
+                match load_saved(&z.file, &spec.origin) {
+                    Ok((zone, saved_at)) => {
+                        {
+                            let mut s = z.lock();
+                            s.serial = Some(zone.serial());
+                            s.timers = Some(Timers::of(&zone.soa));
+                            s.refreshed = Some(saved_at);
+                        }
+                        let expired = z.expired_at(now);
+                        z.unavailable.store(expired, Ordering::Relaxed);
+                        metrics.set_refreshed(&spec.origin, saved_at);
+                        metrics.set_expired(&spec.origin, expired);
+                        tracing::info!(
+                            zone = %spec.origin,
+                            serial = zone.serial(),
+                            file = %z.file.display(),
+                            age_s = now.saturating_sub(saved_at),
+                            expired,
+                            "secondary zone loaded from its saved copy"
+                        );
+                        let zone = Arc::new(zone);
+                        catalog.rcu(|c| {
+                            let mut next = (**c).clone();
+                            next.insert(zone.clone());
+                            next
+                        });
+                    }
+                    Err(e) => tracing::error!(
+                        zone = %spec.origin,
+                        "the saved copy {} cannot be used ({e}); transferring the zone anew",
+                        z.file.display()
+                    ),
+                }
+            }
+            zones.push(Arc::new(z));
+        }
+        Ok(Secondaries { zones })
+    }
+
+    /// True when some zone is expired or not loaded.
+    pub fn any_unavailable(&self) -> bool {
+        self.zones
+            .iter()
+            .any(|z| z.unavailable.load(Ordering::Relaxed))
+    }
+
+    /// True when `qname` (lower-cased wire) is in a secondary zone that must not be
+    /// answered from.
+    pub fn unavailable(&self, qname: &[u8]) -> bool {
+        self.zones.iter().any(|z| {
+            z.unavailable.load(Ordering::Relaxed)
+                && crate::name::suffixes(qname).any(|s| s == z.spec.origin.as_wire())
+        })
+    }
+
+    /// Answers a NOTIFY (see the module documentation).
+    pub fn notify_in(
+        &self,
+        transfers: &Transfers,
+        pkt: &[u8],
+        peer: SocketAddr,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let now = unix_now();
+        let m = &transfers.metrics;
+        let reply = |rc: u16| Outcome::Reply {
+            rcode: rc,
+            truncated: false,
+        };
+        let verified = match tsig::verify_request(pkt, transfers.keys(), now) {
+            Ok(v) => v,
+            Err(e) => {
+                m.notify_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%peer, "NOTIFY refused: {e}");
+                *out = crate::xfr::error_reply(pkt, e.rcode());
+                if let Some(t) = e.response() {
+                    let _ = tsig::sign_response(out, &t, now);
+                }
+                return reply(e.rcode());
+            }
+        };
+        let finish = |out: &mut Vec<u8>, rc: u16| {
+            *out = crate::xfr::error_reply(pkt, rc);
+            if rc == rcode::NOERROR {
+                let fl = u16::from_be_bytes([out[2], out[3]]) | flags::AA;
+                out[2..4].copy_from_slice(&fl.to_be_bytes());
+            }
+            if let Some(v) = &verified {
+                let _ = tsig::sign_response(out, &v.response(), unix_now());
+            }
+            reply(rc)
+        };
+        let q = match parse_query(pkt) {
+            Ok(q) => q,
+            Err(_) => {
+                m.notify_refused.fetch_add(1, Ordering::Relaxed);
+                return finish(out, rcode::FORMERR);
+            }
+        };
+        let ip = match peer.ip() {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        let zone = self
+            .zones
+            .iter()
+            .find(|z| z.spec.origin.as_wire() == q.qname() && q.qclass == class::IN);
+        let Some(zone) = zone.filter(|z| z.spec.primary.ip() == ip) else {
+            m.notify_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%peer, zone = %Name::from_wire(q.qname()).map(|n| n.to_string()).unwrap_or_default(), "NOTIFY refused: not a secondary zone of that primary");
+            return finish(out, rcode::REFUSED);
+        };
+        m.notify_received.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%peer, zone = %zone.spec.origin, "NOTIFY received, refreshing");
+        zone.poke.notify_one();
+        finish(out, rcode::NOERROR)
+    }
+}
+
+/// A SERVFAIL for a query into an expired zone, with EDE 22 when the query has EDNS.
+pub fn servfail(q: &Query<'_>, max_udp_payload: u16) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(64 + q.question.len());
+    let mut comp = Compressor::default();
+    let mut w = Writer::new(
+        &mut buf,
+        &mut comp,
+        q.id,
+        q.opcode,
+        q.copy_flags,
+        q.question,
+    );
+    w.set_rcode(rcode::SERVFAIL);
+    if let Some(e) = q.edns {
+        let info = Ede {
+            code: EDE_NO_REACHABLE_AUTHORITY,
+            text: "the zone expired: its primary has not been reachable for the SOA EXPIRE time",
+        };
+        w.opt_with_ede(max_udp_payload, rcode::SERVFAIL, e.dnssec_ok, Some(info));
+    }
+    w.finish();
+    buf
+}
+
+/// Reads a saved copy; returns it with the time it was last confirmed current.
+fn load_saved(path: &Path, origin: &Name) -> Result<(Zone, u64), String> {
+    let records = crate::zonefile::parse_file(path, origin).map_err(|e| e.to_string())?;
+    let (zone, _) = Zone::build(origin, records).map_err(|e| {
+        e.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    let at = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    Ok((zone, at))
+}
+
+/// The zone file text of a copy.
+fn zone_text(origin: &Name, primary: SocketAddr, records: &[Record]) -> String {
+    let mut text = format!(
+        "; secondary copy of {origin} from {primary}, saved by musterd: it is replaced at each \
+         transfer, do not edit\n"
+    );
+    for r in records {
+        text.push_str(&crate::zonefile::format_record(r, None));
+        text.push('\n');
+    }
+    text
+}
+
+/// Starts one refresh task per secondary zone.
+pub fn start(transfers: &Arc<Transfers>) {
+    for z in &transfers.secondaries.zones {
+        tokio::spawn(run(z.clone(), transfers.clone()));
+    }
+}
+
+async fn run(zone: Arc<SecondaryZone>, transfers: Arc<Transfers>) {
+    loop {
+        let started = tokio::time::Instant::now();
+        let wait = match refresh(&zone, &transfers).await {
+            Ok(()) => zone.lock().timers.map_or(DEFAULT_RETRY, |t| t.refresh),
+            Err(e) => {
+                transfers.metrics.in_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(zone = %zone.spec.origin, primary = %zone.spec.primary, "refresh failed: {e}");
+                zone.lock().timers.map_or(DEFAULT_RETRY, |t| t.retry)
+            }
+        };
+        update_expiry(&zone, &transfers);
+        // The next refresh: the timer, a NOTIFY, or expiry (to stop serving in time).
+        let expires_in = {
+            let s = zone.lock();
+            match (s.refreshed, s.timers) {
+                (Some(at), Some(t)) => (at + t.expire.as_secs() + 1).checked_sub(unix_now()),
+                _ => None,
+            }
+        };
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        loop {
+            let expiry =
+                tokio::time::sleep(Duration::from_secs(expires_in.unwrap_or(u64::MAX / 4)));
+            tokio::select! {
+                _ = &mut deadline => break,
+                _ = zone.poke.notified() => break,
+                _ = expiry, if expires_in.is_some() && !zone.unavailable.load(Ordering::Relaxed) => {
+                    update_expiry(&zone, &transfers);
+                }
+            }
+        }
+        // Rate limit: NOTIFY floods and zero timers cost at most one refresh a second.
+        tokio::time::sleep_until(started + MIN_INTERVAL).await;
+    }
+}
+
+fn update_expiry(zone: &SecondaryZone, transfers: &Transfers) {
+    let expired = zone.expired_at(unix_now());
+    let was = zone.unavailable.swap(expired, Ordering::Relaxed);
+    if expired && !was {
+        tracing::error!(zone = %zone.spec.origin, primary = %zone.spec.primary, "secondary zone expired (no good refresh within the SOA EXPIRE time): answering SERVFAIL until the primary is reachable");
+    }
+    transfers.metrics.set_expired(&zone.spec.origin, expired);
+    transfers
+        .any_unavailable
+        .store(transfers.secondaries.any_unavailable(), Ordering::Relaxed);
+}
+
+/// One refresh: SOA check, then IXFR or AXFR, validate, save, swap in.
+async fn refresh(zone: &SecondaryZone, transfers: &Transfers) -> Result<(), RefreshError> {
+    let origin = &zone.spec.origin;
+    // What the catalog serves, not what we last stored: a swap that something else
+    // overwrote is then transferred again.
+    let current = transfers.catalog().load().get(origin).cloned();
+    let ours = current.as_ref().map(|z| z.serial());
+    let answer = exchange(zone, rtype::SOA, None).await?;
+    let theirs = answer
+        .first()
+        .filter(|r| r.rtype == rtype::SOA)
+        .and_then(|r| Soa::from_rdata(&r.rdata))
+        .ok_or(RefreshError::Malformed(
+            "no SOA in the answer to the SOA query",
+        ))?
+        .serial;
+    if let (Some(ours), Some(_)) = (ours, &current) {
+        if !serial_gt(theirs, ours) {
+            // Current: the copy is confirmed, which is what expiry counts from.
+            confirm(zone, transfers);
+            return Ok(());
+        }
+    }
+    let (records, kind) = match &current {
+        Some(cur) => match ixfr(zone, cur).await {
+            Ok(Some(records)) => (records, 1),
+            Ok(None) => (axfr(zone).await?, 0),
+            Err(e) => {
+                tracing::info!(zone = %origin, "IXFR failed ({e}); asking for AXFR");
+                (axfr(zone).await?, 0)
+            }
+        },
+        None => (axfr(zone).await?, 0),
+    };
+    let (built, warnings) = Zone::build(origin, records.clone()).map_err(|e| {
+        RefreshError::Invalid(
+            e.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    for w in warnings {
+        tracing::debug!(zone = %origin, "{}", w.message);
+    }
+    let text = zone_text(origin, zone.spec.primary, &records);
+    let file = zone.file.clone();
+    tokio::task::spawn_blocking(move || crate::journal::write_atomically(&file, text.as_bytes()))
+        .await
+        .map_err(|e| RefreshError::Apply(format!("saving task: {e}")))??;
+    let serial = built.serial();
+    let timers = Timers::of(&built.soa);
+    let built = Arc::new(built);
+    transfers.catalog().rcu(|c| {
+        let mut next = (**c).clone();
+        next.insert(built.clone());
+        next
+    });
+    {
+        let mut s = zone.lock();
+        s.serial = Some(serial);
+        s.timers = Some(timers);
+        s.refreshed = Some(unix_now());
+    }
+    transfers.metrics.inbound[kind].fetch_add(1, Ordering::Relaxed);
+    transfers.metrics.set_refreshed(origin, unix_now());
+    update_expiry(zone, transfers);
+    tracing::info!(zone = %origin, serial, from = ours, kind = ["axfr", "ixfr"][kind], records = records.len(), "secondary zone refreshed");
+    // Precompiled answers, as for a reload.
+    let catalog = transfers.catalog().load();
+    if let Some(z) = catalog.get(origin).cloned() {
+        let origins = catalog.zones().map(|z| z.origin.clone()).collect();
+        crate::loader::precompile_in_background(
+            vec![z],
+            transfers.responder.clone(),
+            origins,
+            transfers.stats.clone(),
+        );
+    }
+    Ok(())
+}
+
+/// Marks the copy as confirmed current now (and the saved file with it).
+fn confirm(zone: &SecondaryZone, transfers: &Transfers) {
+    let now = unix_now();
+    zone.lock().refreshed = Some(now);
+    if let Ok(f) = std::fs::File::options().write(true).open(&zone.file) {
+        let _ = f.set_modified(SystemTime::now());
+    }
+    transfers.metrics.set_refreshed(&zone.spec.origin, now);
+    update_expiry(zone, transfers);
+}
+
+async fn axfr(zone: &SecondaryZone) -> Result<Vec<Record>, RefreshError> {
+    let mut records = exchange(zone, rtype::AXFR, None).await?;
+    if records.len() < 2 {
+        return Err(RefreshError::Incomplete);
+    }
+    // The closing SOA repeats the first.
+    records.pop();
+    Ok(records)
+}
+
+/// The zone after an IXFR from `current`; `None` when the primary sent only its SOA.
+async fn ixfr(zone: &SecondaryZone, current: &Zone) -> Result<Option<Vec<Record>>, RefreshError> {
+    let ours = crate::xfr::soa_record(current);
+    let records = exchange(zone, rtype::IXFR, Some(&ours)).await?;
+    if records.len() < 2 {
+        return Ok(None);
+    }
+    let incremental = records[1].rtype == rtype::SOA && records.len() > 2;
+    if !incremental {
+        let mut all = records;
+        all.pop();
+        return Ok(Some(all));
+    }
+    let changes = split_changesets(&records)?;
+    let mut data = crate::xfr::zone_records(current);
+    for cs in &changes {
+        apply(&mut data, cs)?;
+    }
+    Ok(Some(data))
+}
+
+/// Cuts an incremental IXFR answer into its changesets (RFC 1995 §4).
+fn split_changesets(records: &[Record]) -> Result<Vec<Changeset>, RefreshError> {
+    let serial = |r: &Record| Soa::from_rdata(&r.rdata).map(|s| s.serial);
+    let bad = RefreshError::Malformed("the incremental transfer is not a sequence of changes");
+    let mut out = Vec::new();
+    // records[0] and the last are the new SOA.
+    let body = &records[1..records.len() - 1];
+    let mut i = 0;
+    while i < body.len() {
+        let old = &body[i];
+        if old.rtype != rtype::SOA {
+            return Err(bad);
+        }
+        let mut removed = vec![old.clone()];
+        i += 1;
+        while i < body.len() && body[i].rtype != rtype::SOA {
+            removed.push(body[i].clone());
+            i += 1;
+        }
+        let new = body
+            .get(i)
+            .ok_or(RefreshError::Malformed("a change without its new SOA"))?;
+        let mut added = vec![new.clone()];
+        i += 1;
+        while i < body.len() && body[i].rtype != rtype::SOA {
+            added.push(body[i].clone());
+            i += 1;
+        }
+        out.push(Changeset {
+            from_serial: serial(old).ok_or(RefreshError::Malformed("bad SOA"))?,
+            to_serial: serial(new).ok_or(RefreshError::Malformed("bad SOA"))?,
+            removed,
+            added,
+        });
+    }
+    Ok(out)
+}
+
+/// Applies one changeset to a record list (SOA first): every removal must be there.
+fn apply(data: &mut Vec<Record>, cs: &Changeset) -> Result<(), RefreshError> {
+    let serial = Soa::from_rdata(&data[0].rdata).map(|s| s.serial);
+    if serial != Some(cs.from_serial) {
+        return Err(RefreshError::Apply(format!(
+            "a change from serial {} while we hold {}",
+            cs.from_serial,
+            serial.unwrap_or(0)
+        )));
+    }
+    type Key = (Name, u16, Vec<u8>);
+    let key = |r: &Record| -> Key { (r.owner.to_lowercase(), r.rtype, r.rdata.clone()) };
+    let mut slots: Vec<Option<Record>> = data.drain(1..).map(Some).collect();
+    let mut index: std::collections::HashMap<Key, usize> = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((key(r.as_ref()?), i)))
+        .collect();
+    for r in &cs.removed[1..] {
+        let Some(i) = index.remove(&key(r)) else {
+            return Err(RefreshError::Apply(format!(
+                "removal of {} {} which we do not hold",
+                r.owner,
+                crate::rr::type_name(r.rtype)
+            )));
+        };
+        slots[i] = None;
+    }
+    for r in &cs.added[1..] {
+        match index.get(&key(r)) {
+            // Already there: the addition may change the TTL.
+            Some(&i) => slots[i] = Some(r.clone()),
+            None => {
+                index.insert(key(r), slots.len());
+                slots.push(Some(r.clone()));
+            }
+        }
+    }
+    data[0] = cs.added[0].clone();
+    data.extend(slots.into_iter().flatten());
+    Ok(())
+}
+
+/// Sends one query to the primary over TCP and reads every message of the answer,
+/// returning the answer records in order. For AXFR and IXFR it reads until the
+/// transfer is complete (see [`Ending`]).
+async fn exchange(
+    zone: &SecondaryZone,
+    qtype: u16,
+    ixfr_soa: Option<&Record>,
+) -> Result<Vec<Record>, RefreshError> {
+    let primary = zone.spec.primary;
+    let mut stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(primary))
+        .await
+        .map_err(|_| RefreshError::Timeout(IO_TIMEOUT))?
+        .map_err(|e| RefreshError::Connect(primary, e))?;
+    let _ = stream.set_nodelay(true);
+    let id = crate::notify::random_id();
+    let mut q = Vec::with_capacity(128);
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, u8::from(ixfr_soa.is_some()), 0, 0]);
+    let origin = zone.spec.origin.as_wire();
+    q.extend_from_slice(origin);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&class::IN.to_be_bytes());
+    if let Some(soa) = ixfr_soa {
+        q.extend_from_slice(&[0xc0, HEADER_LEN as u8]);
+        q.extend_from_slice(&rtype::SOA.to_be_bytes());
+        q.extend_from_slice(&class::IN.to_be_bytes());
+        q.extend_from_slice(&soa.ttl.to_be_bytes());
+        q.extend_from_slice(&(soa.rdata.len() as u16).to_be_bytes());
+        q.extend_from_slice(&soa.rdata);
+    }
+    let mut verifier = match &zone.key {
+        Some(k) => {
+            let mac = tsig::sign_request(&mut q, k, tsig::DEFAULT_FUDGE, unix_now())?;
+            Some(StreamVerifier::new(k, &mac))
+        }
+        None => None,
+    };
+    let mut frame = (q.len() as u16).to_be_bytes().to_vec();
+    frame.extend_from_slice(&q);
+    stream.write_all(&frame).await?;
+    let mut records = Vec::new();
+    let mut ending = Ending::new(qtype);
+    let mut buf = vec![0u8; 65535];
+    let mut first = true;
+    loop {
+        let mut len = [0u8; 2];
+        let read = async {
+            stream.read_exact(&mut len).await?;
+            let n = u16::from_be_bytes(len) as usize;
+            stream.read_exact(&mut buf[..n]).await?;
+            Ok::<usize, std::io::Error>(n)
+        };
+        let n = tokio::time::timeout(IO_TIMEOUT, read)
+            .await
+            .map_err(|_| RefreshError::Timeout(IO_TIMEOUT))??;
+        let msg = &buf[..n];
+        if n < HEADER_LEN || msg[..2] != id.to_be_bytes() || msg[2] & 0x80 == 0 {
+            return Err(RefreshError::Malformed(
+                "an answer with another ID, or not an answer",
+            ));
+        }
+        let signed = match &mut verifier {
+            Some(v) => v.verify(msg, unix_now())?,
+            None => true,
+        };
+        let rc = u16::from(msg[3] & 0xf);
+        if rc != rcode::NOERROR {
+            return Err(RefreshError::Rcode(rc));
+        }
+        let before = records.len();
+        parse_answers(msg, &mut records)?;
+        for r in &records[before..] {
+            if !r.owner.is_subdomain_of(&zone.spec.origin) {
+                return Err(RefreshError::Malformed("a record outside the zone"));
+            }
+            ending.feed(r);
+        }
+        let done = qtype == rtype::SOA
+            || ending.done
+            || (first && records.len() == 1 && qtype == rtype::IXFR);
+        first = false;
+        if done {
+            if !signed {
+                return Err(RefreshError::Incomplete);
+            }
+            return Ok(records);
+        }
+    }
+}
+
+/// Tells when an AXFR or IXFR answer is complete (RFC 5936 §2.2, RFC 1995 §4).
+#[derive(Debug)]
+struct Ending {
+    ixfr: bool,
+    first_serial: Option<u32>,
+    count: usize,
+    state: Part,
+    done: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Start,
+    Full,
+    Removals,
+    Additions(u32),
+}
+
+impl Ending {
+    fn new(qtype: u16) -> Ending {
+        Ending {
+            ixfr: qtype == rtype::IXFR,
+            first_serial: None,
+            count: 0,
+            state: Part::Start,
+            done: false,
+        }
+    }
+
+    fn feed(&mut self, r: &Record) {
+        let soa =
+            (r.rtype == rtype::SOA).then(|| Soa::from_rdata(&r.rdata).map_or(0, |s| s.serial));
+        self.count += 1;
+        if self.done {
+            return;
+        }
+        match (self.count, self.state) {
+            (1, _) => {
+                self.first_serial = soa;
+                self.state = Part::Full;
+            }
+            (2, _) if self.ixfr => match soa {
+                Some(s) if Some(s) == self.first_serial => self.done = true,
+                Some(_) => self.state = Part::Removals,
+                None => self.state = Part::Full,
+            },
+            (_, Part::Full) => self.done = soa.is_some(),
+            (_, Part::Removals) => {
+                if let Some(s) = soa {
+                    self.state = Part::Additions(s);
+                }
+            }
+            (_, Part::Additions(to)) => {
+                if let Some(s) = soa {
+                    if Some(s) == self.first_serial && to == s {
+                        self.done = true;
+                    } else {
+                        self.state = Part::Removals;
+                    }
+                }
+            }
+            (_, Part::Start) => {}
+        }
+    }
+}
+
+/// Appends the answer records of one message.
+fn parse_answers(msg: &[u8], out: &mut Vec<Record>) -> Result<(), RefreshError> {
+    let bad = RefreshError::Malformed;
+    let qd = u16::from_be_bytes([msg[4], msg[5]]);
+    let an = u16::from_be_bytes([msg[6], msg[7]]);
+    let mut pos = HEADER_LEN;
+    for _ in 0..qd {
+        pos = read_name(msg, pos).ok_or(bad("question name"))?.1 + 4;
+    }
+    for _ in 0..an {
+        let (owner, p) = read_name(msg, pos).ok_or(bad("owner name"))?;
+        let fixed = msg.get(p..p + 10).ok_or(bad("record cut short"))?;
+        let t = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let cl = u16::from_be_bytes([fixed[2], fixed[3]]);
+        let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+        let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+        let start = p + 10;
+        let end = start + rdlen;
+        if end > msg.len() {
+            return Err(bad("record data cut short"));
+        }
+        if cl != class::IN {
+            return Err(bad("a record of another class"));
+        }
+        let rdata = decompress_rdata(msg, t, start, end).ok_or(bad("record data"))?;
+        out.push(Record {
+            owner: Name::from_wire(&owner).map_err(|_| bad("owner name"))?,
+            rtype: t,
+            class: cl,
+            ttl,
+            rdata,
+            source: None,
+        });
+        pos = end;
+    }
+    Ok(())
+}
+
+/// Rdata with its embedded names uncompressed, for the types whose names a sender may
+/// compress (RFC 3597 §4: RFC 1035 types and, on receipt, RP, AFSDB, RT, KX, NAPTR, SRV).
+fn decompress_rdata(msg: &[u8], t: u16, start: usize, end: usize) -> Option<Vec<u8>> {
+    use crate::rr::rtype_more::{AFSDB, KX, MB, MD, MF, MG, MINFO, MR, NAPTR, RP, RT};
+    let raw = &msg[start..end];
+    // (fixed octets before the names, names, fixed octets after)
+    let (before, names, after) = match t {
+        rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME | MD | MF | MB | MG | MR => (0, 1, 0),
+        rtype::MX | AFSDB | RT | KX => (2, 1, 0),
+        rtype::SOA => (0, 2, 20),
+        MINFO | RP => (0, 2, 0),
+        rtype::SRV => (6, 1, 0),
+        NAPTR => {
+            // order, preference, then flags, services and regexp as character-strings.
+            let mut p = 4;
+            for _ in 0..3 {
+                p += 1 + *raw.get(p)? as usize;
+            }
+            (p, 1, 0)
+        }
+        _ => return Some(raw.to_vec()),
+    };
+    let mut out = raw.get(..before)?.to_vec();
+    let mut pos = start + before;
+    for _ in 0..names {
+        let (name, next) = read_name(msg, pos)?;
+        if next > end {
+            return None;
+        }
+        out.extend_from_slice(&name);
+        pos = next;
+    }
+    if end - pos != after {
+        return None;
+    }
+    out.extend_from_slice(&msg[pos..end]);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(owner: &str, t: u16, rdata: Vec<u8>) -> Record {
+        Record {
+            owner: Name::parse(owner, None).unwrap(),
+            rtype: t,
+            class: class::IN,
+            ttl: 60,
+            rdata,
+            source: None,
+        }
+    }
+
+    fn soa(serial: u32) -> Record {
+        rec(
+            "d.test.",
+            rtype::SOA,
+            [&[0u8, 0][..], &serial.to_be_bytes(), &[0; 16]].concat(),
+        )
+    }
+
+    #[test]
+    fn endings_of_axfr_and_ixfr() {
+        let a = rec("a.d.test.", rtype::A, vec![10, 0, 0, 1]);
+        let feed = |qtype, recs: &[Record]| {
+            let mut e = Ending::new(qtype);
+            recs.iter()
+                .map(|r| {
+                    e.feed(r);
+                    e.done
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            feed(rtype::AXFR, &[soa(5), a.clone(), soa(5)]),
+            [false, false, true]
+        );
+        // IXFR, AXFR style.
+        assert_eq!(
+            feed(rtype::IXFR, &[soa(5), a.clone(), soa(5)]),
+            [false, false, true]
+        );
+        // IXFR, two changes 3 -> 4 -> 5.
+        let inc = [
+            soa(5),
+            soa(3),
+            a.clone(),
+            soa(4),
+            soa(4),
+            soa(5),
+            a.clone(),
+            soa(5),
+        ];
+        assert_eq!(
+            feed(rtype::IXFR, &inc),
+            [false, false, false, false, false, false, false, true]
+        );
+        let cs = split_changesets(&inc).unwrap();
+        assert_eq!(cs.len(), 2);
+        assert_eq!(
+            (cs[0].from_serial, cs[0].to_serial, cs[0].removed.len()),
+            (3, 4, 2)
+        );
+        assert_eq!(
+            (cs[1].from_serial, cs[1].to_serial, cs[1].added.len()),
+            (4, 5, 2)
+        );
+        let mut data = vec![
+            soa(3),
+            a.clone(),
+            rec("b.d.test.", rtype::A, vec![10, 0, 0, 2]),
+        ];
+        for c in &cs {
+            apply(&mut data, c).unwrap();
+        }
+        assert_eq!(data.len(), 3);
+        assert_eq!(Soa::from_rdata(&data[0].rdata).unwrap().serial, 5);
+        // A removal of something we do not hold fails (then AXFR).
+        let mut other = vec![soa(3)];
+        assert!(apply(&mut other, &cs[0]).is_err());
+    }
+
+    #[test]
+    fn rdata_names_are_decompressed() {
+        // A message: header, then "d.test." at 12, then an MX whose name points to 12.
+        let mut msg = vec![0u8; 12];
+        msg.extend_from_slice(b"\x01d\x04test\x00");
+        let start = msg.len();
+        msg.extend_from_slice(&[0, 10, 0x02, b'm', b'x', 0xc0, 12]);
+        let end = msg.len();
+        let out = decompress_rdata(&msg, rtype::MX, start, end).unwrap();
+        assert_eq!(out, b"\x00\x0a\x02mx\x01d\x04test\x00");
+        // A pointer forwards is refused.
+        let mut fwd = msg.clone();
+        let l = fwd.len();
+        fwd[l - 1] = 200;
+        assert!(decompress_rdata(&fwd, rtype::MX, start, end).is_none());
+    }
+
+    #[test]
+    fn state_files_stay_in_the_directory() {
+        let f = state_file(Path::new("/s"), &Name::parse("a/b.test.", None).unwrap());
+        assert_eq!(f.parent(), Some(Path::new("/s")));
+        assert!(f.to_string_lossy().ends_with(".secondary.zone"));
+    }
+}

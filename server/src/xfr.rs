@@ -1,0 +1,1745 @@
+//! Zone transfer out: AXFR (RFC 5936) and IXFR (RFC 1995) over TCP, the transfer ACLs,
+//! the history of changes IXFR serves, and the transfer settings of the configuration.
+//!
+//! A transfer streams one snapshot: the `Arc<Zone>` taken when the request arrives is
+//! held until the last message is written, so updates and reloads that land meanwhile
+//! never mix into it (docs/dns-answer-rules.md §1.11, row 35). The stream starts and ends
+//! with the zone's SOA, each record once in between, in messages of up to 16 KiB: every
+//! name in such a message can be a compression target (pointers reach 16383 octets), and
+//! the messages stay small enough that a slow client does not pin much memory. Owner
+//! names are compressed through a hash table of suffixes (one lookup per label), so the
+//! cost is linear in the zone; rdata goes out uncompressed, which every client accepts.
+//!
+//! Who may transfer: each zone has a list of sources (address prefixes) and TSIG keys;
+//! one match allows (as a BIND `allow-transfer` list does). Nothing configured, nothing
+//! allowed: REFUSED (as NSD; §1.11). A signed request is verified first (RFC 8945 §5.2:
+//! errors answered NOTAUTH with the TSIG error) and every message of the answer is signed
+//! with [`crate::tsig::StreamSigner`] (RFC 8945 §5.3.1 asks for the first and last and at
+//! most 99 unsigned in a row; signing each costs one HMAC per 16 KiB).
+//!
+//! IXFR history: [`Transfers::watch`] notices every new snapshot of a zone in the catalog
+//! (a reload, a hand edit, a dynamic update or a transfer in) and records the difference
+//! from the previous one as a [`Changeset`], the journal's unit, so one history covers
+//! every way a zone changes. A client whose serial is in the history gets the changes
+//! (§1.12); a current client a single SOA; anyone else the whole zone, AXFR style. Over
+//! UDP IXFR is always answered with the single current SOA (RFC 1995 §2: the client then
+//! asks over TCP), AXFR with NOTIMP by the query path.
+//!
+//! Limitations: the history lives in memory and starts empty at each start (clients that
+//! were behind before a restart get one AXFR-style answer); a changeset whose records
+//! together exceed the zone's own size is not kept, as the full zone is then cheaper.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use serde::Deserialize;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::answer::{Outcome, Transport};
+use crate::catalog::Catalog;
+use crate::changeset::Changeset;
+use crate::name::{wire_name_len, Name};
+use crate::rr::{class, rtype, Record};
+use crate::tsig::{self, KeyRing, StreamSigner};
+use crate::wire::{flags, opcode, parse_query, rcode, HEADER_LEN};
+use crate::zone::Zone;
+
+/// Largest transfer message before its TSIG: every offset in it can be a compression
+/// pointer target (14-bit offsets).
+const MESSAGE_TARGET: usize = 16 * 1024;
+
+/// RFC 1982 §3.2: `a` is greater than `b` in serial number arithmetic.
+pub fn serial_gt(a: u32, b: u32) -> bool {
+    a != b && a.wrapping_sub(b) < 0x8000_0000
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+// ---------------------------------------------------------------------------------------
+// Configuration
+
+/// An address prefix, `10.0.0.0/8` or `2001:db8::/32` (a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `ADDR[/PREFIX]`.
+    pub fn parse(text: &str) -> Option<Cidr> {
+        let (a, p) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: IpAddr = a.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p.trim().parse::<u8>().ok().filter(|&p| p <= max)?,
+            None => max,
+        };
+        Some(Cidr { addr, prefix })
+    }
+
+    /// True when `ip` is inside the prefix. An IPv4-mapped IPv6 source matches IPv4
+    /// prefixes (a dual-stack socket reports IPv4 clients that way).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// One element of a zone's transfer ACL: a source prefix or a TSIG key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AclEntry {
+    Net(Cidr),
+    Key(Name),
+}
+
+impl AclEntry {
+    /// Parses `CIDR` or `key:KEYNAME`.
+    pub fn parse(text: &str) -> Result<AclEntry, String> {
+        let text = text.trim();
+        if let Some(k) = text.strip_prefix("key:") {
+            return absolute(k)
+                .map(AclEntry::Key)
+                .map_err(|e| format!("key name {k:?}: {e}"));
+        }
+        Cidr::parse(text).map(AclEntry::Net).ok_or_else(|| {
+            "expected an address prefix (10.0.0.0/8, ::1/128, 127.0.0.1) or key:KEYNAME".into()
+        })
+    }
+}
+
+fn absolute(text: &str) -> Result<Name, crate::name::NameError> {
+    let abs = if text.ends_with('.') {
+        text.to_string()
+    } else {
+        format!("{text}.")
+    };
+    Name::parse(&abs, None)
+}
+
+/// `[transfer]` in the config file; see deploy/musterd.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTransfer {
+    /// `[transfer.allow]`: zone = ["CIDR" | "key:KEYNAME", ...].
+    #[serde(default)]
+    pub allow: std::collections::BTreeMap<String, Vec<String>>,
+    /// `[transfer.notify]`: zone = ["ADDR:PORT[,key:KEYNAME]", ...].
+    #[serde(default)]
+    pub notify: std::collections::BTreeMap<String, Vec<String>>,
+    pub notify_retries: Option<u32>,
+    pub notify_timeout: Option<String>,
+    pub ixfr_history: Option<usize>,
+    /// `[[transfer.secondary]]`: zones pulled from a primary.
+    #[serde(default)]
+    pub secondary: Vec<FileSecondary>,
+}
+
+/// `[[transfer.secondary]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSecondary {
+    pub origin: String,
+    pub primary: SocketAddr,
+    pub key: Option<String>,
+}
+
+/// Transfer settings from the command line, each repeatable.
+#[derive(Debug, Default, Clone)]
+pub struct TransferFlags {
+    /// `--allow-transfer ZONE=CIDR|key:KEYNAME[,...]`
+    pub allow: Vec<String>,
+    /// `--notify ZONE=ADDR:PORT[,key:KEYNAME]`
+    pub notify: Vec<String>,
+    /// `--secondary ZONE=ADDR:PORT[,key:KEYNAME]`
+    pub secondary: Vec<String>,
+}
+
+/// Why the transfer settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{flag} {value:?}: {message}")]
+    Syntax {
+        flag: &'static str,
+        value: String,
+        message: String,
+    },
+    #[error("zone name {text:?}: {source}")]
+    Zone {
+        text: String,
+        source: crate::name::NameError,
+    },
+    #[error("{what} names zone {zone}, which is not served; add it with --zone, [[zone]] or as a secondary")]
+    UnknownZone { what: &'static str, zone: Name },
+    #[error("zone {0} is configured as a secondary twice, or also has a zone file")]
+    DuplicateSecondary(Name),
+    #[error("{what} of zone {zone} names TSIG key {key}, which is not loaded; load it with --key-file or [[key]]")]
+    UnknownKey {
+        what: &'static str,
+        zone: Name,
+        key: Name,
+    },
+    #[error("{key} = {value:?}: {message}")]
+    Value {
+        key: &'static str,
+        value: String,
+        message: String,
+    },
+}
+
+/// A zone pulled from a primary ([`crate::secondary`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecondarySpec {
+    pub origin: Name,
+    pub primary: SocketAddr,
+    /// The TSIG key that signs the requests and must sign the answers.
+    pub key: Option<Name>,
+}
+
+/// A secondary to NOTIFY ([`crate::notify`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyTarget {
+    pub addr: SocketAddr,
+    pub key: Option<Name>,
+}
+
+/// The resolved transfer settings.
+#[derive(Debug, Clone)]
+pub struct TransferConfig {
+    /// Per zone (lower-cased), who may transfer it.
+    pub allow: Vec<(Name, Vec<AclEntry>)>,
+    /// Per zone (lower-cased), whom to NOTIFY after a serial change.
+    pub notify: Vec<(Name, Vec<NotifyTarget>)>,
+    pub secondaries: Vec<SecondarySpec>,
+    /// NOTIFY attempts per change and secondary.
+    pub notify_retries: u32,
+    /// Wait for the first NOTIFY answer; doubled after each attempt.
+    pub notify_timeout: Duration,
+    /// Changesets kept per zone for IXFR.
+    pub ixfr_history: usize,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        TransferConfig {
+            allow: Vec::new(),
+            notify: Vec::new(),
+            secondaries: Vec::new(),
+            notify_retries: 5,
+            notify_timeout: Duration::from_secs(1),
+            ixfr_history: 100,
+        }
+    }
+}
+
+impl TransferConfig {
+    /// True when nothing about transfers is configured: the query path then answers
+    /// AXFR and IXFR as before (REFUSED over TCP) at no cost.
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.notify.is_empty() && self.secondaries.is_empty()
+    }
+
+    /// Every TSIG key the settings name, with what names it: checked against the loaded
+    /// keys by [`TransferConfig::check_keys`].
+    fn key_uses(&self) -> impl Iterator<Item = (&'static str, &Name, &Name)> {
+        let acl = self.allow.iter().flat_map(|(z, es)| {
+            es.iter().filter_map(move |e| match e {
+                AclEntry::Key(k) => Some(("allow-transfer", z, k)),
+                AclEntry::Net(_) => None,
+            })
+        });
+        let notify = self.notify.iter().flat_map(|(z, ts)| {
+            ts.iter()
+                .filter_map(move |t| t.key.as_ref().map(|k| ("notify", z, k)))
+        });
+        let sec = self
+            .secondaries
+            .iter()
+            .filter_map(|s| s.key.as_ref().map(|k| ("secondary", &s.origin, k)));
+        acl.chain(notify).chain(sec)
+    }
+
+    /// Checks that every key named is loaded.
+    pub fn check_keys(&self, keys: &KeyRing) -> Result<(), ConfigError> {
+        for (what, zone, key) in self.key_uses() {
+            if keys.get(key).is_none() {
+                return Err(ConfigError::UnknownKey {
+                    what,
+                    zone: zone.clone(),
+                    key: key.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn zone_name(text: &str) -> Result<Name, ConfigError> {
+    absolute(text)
+        .map(|n| n.to_lowercase())
+        .map_err(|source| ConfigError::Zone {
+            text: text.into(),
+            source,
+        })
+}
+
+/// Splits `ZONE=REST`.
+fn split_flag<'a>(flag: &'static str, value: &'a str) -> Result<(&'a str, &'a str), ConfigError> {
+    value
+        .split_once('=')
+        .filter(|(z, r)| !z.is_empty() && !r.is_empty())
+        .ok_or_else(|| ConfigError::Syntax {
+            flag,
+            value: value.into(),
+            message: "expected ZONE=VALUE".into(),
+        })
+}
+
+/// Parses `ADDR:PORT[,key:KEYNAME]`.
+fn addr_and_key(
+    flag: &'static str,
+    value: &str,
+) -> Result<(SocketAddr, Option<Name>), ConfigError> {
+    let bad = |message: String| ConfigError::Syntax {
+        flag,
+        value: value.into(),
+        message,
+    };
+    let mut parts = value.split(',');
+    let addr = parts.next().unwrap_or_default().trim();
+    let addr: SocketAddr = addr.parse().map_err(|_| {
+        bad(format!(
+            "{addr:?} is not ADDR:PORT (write 192.0.2.1:53 or [2001:db8::1]:53)"
+        ))
+    })?;
+    let mut key = None;
+    for p in parts {
+        let Some(k) = p.trim().strip_prefix("key:") else {
+            return Err(bad(format!("{p:?}: expected key:KEYNAME")));
+        };
+        key = Some(absolute(k).map_err(|e| bad(format!("key name {k:?}: {e}")))?);
+    }
+    Ok((addr, key))
+}
+
+/// Combines the file's `[transfer]` and the flags (flags add to the file) and checks
+/// them against the zones served from files (`file_zones`).
+pub fn resolve(
+    file: Option<FileTransfer>,
+    flags: &TransferFlags,
+    file_zones: &[Name],
+) -> Result<TransferConfig, ConfigError> {
+    let file = file.unwrap_or_default();
+    let d = TransferConfig::default();
+    let mut cfg = TransferConfig {
+        notify_retries: file.notify_retries.unwrap_or(d.notify_retries),
+        ixfr_history: file.ixfr_history.unwrap_or(d.ixfr_history),
+        ..d
+    };
+    if let Some(t) = &file.notify_timeout {
+        cfg.notify_timeout = humantime::parse_duration(t).map_err(|e| ConfigError::Value {
+            key: "transfer.notify_timeout",
+            value: t.clone(),
+            message: format!("{e} (write e.g. \"1s\")"),
+        })?;
+    }
+    if cfg.notify_retries == 0 || cfg.notify_retries > 20 {
+        return Err(ConfigError::Value {
+            key: "transfer.notify_retries",
+            value: cfg.notify_retries.to_string(),
+            message: "between 1 and 20: each retry doubles the wait".into(),
+        });
+    }
+    if cfg.notify_timeout.is_zero() || cfg.notify_timeout > Duration::from_secs(30) {
+        return Err(ConfigError::Value {
+            key: "transfer.notify_timeout",
+            value: file.notify_timeout.clone().unwrap_or_default(),
+            message: "between 1ms and 30s".into(),
+        });
+    }
+    // Secondaries first: they are served zones too.
+    let mut secondaries: Vec<(String, SocketAddr, Option<Name>)> = Vec::new();
+    for s in &file.secondary {
+        let key = match &s.key {
+            Some(k) => Some(absolute(k).map_err(|e| ConfigError::Value {
+                key: "transfer.secondary.key",
+                value: k.clone(),
+                message: e.to_string(),
+            })?),
+            None => None,
+        };
+        secondaries.push((s.origin.clone(), s.primary, key));
+    }
+    for f in &flags.secondary {
+        let (z, rest) = split_flag("--secondary", f)?;
+        let (addr, key) = addr_and_key("--secondary", rest)?;
+        secondaries.push((z.to_string(), addr, key));
+    }
+    for (z, primary, key) in secondaries {
+        let origin = zone_name(&z)?;
+        if file_zones.contains(&origin) || cfg.secondaries.iter().any(|s| s.origin == origin) {
+            return Err(ConfigError::DuplicateSecondary(origin));
+        }
+        cfg.secondaries.push(SecondarySpec {
+            origin,
+            primary,
+            key,
+        });
+    }
+    let served = |zone: &Name| {
+        file_zones.contains(zone) || cfg.secondaries.iter().any(|s| &s.origin == zone)
+    };
+    let mut allow: Vec<(Name, Vec<AclEntry>)> = Vec::new();
+    let mut add_allow =
+        |zone: Name, entry: AclEntry| match allow.iter_mut().find(|(z, _)| *z == zone) {
+            Some((_, es)) => es.push(entry),
+            None => allow.push((zone, vec![entry])),
+        };
+    for (z, entries) in &file.allow {
+        let zone = zone_name(z)?;
+        for e in entries {
+            let entry = AclEntry::parse(e).map_err(|message| ConfigError::Value {
+                key: "transfer.allow",
+                value: format!("{z} = {e}"),
+                message,
+            })?;
+            add_allow(zone.clone(), entry);
+        }
+    }
+    for f in &flags.allow {
+        let (z, rest) = split_flag("--allow-transfer", f)?;
+        let zone = zone_name(z)?;
+        for e in rest.split(',') {
+            let entry = AclEntry::parse(e).map_err(|message| ConfigError::Syntax {
+                flag: "--allow-transfer",
+                value: f.clone(),
+                message,
+            })?;
+            add_allow(zone.clone(), entry);
+        }
+    }
+    for (zone, _) in &allow {
+        if !served(zone) {
+            return Err(ConfigError::UnknownZone {
+                what: "allow-transfer",
+                zone: zone.clone(),
+            });
+        }
+    }
+    let mut notify: Vec<(Name, Vec<NotifyTarget>)> = Vec::new();
+    let mut add_notify =
+        |zone: Name, t: NotifyTarget| match notify.iter_mut().find(|(z, _)| *z == zone) {
+            Some((_, ts)) => ts.push(t),
+            None => notify.push((zone, vec![t])),
+        };
+    for (z, targets) in &file.notify {
+        let zone = zone_name(z)?;
+        for t in targets {
+            let (addr, key) = addr_and_key("transfer.notify", t)?;
+            add_notify(zone.clone(), NotifyTarget { addr, key });
+        }
+    }
+    for f in &flags.notify {
+        let (z, rest) = split_flag("--notify", f)?;
+        let (addr, key) = addr_and_key("--notify", rest)?;
+        add_notify(zone_name(z)?, NotifyTarget { addr, key });
+    }
+    for (zone, _) in &notify {
+        if !served(zone) {
+            return Err(ConfigError::UnknownZone {
+                what: "notify",
+                zone: zone.clone(),
+            });
+        }
+    }
+    cfg.allow = allow;
+    cfg.notify = notify;
+    Ok(cfg)
+}
+
+// ---------------------------------------------------------------------------------------
+// Metrics
+
+/// Transfer and NOTIFY counters and the per-zone gauges (`musterd_xfr_*`,
+/// `musterd_notify_*`, `musterd_zone_*`).
+#[derive(Debug, Default)]
+pub struct XfrMetrics {
+    /// Out: [AXFR, IXFR incremental, IXFR answered AXFR style, IXFR single SOA].
+    pub out: [AtomicU64; 4],
+    pub out_refused: AtomicU64,
+    pub out_failed: AtomicU64,
+    /// In: [AXFR, IXFR].
+    pub inbound: [AtomicU64; 2],
+    pub in_failed: AtomicU64,
+    pub notify_sent: AtomicU64,
+    pub notify_failed: AtomicU64,
+    pub notify_received: AtomicU64,
+    pub notify_refused: AtomicU64,
+    /// Per zone: (serial, unix time of the last successful refresh of a secondary zone
+    /// (0 for a primary zone), expired).
+    pub zones: Mutex<std::collections::BTreeMap<String, (u32, u64, bool)>>,
+}
+
+impl XfrMetrics {
+    /// Records the serial now served for `zone`.
+    pub fn set_serial(&self, zone: &Name, serial: u32) {
+        let mut z = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        z.entry(zone.to_string()).or_default().0 = serial;
+    }
+
+    /// Records a successful refresh of a secondary zone.
+    pub fn set_refreshed(&self, zone: &Name, at: u64) {
+        let mut z = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        z.entry(zone.to_string()).or_default().1 = at;
+    }
+
+    /// Records whether a secondary zone is expired.
+    pub fn set_expired(&self, zone: &Name, expired: bool) {
+        let mut z = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        z.entry(zone.to_string()).or_default().2 = expired;
+    }
+
+    /// Appends the Prometheus text.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP musterd_xfr_out_total Zone transfers served, by kind."
+        );
+        let _ = writeln!(out, "# TYPE musterd_xfr_out_total counter");
+        for (kind, c) in ["axfr", "ixfr", "ixfr_axfr_style", "ixfr_current"]
+            .iter()
+            .zip(&self.out)
+        {
+            let _ = writeln!(out, "musterd_xfr_out_total{{kind=\"{kind}\"}} {}", get(c));
+        }
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP musterd_{name} {help}");
+            let _ = writeln!(out, "# TYPE musterd_{name} counter");
+            let _ = writeln!(out, "musterd_{name} {v}");
+        };
+        counter(
+            "xfr_out_refused_total",
+            "Transfer requests refused (not allowed, bad TSIG, zone not served).",
+            get(&self.out_refused),
+        );
+        counter(
+            "xfr_out_failed_total",
+            "Transfers out cut short (client gone or too slow, data not writable).",
+            get(&self.out_failed),
+        );
+        counter(
+            "xfr_in_axfr_total",
+            "Secondary zones refreshed by a full transfer.",
+            get(&self.inbound[0]),
+        );
+        counter(
+            "xfr_in_ixfr_total",
+            "Secondary zones refreshed by an incremental transfer.",
+            get(&self.inbound[1]),
+        );
+        counter(
+            "xfr_in_failed_total",
+            "Refresh attempts of secondary zones that failed (primary unreachable, refused, bad data).",
+            get(&self.in_failed),
+        );
+        counter(
+            "notify_sent_total",
+            "NOTIFY messages answered by a secondary.",
+            get(&self.notify_sent),
+        );
+        counter(
+            "notify_failed_total",
+            "NOTIFYs given up after every retry, or refused by the secondary.",
+            get(&self.notify_failed),
+        );
+        counter(
+            "notify_received_total",
+            "NOTIFY messages accepted from a primary.",
+            get(&self.notify_received),
+        );
+        counter(
+            "notify_refused_total",
+            "NOTIFY messages refused (unknown source or zone, bad TSIG).",
+            get(&self.notify_refused),
+        );
+        let zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(
+            out,
+            "# HELP musterd_zone_serial SOA serial served, per zone."
+        );
+        let _ = writeln!(out, "# TYPE musterd_zone_serial gauge");
+        for (z, (serial, _, _)) in zones.iter() {
+            let _ = writeln!(out, "musterd_zone_serial{{zone=\"{z}\"}} {serial}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP musterd_zone_last_refresh_seconds Unix time of the last successful refresh of a secondary zone."
+        );
+        let _ = writeln!(out, "# TYPE musterd_zone_last_refresh_seconds gauge");
+        for (z, (_, at, _)) in zones.iter().filter(|(_, v)| v.1 > 0) {
+            let _ = writeln!(
+                out,
+                "musterd_zone_last_refresh_seconds{{zone=\"{z}\"}} {at}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP musterd_zone_expired 1 when a secondary zone is past its SOA EXPIRE (answered SERVFAIL)."
+        );
+        let _ = writeln!(out, "# TYPE musterd_zone_expired gauge");
+        for (z, (_, _, expired)) in zones.iter() {
+            let _ = writeln!(
+                out,
+                "musterd_zone_expired{{zone=\"{z}\"}} {}",
+                u8::from(*expired)
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// History and differences
+
+/// Every record of a snapshot, apex SOA first, in node order: what AXFR sends between
+/// the two SOAs, and what a secondary stores.
+pub fn zone_records(zone: &Zone) -> Vec<Record> {
+    let mut out = Vec::with_capacity(zone.record_count + 1);
+    out.push(soa_record(zone));
+    for_each_record(zone, |owner, t, ttl, rdata| {
+        out.push(Record {
+            owner: Name::from_wire(owner).expect("stored names are valid"),
+            rtype: t,
+            class: class::IN,
+            ttl,
+            rdata: rdata.to_vec(),
+            source: None,
+        });
+    });
+    out
+}
+
+/// Calls `f` for every record of the zone except the apex SOA.
+fn for_each_record<'z>(zone: &'z Zone, mut f: impl FnMut(&'z [u8], u16, u32, &'z [u8])) {
+    let apex = zone.apex().index();
+    for node in zone.nodes() {
+        let owner = node.owner();
+        for set in node.rrsets() {
+            if set.rtype == rtype::SOA && node.index() == apex {
+                continue;
+            }
+            for rdata in set.rdatas() {
+                f(owner, set.rtype, set.ttl, rdata);
+            }
+        }
+    }
+}
+
+/// The apex SOA record of a snapshot.
+pub fn soa_record(zone: &Zone) -> Record {
+    Record {
+        owner: zone.apex().owner_name(),
+        rtype: rtype::SOA,
+        class: class::IN,
+        ttl: zone.soa_ttl,
+        rdata: zone.soa_rdata.to_vec(),
+        source: None,
+    }
+}
+
+/// What changed from `old` to `new`, IXFR style: removals led by the old SOA, additions
+/// by the new one. An RRset whose TTL changed is removed and added whole. Names in rdata
+/// compare as bytes, so a change of case is a change.
+pub fn diff(old: &Zone, new: &Zone) -> Changeset {
+    let mut removed = vec![soa_record(old)];
+    let mut added = vec![soa_record(new)];
+    let record = |owner: &[u8], t: u16, ttl: u32, rdata: &[u8]| Record {
+        owner: Name::from_wire(owner).expect("stored names are valid"),
+        rtype: t,
+        class: class::IN,
+        ttl,
+        rdata: rdata.to_vec(),
+        source: None,
+    };
+    // Records of `a` that `b` does not hold with the same TTL.
+    let missing = |a: &Zone, b: &Zone, out: &mut Vec<Record>| {
+        let apex = a.apex().index();
+        for node in a.nodes() {
+            let other = b.node(node.key());
+            for set in node.rrsets() {
+                if set.rtype == rtype::SOA && node.index() == apex {
+                    continue;
+                }
+                let twin = other
+                    .and_then(|o| o.rrset(set.rtype))
+                    .filter(|s| s.ttl == set.ttl);
+                for rdata in set.rdatas() {
+                    if !twin.is_some_and(|s| s.rdatas().any(|r| r == rdata)) {
+                        out.push(record(node.owner(), set.rtype, set.ttl, rdata));
+                    }
+                }
+            }
+        }
+    };
+    missing(old, new, &mut removed);
+    missing(new, old, &mut added);
+    Changeset {
+        from_serial: old.serial(),
+        to_serial: new.serial(),
+        removed,
+        added,
+    }
+}
+
+/// The changesets kept for each zone, oldest first.
+#[derive(Debug, Default)]
+pub struct History {
+    zones: Mutex<HashMap<Name, VecDeque<Arc<Changeset>>>>,
+}
+
+impl History {
+    /// Adds the change from `old` to `new` of zone `origin` (lower-cased), or forgets the
+    /// zone's history when the change cannot be told as one (same serial, serial going
+    /// backwards, or a change bigger than the zone).
+    pub fn record(&self, origin: &Name, cs: Option<Changeset>, zone_records: usize, keep: usize) {
+        let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        let h = zones.entry(origin.clone()).or_default();
+        match cs {
+            Some(cs)
+                if serial_gt(cs.to_serial, cs.from_serial)
+                    && cs.removed.len() + cs.added.len() <= zone_records + 2 =>
+            {
+                if h.back()
+                    .is_some_and(|last| last.to_serial != cs.from_serial)
+                {
+                    h.clear();
+                }
+                h.push_back(Arc::new(cs));
+                while h.len() > keep {
+                    h.pop_front();
+                }
+            }
+            _ => h.clear(),
+        }
+    }
+
+    /// The changesets from `serial` to `current`, if the history reaches that far back.
+    pub fn since(&self, origin: &Name, serial: u32, current: u32) -> Option<Vec<Arc<Changeset>>> {
+        let zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        let h = zones.get(origin)?;
+        let start = h.iter().position(|cs| cs.from_serial == serial)?;
+        let chain: Vec<Arc<Changeset>> = h.iter().skip(start).cloned().collect();
+        let chained = chain.windows(2).all(|w| w[0].to_serial == w[1].from_serial);
+        (chained && chain.last()?.to_serial == current).then_some(chain)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading messages (shared with the secondary's client)
+
+/// Reads a possibly compressed name at `pos` of `msg`: the uncompressed wire name and the
+/// offset after it. Pointers must go strictly backwards (RFC 9267), so it terminates.
+pub fn read_name(msg: &[u8], mut pos: usize) -> Option<(Vec<u8>, usize)> {
+    let mut out = Vec::with_capacity(32);
+    let mut end = None;
+    let mut lowest = pos;
+    loop {
+        let b = *msg.get(pos)?;
+        match b & 0xc0 {
+            0x00 => {
+                let l = b as usize;
+                let label = msg.get(pos + 1..pos + 1 + l)?;
+                out.push(b);
+                out.extend_from_slice(label);
+                if out.len() > 255 {
+                    return None;
+                }
+                pos += 1 + l;
+                if l == 0 {
+                    return Some((out, end.unwrap_or(pos)));
+                }
+            }
+            0xc0 => {
+                let target = (usize::from(b & 0x3f) << 8) | usize::from(*msg.get(pos + 1)?);
+                if target >= lowest {
+                    return None;
+                }
+                end.get_or_insert(pos + 2);
+                lowest = target;
+                pos = target;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// The serial of the SOA a client put in the authority section of its IXFR request
+/// (RFC 1995 §3); `None` for anything else: no SOA, another owner, malformed data
+/// (docs/dns-answer-rules.md §1.12: FORMERR).
+fn ixfr_serial(pkt: &[u8], question_end: usize, origin: &[u8]) -> Option<u32> {
+    let an = u16::from_be_bytes([pkt[6], pkt[7]]);
+    let ns = u16::from_be_bytes([pkt[8], pkt[9]]);
+    if an != 0 || ns != 1 {
+        return None;
+    }
+    let (owner, p) = read_name(pkt, question_end)?;
+    let fixed = pkt.get(p..p + 10)?;
+    let t = u16::from_be_bytes([fixed[0], fixed[1]]);
+    let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+    if t != rtype::SOA || !owner.eq_ignore_ascii_case(origin) {
+        return None;
+    }
+    let start = p + 10;
+    let end = start + rdlen;
+    if end > pkt.len() {
+        return None;
+    }
+    let (_, after_mname) = read_name(pkt, start)?;
+    let (_, after_rname) = read_name(pkt, after_mname)?;
+    if after_rname + 20 != end {
+        return None;
+    }
+    Some(u32::from_be_bytes(
+        pkt[after_rname..after_rname + 4].try_into().ok()?,
+    ))
+}
+
+/// True when `pkt` is a query for AXFR or IXFR: such queries over TCP are streamed by
+/// [`Transfers::serve_tcp`] instead of the query path.
+pub fn is_transfer(pkt: &[u8]) -> bool {
+    if pkt.len() < HEADER_LEN || pkt[2] & 0x80 != 0 || (pkt[2] >> 3) & 0xf != opcode::QUERY {
+        return false;
+    }
+    let Some(n) = wire_name_len(&pkt[HEADER_LEN..]) else {
+        return false;
+    };
+    let at = HEADER_LEN + n;
+    match pkt.get(at..at + 2) {
+        Some(t) => matches!(u16::from_be_bytes([t[0], t[1]]), rtype::AXFR | rtype::IXFR),
+        None => false,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing transfer messages
+
+/// One transfer message being filled.
+struct Message<'a> {
+    buf: Vec<u8>,
+    /// Name suffix (exact bytes) -> offset where it can be pointed at.
+    names: HashMap<&'a [u8], u16, foldhash::fast::RandomState>,
+    /// The previous owner and its offset: RRsets of one name follow each other.
+    last_owner: Option<(&'a [u8], u16)>,
+    answers: u16,
+}
+
+/// Why a record cannot go into any message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a {} record of {len} octets does not fit in a transfer message", crate::rr::type_name(*rtype))]
+pub struct Oversized {
+    rtype: u16,
+    len: usize,
+}
+
+impl<'a> Message<'a> {
+    fn new() -> Message<'a> {
+        Message {
+            buf: Vec::with_capacity(MESSAGE_TARGET + 512),
+            names: HashMap::default(),
+            last_owner: None,
+            answers: 0,
+        }
+    }
+
+    /// Starts a message: header, and the question in the first one only (RFC 5936 §2.2).
+    fn start(&mut self, id: u16, copy_flags: u16, question: Option<&[u8]>) {
+        self.buf.clear();
+        self.names.clear();
+        self.last_owner = None;
+        self.answers = 0;
+        let fl = flags::QR | flags::AA | copy_flags;
+        self.buf.extend_from_slice(&id.to_be_bytes());
+        self.buf.extend_from_slice(&fl.to_be_bytes());
+        let qd = u16::from(question.is_some());
+        self.buf.extend_from_slice(&qd.to_be_bytes());
+        self.buf.extend_from_slice(&[0; 6]);
+        if let Some(q) = question {
+            self.buf.extend_from_slice(q);
+        }
+    }
+
+    fn name(&mut self, name: &'a [u8]) {
+        if let Some((last, off)) = self.last_owner {
+            if last == name {
+                self.buf.extend_from_slice(&(0xc000 | off).to_be_bytes());
+                return;
+            }
+        }
+        let base = self.buf.len();
+        let mut pos = 0;
+        let mut target = None;
+        while name[pos] != 0 {
+            if let Some(&off) = self.names.get(&name[pos..]) {
+                target = Some(off);
+                break;
+            }
+            pos += name[pos] as usize + 1;
+        }
+        self.buf.extend_from_slice(&name[..pos]);
+        match target {
+            Some(off) => self.buf.extend_from_slice(&(0xc000 | off).to_be_bytes()),
+            None => self.buf.push(0),
+        }
+        let mut p = 0;
+        while p < pos && base + p < 0x4000 {
+            self.names.insert(&name[p..], (base + p) as u16);
+            p += name[p] as usize + 1;
+        }
+        if base < 0x4000 {
+            self.last_owner = Some((name, base as u16));
+        }
+    }
+
+    /// Appends a record if it fits under `limit`; false when the message is full.
+    fn record(
+        &mut self,
+        limit: usize,
+        owner: &'a [u8],
+        t: u16,
+        ttl: u32,
+        rdata: &[u8],
+    ) -> Result<bool, Oversized> {
+        let worst = owner.len() + 10 + rdata.len();
+        if self.buf.len() + worst > limit {
+            if self.answers == 0 {
+                return Err(Oversized {
+                    rtype: t,
+                    len: worst,
+                });
+            }
+            return Ok(false);
+        }
+        self.name(owner);
+        self.buf.extend_from_slice(&t.to_be_bytes());
+        self.buf.extend_from_slice(&class::IN.to_be_bytes());
+        self.buf.extend_from_slice(&ttl.to_be_bytes());
+        self.buf
+            .extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        self.buf.extend_from_slice(rdata);
+        self.answers += 1;
+        Ok(true)
+    }
+
+    fn finish(&mut self) {
+        self.buf[6..8].copy_from_slice(&self.answers.to_be_bytes());
+    }
+}
+
+/// Why a transfer out stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("writing to the client: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the client did not read for {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Oversized(#[from] Oversized),
+    #[error("signing a message: {0}")]
+    Sign(#[from] tsig::SignError),
+}
+
+/// Writes the messages of one transfer answer to a client.
+struct Stream<'w, W> {
+    out: &'w mut W,
+    id: u16,
+    copy_flags: u16,
+    question: Vec<u8>,
+    signer: Option<StreamSigner>,
+    limit: usize,
+    first: bool,
+    frame: Vec<u8>,
+    timeout: Duration,
+    messages: usize,
+}
+
+impl<W: AsyncWrite + Unpin> Stream<'_, W> {
+    async fn send(&mut self, msg: &mut Message<'_>) -> Result<(), StreamError> {
+        msg.finish();
+        if let Some(s) = &mut self.signer {
+            s.sign(&mut msg.buf, unix_now())?;
+        }
+        self.frame.clear();
+        self.frame
+            .extend_from_slice(&(msg.buf.len() as u16).to_be_bytes());
+        self.frame.extend_from_slice(&msg.buf);
+        match tokio::time::timeout(self.timeout, self.out.write_all(&self.frame)).await {
+            Err(_) => return Err(StreamError::Timeout(self.timeout)),
+            Ok(r) => r?,
+        }
+        self.messages += 1;
+        Ok(())
+    }
+
+    fn start<'a>(&mut self, msg: &mut Message<'a>) {
+        let q = if self.first {
+            Some(&self.question[..])
+        } else {
+            None
+        };
+        msg.start(self.id, self.copy_flags, q);
+        self.first = false;
+    }
+
+    /// Appends a record, sending the message first when it is full.
+    async fn record<'a>(
+        &mut self,
+        msg: &mut Message<'a>,
+        owner: &'a [u8],
+        t: u16,
+        ttl: u32,
+        rdata: &'a [u8],
+    ) -> Result<(), StreamError> {
+        if !msg.record(self.limit, owner, t, ttl, rdata)? {
+            self.send(msg).await?;
+            self.start(msg);
+            msg.record(self.limit, owner, t, ttl, rdata)?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The transfer service
+
+/// Zone transfer, NOTIFY and secondary zones at run time, shared with the transports.
+pub struct Transfers {
+    catalog: Arc<ArcSwap<Catalog>>,
+    keys: Arc<KeyRing>,
+    acl: HashMap<Name, Vec<AclEntry>>,
+    history: History,
+    ixfr_history: usize,
+    pub metrics: Arc<XfrMetrics>,
+    pub(crate) notifier: crate::notify::Notifier,
+    pub(crate) secondaries: crate::secondary::Secondaries,
+    /// Set while some secondary zone is expired or not loaded yet: only then does the
+    /// query path look at [`crate::secondary::Secondaries::unavailable`].
+    pub(crate) any_unavailable: AtomicBool,
+    max_udp_payload: u16,
+    /// For precompiling the answers of refreshed secondary zones, as a reload does.
+    pub(crate) responder: crate::answer::Responder,
+    pub(crate) stats: Arc<crate::stats::Stats>,
+}
+
+impl std::fmt::Debug for Transfers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transfers")
+            .field("acl", &self.acl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why transfers cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Secondary(#[from] crate::secondary::SecondaryError),
+}
+
+impl Transfers {
+    /// Sets up transfers for `catalog`: checks the keys, loads the secondary zones saved
+    /// in `state_dir` and puts them into the catalog. Call before serving (it reads
+    /// files); then [`Transfers::start`] inside the runtime.
+    pub fn new(
+        config: &TransferConfig,
+        keys: Arc<KeyRing>,
+        state_dir: &Path,
+        catalog: Arc<ArcSwap<Catalog>>,
+        responder: crate::answer::Responder,
+        stats: Arc<crate::stats::Stats>,
+    ) -> Result<Arc<Transfers>, StartError> {
+        config.check_keys(&keys)?;
+        let metrics = stats.xfr.clone();
+        let secondaries = crate::secondary::Secondaries::load(
+            &config.secondaries,
+            &keys,
+            state_dir,
+            &catalog,
+            &metrics,
+        )?;
+        let t = Transfers {
+            acl: config.allow.iter().cloned().collect(),
+            notifier: crate::notify::Notifier::new(config, &keys, metrics.clone()),
+            any_unavailable: AtomicBool::new(secondaries.any_unavailable()),
+            secondaries,
+            catalog,
+            keys,
+            history: History::default(),
+            ixfr_history: config.ixfr_history,
+            metrics,
+            max_udp_payload: responder.config.max_udp_payload,
+            responder,
+            stats,
+        };
+        Ok(Arc::new(t))
+    }
+
+    /// Where secondary zones are saved.
+    pub fn state_file(state_dir: &Path, zone: &Name) -> PathBuf {
+        crate::secondary::state_file(state_dir, zone)
+    }
+
+    /// Starts the catalog watcher and the secondary zones' refresh tasks. Call once,
+    /// inside the runtime.
+    pub fn start(self: &Arc<Self>) {
+        tokio::spawn(self.clone().watch());
+        crate::secondary::start(self);
+    }
+
+    /// Watches the catalog for new snapshots: records each zone's change for IXFR,
+    /// NOTIFYs its secondaries and updates the serial gauge. Polling a pointer per zone
+    /// every 100 ms costs nothing and needs no hook in the loader, the update path or
+    /// the secondary: whatever swaps a zone in, the change is seen, and changes within
+    /// one poll are merged into one changeset.
+    async fn watch(self: Arc<Self>) {
+        let mut seen: HashMap<Name, Arc<Zone>> = HashMap::new();
+        for z in self.catalog.load().zones() {
+            self.metrics.set_serial(&z.origin, z.serial());
+            seen.insert(z.origin.clone(), z.clone());
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            let catalog = self.catalog.load_full();
+            for zone in catalog.zones() {
+                let old = match seen.get(&zone.origin) {
+                    Some(old) if Arc::ptr_eq(old, zone) => continue,
+                    old => old.cloned(),
+                };
+                seen.insert(zone.origin.clone(), zone.clone());
+                self.metrics.set_serial(&zone.origin, zone.serial());
+                let Some(old) = old else {
+                    self.notifier.serial_changed(zone);
+                    continue;
+                };
+                if old.serial() == zone.serial() {
+                    // Same serial, maybe other content: IXFR cannot tell it, so the
+                    // history no longer describes what is served.
+                    self.history.record(&zone.origin, None, 0, 0);
+                    continue;
+                }
+                let (new, me) = (zone.clone(), self.clone());
+                let cs = tokio::task::spawn_blocking(move || {
+                    let cs = diff(&old, &new);
+                    me.history
+                        .record(&new.origin, Some(cs), new.record_count, me.ixfr_history);
+                })
+                .await;
+                if let Err(e) = cs {
+                    tracing::error!(zone = %zone.origin, "computing the IXFR difference failed: {e}");
+                }
+                self.notifier.serial_changed(zone);
+            }
+        }
+    }
+
+    fn allowed(&self, zone: &Name, peer: IpAddr, key: Option<&Name>) -> bool {
+        self.acl.get(zone).is_some_and(|es| {
+            es.iter().any(|e| match e {
+                AclEntry::Net(c) => c.contains(peer),
+                AclEntry::Key(k) => key.is_some_and(|key| key.eq_ignore_case(k)),
+            })
+        })
+    }
+
+    /// Answers one AXFR or IXFR request that arrived over TCP, writing every message of
+    /// the answer to `out`. An error means the connection should be closed.
+    pub async fn serve_tcp<W: AsyncWrite + Unpin>(
+        &self,
+        pkt: &[u8],
+        peer: SocketAddr,
+        out: &mut W,
+        timeout: Duration,
+    ) -> Result<(), StreamError> {
+        let now = unix_now();
+        let verified = match tsig::verify_request(pkt, &self.keys, now) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::info!(%peer, "zone transfer refused: {e}");
+                self.metrics.out_refused.fetch_add(1, Ordering::Relaxed);
+                let mut msg = error_reply(pkt, e.rcode());
+                if let Some(t) = e.response() {
+                    let _ = tsig::sign_response(&mut msg, &t, now);
+                }
+                return write_frame(out, &msg, timeout).await;
+            }
+        };
+        let refuse = |rc: u16, why: &str| {
+            tracing::info!(%peer, "zone transfer refused: {why}");
+            self.metrics.out_refused.fetch_add(1, Ordering::Relaxed);
+            let mut msg = error_reply(pkt, rc);
+            if let Some(v) = &verified {
+                let _ = tsig::sign_response(&mut msg, &v.response(), unix_now());
+            }
+            msg
+        };
+        let q = match parse_query(pkt) {
+            Ok(q) if q.qclass == class::IN => q,
+            _ => {
+                return write_frame(out, &refuse(rcode::FORMERR, "malformed request"), timeout)
+                    .await
+            }
+        };
+        let catalog = self.catalog.load();
+        let zone = match catalog.find(q.qname()) {
+            Some(z) if z.origin.as_wire() == q.qname() => z.clone(),
+            _ => {
+                // RFC 5936 §2.2.1: not authoritative for that zone.
+                let why = "not a zone served here";
+                return write_frame(out, &refuse(crate::tsig::rcode::NOTAUTH, why), timeout).await;
+            }
+        };
+        drop(catalog);
+        let key = verified.as_ref().map(|v| &v.key.name);
+        if !self.allowed(&zone.origin, peer.ip(), key) {
+            let why = format!(
+                "zone {} is not allowed to {} (key {})",
+                zone.origin,
+                peer.ip(),
+                key.map_or_else(|| "none".into(), ToString::to_string)
+            );
+            return write_frame(out, &refuse(rcode::REFUSED, &why), timeout).await;
+        }
+        if self.any_unavailable.load(Ordering::Relaxed) && self.secondaries.unavailable(q.qname()) {
+            // An expired secondary zone must not be handed on (RFC 1035 §4.3.5).
+            return write_frame(
+                out,
+                &refuse(rcode::SERVFAIL, "the zone is expired"),
+                timeout,
+            )
+            .await;
+        }
+        let question_end = HEADER_LEN + q.question.len();
+        let ixfr_from = if q.qtype == rtype::IXFR {
+            match ixfr_serial(pkt, question_end, q.qname()) {
+                Some(s) => Some(s),
+                None => {
+                    return write_frame(
+                        out,
+                        &refuse(
+                            rcode::FORMERR,
+                            "IXFR without a valid SOA in the authority section",
+                        ),
+                        timeout,
+                    )
+                    .await
+                }
+            }
+        } else {
+            None
+        };
+        let signer = verified.as_ref().map(StreamSigner::new);
+        let tsig_room = verified.as_ref().map_or(0, |v| v.response().record_len());
+        let mut stream = Stream {
+            out,
+            id: q.id,
+            copy_flags: q.copy_flags & flags::RD,
+            question: q.question.to_vec(),
+            signer,
+            limit: MESSAGE_TARGET.min(u16::MAX as usize - tsig_room),
+            first: true,
+            frame: Vec::with_capacity(MESSAGE_TARGET + 2 + tsig_room),
+            timeout,
+            messages: 0,
+        };
+        let started = std::time::Instant::now();
+        let (kind, result) = match ixfr_from {
+            Some(serial) if !serial_gt(zone.serial(), serial) => {
+                // Current (or ahead of us): the single SOA (RFC 1995 §4).
+                (3, self.single_soa(&zone, &mut stream).await)
+            }
+            Some(serial) => match self.history.since(&zone.origin, serial, zone.serial()) {
+                Some(chain) => (1, ixfr_stream(&zone, &chain, &mut stream).await),
+                None => (2, axfr_stream(&zone, &mut stream).await),
+            },
+            None => (0, axfr_stream(&zone, &mut stream).await),
+        };
+        match &result {
+            Ok(()) => {
+                self.metrics.out[kind].fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    %peer,
+                    zone = %zone.origin,
+                    serial = zone.serial(),
+                    kind = ["axfr", "ixfr", "ixfr (axfr style)", "ixfr (current)"][kind],
+                    from = ixfr_from,
+                    messages = stream.messages,
+                    signed = verified.is_some(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "zone transfer out"
+                );
+            }
+            Err(e) => {
+                self.metrics.out_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%peer, zone = %zone.origin, "zone transfer out failed: {e}");
+            }
+        }
+        result
+    }
+
+    async fn single_soa<W: AsyncWrite + Unpin>(
+        &self,
+        zone: &Zone,
+        stream: &mut Stream<'_, W>,
+    ) -> Result<(), StreamError> {
+        let owner = zone.apex().owner();
+        let mut msg = Message::new();
+        stream.start(&mut msg);
+        stream
+            .record(&mut msg, owner, rtype::SOA, zone.soa_ttl, &zone.soa_rdata)
+            .await?;
+        stream.send(&mut msg).await
+    }
+
+    /// What the query path cannot answer alone when transfers are on: NOTIFY, IXFR over
+    /// UDP, and queries for secondary zones that are expired or not loaded yet. `None`
+    /// leaves the packet to the query path. Never blocks.
+    pub fn intercept(
+        &self,
+        pkt: &[u8],
+        transport: Transport,
+        peer: &dyn Fn() -> SocketAddr,
+        out: &mut Vec<u8>,
+    ) -> Option<Outcome> {
+        if pkt.len() < HEADER_LEN || pkt[2] & 0x80 != 0 {
+            return None;
+        }
+        let op = (pkt[2] >> 3) & 0xf;
+        if op == opcode::NOTIFY {
+            return Some(self.secondaries.notify_in(self, pkt, peer(), out));
+        }
+        if op != opcode::QUERY {
+            return None;
+        }
+        let unavailable = self.any_unavailable.load(Ordering::Relaxed);
+        let n = wire_name_len(&pkt[HEADER_LEN..])?;
+        let qtype = pkt.get(HEADER_LEN + n..HEADER_LEN + n + 2)?;
+        let ixfr_udp =
+            transport == Transport::Udp && u16::from_be_bytes([qtype[0], qtype[1]]) == rtype::IXFR;
+        if !unavailable && !ixfr_udp {
+            return None;
+        }
+        let q = parse_query(pkt).ok()?;
+        if unavailable && q.qclass == class::IN && self.secondaries.unavailable(q.qname()) {
+            *out = crate::secondary::servfail(&q, self.max_udp_payload);
+            return Some(Outcome::Reply {
+                rcode: rcode::SERVFAIL,
+                truncated: false,
+            });
+        }
+        if ixfr_udp {
+            return self.ixfr_udp(pkt, &q, peer(), out);
+        }
+        None
+    }
+
+    /// IXFR over UDP: the current SOA alone when allowed (RFC 1995 §2, §4), so a client
+    /// that is behind retries over TCP. Signed requests go to the query path, which
+    /// answers them as before.
+    fn ixfr_udp(
+        &self,
+        pkt: &[u8],
+        q: &crate::wire::Query<'_>,
+        peer: SocketAddr,
+        out: &mut Vec<u8>,
+    ) -> Option<Outcome> {
+        let catalog = self.catalog.load();
+        let zone = catalog
+            .find(q.qname())
+            .filter(|z| z.origin.as_wire() == q.qname())?;
+        if !self.allowed(&zone.origin, peer.ip(), None) {
+            return None;
+        }
+        let question_end = HEADER_LEN + q.question.len();
+        let ar = u16::from_be_bytes([pkt[10], pkt[11]]);
+        if ixfr_serial(pkt, question_end, q.qname()).is_none() {
+            *out = error_reply(pkt, rcode::FORMERR);
+            return Some(Outcome::Reply {
+                rcode: rcode::FORMERR,
+                truncated: false,
+            });
+        }
+        if ar > u16::from(q.edns.is_some()) {
+            return None;
+        }
+        let mut msg = Message::new();
+        msg.start(q.id, q.copy_flags & flags::RD, Some(q.question));
+        let owner = zone.apex().owner();
+        msg.record(usize::MAX, owner, rtype::SOA, zone.soa_ttl, &zone.soa_rdata)
+            .ok()?;
+        msg.finish();
+        if let Some(e) = q.edns {
+            msg.buf.extend_from_slice(&[0, 0, 41]);
+            msg.buf
+                .extend_from_slice(&self.max_udp_payload.to_be_bytes());
+            msg.buf
+                .extend_from_slice(&[0, 0, if e.dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+            msg.buf[10..12].copy_from_slice(&1u16.to_be_bytes());
+        }
+        *out = std::mem::take(&mut msg.buf);
+        self.metrics.out[3].fetch_add(1, Ordering::Relaxed);
+        Some(Outcome::Reply {
+            rcode: rcode::NOERROR,
+            truncated: false,
+        })
+    }
+
+    /// The catalog the transfers serve from.
+    pub fn catalog(&self) -> &Arc<ArcSwap<Catalog>> {
+        &self.catalog
+    }
+
+    /// The TSIG keys.
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.keys
+    }
+}
+
+/// A whole zone, SOA first and last.
+async fn axfr_stream<W: AsyncWrite + Unpin>(
+    zone: &Zone,
+    stream: &mut Stream<'_, W>,
+) -> Result<(), StreamError> {
+    let apex_owner = zone.apex().owner();
+    let mut msg = Message::new();
+    stream.start(&mut msg);
+    stream
+        .record(
+            &mut msg,
+            apex_owner,
+            rtype::SOA,
+            zone.soa_ttl,
+            &zone.soa_rdata,
+        )
+        .await?;
+    let apex = zone.apex().index();
+    for node in zone.nodes() {
+        let owner = node.owner();
+        for set in node.rrsets() {
+            if set.rtype == rtype::SOA && node.index() == apex {
+                continue;
+            }
+            for rdata in set.rdatas() {
+                stream
+                    .record(&mut msg, owner, set.rtype, set.ttl, rdata)
+                    .await?;
+            }
+        }
+    }
+    stream
+        .record(
+            &mut msg,
+            apex_owner,
+            rtype::SOA,
+            zone.soa_ttl,
+            &zone.soa_rdata,
+        )
+        .await?;
+    stream.send(&mut msg).await
+}
+
+/// The changes since the client's serial (RFC 1995 §4): the new SOA, each changeset as
+/// old SOA, removals, new SOA, additions, and the new SOA again.
+async fn ixfr_stream<W: AsyncWrite + Unpin>(
+    zone: &Zone,
+    chain: &[Arc<Changeset>],
+    stream: &mut Stream<'_, W>,
+) -> Result<(), StreamError> {
+    let apex_owner = zone.apex().owner();
+    let mut msg = Message::new();
+    stream.start(&mut msg);
+    stream
+        .record(
+            &mut msg,
+            apex_owner,
+            rtype::SOA,
+            zone.soa_ttl,
+            &zone.soa_rdata,
+        )
+        .await?;
+    for cs in chain {
+        for r in cs.removed.iter().chain(&cs.added) {
+            stream
+                .record(&mut msg, r.owner.as_wire(), r.rtype, r.ttl, &r.rdata)
+                .await?;
+        }
+    }
+    stream
+        .record(
+            &mut msg,
+            apex_owner,
+            rtype::SOA,
+            zone.soa_ttl,
+            &zone.soa_rdata,
+        )
+        .await?;
+    stream.send(&mut msg).await
+}
+
+/// A response with no records: the header and question of `pkt` with `rc`.
+pub fn error_reply(pkt: &[u8], rc: u16) -> Vec<u8> {
+    let id = [
+        pkt.first().copied().unwrap_or(0),
+        pkt.get(1).copied().unwrap_or(0),
+    ];
+    let op = pkt.get(2).map_or(0, |b| b & 0x78);
+    let rd = pkt.get(2).map_or(0, |b| b & 0x01);
+    let mut msg = vec![
+        id[0],
+        id[1],
+        0x80 | op | rd,
+        (rc & 0xf) as u8,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    let question = wire_name_len(pkt.get(HEADER_LEN..).unwrap_or_default())
+        .map(|n| HEADER_LEN + n + 4)
+        .filter(|&end| end <= pkt.len() && u16::from_be_bytes([pkt[4], pkt[5]]) == 1);
+    if let Some(end) = question {
+        msg[5] = 1;
+        msg.extend_from_slice(&pkt[HEADER_LEN..end]);
+    }
+    msg
+}
+
+async fn write_frame<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    msg: &[u8],
+    timeout: Duration,
+) -> Result<(), StreamError> {
+    let mut frame = Vec::with_capacity(msg.len() + 2);
+    frame.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    frame.extend_from_slice(msg);
+    match tokio::time::timeout(timeout, out.write_all(&frame)).await {
+        Err(_) => Err(StreamError::Timeout(timeout)),
+        Ok(r) => Ok(r?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn zone(origin: &str, serial: u32, body: &str) -> Zone {
+        let o = Name::parse(origin, None).unwrap();
+        let text = format!("$ORIGIN {origin}\n$TTL 60\n@ IN SOA ns1 host {serial} 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 10.0.0.1\n{body}");
+        let records = crate::zonefile::parse_str(&text, Path::new("t.zone"), &o).unwrap();
+        Zone::build(&o, records).unwrap().0
+    }
+
+    #[test]
+    fn cidr_matching() {
+        let c = Cidr::parse("10.1.0.0/16").unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("10.2.0.1".parse().unwrap()));
+        assert!(c.contains("::ffff:10.1.0.9".parse().unwrap()));
+        let one = Cidr::parse("127.0.0.1").unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("192.0.2.1".parse().unwrap()));
+        assert!(Cidr::parse("::1/128")
+            .unwrap()
+            .contains("::1".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/33").is_none());
+        assert!(Cidr::parse("nonsense").is_none());
+    }
+
+    #[test]
+    fn flags_resolve_and_are_checked() {
+        let zones = [Name::parse("a.test.", None).unwrap()];
+        let flags = TransferFlags {
+            allow: vec!["a.test=127.0.0.0/8,key:xfr".into()],
+            notify: vec!["a.test.=127.0.0.1:5300".into()],
+            secondary: vec!["b.test=127.0.0.1:5301,key:xfr".into()],
+        };
+        let c = resolve(None, &flags, &zones).unwrap();
+        assert_eq!(c.allow[0].1.len(), 2);
+        assert_eq!(c.secondaries[0].primary, "127.0.0.1:5301".parse().unwrap());
+        assert_eq!(c.secondaries[0].key.as_ref().unwrap().to_string(), "xfr.");
+        let msg = c.check_keys(&KeyRing::new()).unwrap_err().to_string();
+        assert!(msg.contains("xfr.") && msg.contains("--key-file"), "{msg}");
+        for bad in [
+            TransferFlags {
+                allow: vec!["a.test=300.0.0.0/8".into()],
+                ..Default::default()
+            },
+            TransferFlags {
+                allow: vec!["c.test=127.0.0.1".into()],
+                ..Default::default()
+            },
+            TransferFlags {
+                notify: vec!["a.test=localhost".into()],
+                ..Default::default()
+            },
+            TransferFlags {
+                secondary: vec!["a.test=127.0.0.1:53".into()],
+                ..Default::default()
+            },
+        ] {
+            assert!(resolve(None, &bad, &zones).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn diff_and_history_chain() {
+        let a = zone("d.test.", 1, "x IN A 10.0.0.2\ny IN TXT \"keep\"\n");
+        let b = zone(
+            "d.test.",
+            2,
+            "x IN A 10.0.0.3\ny IN TXT \"keep\"\nz 30 IN A 10.0.0.4\n",
+        );
+        let c = zone("d.test.", 3, "x IN A 10.0.0.3\ny IN TXT \"keep\"\n");
+        let ab = diff(&a, &b);
+        assert_eq!(ab.removed.len(), 2, "{ab:?}");
+        assert_eq!(ab.added.len(), 3, "{ab:?}");
+        ab.validate().unwrap();
+        let h = History::default();
+        let o = a.origin.clone();
+        h.record(&o, Some(ab), 10, 100);
+        h.record(&o, Some(diff(&b, &c)), 10, 100);
+        assert_eq!(h.since(&o, 1, 3).unwrap().len(), 2);
+        assert_eq!(h.since(&o, 2, 3).unwrap().len(), 1);
+        assert!(h.since(&o, 0, 3).is_none());
+        h.record(&o, None, 0, 0);
+        assert!(h.since(&o, 2, 3).is_none());
+    }
+
+    #[test]
+    fn ixfr_serial_is_parsed_strictly() {
+        let origin = b"\x01d\x04test\x00";
+        let mut pkt = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0];
+        pkt.extend_from_slice(origin);
+        pkt.extend_from_slice(&[0, 251, 0, 1]);
+        let qend = pkt.len();
+        pkt.extend_from_slice(&[0xc0, 12, 0, 6, 0, 1, 0, 0, 0, 0]);
+        let rdata: Vec<u8> = [&[0u8][..], &[0], &7u32.to_be_bytes(), &[0; 16]].concat();
+        pkt.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        pkt.extend_from_slice(&rdata);
+        assert_eq!(ixfr_serial(&pkt, qend, origin), Some(7));
+        let mut short = pkt.clone();
+        short.pop();
+        assert_eq!(ixfr_serial(&short, qend, origin), None);
+        let mut other = pkt.clone();
+        other[9] = 0;
+        assert_eq!(ixfr_serial(&other, qend, origin), None);
+        let mut loop_ptr = pkt.clone();
+        loop_ptr[qend..qend + 2].copy_from_slice(&[0xc0, qend as u8]);
+        assert_eq!(ixfr_serial(&loop_ptr, qend, origin), None);
+    }
+
+    #[test]
+    fn messages_compress_owners_and_split() {
+        let z = zone(
+            "d.test.",
+            1,
+            &(0..2000)
+                .map(|i| format!("h{i} IN A 10.0.{}.{}\n", i / 250, i % 250))
+                .collect::<String>(),
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut out: Vec<u8> = Vec::new();
+        let question = [&b"\x01d\x04test\x00"[..], &[0, 252, 0, 1]].concat();
+        let messages = rt.block_on(async {
+            let mut s = Stream {
+                out: &mut out,
+                id: 9,
+                copy_flags: 0,
+                question,
+                signer: None,
+                limit: MESSAGE_TARGET,
+                first: true,
+                frame: Vec::new(),
+                timeout: Duration::from_secs(1),
+                messages: 0,
+            };
+            axfr_stream(&z, &mut s).await.unwrap();
+            s.messages
+        });
+        assert!(messages > 1, "{messages}");
+        // Read back every record through the decompressing reader.
+        let mut pos = 0;
+        let mut records = Vec::new();
+        while pos < out.len() {
+            let len = u16::from_be_bytes([out[pos], out[pos + 1]]) as usize;
+            let msg = &out[pos + 2..pos + 2 + len];
+            assert!(len <= MESSAGE_TARGET);
+            let qd = u16::from_be_bytes([msg[4], msg[5]]);
+            let an = u16::from_be_bytes([msg[6], msg[7]]);
+            let mut p = HEADER_LEN;
+            for _ in 0..qd {
+                p = read_name(msg, p).unwrap().1 + 4;
+            }
+            for _ in 0..an {
+                let (owner, q) = read_name(msg, p).unwrap();
+                let t = u16::from_be_bytes([msg[q], msg[q + 1]]);
+                let rdlen = u16::from_be_bytes([msg[q + 8], msg[q + 9]]) as usize;
+                records.push((Name::from_wire(&owner).unwrap().to_string(), t));
+                p = q + 10 + rdlen;
+            }
+            pos += 2 + len;
+        }
+        assert_eq!(records.len(), z.record_count + 1);
+        assert_eq!(records.first().unwrap().1, rtype::SOA);
+        assert_eq!(records.last().unwrap().1, rtype::SOA);
+        assert!(records.iter().any(|(o, _)| o == "h1999.d.test."));
+    }
+}
