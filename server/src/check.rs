@@ -112,6 +112,15 @@ pub fn check_files(origin: Option<&Name>, files: &[PathBuf]) -> Vec<Finding> {
 
 /// Parses and lints zones given as (origin, file); a missing origin is guessed.
 pub fn check_zones(specs: &[(Option<Name>, PathBuf)]) -> Vec<Finding> {
+    check_zones_sized(specs, &[])
+}
+
+/// [`check_zones`] with the cluster sizes configured for zones (origin, sizes), as
+/// `musterd check --config` has them: they are checked against the TXT declarations.
+pub fn check_zones_sized(
+    specs: &[(Option<Name>, PathBuf)],
+    sizes: &[(Name, Vec<(Name, u32)>)],
+) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut zones: Vec<(Name, Vec<Record>)> = Vec::new();
     for (origin, file) in specs {
@@ -121,7 +130,7 @@ pub fn check_zones(specs: &[(Option<Name>, PathBuf)]) -> Vec<Finding> {
             Err(errors) => findings.extend(errors),
         }
     }
-    findings.extend(lint_zones(&zones));
+    findings.extend(lint_zones_sized(&zones, sizes));
     findings
 }
 
@@ -181,10 +190,23 @@ fn syntax_finding(e: zonefile::ZoneFileError) -> Finding {
 /// Lints parsed zones together: PTR data from every zone counts, so a reverse zone
 /// checked next to the forward zone counts.
 fn lint_zones(zones: &[(Name, Vec<Record>)]) -> Vec<Finding> {
+    lint_zones_sized(zones, &[])
+}
+
+fn lint_zones_sized(
+    zones: &[(Name, Vec<Record>)],
+    sizes: &[(Name, Vec<(Name, u32)>)],
+) -> Vec<Finding> {
     let ptrs = ptr_addresses(zones.iter().flat_map(|(_, rs)| rs.iter()));
     zones
         .iter()
-        .flat_map(|(o, records)| lint_records_with_ptrs(o, records, &ptrs))
+        .flat_map(|(o, records)| {
+            let configured = sizes
+                .iter()
+                .find(|(z, _)| z.eq_ignore_case(o))
+                .map_or(&[][..], |(_, s)| &s[..]);
+            lint_records_with_ptrs(o, records, &ptrs, configured)
+        })
         .collect()
 }
 
@@ -198,16 +220,20 @@ fn ptr_addresses<'a>(records: impl Iterator<Item = &'a Record>) -> BTreeSet<IpAd
 
 /// Structural checks and etcd lints of one zone's records.
 pub fn lint_records(origin: &Name, records: &[Record]) -> Vec<Finding> {
-    lint_records_with_ptrs(origin, records, &ptr_addresses(records.iter()))
+    lint_records_with_ptrs(origin, records, &ptr_addresses(records.iter()), &[])
 }
 
 fn lint_records_with_ptrs(
     origin: &Name,
     records: &[Record],
     ptrs: &BTreeSet<IpAddr>,
+    sizes: &[(Name, u32)],
 ) -> Vec<Finding> {
     let mut out = zone_errors(origin, records);
     let index = ByName::new(records);
+    if out.is_empty() {
+        lint_gates(origin, records, &index, sizes, &mut out);
+    }
     lint_apex_ns(origin, &index, &mut out);
     lint_ttls_and_duplicates(records, &mut out);
     lint_ns_targets(origin, records, &index, &mut out);
@@ -238,6 +264,69 @@ fn zone_errors(origin: &Name, records: &[Record]) -> Vec<Finding> {
             hint: "the server refuses to load a zone with this error".into(),
         })
         .collect()
+}
+
+/// The completeness gates the server would compute ([`crate::gate`]): an unusable or
+/// conflicting size declaration is an error, a closed gate a warning naming what is
+/// missing (musterd withholds that SRV set until it is complete).
+fn lint_gates(
+    origin: &Name,
+    records: &[Record],
+    index: &ByName<'_>,
+    sizes: &[(Name, u32)],
+    out: &mut Vec<Finding>,
+) {
+    let Ok((zone, _)) = Zone::build_with_sizes(origin, records.to_vec(), sizes) else {
+        return;
+    };
+    for g in zone.gates() {
+        let txt = index.of_type(&g.owner, rtype::TXT).into_iter().find(|r| {
+            r.rdata
+                .get(1..)
+                .is_some_and(|d| d.starts_with(crate::gate::SIZE_PREFIX.as_bytes()))
+        });
+        let at = txt.or_else(|| index.of_type(&g.owner, rtype::SRV).first().copied());
+        if let Some(p) = &g.problem {
+            out.push(finding(
+                Severity::Error,
+                "gate-size",
+                at,
+                &g.owner,
+                format!(
+                    "{p}: musterd withholds these SRV records and muster-agent refuses the size"
+                ),
+                "publish exactly one TXT \"muster-size=N\" with N the number of members",
+            ));
+            continue;
+        }
+        if let Some(t) = g.overridden_txt {
+            out.push(finding(
+                Severity::Error,
+                "gate-size-conflict",
+                at,
+                &g.owner,
+                format!(
+                    "the configuration says {} members but TXT \"muster-size={t}\" says {t}: musterd gates on {}, muster-agent reads {t}",
+                    g.need, g.need
+                ),
+                "make the configured size and the TXT record agree, or remove one",
+            ));
+        }
+        if !g.open {
+            out.push(finding(
+                Severity::Warning,
+                "gate-closed",
+                at,
+                &g.owner,
+                // The text starts with the owner name, which the finding shows already.
+                g.text
+                    .strip_prefix(&format!("{}: ", g.owner))
+                    .unwrap_or(&g.text)
+                    .to_string(),
+                "musterd answers SRV queries here with NODATA (EDE 14 Not Ready) until the set is complete, so stock etcd cannot bootstrap a smaller cluster: publish what is missing",
+            ));
+        }
+    }
 }
 
 /// A zone's records by lower-cased owner name.

@@ -174,6 +174,8 @@ fn check(args: CheckArgs) -> ExitCode {
         .iter()
         .map(|f| (origin.clone(), f.clone()))
         .collect();
+    // Cluster sizes configured per zone, checked against the zones' TXT declarations.
+    let mut sizes = Vec::new();
     if let Some(path) = &args.config {
         let file = match config::read_file(path) {
             Ok(f) => f,
@@ -184,18 +186,21 @@ fn check(args: CheckArgs) -> ExitCode {
         };
         let dir = path.parent().map(|p| p.to_path_buf());
         match config::resolve(file, dir.as_deref(), Overrides::default()) {
-            Ok(cfg) => zones.extend(
-                cfg.zones
-                    .into_iter()
-                    .filter_map(|z| Some((Some(z.origin), z.file?))),
-            ),
+            Ok(cfg) => {
+                sizes.extend(cfg.zones.iter().map(|z| (z.origin.clone(), z.sizes.clone())));
+                zones.extend(
+                    cfg.zones
+                        .into_iter()
+                        .filter_map(|z| Some((Some(z.origin), z.file?))),
+                )
+            }
             Err(e) => {
                 eprintln!("musterd check: {e}");
                 return ExitCode::from(2);
             }
         }
     }
-    let findings = crate::check::check_zones(&zones);
+    let findings = crate::check::check_zones_sized(&zones, &sizes);
     let out = match args.format {
         Format::Text => crate::check::render_text(&findings),
         Format::Json => crate::check::render_json(&findings),

@@ -25,6 +25,9 @@ pub struct ZoneSpec {
     pub origin: Name,
     /// `None` for the built-in example zone.
     pub file: Option<PathBuf>,
+    /// Configured cluster sizes (etcd server SRV owner name, size): completeness gates
+    /// that win over `muster-size` TXT records ([`crate::gate`]).
+    pub sizes: Vec<(Name, u32)>,
 }
 
 /// The resolved server configuration.
@@ -108,6 +111,10 @@ pub struct FileConfig {
 pub struct FileZone {
     pub origin: String,
     pub file: PathBuf,
+    /// `[zone.sizes]`: SRV owner name (relative to the origin unless it ends in a dot)
+    /// = number of members; see docs/completeness-gate.md.
+    #[serde(default)]
+    pub sizes: std::collections::BTreeMap<String, u32>,
 }
 
 /// Flag values that override the file (`None`/empty = not given).
@@ -146,6 +153,36 @@ fn origin(text: &str) -> Result<Name, ConfigError> {
     })
 }
 
+/// The `[zone.sizes]` of zone `origin`: each name must be an etcd server SRV owner name
+/// (`_etcd-server[-ssl][-NAME]._tcp`) in the zone, each size at least 1.
+fn zone_sizes(
+    origin: &Name,
+    sizes: &std::collections::BTreeMap<String, u32>,
+) -> Result<Vec<(Name, u32)>, ConfigError> {
+    let mut out = Vec::new();
+    for (owner, &n) in sizes {
+        let bad = |message: String| ConfigError::Value {
+            key: "zone.sizes",
+            value: format!("{owner} = {n}"),
+            message,
+        };
+        let name = Name::parse(owner, Some(origin)).map_err(|e| bad(e.to_string()))?;
+        if !name.is_subdomain_of(&origin.to_lowercase()) {
+            return Err(bad(format!("{name} is outside the zone {origin}")));
+        }
+        if !crate::gate::is_server_owner(name.as_wire()) {
+            return Err(bad(
+                "not an etcd server SRV owner name (write e.g. \"_etcd-server-ssl._tcp\")".into(),
+            ));
+        }
+        if n == 0 {
+            return Err(bad("a cluster has at least 1 member".into()));
+        }
+        out.push((name, n));
+    }
+    Ok(out)
+}
+
 /// Parses `ORIGIN=PATH` from `--zone`.
 pub fn parse_zone_flag(flag: &str) -> Result<ZoneSpec, ConfigError> {
     let (o, p) = flag
@@ -155,6 +192,7 @@ pub fn parse_zone_flag(flag: &str) -> Result<ZoneSpec, ConfigError> {
     Ok(ZoneSpec {
         origin: origin(o)?,
         file: Some(PathBuf::from(p)),
+        sizes: Vec::new(),
     })
 }
 
@@ -190,9 +228,12 @@ pub fn resolve(
                 Some(dir) if z.file.is_relative() => dir.join(&z.file),
                 _ => z.file,
             };
+            let o = origin(&z.origin)?;
+            let sizes = zone_sizes(&o, &z.sizes)?;
             zones.push(ZoneSpec {
-                origin: origin(&z.origin)?,
+                origin: o,
                 file: Some(path),
+                sizes,
             });
         }
     } else {
@@ -212,6 +253,7 @@ pub fn resolve(
         zones.push(ZoneSpec {
             origin: Name::parse(crate::example::ORIGIN, None).expect("constant is valid"),
             file: None,
+            sizes: Vec::new(),
         });
     }
     let listen = if !flags.listen.is_empty() {
@@ -354,6 +396,41 @@ mod tests {
             msg.contains("udp_coalesce") && msg.contains("at most 1ms"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn zone_sizes_are_read_and_checked() {
+        let cfg = |sizes: &str| {
+            let text = format!(
+                "[[zone]]\norigin = \"d.test\"\nfile = \"d.zone\"\n[zone.sizes]\n{sizes}\n"
+            );
+            resolve(
+                parse_file(&text, Path::new("x.toml"))?,
+                None,
+                Overrides::default(),
+            )
+        };
+        let c = cfg("\"_etcd-server-ssl._tcp\" = 3\n\"_etcd-server-blue._tcp.d.test.\" = 5").unwrap();
+        let sizes: Vec<(String, u32)> = c.zones[0]
+            .sizes
+            .iter()
+            .map(|(n, s)| (n.to_string(), *s))
+            .collect();
+        assert_eq!(
+            sizes,
+            [
+                ("_etcd-server-blue._tcp.d.test.".to_string(), 5),
+                ("_etcd-server-ssl._tcp.d.test.".to_string(), 3)
+            ]
+        );
+        for (bad, why) in [
+            ("\"_etcd-client._tcp\" = 3", "not an etcd server SRV owner"),
+            ("\"_etcd-server._tcp\" = 0", "at least 1 member"),
+            ("\"_etcd-server._tcp.other.\" = 3", "outside the zone"),
+        ] {
+            let msg = cfg(bad).unwrap_err().to_string();
+            assert!(msg.contains("zone.sizes") && msg.contains(why), "{msg}");
+        }
     }
 
     #[test]

@@ -335,6 +335,79 @@ fn describe(g: &Gate) -> String {
     s
 }
 
+/// One gate's state for the metrics endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateSample {
+    pub zone: String,
+    pub owner: String,
+    pub open: bool,
+    pub have: u32,
+    pub need: u32,
+}
+
+/// Logs what changed in `after`'s gates since `before` (see [`log_changes`]) and puts
+/// its gates into the metrics: call whenever a new snapshot of a zone goes into service
+/// (load, reload, dynamic update).
+pub fn announce(stats: &crate::stats::Stats, origin: &Name, before: Option<&Zone>, after: &Zone) {
+    log_changes(origin, before, after);
+    let zone = origin.to_lowercase().to_string();
+    let mut samples = stats.gates.lock().unwrap_or_else(|e| e.into_inner());
+    samples.retain(|s| s.zone != zone);
+    samples.extend(after.gates().iter().map(|g| GateSample {
+        zone: zone.clone(),
+        owner: g.owner.to_string(),
+        open: g.open,
+        have: g.have,
+        need: g.need,
+    }));
+    samples.sort_by(|a, b| (&a.zone, &a.owner).cmp(&(&b.zone, &b.owner)));
+}
+
+/// Prometheus gauges of every gate: `musterd_gate_open` (1 served, 0 withheld),
+/// `musterd_gate_have` (targets with an address) and `musterd_gate_need` (the size),
+/// labelled by zone and SRV owner name.
+pub fn render_metrics(samples: &[GateSample], out: &mut String) {
+    if samples.is_empty() {
+        return;
+    }
+    for (metric, help, value) in [
+        (
+            "gate_open",
+            "Completeness gates: 1 while the SRV set is served, 0 while it is withheld.",
+            (|s: &GateSample| u32::from(s.open)) as fn(&GateSample) -> u32,
+        ),
+        (
+            "gate_have",
+            "Distinct SRV targets with an A/AAAA record in the zone, per gate.",
+            |s: &GateSample| s.have,
+        ),
+        (
+            "gate_need",
+            "Declared cluster size (muster-size=N or configured), per gate.",
+            |s: &GateSample| s.need,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP musterd_{metric} {help}");
+        let _ = writeln!(out, "# TYPE musterd_{metric} gauge");
+        for s in samples {
+            let _ = writeln!(
+                out,
+                "musterd_{metric}{{zone=\"{}\",name=\"{}\"}} {}",
+                label(&s.zone),
+                label(&s.owner),
+                value(s)
+            );
+        }
+    }
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// Logs each gate whose state differs from `before` (all of them when there was no
 /// previous snapshot): call when a new snapshot of a zone goes into service.
 pub fn log_changes(origin: &Name, before: Option<&Zone>, after: &Zone) {
@@ -563,6 +636,40 @@ mod tests {
         let z = zone(&format!("{SRV3}m1 A 10.0.0.11\n"), &[]);
         assert!(z.gates().is_empty());
         assert!(z.nodes().all(|n| n.withheld().is_none()));
+    }
+
+    #[test]
+    fn metrics_follow_each_new_snapshot() {
+        let stats = crate::stats::Stats::default();
+        let origin = Name::parse("d.test.", None).unwrap();
+        let closed = zone(
+            &format!("_etcd-server-ssl._tcp TXT \"muster-size=3\"\n{SRV3}m1 A 10.0.0.11\n"),
+            &[],
+        );
+        announce(&stats, &origin, None, &closed);
+        let text = stats.render();
+        let key = "{zone=\"d.test.\",name=\"_etcd-server-ssl._tcp.d.test.\"}";
+        for (m, v) in [("open", 0), ("have", 1), ("need", 3)] {
+            assert!(
+                text.contains(&format!("musterd_gate_{m}{key} {v}\n")),
+                "{text}"
+            );
+            assert!(text.contains(&format!("# TYPE musterd_gate_{m} gauge\n")));
+        }
+        let open = zone(
+            &format!("_etcd-server-ssl._tcp TXT \"muster-size=3\"\n{SRV3}m1 A 10.0.0.11\nm2 A 10.0.0.12\nm3 A 10.0.0.13\n"),
+            &[],
+        );
+        announce(&stats, &origin, Some(&closed), &open);
+        let text = stats.render();
+        assert!(
+            text.contains(&format!("musterd_gate_open{key} 1\n")),
+            "{text}"
+        );
+        assert_eq!(text.matches("musterd_gate_open{").count(), 1);
+        announce(&stats, &origin, Some(&open), &zone("", &[]));
+        assert!(!stats.render().contains("musterd_gate_"));
+        assert_eq!(label("a\"b\\c"), "a\\\"b\\\\c");
     }
 
     #[test]

@@ -535,6 +535,7 @@ mod tests {
         let spec = ZoneSpec {
             origin: Name::parse(crate::example::ORIGIN, None).unwrap(),
             file: None,
+            sizes: Vec::new(),
         };
         let mut catalog = Catalog::new();
         catalog.insert(Arc::new(crate::loader::load_zone(&spec).unwrap()));

@@ -69,8 +69,8 @@ pub fn load_zone(spec: &ZoneSpec) -> Result<Zone, LoadError> {
         panic!("panic injected by a test");
     }
     let parsed = started.elapsed();
-    let (zone, warnings) =
-        Zone::build(&spec.origin, records).map_err(|errors| LoadError::Invalid {
+    let (zone, warnings) = Zone::build_with_sizes(&spec.origin, records, &spec.sizes)
+        .map_err(|errors| LoadError::Invalid {
             origin: spec.origin.clone(),
             errors,
         })?;
@@ -247,6 +247,7 @@ impl Zones {
                         ms = started.elapsed().as_millis() as u64,
                         "zone loaded"
                     );
+                    crate::gate::announce(&stats, &spec.origin, None, &zone);
                     let files = zone.files.clone();
                     slots.push(Slot {
                         spec: spec.clone(),
@@ -327,6 +328,8 @@ impl Zones {
                         records = zone.record_count,
                         "zone reloaded"
                     );
+                    let serving = current.get(&slot.spec.origin).map(|z| &**z);
+                    crate::gate::announce(&self.stats, &slot.spec.origin, serving, &zone);
                     slot.files = zone.files.clone();
                     slot.fingerprint = if before.len() == slot.files.len() {
                         before
@@ -428,6 +431,7 @@ mod tests {
         let spec = ZoneSpec {
             origin: origin(),
             file: Some(file.clone()),
+            sizes: Vec::new(),
         };
         let zones = Zones::load_all(&[spec], stats.clone(), Responder::default()).unwrap();
         (zones, file, stats)

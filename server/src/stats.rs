@@ -33,9 +33,9 @@ pub struct Stats {
     pub precompile_refused: AtomicU64,
     /// Panics caught and contained, by [`PanicSite`].
     pub panics: [AtomicU64; PanicSite::ALL.len()],
-    /// Zone transfer, NOTIFY and secondary zone counters and gauges (`musterd_xfr_*`,
-    /// `musterd_notify_*`, `musterd_zone_*`, rendered by [`crate::xfr::XfrMetrics::render`]).
-    pub xfr: std::sync::Arc<crate::xfr::XfrMetrics>,
+    /// The state of every completeness gate (gauges, replaced per zone by
+    /// [`crate::gate::announce`] when a snapshot goes into service).
+    pub gates: std::sync::Mutex<Vec<crate::gate::GateSample>>,
     /// The etcd discovery service's counters and gauges (`musterd_discovery_*`, rendered
     /// by [`crate::discovery::Metrics::render`] after these; zero when it is off).
     pub discovery: std::sync::Arc<crate::discovery::Metrics>,
@@ -196,6 +196,8 @@ impl Stats {
                 c.load(Ordering::Relaxed)
             );
         }
+        let gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+        crate::gate::render_metrics(&gates, &mut out);
         out
     }
 }

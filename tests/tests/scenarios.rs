@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hickory_proto::op::Message;
+use hickory_proto::rr::rdata::opt::EdnsOption;
 use muster_tests::query::Query;
 use muster_tests::{golden, tcp_exchange, udp_exchange, workspace_root, Musterd, TempDir};
 
@@ -109,15 +110,40 @@ fn render(resp: &[u8], sent: &[u8]) -> String {
             edns.version(),
             edns.max_payload(),
             if edns.flags().dnssec_ok { " do" } else { "" },
-            if edns.options().as_ref().is_empty() {
-                String::new()
-            } else {
-                format!(" options={:?}", edns.options())
-            }
+            edns.options()
+                .as_ref()
+                .iter()
+                .map(|(_, o)| format!(" {}", render_option(o)))
+                .collect::<String>()
         );
     }
     let _ = writeln!(out, "size={}", resp.len());
     out
+}
+
+/// One EDNS option: an Extended DNS Error (RFC 8914) as `ede=CODE (Name) "text"`, which
+/// hickory only shows as bytes; any other option as hickory shows it.
+fn render_option(o: &EdnsOption) -> String {
+    match o {
+        EdnsOption::Unknown(15, data) if data.len() >= 2 => {
+            let code = u16::from_be_bytes([data[0], data[1]]);
+            let name = match code {
+                0 => "Other Error",
+                14 => "Not Ready",
+                18 => "Prohibited",
+                20 => "Not Authoritative",
+                21 => "Not Supported",
+                _ => "?",
+            };
+            let text = String::from_utf8_lossy(&data[2..]);
+            if text.is_empty() {
+                format!("ede={code} ({name})")
+            } else {
+                format!("ede={code} ({name}) {text:?}")
+            }
+        }
+        other => format!("option={other:?}"),
+    }
 }
 
 fn run_scenario(path: &Path) -> Result<(), String> {
