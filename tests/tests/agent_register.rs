@@ -763,3 +763,112 @@ fn three_hosts_register_themselves_and_form_one_cluster() {
     assert_eq!(srv.len(), 3, "{srv:?}");
     stop_all(&mut members);
 }
+
+// ---------------------------------------------------------------------------------------
+// deploy/
+
+/// deploy/kea-dhcp-ddns.conf is a configuration Kea's D2 accepts.
+#[test]
+fn the_kea_d2_example_passes_kea_check() {
+    if !require_program("kea-dhcp-ddns") {
+        return;
+    }
+    let conf = muster_tests::workspace_root().join("deploy/kea-dhcp-ddns.conf");
+    let (ok, out, err) = output(Command::new("kea-dhcp-ddns").arg("-t").arg(&conf));
+    assert!(ok, "kea-dhcp-ddns -t {}:\n{out}{err}", conf.display());
+}
+
+/// Runs a deploy/ hook with a fake `muster-agent` (and `logger`) on PATH that records
+/// its arguments and MUSTER_* environment; returns what it recorded ("" if not run).
+fn run_hook(script: &str, env: &[(&str, &str)], wait: Duration) -> String {
+    let dir = TempDir::new();
+    let rec = dir.path().join("recorded");
+    dir.write(
+        "etcd-muster",
+        "MUSTER_DOMAIN=cluster.test\nMUSTER_EXPECT=3\n\
+         MUSTER_ETCD_ARGS=--cert-file=/a --key-file=/b\n\
+         MUSTER_REGISTER_SERVER=127.0.0.1:53\nMUSTER_REGISTER_KEY=/etc/muster/host.key\n\
+         MUSTER_REGISTER_ZONE=\"cluster.test\"\nMUSTER_REGISTER_SRV_PORT=2380\n",
+    );
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let fake = format!(
+        "#!/bin/sh\n{{ echo \"$@\"; env | grep '^MUSTER_' | sort; }} > {}.tmp && mv {0}.tmp {0}\n",
+        rec.display()
+    );
+    for (name, text) in [
+        ("muster-agent", fake.as_str()),
+        ("logger", "#!/bin/sh\ncat >/dev/null\n"),
+    ] {
+        let p = dir.write(&format!("bin/{name}"), text);
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let script = muster_tests::workspace_root().join("deploy").join(script);
+    let (ok, _, err) = output(
+        Command::new("sh")
+            .arg("-c")
+            .arg(". \"$0\"")
+            .arg(&script)
+            .env_clear()
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .env("MUSTER_DEFAULTS_FILE", dir.path().join("etcd-muster"))
+            .envs(env.iter().copied()),
+    );
+    assert!(ok, "{}: {err}", script.display());
+    // The dhclient hook registers in the background.
+    wait_for(wait, || std::fs::read_to_string(&rec).ok()).unwrap_or_default()
+}
+
+#[test]
+fn the_dhcp_hooks_register_with_the_defaults_file() {
+    // Long enough for a background registration to show up, for the cases that must not.
+    const QUIET: Duration = Duration::from_secs(1);
+    const RUNS: Duration = Duration::from_secs(10);
+    let want = "register\nMUSTER_DEFAULTS_FILE=";
+    let check = |got: &str| {
+        assert!(got.starts_with(want), "{got}");
+        for line in [
+            "MUSTER_DOMAIN=cluster.test",
+            "MUSTER_REGISTER_SERVER=127.0.0.1:53",
+            "MUSTER_REGISTER_KEY=/etc/muster/host.key",
+            "MUSTER_REGISTER_ZONE=cluster.test",
+            "MUSTER_REGISTER_SRV_PORT=2380",
+        ] {
+            assert!(got.lines().any(|l| l == line), "{line} missing:\n{got}");
+        }
+        assert!(
+            !got.contains("MUSTER_ETCD_ARGS") && !got.contains("MUSTER_EXPECT"),
+            "{got}"
+        );
+    };
+    check(&run_hook(
+        "dhclient-exit-hook-muster",
+        &[("reason", "BOUND"), ("new_ip_address", "10.0.0.5")],
+        RUNS,
+    ));
+    check(&run_hook(
+        "dhclient-exit-hook-muster",
+        &[
+            ("reason", "RENEW"),
+            ("new_ip_address", "10.0.0.6"),
+            ("old_ip_address", "10.0.0.5"),
+        ],
+        RUNS,
+    ));
+    check(&run_hook(
+        "networkd-dispatcher-muster",
+        &[("IFACE", "eth0"), ("STATE", "routable")],
+        RUNS,
+    ));
+    // A renewal of the same address, and other reasons, change nothing.
+    let same = [
+        ("reason", "RENEW"),
+        ("new_ip_address", "10.0.0.5"),
+        ("old_ip_address", "10.0.0.5"),
+    ];
+    assert_eq!(run_hook("dhclient-exit-hook-muster", &same, QUIET), "");
+    assert_eq!(
+        run_hook("dhclient-exit-hook-muster", &[("reason", "PREINIT")], QUIET),
+        ""
+    );
+}
