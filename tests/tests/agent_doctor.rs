@@ -170,9 +170,16 @@ fn several_a_records_with_ours_not_first() {
     );
 }
 
+/// [`HEALTHY`] without its size record: musterd's completeness gate counts only targets
+/// with an address record in the zone, so a size would hide the sets that the next tests
+/// show to doctor (an alias, an IP literal) — which is the gate doing its job.
+fn healthy_without_size() -> String {
+    HEALTHY.replace("                      IN TXT \"muster-size=3\"\n", "")
+}
+
 #[test]
 fn cname_target_is_a_warning() {
-    let body = HEALTHY.replace(
+    let body = healthy_without_size().replace(
         "m2 IN A 192.0.2.2\n",
         "m2 IN CNAME host2\nhost2 IN A 192.0.2.2\n",
     );
@@ -182,7 +189,7 @@ fn cname_target_is_a_warning() {
 
 #[test]
 fn ip_literal_target_fails_the_whole_set() {
-    let body = HEALTHY.replace("SRV 0 0 2380 m3\n", "SRV 0 0 2380 192.0.2.3.\n");
+    let body = healthy_without_size().replace("SRV 0 0 2380 m3\n", "SRV 0 0 2380 192.0.2.3.\n");
     let out = case("ip-target", &body, &[], 1);
     assert!(
         out.contains("DNS response contained records which contain invalid names"),
@@ -217,15 +224,11 @@ _etcd-server-ssl._tcp IN SRV 0 0 2380 m1
 m1 IN A 192.0.2.1
 m2 IN A 192.0.2.2
 ";
+    // musterd withholds the incomplete set (its completeness gate): etcd fails with "no
+    // such host" instead of forming a 2-member cluster, and doctor says why.
     let out = case("size-mismatch", body, &[], 1);
     assert!(
-        out.contains("error: records: TXT \"muster-size=3\" at _etcd-server-ssl._tcp.cluster.test. but 2 SRV records there"),
-        "{out}"
-    );
-    assert!(
-        out.contains(
-            "m1, m2 would bootstrap a 2-member cluster although the records mean 3 members"
-        ),
+        out.contains("error: records: TXT \"muster-size=3\" at _etcd-server-ssl._tcp.cluster.test. but no SRV records there (musterd withholds a set until it has 3 targets with addresses)"),
         "{out}"
     );
     // Even without a size: a warning, exit 0.
