@@ -22,12 +22,15 @@ pub mod listen;
 pub mod loader;
 pub mod mmsg;
 pub mod name;
+pub mod notify;
 pub mod respond;
 pub mod rr;
+pub mod secondary;
 pub mod serve;
 pub mod stats;
 pub mod tsig;
 pub mod wire;
+pub mod xfr;
 pub mod zone;
 pub mod zonefile;
 

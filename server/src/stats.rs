@@ -36,6 +36,9 @@ pub struct Stats {
     /// The state of every completeness gate (gauges, replaced per zone by
     /// [`crate::gate::announce`] when a snapshot goes into service).
     pub gates: std::sync::Mutex<Vec<crate::gate::GateSample>>,
+    /// Zone transfer, NOTIFY and secondary zone counters and gauges (`musterd_xfr_*`,
+    /// `musterd_notify_*`, `musterd_zone_*`, rendered by [`crate::xfr::XfrMetrics::render`]).
+    pub xfr: std::sync::Arc<crate::xfr::XfrMetrics>,
     /// The etcd discovery service's counters and gauges (`musterd_discovery_*`, rendered
     /// by [`crate::discovery::Metrics::render`] after these; zero when it is off).
     pub discovery: std::sync::Arc<crate::discovery::Metrics>,

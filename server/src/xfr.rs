@@ -1140,8 +1140,11 @@ impl Transfers {
     /// one poll are merged into one changeset.
     async fn watch(self: Arc<Self>) {
         let mut seen: HashMap<Name, Arc<Zone>> = HashMap::new();
+        // A secondary may have missed changes while we were down: NOTIFY at start, as
+        // BIND and Knot do.
         for z in self.catalog.load().zones() {
             self.metrics.set_serial(&z.origin, z.serial());
+            self.notifier.serial_changed(z);
             seen.insert(z.origin.clone(), z.clone());
         }
         let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -1237,25 +1240,6 @@ impl Transfers {
             }
         };
         drop(catalog);
-        let key = verified.as_ref().map(|v| &v.key.name);
-        if !self.allowed(&zone.origin, peer.ip(), key) {
-            let why = format!(
-                "zone {} is not allowed to {} (key {})",
-                zone.origin,
-                peer.ip(),
-                key.map_or_else(|| "none".into(), ToString::to_string)
-            );
-            return write_frame(out, &refuse(rcode::REFUSED, &why), timeout).await;
-        }
-        if self.any_unavailable.load(Ordering::Relaxed) && self.secondaries.unavailable(q.qname()) {
-            // An expired secondary zone must not be handed on (RFC 1035 §4.3.5).
-            return write_frame(
-                out,
-                &refuse(rcode::SERVFAIL, "the zone is expired"),
-                timeout,
-            )
-            .await;
-        }
         let question_end = HEADER_LEN + q.question.len();
         let ixfr_from = if q.qtype == rtype::IXFR {
             match ixfr_serial(pkt, question_end, q.qname()) {
@@ -1275,6 +1259,25 @@ impl Transfers {
         } else {
             None
         };
+        let key = verified.as_ref().map(|v| &v.key.name);
+        if !self.allowed(&zone.origin, peer.ip(), key) {
+            let why = format!(
+                "zone {} is not allowed to {} (key {})",
+                zone.origin,
+                peer.ip(),
+                key.map_or_else(|| "none".into(), ToString::to_string)
+            );
+            return write_frame(out, &refuse(rcode::REFUSED, &why), timeout).await;
+        }
+        if self.any_unavailable.load(Ordering::Relaxed) && self.secondaries.unavailable(q.qname()) {
+            // An expired secondary zone must not be handed on (RFC 1035 §4.3.5).
+            return write_frame(
+                out,
+                &refuse(rcode::SERVFAIL, "the zone is expired"),
+                timeout,
+            )
+            .await;
+        }
         let signer = verified.as_ref().map(StreamSigner::new);
         let tsig_room = verified.as_ref().map_or(0, |v| v.response().record_len());
         let mut stream = Stream {
