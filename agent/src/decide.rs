@@ -105,8 +105,14 @@ pub fn decide(
                     b.members.len()
                 ),
             },
+            // Without complete records (a size from --expect or muster-size, every
+            // member published) this may be a new member of a cluster that is down: its
+            // members do not answer, and bootstrapping from the records would start a
+            // second cluster. Only a running cluster can take it.
             None => Decision::Wait(format!(
-                "{asked}; bootstrapping needs the complete set of records"
+                "{asked}; bootstrapping needs the complete set of records, and joining needs \
+                 a running cluster: if this host is a new member of an existing cluster, start \
+                 that cluster's members first"
             )),
         };
     };

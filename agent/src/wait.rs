@@ -336,7 +336,12 @@ pub async fn wait_for_start<R: Resolve, P: Probe>(
                     }
                 }
                 Decision::Wait(reason) => {
-                    if answered.is_some() || judged.is_ok() {
+                    // Also when nobody answers and only the size is missing: that is a
+                    // new member whose cluster is down, and it must read that a running
+                    // cluster is what it waits for, not only how to declare a size.
+                    let only_size = matches!(&judged, Err(Unsettled::Pending(p))
+                        if p.missing.iter().all(|m| matches!(m, Missing::UnknownSize { .. })));
+                    if answered.is_some() || judged.is_ok() || (only_size && !asked.is_empty()) {
                         progress.missing.push(Missing::Cluster(reason));
                     }
                 }

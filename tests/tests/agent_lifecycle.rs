@@ -414,3 +414,197 @@ fn member_id_hex(c: &Cluster, i: usize) -> String {
         .expect("member id")
         .to_string()
 }
+
+/// Two new members started at the same moment (issue 10): etcd 3.4 takes one learner at a
+/// time, so one waits its turn with a progress line; both end up voting. Before they
+/// start, `plan` for one of them shows the join it would make (golden plan-join.txt,
+/// with ports, cluster ID and paths replaced by placeholders).
+#[test]
+fn two_joiners_at_the_same_moment_both_end_up_voting() {
+    if !can_run() {
+        return;
+    }
+    let c = Cluster::new(5);
+    let zone = publish(&c, 1, &[0, 1, 2]);
+    let dns = Musterd::start(&[("cluster.test.", &zone)]);
+    let ns = dns.addr;
+    let mut m: Vec<Member> = (0..3)
+        .map(|i| c.spawn_with(i, args(&c, i, ns, Some(3)), "60s"))
+        .collect();
+    wait_members(
+        &c,
+        &[0, 1, 2],
+        &["m0", "m1", "m2"],
+        &m.iter().collect::<Vec<_>>(),
+    );
+    let (ok, _, err) = c.ctl(&c.endpoints_of(&[0, 1, 2]), &["put", "before", "joiners"]);
+    assert!(ok, "put: {err}");
+
+    publish(&c, 2, &[0, 1, 2, 3, 4]);
+    dns.reload();
+    let mut plan = vec!["plan".to_string()];
+    plan.extend(args(&c, 3, ns, None));
+    let (ok, out, err) = c.agent_in_hosts(&plan);
+    assert!(ok, "plan: {err}");
+    let cluster = c.ctl_json(&c.endpoint(0), &["member", "list"])["header"]["cluster_id"]
+        .as_u64()
+        .expect("cluster id");
+    let mut text = out.replace(&c.data_dir(3).display().to_string(), "/DATA");
+    text = text.replace(&format!("{cluster:x}"), "CLUSTER-ID");
+    for i in 0..5 {
+        text = text
+            .replace(&c.peer[i].to_string(), &format!("PEER{i}"))
+            .replace(&c.client[i].to_string(), &format!("CLIENT{i}"));
+    }
+    muster_tests::golden::assert_golden(
+        &muster_tests::workspace_root().join("tests/golden/agent/plan-join.txt"),
+        &text,
+    );
+    // plan changed nothing.
+    assert_eq!(c.member_names(&c.endpoint(0)).map(|v| v.len()), Some(3));
+
+    m.push(c.spawn_with(3, args(&c, 3, ns, None), "60s"));
+    m.push(c.spawn_with(4, args(&c, 4, ns, None), "60s"));
+    // Sample the membership while they join: never two learners at once (etcd 3.4's
+    // limit, which the second joiner waits out), and in the end five voting members.
+    let eps = c.endpoints_of(&[0, 1, 2]);
+    let mut most_learners = 0;
+    let mut seen: Vec<Vec<(String, bool)>> = Vec::new();
+    let want: Vec<(String, bool)> = (0..5).map(|i| (format!("m{i}"), false)).collect();
+    let done = wait_for(STEP, || {
+        let names = c.member_names(&eps)?;
+        most_learners = most_learners.max(names.iter().filter(|(_, l)| *l).count());
+        if seen.last() != Some(&names) {
+            seen.push(names.clone());
+        }
+        (names == want).then_some(())
+    });
+    let logs: Vec<String> = m[3..].iter().map(Member::log_text).collect();
+    assert!(
+        done.is_some(),
+        "not five voting members: {seen:?}\n{}",
+        logs.join("\n")
+    );
+    assert!(most_learners <= 1, "{seen:?}");
+    wait_members(
+        &c,
+        &[0, 1, 2, 3, 4],
+        &["m0", "m1", "m2", "m3", "m4"],
+        &m.iter().collect::<Vec<_>>(),
+    );
+    for (i, log) in logs.iter().enumerate() {
+        assert!(log.contains("muster-agent: decision: join ("), "{log}");
+        assert!(
+            log.contains(&format!("promoted m{} to a voting member", i + 3)),
+            "{log}"
+        );
+    }
+    // Usually the second add is refused while the first learner catches up; on a slow
+    // machine the first may be promoted before the second asks.
+    let waited = logs
+        .iter()
+        .any(|l| l.contains("another member is joining as a learner ("));
+    eprintln!(
+        "two joiners: one waited for the other's promotion: {waited}; memberships seen: {seen:?}"
+    );
+    assert_eq!(get(&c, &c.endpoint(4), "before"), "joiners");
+    stop_all(&mut m);
+}
+
+/// Refusals (issue 10): a new member never joins a cluster without quorum and never
+/// bootstraps while the whole existing cluster is down (its records have no size, as a
+/// joiner's need none); then every member restarts with the DNS server down, and the new
+/// member joins once the cluster runs.
+#[test]
+fn a_cluster_without_quorum_or_down_is_neither_joined_nor_bootstrapped_again() {
+    if !can_run() {
+        return;
+    }
+    let c = Cluster::new(4);
+    let zone = publish(&c, 1, &[0, 1, 2]);
+    let mut dns = Musterd::start(&[("cluster.test.", &zone)]);
+    let ns = dns.addr;
+    let mut m: Vec<Member> = (0..3)
+        .map(|i| c.spawn_with(i, args(&c, i, ns, Some(3)), "60s"))
+        .collect();
+    wait_members(
+        &c,
+        &[0, 1, 2],
+        &["m0", "m1", "m2"],
+        &m.iter().collect::<Vec<_>>(),
+    );
+    let (ok, _, err) = c.ctl(&c.endpoints_of(&[0, 1, 2]), &["put", "before", "refusals"]);
+    assert!(ok, "put: {err}");
+
+    // m1 and m2 down: m0 answers without quorum. `plan` for the new m3 explains and
+    // points at the restore procedure; nothing is added.
+    m[1].stop();
+    m[2].stop();
+    publish(&c, 2, &[0, 1, 2, 3]);
+    dns.reload();
+    let mut plan = vec!["plan".to_string()];
+    plan.extend(args(&c, 3, ns, None));
+    plan.extend(["--timeout".to_string(), "3s".to_string()]);
+    let (ok, _, err) = c.agent_in_hosts(&plan);
+    assert!(!ok, "plan succeeded without quorum: {err}");
+    assert!(
+        err.contains("answers but has no quorum (no leader or no quorum read): no member is removed or added without quorum. If a majority of its members is lost for good, restore it: see \"Disaster recovery\" in the README (etcdctl snapshot restore, or --force-new-cluster)"),
+        "{err}"
+    );
+    assert!(err.contains("etcd was not started"), "{err}");
+    assert_eq!(
+        c.member_names(&c.endpoint(0)).map(|v| v.len()),
+        Some(3),
+        "membership changed without quorum"
+    );
+
+    // The whole cluster down: m3's records are complete as a joiner's, not as a new
+    // cluster's (no size), so it waits and gives up; it must not bootstrap alone.
+    m[0].stop();
+    let mut m3 = c.spawn_with(3, args(&c, 3, ns, None), "3s");
+    assert!(
+        wait_for(STEP, || (!m3.running()).then_some(())).is_some(),
+        "m3 did not give up"
+    );
+    let log = m3.log_text();
+    assert!(!m3.child.wait().expect("status").success(), "{log}");
+    assert!(
+        log.contains("no member answers at http://m0.cluster.test:"),
+        "{log}"
+    );
+    assert!(log.contains("etcd was not started"), "{log}");
+    assert!(!log.contains("decision: bootstrap"), "{log}");
+    assert!(!c.data_dir(3).join("member").exists(), "{log}");
+
+    // Every member restarts with the DNS server down: restarts need no DNS.
+    dns.stop();
+    for (i, member) in m.iter_mut().enumerate() {
+        *member = c.spawn_with(i, args(&c, i, ns, Some(3)), "60s");
+    }
+    wait_members(
+        &c,
+        &[0, 1, 2],
+        &["m0", "m1", "m2"],
+        &m.iter().collect::<Vec<_>>(),
+    );
+    for member in &m {
+        let log = member.log_text();
+        assert!(log.contains("muster-agent: decision: restart ("), "{log}");
+        assert!(
+            log.contains("so the URLs in muster-plan.json are used"),
+            "{log}"
+        );
+    }
+
+    // DNS back (a new server on a new port): m3 joins the running cluster.
+    let dns = Musterd::start(&[("cluster.test.", &zone)]);
+    m.push(c.spawn_with(3, args(&c, 3, dns.addr, None), "60s"));
+    wait_members(
+        &c,
+        &[0, 1, 2, 3],
+        &["m0", "m1", "m2", "m3"],
+        &m.iter().collect::<Vec<_>>(),
+    );
+    assert_eq!(get(&c, &c.endpoint(3), "before"), "refusals");
+    stop_all(&mut m);
+}
