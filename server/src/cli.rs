@@ -19,6 +19,8 @@ pub struct Cli {
 }
 
 /// Subcommands.
+// Parsed once per process, so the size of the serve flags does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve zones over UDP and TCP. With no zone, serves the built-in example.test. zone.
@@ -65,6 +67,15 @@ pub struct ServeArgs {
     /// Directory for the discovery service's durable state.
     #[arg(long, value_name = "DIR")]
     pub discovery_state: Option<PathBuf>,
+    /// TSIG keys in BIND format, as `tsig-keygen` prints them (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Vec<PathBuf>,
+    /// Let these keys change anything in ZONE by dynamic update (repeatable).
+    #[arg(long, value_name = "ZONE=KEYNAME[,KEYNAME]")]
+    pub allow_update: Vec<String>,
+    /// Directory for the update journals (default /var/lib/musterd).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Output format of `musterd check`.
@@ -147,6 +158,9 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             version: args.version_string,
             discovery_listen: args.discovery_listen,
             discovery_state: args.discovery_state,
+            key_files: args.key_file,
+            allow_update: args.allow_update,
+            state_dir: args.state_dir,
         },
     )?;
     crate::serve::run(cfg)?;
@@ -187,7 +201,11 @@ fn check(args: CheckArgs) -> ExitCode {
         let dir = path.parent().map(|p| p.to_path_buf());
         match config::resolve(file, dir.as_deref(), Overrides::default()) {
             Ok(cfg) => {
-                sizes.extend(cfg.zones.iter().map(|z| (z.origin.clone(), z.sizes.clone())));
+                sizes.extend(
+                    cfg.zones
+                        .iter()
+                        .map(|z| (z.origin.clone(), z.sizes.clone())),
+                );
                 zones.extend(
                     cfg.zones
                         .into_iter()

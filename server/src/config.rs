@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// The etcd discovery service; `None` when it is off.
     pub discovery: Option<crate::discovery::DiscoveryConfig>,
+    /// TSIG keys, update policies, journals ([`crate::dynamic`]).
+    pub updates: crate::dynamic::UpdateConfig,
 }
 
 /// Errors reading or resolving the configuration.
@@ -81,6 +83,8 @@ pub enum ConfigError {
     DuplicateZone(Name),
     #[error(transparent)]
     Discovery(#[from] crate::discovery::ConfigError),
+    #[error(transparent)]
+    Update(#[from] crate::dynamic::ConfigError),
 }
 
 /// The TOML file, every key optional.
@@ -103,6 +107,10 @@ pub struct FileConfig {
     pub query_log: Option<bool>,
     pub metrics_listen: Option<SocketAddr>,
     pub discovery: Option<crate::discovery::FileSection>,
+    pub state_dir: Option<PathBuf>,
+    pub key_files: Option<Vec<PathBuf>>,
+    pub key: Option<Vec<crate::dynamic::FileKey>>,
+    pub update: Option<crate::dynamic::FileUpdate>,
 }
 
 /// A `[[zone]]` table.
@@ -115,6 +123,10 @@ pub struct FileZone {
     /// = number of members; see docs/completeness-gate.md.
     #[serde(default)]
     pub sizes: std::collections::BTreeMap<String, u32>,
+    /// Keys that may change anything in the zone (dynamic update).
+    pub allow_update: Option<Vec<String>>,
+    /// `[[zone.update_policy]]`: finer-grained grants.
+    pub update_policy: Option<Vec<crate::dynamic::FileGrant>>,
 }
 
 /// Flag values that override the file (`None`/empty = not given).
@@ -130,6 +142,11 @@ pub struct Overrides {
     pub version: Option<String>,
     pub discovery_listen: Option<SocketAddr>,
     pub discovery_state: Option<PathBuf>,
+    /// `--key-file`, added to the file's `key_files`.
+    pub key_files: Vec<PathBuf>,
+    /// `--allow-update ZONE=KEY[,KEY]`, added to the file's `allow_update`.
+    pub allow_update: Vec<String>,
+    pub state_dir: Option<PathBuf>,
 }
 
 fn duration(key: &'static str, v: &str) -> Result<Duration, ConfigError> {
@@ -222,6 +239,7 @@ pub fn resolve(
 ) -> Result<ServerConfig, ConfigError> {
     let defaults = AnswerConfig::default();
     let mut zones = Vec::new();
+    let mut update_sources = crate::dynamic::Sources::default();
     if flags.zones.is_empty() {
         for z in file.zone.unwrap_or_default() {
             let path = match file_dir {
@@ -230,6 +248,12 @@ pub fn resolve(
             };
             let o = origin(&z.origin)?;
             let sizes = zone_sizes(&o, &z.sizes)?;
+            if let Some(keys) = z.allow_update {
+                update_sources.allow.push((z.origin.clone(), keys));
+            }
+            if let Some(grants) = z.update_policy {
+                update_sources.grants.push((z.origin.clone(), grants));
+            }
             zones.push(ZoneSpec {
                 origin: o,
                 file: Some(path),
@@ -297,6 +321,17 @@ pub fn resolve(
             message: "at most 1ms: it delays answers under load (\"80us\" is the default, \"0s\" turns it off)".into(),
         });
     }
+    update_sources.state_dir = flags.state_dir.or(file.state_dir);
+    update_sources.key_files = file.key_files.unwrap_or_default();
+    update_sources.key_files.extend(flags.key_files);
+    update_sources.keys = file.key.unwrap_or_default();
+    update_sources.update = file.update.unwrap_or_default();
+    for a in &flags.allow_update {
+        update_sources
+            .allow
+            .push(crate::dynamic::parse_allow_flag(a)?);
+    }
+    let updates = crate::dynamic::resolve(update_sources, &zones, file_dir)?;
     let discovery = crate::discovery::resolve(
         file.discovery,
         file_dir,
@@ -324,6 +359,7 @@ pub fn resolve(
         query_log: flags.query_log || file.query_log.unwrap_or(false),
         metrics_listen: flags.metrics_listen.or(file.metrics_listen),
         discovery,
+        updates,
     })
 }
 
@@ -410,7 +446,8 @@ mod tests {
                 Overrides::default(),
             )
         };
-        let c = cfg("\"_etcd-server-ssl._tcp\" = 3\n\"_etcd-server-blue._tcp.d.test.\" = 5").unwrap();
+        let c =
+            cfg("\"_etcd-server-ssl._tcp\" = 3\n\"_etcd-server-blue._tcp.d.test.\" = 5").unwrap();
         let sizes: Vec<(String, u32)> = c.zones[0]
             .sizes
             .iter()

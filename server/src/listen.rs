@@ -56,6 +56,9 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     pub query_log: bool,
     pub shutdown: AtomicBool,
+    /// Dynamic update, and the TSIG keys that signed queries are checked with; `None`
+    /// answers UPDATE with NOTIMP and ignores TSIG (unit tests of the query path).
+    pub updates: Option<Arc<crate::dynamic::Updates>>,
 }
 
 impl Shared {
@@ -76,8 +79,25 @@ impl Shared {
         {
             panic!("panic injected by a test");
         }
-        let outcome =
-            crate::respond::respond(&self.responder, catalog, pkt, transport, out, scratch);
+        let keys = self
+            .updates
+            .as_deref()
+            .map(|u| u.keys())
+            .filter(|k| !k.is_empty());
+        let signed = keys.and_then(|keys| {
+            crate::respond::respond_signed(
+                &self.responder,
+                catalog,
+                pkt,
+                transport,
+                out,
+                scratch,
+                keys,
+            )
+        });
+        let outcome = signed.unwrap_or_else(|| {
+            crate::respond::respond(&self.responder, catalog, pkt, transport, out, scratch)
+        });
         match outcome {
             Outcome::Drop(_) => {
                 bump(&self.stats.malformed_dropped);
@@ -268,6 +288,18 @@ fn serve_udp(sock: &UdpSocket, shared: &Shared) {
     }
     let mut scratch = Scratch::default();
     let mut catalog = arc_swap::Cache::new(shared.catalog.clone());
+    // UPDATE messages are answered from the runtime (they wait for the journal's fsync),
+    // through a clone of this socket.
+    let updates = shared
+        .updates
+        .as_ref()
+        .and_then(|u| match sock.try_clone() {
+            Ok(s) => Some((u, Arc::new(s))),
+            Err(e) => {
+                tracing::error!("cannot clone the udp socket for update replies: {e}");
+                None
+            }
+        });
     while !shared.shutdown.load(Ordering::Relaxed) {
         let n = match batch.recv(sock) {
             Ok(0) => continue,
@@ -295,6 +327,12 @@ fn serve_udp(sock: &UdpSocket, shared: &Shared) {
             if datagram.truncated() {
                 bump(&shared.stats.malformed_dropped);
                 return false;
+            }
+            if let Some((u, reply_sock)) = &updates {
+                if crate::update::is_update(datagram.bytes()) {
+                    u.submit_udp(datagram.bytes(), datagram.peer(), reply_sock);
+                    return false;
+                }
             }
             let peer = || datagram.peer();
             shared.handle(
@@ -501,7 +539,13 @@ async fn serve_tcp(mut stream: TcpStream, peer: SocketAddr, shared: &Shared, lim
         }
         bump(&shared.stats.tcp_queries);
         let catalog = shared.catalog.load();
-        if !shared.handle(
+        let update = shared
+            .updates
+            .as_ref()
+            .filter(|_| crate::update::is_update(&inbuf[..len]));
+        if let Some(u) = update {
+            out = u.handle(&inbuf[..len]).await;
+        } else if !shared.handle(
             &catalog,
             &inbuf[..len],
             Transport::Tcp,
@@ -546,6 +590,7 @@ mod tests {
             stats: Arc::new(Stats::default()),
             query_log: false,
             shutdown: AtomicBool::new(false),
+            updates: None,
         })
     }
 

@@ -69,10 +69,12 @@ pub fn load_zone(spec: &ZoneSpec) -> Result<Zone, LoadError> {
         panic!("panic injected by a test");
     }
     let parsed = started.elapsed();
-    let (zone, warnings) = Zone::build_with_sizes(&spec.origin, records, &spec.sizes)
-        .map_err(|errors| LoadError::Invalid {
-            origin: spec.origin.clone(),
-            errors,
+    let (zone, warnings) =
+        Zone::build_with_sizes(&spec.origin, records, &spec.sizes).map_err(|errors| {
+            LoadError::Invalid {
+                origin: spec.origin.clone(),
+                errors,
+            }
         })?;
     for w in warnings {
         tracing::warn!("{}: {}", w.at, w.message);
@@ -223,6 +225,9 @@ pub struct Zones {
     responder: Responder,
     catalog: Arc<ArcSwap<Catalog>>,
     stats: Arc<Stats>,
+    /// Zones that take dynamic updates: [`crate::dynamic`] rereads their files (as a
+    /// difference against the served zone), so reloads here leave them alone.
+    managed: Vec<Name>,
 }
 
 impl Zones {
@@ -267,6 +272,7 @@ impl Zones {
             responder,
             catalog: Arc::new(ArcSwap::from_pointee(catalog)),
             stats,
+            managed: Vec::new(),
         };
         let all = zones.catalog.load().zones().cloned().collect();
         precompile_in_background(
@@ -287,9 +293,22 @@ impl Zones {
         self.catalog.clone()
     }
 
+    /// Leaves these zones to [`crate::dynamic`] from now on.
+    pub fn manage(&mut self, origins: &[Name]) {
+        self.managed.extend(origins.iter().map(Name::to_lowercase));
+    }
+
+    fn is_managed(&self, slot: &Slot) -> bool {
+        self.managed
+            .iter()
+            .any(|o| o.eq_ignore_case(&slot.spec.origin))
+    }
+
     /// Reloads every zone (SIGHUP). Returns how many failed.
     pub fn reload_all(&mut self) -> usize {
-        let all: Vec<usize> = (0..self.slots.len()).collect();
+        let all: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| !self.is_managed(&self.slots[i]))
+            .collect();
         self.reload(&all)
     }
 
@@ -299,7 +318,11 @@ impl Zones {
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.spec.file.is_some() && fingerprint(&s.files) != s.fingerprint)
+            .filter(|(_, s)| {
+                s.spec.file.is_some()
+                    && !self.is_managed(s)
+                    && fingerprint(&s.files) != s.fingerprint
+            })
             .map(|(i, _)| i)
             .collect();
         if changed.is_empty() {
@@ -310,7 +333,6 @@ impl Zones {
 
     fn reload(&mut self, which: &[usize]) -> usize {
         let current = self.catalog.load_full();
-        let mut next = (*current).clone();
         let mut failed = 0;
         let mut fresh = Vec::new();
         for &i in which {
@@ -337,8 +359,7 @@ impl Zones {
                         fingerprint(&slot.files)
                     };
                     let zone = Arc::new(zone);
-                    fresh.push(zone.clone());
-                    next.insert(zone);
+                    fresh.push(zone);
                     bump(&self.stats.reloads);
                 }
                 Err(e) => {
@@ -353,7 +374,15 @@ impl Zones {
                 }
             }
         }
-        self.catalog.store(Arc::new(next));
+        // Only the reloaded zones are replaced: an updatable zone's task may have swapped
+        // in a new version of its zone meanwhile.
+        self.catalog.rcu(|now| {
+            let mut merged = (**now).clone();
+            for z in &fresh {
+                merged.insert(z.clone());
+            }
+            merged
+        });
         precompile_in_background(
             fresh,
             self.responder.clone(),

@@ -25,3 +25,88 @@ pub fn respond(
     }
     responder.answer(catalog, &q, transport, buf, scratch)
 }
+
+/// Answers a TSIG-signed request (RFC 8945 §5.3): verified, answered by the full path
+/// (precompiled answers cannot carry a signature), and signed; errors as RFC 8945 §5.2
+/// says (FORMERR unsigned, NOTAUTH with BADKEY or BADSIG unsigned, BADTIME or BADTRUNC
+/// signed). Over UDP the answer leaves room for the TSIG record under the client's size
+/// limit; when it would not fit it is sent truncated (TC), signed. `None` when the
+/// request carries no TSIG: the caller answers it as usual, at no extra cost for a
+/// packet without additional records.
+pub fn respond_signed(
+    responder: &Responder,
+    catalog: &Catalog,
+    pkt: &[u8],
+    transport: Transport,
+    buf: &mut Vec<u8>,
+    scratch: &mut Scratch,
+    keys: &crate::tsig::KeyRing,
+) -> Option<Outcome> {
+    use crate::tsig::{self, Malformed, TsigError};
+    use crate::wire::{flags, HEADER_LEN};
+    // No additional record, no TSIG; QR=1 is dropped by the query path.
+    if pkt.len() < HEADER_LEN || pkt[10..12] == [0, 0] || pkt[2] & 0x80 != 0 {
+        return None;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let verified = match tsig::verify_request(pkt, keys, now) {
+        Ok(None) => return None,
+        // A message that does not even parse gets the query path's FORMERR.
+        Err(TsigError::Malformed(Malformed::Short | Malformed::Truncated)) => return None,
+        Ok(Some(v)) => v,
+        Err(e) => {
+            let (id, copy, question) = crate::update::echo_of(pkt);
+            let op = (pkt[2] >> 3) & 0xf;
+            *buf = crate::update::response(op, id, copy, question, e.rcode(), None);
+            if let Some(t) = e.response() {
+                let _ = tsig::sign_response(buf, &t, now);
+            }
+            return Some(Outcome::Reply {
+                rcode: e.rcode(),
+                truncated: false,
+            });
+        }
+    };
+    let tsig = verified.response();
+    let mut outcome = match parse_query(pkt) {
+        Ok(q) => {
+            let outcome = responder.answer(catalog, &q, transport, buf, scratch);
+            let limit = responder.limit(&q, transport);
+            if transport == Transport::Udp && buf.len() + tsig.record_len() > limit {
+                // Header and question only, TC set, plus our OPT when the query had one:
+                // the client retries over TCP.
+                let keep = HEADER_LEN + q.question.len();
+                buf.truncate(keep);
+                let fl = u16::from_be_bytes([buf[2], buf[3]]) | flags::TC;
+                buf[2..4].copy_from_slice(&fl.to_be_bytes());
+                let ar = u16::from(q.edns.is_some());
+                buf[6..12].copy_from_slice(&[0, 0, 0, 0, 0, ar as u8]);
+                if let Some(e) = q.edns {
+                    buf.push(0);
+                    buf.extend_from_slice(&crate::rr::rtype::OPT.to_be_bytes());
+                    buf.extend_from_slice(&responder.config.max_udp_payload.to_be_bytes());
+                    buf.extend_from_slice(&[0, 0, if e.dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+                }
+                match outcome {
+                    Outcome::Reply { rcode, .. } => Outcome::Reply {
+                        rcode,
+                        truncated: true,
+                    },
+                    drop => drop,
+                }
+            } else {
+                outcome
+            }
+        }
+        Err(malformed) => responder.reply_malformed(pkt, malformed, buf, &mut scratch.comp),
+    };
+    if let Outcome::Reply { .. } = outcome {
+        if let Err(e) = tsig::sign_response(buf, &tsig, now) {
+            tracing::debug!("cannot sign the response: {e}");
+            outcome = Outcome::Drop(crate::wire::DropReason::Short);
+        }
+    }
+    Some(outcome)
+}

@@ -38,6 +38,8 @@ pub enum ServeError {
     WorkerDied(usize),
     #[error(transparent)]
     Discovery(#[from] crate::discovery::StartError),
+    #[error("{0}")]
+    Updates(crate::dynamic::OpenError),
 }
 
 fn notify(state: &[NotifyState<'_>]) {
@@ -52,6 +54,19 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
     let responder = Responder::new(config.answer.clone());
     let mut zones = Zones::load_all(&config.zones, stats.clone(), responder.clone())
         .map_err(ServeError::Load)?;
+    // Updatable zones: their journals are replayed now, and from here on their task, not
+    // the loader, rereads their files.
+    let updates = Arc::new(
+        crate::dynamic::Updates::open(
+            &config.updates,
+            &config.zones,
+            zones.catalog(),
+            responder.clone(),
+            stats.clone(),
+        )
+        .map_err(ServeError::Updates)?,
+    );
+    zones.manage(&updates.origins());
     let workers = match config.udp_workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -63,6 +78,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
         stats: stats.clone(),
         query_log: config.query_log,
         shutdown: Default::default(),
+        updates: Some(updates.clone()),
     });
 
     let mut tcp_listeners = Vec::new();
@@ -115,6 +131,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
         if let Some(d) = config.discovery.clone() {
             crate::discovery::start(d, stats.discovery.clone()).await?;
         }
+        updates.start();
         for local in &bound {
             // Tests and operators read the chosen port from this line when --listen used port 0.
             tracing::info!("listening on {local} (udp+tcp)");
@@ -141,12 +158,14 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
             tokio::select! {
                 _ = hup.recv() => {
                     notify(&[NotifyState::Reloading, NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Status("reloading"))]);
-                    let failed = tokio::task::block_in_place(|| zones.reload_all());
+                    let failed = tokio::task::block_in_place(|| zones.reload_all())
+                        + updates.reload(true).await;
                     tracing::info!(failed, "reload finished");
                     notify(&[NotifyState::Ready, NotifyState::Status(if failed == 0 { "serving" } else { "serving; some zones failed to reload, see the log" })]);
                 }
                 _ = ticker.tick(), if watch => {
                     tokio::task::block_in_place(|| zones.reload_changed());
+                    updates.reload(false).await;
                 }
                 _ = term.recv() => break,
                 _ = int.recv() => break,
@@ -193,6 +212,7 @@ async fn serve_metrics(listener: tokio::net::TcpListener, stats: Arc<Stats>) {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s.read(&mut req)).await;
             let mut body = stats.render();
             stats.discovery.render(&mut body);
+            stats.updates.render(&mut body);
             let resp = format!(
                 "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
                 body.len(),

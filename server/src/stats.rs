@@ -39,6 +39,9 @@ pub struct Stats {
     /// Zone transfer, NOTIFY and secondary zone counters and gauges (`musterd_xfr_*`,
     /// `musterd_notify_*`, `musterd_zone_*`, rendered by [`crate::xfr::XfrMetrics::render`]).
     pub xfr: std::sync::Arc<crate::xfr::XfrMetrics>,
+    /// Dynamic update counters (`musterd_updates_*`, rendered by
+    /// [`crate::dynamic::UpdateMetrics::render`] after these).
+    pub updates: std::sync::Arc<crate::dynamic::UpdateMetrics>,
     /// The etcd discovery service's counters and gauges (`musterd_discovery_*`, rendered
     /// by [`crate::discovery::Metrics::render`] after these; zero when it is off).
     pub discovery: std::sync::Arc<crate::discovery::Metrics>,

@@ -1,0 +1,1262 @@
+//! Dynamic update at run time: the keys and per-zone policies from the configuration, one
+//! task per updatable zone that applies its updates in order, makes each durable in the
+//! zone's journal before answering, and swaps the new snapshot into the catalog; zone
+//! files written back and journals compacted; hand edits merged as a difference.
+//!
+//! Order for each update (RFC 2136 §3.5: stable storage before the response): check and
+//! apply it to the zone's records ([`crate::update`]) → build the new snapshot → append
+//! the changeset to the journal and wait for its fsync → swap the snapshot in → answer.
+//! Updates that arrive while one is being processed are taken together: each is checked
+//! against the records as the previous ones left them, their journal records share one
+//! fsync (group commit) and one snapshot build, and they are answered once that is done.
+//! If an append fails, that update and every later one of the batch are taken back out
+//! and answered SERVFAIL (they were checked against state that is not durable); the
+//! journal then refuses further appends until musterd restarts and recovers it.
+//!
+//! On start each updatable zone is its zone file plus the journal's changesets that chain
+//! on from the file's serial (RFC 1982). After `writeback_changes` changesets, or
+//! `writeback_interval` after the first unsaved one, the zone file is written back
+//! atomically (temp file, fsync, rename, fsync the directory) and the journal rewritten
+//! to the last `journal_history` changesets, which all precede the file's serial.
+//!
+//! Hand edits (SIGHUP, or the file watcher) are applied as a three-way difference: what
+//! the edit changed relative to the file as musterd last wrote or read it is applied to
+//! the served zone, so updates made since stay; the serial becomes max(file, served) + 1
+//! and the merged zone is written back at once.
+//!
+//! Limitations: keys and policies are read at start only (SIGHUP reloads zone data, not
+//! keys); the zone file is rewritten in musterd's own layout (comments and `$INCLUDE`s of
+//! an updatable zone are not kept).
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::answer::Responder;
+use crate::catalog::Catalog;
+use crate::changeset::Changeset;
+use crate::config::ZoneSpec;
+use crate::journal::{self, Journal, JournalError};
+use crate::name::Name;
+use crate::rr::type_from_name;
+use crate::stats::Stats;
+use crate::tsig::{self, KeyRing};
+use crate::update::{
+    self, Grant, Limits, NameMatch, Policy, Reason, RecordSet, TypeMatch, ZoneData,
+};
+use crate::wire::{opcode, rcode};
+use crate::zone::Zone;
+
+/// Where journals live unless configured (the unit's `StateDirectory=musterd`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/musterd";
+
+// ---------------------------------------------------------------------------------------
+// Configuration
+
+/// The resolved dynamic-update configuration.
+#[derive(Debug, Clone)]
+pub struct UpdateConfig {
+    pub keys: Arc<KeyRing>,
+    pub state_dir: PathBuf,
+    /// The zones that take updates, each with its policy.
+    pub zones: Vec<(Name, Policy)>,
+    pub limits: Limits,
+    pub writeback_changes: usize,
+    pub writeback_interval: Duration,
+    pub journal_history: usize,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        UpdateConfig {
+            keys: Arc::new(KeyRing::new()),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            zones: Vec::new(),
+            limits: Limits::default(),
+            writeback_changes: 100,
+            writeback_interval: Duration::from_secs(60),
+            journal_history: 100,
+        }
+    }
+}
+
+/// Why the keys or update policies cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Key(#[from] tsig::KeyError),
+    #[error("--allow-update {0:?}: expected ZONE=KEYNAME[,KEYNAME], e.g. --allow-update example.test.=ddns-key")]
+    AllowSyntax(String),
+    #[error("update policy of zone {zone}: key {key:?} is not defined; load it with --key-file or [[key]]")]
+    UnknownKey { zone: String, key: String },
+    #[error("update policy for zone {0}, which is not served; add it with --zone or [[zone]]")]
+    UnknownZone(String),
+    #[error(
+        "zone {0} takes updates but has no zone file (the built-in example zone cannot be updated)"
+    )]
+    NoFile(Name),
+    #[error("update policy of zone {zone}: {message}")]
+    Grant { zone: Name, message: String },
+    #[error("{key} = {value}: {message}")]
+    Value {
+        key: &'static str,
+        value: String,
+        message: String,
+    },
+    #[error("name {text:?}: {source}")]
+    Name {
+        text: String,
+        source: crate::name::NameError,
+    },
+}
+
+/// `[[key]]`: a TSIG key written inline.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileKey {
+    pub name: String,
+    pub algorithm: String,
+    pub secret: String,
+}
+
+/// `[update]`: limits, write-back and compaction.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpdate {
+    pub max_rrset_records: Option<usize>,
+    pub max_types_per_name: Option<usize>,
+    pub max_zone_names: Option<usize>,
+    pub max_update_records: Option<usize>,
+    pub writeback_changes: Option<usize>,
+    pub writeback_interval: Option<String>,
+    pub journal_history: Option<usize>,
+}
+
+/// `[[zone.update_policy]]`: one grant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileGrant {
+    pub key: String,
+    /// `zone`, `name`, `subdomain`, `wildcard`, `self` or `selfsub`.
+    #[serde(rename = "match")]
+    pub match_: String,
+    pub name: Option<String>,
+    pub types: Option<Vec<String>>,
+}
+
+/// What the config file and the flags say about updates, before it is checked.
+#[derive(Debug, Default)]
+pub struct Sources {
+    pub state_dir: Option<PathBuf>,
+    pub key_files: Vec<PathBuf>,
+    pub keys: Vec<FileKey>,
+    pub update: FileUpdate,
+    /// (zone origin, key names allowed everything) from `allow_update` and the flags.
+    pub allow: Vec<(String, Vec<String>)>,
+    /// (zone origin, grants) from `[[zone.update_policy]]`.
+    pub grants: Vec<(String, Vec<FileGrant>)>,
+}
+
+/// Parses `ZONE=KEYNAME[,KEYNAME]`.
+pub fn parse_allow_flag(flag: &str) -> Result<(String, Vec<String>), ConfigError> {
+    let (zone, keys) = flag
+        .split_once('=')
+        .filter(|(z, k)| !z.is_empty() && !k.is_empty())
+        .ok_or_else(|| ConfigError::AllowSyntax(flag.into()))?;
+    let keys: Vec<String> = keys.split(',').map(str::trim).map(String::from).collect();
+    if keys.iter().any(String::is_empty) {
+        return Err(ConfigError::AllowSyntax(flag.into()));
+    }
+    Ok((zone.into(), keys))
+}
+
+fn absolute(text: &str) -> Result<Name, ConfigError> {
+    let abs = if text.ends_with('.') {
+        text.to_string()
+    } else {
+        format!("{text}.")
+    };
+    Name::parse(&abs, None).map_err(|source| ConfigError::Name {
+        text: text.into(),
+        source,
+    })
+}
+
+/// Loads the keys and checks every policy against them and the served zones.
+pub fn resolve(
+    src: Sources,
+    zones: &[ZoneSpec],
+    file_dir: Option<&Path>,
+) -> Result<UpdateConfig, ConfigError> {
+    let mut keys = KeyRing::new();
+    for f in &src.key_files {
+        let path = match file_dir {
+            Some(d) if f.is_relative() => d.join(f),
+            _ => f.clone(),
+        };
+        keys.load_file(&path)?;
+    }
+    for (i, k) in src.keys.iter().enumerate() {
+        let key = tsig::Key::from_config(&k.name, &k.algorithm, &k.secret)?;
+        keys.insert(
+            key,
+            tsig::Location {
+                source: "[[key]] in the config".into(),
+                line: Some(i as u32 + 1),
+            },
+        )?;
+    }
+    let mut policies: Vec<(Name, Policy)> = Vec::new();
+    let policy_of =
+        |policies: &mut Vec<(Name, Policy)>, zone: &str| -> Result<usize, ConfigError> {
+            let origin = absolute(zone)?;
+            let spec = zones
+                .iter()
+                .find(|z| z.origin.eq_ignore_case(&origin))
+                .ok_or_else(|| ConfigError::UnknownZone(zone.into()))?;
+            if spec.file.is_none() {
+                return Err(ConfigError::NoFile(origin));
+            }
+            if let Some(i) = policies.iter().position(|(o, _)| o.eq_ignore_case(&origin)) {
+                return Ok(i);
+            }
+            policies.push((spec.origin.to_lowercase(), Policy::default()));
+            Ok(policies.len() - 1)
+        };
+    let key_name = |zone: &str, k: &str, keys: &KeyRing| -> Result<Name, ConfigError> {
+        let n = absolute(k)?;
+        if keys.get(&n).is_none() {
+            return Err(ConfigError::UnknownKey {
+                zone: zone.into(),
+                key: k.into(),
+            });
+        }
+        Ok(n.to_lowercase())
+    };
+    for (zone, names) in &src.allow {
+        let i = policy_of(&mut policies, zone)?;
+        for k in names {
+            let key = key_name(zone, k, &keys)?;
+            policies[i].1.grants.push(Grant {
+                key,
+                names: NameMatch::Zone,
+                types: TypeMatch::All,
+            });
+        }
+    }
+    for (zone, grants) in &src.grants {
+        let i = policy_of(&mut policies, zone)?;
+        let origin = policies[i].0.clone();
+        for g in grants {
+            let key = key_name(zone, &g.key, &keys)?;
+            let bad = |message: String| ConfigError::Grant {
+                zone: origin.clone(),
+                message,
+            };
+            let name = || -> Result<Name, ConfigError> {
+                let text = g
+                    .name
+                    .as_deref()
+                    .ok_or_else(|| bad(format!("match = {:?} needs a name", g.match_)))?;
+                let n = if text.ends_with('.') {
+                    Name::parse(text, None)
+                } else {
+                    Name::parse(text, Some(&origin))
+                }
+                .map_err(|source| ConfigError::Name {
+                    text: text.into(),
+                    source,
+                })?;
+                if !n.is_subdomain_of(&origin) {
+                    return Err(bad(format!("{n} is outside the zone")));
+                }
+                Ok(n)
+            };
+            let names = match g.match_.as_str() {
+                "zone" => NameMatch::Zone,
+                "name" => NameMatch::Exact(name()?),
+                "subdomain" => NameMatch::Subdomain(name()?),
+                "wildcard" => {
+                    let n = name()?;
+                    if !n.is_wildcard() {
+                        return Err(bad(format!(
+                            "match = \"wildcard\" needs a name starting with \"*.\", not {n}"
+                        )));
+                    }
+                    NameMatch::Wildcard(n)
+                }
+                "self" => NameMatch::SelfName,
+                "selfsub" => NameMatch::SelfSub,
+                other => {
+                    return Err(bad(format!(
+                    "match = {other:?}: expected zone, name, subdomain, wildcard, self or selfsub"
+                )))
+                }
+            };
+            if matches!(
+                names,
+                NameMatch::Zone | NameMatch::SelfName | NameMatch::SelfSub
+            ) && g.name.is_some()
+            {
+                return Err(bad(format!("match = {:?} takes no name", g.match_)));
+            }
+            let types = match &g.types {
+                None => TypeMatch::Default,
+                Some(list) if list.iter().any(|t| t.eq_ignore_ascii_case("ANY")) => TypeMatch::All,
+                Some(list) => {
+                    let mut ts = Vec::new();
+                    for t in list {
+                        match type_from_name(t) {
+                            Some(code) if !crate::rr::is_meta_or_query_only(code) => ts.push(code),
+                            _ => return Err(bad(format!("unknown record type {t:?}"))),
+                        }
+                    }
+                    TypeMatch::Only(ts)
+                }
+            };
+            policies[i].1.grants.push(Grant { key, names, types });
+        }
+    }
+    let d = UpdateConfig::default();
+    let u = &src.update;
+    let writeback_interval = match &u.writeback_interval {
+        Some(v) => humantime::parse_duration(v).map_err(|e| ConfigError::Value {
+            key: "update.writeback_interval",
+            value: v.clone(),
+            message: format!("{e} (write e.g. \"60s\")"),
+        })?,
+        None => d.writeback_interval,
+    };
+    let positive =
+        |key: &'static str, v: Option<usize>, default: usize| -> Result<usize, ConfigError> {
+            match v {
+                Some(0) => Err(ConfigError::Value {
+                    key,
+                    value: "0".into(),
+                    message: "must be at least 1".into(),
+                }),
+                Some(n) => Ok(n),
+                None => Ok(default),
+            }
+        };
+    Ok(UpdateConfig {
+        keys: Arc::new(keys),
+        state_dir: src.state_dir.unwrap_or(d.state_dir),
+        zones: policies,
+        limits: Limits {
+            max_rrset_records: positive(
+                "update.max_rrset_records",
+                u.max_rrset_records,
+                d.limits.max_rrset_records,
+            )?,
+            max_types_per_name: positive(
+                "update.max_types_per_name",
+                u.max_types_per_name,
+                d.limits.max_types_per_name,
+            )?,
+            max_zone_names: positive(
+                "update.max_zone_names",
+                u.max_zone_names,
+                d.limits.max_zone_names,
+            )?,
+            max_update_records: positive(
+                "update.max_update_records",
+                u.max_update_records,
+                d.limits.max_update_records,
+            )?,
+        },
+        writeback_changes: positive(
+            "update.writeback_changes",
+            u.writeback_changes,
+            d.writeback_changes,
+        )?,
+        writeback_interval,
+        journal_history: u.journal_history.unwrap_or(d.journal_history),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Metrics
+
+/// Labels of refusals beyond [`Reason`]: TSIG failures and zones not served.
+const EXTRA_REFUSALS: [&str; 2] = ["tsig", "notauth"];
+/// Labels of failures: the update was acceptable but could not be made durable or served.
+const FAILURES: [&str; 3] = ["journal", "build", "overload"];
+
+/// Counters of dynamic updates (`musterd_updates_*`).
+#[derive(Debug, Default)]
+pub struct UpdateMetrics {
+    accepted: AtomicU64,
+    refused: [AtomicU64; Reason::ALL.len() + EXTRA_REFUSALS.len()],
+    failed: [AtomicU64; FAILURES.len()],
+}
+
+impl UpdateMetrics {
+    fn refused(&self, reason: Reason) {
+        let i = Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        self.refused[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn refused_extra(&self, label: &str) {
+        let i = EXTRA_REFUSALS.iter().position(|l| *l == label).unwrap_or(0);
+        self.refused[Reason::ALL.len() + i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn failed(&self, label: &str) {
+        let i = FAILURES.iter().position(|l| *l == label).unwrap_or(0);
+        self.failed[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Appends the counters in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = writeln!(out, "# HELP musterd_updates_accepted_total Dynamic updates answered NOERROR (durable before the answer).");
+        let _ = writeln!(out, "# TYPE musterd_updates_accepted_total counter");
+        let _ = writeln!(
+            out,
+            "musterd_updates_accepted_total {}",
+            self.accepted.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(out, "# HELP musterd_updates_refused_total Dynamic updates refused, nothing changed, by reason.");
+        let _ = writeln!(out, "# TYPE musterd_updates_refused_total counter");
+        let labels = Reason::ALL.iter().map(|r| r.label()).chain(EXTRA_REFUSALS);
+        for (label, c) in labels.zip(&self.refused) {
+            let _ = writeln!(
+                out,
+                "musterd_updates_refused_total{{reason=\"{label}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(out, "# HELP musterd_updates_failed_total Dynamic updates answered SERVFAIL and not applied, by reason.");
+        let _ = writeln!(out, "# TYPE musterd_updates_failed_total counter");
+        for (label, c) in FAILURES.iter().zip(&self.failed) {
+            let _ = writeln!(
+                out,
+                "musterd_updates_failed_total{{reason=\"{label}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Runtime
+
+/// Why dynamic update could not start for a zone.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("zone {0} takes updates but is not loaded")]
+    NotLoaded(Name),
+    #[error("zone {zone}: {source}")]
+    Journal {
+        zone: Name,
+        #[source]
+        source: JournalError,
+    },
+    #[error(
+        "zone {zone}: the journal {} does not continue the zone file: {message}; move the \
+         journal aside to serve the zone file without its updates",
+        journal.display()
+    )]
+    Replay {
+        zone: Name,
+        journal: PathBuf,
+        message: String,
+    },
+    #[error("zone {zone}: the zone with its journal applied does not build: {message}")]
+    Build { zone: Name, message: String },
+}
+
+/// How an update ended, for the response.
+struct Answer {
+    rcode: u16,
+}
+
+enum Command {
+    Update {
+        req: update::Request,
+        signer: Name,
+        reply: oneshot::Sender<Answer>,
+    },
+    Reload {
+        force: bool,
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+/// A UDP update handed over by a worker thread, answered from the runtime.
+struct UdpJob {
+    pkt: Vec<u8>,
+    peer: SocketAddr,
+    sock: Arc<UdpSocket>,
+}
+
+/// Dynamic update for every zone that takes it; shared with the transports.
+pub struct Updates {
+    keys: Arc<KeyRing>,
+    zones: HashMap<Name, mpsc::Sender<Command>>,
+    catalog: Arc<ArcSwap<Catalog>>,
+    metrics: Arc<UpdateMetrics>,
+    max_udp_payload: u16,
+    udp_tx: mpsc::Sender<UdpJob>,
+    pending: Mutex<Option<(mpsc::Receiver<UdpJob>, Vec<ZoneWorker>)>>,
+}
+
+/// UDP updates waiting for the runtime; more are dropped (the client retries).
+const UDP_QUEUE: usize = 4096;
+/// Updates waiting for one zone's task.
+const ZONE_QUEUE: usize = 4096;
+/// Most updates taken into one batch.
+const BATCH_MAX: usize = 256;
+/// Quiet time after the last change before a zone's answers are precompiled again.
+const PRECOMPILE_QUIET: Duration = Duration::from_millis(200);
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Updates {
+    /// Opens the journal of every updatable zone, applies it to the zone as loaded from
+    /// its file and swaps the result into `catalog`. Call before serving; then
+    /// [`Updates::start`] inside the runtime.
+    pub fn open(
+        config: &UpdateConfig,
+        specs: &[ZoneSpec],
+        catalog: Arc<ArcSwap<Catalog>>,
+        responder: Responder,
+        stats: Arc<Stats>,
+    ) -> Result<Updates, OpenError> {
+        let (udp_tx, udp_rx) = mpsc::channel(UDP_QUEUE);
+        let metrics = stats.updates.clone();
+        let mut zones = HashMap::new();
+        let mut workers = Vec::new();
+        for (origin, policy) in &config.zones {
+            let spec = specs
+                .iter()
+                .find(|s| s.origin.eq_ignore_case(origin))
+                .cloned()
+                .ok_or_else(|| OpenError::NotLoaded(origin.clone()))?;
+            let zone = catalog
+                .load()
+                .get(origin)
+                .cloned()
+                .ok_or_else(|| OpenError::NotLoaded(origin.clone()))?;
+            let (tx, rx) = mpsc::channel(ZONE_QUEUE);
+            let worker = ZoneWorker::open(
+                config,
+                spec,
+                policy.clone(),
+                &zone,
+                rx,
+                &catalog,
+                responder.clone(),
+                stats.clone(),
+            )?;
+            zones.insert(origin.to_lowercase(), tx);
+            workers.push(worker);
+        }
+        Ok(Updates {
+            keys: config.keys.clone(),
+            zones,
+            catalog,
+            metrics,
+            max_udp_payload: responder.config.max_udp_payload,
+            udp_tx,
+            pending: Mutex::new(Some((udp_rx, workers))),
+        })
+    }
+
+    /// The TSIG keys, for signed queries.
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// The zones that take updates (lower-cased).
+    pub fn origins(&self) -> Vec<Name> {
+        self.zones.keys().cloned().collect()
+    }
+
+    /// Starts the zone tasks and the UDP hand-over task. Call once, inside the runtime.
+    pub fn start(self: &Arc<Self>) {
+        let Some((mut udp_rx, workers)) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
+        for w in workers {
+            tokio::spawn(w.run());
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some(job) = udp_rx.recv().await {
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let reply = me.handle(&job.pkt).await;
+                    if let Err(e) = job.sock.send_to(&reply, job.peer) {
+                        tracing::debug!(peer = %job.peer, "udp update reply: {e}");
+                    }
+                });
+            }
+        });
+    }
+
+    /// Hands an UPDATE received by a UDP worker thread to the runtime; the reply is sent
+    /// from there through `sock`. Never blocks: when the queue is full the packet is
+    /// dropped and counted, and the client retries.
+    pub fn submit_udp(&self, pkt: &[u8], peer: SocketAddr, sock: &Arc<UdpSocket>) {
+        let job = UdpJob {
+            pkt: pkt.to_vec(),
+            peer,
+            sock: sock.clone(),
+        };
+        if self.udp_tx.try_send(job).is_err() {
+            self.metrics.failed("overload");
+        }
+    }
+
+    /// Answers one UPDATE message (either transport).
+    pub async fn handle(&self, pkt: &[u8]) -> Vec<u8> {
+        let (id, copy, zone_section) = update::echo_of(pkt);
+        let edns = update::parse(pkt)
+            .ok()
+            .filter(|r| r.edns)
+            .map(|_| self.max_udp_payload);
+        let plain = |rc: u16| update::response(opcode::UPDATE, id, copy, zone_section, rc, edns);
+        let now = unix_now();
+        let verified = match tsig::verify_request(pkt, &self.keys, now) {
+            Ok(v) => v,
+            Err(e) => {
+                self.metrics.refused_extra("tsig");
+                tracing::info!("update refused: {e}");
+                let mut msg = plain(e.rcode());
+                if let Some(t) = e.response() {
+                    let _ = tsig::sign_response(&mut msg, &t, now);
+                }
+                return msg;
+            }
+        };
+        let finish = |rc: u16| {
+            let mut msg = plain(rc);
+            if let Some(v) = &verified {
+                if let Err(e) = tsig::sign_response(&mut msg, &v.response(), unix_now()) {
+                    tracing::warn!("cannot sign the update response: {e}");
+                }
+            }
+            msg
+        };
+        let req = match update::parse(pkt) {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.refused(Reason::Format);
+                tracing::info!("update refused: FORMERR: {e}");
+                return finish(rcode::FORMERR);
+            }
+        };
+        let Some(tx) = self.zones.get(&req.zone.to_lowercase()) else {
+            // RFC 2136 §3.1.1: a zone we do not serve is NOTAUTH; one we serve that takes
+            // no updates is refused like an update without permission.
+            let served =
+                req.zclass == crate::rr::class::IN && self.catalog.load().get(&req.zone).is_some();
+            if served {
+                self.metrics.refused(Reason::Policy);
+                tracing::info!(zone = %req.zone, "update refused: the zone takes no updates");
+                return finish(rcode::REFUSED);
+            }
+            self.metrics.refused_extra("notauth");
+            return finish(update::update_rcode::NOTAUTH);
+        };
+        if req.zclass != crate::rr::class::IN {
+            self.metrics.refused_extra("notauth");
+            return finish(update::update_rcode::NOTAUTH);
+        }
+        let Some(v) = &verified else {
+            self.metrics.refused(Reason::Unsigned);
+            tracing::info!(zone = %req.zone, "update refused: not signed (TSIG is required)");
+            return finish(rcode::REFUSED);
+        };
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Update {
+            req,
+            signer: v.key.name.clone(),
+            reply,
+        };
+        if tx.send(cmd).await.is_err() {
+            self.metrics.failed("overload");
+            return finish(rcode::SERVFAIL);
+        }
+        match rx.await {
+            Ok(a) => finish(a.rcode),
+            Err(_) => {
+                self.metrics.failed("overload");
+                finish(rcode::SERVFAIL)
+            }
+        }
+    }
+
+    /// Reloads the zone files of the updatable zones: all of them (`force`, SIGHUP) or
+    /// those whose file changed (the watcher). Returns how many failed.
+    pub async fn reload(&self, force: bool) -> usize {
+        let mut waits = Vec::new();
+        for tx in self.zones.values() {
+            let (reply, rx) = oneshot::channel();
+            if tx.send(Command::Reload { force, reply }).await.is_ok() {
+                waits.push(rx);
+            }
+        }
+        let mut failed = 0;
+        for w in waits {
+            if !w.await.unwrap_or(false) {
+                failed += 1;
+            }
+        }
+        failed
+    }
+}
+
+/// A file's identity for change detection: inode, size, modification and change times.
+type Fingerprint = Option<(u64, u64, i64, i64, i64)>;
+
+fn fingerprint(path: &Path) -> Fingerprint {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.len(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()))
+}
+
+/// One updatable zone's task and everything it owns.
+struct ZoneWorker {
+    origin: Name,
+    file: PathBuf,
+    policy: Policy,
+    limits: Limits,
+    writeback_changes: usize,
+    writeback_interval: Duration,
+    journal_history: usize,
+    /// The zone as served (and as durable: nothing here is ahead of the journal between
+    /// batches).
+    data: ZoneData,
+    journal: Journal,
+    /// The zone file's records as musterd last read or wrote it (see
+    /// [`ZoneData::hand_edit`]).
+    written: RecordSet,
+    file_print: Fingerprint,
+    /// The latest changesets, oldest first, at most `journal_history` of them once the
+    /// file is written back.
+    history: VecDeque<Changeset>,
+    /// Changesets not yet in the zone file.
+    unsaved: usize,
+    unsaved_since: Option<Instant>,
+    precompile_after: Option<Instant>,
+    rx: mpsc::Receiver<Command>,
+    catalog: Arc<ArcSwap<Catalog>>,
+    responder: Responder,
+    stats: Arc<Stats>,
+    metrics: Arc<UpdateMetrics>,
+}
+
+impl ZoneWorker {
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        config: &UpdateConfig,
+        spec: ZoneSpec,
+        policy: Policy,
+        loaded: &Zone,
+        rx: mpsc::Receiver<Command>,
+        catalog: &Arc<ArcSwap<Catalog>>,
+        responder: Responder,
+        stats: Arc<Stats>,
+    ) -> Result<ZoneWorker, OpenError> {
+        let origin = loaded.origin.clone();
+        let file = spec
+            .file
+            .clone()
+            .ok_or_else(|| OpenError::NotLoaded(origin.clone()))?;
+        let file_print = fingerprint(&file);
+        let mut data = ZoneData::from_zone(loaded);
+        let written = data.fingerprints();
+        let (journal, recovery) =
+            Journal::open(&config.state_dir, &origin).map_err(|source| OpenError::Journal {
+                zone: origin.clone(),
+                source,
+            })?;
+        let replay_error = |message: String| OpenError::Replay {
+            zone: origin.clone(),
+            journal: journal.path().to_path_buf(),
+            message,
+        };
+        let changesets = recovery.changesets;
+        let file_serial = data.serial();
+        let start = changesets.iter().position(|c| c.from_serial == file_serial);
+        let mut replayed = 0;
+        let mut discard = false;
+        match (start, changesets.last()) {
+            (Some(i), _) => {
+                for cs in &changesets[i..] {
+                    data.apply_changeset(cs)
+                        .map_err(|e| replay_error(e.to_string()))?;
+                    replayed += 1;
+                }
+            }
+            (None, None) => {}
+            (None, Some(last)) if last.to_serial == file_serial => {}
+            (None, Some(last)) if update::serial_gt(file_serial, last.to_serial) => {
+                // Edited while musterd was stopped, with a raised serial: the file wins.
+                tracing::warn!(
+                    zone = %origin,
+                    "the zone file's serial {file_serial} is above the journal's last serial {}: \
+                     the file was edited while musterd was stopped; serving the file and \
+                     discarding the journal's history",
+                    last.to_serial
+                );
+                discard = true;
+            }
+            (None, Some(last)) => {
+                return Err(replay_error(format!(
+                    "the zone file has serial {file_serial}, and no journal record starts there \
+                     (the journal ends at serial {})",
+                    last.to_serial
+                )))
+            }
+        }
+        if discard {
+            journal
+                .rewrite_blocking(&[])
+                .map_err(|source| OpenError::Journal {
+                    zone: origin.clone(),
+                    source,
+                })?;
+        }
+        let history: VecDeque<Changeset> = if discard {
+            VecDeque::new()
+        } else {
+            changesets.into()
+        };
+        let mut w = ZoneWorker {
+            origin: origin.clone(),
+            file,
+            policy,
+            limits: config.limits,
+            writeback_changes: config.writeback_changes,
+            writeback_interval: config.writeback_interval,
+            journal_history: config.journal_history,
+            data,
+            journal,
+            written,
+            file_print,
+            history,
+            unsaved: replayed,
+            unsaved_since: (replayed > 0).then(Instant::now),
+            precompile_after: None,
+            rx,
+            catalog: catalog.clone(),
+            responder,
+            stats: stats.clone(),
+            metrics: stats.updates.clone(),
+        };
+        if replayed > 0 {
+            let zone = w.build().map_err(|message| OpenError::Build {
+                zone: origin.clone(),
+                message,
+            })?;
+            tracing::info!(zone = %origin, changesets = replayed, serial = zone.serial(), "journal replayed");
+            w.publish(zone);
+            w.precompile_now();
+        }
+        Ok(w)
+    }
+
+    /// The configured cluster sizes of the served snapshot, which its rebuilds keep.
+    fn gate_sizes(&self) -> Vec<(Name, u32)> {
+        self.catalog
+            .load()
+            .get(&self.origin)
+            .map(|z| z.gate_sizes().to_vec())
+            .unwrap_or_default()
+    }
+
+    fn build(&self) -> Result<Zone, String> {
+        let records = self.data.to_records();
+        match Zone::build_with_sizes(&self.origin, records, &self.gate_sizes()) {
+            Ok((zone, _warnings)) => Ok(zone),
+            Err(errors) => Err(errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")),
+        }
+    }
+
+    /// Builds the snapshot off the runtime's reactor (it is O(zone size)).
+    fn build_blocking(&self) -> Result<Zone, String> {
+        tokio::task::block_in_place(|| self.build())
+    }
+
+    fn publish(&mut self, zone: Zone) {
+        let zone = Arc::new(zone);
+        self.catalog.rcu(|current| {
+            let mut next = (**current).clone();
+            next.insert(zone.clone());
+            next
+        });
+        self.precompile_after = Some(Instant::now() + PRECOMPILE_QUIET);
+    }
+
+    fn precompile_now(&mut self) {
+        self.precompile_after = None;
+        let catalog = self.catalog.load();
+        let Some(zone) = catalog.get(&self.origin).cloned() else {
+            return;
+        };
+        let origins = catalog.zones().map(|z| z.origin.clone()).collect();
+        crate::loader::precompile_in_background(
+            vec![zone],
+            self.responder.clone(),
+            origins,
+            self.stats.clone(),
+        );
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        let writeback = self.unsaved_since.map(|t| t + self.writeback_interval);
+        match (writeback, self.precompile_after) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            let timer = self.next_timer();
+            let sleep = async {
+                match timer {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(c) => self.command(c).await,
+                    None => return,
+                },
+                _ = sleep => self.on_timer().await,
+            }
+        }
+    }
+
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        if self.precompile_after.is_some_and(|t| t <= now) {
+            self.precompile_now();
+        }
+        if self
+            .unsaved_since
+            .is_some_and(|t| t + self.writeback_interval <= now)
+        {
+            self.write_back().await;
+        }
+    }
+
+    async fn command(&mut self, first: Command) {
+        let mut batch = Vec::new();
+        let mut reload = None;
+        match first {
+            Command::Update { req, signer, reply } => batch.push((req, signer, reply)),
+            Command::Reload { force, reply } => reload = Some((force, reply)),
+        }
+        while reload.is_none() && batch.len() < BATCH_MAX {
+            match self.rx.try_recv() {
+                Ok(Command::Update { req, signer, reply }) => batch.push((req, signer, reply)),
+                Ok(Command::Reload { force, reply }) => reload = Some((force, reply)),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            self.updates(batch).await;
+        }
+        if let Some((force, reply)) = reload {
+            let ok = self.reload(force).await;
+            let _ = reply.send(ok);
+        }
+    }
+
+    /// Processes a batch of updates: see the module documentation for the order.
+    async fn updates(&mut self, batch: Vec<(update::Request, Name, oneshot::Sender<Answer>)>) {
+        let mut results: Vec<(
+            Result<update::Applied, update::Rejection>,
+            oneshot::Sender<Answer>,
+        )> = Vec::new();
+        for (req, signer, reply) in batch {
+            let r = update::process(
+                &mut self.data,
+                &req,
+                Some(&signer),
+                &self.policy,
+                &self.limits,
+            );
+            if let Err(rej) = &r {
+                tracing::info!(zone = %self.origin, key = %signer, rcode = rej.rcode, "update refused: {}", rej.detail);
+            }
+            results.push((r, reply));
+        }
+        let changed: Vec<usize> = results
+            .iter()
+            .enumerate()
+            .filter(|(_, (r, _))| matches!(r, Ok(a) if a.changeset.is_some()))
+            .map(|(i, _)| i)
+            .collect();
+        // Everything from `fail_from` on is taken back out and answered SERVFAIL.
+        let mut fail_from: Option<(usize, &'static str)> = None;
+        let mut zone = None;
+        if !changed.is_empty() {
+            match self.build_blocking() {
+                Ok(z) => zone = Some(z),
+                Err(message) => {
+                    tracing::error!(zone = %self.origin, "the updated zone does not build, the updates are not applied (a bug: please report it): {message}");
+                    fail_from = Some((changed[0], "build"));
+                }
+            }
+        }
+        if fail_from.is_none() && !changed.is_empty() {
+            let sets: Vec<&Changeset> = changed
+                .iter()
+                .map(|&i| match &results[i].0 {
+                    Ok(a) => a.changeset.as_ref().expect("filtered on a changeset"),
+                    Err(_) => unreachable!("filtered on Ok"),
+                })
+                .collect();
+            let outcomes = append_in_order(&self.journal, &sets).await;
+            if let Some(k) = outcomes.iter().position(Result::is_err) {
+                if let Err(e) = &outcomes[k] {
+                    tracing::error!(zone = %self.origin, "journal append failed, the update is answered SERVFAIL and not applied: {e}");
+                }
+                fail_from = Some((changed[k], "journal"));
+            }
+        }
+        if let Some((from, why)) = fail_from {
+            // Newest first, so each undo finds the records as its update left them.
+            for i in (from..results.len()).rev() {
+                let (r, _) = &mut results[i];
+                if let Ok(applied) = std::mem::replace(r, Err(rejection_placeholder())) {
+                    applied.undo(&mut self.data);
+                }
+            }
+            for (r, reply) in results.drain(from..) {
+                let _ = r;
+                self.metrics.failed(why);
+                let _ = reply.send(Answer {
+                    rcode: rcode::SERVFAIL,
+                });
+            }
+            zone = None;
+            let still_changed = results
+                .iter()
+                .any(|(r, _)| matches!(r, Ok(a) if a.changeset.is_some()));
+            if still_changed {
+                match self.build_blocking() {
+                    Ok(z) => zone = Some(z),
+                    Err(message) => {
+                        tracing::error!(zone = %self.origin, "cannot rebuild the zone: {message}")
+                    }
+                }
+            }
+        }
+        if let Some(z) = zone {
+            self.publish(z);
+        }
+        for (r, reply) in results {
+            match r {
+                Ok(applied) => {
+                    if let Some(cs) = applied.changeset {
+                        tracing::debug!(zone = %self.origin, serial = cs.to_serial, "update applied");
+                        self.remember(cs);
+                    }
+                    self.metrics.accepted.fetch_add(1, Ordering::Relaxed);
+                    let _ = reply.send(Answer {
+                        rcode: rcode::NOERROR,
+                    });
+                }
+                Err(rej) => {
+                    self.metrics.refused(rej.reason);
+                    let _ = reply.send(Answer { rcode: rej.rcode });
+                }
+            }
+        }
+        if self.unsaved >= self.writeback_changes {
+            self.write_back().await;
+        }
+    }
+
+    fn remember(&mut self, cs: Changeset) {
+        self.history.push_back(cs);
+        self.unsaved += 1;
+        self.unsaved_since.get_or_insert_with(Instant::now);
+        // The journal holds the history too; bound what is kept in memory the same way,
+        // but never drop what is not yet in the zone file.
+        while self.history.len() > self.journal_history.max(self.unsaved) {
+            self.history.pop_front();
+        }
+    }
+
+    /// Writes the zone file back atomically and compacts the journal to the last
+    /// `journal_history` changesets.
+    async fn write_back(&mut self) {
+        let text = self.data.to_zone_file();
+        let path = self.file.clone();
+        if let Err(e) =
+            tokio::task::block_in_place(|| journal::write_atomically(&path, text.as_bytes()))
+        {
+            tracing::error!(zone = %self.origin, "cannot write the zone file back (the journal keeps every update; retrying later): {e}");
+            self.unsaved_since = Some(Instant::now());
+            return;
+        }
+        self.file_print = fingerprint(&self.file);
+        self.written = self.data.fingerprints();
+        self.unsaved = 0;
+        self.unsaved_since = None;
+        while self.history.len() > self.journal_history {
+            self.history.pop_front();
+        }
+        let keep: Vec<Changeset> = self.history.iter().cloned().collect();
+        match self.journal.rewrite(&keep).await {
+            Ok(()) => {
+                tracing::info!(zone = %self.origin, serial = self.data.serial(), file = %self.file.display(), "zone file written back, journal compacted")
+            }
+            Err(e) => {
+                tracing::error!(zone = %self.origin, "cannot compact the journal (it keeps growing until this works): {e}")
+            }
+        }
+    }
+
+    /// Reloads the zone file, applying a hand edit as a difference. False on failure.
+    async fn reload(&mut self, force: bool) -> bool {
+        let print = fingerprint(&self.file);
+        if !force && print == self.file_print {
+            return true;
+        }
+        let records = match crate::zonefile::parse_file(&self.file, &self.origin) {
+            Ok(r) => r,
+            Err(e) => {
+                self.file_print = print;
+                crate::stats::bump(&self.stats.reload_failures);
+                tracing::error!("zone {}: {e}\n  the served version of the zone (with its updates) keeps serving", self.origin);
+                return false;
+            }
+        };
+        if let Err(errors) =
+            Zone::build_with_sizes(&self.origin, records.clone(), &self.gate_sizes())
+        {
+            self.file_print = print;
+            crate::stats::bump(&self.stats.reload_failures);
+            let text = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n  ");
+            tracing::error!("zone {}: {text}\n  the served version of the zone (with its updates) keeps serving", self.origin);
+            return false;
+        }
+        self.file_print = print;
+        let file = match ZoneData::from_records(&self.origin, records) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(zone = %self.origin, "{e}");
+                return false;
+            }
+        };
+        let Some(cs) = self.data.hand_edit(&self.written, &file) else {
+            tracing::info!(zone = %self.origin, "zone file reread: no change against the served zone");
+            self.written = file.fingerprints();
+            return true;
+        };
+        let mut next = self.data.clone();
+        if let Err(e) = next.apply_changeset(&cs) {
+            tracing::error!(zone = %self.origin, "cannot apply the hand edit: {e}");
+            return false;
+        }
+        let previous = std::mem::replace(&mut self.data, next);
+        let zone = match self.build_blocking() {
+            Ok(z) => z,
+            Err(message) => {
+                self.data = previous;
+                crate::stats::bump(&self.stats.reload_failures);
+                tracing::error!(zone = %self.origin, "the hand edit merged with the updates does not build: {message}");
+                return false;
+            }
+        };
+        if let Err(e) = self.journal.append(&cs).await {
+            self.data = previous;
+            crate::stats::bump(&self.stats.reload_failures);
+            tracing::error!(zone = %self.origin, "cannot journal the hand edit, it is not applied: {e}");
+            return false;
+        }
+        tracing::info!(
+            zone = %self.origin,
+            serial = cs.to_serial,
+            removed = cs.removed.len() - 1,
+            added = cs.added.len() - 1,
+            "hand edit applied as a difference against the served zone"
+        );
+        crate::stats::bump(&self.stats.reloads);
+        self.publish(zone);
+        self.remember(cs);
+        // Written at once, so that the file carries the served serial and the next edit
+        // starts from what is served.
+        self.write_back().await;
+        true
+    }
+}
+
+fn rejection_placeholder() -> update::Rejection {
+    update::Rejection {
+        rcode: rcode::SERVFAIL,
+        reason: Reason::Format,
+        detail: String::new(),
+    }
+}
+
+/// One journal append in flight.
+type AppendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + 'a>>;
+
+/// Appends `sets` to the journal in this order and waits for all of them: each append
+/// is submitted (on its first poll) before the next, so the journal writes them in order,
+/// and appends submitted together share one fsync.
+async fn append_in_order(journal: &Journal, sets: &[&Changeset]) -> Vec<Result<(), JournalError>> {
+    let mut futures: Vec<AppendFuture<'_>> = sets
+        .iter()
+        .map(|cs| Box::pin(journal.append(cs)) as AppendFuture<'_>)
+        .collect();
+    let mut out: Vec<Option<Result<(), JournalError>>> = (0..sets.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futures.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(r) => *slot = Some(r),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|r| r.expect("every future completed"))
+        .collect()
+}

@@ -1,0 +1,756 @@
+use super::*;
+use crate::zonefile::parse_str;
+use std::path::Path;
+
+const ZONE: &str = "$ORIGIN d.test.
+$TTL 30
+@ 300 IN SOA ns1 hostmaster 10 3600 600 86400 60
+@ 300 IN NS ns1
+ns1 IN A 127.0.0.1
+www IN A 10.0.0.1
+www IN A 10.0.0.2
+alias IN CNAME www
+_etcd-server._tcp IN SRV 0 0 2380 m0
+m0 IN A 10.1.0.1
+";
+
+fn n(s: &str) -> Name {
+    Name::parse(s, None).unwrap()
+}
+
+fn zone() -> ZoneData {
+    let origin = n("d.test.");
+    ZoneData::from_records(
+        &origin,
+        parse_str(ZONE, Path::new("t.zone"), &origin).unwrap(),
+    )
+    .unwrap()
+}
+
+fn key() -> Name {
+    n("k.")
+}
+
+fn all() -> Policy {
+    Policy {
+        grants: vec![Grant {
+            key: key(),
+            names: NameMatch::Zone,
+            types: TypeMatch::All,
+        }],
+    }
+}
+
+/// A record from `owner type class ttl rdata-text` (rdata parsed as zone-file text).
+fn rr(owner: &str, t: u16, c: u16, ttl: u32, rdata: &str) -> UpdateRecord {
+    let rdata = if rdata.is_empty() {
+        Vec::new()
+    } else {
+        let origin = n("d.test.");
+        let text = format!(
+            "$ORIGIN d.test.\nx 1 IN {} {rdata}\n",
+            crate::rr::type_name(t)
+        );
+        parse_str(&text, Path::new("r"), &origin)
+            .unwrap()
+            .remove(0)
+            .rdata
+    };
+    UpdateRecord {
+        owner: n(owner),
+        rtype: t,
+        class: c,
+        ttl,
+        rdata,
+    }
+}
+
+fn req(prerequisites: Vec<UpdateRecord>, updates: Vec<UpdateRecord>) -> Request {
+    Request {
+        id: 1,
+        zone: n("d.test."),
+        zclass: class::IN,
+        prerequisites,
+        updates,
+        edns: false,
+    }
+}
+
+fn run(z: &mut ZoneData, r: &Request) -> Result<Option<Changeset>, u16> {
+    process(z, r, Some(&key()), &all(), &Limits::default())
+        .map(|a| a.changeset)
+        .map_err(|e| e.rcode)
+}
+
+fn rdatas(z: &ZoneData, owner: &str, t: u16) -> Vec<Vec<u8>> {
+    z.node(&n(owner))
+        .and_then(|n| n.set(t))
+        .map(|s| s.rdatas.iter().map(|r| r.to_vec()).collect())
+        .unwrap_or_default()
+}
+
+fn a(ip: [u8; 4]) -> Vec<u8> {
+    ip.to_vec()
+}
+
+#[test]
+fn every_prerequisite_kind_has_its_exact_rcode_and_changes_nothing() {
+    use class::{ANY, IN, NONE};
+    let add = || vec![rr("new.d.test.", rtype::A, IN, 60, "10.9.9.9")];
+    let cases: Vec<(UpdateRecord, Result<(), u16>)> = vec![
+        // Name is in use.
+        (rr("www.d.test.", rtype::ANY, ANY, 0, ""), Ok(())),
+        (
+            rr("nope.d.test.", rtype::ANY, ANY, 0, ""),
+            Err(rcode::NXDOMAIN),
+        ),
+        // An empty non-terminal is not in use (RFC 2136 §2.4.4).
+        (
+            rr("_tcp.d.test.", rtype::ANY, ANY, 0, ""),
+            Err(rcode::NXDOMAIN),
+        ),
+        // Name is not in use.
+        (rr("nope.d.test.", rtype::ANY, NONE, 0, ""), Ok(())),
+        (rr("www.d.test.", rtype::ANY, NONE, 0, ""), Err(YXDOMAIN)),
+        // RRset exists (value independent).
+        (rr("www.d.test.", rtype::A, ANY, 0, ""), Ok(())),
+        (rr("www.d.test.", rtype::AAAA, ANY, 0, ""), Err(NXRRSET)),
+        // RRset does not exist.
+        (rr("www.d.test.", rtype::AAAA, NONE, 0, ""), Ok(())),
+        (rr("www.d.test.", rtype::A, NONE, 0, ""), Err(YXRRSET)),
+        // Outside the zone.
+        (rr("www.other.", rtype::A, ANY, 0, ""), Err(NOTZONE)),
+        // TTL must be 0; data must be empty.
+        (rr("www.d.test.", rtype::A, ANY, 5, ""), Err(rcode::FORMERR)),
+        (
+            rr("www.d.test.", rtype::A, ANY, 0, "10.0.0.1"),
+            Err(rcode::FORMERR),
+        ),
+    ];
+    for (p, want) in cases {
+        let mut z = zone();
+        let before = z.to_zone_file();
+        let got = run(&mut z, &req(vec![p.clone()], add()));
+        match want {
+            Ok(()) => assert!(got.as_ref().is_ok_and(|c| c.is_some()), "{p:?}: {got:?}"),
+            Err(rc) => {
+                assert_eq!(got, Err(rc), "{p:?}");
+                assert_eq!(z.to_zone_file(), before, "{p:?} changed the zone");
+            }
+        }
+    }
+}
+
+#[test]
+fn value_dependent_prerequisites_compare_whole_rrsets() {
+    use class::IN;
+    let add = || vec![rr("new.d.test.", rtype::A, IN, 60, "10.9.9.9")];
+    let pre = |ips: &[&str]| {
+        ips.iter()
+            .map(|ip| rr("www.d.test.", rtype::A, IN, 0, ip))
+            .collect::<Vec<_>>()
+    };
+    assert!(run(&mut zone(), &req(pre(&["10.0.0.2", "10.0.0.1"]), add())).is_ok());
+    assert_eq!(
+        run(&mut zone(), &req(pre(&["10.0.0.1"]), add())),
+        Err(NXRRSET)
+    );
+    assert_eq!(
+        run(
+            &mut zone(),
+            &req(pre(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]), add())
+        ),
+        Err(NXRRSET)
+    );
+    // Names in rdata compare without regard to case.
+    let p = vec![rr("alias.d.test.", rtype::CNAME, IN, 0, "WWW.d.test.")];
+    assert!(run(&mut zone(), &req(p, add())).is_ok());
+    // DHCID is opaque: one octet of difference is another value.
+    let mut z = zone();
+    run(
+        &mut z,
+        &req(
+            vec![],
+            vec![rr(
+                "h.d.test.",
+                rtype::DHCID,
+                IN,
+                60,
+                "AAIBY2/AuCccgoJbsaxcQc9TUapptP69lOjxfNuVAA2kjEA=",
+            )],
+        ),
+    )
+    .unwrap();
+    let ok = vec![rr(
+        "h.d.test.",
+        rtype::DHCID,
+        IN,
+        0,
+        "AAIBY2/AuCccgoJbsaxcQc9TUapptP69lOjxfNuVAA2kjEA=",
+    )];
+    let other = vec![rr(
+        "h.d.test.",
+        rtype::DHCID,
+        IN,
+        0,
+        "BAIBY2/AuCccgoJbsaxcQc9TUapptP69lOjxfNuVAA2kjEA=",
+    )];
+    assert!(run(&mut z.clone(), &req(ok, add())).is_ok());
+    assert_eq!(run(&mut z, &req(other, add())), Err(NXRRSET));
+}
+
+#[test]
+fn every_update_kind() {
+    use class::{ANY, IN, NONE};
+    let mut z = zone();
+    // Add, and the serial goes up by one.
+    let cs = run(
+        &mut z,
+        &req(vec![], vec![rr("h.d.test.", rtype::A, IN, 60, "10.0.0.9")]),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!((cs.from_serial, cs.to_serial), (10, 11));
+    assert_eq!(cs.added.len(), 2);
+    assert_eq!(z.serial(), 11);
+    // Delete one RR.
+    run(
+        &mut z,
+        &req(
+            vec![],
+            vec![rr("www.d.test.", rtype::A, NONE, 0, "10.0.0.1")],
+        ),
+    )
+    .unwrap();
+    assert_eq!(rdatas(&z, "www.d.test.", rtype::A), vec![a([10, 0, 0, 2])]);
+    // Delete an RRset.
+    run(
+        &mut z,
+        &req(vec![], vec![rr("www.d.test.", rtype::A, ANY, 0, "")]),
+    )
+    .unwrap();
+    assert!(z.node(&n("www.d.test.")).is_none());
+    // Delete everything at a name.
+    run(
+        &mut z,
+        &req(
+            vec![],
+            vec![
+                rr("h.d.test.", rtype::TXT, IN, 60, "\"x\""),
+                rr("h.d.test.", rtype::ANY, ANY, 0, ""),
+            ],
+        ),
+    )
+    .unwrap();
+    assert!(z.node(&n("h.d.test.")).is_none());
+    assert_eq!(z.serial(), 14);
+    // Deleting what is not there changes nothing: NOERROR, no serial bump.
+    let r = run(
+        &mut z,
+        &req(vec![], vec![rr("gone.d.test.", rtype::ANY, ANY, 0, "")]),
+    );
+    assert_eq!(r, Ok(None));
+    assert_eq!(z.serial(), 14);
+    // A duplicate add changes nothing either.
+    let r = run(
+        &mut z,
+        &req(
+            vec![],
+            vec![rr("ns1.d.test.", rtype::A, IN, 30, "127.0.0.1")],
+        ),
+    );
+    assert_eq!(r, Ok(None));
+}
+
+#[test]
+fn rfc2136_silent_ignores() {
+    use class::{ANY, IN, NONE};
+    let before = zone().to_zone_file();
+    for u in [
+        // CNAME where other data exists, other data where a CNAME exists.
+        rr("www.d.test.", rtype::CNAME, IN, 60, "ns1"),
+        rr("alias.d.test.", rtype::A, IN, 60, "10.0.0.7"),
+        // SOA deletes.
+        rr("d.test.", rtype::SOA, ANY, 0, ""),
+        rr(
+            "d.test.",
+            rtype::SOA,
+            NONE,
+            0,
+            "ns1 hostmaster 10 3600 600 86400 60",
+        ),
+        // Apex NS RRset, last apex NS.
+        rr("d.test.", rtype::NS, ANY, 0, ""),
+        rr("d.test.", rtype::NS, NONE, 0, "ns1"),
+        // A lower or equal serial.
+        rr(
+            "d.test.",
+            rtype::SOA,
+            IN,
+            300,
+            "ns1 hostmaster 9 3600 600 86400 60",
+        ),
+        rr(
+            "d.test.",
+            rtype::SOA,
+            IN,
+            300,
+            "ns1 hostmaster 10 3600 600 86400 60",
+        ),
+        // SOA away from the apex.
+        rr(
+            "www.d.test.",
+            rtype::SOA,
+            IN,
+            300,
+            "ns1 hostmaster 99 3600 600 86400 60",
+        ),
+    ] {
+        let mut z = zone();
+        assert_eq!(
+            run(&mut z, &req(vec![], vec![u.clone()])),
+            Ok(None),
+            "{u:?}"
+        );
+        assert_eq!(z.to_zone_file(), before, "{u:?}");
+    }
+    // Delete all at the apex keeps the SOA and NS.
+    let mut z = zone();
+    run(
+        &mut z,
+        &req(
+            vec![],
+            vec![
+                rr("d.test.", rtype::TXT, IN, 60, "\"t\""),
+                rr("d.test.", rtype::ANY, ANY, 0, ""),
+            ],
+        ),
+    )
+    .unwrap();
+    assert_eq!(rdatas(&z, "d.test.", rtype::NS).len(), 1);
+    assert_eq!(rdatas(&z, "d.test.", rtype::TXT).len(), 0);
+    // A CNAME replaces a CNAME.
+    let mut z = zone();
+    run(
+        &mut z,
+        &req(
+            vec![],
+            vec![rr("alias.d.test.", rtype::CNAME, IN, 60, "ns1")],
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        rdatas(&z, "alias.d.test.", rtype::CNAME),
+        vec![n("ns1.d.test.").as_wire().to_vec()]
+    );
+}
+
+#[test]
+fn a_higher_soa_serial_is_taken_and_wraps_by_rfc1982() {
+    let mut z = zone();
+    let cs = run(
+        &mut z,
+        &req(
+            vec![],
+            vec![rr(
+                "d.test.",
+                rtype::SOA,
+                class::IN,
+                300,
+                "ns1 hostmaster 2000000000 3600 600 86400 60",
+            )],
+        ),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(cs.to_serial, 2_000_000_000);
+    // RFC 1982: 4e9 is below 10 (more than 2^31 ahead), and 5 is above 4e9.
+    assert!(!serial_gt(4_000_000_000, 10));
+    assert!(serial_gt(5, 4_000_000_000));
+    assert_eq!(serial_next(u32::MAX), 0);
+    assert_eq!(serial_after(10, 20), 21);
+    assert_eq!(serial_after(20, 10), 21);
+    assert_eq!(serial_after(u32::MAX, 3), 4);
+}
+
+#[test]
+fn all_or_nothing_outside_the_zone_and_malformed() {
+    use class::IN;
+    let before = zone().to_zone_file();
+    let cases = [
+        (
+            vec![
+                rr("ok.d.test.", rtype::A, IN, 60, "10.0.0.1"),
+                rr("x.other.", rtype::A, IN, 60, "10.0.0.1"),
+            ],
+            NOTZONE,
+        ),
+        (
+            vec![
+                rr("ok.d.test.", rtype::A, IN, 60, "10.0.0.1"),
+                rr("x.d.test.", rtype::A, class::ANY, 0, "10.0.0.1"),
+            ],
+            rcode::FORMERR,
+        ),
+        (
+            vec![
+                rr("ok.d.test.", rtype::A, IN, 60, "10.0.0.1"),
+                rr("x.d.test.", rtype::ANY, IN, 60, ""),
+            ],
+            rcode::FORMERR,
+        ),
+        (
+            vec![rr("x.d.test.", rtype::A, class::CH, 60, "10.0.0.1")],
+            rcode::FORMERR,
+        ),
+        (
+            vec![UpdateRecord {
+                owner: n("x.d.test."),
+                rtype: rtype::A,
+                class: IN,
+                ttl: 60,
+                rdata: vec![1, 2, 3],
+            }],
+            rcode::FORMERR,
+        ),
+    ];
+    for (updates, want) in cases {
+        let mut z = zone();
+        assert_eq!(run(&mut z, &req(vec![], updates)), Err(want));
+        assert_eq!(z.to_zone_file(), before);
+    }
+}
+
+#[test]
+fn limits_are_refused_and_undone() {
+    let limits = Limits {
+        max_rrset_records: 3,
+        max_types_per_name: 2,
+        max_zone_names: 7,
+        max_update_records: 5,
+    };
+    let go = |updates: Vec<UpdateRecord>| {
+        let mut z = zone();
+        let before = z.to_zone_file();
+        let r = process(&mut z, &req(vec![], updates), Some(&key()), &all(), &limits);
+        assert_eq!(z.to_zone_file(), before);
+        r.map(|_| ()).map_err(|e| (e.rcode, e.reason))
+    };
+    let refused = Err((rcode::REFUSED, Reason::Limit));
+    let ips = |k: u8| {
+        (1..=k)
+            .map(|i| {
+                rr(
+                    "www.d.test.",
+                    rtype::A,
+                    class::IN,
+                    30,
+                    &format!("10.0.0.{i}"),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(go(ips(4)), refused);
+    assert_eq!(go(ips(6)), refused);
+    let types = vec![
+        rr("m0.d.test.", rtype::TXT, class::IN, 30, "\"a\""),
+        rr("m0.d.test.", rtype::AAAA, class::IN, 30, "::1"),
+    ];
+    assert_eq!(go(types), refused);
+    let names = (0..2)
+        .map(|i| {
+            rr(
+                &format!("n{i}.d.test."),
+                rtype::A,
+                class::IN,
+                30,
+                "10.0.0.1",
+            )
+        })
+        .collect();
+    assert_eq!(go(names), refused);
+}
+
+#[test]
+fn policies_exact_subdomain_wildcard_self_and_types() {
+    let host = n("h1.d.test.");
+    let p = Policy {
+        grants: vec![
+            Grant {
+                key: host.clone(),
+                names: NameMatch::SelfName,
+                types: TypeMatch::Only(vec![rtype::A, rtype::AAAA]),
+            },
+            Grant {
+                key: key(),
+                names: NameMatch::Subdomain(n("dyn.d.test.")),
+                types: TypeMatch::Default,
+            },
+            Grant {
+                key: key(),
+                names: NameMatch::Wildcard(n("*.w.d.test.")),
+                types: TypeMatch::Default,
+            },
+            Grant {
+                key: key(),
+                names: NameMatch::Exact(n("x.d.test.")),
+                types: TypeMatch::Only(vec![rtype::TXT]),
+            },
+        ],
+    };
+    assert!(p.allows(&host, &n("H1.d.test."), rtype::A));
+    assert!(!p.allows(&host, &n("h2.d.test."), rtype::A));
+    assert!(!p.allows(&host, &n("h1.d.test."), rtype::TXT));
+    assert!(p.allows(&key(), &n("dyn.d.test."), rtype::A));
+    assert!(p.allows(&key(), &n("a.b.dyn.d.test."), rtype::SRV));
+    assert!(
+        !p.allows(&key(), &n("dyn.d.test."), rtype::NS),
+        "NS and SOA need types = [\"ANY\"]"
+    );
+    assert!(p.allows(&key(), &n("a.w.d.test."), rtype::A));
+    assert!(!p.allows(&key(), &n("w.d.test."), rtype::A));
+    assert!(p.allows(&key(), &n("x.d.test."), rtype::TXT));
+    assert!(!p.allows(&key(), &n("x.d.test."), rtype::A));
+    // An update with one record outside the grant is refused whole.
+    let mut z = zone();
+    let r = process(
+        &mut z,
+        &req(
+            vec![],
+            vec![
+                rr("h1.d.test.", rtype::A, class::IN, 60, "10.0.0.5"),
+                rr("h2.d.test.", rtype::A, class::IN, 60, "10.0.0.6"),
+            ],
+        ),
+        Some(&host),
+        &p,
+        &Limits::default(),
+    );
+    assert_eq!(
+        r.map(|_| ()).map_err(|e| (e.rcode, e.reason)),
+        Err((rcode::REFUSED, Reason::Policy))
+    );
+    assert!(z.node(&n("h1.d.test.")).is_none());
+    // Unsigned, and a key without any grant.
+    assert_eq!(
+        process(&mut z, &req(vec![], vec![]), None, &p, &Limits::default())
+            .unwrap_err()
+            .reason,
+        Reason::Unsigned
+    );
+    assert_eq!(
+        process(
+            &mut z,
+            &req(vec![], vec![]),
+            Some(&n("other.")),
+            &p,
+            &Limits::default()
+        )
+        .unwrap_err()
+        .reason,
+        Reason::Policy
+    );
+}
+
+#[test]
+fn undo_restores_the_zone_exactly() {
+    let mut z = zone();
+    let before = z.to_zone_file();
+    let applied = process(
+        &mut z,
+        &req(
+            vec![],
+            vec![
+                rr("www.d.test.", rtype::A, class::ANY, 0, ""),
+                rr("n.d.test.", rtype::A, class::IN, 5, "10.0.0.1"),
+            ],
+        ),
+        Some(&key()),
+        &all(),
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_ne!(z.to_zone_file(), before);
+    applied.undo(&mut z);
+    assert_eq!(z.to_zone_file(), before);
+    assert_eq!(z.record_count(), zone().record_count());
+}
+
+#[test]
+fn changesets_replay_to_the_same_zone_and_round_trip() {
+    let mut live = zone();
+    let mut replayed = zone();
+    let updates = [
+        vec![
+            rr("h.d.test.", rtype::A, class::IN, 60, "10.0.0.9"),
+            rr(
+                "h.d.test.",
+                rtype::DHCID,
+                class::IN,
+                60,
+                "AAIBY2/AuCccgoJbsaxcQc9TUapptP69lOjxfNuVAA2kjEA=",
+            ),
+        ],
+        vec![rr("www.d.test.", rtype::A, class::IN, 99, "10.0.0.3")],
+        vec![
+            rr("www.d.test.", rtype::A, class::NONE, 0, "10.0.0.1"),
+            rr("alias.d.test.", rtype::ANY, class::ANY, 0, ""),
+        ],
+    ];
+    for u in updates {
+        let cs = run(&mut live, &req(vec![], u.to_vec())).unwrap().unwrap();
+        let cs = Changeset::decode(&cs.encode().unwrap()).unwrap();
+        replayed.apply_changeset(&cs).unwrap();
+    }
+    assert_eq!(replayed.to_zone_file(), live.to_zone_file());
+    // A TTL change is a removal and an addition; the RRset keeps one TTL.
+    let www = live.node(&n("www.d.test.")).unwrap().set(rtype::A).unwrap();
+    assert_eq!(www.ttl, 99);
+    // A changeset that does not start at the zone's serial is refused.
+    let cs = run(
+        &mut live.clone(),
+        &req(
+            vec![],
+            vec![rr("q.d.test.", rtype::A, class::IN, 1, "10.0.0.1")],
+        ),
+    )
+    .unwrap()
+    .unwrap();
+    let mut stale = zone();
+    assert!(matches!(
+        stale.apply_changeset(&cs),
+        Err(DataError::SerialGap { .. })
+    ));
+}
+
+#[test]
+fn the_zone_file_written_back_reads_back_the_same() {
+    let mut z = zone();
+    run(
+        &mut z,
+        &req(
+            vec![],
+            vec![rr(
+                "h.d.test.",
+                rtype::DHCID,
+                class::IN,
+                60,
+                "AAIBY2/AuCccgoJbsaxcQc9TUapptP69lOjxfNuVAA2kjEA=",
+            )],
+        ),
+    )
+    .unwrap();
+    let text = z.to_zone_file();
+    let origin = n("d.test.");
+    let back = ZoneData::from_records(&origin, parse_str(&text, Path::new("w"), &origin).unwrap())
+        .unwrap();
+    assert_eq!(back.to_zone_file(), text);
+    assert!(text.lines().nth(2).unwrap().contains("SOA"), "{text}");
+}
+
+#[test]
+fn hand_edits_merge_with_updates_made_since_the_file_was_written() {
+    let origin = n("d.test.");
+    let mut served = zone();
+    let written = served.fingerprints();
+    // An update after the file was written.
+    run(
+        &mut served,
+        &req(
+            vec![],
+            vec![rr("h.d.test.", rtype::A, class::IN, 60, "10.0.0.9")],
+        ),
+    )
+    .unwrap();
+    // The operator edits the file (without the update): adds a record, removes one,
+    // changes a TTL, keeps the serial.
+    let edited = ZONE.replace("www IN A 10.0.0.2\n", "").replace(
+        "m0 IN A 10.1.0.1",
+        "m0 120 IN A 10.1.0.1\nedit IN TXT \"by hand\"",
+    );
+    let file = ZoneData::from_records(
+        &origin,
+        parse_str(&edited, Path::new("e"), &origin).unwrap(),
+    )
+    .unwrap();
+    let cs = served.hand_edit(&written, &file).unwrap();
+    assert_eq!((cs.from_serial, cs.to_serial), (11, 12));
+    served.apply_changeset(&cs).unwrap();
+    assert_eq!(
+        rdatas(&served, "h.d.test.", rtype::A),
+        vec![a([10, 0, 0, 9])],
+        "the update stays"
+    );
+    assert_eq!(
+        rdatas(&served, "www.d.test.", rtype::A),
+        vec![a([10, 0, 0, 1])]
+    );
+    assert_eq!(
+        served
+            .node(&n("m0.d.test."))
+            .unwrap()
+            .set(rtype::A)
+            .unwrap()
+            .ttl,
+        120
+    );
+    assert_eq!(rdatas(&served, "edit.d.test.", rtype::TXT).len(), 1);
+    // A file serial above the served one wins: max(file, served) + 1.
+    let file = ZoneData::from_records(
+        &origin,
+        parse_str(
+            &edited.replace(" 10 3600", " 500 3600"),
+            Path::new("e"),
+            &origin,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let cs = served.hand_edit(&served.fingerprints(), &file).unwrap();
+    assert_eq!(cs.to_serial, 501);
+    // Nothing edited: nothing to do.
+    assert!(
+        served.hand_edit(&file.fingerprints(), &file).is_none()
+            || served
+                .hand_edit(&served.fingerprints(), &served.clone())
+                .is_none()
+    );
+}
+
+/// Wire form: a signed-or-not UPDATE with compressed names in owner and rdata.
+#[test]
+fn parses_compressed_messages_and_refuses_malformed_ones() {
+    let mut m = vec![0x12, 0x34, 0x28, 0x00, 0, 1, 0, 1, 0, 1, 0, 0];
+    m.extend_from_slice(n("d.test.").as_wire()); // offset 12
+    m.extend_from_slice(&[0, 6, 0, 1]);
+    // Prerequisite: www (pointer to 12) ANY ANY 0.
+    m.extend_from_slice(&[
+        3, b'w', b'w', b'w', 0xc0, 12, 0, 255, 0, 255, 0, 0, 0, 0, 0, 0,
+    ]);
+    // Update: alias CNAME with rdata "ns1" + pointer to the zone name.
+    m.extend_from_slice(&[
+        5, b'a', b'l', b'i', b'a', b's', 0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 6, 3, b'n', b's',
+        b'1', 0xc0, 12,
+    ]);
+    let r = parse(&m).unwrap();
+    assert_eq!(r.zone, n("d.test."));
+    assert_eq!(r.prerequisites[0].owner, n("www.d.test."));
+    assert_eq!(r.updates[0].rdata, n("ns1.d.test.").as_wire());
+    assert!(is_update(&m));
+    let (id, _, zone_section) = echo_of(&m);
+    assert_eq!((id, zone_section.len()), (0x1234, 12));
+    // ZOCOUNT 0 and 2, zone type not SOA, truncation: FORMERR.
+    let mut bad = m.clone();
+    bad[5] = 2;
+    assert_eq!(parse(&bad), Err(FormatError::ZoneCount(2)));
+    let mut bad = m.clone();
+    bad[21] = 1;
+    assert_eq!(parse(&bad), Err(FormatError::ZoneType(1)));
+    for cut in 12..m.len() {
+        assert!(parse(&m[..cut]).is_err(), "cut at {cut}");
+    }
+    // A forward pointer is refused.
+    let mut bad = m.clone();
+    bad[47] = 50;
+    assert!(parse(&bad).is_err());
+}
