@@ -472,6 +472,16 @@ pub enum OpenError {
         journal: PathBuf,
         message: String,
     },
+    #[error(
+        "zone {zone}: musterd's copy of the zone file {} cannot be read: {message}; move it \
+         aside together with the journal to serve the zone file alone",
+        path.display()
+    )]
+    Base {
+        zone: Name,
+        path: PathBuf,
+        message: String,
+    },
     #[error("zone {zone}: the zone with its journal applied does not build: {message}")]
     Build { zone: Name, message: String },
 }
@@ -727,6 +737,11 @@ impl Updates {
     }
 }
 
+/// musterd's copy of an updatable zone's file, beside its journal.
+fn base_path(state_dir: &Path, zone: &Name) -> PathBuf {
+    state_dir.join(format!("{}.zone", journal::file_name(zone)))
+}
+
 /// A file's identity for change detection: inode, size, modification and change times.
 type Fingerprint = Option<(u64, u64, i64, i64, i64)>;
 
@@ -785,16 +800,58 @@ impl ZoneWorker {
             .clone()
             .ok_or_else(|| OpenError::NotLoaded(origin.clone()))?;
         let file_print = fingerprint(&file);
-        let mut data = ZoneData::from_zone(loaded);
+        let file_data = ZoneData::from_zone(loaded);
+        // musterd's own copy of the zone file as it last wrote it: the base that the
+        // journal continues, and against which an edit of the operator's file is a
+        // difference even when musterd was down (or killed) while it was made.
+        let base = base_path(&config.state_dir, &origin);
+        std::fs::create_dir_all(&config.state_dir).map_err(|e| OpenError::Base {
+            zone: origin.clone(),
+            path: config.state_dir.clone(),
+            message: e.to_string(),
+        })?;
+        let from_base = match std::fs::read_to_string(&base) {
+            Ok(text) => Some(
+                crate::zonefile::parse_str(&text, &base, &origin)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| ZoneData::from_records(&origin, r).map_err(|e| e.to_string()))
+                    .map_err(|message| OpenError::Base {
+                        zone: origin.clone(),
+                        path: base.clone(),
+                        message,
+                    })?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(OpenError::Base {
+                    zone: origin.clone(),
+                    path: base.clone(),
+                    message: e.to_string(),
+                })
+            }
+        };
+        let has_base = from_base.is_some();
+        if !has_base {
+            // First start with updates: the base is the operator's file as it is (the
+            // journal, if any, continues it).
+            journal::write_atomically(&base, file_data.to_zone_file().as_bytes()).map_err(
+                |source| OpenError::Journal {
+                    zone: origin.clone(),
+                    source,
+                },
+            )?;
+        }
+        let mut data = from_base.unwrap_or_else(|| file_data.clone());
         let written = data.fingerprints();
         let (journal, recovery) =
             Journal::open(&config.state_dir, &origin).map_err(|source| OpenError::Journal {
                 zone: origin.clone(),
                 source,
             })?;
+        let journal_path = journal.path().to_path_buf();
         let replay_error = |message: String| OpenError::Replay {
             zone: origin.clone(),
-            journal: journal.path().to_path_buf(),
+            journal: journal_path.clone(),
             message,
         };
         let changesets = recovery.changesets;
@@ -866,7 +923,27 @@ impl ZoneWorker {
             stats: stats.clone(),
             metrics: stats.updates.clone(),
         };
-        if replayed > 0 {
+        // An edit of the operator's file that musterd has not seen (made while it was
+        // down): applied as a difference, journaled, and written back now.
+        let mut edited = false;
+        if has_base {
+            if let Some(cs) = w.data.hand_edit(&w.written, &file_data) {
+                let mut next = w.data.clone();
+                next.apply_changeset(&cs)
+                    .map_err(|e| replay_error(format!("the hand edit does not apply: {e}")))?;
+                w.journal
+                    .append_blocking(&cs)
+                    .map_err(|source| OpenError::Journal {
+                        zone: origin.clone(),
+                        source,
+                    })?;
+                tracing::info!(zone = %origin, serial = cs.to_serial, "zone file edited while musterd was stopped: applied as a difference against the journaled zone");
+                w.data = next;
+                w.remember(cs);
+                edited = true;
+            }
+        }
+        if replayed > 0 || edited {
             let zone = w.build().map_err(|message| OpenError::Build {
                 zone: origin.clone(),
                 message,
@@ -874,6 +951,14 @@ impl ZoneWorker {
             tracing::info!(zone = %origin, changesets = replayed, serial = zone.serial(), "journal replayed");
             w.publish(zone);
             w.precompile_now();
+        }
+        if edited {
+            // Written now so that the operator's file, the base copy and the journal agree.
+            w.write_back_blocking()
+                .map_err(|source| OpenError::Journal {
+                    zone: origin.clone(),
+                    source,
+                })?;
         }
         Ok(w)
     }
@@ -1113,14 +1198,30 @@ impl ZoneWorker {
     /// Writes the zone file back atomically and compacts the journal to the last
     /// `journal_history` changesets.
     async fn write_back(&mut self) {
+        match tokio::task::block_in_place(|| self.write_back_blocking()) {
+            Ok(()) => {
+                tracing::info!(zone = %self.origin, serial = self.data.serial(), file = %self.file.display(), "zone file written back, journal compacted")
+            }
+            Err(e) => {
+                tracing::error!(zone = %self.origin, "cannot compact the journal (it keeps growing until this works): {e}")
+            }
+        }
+    }
+
+    /// Writes the zone file and musterd's base copy atomically, then compacts the
+    /// journal: in this order, so that a crash anywhere leaves a base copy that the
+    /// journal continues (see [`ZoneWorker::open`]). A failure leaves the journal whole.
+    fn write_back_blocking(&mut self) -> Result<(), JournalError> {
         let text = self.data.to_zone_file();
-        let path = self.file.clone();
-        if let Err(e) =
-            tokio::task::block_in_place(|| journal::write_atomically(&path, text.as_bytes()))
-        {
-            tracing::error!(zone = %self.origin, "cannot write the zone file back (the journal keeps every update; retrying later): {e}");
-            self.unsaved_since = Some(Instant::now());
-            return;
+        let base = base_path(
+            self.journal.path().parent().unwrap_or(Path::new(".")),
+            &self.origin,
+        );
+        for path in [&self.file, &base] {
+            if let Err(e) = journal::write_atomically(path, text.as_bytes()) {
+                self.unsaved_since = Some(Instant::now());
+                return Err(e);
+            }
         }
         self.file_print = fingerprint(&self.file);
         self.written = self.data.fingerprints();
@@ -1130,14 +1231,7 @@ impl ZoneWorker {
             self.history.pop_front();
         }
         let keep: Vec<Changeset> = self.history.iter().cloned().collect();
-        match self.journal.rewrite(&keep).await {
-            Ok(()) => {
-                tracing::info!(zone = %self.origin, serial = self.data.serial(), file = %self.file.display(), "zone file written back, journal compacted")
-            }
-            Err(e) => {
-                tracing::error!(zone = %self.origin, "cannot compact the journal (it keeps growing until this works): {e}")
-            }
-        }
+        self.journal.rewrite_blocking(&keep)
     }
 
     /// Reloads the zone file, applying a hand edit as a difference. False on failure.

@@ -847,4 +847,19 @@ fn hand_edits_and_updates_survive_reload_and_restart() {
     assert_eq!(s.dig("a3.d.test.", "A"), ["10.8.8.3"]);
     assert_eq!(s.dig("edit2.d.test.", "TXT"), ["\"watched\""]);
     assert_eq!(s.serial(), 5002);
+    // An edit made while musterd is down (killed after an acknowledged update that the
+    // file does not hold yet): both are served after the start, the serial above both.
+    assert!(s.update("update add a4.d.test. 60 A 10.8.8.4").0);
+    s.kill9();
+    let text = std::fs::read_to_string(&s.zone)
+        .unwrap()
+        .replace(" 5001 3600", " 6000 3600")
+        + "edit3 60 IN TXT \"offline\"\n";
+    assert!(!text.contains("a4"), "{text}");
+    std::fs::write(&s.zone, text).unwrap();
+    s.musterd = Musterd::start_with_args(&s.args);
+    assert_eq!(s.dig("a4.d.test.", "A"), ["10.8.8.4"]);
+    assert_eq!(s.dig("a3.d.test.", "A"), ["10.8.8.3"]);
+    assert_eq!(s.dig("edit3.d.test.", "TXT"), ["\"offline\""]);
+    assert_eq!(s.serial(), 6001);
 }
