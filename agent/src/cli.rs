@@ -26,7 +26,8 @@ pub const USAGE_EXIT: u8 = 2;
 /// Resolves `_etcd-server[-ssl]._tcp.DOMAIN` (http or https peers), waits until every
 /// member resolves and the records are stable, finds which member this host is, and
 /// starts etcd with an explicit --initial-cluster. A member whose data dir already has a
-/// WAL is restarted without consulting DNS.
+/// WAL is restarted from its persisted plan; the records, read once if DNS answers, only
+/// move its listen URLs (and peer URL) when its address changed.
 #[derive(Debug, Parser)]
 #[command(name = "muster-agent", version, about, long_about)]
 pub struct Cli {
@@ -242,6 +243,11 @@ pub struct LeaveArgs {
     /// Remove even the last member, or when the members left would lack quorum.
     #[arg(long)]
     pub force: bool,
+    /// Remove this other member (by name) instead, through this data dir's cluster; this
+    /// data dir is left alone. For a member whose host is gone, e.g. a Kubernetes pod
+    /// after a scale-down.
+    #[arg(long, value_name = "NAME", value_parser = MemberName::parse)]
+    pub member: Option<MemberName>,
     /// Keep retrying a removal etcd refuses for now (right after a member started, etcd
     /// refuses reconfiguration until its peers have been connected for a while) this long.
     #[arg(long, env = "MUSTER_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = parse_timeout)]

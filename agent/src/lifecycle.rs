@@ -364,14 +364,31 @@ pub fn leave(args: &LeaveArgs) -> Result<(), Error> {
             .map(|c| c.initial_advertise_peer_urls.clone())
             .unwrap_or_default(),
     };
-    let me = crate::decide::find_me(
-        &list.members,
-        crate::decide::Me {
-            name: plan.name.as_str(),
-            peer_url: peer_urls.first().map_or("", String::as_str),
-        },
-    )
-    .cloned();
+    // `--member NAME`: another member, found by name only (its peer URL is not in this
+    // plan), and this data dir stays as it is.
+    let other = args.member.as_ref().filter(|n| **n != plan.name);
+    let me = match other {
+        Some(n) => list
+            .members
+            .iter()
+            .find(|m| m.name.eq_ignore_ascii_case(n.as_str()))
+            .cloned(),
+        None => crate::decide::find_me(
+            &list.members,
+            crate::decide::Me {
+                name: plan.name.as_str(),
+                peer_url: peer_urls.first().map_or("", String::as_str),
+            },
+        )
+        .cloned(),
+    };
+    if let (Some(n), None) = (other, &me) {
+        eprintln!(
+            "muster-agent: {n} is not a member of cluster {:x}: nothing to remove",
+            list.cluster_id
+        );
+        return Ok(());
+    }
     let Some(me) = me else {
         eprintln!(
             "muster-agent: {} is not a member of cluster {:x}: nothing to remove",
@@ -386,6 +403,13 @@ pub fn leave(args: &LeaveArgs) -> Result<(), Error> {
         Err(r) => return Err(LeaveError::Refused(r).into()),
     }
     remove(&client, &me, args.timeout)?;
+    if other.is_some() {
+        eprintln!(
+            "muster-agent: removed {me} from cluster {:x}",
+            list.cluster_id
+        );
+        return Ok(());
+    }
     eprintln!(
         "muster-agent: removed {me} from cluster {:x}; etcd on this host stops by itself",
         list.cluster_id

@@ -508,6 +508,20 @@ fn two_joiners_at_the_same_moment_both_end_up_voting() {
         "two joiners: one waited for the other's promotion: {waited}; memberships seen: {seen:?}"
     );
     assert_eq!(get(&c, &c.endpoint(4), "before"), "joiners");
+
+    // m4's host is gone (a Kubernetes scale-down): m0 removes it by name; m0's own data
+    // dir is left alone.
+    m[4].stop();
+    let (ok, _, err) = leave(&c, 0, &["--member", "m4"]);
+    assert!(ok, "leave --member m4: {err}");
+    assert!(err.contains("removed m4 ("), "{err}");
+    wait_members(
+        &c,
+        &[0, 1, 2, 3],
+        &["m0", "m1", "m2", "m3"],
+        &m.iter().collect::<Vec<_>>(),
+    );
+    assert!(c.data_dir(0).join("member").exists());
     stop_all(&mut m);
 }
 
