@@ -76,6 +76,17 @@ pub struct ServeArgs {
     /// Directory for the update journals (default /var/lib/musterd).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Let secondaries at this address prefix, or holding this TSIG key, transfer ZONE
+    /// (repeatable; default: nobody may).
+    #[arg(long, value_name = "ZONE=CIDR|key:KEYNAME")]
+    pub allow_transfer: Vec<String>,
+    /// Send NOTIFY to this secondary whenever ZONE's serial changes (repeatable).
+    #[arg(long, value_name = "ZONE=ADDR:PORT[,key:KEYNAME]")]
+    pub notify: Vec<String>,
+    /// Serve ZONE as a secondary: pull it from this primary by IXFR/AXFR, keep a copy in
+    /// the state directory (repeatable).
+    #[arg(long, value_name = "ZONE=ADDR:PORT[,key:KEYNAME]")]
+    pub secondary: Vec<String>,
 }
 
 /// Output format of `musterd check`.
@@ -161,6 +172,11 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             key_files: args.key_file,
             allow_update: args.allow_update,
             state_dir: args.state_dir,
+            transfer: crate::xfr::TransferFlags {
+                allow: args.allow_transfer,
+                notify: args.notify,
+                secondary: args.secondary,
+            },
         },
     )?;
     crate::serve::run(cfg)?;

@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub discovery: Option<crate::discovery::DiscoveryConfig>,
     /// TSIG keys, update policies, journals ([`crate::dynamic`]).
     pub updates: crate::dynamic::UpdateConfig,
+    /// Zone transfer, NOTIFY and secondary zones ([`crate::xfr`]).
+    pub transfer: crate::xfr::TransferConfig,
 }
 
 /// Errors reading or resolving the configuration.
@@ -85,6 +87,8 @@ pub enum ConfigError {
     Discovery(#[from] crate::discovery::ConfigError),
     #[error(transparent)]
     Update(#[from] crate::dynamic::ConfigError),
+    #[error(transparent)]
+    Transfer(#[from] crate::xfr::ConfigError),
 }
 
 /// The TOML file, every key optional.
@@ -107,6 +111,7 @@ pub struct FileConfig {
     pub query_log: Option<bool>,
     pub metrics_listen: Option<SocketAddr>,
     pub discovery: Option<crate::discovery::FileSection>,
+    pub transfer: Option<crate::xfr::FileTransfer>,
     pub state_dir: Option<PathBuf>,
     pub key_files: Option<Vec<PathBuf>>,
     pub key: Option<Vec<crate::dynamic::FileKey>>,
@@ -142,6 +147,8 @@ pub struct Overrides {
     pub version: Option<String>,
     pub discovery_listen: Option<SocketAddr>,
     pub discovery_state: Option<PathBuf>,
+    /// `--allow-transfer`, `--notify`, `--secondary`, added to the file's `[transfer]`.
+    pub transfer: crate::xfr::TransferFlags,
     /// `--key-file`, added to the file's `key_files`.
     pub key_files: Vec<PathBuf>,
     /// `--allow-update ZONE=KEY[,KEY]`, added to the file's `allow_update`.
@@ -273,7 +280,10 @@ pub fn resolve(
             return Err(ConfigError::DuplicateZone(z.origin.clone()));
         }
     }
-    if zones.is_empty() {
+    let file_zones: Vec<Name> = zones.iter().map(|z| z.origin.to_lowercase()).collect();
+    let transfer = crate::xfr::resolve(file.transfer, &flags.transfer, &file_zones)?;
+    // A server that only copies zones from a primary serves no example zone.
+    if zones.is_empty() && transfer.secondaries.is_empty() {
         zones.push(ZoneSpec {
             origin: Name::parse(crate::example::ORIGIN, None).expect("constant is valid"),
             file: None,
@@ -332,6 +342,7 @@ pub fn resolve(
             .push(crate::dynamic::parse_allow_flag(a)?);
     }
     let updates = crate::dynamic::resolve(update_sources, &zones, file_dir)?;
+    transfer.check_keys(&updates.keys)?;
     let discovery = crate::discovery::resolve(
         file.discovery,
         file_dir,
@@ -360,6 +371,7 @@ pub fn resolve(
         metrics_listen: flags.metrics_listen.or(file.metrics_listen),
         discovery,
         updates,
+        transfer,
     })
 }
 

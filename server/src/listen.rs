@@ -59,6 +59,8 @@ pub struct Shared {
     /// Dynamic update, and the TSIG keys that signed queries are checked with; `None`
     /// answers UPDATE with NOTIMP and ignores TSIG (unit tests of the query path).
     pub updates: Option<Arc<crate::dynamic::Updates>>,
+    /// Zone transfers, NOTIFY and secondary zones; `None` when none are configured.
+    pub xfr: Option<Arc<crate::xfr::Transfers>>,
 }
 
 impl Shared {
@@ -68,7 +70,7 @@ impl Shared {
         catalog: &Catalog,
         pkt: &[u8],
         transport: Transport,
-        peer: impl FnOnce() -> SocketAddr,
+        peer: impl Fn() -> SocketAddr,
         out: &mut Vec<u8>,
         scratch: &mut Scratch,
     ) -> bool {
@@ -79,11 +81,17 @@ impl Shared {
         {
             panic!("panic injected by a test");
         }
+        // NOTIFY, IXFR over UDP and queries into expired secondary zones first; `None`
+        // leaves the packet to the query path.
+        let intercepted = self
+            .xfr
+            .as_deref()
+            .and_then(|x| x.intercept(pkt, transport, &peer, out));
         let keys = self
             .updates
             .as_deref()
             .map(|u| u.keys())
-            .filter(|k| !k.is_empty());
+            .filter(|k| !k.is_empty() && intercepted.is_none());
         let signed = keys.and_then(|keys| {
             crate::respond::respond_signed(
                 &self.responder,
@@ -95,7 +103,7 @@ impl Shared {
                 keys,
             )
         });
-        let outcome = signed.unwrap_or_else(|| {
+        let outcome = intercepted.or(signed).unwrap_or_else(|| {
             crate::respond::respond(&self.responder, catalog, pkt, transport, out, scratch)
         });
         match outcome {
@@ -538,6 +546,21 @@ async fn serve_tcp(mut stream: TcpStream, peer: SocketAddr, shared: &Shared, lim
             }
         }
         bump(&shared.stats.tcp_queries);
+        if let Some(x) = shared
+            .xfr
+            .as_ref()
+            .filter(|_| crate::xfr::is_transfer(&inbuf[..len]))
+        {
+            // AXFR and IXFR write as many messages as the zone needs, straight to the
+            // connection; a transfer cut short closes it.
+            match x
+                .serve_tcp(&inbuf[..len], peer, &mut stream, limits.idle_timeout)
+                .await
+            {
+                Ok(()) => continue,
+                Err(_) => return,
+            }
+        }
         let catalog = shared.catalog.load();
         let update = shared
             .updates
@@ -591,6 +614,7 @@ mod tests {
             query_log: false,
             shutdown: AtomicBool::new(false),
             updates: None,
+            xfr: None,
         })
     }
 

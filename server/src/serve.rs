@@ -40,6 +40,8 @@ pub enum ServeError {
     Discovery(#[from] crate::discovery::StartError),
     #[error("{0}")]
     Updates(crate::dynamic::OpenError),
+    #[error(transparent)]
+    Transfers(#[from] crate::xfr::StartError),
 }
 
 fn notify(state: &[NotifyState<'_>]) {
@@ -67,6 +69,19 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
         .map_err(ServeError::Updates)?,
     );
     zones.manage(&updates.origins());
+    // Transfers, NOTIFY and secondary zones, whose saved copies are served from here on.
+    let transfers = if config.transfer.is_empty() {
+        None
+    } else {
+        Some(crate::xfr::Transfers::new(
+            &config.transfer,
+            config.updates.keys.clone(),
+            &config.updates.state_dir,
+            zones.catalog(),
+            responder.clone(),
+            stats.clone(),
+        )?)
+    };
     let workers = match config.udp_workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -79,6 +94,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
         query_log: config.query_log,
         shutdown: Default::default(),
         updates: Some(updates.clone()),
+        xfr: transfers.clone(),
     });
 
     let mut tcp_listeners = Vec::new();
@@ -132,6 +148,9 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
             crate::discovery::start(d, stats.discovery.clone()).await?;
         }
         updates.start();
+        if let Some(t) = &transfers {
+            t.start();
+        }
         for local in &bound {
             // Tests and operators read the chosen port from this line when --listen used port 0.
             tracing::info!("listening on {local} (udp+tcp)");
@@ -213,6 +232,7 @@ async fn serve_metrics(listener: tokio::net::TcpListener, stats: Arc<Stats>) {
             let mut body = stats.render();
             stats.discovery.render(&mut body);
             stats.updates.render(&mut body);
+            stats.xfr.render(&mut body);
             let resp = format!(
                 "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
                 body.len(),
