@@ -301,8 +301,10 @@ fn ssl_records_give_a_tls_cluster_with_the_certificate_flags_passed_through() {
 /// the whole cluster (randomized trials: 10 of 30 runs ended split or undersized). Here
 /// the records of a 3-member cluster are published one member at a time through musterd
 /// reloads, and the first two sit unchanged for many rounds while all three agents are
-/// already waiting. With the size published in the zone, the result is one 3-member
-/// cluster; nothing starts before the last record.
+/// already waiting. With the size given (`--expect 3`), the result is one 3-member
+/// cluster; nothing starts before the last record. The zone carries no size record, so
+/// musterd's completeness gate does not hide the partial sets: this is the agent's own
+/// judgement, as it would be against any other DNS server.
 #[test]
 fn issue8_records_published_one_by_one_give_one_full_cluster() {
     if !can_run() {
@@ -310,18 +312,18 @@ fn issue8_records_published_one_by_one_give_one_full_cluster() {
     }
     let c = Cluster::new(3);
     let publish = |serial: u32, members: &[usize]| {
-        let body = format!("{}{}", c.size_record(), c.records_of(members, &[]));
+        let body = c.records_of(members, &[]);
         c.dir
             .write("cluster.test.zone", &agent_support::zone(serial, &body))
     };
     let zone = publish(1, &[0]);
     let dns = Musterd::start(&[("cluster.test.", &zone)]);
     let mut m: Vec<Member> = (0..3)
-        .map(|i| c.spawn_with(i, c.agent_args_unsized(i, dns.addr), "60s"))
+        .map(|i| c.spawn_with(i, c.agent_args(i, dns.addr), "60s"))
         .collect();
     wait_for_rounds(
         &mut m,
-        "1/3 members resolvable; only 1 SRV record at _etcd-server._tcp.cluster.test., muster-size is 3",
+        "1/3 members resolvable; only 1 SRV record at _etcd-server._tcp.cluster.test., --expect is 3",
         2,
     );
 
@@ -330,7 +332,7 @@ fn issue8_records_published_one_by_one_give_one_full_cluster() {
     dns.reload();
     wait_for_rounds(
         &mut m,
-        "2/3 members resolvable; only 2 SRV records at _etcd-server._tcp.cluster.test., muster-size is 3",
+        "2/3 members resolvable; only 2 SRV records at _etcd-server._tcp.cluster.test., --expect is 3",
         4,
     );
     for member in m.iter_mut() {

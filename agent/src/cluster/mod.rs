@@ -334,6 +334,31 @@ mod tests {
         assert_eq!(members(&sized(), None, Some(3)).unwrap().members.len(), 3);
     }
 
+    /// A server with a completeness gate (musterd) answers no SRV records while the set is
+    /// incomplete, but serves the size record: the agent waits and says why, and still
+    /// refuses a malformed size, or one that contradicts --expect, at once.
+    #[test]
+    fn a_withheld_set_is_waited_for_and_its_size_still_checked() {
+        let mut rs = sized();
+        rs.server_plain = Some(Answer::Empty);
+        assert_eq!(
+            pending(&rs, None, None),
+            "0 members resolvable; _etcd-server._tcp.example.test. declares TXT \"muster-size=3\" \
+             but no SRV records are served there yet: the server withholds an incomplete set \
+             (`musterd check` on the server names what is missing); no SRV records at \
+             _etcd-server-ssl._tcp.example.test. or _etcd-server._tcp.example.test."
+        );
+        assert!(matches!(
+            fatal(&rs, Some(5)),
+            PlanError::ExpectDisagrees { expect: 5, .. }
+        ));
+        rs.sizes.insert(
+            PLAIN.into(),
+            Answer::Records(vec![txt(&["muster-size=three"])]),
+        );
+        assert!(matches!(fatal(&rs, None), PlanError::MalformedSize { .. }));
+    }
+
     #[test]
     fn expect_and_published_size_must_agree() {
         let e = fatal(&sized(), Some(5)).to_string();

@@ -125,6 +125,14 @@ pub enum Missing {
         /// The client owner names asked.
         records: Vec<String>,
     },
+    /// The zone declares the size at `record` but serves no SRV records there: a DNS
+    /// server with a completeness gate (musterd) withholds a set that is not complete yet.
+    Withheld {
+        /// The SRV owner name with the size record.
+        record: String,
+        /// The size it declares.
+        members: usize,
+    },
     /// Neither `--expect` nor a `muster-size` TXT record says how many members there are.
     UnknownSize {
         /// The SRV owner name where the TXT record belongs.
@@ -168,6 +176,12 @@ impl fmt::Display for Missing {
                 f,
                 "{target} has no client SRV record at {} (other members have one)",
                 records.join(" or ")
+            ),
+            Missing::Withheld { record, members } => write!(
+                f,
+                "{record} declares TXT \"muster-size={members}\" but no SRV records are served \
+                 there yet: the server withholds an incomplete set (`musterd check` on the \
+                 server names what is missing)"
             ),
             Missing::UnknownSize { record } => write!(
                 f,
@@ -289,13 +303,10 @@ pub fn census(
     scheme: Option<Scheme>,
     expect: Option<usize>,
 ) -> Result<Census, Unsettled> {
-    let (scheme, record, srvs) = choose_set(service, rs, scheme).map_err(|missing| {
-        Unsettled::Pending(Progress {
-            resolvable: 0,
-            total: expect,
-            missing: vec![missing],
-        })
-    })??;
+    let (scheme, record, srvs) = match choose_set(service, rs, scheme) {
+        Ok(chosen) => chosen?,
+        Err(missing) => return Err(nothing_chosen(rs, expect, missing)),
+    };
     let mut missing = Vec::new();
     let size =
         match cluster_size(&record, rs.sizes.get(&record), expect).map_err(Unsettled::Fatal)? {
@@ -342,6 +353,43 @@ pub fn census(
         size,
         published,
         missing,
+    })
+}
+
+/// Why no SRV set can be chosen yet. A size record at an owner without SRV records is
+/// read all the same: a malformed one, or one that contradicts `--expect`, is fatal at
+/// once, and a good one means the server withholds the set until it is complete.
+fn nothing_chosen(rs: &RecordSet, expect: Option<usize>, missing: Missing) -> Unsettled {
+    let mut all = Vec::new();
+    if let Missing::NoServerRecords { records } = &missing {
+        for record in records {
+            let Some(Answer::Records(rr)) = rs.sizes.get(record) else {
+                continue;
+            };
+            match published_size(record, rr) {
+                Err(fatal) => return Unsettled::Fatal(fatal),
+                Ok(None) => {}
+                Ok(Some(published)) => match expect {
+                    Some(e) if e != published => {
+                        return Unsettled::Fatal(PlanError::ExpectDisagrees {
+                            expect: e,
+                            record: record.clone(),
+                            published,
+                        })
+                    }
+                    _ => all.push(Missing::Withheld {
+                        record: record.clone(),
+                        members: published,
+                    }),
+                },
+            }
+        }
+    }
+    all.push(missing);
+    Unsettled::Pending(Progress {
+        resolvable: 0,
+        total: expect,
+        missing: all,
     })
 }
 
