@@ -742,6 +742,35 @@ fn base_path(state_dir: &Path, zone: &Name) -> PathBuf {
     state_dir.join(format!("{}.zone", journal::file_name(zone)))
 }
 
+/// The first line of a zone file musterd writes: what it is, and a checksum of the rest,
+/// by which [`is_unedited`] tells musterd's own output from a hand edit.
+const STAMP: &str =
+    "; written by musterd; edits are merged with dynamic updates as a difference; crc32c ";
+
+/// `text` with the stamp line in front.
+fn stamp(text: &str) -> String {
+    format!("{STAMP}{:08x}\n{text}", crc32c::crc32c(text.as_bytes()))
+}
+
+/// True when `text` is exactly what musterd wrote.
+fn is_unedited(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix(STAMP) else {
+        return false;
+    };
+    let Some((crc, body)) = rest.split_once('\n') else {
+        return false;
+    };
+    u32::from_str_radix(crc, 16).is_ok_and(|c| c == crc32c::crc32c(body.as_bytes()))
+}
+
+/// What a background write-back reports.
+struct Written {
+    serial: u32,
+    prints: RecordSet,
+    file_print: Fingerprint,
+    result: Result<(), JournalError>,
+}
+
 /// A file's identity for change detection: inode, size, modification and change times.
 type Fingerprint = Option<(u64, u64, i64, i64, i64)>;
 
@@ -775,6 +804,12 @@ struct ZoneWorker {
     unsaved: usize,
     unsaved_since: Option<Instant>,
     precompile_after: Option<Instant>,
+    /// A write-back running off the task, and where it reports.
+    writing: bool,
+    written_tx: mpsc::UnboundedSender<Written>,
+    written_rx: mpsc::UnboundedReceiver<Written>,
+    /// The serial the zone file and the base copy were last written with.
+    written_serial: u32,
     rx: mpsc::Receiver<Command>,
     catalog: Arc<ArcSwap<Catalog>>,
     responder: Responder,
@@ -896,6 +931,8 @@ impl ZoneWorker {
                     source,
                 })?;
         }
+        let (written_tx, written_rx) = mpsc::unbounded_channel();
+        let written_serial = data.serial();
         let history: VecDeque<Changeset> = if discard {
             VecDeque::new()
         } else {
@@ -917,6 +954,10 @@ impl ZoneWorker {
             unsaved: replayed,
             unsaved_since: (replayed > 0).then(Instant::now),
             precompile_after: None,
+            writing: false,
+            written_tx,
+            written_rx,
+            written_serial,
             rx,
             catalog: catalog.clone(),
             responder,
@@ -926,7 +967,10 @@ impl ZoneWorker {
         // An edit of the operator's file that musterd has not seen (made while it was
         // down): applied as a difference, journaled, and written back now.
         let mut edited = false;
-        if has_base {
+        // A file musterd wrote itself is no edit, even when a crash came between writing
+        // the base copy and it (the base is written first).
+        let unedited = std::fs::read_to_string(&w.file).is_ok_and(|t| is_unedited(&t));
+        if has_base && !unedited {
             if let Some(cs) = w.data.hand_edit(&w.written, &file_data) {
                 let mut next = w.data.clone();
                 next.apply_changeset(&cs)
@@ -1036,6 +1080,7 @@ impl ZoneWorker {
                     Some(c) => self.command(c).await,
                     None => return,
                 },
+                Some(w) = self.written_rx.recv() => self.written(w).await,
                 _ = sleep => self.on_timer().await,
             }
         }
@@ -1050,7 +1095,7 @@ impl ZoneWorker {
             .unsaved_since
             .is_some_and(|t| t + self.writeback_interval <= now)
         {
-            self.write_back().await;
+            self.start_write_back();
         }
     }
 
@@ -1083,6 +1128,14 @@ impl ZoneWorker {
             Result<update::Applied, update::Rejection>,
             oneshot::Sender<Answer>,
         )> = Vec::new();
+        // (build, journal, swap, process) durations for the debug log.
+        let mut timing = (
+            Duration::ZERO,
+            Duration::ZERO,
+            Duration::ZERO,
+            Duration::ZERO,
+        );
+        let started = Instant::now();
         for (req, signer, reply) in batch {
             let r = update::process(
                 &mut self.data,
@@ -1096,6 +1149,7 @@ impl ZoneWorker {
             }
             results.push((r, reply));
         }
+        timing.3 = started.elapsed();
         let changed: Vec<usize> = results
             .iter()
             .enumerate()
@@ -1106,7 +1160,10 @@ impl ZoneWorker {
         let mut fail_from: Option<(usize, &'static str)> = None;
         let mut zone = None;
         if !changed.is_empty() {
-            match self.build_blocking() {
+            let t = Instant::now();
+            let built = self.build_blocking();
+            timing.0 = t.elapsed();
+            match built {
                 Ok(z) => zone = Some(z),
                 Err(message) => {
                     tracing::error!(zone = %self.origin, "the updated zone does not build, the updates are not applied (a bug: please report it): {message}");
@@ -1122,7 +1179,9 @@ impl ZoneWorker {
                     Err(_) => unreachable!("filtered on Ok"),
                 })
                 .collect();
+            let t = Instant::now();
             let outcomes = append_in_order(&self.journal, &sets).await;
+            timing.1 = t.elapsed();
             if let Some(k) = outcomes.iter().position(Result::is_err) {
                 if let Err(e) = &outcomes[k] {
                     tracing::error!(zone = %self.origin, "journal append failed, the update is answered SERVFAIL and not applied: {e}");
@@ -1159,8 +1218,19 @@ impl ZoneWorker {
             }
         }
         if let Some(z) = zone {
+            let t = Instant::now();
             self.publish(z);
+            timing.2 = t.elapsed();
         }
+        tracing::debug!(
+            zone = %self.origin,
+            updates = results.len(),
+            process_us = timing.3.as_micros() as u64,
+            build_us = timing.0.as_micros() as u64,
+            journal_us = timing.1.as_micros() as u64,
+            swap_us = timing.2.as_micros() as u64,
+            "update batch"
+        );
         for (r, reply) in results {
             match r {
                 Ok(applied) => {
@@ -1180,7 +1250,79 @@ impl ZoneWorker {
             }
         }
         if self.unsaved >= self.writeback_changes {
-            self.write_back().await;
+            self.start_write_back();
+        }
+    }
+
+    /// Starts writing the served snapshot back to the zone file and the base copy on a
+    /// blocking thread: on a large zone that takes longer than many updates, which go on
+    /// meanwhile. [`ZoneWorker::written`] compacts the journal when it is done.
+    fn start_write_back(&mut self) {
+        if self.writing {
+            return;
+        }
+        let Some(zone) = self.catalog.load().get(&self.origin).cloned() else {
+            return;
+        };
+        // Not due again until this one reports (a failure sets a new time).
+        self.unsaved_since = None;
+        self.writing = true;
+        let file = self.file.clone();
+        let base = base_path(
+            self.journal.path().parent().unwrap_or(Path::new(".")),
+            &self.origin,
+        );
+        let tx = self.written_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let data = ZoneData::from_zone(&zone);
+            let text = stamp(&data.to_zone_file());
+            let result = journal::write_atomically(&base, text.as_bytes())
+                .and_then(|()| journal::write_atomically(&file, text.as_bytes()));
+            let _ = tx.send(Written {
+                serial: data.serial(),
+                prints: data.fingerprints(),
+                file_print: fingerprint(&file),
+                result,
+            });
+        });
+    }
+
+    /// A background write-back finished: compact the journal to what the file does not
+    /// hold plus the history.
+    async fn written(&mut self, w: Written) {
+        self.writing = false;
+        if let Err(e) = w.result {
+            tracing::error!(zone = %self.origin, "cannot write the zone file back (the journal keeps every update; retrying later): {e}");
+            self.unsaved_since = Some(Instant::now());
+            return;
+        }
+        if !update::serial_gt(w.serial, self.written_serial) {
+            return; // A hand edit wrote a newer version meanwhile.
+        }
+        self.written_serial = w.serial;
+        self.file_print = w.file_print;
+        self.written = w.prints;
+        self.unsaved = self
+            .history
+            .iter()
+            .filter(|c| update::serial_gt(c.to_serial, w.serial))
+            .count();
+        if self.unsaved > 0 {
+            self.unsaved_since = Some(Instant::now());
+        }
+        let keep_from = self
+            .history
+            .len()
+            .saturating_sub(self.journal_history.max(self.unsaved));
+        self.history.drain(..keep_from);
+        let keep: Vec<Changeset> = self.history.iter().cloned().collect();
+        match self.journal.rewrite(&keep).await {
+            Ok(()) => {
+                tracing::info!(zone = %self.origin, serial = w.serial, file = %self.file.display(), "zone file written back, journal compacted")
+            }
+            Err(e) => {
+                tracing::error!(zone = %self.origin, "cannot compact the journal (it keeps growing until this works): {e}")
+            }
         }
     }
 
@@ -1212,12 +1354,12 @@ impl ZoneWorker {
     /// journal: in this order, so that a crash anywhere leaves a base copy that the
     /// journal continues (see [`ZoneWorker::open`]). A failure leaves the journal whole.
     fn write_back_blocking(&mut self) -> Result<(), JournalError> {
-        let text = self.data.to_zone_file();
+        let text = stamp(&self.data.to_zone_file());
         let base = base_path(
             self.journal.path().parent().unwrap_or(Path::new(".")),
             &self.origin,
         );
-        for path in [&self.file, &base] {
+        for path in [&base, &self.file] {
             if let Err(e) = journal::write_atomically(path, text.as_bytes()) {
                 self.unsaved_since = Some(Instant::now());
                 return Err(e);
@@ -1225,6 +1367,7 @@ impl ZoneWorker {
         }
         self.file_print = fingerprint(&self.file);
         self.written = self.data.fingerprints();
+        self.written_serial = self.data.serial();
         self.unsaved = 0;
         self.unsaved_since = None;
         while self.history.len() > self.journal_history {
@@ -1236,6 +1379,12 @@ impl ZoneWorker {
 
     /// Reloads the zone file, applying a hand edit as a difference. False on failure.
     async fn reload(&mut self, force: bool) -> bool {
+        // A write-back in flight finishes first: it must not overwrite what this writes.
+        if self.writing {
+            if let Some(w) = self.written_rx.recv().await {
+                self.written(w).await;
+            }
+        }
         let print = fingerprint(&self.file);
         if !force && print == self.file_print {
             return true;

@@ -591,10 +591,6 @@ impl ZoneData {
             keys.insert(0, apex);
         }
         let mut out = String::with_capacity(self.records * 48);
-        let _ = writeln!(
-            out,
-            "; written by musterd: updates and hand edits are merged into this file"
-        );
         let _ = writeln!(out, "$ORIGIN {}", self.origin);
         for k in keys {
             let node = &self.nodes[k];
