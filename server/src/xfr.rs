@@ -991,7 +991,12 @@ struct Stream<'w, W> {
     copy_flags: u16,
     question: Vec<u8>,
     signer: Option<StreamSigner>,
+    /// The size messages are filled to.
     limit: usize,
+    /// The most one message may hold (65535 octets less the TSIG record): a record larger
+    /// than `limit` goes alone in a message of up to this size, so that any zone the
+    /// server can load can also be transferred.
+    max: usize,
     first: bool,
     frame: Vec<u8>,
     timeout: Duration,
@@ -1035,12 +1040,28 @@ impl<W: AsyncWrite + Unpin> Stream<'_, W> {
         ttl: u32,
         rdata: &'a [u8],
     ) -> Result<(), StreamError> {
-        if !msg.record(self.limit, owner, t, ttl, rdata)? {
+        if !self.place(msg, owner, t, ttl, rdata)? {
             self.send(msg).await?;
             self.start(msg);
-            msg.record(self.limit, owner, t, ttl, rdata)?;
+            self.place(msg, owner, t, ttl, rdata)?;
         }
         Ok(())
+    }
+
+    /// Adds the record if it fits under `limit`, or — alone in an empty message — under
+    /// `max`. `Ok(false)`: the message is full, send it and start another.
+    fn place<'a>(
+        &self,
+        msg: &mut Message<'a>,
+        owner: &'a [u8],
+        t: u16,
+        ttl: u32,
+        rdata: &'a [u8],
+    ) -> Result<bool, Oversized> {
+        match msg.record(self.limit, owner, t, ttl, rdata) {
+            Err(_) => msg.record(self.max, owner, t, ttl, rdata),
+            fits => fits,
+        }
     }
 }
 
@@ -1287,6 +1308,7 @@ impl Transfers {
             question: q.question.to_vec(),
             signer,
             limit: MESSAGE_TARGET.min(u16::MAX as usize - tsig_room),
+            max: u16::MAX as usize - tsig_room,
             first: true,
             frame: Vec::with_capacity(MESSAGE_TARGET + 2 + tsig_room),
             timeout,
@@ -1709,6 +1731,7 @@ mod tests {
                 question,
                 signer: None,
                 limit: MESSAGE_TARGET,
+                max: u16::MAX as usize,
                 first: true,
                 frame: Vec::new(),
                 timeout: Duration::from_secs(1),
@@ -1744,5 +1767,59 @@ mod tests {
         assert_eq!(records.first().unwrap().1, rtype::SOA);
         assert_eq!(records.last().unwrap().1, rtype::SOA);
         assert!(records.iter().any(|(o, _)| o == "h1999.d.test."));
+    }
+
+    /// A record larger than the message target size (here a TXT of ~30,000 octets, which
+    /// the zone file accepts) goes alone in a larger message instead of failing the
+    /// transfer: any zone the server loads can be transferred (NSD 4.15.1 fixed the
+    /// opposite, a transfer that looped on such a record).
+    #[test]
+    fn a_record_larger_than_the_target_goes_alone() {
+        let chunk = "x".repeat(250);
+        let big: String = (0..120).map(|_| format!(" \"{chunk}\"")).collect();
+        let z = zone(
+            "d.test.",
+            1,
+            &format!("a IN A 10.0.0.1\nbig IN TXT{big}\nz IN A 10.0.0.2\n"),
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut out: Vec<u8> = Vec::new();
+        let question = [&b"\x01d\x04test\x00"[..], &[0, 252, 0, 1]].concat();
+        rt.block_on(async {
+            let mut s = Stream {
+                out: &mut out,
+                id: 9,
+                copy_flags: 0,
+                question,
+                signer: None,
+                limit: MESSAGE_TARGET,
+                max: u16::MAX as usize,
+                first: true,
+                frame: Vec::new(),
+                timeout: Duration::from_secs(1),
+                messages: 0,
+            };
+            axfr_stream(&z, &mut s)
+                .await
+                .expect("the transfer succeeds");
+        });
+        let mut pos = 0;
+        let mut lens = Vec::new();
+        let mut total = 0;
+        while pos < out.len() {
+            let len = u16::from_be_bytes([out[pos], out[pos + 1]]) as usize;
+            let msg = &out[pos + 2..pos + 2 + len];
+            total += u16::from_be_bytes([msg[6], msg[7]]) as usize;
+            lens.push(len);
+            pos += 2 + len;
+        }
+        assert_eq!(total, z.record_count + 1, "every record, SOA twice");
+        assert!(
+            lens.iter().any(|&l| l > MESSAGE_TARGET),
+            "the big record went into a larger message: {lens:?}"
+        );
     }
 }
