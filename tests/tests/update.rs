@@ -863,3 +863,95 @@ fn hand_edits_and_updates_survive_reload_and_restart() {
     assert_eq!(s.dig("edit3.d.test.", "TXT"), ["\"offline\""]);
     assert_eq!(s.serial(), 6001);
 }
+
+/// Catalogue row 38: the journal's file system fills up (a 64 KiB tmpfs in a private mount
+/// namespace). The update whose record cannot be made durable is answered SERVFAIL and
+/// is not served, updates before it stay, and the failure is counted.
+#[test]
+fn a_full_journal_disk_fails_updates_without_applying_them() {
+    if !have_tools() || !muster_tests::require_root() || !require_program("unshare") {
+        return;
+    }
+    let dir = TempDir::new();
+    let zone = dir.write("d.test.zone", ZONE);
+    let key_path = keygen(&dir, "ddns-key", "hmac-sha256");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let port = free_port();
+    let metrics = free_port();
+    let script = format!(
+        "mount -t tmpfs -o size=64k tmpfs {state} && exec {bin} serve --listen 127.0.0.1:{port} \
+         --zone d.test.={zone} --key-file {key} --allow-update d.test=ddns-key --state-dir {state} \
+         --metrics-listen 127.0.0.1:{metrics}",
+        state = state.display(),
+        bin = muster_tests::bin_path("musterd").display(),
+        zone = zone.display(),
+        key = key_path.display(),
+    );
+    let mut child = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let probe = Query::new("d.test.", 6).to_bytes();
+    let up = Instant::now();
+    while udp_exchange(addr, &probe, Duration::from_millis(100)).is_none() {
+        assert!(
+            up.elapsed() < Duration::from_secs(20),
+            "musterd did not start"
+        );
+    }
+    let key = load_key(&key_path);
+    let mut failed_at = None;
+    for i in 0..5000u16 {
+        let name = format!("f{i}.d.test.");
+        // Long TXT data fills the 64 KiB quickly.
+        let tag = format!("{name}{}", "x".repeat(200));
+        match send_update(
+            addr,
+            &key,
+            &update_msg(i, &name, [10, 0, (i >> 8) as u8, i as u8], &tag),
+            Duration::from_secs(2),
+        ) {
+            Some(0) => {}
+            Some(2) => {
+                failed_at = Some(i);
+                break;
+            }
+            other => panic!("update {i}: {other:?}"),
+        }
+    }
+    let failed_at = failed_at.expect("the journal never filled up");
+    let serial = soa_serial(addr);
+    let first_failed = format!("f{failed_at}.d.test.");
+    assert_eq!(
+        count(addr, &first_failed, 1),
+        Some(0),
+        "the failed update is not served"
+    );
+    assert_eq!(
+        count(addr, "f0.d.test.", 1),
+        Some(1),
+        "earlier updates stay"
+    );
+    // A later update is answered as it is served: SERVFAIL and absent while the journal
+    // cannot take it, NOERROR and present once a compaction made room.
+    let later = update_msg(9999, "later.d.test.", [10, 9, 9, 9], "later");
+    match send_update(addr, &key, &later, Duration::from_secs(2)) {
+        Some(2) => {
+            assert_eq!(count(addr, "later.d.test.", 1), Some(0));
+            assert_eq!(soa_serial(addr), serial);
+        }
+        Some(0) => {
+            assert_eq!(count(addr, "later.d.test.", 1), Some(1));
+            assert_eq!(soa_serial(addr), serial + 1);
+        }
+        other => panic!("later update: {other:?}"),
+    }
+    let m: SocketAddr = format!("127.0.0.1:{metrics}").parse().unwrap();
+    assert!(metric(m, "musterd_updates_failed_total{reason=\"journal\"}") >= 1);
+    let _ = child.kill();
+    let _ = child.wait();
+}
