@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use muster_server::answer::{Outcome, Responder, Transport};
+use muster_server::answer::{Outcome, Responder, Scratch, Transport};
 use muster_server::catalog::Catalog;
 use muster_server::fastpath;
 use muster_server::rr::{rtype, Record};
-use muster_server::wire::Compressor;
 use muster_server::zone::Zone;
 
 /// False for the records hickory-proto cannot read although they are valid DNS, which are
@@ -81,7 +80,7 @@ pub fn ask_everything(zone: Zone, extra_types: &[u16]) {
 
     let mut full = Vec::new();
     let mut fast = Vec::new();
-    let mut comp = Compressor::default();
+    let mut scratch = Scratch::default();
     let mut run = |fast_path: bool| {
         for name in &names {
             for &t in &types {
@@ -89,14 +88,20 @@ pub fn ask_everything(zone: Zone, extra_types: &[u16]) {
                     for transport in [Transport::Udp, Transport::Tcp] {
                         let q = query(0x1234, name, t, edns);
                         let out =
-                            responder.respond_full(&catalog, &q, transport, &mut full, &mut comp);
+                            responder.respond_full(&catalog, &q, transport, &mut full, &mut scratch);
                         if !matches!(out, Outcome::Reply { .. }) {
                             continue;
                         }
                         decode("full path", &full);
                         if fast_path {
-                            let out2 =
-                                responder.respond(&catalog, &q, transport, &mut fast, &mut comp);
+                            let out2 = muster_server::respond::respond(
+                                &responder,
+                                &catalog,
+                                &q,
+                                transport,
+                                &mut fast,
+                                &mut scratch,
+                            );
                             assert_eq!(out, out2, "fast and full outcomes differ");
                             decode("fast path", &fast);
                             assert_eq!(fast, full, "fast and full answers differ for type {t}");
