@@ -444,14 +444,9 @@ mod tests {
         let listen = Some("127.0.0.1:1".parse().unwrap());
         let shown = section(&format!("[discovery]\n{text}"));
         let shown = resolve(Some(shown), None, listen, None).unwrap().unwrap();
-        let default = resolve(
-            None,
-            None,
-            listen,
-            Some("/var/lib/muster/discovery".into()),
-        )
-        .unwrap()
-        .unwrap();
+        let default = resolve(None, None, listen, Some("/var/lib/muster/discovery".into()))
+            .unwrap()
+            .unwrap();
         assert_eq!(shown.token_ttl, default.token_ttl);
         assert_eq!(shown.limits, default.limits);
         assert_eq!(
