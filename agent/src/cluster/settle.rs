@@ -482,18 +482,32 @@ fn cluster_size(
     })
 }
 
-/// The size the TXT records publish: exactly one character-string `muster-size=N`,
-/// N > 0; several records must agree.
-fn published_size(record: &str, rr: &[Txt]) -> Result<Option<usize>, PlanError> {
+/// Why TXT records publish no usable size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxtSizeError<'a> {
+    /// A record starts with `muster-size` but is not exactly one character-string
+    /// `muster-size=N`, N > 0: its strings.
+    Malformed(&'a [String]),
+    /// Records publish different sizes (ascending).
+    Conflict(Vec<usize>),
+}
+
+/// The size TXT records publish, the agent's one reader of `muster-size=N` (census and
+/// doctor): a record whose first character-string starts with `muster-size` must be
+/// exactly one string `muster-size=N`, N > 0; several records must agree. Ok(None) when no
+/// record starts with `muster-size`. Each item is one record's character-strings.
+pub fn txt_size<'a>(
+    records: impl IntoIterator<Item = &'a [String]>,
+) -> Result<Option<usize>, TxtSizeError<'a>> {
     let mut sizes = BTreeSet::new();
-    for txt in rr {
-        let Some(first) = txt.0.first() else {
+    for strings in records {
+        let Some(first) = strings.first() else {
             continue;
         };
         if !first.starts_with(SIZE_PREFIX) {
             continue;
         }
-        let n = match txt.0.as_slice() {
+        let n = match strings {
             [one] => one
                 .strip_prefix(SIZE_PREFIX)
                 .and_then(|r| r.strip_prefix('='))
@@ -506,22 +520,28 @@ fn published_size(record: &str, rr: &[Txt]) -> Result<Option<usize>, PlanError> 
             Some(n) => {
                 sizes.insert(n);
             }
-            None => {
-                return Err(PlanError::MalformedSize {
-                    record: record.to_string(),
-                    txt: txt.to_string(),
-                })
-            }
+            None => return Err(TxtSizeError::Malformed(strings)),
         }
     }
     match sizes.len() {
         0 => Ok(None),
         1 => Ok(sizes.first().copied()),
-        _ => Err(PlanError::SizeConflict {
-            record: record.to_string(),
-            sizes: sizes.into_iter().collect(),
-        }),
+        _ => Err(TxtSizeError::Conflict(sizes.into_iter().collect())),
     }
+}
+
+/// The size the TXT records at `record` publish ([`txt_size`]).
+fn published_size(record: &str, rr: &[Txt]) -> Result<Option<usize>, PlanError> {
+    txt_size(rr.iter().map(|txt| txt.0.as_slice())).map_err(|e| match e {
+        TxtSizeError::Malformed(strings) => PlanError::MalformedSize {
+            record: record.to_string(),
+            txt: Txt(strings.to_vec()).to_string(),
+        },
+        TxtSizeError::Conflict(sizes) => PlanError::SizeConflict {
+            record: record.to_string(),
+            sizes,
+        },
+    })
 }
 
 /// Client (scheme, port) pairs by target. Both sets, like etcd's clients. A failed lookup

@@ -13,7 +13,8 @@ use serde::Serialize;
 
 use super::replay::{go_is_domain_name, random_order, FailKind, Outcome, Version, VersionReplay};
 use super::snapshot::{Found, Snapshot, SrvRecord};
-use crate::cluster::Scheme;
+use crate::cluster::settle::{txt_size, TxtSizeError};
+use crate::cluster::{Scheme, Txt};
 
 /// How bad a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -77,43 +78,17 @@ fn dotless(name: &str) -> &str {
     name.trim_end_matches('.')
 }
 
-/// The first value of a `muster-size=N` TXT record set: Ok(None) without one, Err for a
-/// malformed or conflicting record (the same rule as [`crate::cluster::settle`]).
+/// The value of a `muster-size=N` TXT record set: Ok(None) without one, Err for a
+/// malformed or conflicting record (the census's reader, [`txt_size`]).
 pub fn published_size(txt: &Found<Vec<String>>) -> Result<Option<usize>, String> {
-    let mut sizes = BTreeSet::new();
-    for strings in txt.records() {
-        let Some(first) = strings.first() else {
-            continue;
-        };
-        if !first.starts_with("muster-size") {
-            continue;
+    txt_size(txt.records().iter().map(Vec::as_slice)).map_err(|e| match e {
+        TxtSizeError::Malformed(strings) => {
+            format!("TXT {} is not \"muster-size=N\"", Txt(strings.to_vec()))
         }
-        let n = match strings.as_slice() {
-            [one] => one
-                .strip_prefix("muster-size=")
-                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|n| n.parse::<usize>().ok())
-                .filter(|n| *n > 0),
-            _ => None,
-        };
-        match n {
-            Some(n) => {
-                sizes.insert(n);
-            }
-            None => {
-                let shown: Vec<String> = strings.iter().map(|s| format!("{s:?}")).collect();
-                return Err(format!("TXT {} is not \"muster-size=N\"", shown.join(" ")));
-            }
+        TxtSizeError::Conflict(sizes) => {
+            format!("the TXT records publish different sizes {sizes:?}")
         }
-    }
-    match sizes.len() {
-        0 => Ok(None),
-        1 => Ok(sizes.first().copied()),
-        _ => Err(format!(
-            "the TXT records publish different sizes {:?}",
-            sizes.into_iter().collect::<Vec<_>>()
-        )),
-    }
+    })
 }
 
 /// Problems of the records, whatever version reads them.
