@@ -124,39 +124,55 @@ pub struct DnsResolver {
 /// this timeout (about twice over, measured) on every round.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// A hickory resolver asking `servers` the way the agent reads records (discovery and
+/// doctor): UDP, and TCP for truncated answers, on each server's port; no cache, no hosts
+/// file, names taken as absolute; `timeout` and `attempts` per query.
+pub fn hickory(
+    servers: &[SocketAddr],
+    timeout: Duration,
+    attempts: usize,
+) -> Result<TokioResolver, NetError> {
+    let configs = servers
+        .iter()
+        .map(|s| {
+            let mut udp = ConnectionConfig::udp();
+            udp.port = s.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = s.port();
+            // Authoritative servers: an NXDOMAIN from one of them is the answer.
+            NameServerConfig::new(s.ip(), true, vec![udp, tcp])
+        })
+        .collect();
+    let mut builder = Resolver::builder_with_config(
+        ResolverConfig::from_name_servers(configs),
+        TokioRuntimeProvider::default(),
+    );
+    let o = builder.options_mut();
+    o.cache_size = 0;
+    o.use_hosts_file = ResolveHosts::Never;
+    o.timeout = timeout;
+    o.attempts = attempts;
+    o.ndots = 0;
+    builder.build()
+}
+
+/// `servers` for messages: "10.0.0.53:53, 10.0.0.54:53".
+pub fn servers_text(servers: &[SocketAddr]) -> String {
+    servers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl DnsResolver {
     /// A resolver asking `servers` (UDP, and TCP for truncated answers, on each port).
     pub fn new(servers: &[SocketAddr]) -> Result<DnsResolver, NetError> {
-        let configs = servers
-            .iter()
-            .map(|s| {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = s.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = s.port();
-                // Authoritative servers: an NXDOMAIN from one of them is the answer.
-                NameServerConfig::new(s.ip(), true, vec![udp, tcp])
-            })
-            .collect();
-        let mut builder = Resolver::builder_with_config(
-            ResolverConfig::from_name_servers(configs),
-            TokioRuntimeProvider::default(),
-        );
-        let o = builder.options_mut();
-        o.cache_size = 0;
-        o.use_hosts_file = ResolveHosts::Never;
-        o.timeout = QUERY_TIMEOUT;
-        // The wait loop is the retry: one attempt keeps a round against a dead server
-        // short enough to report it before the deadline.
-        o.attempts = 1;
-        o.ndots = 0;
         Ok(DnsResolver {
-            inner: builder.build()?,
-            servers: servers
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
+            // The wait loop is the retry: one attempt keeps a round against a dead server
+            // short enough to report it before the deadline.
+            inner: hickory(servers, QUERY_TIMEOUT, 1)?,
+            servers: servers_text(servers),
         })
     }
 

@@ -10,13 +10,12 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
-use hickory_resolver::{Resolver, TokioResolver};
+use hickory_resolver::TokioResolver;
 use serde::Serialize;
 
 use crate::cluster::{Role, Scheme, Service};
+use crate::discover;
 
 /// What one lookup gave, in answer order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -181,33 +180,9 @@ pub struct Reader {
 impl Reader {
     /// A reader asking `servers`.
     pub fn new(servers: &[SocketAddr]) -> Result<Reader, String> {
-        let configs = servers
-            .iter()
-            .map(|s| {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = s.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = s.port();
-                NameServerConfig::new(s.ip(), true, vec![udp, tcp])
-            })
-            .collect();
-        let mut builder = Resolver::builder_with_config(
-            ResolverConfig::from_name_servers(configs),
-            TokioRuntimeProvider::default(),
-        );
-        let o = builder.options_mut();
-        o.cache_size = 0;
-        o.use_hosts_file = ResolveHosts::Never;
-        o.timeout = QUERY_TIMEOUT;
-        o.attempts = 2;
-        o.ndots = 0;
         Ok(Reader {
-            inner: builder.build().map_err(|e| e.to_string())?,
-            servers: servers
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
+            inner: discover::hickory(servers, QUERY_TIMEOUT, 2).map_err(|e| e.to_string())?,
+            servers: discover::servers_text(servers),
         })
     }
 
