@@ -945,6 +945,86 @@ fn check_mac_size(algorithm: Algorithm, mac: &[u8]) -> Result<(), Malformed> {
     Ok(())
 }
 
+impl TsigRecord<'_> {
+    /// Its TSIG variables (RFC 8945 §4.3.3), which the MAC of a single message covers.
+    fn variables(&self) -> Vec<u8> {
+        tsig_variables(
+            &self.key_name,
+            self.algorithm,
+            self.time_signed,
+            self.fudge,
+            self.error,
+            self.other,
+        )
+    }
+
+    /// Whether it names `key` and `key`'s algorithm (any case).
+    fn names_key(&self, key: &Key) -> bool {
+        self.key_name.eq_ignore_case(&key.name)
+            && key
+                .algorithm
+                .wire_name()
+                .eq_ignore_ascii_case(self.algorithm)
+    }
+}
+
+/// The prior MAC with its length in front (RFC 8945 §4.3.1, §5.3.1), which a response's
+/// MAC covers first; none (two empty parts) for a request.
+fn prior_parts<'a>(prior_len: &'a mut [u8; 2], prior_mac: Option<&'a [u8]>) -> [&'a [u8]; 2] {
+    match prior_mac {
+        Some(mac) => {
+            *prior_len = (mac.len() as u16).to_be_bytes();
+            [&prior_len[..], mac]
+        }
+        None => [&[], &[]],
+    }
+}
+
+/// The MAC of a message about to be signed (RFC 8945 §4.3, §5.3.1): over the prior MAC
+/// (responses), the messages left unsigned since (later messages of a stream), the message
+/// with its ID replaced by `original_id`, and `tail` (the TSIG variables, or the timers of
+/// a later stream message).
+fn sign_mac(
+    key: &Key,
+    msg: &[u8],
+    original_id: u16,
+    prior_mac: Option<&[u8]>,
+    pending: &[u8],
+    tail: &[u8],
+) -> Vec<u8> {
+    let header = unsigned_header(msg, original_id);
+    let mut prior_len = [0u8; 2];
+    let [len, prior] = prior_parts(&mut prior_len, prior_mac);
+    let parts: [&[u8]; 6] = [len, prior, pending, &header, &msg[HEADER_LEN..], tail];
+    key.algorithm.mac(&key.secret, &parts)
+}
+
+/// Checks the MAC of a received message whose TSIG record is `t` (RFC 8945 §5.2.2): its
+/// size rules first (§5.2.2.1), then the MAC over what [`sign_mac`] covers, the message
+/// taken without its TSIG record. `Ok(false)`: the signature does not verify.
+fn check_mac(
+    key: &Key,
+    msg: &[u8],
+    t: &TsigRecord<'_>,
+    prior_mac: Option<&[u8]>,
+    pending: &[u8],
+    tail: &[u8],
+) -> Result<bool, Malformed> {
+    check_mac_size(key.algorithm, t.mac)?;
+    let header = mac_header(msg, t.original_id);
+    let mut prior_len = [0u8; 2];
+    let [len, prior] = prior_parts(&mut prior_len, prior_mac);
+    let parts: [&[u8]; 6] = [
+        len,
+        prior,
+        pending,
+        &header,
+        &msg[HEADER_LEN..t.start],
+        tail,
+    ];
+    Ok(key.algorithm.verify(&key.secret, &parts, t.mac))
+}
+
 /// A request whose TSIG checked out: what the response needs to be signed.
 #[derive(Debug, Clone)]
 pub struct Verified {
@@ -1114,18 +1194,7 @@ pub fn verify_request(msg: &[u8], keys: &KeyRing, now: u64) -> Result<Option<Ver
         }
     };
     // §5.2.2: the MAC, whose size rules come first (§5.2.2.1).
-    check_mac_size(key.algorithm, t.mac).map_err(TsigError::Malformed)?;
-    let header = mac_header(msg, t.original_id);
-    let vars = tsig_variables(
-        &t.key_name,
-        t.algorithm,
-        t.time_signed,
-        t.fudge,
-        t.error,
-        t.other,
-    );
-    let parts: [&[u8]; 3] = [&header, &msg[HEADER_LEN..t.start], &vars];
-    if !key.algorithm.verify(&key.secret, &parts, t.mac) {
+    if !check_mac(&key, msg, &t, None, &[], &t.variables()).map_err(TsigError::Malformed)? {
         return Err(TsigError::BadSig {
             key,
             original_id: t.original_id,
@@ -1290,7 +1359,6 @@ pub fn sign_response(
                 Some(t) => (*t, now.to_be_bytes()[2..].to_vec()),
                 None => (now, Vec::new()),
             };
-            let header = unsigned_header(msg, *original_id);
             let vars = tsig_variables(
                 &key.name,
                 key.algorithm.wire_name(),
@@ -1299,9 +1367,7 @@ pub fn sign_response(
                 *error,
                 &other,
             );
-            let prior_len = (request_mac.len() as u16).to_be_bytes();
-            let parts: [&[u8]; 5] = [&prior_len, request_mac, &header, &msg[HEADER_LEN..], &vars];
-            let mac = key.algorithm.mac(&key.secret, &parts);
+            let mac = sign_mac(key, msg, *original_id, Some(request_mac), &[], &vars);
             append_tsig(
                 msg,
                 &key.name,
@@ -1426,9 +1492,7 @@ pub fn verify_response(
     let t = find_tsig(msg)
         .map_err(ResponseError::Malformed)?
         .ok_or(ResponseError::Unsigned)?;
-    if !t.key_name.eq_ignore_case(&key.name)
-        || !key.algorithm.wire_name().eq_ignore_ascii_case(t.algorithm)
-    {
+    if !t.names_key(key) {
         return Err(ResponseError::WrongKey);
     }
     if t.mac.is_empty() && t.error != error_code::NOERROR {
@@ -1437,25 +1501,9 @@ pub fn verify_response(
             server_time: None,
         });
     }
-    check_mac_size(key.algorithm, t.mac).map_err(ResponseError::Malformed)?;
-    let header = mac_header(msg, t.original_id);
-    let vars = tsig_variables(
-        &t.key_name,
-        t.algorithm,
-        t.time_signed,
-        t.fudge,
-        t.error,
-        t.other,
-    );
-    let prior_len = (request_mac.len() as u16).to_be_bytes();
-    let parts: [&[u8]; 5] = [
-        &prior_len,
-        request_mac,
-        &header,
-        &msg[HEADER_LEN..t.start],
-        &vars,
-    ];
-    if !key.algorithm.verify(&key.secret, &parts, t.mac) {
+    if !check_mac(key, msg, &t, Some(request_mac), &[], &t.variables())
+        .map_err(ResponseError::Malformed)?
+    {
         return Err(ResponseError::BadSig);
     }
     if t.error != error_code::NOERROR {
@@ -1533,18 +1581,14 @@ impl StreamSigner {
         if msg.len() < HEADER_LEN {
             return Err(SignError::Short);
         }
-        let header = unsigned_header(msg, self.original_id);
-        let timers = tsig_timers(now, self.fudge);
-        let prior_len = (self.prior_mac.len() as u16).to_be_bytes();
-        let parts: [&[u8]; 6] = [
-            &prior_len,
-            &self.prior_mac,
+        let mac = sign_mac(
+            &self.key,
+            msg,
+            self.original_id,
+            Some(&self.prior_mac),
             &self.pending,
-            &header,
-            &msg[HEADER_LEN..],
-            &timers,
-        ];
-        let mac = self.key.algorithm.mac(&self.key.secret, &parts);
+            &tsig_timers(now, self.fudge),
+        );
         append_tsig(
             msg,
             &self.key.name,
@@ -1616,28 +1660,20 @@ impl StreamVerifier {
             self.skipped += 1;
             return Ok(false);
         };
-        if !t.key_name.eq_ignore_case(&self.key.name)
-            || !self
-                .key
-                .algorithm
-                .wire_name()
-                .eq_ignore_ascii_case(t.algorithm)
-        {
+        if !t.names_key(&self.key) {
             return Err(ResponseError::WrongKey);
         }
-        check_mac_size(self.key.algorithm, t.mac).map_err(ResponseError::Malformed)?;
-        let header = mac_header(msg, t.original_id);
         let timers = tsig_timers(t.time_signed, t.fudge);
-        let prior_len = (self.prior_mac.len() as u16).to_be_bytes();
-        let parts: [&[u8]; 6] = [
-            &prior_len,
-            &self.prior_mac,
+        if !check_mac(
+            &self.key,
+            msg,
+            &t,
+            Some(&self.prior_mac),
             &self.pending,
-            &header,
-            &msg[HEADER_LEN..t.start],
             &timers,
-        ];
-        if !self.key.algorithm.verify(&self.key.secret, &parts, t.mac) {
+        )
+        .map_err(ResponseError::Malformed)?
+        {
             return Err(ResponseError::BadSig);
         }
         if now.abs_diff(t.time_signed) > u64::from(t.fudge) {
