@@ -642,33 +642,34 @@ impl XfrMetrics {
 pub fn zone_records(zone: &Zone) -> Vec<Record> {
     let mut out = Vec::with_capacity(zone.record_count + 1);
     out.push(soa_record(zone));
-    for_each_record(zone, |owner, t, ttl, rdata| {
-        out.push(Record {
-            owner: Name::from_wire(owner).expect("stored names are valid"),
-            rtype: t,
-            class: class::IN,
-            ttl,
-            rdata: rdata.to_vec(),
-            source: None,
-        });
-    });
+    out.extend(zone_rrs(zone).map(|(owner, t, ttl, rdata)| record(owner, t, ttl, rdata)));
     out
 }
 
-/// Calls `f` for every record of the zone except the apex SOA.
-fn for_each_record<'z>(zone: &'z Zone, mut f: impl FnMut(&'z [u8], u16, u32, &'z [u8])) {
-    let apex = zone.apex().index();
-    for node in zone.nodes() {
-        let owner = node.owner();
-        for set in node.rrsets() {
-            if set.rtype == rtype::SOA && node.index() == apex {
-                continue;
-            }
-            for rdata in set.rdatas() {
-                f(owner, set.rtype, set.ttl, rdata);
-            }
-        }
+/// A record as stored in a snapshot (owner and rdata in wire form), as a [`Record`].
+fn record(owner: &[u8], t: u16, ttl: u32, rdata: &[u8]) -> Record {
+    Record {
+        owner: Name::from_wire(owner).expect("stored names are valid"),
+        rtype: t,
+        class: class::IN,
+        ttl,
+        rdata: rdata.to_vec(),
+        source: None,
     }
+}
+
+/// Every record of the zone except the apex SOA, in node order: owner, type, TTL, rdata.
+fn zone_rrs(zone: &Zone) -> impl Iterator<Item = (&[u8], u16, u32, &[u8])> {
+    let apex = zone.apex().index();
+    zone.nodes().flat_map(move |node| {
+        let owner = node.owner();
+        node.rrsets()
+            .filter(move |set| !(set.rtype == rtype::SOA && node.index() == apex))
+            .flat_map(move |set| {
+                set.rdatas()
+                    .map(move |rdata| (owner, set.rtype, set.ttl, rdata))
+            })
+    })
 }
 
 /// The apex SOA record of a snapshot.
@@ -689,14 +690,6 @@ pub fn soa_record(zone: &Zone) -> Record {
 pub fn diff(old: &Zone, new: &Zone) -> Changeset {
     let mut removed = vec![soa_record(old)];
     let mut added = vec![soa_record(new)];
-    let record = |owner: &[u8], t: u16, ttl: u32, rdata: &[u8]| Record {
-        owner: Name::from_wire(owner).expect("stored names are valid"),
-        rtype: t,
-        class: class::IN,
-        ttl,
-        rdata: rdata.to_vec(),
-        source: None,
-    };
     // Records of `a` that `b` does not hold with the same TTL.
     let missing = |a: &Zone, b: &Zone, out: &mut Vec<Record>| {
         let apex = a.apex().index();
@@ -1472,41 +1465,13 @@ async fn axfr_stream<W: AsyncWrite + Unpin>(
     zone: &Zone,
     stream: &mut Stream<'_, W>,
 ) -> Result<(), StreamError> {
-    let apex_owner = zone.apex().owner();
     let mut msg = Message::new();
     stream.start(&mut msg);
-    stream
-        .record(
-            &mut msg,
-            apex_owner,
-            rtype::SOA,
-            zone.soa_ttl,
-            &zone.soa_rdata,
-        )
-        .await?;
-    let apex = zone.apex().index();
-    for node in zone.nodes() {
-        let owner = node.owner();
-        for set in node.rrsets() {
-            if set.rtype == rtype::SOA && node.index() == apex {
-                continue;
-            }
-            for rdata in set.rdatas() {
-                stream
-                    .record(&mut msg, owner, set.rtype, set.ttl, rdata)
-                    .await?;
-            }
-        }
+    apex_soa(zone, stream, &mut msg).await?;
+    for (owner, t, ttl, rdata) in zone_rrs(zone) {
+        stream.record(&mut msg, owner, t, ttl, rdata).await?;
     }
-    stream
-        .record(
-            &mut msg,
-            apex_owner,
-            rtype::SOA,
-            zone.soa_ttl,
-            &zone.soa_rdata,
-        )
-        .await?;
+    apex_soa(zone, stream, &mut msg).await?;
     stream.send(&mut msg).await
 }
 
@@ -1517,18 +1482,9 @@ async fn ixfr_stream<W: AsyncWrite + Unpin>(
     chain: &[Arc<Changeset>],
     stream: &mut Stream<'_, W>,
 ) -> Result<(), StreamError> {
-    let apex_owner = zone.apex().owner();
     let mut msg = Message::new();
     stream.start(&mut msg);
-    stream
-        .record(
-            &mut msg,
-            apex_owner,
-            rtype::SOA,
-            zone.soa_ttl,
-            &zone.soa_rdata,
-        )
-        .await?;
+    apex_soa(zone, stream, &mut msg).await?;
     for cs in chain {
         for r in cs.removed.iter().chain(&cs.added) {
             stream
@@ -1536,16 +1492,20 @@ async fn ixfr_stream<W: AsyncWrite + Unpin>(
                 .await?;
         }
     }
-    stream
-        .record(
-            &mut msg,
-            apex_owner,
-            rtype::SOA,
-            zone.soa_ttl,
-            &zone.soa_rdata,
-        )
-        .await?;
+    apex_soa(zone, stream, &mut msg).await?;
     stream.send(&mut msg).await
+}
+
+/// Adds the zone's apex SOA, which opens and closes every transfer.
+async fn apex_soa<'a, W: AsyncWrite + Unpin>(
+    zone: &'a Zone,
+    stream: &mut Stream<'_, W>,
+    msg: &mut Message<'a>,
+) -> Result<(), StreamError> {
+    let owner = zone.apex().owner();
+    stream
+        .record(msg, owner, rtype::SOA, zone.soa_ttl, &zone.soa_rdata)
+        .await
 }
 
 /// A response with no records: the header and question of `pkt` with `rc`.
@@ -1708,15 +1668,9 @@ mod tests {
         assert_eq!(ixfr_serial(&loop_ptr, qend, origin), None);
     }
 
-    #[test]
-    fn messages_compress_owners_and_split() {
-        let z = zone(
-            "d.test.",
-            1,
-            &(0..2000)
-                .map(|i| format!("h{i} IN A 10.0.{}.{}\n", i / 250, i % 250))
-                .collect::<String>(),
-        );
+    /// The AXFR of `z` (zone d.test.) as written to TCP, length-prefixed messages, and
+    /// how many messages it took.
+    fn axfr_of(z: &Zone) -> (Vec<u8>, usize) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -1737,9 +1691,22 @@ mod tests {
                 timeout: Duration::from_secs(1),
                 messages: 0,
             };
-            axfr_stream(&z, &mut s).await.unwrap();
+            axfr_stream(z, &mut s).await.expect("the transfer succeeds");
             s.messages
         });
+        (out, messages)
+    }
+
+    #[test]
+    fn messages_compress_owners_and_split() {
+        let z = zone(
+            "d.test.",
+            1,
+            &(0..2000)
+                .map(|i| format!("h{i} IN A 10.0.{}.{}\n", i / 250, i % 250))
+                .collect::<String>(),
+        );
+        let (out, messages) = axfr_of(&z);
         assert!(messages > 1, "{messages}");
         // Read back every record through the decompressing reader.
         let mut pos = 0;
@@ -1782,30 +1749,7 @@ mod tests {
             1,
             &format!("a IN A 10.0.0.1\nbig IN TXT{big}\nz IN A 10.0.0.2\n"),
         );
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut out: Vec<u8> = Vec::new();
-        let question = [&b"\x01d\x04test\x00"[..], &[0, 252, 0, 1]].concat();
-        rt.block_on(async {
-            let mut s = Stream {
-                out: &mut out,
-                id: 9,
-                copy_flags: 0,
-                question,
-                signer: None,
-                limit: MESSAGE_TARGET,
-                max: u16::MAX as usize,
-                first: true,
-                frame: Vec::new(),
-                timeout: Duration::from_secs(1),
-                messages: 0,
-            };
-            axfr_stream(&z, &mut s)
-                .await
-                .expect("the transfer succeeds");
-        });
+        let (out, _) = axfr_of(&z);
         let mut pos = 0;
         let mut lens = Vec::new();
         let mut total = 0;
