@@ -987,7 +987,10 @@ impl ZoneWorker {
                 edited = true;
             }
         }
-        if replayed > 0 || edited {
+        // The base copy may be ahead of the operator's file (killed between writing the
+        // two): then the loaded snapshot is not what was acknowledged, and is replaced.
+        let ahead = has_base && !edited && replayed == 0 && w.written != file_data.fingerprints();
+        if replayed > 0 || edited || ahead {
             let zone = w.build().map_err(|message| OpenError::Build {
                 zone: origin.clone(),
                 message,
@@ -996,7 +999,7 @@ impl ZoneWorker {
             w.publish(zone);
             w.precompile_now();
         }
-        if edited {
+        if edited || ahead {
             // Written now so that the operator's file, the base copy and the journal agree.
             w.write_back_blocking()
                 .map_err(|source| OpenError::Journal {

@@ -800,7 +800,7 @@ fn set_serial(rdata: &mut [u8], serial: u32) {
 
 /// Fingerprints of records (see [`ZoneData::fingerprints`]). 64-bit hashes: two distinct
 /// records of one zone collide with odds of about n²/2⁶⁵, negligible for any zone size.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordSet(std::collections::HashSet<u64, foldhash::fast::RandomState>);
 
 impl RecordSet {

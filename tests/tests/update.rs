@@ -676,8 +676,9 @@ fn kill_9_during_updates_loses_no_acknowledged_update() {
         );
         assert!(
             moved as usize >= round_acked.len(),
-            "round {round}: serial moved {moved}, {} acknowledged",
-            round_acked.len()
+            "round {round}: serial moved {moved}, {} acknowledged; log after the restart:\n{}",
+            round_acked.len(),
+            s.musterd.log_text()
         );
         serial = now_serial;
         for name in &acked {
