@@ -482,19 +482,10 @@ mod tests {
     use crate::answer::AnswerConfig;
     use crate::rr::Record;
 
-    fn rec(owner: &str, t: u16, rdata: Vec<u8>) -> Record {
-        Record {
-            owner: Name::parse(owner, None).unwrap(),
-            rtype: t,
-            class: class::IN,
-            ttl: 30,
-            rdata,
-            source: None,
-        }
-    }
+    use crate::testutil::wire_name as name;
 
-    fn name(s: &str) -> Vec<u8> {
-        Name::parse(s, None).unwrap().as_wire().to_vec()
+    fn rec(owner: &str, t: u16, rdata: Vec<u8>) -> Record {
+        crate::testutil::record(owner, t, 30, rdata)
     }
 
     fn srv(port: u16, target: &str) -> Vec<u8> {

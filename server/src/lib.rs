@@ -29,6 +29,8 @@ pub mod rr;
 pub mod secondary;
 pub mod serve;
 pub mod stats;
+#[cfg(test)]
+mod testutil;
 pub mod tsig;
 pub mod update;
 pub mod wire;

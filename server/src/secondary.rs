@@ -882,14 +882,7 @@ mod tests {
     use super::*;
 
     fn rec(owner: &str, t: u16, rdata: Vec<u8>) -> Record {
-        Record {
-            owner: Name::parse(owner, None).unwrap(),
-            rtype: t,
-            class: class::IN,
-            ttl: 60,
-            rdata,
-            source: None,
-        }
+        crate::testutil::record(owner, t, 60, rdata)
     }
 
     fn soa(serial: u32) -> Record {

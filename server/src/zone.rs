@@ -1045,14 +1045,7 @@ mod tests {
     use super::*;
 
     pub(crate) fn rec(owner: &str, t: u16, rdata: &[u8]) -> Record {
-        Record {
-            owner: Name::parse(owner, None).unwrap(),
-            rtype: t,
-            class: class::IN,
-            ttl: 300,
-            rdata: rdata.to_vec(),
-            source: None,
-        }
+        crate::testutil::record(owner, t, 300, rdata.to_vec())
     }
 
     fn soa_rdata() -> Vec<u8> {

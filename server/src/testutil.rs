@@ -1,0 +1,21 @@
+//! Helpers shared by the unit tests of several modules.
+
+use crate::name::Name;
+use crate::rr::{class, Record};
+
+/// A record of class IN, the owner in text.
+pub(crate) fn record(owner: &str, t: u16, ttl: u32, rdata: Vec<u8>) -> Record {
+    Record {
+        owner: Name::parse(owner, None).unwrap(),
+        rtype: t,
+        class: class::IN,
+        ttl,
+        rdata,
+        source: None,
+    }
+}
+
+/// A name in wire form.
+pub(crate) fn wire_name(s: &str) -> Vec<u8> {
+    Name::parse(s, None).unwrap().as_wire().to_vec()
+}
