@@ -340,7 +340,8 @@ fn parse_url(s: &str) -> Result<EtcdUrl, String> {
     s.parse()
 }
 
-fn parse_path(s: &str) -> Result<PathBuf, String> {
+/// A path flag: anything but empty.
+pub(crate) fn parse_path(s: &str) -> Result<PathBuf, String> {
     if s.trim().is_empty() {
         return Err("the path is empty".into());
     }
@@ -357,8 +358,13 @@ fn parse_program(s: &str) -> Result<String, String> {
 /// A duration such as `60s` or `2m`, more than zero (a zero wait could never see two
 /// identical reads).
 fn parse_timeout(s: &str) -> Result<Duration, String> {
+    parse_timeout_like(s, "60s or 2m")
+}
+
+/// A timeout flag: a duration above 0s; `example` completes "such as" in the error.
+pub(crate) fn parse_timeout_like(s: &str, example: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{s:?} is not a duration such as 60s or 2m: {e}"))?;
+        .map_err(|e| format!("{s:?} is not a duration such as {example}: {e}"))?;
     if d.is_zero() {
         return Err("the timeout must be more than 0s".into());
     }

@@ -282,6 +282,11 @@ pub fn absolute_lower(name: &str) -> String {
 
 /// Parses `--nameserver`: `IP`, `IP:PORT` or `[IPv6]:PORT`; port 53 by default.
 pub fn parse_nameserver(s: &str) -> Result<SocketAddr, String> {
+    parse_dns_server(s).map_err(|e| format!("--nameserver {e}"))
+}
+
+/// Parses a DNS server flag: `IP`, `IP:PORT` or `[IPv6]:PORT`; port 53 by default.
+pub fn parse_dns_server(s: &str) -> Result<SocketAddr, String> {
     let s = s.trim();
     if let Ok(sa) = s.parse::<SocketAddr>() {
         return Ok(sa);
@@ -289,7 +294,7 @@ pub fn parse_nameserver(s: &str) -> Result<SocketAddr, String> {
     let bare = s.trim_start_matches('[').trim_end_matches(']');
     bare.parse::<IpAddr>()
         .map(|ip| SocketAddr::new(ip, 53))
-        .map_err(|_| format!("--nameserver {s:?} is not IP, IP:PORT or [IPv6]:PORT"))
+        .map_err(|_| format!("{s:?} is not IP, IP:PORT or [IPv6]:PORT"))
 }
 
 /// The `nameserver` lines of a resolv.conf text, port 53. An empty list means glibc's

@@ -43,9 +43,10 @@ use hickory_proto::rr::rdata::tsig::{TsigAlgorithm, TsigError};
 use hickory_proto::rr::rdata::{A, AAAA, SRV};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
 
-use crate::cli::SchemeArg;
+use crate::cli::{parse_path, SchemeArg};
 use crate::cluster::records::{self, Role, Service};
 use crate::cluster::Scheme;
+use crate::discover::parse_dns_server as parse_server;
 
 /// The EDNS payload size offered (the DNS Flag Day 2020 value: no fragmentation).
 const EDNS_PAYLOAD: u16 = 1232;
@@ -235,31 +236,8 @@ impl From<RegisterError> for crate::Error {
 // ---------------------------------------------------------------------------------------
 // Flags
 
-fn parse_server(s: &str) -> Result<SocketAddr, String> {
-    let s = s.trim();
-    if let Ok(sa) = s.parse::<SocketAddr>() {
-        return Ok(sa);
-    }
-    let bare = s.trim_start_matches('[').trim_end_matches(']');
-    bare.parse::<IpAddr>()
-        .map(|ip| SocketAddr::new(ip, 53))
-        .map_err(|_| format!("{s:?} is not IP, IP:PORT or [IPv6]:PORT"))
-}
-
-fn parse_path(s: &str) -> Result<PathBuf, String> {
-    if s.trim().is_empty() {
-        return Err("the path is empty".into());
-    }
-    Ok(PathBuf::from(s))
-}
-
 fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{s:?} is not a duration such as 10s: {e}"))?;
-    if d.is_zero() {
-        return Err("the timeout must be more than 0s".into());
-    }
-    Ok(d)
+    crate::cli::parse_timeout_like(s, "10s")
 }
 
 // ---------------------------------------------------------------------------------------
