@@ -32,6 +32,21 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut records) = zonefile::parse_str(&text, Path::new("fuzz.zone"), &origin) else {
         return;
     };
+    // A zone that loads round-trips through its printed form.
+    let printed: String = records
+        .iter()
+        .map(|r| format!("{}\n", zonefile::format_record(r, None)))
+        .collect();
+    let again = zonefile::parse_str(&printed, Path::new("printed.zone"), &origin)
+        .unwrap_or_else(|e| panic!("the printed zone does not parse: {e:?}\n{printed}"));
+    let key = |r: &muster_server::rr::Record| {
+        (r.owner.to_lowercase(), r.rtype, r.class, r.ttl, r.rdata.clone())
+    };
+    assert_eq!(
+        records.iter().map(key).collect::<Vec<_>>(),
+        again.iter().map(key).collect::<Vec<_>>(),
+        "records differ after printing and parsing again:\n{printed}"
+    );
     records.retain(common::hickory_reads);
     let types: Vec<u16> = records.iter().map(|r| r.rtype).collect();
     if let Ok((zone, _warnings)) = Zone::build(&origin, records) {
