@@ -87,8 +87,13 @@ pub fn ask_everything(zone: Zone, extra_types: &[u16]) {
                 for edns in [false, true] {
                     for transport in [Transport::Udp, Transport::Tcp] {
                         let q = query(0x1234, name, t, edns);
-                        let out =
-                            responder.respond_full(&catalog, &q, transport, &mut full, &mut scratch);
+                        let out = responder.respond_full(
+                            &catalog,
+                            &q,
+                            transport,
+                            &mut full,
+                            &mut scratch,
+                        );
                         if !matches!(out, Outcome::Reply { .. }) {
                             continue;
                         }
