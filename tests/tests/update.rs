@@ -394,29 +394,38 @@ fn stale_time_is_badtime() {
     let zone = dir.write("d.test.zone", ZONE);
     let key = keygen(&dir, "ddns-key", "hmac-sha256");
     let port = free_port();
-    let args = [
-        "-f".to_string(),
-        "+1000s".into(),
-        muster_tests::bin_path("musterd").display().to_string(),
-        "serve".into(),
-        "--listen".into(),
-        format!("127.0.0.1:{port}"),
-        "--zone".into(),
-        format!("d.test.={}", zone.display()),
-        "--key-file".into(),
-        key.display().to_string(),
-        "--allow-update".into(),
-        "d.test=ddns-key".into(),
-        "--state-dir".into(),
-        dir.path().join("state").display().to_string(),
-    ];
-    let mut child = Command::new("faketime")
-        .args(&args)
-        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // libfaketime preloaded into musterd itself (the `faketime` wrapper would stand
+    // between the test and the process it must stop).
+    let lib = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("the faketime package installs libfaketimeMT");
+    let child = Killed(
+        Command::new(muster_tests::bin_path("musterd"))
+            .args([
+                "serve".to_string(),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--zone".into(),
+                format!("d.test.={}", zone.display()),
+                "--key-file".into(),
+                key.display().to_string(),
+                "--allow-update".into(),
+                "d.test=ddns-key".into(),
+                "--state-dir".into(),
+                dir.path().join("state").display().to_string(),
+            ])
+            .env("LD_PRELOAD", lib)
+            .env("FAKETIME", "+1000s")
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let probe = Query::new("d.test.", 6).to_bytes();
     let up = Instant::now();
@@ -432,8 +441,7 @@ fn stale_time_is_badtime() {
         &["-k", &k],
         "zone d.test.\nupdate add late.d.test. 60 A 10.5.5.5",
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(!ok && out.contains("clocks are unsynchronized"), "{out}");
 }
 
@@ -889,12 +897,15 @@ fn a_full_journal_disk_fails_updates_without_applying_them() {
         zone = zone.display(),
         key = key_path.display(),
     );
-    let mut child = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &script])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // unshare and sh exec musterd, so the child is musterd; killed even if the test fails.
+    let child = Killed(
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let probe = Query::new("d.test.", 6).to_bytes();
     let up = Instant::now();
@@ -953,6 +964,15 @@ fn a_full_journal_disk_fails_updates_without_applying_them() {
     }
     let m: SocketAddr = format!("127.0.0.1:{metrics}").parse().unwrap();
     assert!(metric(m, "musterd_updates_failed_total{reason=\"journal\"}") >= 1);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
+}
+
+/// A child process killed (and reaped) when it goes out of scope, also when a test fails.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
