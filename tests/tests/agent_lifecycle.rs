@@ -50,6 +50,21 @@ fn wait_members(c: &Cluster, members: &[usize], names: &[&str], logs: &[&Member]
     wait_members_at(c, &c.endpoints_of(members), names, logs);
 }
 
+/// Starts m0, m1 and m2 at the same moment with `--expect 3` and waits until they form
+/// the cluster.
+fn bootstrap_three(c: &Cluster, ns: SocketAddr) -> Vec<Member> {
+    let m: Vec<Member> = (0..3)
+        .map(|i| c.spawn_with(i, args(c, i, ns, Some(3)), "60s"))
+        .collect();
+    wait_members(
+        c,
+        &[0, 1, 2],
+        &["m0", "m1", "m2"],
+        &m.iter().collect::<Vec<_>>(),
+    );
+    m
+}
+
 /// [`wait_members`] asking the client URLs `eps` (comma-separated).
 fn wait_members_at(c: &Cluster, eps: &str, names: &[&str], logs: &[&Member]) {
     let want: Vec<(String, bool)> = names.iter().map(|n| (n.to_string(), false)).collect();
@@ -98,15 +113,7 @@ fn grow_replace_and_shrink_are_ordinary_starts() {
     let ns = dns.addr;
 
     // All three at the same moment: every one bootstraps, nobody joins.
-    let mut m: Vec<Member> = (0..3)
-        .map(|i| c.spawn_with(i, args(&c, i, ns, Some(3)), "60s"))
-        .collect();
-    wait_members(
-        &c,
-        &[0, 1, 2],
-        &["m0", "m1", "m2"],
-        &m.iter().collect::<Vec<_>>(),
-    );
+    let mut m = bootstrap_three(&c, ns);
     for member in &m {
         let log = member.log_text();
         assert!(log.contains("muster-agent: decision: bootstrap ("), "{log}");
@@ -428,15 +435,7 @@ fn two_joiners_at_the_same_moment_both_end_up_voting() {
     let zone = publish(&c, 1, &[0, 1, 2]);
     let dns = Musterd::start(&[("cluster.test.", &zone)]);
     let ns = dns.addr;
-    let mut m: Vec<Member> = (0..3)
-        .map(|i| c.spawn_with(i, args(&c, i, ns, Some(3)), "60s"))
-        .collect();
-    wait_members(
-        &c,
-        &[0, 1, 2],
-        &["m0", "m1", "m2"],
-        &m.iter().collect::<Vec<_>>(),
-    );
+    let mut m = bootstrap_three(&c, ns);
     let (ok, _, err) = c.ctl(&c.endpoints_of(&[0, 1, 2]), &["put", "before", "joiners"]);
     assert!(ok, "put: {err}");
 
@@ -538,15 +537,7 @@ fn a_cluster_without_quorum_or_down_is_neither_joined_nor_bootstrapped_again() {
     let zone = publish(&c, 1, &[0, 1, 2]);
     let mut dns = Musterd::start(&[("cluster.test.", &zone)]);
     let ns = dns.addr;
-    let mut m: Vec<Member> = (0..3)
-        .map(|i| c.spawn_with(i, args(&c, i, ns, Some(3)), "60s"))
-        .collect();
-    wait_members(
-        &c,
-        &[0, 1, 2],
-        &["m0", "m1", "m2"],
-        &m.iter().collect::<Vec<_>>(),
-    );
+    let mut m = bootstrap_three(&c, ns);
     let (ok, _, err) = c.ctl(&c.endpoints_of(&[0, 1, 2]), &["put", "before", "refusals"]);
     assert!(ok, "put: {err}");
 
