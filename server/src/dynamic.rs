@@ -1038,11 +1038,15 @@ impl ZoneWorker {
 
     fn publish(&mut self, zone: Zone) {
         let zone = Arc::new(zone);
+        let before = self.catalog.load().get(&self.origin).cloned();
         self.catalog.rcu(|current| {
             let mut next = (**current).clone();
             next.insert(zone.clone());
             next
         });
+        // An update can open or close a completeness gate (a host registering its
+        // address): log it and keep the gate metrics in step, as a reload does.
+        crate::gate::announce(&self.stats, &self.origin, before.as_deref(), &zone);
         self.precompile_after = Some(Instant::now() + PRECOMPILE_QUIET);
     }
 

@@ -278,3 +278,80 @@ fn stock_etcd_waits_for_the_complete_set() {
     }
     eprintln!("gate e2e with stock etcd 3.4: {took:?}");
 }
+
+/// A gate opened by a dynamic update (a host registering its address, nsupdate here)
+/// follows it like a reload: the SRV set is served, the gauges and the log say so.
+#[test]
+fn a_dynamic_update_opens_the_gate_and_the_metrics_follow() {
+    if !require_program("nsupdate") {
+        return;
+    }
+    let dir = TempDir::new();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let zone = state.join("gate.test.zone");
+    std::fs::write(&zone, zone_text(1, false)).unwrap();
+    let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA==";
+    let key = dir.write(
+        "ddns.key",
+        &format!("key \"ddns\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};\n"),
+    );
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], muster_tests::free_port()));
+    let server = Musterd::start_with_args(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--watch-interval",
+        "0s",
+        "--metrics-listen",
+        &metrics.to_string(),
+        "--zone",
+        &format!("gate.test.={}", zone.display()),
+        "--key-file",
+        key.to_str().unwrap(),
+        "--allow-update",
+        "gate.test.=ddns",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let ssl = "{zone=\"gate.test.\",name=\"_etcd-server-ssl._tcp.gate.test.\"}";
+    let gauges = || ["open", "have"].map(|m| metric(metrics, &format!("musterd_gate_{m}{ssl}")));
+    assert_eq!(gauges(), [0, 2]);
+
+    let mut child = Command::new("nsupdate")
+        .args(["-y", &format!("hmac-sha256:ddns:{secret}")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn nsupdate");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(
+            stdin,
+            "server {} {}\nzone gate.test.\nupdate add m3.gate.test. 30 IN A 10.0.0.3\nsend",
+            server.addr.ip(),
+            server.addr.port()
+        )
+        .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "nsupdate: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        ask(&server, "_etcd-server-ssl._tcp.gate.test.", SRV)
+            .answers
+            .len(),
+        3
+    );
+    assert_eq!(gauges(), [1, 3]);
+    server.wait_log(
+        |l| l.contains("muster-size=3, all 3 targets have addresses"),
+        Duration::from_secs(5),
+    );
+}
