@@ -8,6 +8,12 @@
 //! script. The PID namespace is a safety net: if the script hangs past the deadline we
 //! kill `unshare`, its child bash (PID 1 of the namespace) dies, and the kernel ends every
 //! etcd and musterd inside with it. Needs root; skipped otherwise (a failure under CI).
+//!
+//! The second test (tests/e2e/etcd_secondary.sh, which sources etcd_stock.sh for
+//! everything but the DNS servers) puts a musterd secondary in resolv.conf: a primary
+//! serves the zone files on 127.0.0.2:5300, the secondary on 127.0.0.1:53 has none and
+//! pulls them by zone transfer. The members bootstrap only once the secondary serves the
+//! primary's serial and an AXFR equal to the primary's.
 
 use std::time::{Duration, Instant};
 
@@ -19,16 +25,19 @@ use muster_tests::{
 /// needs some more to stop the members and print the logs.
 const DEADLINE: Duration = Duration::from_secs(150);
 
-#[test]
-fn stock_etcd_bootstraps_from_musterd_srv_records() {
+/// Runs SCRIPT (under tests/e2e) in its namespaces with the deadline, asserts it printed
+/// MARKER and exited 0, and checks what etcdctl printed: three healthy endpoints and the
+/// three members with their SRV-derived URLs. Returns the output and the bootstrap time
+/// the script reported. None when the test must be skipped.
+fn run_stock_etcd(script: &str, marker: &str) -> Option<(String, String, Duration)> {
     if !require_root() {
-        return;
+        return None;
     }
     for p in [
         "etcd", "etcdctl", "openssl", "unshare", "ip", "mount", "dig", "getent", "timeout",
     ] {
         if !require_program(p) {
-            return;
+            return None;
         }
     }
     // This test is about etcd 3.4's SRV behaviour (only `-ssl` records, its resolver):
@@ -40,7 +49,7 @@ fn stock_etcd_bootstraps_from_musterd_srv_records() {
     );
     let musterd = bin_path("musterd");
     let dir = TempDir::new();
-    let script = workspace_root().join("tests/e2e/etcd_stock.sh");
+    let script = workspace_root().join("tests/e2e").join(script);
     // The script refuses to run unless its mount namespace differs from this one.
     let outer_mnt = std::fs::read_link("/proc/self/ns/mnt").expect("readlink /proc/self/ns/mnt");
 
@@ -56,8 +65,9 @@ fn stock_etcd_bootstraps_from_musterd_srv_records() {
     let took = started.elapsed();
     let ok = status.is_some_and(|s| s.success());
     assert!(
-        ok && text.contains("ETCD-STOCK-OK"),
-        "stock etcd bootstrap failed ({}) after {took:?}; script output and logs:\n{text}",
+        ok && text.contains(marker),
+        "{} failed ({}) after {took:?}; script output and logs:\n{text}",
+        script.display(),
         match status {
             Some(s) => format!("{s}"),
             None => format!("killed at the {DEADLINE:?} deadline"),
@@ -76,6 +86,35 @@ fn stock_etcd_bootstraps_from_musterd_srv_records() {
         .split("bootstrap_seconds=")
         .nth(1)
         .and_then(|s| s.split_whitespace().next())
-        .unwrap_or("?");
+        .unwrap_or("?")
+        .to_string();
+    Some((text, bootstrap, took))
+}
+
+#[test]
+fn stock_etcd_bootstraps_from_musterd_srv_records() {
+    let Some((_, bootstrap, took)) = run_stock_etcd("etcd_stock.sh", "ETCD-STOCK-OK") else {
+        return;
+    };
     eprintln!("stock etcd 3.4 bootstrap: healthy after {bootstrap} s, whole test {took:?}");
+}
+
+/// Issue 12: the resolver etcd uses points at a musterd secondary, not at the server
+/// that holds the zone files.
+#[test]
+fn stock_etcd_bootstraps_from_a_musterd_secondary() {
+    let Some((text, bootstrap, took)) = run_stock_etcd("etcd_secondary.sh", "ETCD-SECONDARY-OK")
+    else {
+        return;
+    };
+    // The script's own checks, restated so a weakened script cannot pass silently.
+    for line in [
+        "serves etcd.test and 0.0.127.in-addr.arpa at the primary's serial 2024061507",
+        "== AXFR etcd.test: secondary = primary",
+    ] {
+        assert!(text.contains(line), "missing {line:?}:\n{text}");
+    }
+    eprintln!(
+        "stock etcd 3.4 via a musterd secondary: healthy after {bootstrap} s, whole test {took:?}"
+    );
 }
