@@ -57,6 +57,11 @@ pub struct Notifier {
     retries: u32,
     timeout: Duration,
     metrics: Arc<XfrMetrics>,
+    /// The addresses this server answers on: a NOTIFY leaves from the one of the
+    /// secondary's family, because secondaries accept NOTIFY only from their primary's
+    /// address (RFC 1996 §3.10), and on a host with several addresses the kernel's
+    /// choice would be another one.
+    sources: Vec<std::net::IpAddr>,
     /// The task still retrying for each (zone, secondary), replaced by a newer change.
     inflight: Mutex<HashMap<(Name, SocketAddr), tokio::task::AbortHandle>>,
 }
@@ -64,7 +69,12 @@ pub struct Notifier {
 impl Notifier {
     /// Resolves the targets' keys (checked to exist by
     /// [`TransferConfig::check_keys`]).
-    pub fn new(config: &TransferConfig, keys: &KeyRing, metrics: Arc<XfrMetrics>) -> Notifier {
+    pub fn new(
+        config: &TransferConfig,
+        keys: &KeyRing,
+        metrics: Arc<XfrMetrics>,
+        listen: &[SocketAddr],
+    ) -> Notifier {
         let targets = config
             .notify
             .iter()
@@ -84,8 +94,29 @@ impl Notifier {
             retries: config.notify_retries,
             timeout: config.notify_timeout,
             metrics,
+            sources: listen
+                .iter()
+                .map(|a| a.ip())
+                .filter(|ip| !ip.is_unspecified())
+                .collect(),
             inflight: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The address a NOTIFY to `target` leaves from: the first listen address of its
+    /// family, or any (the kernel picks) when the server listens on a wildcard.
+    fn source_for(&self, target: SocketAddr) -> SocketAddr {
+        let ip = self
+            .sources
+            .iter()
+            .copied()
+            .find(|ip| ip.is_ipv4() == target.is_ipv4())
+            .unwrap_or(if target.is_ipv4() {
+                Ipv4Addr::UNSPECIFIED.into()
+            } else {
+                Ipv6Addr::UNSPECIFIED.into()
+            });
+        SocketAddr::new(ip, 0)
     }
 
     /// Starts NOTIFYing the secondaries of `zone` about its current serial. Returns at
@@ -103,8 +134,9 @@ impl Notifier {
             let (retries, timeout, metrics) = (self.retries, self.timeout, self.metrics.clone());
             let zone_name = zone.origin.clone();
             let serial = zone.serial();
+            let local = self.source_for(addr);
             let task = tokio::spawn(async move {
-                match notify(&origin, &soa, &t, retries, timeout).await {
+                match notify(local, &origin, &soa, &t, retries, timeout).await {
                     Ok(attempts) => {
                         metrics.notify_sent.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(zone = %zone_name, serial, secondary = %t.addr, attempts, "NOTIFY acknowledged");
@@ -158,17 +190,13 @@ fn unix_now() -> u64 {
 
 /// Sends one NOTIFY until it is answered or the attempts run out; returns the attempts.
 async fn notify(
+    local: SocketAddr,
     origin: &[u8],
     soa: &(u32, Vec<u8>),
     target: &Resolved,
     retries: u32,
     timeout: Duration,
 ) -> Result<u32, NotifyError> {
-    let local: SocketAddr = if target.addr.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    };
     let sock = tokio::net::UdpSocket::bind(local).await?;
     sock.connect(target.addr).await?;
     let mut wait = timeout;
@@ -247,6 +275,8 @@ mod tests {
                     let (n, from) = server.recv_from(&mut buf).await.unwrap();
                     seen += 1;
                     assert_eq!((buf[2] >> 3) & 0xf, opcode::NOTIFY);
+                    // From the source given (a listen address), not the kernel's choice.
+                    assert_eq!(from.ip(), std::net::IpAddr::from([127, 0, 0, 2]));
                     if seen >= 3 {
                         let mut r = buf[..n].to_vec();
                         r[2] |= 0x80;
@@ -257,6 +287,7 @@ mod tests {
             let target = Resolved { addr, key: None };
             let soa = (60, [&[0u8, 0][..], &[0; 20]].concat());
             let n = notify(
+                "127.0.0.2:0".parse().unwrap(),
                 b"\x01d\x04test\x00",
                 &soa,
                 &target,
@@ -274,6 +305,7 @@ mod tests {
             };
             let started = std::time::Instant::now();
             let e = notify(
+                "127.0.0.1:0".parse().unwrap(),
                 b"\x01d\x04test\x00",
                 &soa,
                 &target,

@@ -80,6 +80,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
             zones.catalog(),
             responder.clone(),
             stats.clone(),
+            &config.listen,
         )?)
     };
     let workers = match config.udp_workers {

@@ -1108,6 +1108,7 @@ impl Transfers {
         catalog: Arc<ArcSwap<Catalog>>,
         responder: crate::answer::Responder,
         stats: Arc<crate::stats::Stats>,
+        listen: &[std::net::SocketAddr],
     ) -> Result<Arc<Transfers>, StartError> {
         config.check_keys(&keys)?;
         let metrics = stats.xfr.clone();
@@ -1120,7 +1121,7 @@ impl Transfers {
         )?;
         let t = Transfers {
             acl: config.allow.iter().cloned().collect(),
-            notifier: crate::notify::Notifier::new(config, &keys, metrics.clone()),
+            notifier: crate::notify::Notifier::new(config, &keys, metrics.clone(), listen),
             any_unavailable: AtomicBool::new(secondaries.any_unavailable()),
             secondaries,
             catalog,

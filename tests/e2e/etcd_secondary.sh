@@ -14,9 +14,9 @@
 # the secondary must have pulled both zones (its startup transfer), serve the primary's
 # serial authoritatively, and hand out a copy equal to the primary's.
 #
-# The NOTIFY is not relied on: musterd sends it from an unbound socket, so it leaves from
-# 127.0.0.1 rather than 127.0.0.2, and the secondary (which accepts NOTIFY only from its
-# primary's address) refuses it. The test passes either way.
+# Then a change on the primary (zone edit + SIGHUP) must reach the secondary through NOTIFY
+# within seconds (its SOA refresh timer is an hour): the NOTIFY leaves from the primary's
+# listen address, 127.0.0.2, which is the only source the secondary accepts it from.
 # Prints ETCD-SECONDARY-OK on success.
 set -euo pipefail
 
@@ -97,6 +97,24 @@ have=$(axfr 127.0.0.1 53 "$D")
 echo "== AXFR $D: secondary = primary ($(grep -c . <<<"$have") records)"
 [ -s "state/$D.secondary.zone" ] || fail "the secondary kept no copy in state/: $(ls -A state)"
 wait_resolver "$secondary_pid" secondary
+
+# --- a change on the primary reaches the secondary through NOTIFY --------------------------
+NEXT=$((ZONE_SERIAL + 1))
+sed -i "s/$ZONE_SERIAL/$NEXT/" "$D.zone"
+grep -q "$NEXT" "$D.zone" || fail "could not raise the serial in $D.zone"
+kill -HUP "$primary_pid"
+got=""
+for _ in $(seq 100); do
+  got=$(soa_serial 127.0.0.1 53 "$D")
+  [ "$got" = "$NEXT" ] && break
+  sleep 0.1
+done
+[ "$got" = "$NEXT" ] || {
+  grep -i notify primary.log secondary.log | tail -5 || true
+  fail "the secondary serves $D serial '${got}' 10 s after the primary moved to $NEXT (NOTIFY lost?)"
+}
+grep -q "NOTIFY refused" secondary.log && fail "the secondary refused a NOTIFY from its primary"
+echo "== a change on the primary reached the secondary through NOTIFY (serial $NEXT)"
 
 bootstrap_and_verify
 
