@@ -42,6 +42,13 @@ m1 IN A 127.0.0.1
 m2 IN A 127.0.0.1
 ";
 
+/// `muster-agent plan --domain cluster.test --nameserver ADDR`, more flags to follow.
+fn plan_against(ns: std::net::SocketAddr) -> std::process::Command {
+    let mut c = agent();
+    c.args(["plan", "--domain", DOMAIN, "--nameserver", &ns.to_string()]);
+    c
+}
+
 #[test]
 fn no_srv_records_times_out_naming_both_record_sets() {
     let dir = TempDir::new();
@@ -456,14 +463,7 @@ fn under_systemd_the_wait_sends_status_and_extends_the_start_timeout() {
     );
     let notify = NotifySocket::new(&dir);
     let (ok, _, err) = output(
-        agent()
-            .args([
-                "plan",
-                "--domain",
-                DOMAIN,
-                "--nameserver",
-                &dns.addr.to_string(),
-            ])
+        plan_against(dns.addr)
             .args(["--name", "m0", "--expect", "2", "--timeout", "1s"])
             .env("NOTIFY_SOCKET", &notify.path),
     );
@@ -681,17 +681,7 @@ fn issue8_without_a_size_bootstrap_is_refused_saying_how_to_declare_it() {
         "{err}"
     );
     // --expect alone is enough.
-    let (ok, _, err) = output(
-        agent()
-            .args([
-                "plan",
-                "--domain",
-                DOMAIN,
-                "--nameserver",
-                &dns.addr.to_string(),
-            ])
-            .args(["--name", "m0", "--expect", "3"]),
-    );
+    let (ok, _, err) = output(plan_against(dns.addr).args(["--name", "m0", "--expect", "3"]));
     assert!(ok, "{err}");
 }
 
@@ -732,17 +722,14 @@ fn issue8_a_host_waits_for_its_own_record() {
                m0 IN A 127.0.0.1\nm1 IN A 127.0.0.1\n";
     let path = dir.write("cluster.test.zone", &zone(1, two));
     let dns = Musterd::start(&[("cluster.test.", &path)]);
-    let mut agent_run = Watched::spawn(
-        agent()
-            .args([
-                "plan",
-                "--domain",
-                DOMAIN,
-                "--nameserver",
-                &dns.addr.to_string(),
-            ])
-            .args(["--name", "m2", "--expect", "3", "--timeout", "60s"]),
-    );
+    let mut agent_run = Watched::spawn(plan_against(dns.addr).args([
+        "--name",
+        "m2",
+        "--expect",
+        "3",
+        "--timeout",
+        "60s",
+    ]));
     agent_run.wait_line(
         "2/3 members resolvable; only 2 SRV records at _etcd-server._tcp.cluster.test., --expect is 3; \
          this host's member m2 (--name) is not published yet",
@@ -775,17 +762,8 @@ fn issue8_client_records_are_waited_for() {
     let body = format!("{LOOPBACK}_etcd-client._tcp IN SRV 0 0 12379 m0\n  IN SRV 0 0 22379 m1\n");
     let path = dir.write("cluster.test.zone", &zone(1, &body));
     let dns = Musterd::start(&[("cluster.test.", &path)]);
-    let mut agent_run = Watched::spawn(
-        agent()
-            .args([
-                "plan",
-                "--domain",
-                DOMAIN,
-                "--nameserver",
-                &dns.addr.to_string(),
-            ])
-            .args(["--name", "m2", "--timeout", "60s"]),
-    );
+    let mut agent_run =
+        Watched::spawn(plan_against(dns.addr).args(["--name", "m2", "--timeout", "60s"]));
     agent_run.wait_line(
         "3/3 members resolvable; m2.cluster.test. has no client SRV record at \
          _etcd-client._tcp.cluster.test. (other members have one)",
