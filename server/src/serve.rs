@@ -56,6 +56,9 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
     let responder = Responder::new(config.answer.clone());
     let mut zones = Zones::load_all(&config.zones, stats.clone(), responder.clone())
         .map_err(ServeError::Load)?;
+    // The changes IXFR serves: recorded by whoever publishes a version, before it is
+    // visible.
+    let history = Arc::new(crate::history::History::new(config.transfer.ixfr_history));
     // Updatable zones: their journals are replayed now, and from here on their task, not
     // the loader, rereads their files.
     let updates = Arc::new(
@@ -63,6 +66,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
             &config.updates,
             &config.zones,
             zones.catalog(),
+            history.clone(),
             responder.clone(),
             stats.clone(),
         )
@@ -78,6 +82,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
             config.updates.keys.clone(),
             &config.updates.state_dir,
             zones.catalog(),
+            history,
             responder.clone(),
             stats.clone(),
             &config.listen,
