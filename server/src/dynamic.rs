@@ -1308,6 +1308,14 @@ impl ZoneWorker {
                 }
                 let (data, policy, limits) = (&mut self.data, &self.policy, &self.limits);
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    #[cfg(test)]
+                    if req
+                        .updates
+                        .iter()
+                        .any(|u| u.owner.as_wire().starts_with(crate::INJECT_PANIC))
+                    {
+                        panic!("panic injected by a test");
+                    }
                     update::process(data, req, Some(signer), policy, limits)
                 }));
                 match outcome {
@@ -1762,4 +1770,101 @@ async fn append_in_order(journal: &Journal, sets: &[&Changeset]) -> Vec<Result<(
     out.into_iter()
         .map(|r| r.expect("every future completed"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::update::{TypeMatch, UpdateRecord};
+
+    const ZONE: &str = "$ORIGIN d.test.\n@ 300 IN SOA ns1 hostmaster 10 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n";
+
+    fn n(s: &str) -> Name {
+        Name::parse(s, None).unwrap()
+    }
+
+    fn add(owner: &str, ip: [u8; 4]) -> (update::Request, Name) {
+        let req = update::Request {
+            id: 1,
+            zone: n("d.test."),
+            zclass: crate::rr::class::IN,
+            prerequisites: Vec::new(),
+            updates: vec![UpdateRecord {
+                owner: n(owner),
+                rtype: crate::rr::rtype::A,
+                class: crate::rr::class::IN,
+                ttl: 60,
+                rdata: ip.to_vec(),
+            }],
+            edns: false,
+        };
+        (req, n("k."))
+    }
+
+    /// A worker for d.test. in a fresh state directory (its zone file in `dir`).
+    fn worker(dir: &Path) -> ZoneWorker {
+        let origin = n("d.test.");
+        let file = dir.join("d.test.zone");
+        std::fs::write(&file, ZONE).unwrap();
+        let records = crate::zonefile::parse_file(&file, &origin).unwrap();
+        let (zone, _) = Zone::build_with_sizes(&origin, records, &[]).unwrap();
+        let zone = Arc::new(zone);
+        let mut catalog = Catalog::new();
+        catalog.insert(zone.clone());
+        let catalog = Arc::new(ArcSwap::from_pointee(catalog));
+        let config = UpdateConfig {
+            state_dir: dir.join("state"),
+            ..UpdateConfig::default()
+        };
+        let policy = Policy {
+            grants: vec![Grant {
+                key: n("k."),
+                names: NameMatch::Zone,
+                types: TypeMatch::All,
+            }],
+        };
+        let spec = ZoneSpec {
+            origin: origin.clone(),
+            file: Some(file),
+            sizes: Vec::new(),
+        };
+        let (_tx, rx) = mpsc::channel(1);
+        ZoneWorker::open(
+            &config,
+            spec,
+            policy,
+            &zone,
+            rx,
+            &catalog,
+            Arc::new(History::new(10)),
+            Responder::new(Default::default()),
+            Arc::new(Stats::default()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_panicking_update_is_answered_servfail_and_the_batch_goes_on() {
+        let dir = std::env::temp_dir().join(format!("muster-dyn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut w = worker(&dir);
+        let batch = [
+            add("a.d.test.", [10, 0, 0, 1]),
+            add("inject-panic.d.test.", [10, 0, 0, 2]),
+            add("b.d.test.", [10, 0, 0, 3]),
+        ];
+        let results = w.process_contained(&batch);
+        assert!(results[0].is_ok() && results[2].is_ok());
+        assert_eq!(
+            results[1].as_ref().err().map(|r| r.rcode),
+            Some(rcode::SERVFAIL)
+        );
+        assert_eq!(w.stats.panics_at(crate::stats::PanicSite::Zone), 1);
+        // The records hold the two good updates, applied from the durable version.
+        assert!(w.data.node(&n("a.d.test.")).is_some());
+        assert!(w.data.node(&n("b.d.test.")).is_some());
+        assert!(w.data.node(&n("inject-panic.d.test.")).is_none());
+        assert_eq!(w.data.serial(), 12, "one serial step per applied update");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
