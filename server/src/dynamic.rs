@@ -397,8 +397,33 @@ pub fn resolve(
 // ---------------------------------------------------------------------------------------
 // Metrics
 
-/// Labels of refusals beyond [`Reason`]: TSIG failures and zones not served.
-const EXTRA_REFUSALS: [&str; 2] = ["tsig", "notauth"];
+/// Labels of refusals beyond [`Reason`]: TSIG failures, zones not served, frozen zones.
+const EXTRA_REFUSALS: [&str; 3] = ["tsig", "notauth", "frozen"];
+
+/// RFC 8914 Extended DNS Error 18, Prohibited: what a frozen zone answers an update.
+const EDE_PROHIBITED: u16 = crate::wire::ede::PROHIBITED;
+
+/// Adds an Extended DNS Error option to the OPT record a response ends with (built by
+/// [`update::response`], before its TSIG). A response without OPT is left alone: the
+/// client did not send EDNS and could not read the option.
+fn add_ede(msg: &mut Vec<u8>, code: u16, text: &str) {
+    const OPT_LEN: usize = 11;
+    let n = msg.len();
+    if n < OPT_LEN + 12
+        || msg[n - OPT_LEN] != 0
+        || msg[n - 10..n - 8] != crate::rr::rtype::OPT.to_be_bytes()
+        || msg[n - 2..] != [0, 0]
+    {
+        return;
+    }
+    let text = &text.as_bytes()[..text.len().min(400)];
+    let opt_len = (text.len() + 6) as u16;
+    msg[n - 2..].copy_from_slice(&opt_len.to_be_bytes());
+    msg.extend_from_slice(&crate::wire::ede::OPTION.to_be_bytes());
+    msg.extend_from_slice(&((text.len() + 2) as u16).to_be_bytes());
+    msg.extend_from_slice(&code.to_be_bytes());
+    msg.extend_from_slice(text);
+}
 /// Labels of failures: the update was acceptable but could not be made durable or served.
 const FAILURES: [&str; 4] = ["journal", "build", "overload", "panic"];
 
@@ -528,6 +553,29 @@ pub enum OpenError {
 /// How an update ended, for the response.
 struct Answer {
     rcode: u16,
+    /// An Extended DNS Error for the response (RFC 8914): code and text.
+    ede: Option<(u16, String)>,
+}
+
+impl Answer {
+    fn rcode(rcode: u16) -> Answer {
+        Answer { rcode, ede: None }
+    }
+}
+
+/// What `musterd ctl` asks of an updatable zone's task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZoneControl {
+    /// Serial, history, journal, pending write-back, file state, frozen.
+    Status,
+    /// Write the zone file back now.
+    Flush,
+    /// Refuse updates until thawed.
+    Freeze,
+    /// Merge the zone file, then take updates again.
+    Thaw,
+    /// Reread the zone file (as SIGHUP does for every zone).
+    Reload,
 }
 
 enum Command {
@@ -539,6 +587,10 @@ enum Command {
     Reload {
         force: bool,
         reply: oneshot::Sender<bool>,
+    },
+    Control {
+        what: ZoneControl,
+        reply: oneshot::Sender<crate::ctl::Reply>,
     },
 }
 
@@ -750,12 +802,37 @@ impl Updates {
             return finish(rcode::SERVFAIL);
         }
         match rx.await {
+            Ok(Answer {
+                rcode,
+                ede: Some((code, text)),
+            }) => {
+                let mut msg = plain(rcode);
+                add_ede(&mut msg, code, &text);
+                if let Err(e) = tsig::sign_response(&mut msg, &v.response(), unix_now()) {
+                    tracing::warn!("cannot sign the update response: {e}");
+                }
+                msg
+            }
             Ok(a) => finish(a.rcode),
             Err(_) => {
                 self.metrics.failed("overload");
                 finish(rcode::SERVFAIL)
             }
         }
+    }
+
+    /// Carries out a `musterd ctl` request on an updatable zone; `None` when `zone` takes
+    /// no updates here.
+    pub async fn control(&self, zone: &Name, what: ZoneControl) -> Option<crate::ctl::Reply> {
+        let tx = self.zones.get(&zone.to_lowercase())?;
+        let (reply, rx) = oneshot::channel();
+        if tx.send(Command::Control { what, reply }).await.is_err() {
+            return Some(crate::ctl::Reply::error("the zone's task has stopped"));
+        }
+        Some(
+            rx.await
+                .unwrap_or_else(|_| crate::ctl::Reply::error("the zone's task has stopped")),
+        )
     }
 
     /// Reloads the zone files of the updatable zones: all of them (`force`, SIGHUP) or
@@ -878,6 +955,8 @@ struct ZoneWorker {
     /// The zone file does not load, or holds an edit that was refused: write-backs wait
     /// until the operator saves it again (the journal keeps every update meanwhile).
     file_blocked: Option<String>,
+    /// `musterd ctl freeze`: updates are refused until thawed.
+    frozen: bool,
     /// The latest changesets, oldest first, at most `journal_history` of them once the
     /// file is written back: the versions a hand edit can start from.
     history: VecDeque<Changeset>,
@@ -972,6 +1051,7 @@ impl ZoneWorker {
             journal,
             file_print: None,
             file_blocked: None,
+            frozen: false,
             history: VecDeque::new(),
             unsaved: 0,
             unsaved_since: None,
@@ -1269,25 +1349,169 @@ impl ZoneWorker {
 
     async fn command(&mut self, first: Command) {
         let mut batch = Vec::new();
-        let mut reload = None;
+        let mut then = None;
         match first {
             Command::Update { req, signer, reply } => batch.push((req, signer, reply)),
-            Command::Reload { force, reply } => reload = Some((force, reply)),
+            other => then = Some(other),
         }
-        while reload.is_none() && batch.len() < BATCH_MAX {
+        while then.is_none() && batch.len() < BATCH_MAX {
             match self.rx.try_recv() {
                 Ok(Command::Update { req, signer, reply }) => batch.push((req, signer, reply)),
-                Ok(Command::Reload { force, reply }) => reload = Some((force, reply)),
+                Ok(other) => then = Some(other),
                 Err(_) => break,
             }
         }
         if !batch.is_empty() {
-            self.updates(batch).await;
+            if self.frozen {
+                self.refuse_frozen(batch);
+            } else {
+                self.updates(batch).await;
+            }
         }
-        if let Some((force, reply)) = reload {
-            let ok = self.reload(force).await;
-            let _ = reply.send(ok);
+        match then {
+            Some(Command::Reload { force, reply }) => {
+                let ok = self.reload(force).await;
+                let _ = reply.send(ok);
+            }
+            Some(Command::Control { what, reply }) => {
+                let answer = self.control(what).await;
+                let _ = reply.send(answer);
+            }
+            Some(Command::Update { .. }) | None => {}
         }
+    }
+
+    /// Answers updates that arrive while the zone is frozen: REFUSED, with an Extended
+    /// DNS Error saying why (RFC 8914 code 18, Prohibited).
+    fn refuse_frozen(&mut self, batch: Vec<(update::Request, Name, oneshot::Sender<Answer>)>) {
+        for (_, signer, reply) in batch {
+            self.metrics.refused_extra("frozen");
+            tracing::info!(zone = %self.origin, key = %signer, "update refused: the zone is frozen (musterd ctl freeze)");
+            let _ = reply.send(Answer {
+                rcode: rcode::REFUSED,
+                ede: Some((
+                    EDE_PROHIBITED,
+                    format!(
+                        "zone {} is frozen for editing; try again after `musterd ctl thaw`",
+                        self.origin
+                    ),
+                )),
+            });
+        }
+    }
+
+    /// Carries out a `musterd ctl` request.
+    async fn control(&mut self, what: ZoneControl) -> crate::ctl::Reply {
+        use crate::ctl::Reply;
+        match what {
+            ZoneControl::Status => Reply::ok(self.status_text()),
+            ZoneControl::Reload => {
+                if self.reload(true).await {
+                    Reply::ok(format!(
+                        "{} reloaded; serial {}\n",
+                        self.origin,
+                        self.data.serial()
+                    ))
+                } else {
+                    Reply::error(format!(
+                        "{}: the zone file was not applied; the log says why\n",
+                        self.origin
+                    ))
+                }
+            }
+            ZoneControl::Flush => {
+                if let Some(w) = self.wait_writing().await {
+                    self.written(w);
+                }
+                if fingerprint(&self.file) != self.file_print && !self.reload(false).await {
+                    return Reply::error(format!(
+                        "{}: the zone file changed and cannot be merged; the log says why\n",
+                        self.origin
+                    ));
+                }
+                if let Some(why) = &self.file_blocked {
+                    return Reply::error(format!("{}: not written back: {why}\n", self.origin));
+                }
+                match tokio::task::block_in_place(|| self.write_back_now()) {
+                    Ok(()) => Reply::ok(format!(
+                        "{} written back at serial {}\n",
+                        self.file.display(),
+                        self.written_serial
+                    )),
+                    Err(e) => Reply::error(format!("{}: {e}\n", self.file.display())),
+                }
+            }
+            ZoneControl::Freeze => {
+                self.frozen = true;
+                tracing::info!(zone = %self.origin, "frozen: updates are refused until `musterd ctl thaw`");
+                Reply::ok(format!(
+                    "{} frozen; edit {} and run `musterd ctl thaw {}`\n",
+                    self.origin,
+                    self.file.display(),
+                    self.origin
+                ))
+            }
+            ZoneControl::Thaw => {
+                let merged = self.reload(false).await;
+                self.frozen = false;
+                tracing::info!(zone = %self.origin, "thawed: updates are taken again");
+                if merged {
+                    Reply::ok(format!(
+                        "{} thawed; serial {}\n",
+                        self.origin,
+                        self.data.serial()
+                    ))
+                } else {
+                    Reply::error(format!(
+                        "{} thawed, but the edited file was not applied; the log says why\n",
+                        self.origin
+                    ))
+                }
+            }
+        }
+    }
+
+    /// A write-back in flight, awaited.
+    async fn wait_writing(&mut self) -> Option<WriteOutcome> {
+        if self.writing {
+            self.written_rx.recv().await
+        } else {
+            None
+        }
+    }
+
+    /// `musterd ctl zone-status` of this zone.
+    fn status_text(&self) -> String {
+        let history = match (self.history.front(), self.history.back()) {
+            (Some(a), Some(_)) => format!(
+                "serials {} to {} ({} changesets)",
+                a.from_serial,
+                self.data.serial(),
+                self.history.len()
+            ),
+            _ => "empty".into(),
+        };
+        let journal_bytes = std::fs::metadata(self.journal.path()).map_or(0, |m| m.len());
+        let pending = match self.unsaved_since {
+            _ if self.unsaved == 0 => format!("none (file at serial {})", self.written_serial),
+            Some(t) => format!(
+                "{} changes, due in {:.1}s",
+                self.unsaved,
+                (t + self.writeback_interval)
+                    .saturating_duration_since(Instant::now())
+                    .as_secs_f64()
+            ),
+            None => format!("{} changes", self.unsaved),
+        };
+        format!(
+            "zone: {}\nkind: primary, dynamic updates\nfile: {}\nserial: {}\nhistory: {history}\njournal: {} ({journal_bytes} bytes)\npending write-back: {pending}\nfile state: {}\nfrozen: {}\n",
+            self.origin,
+            self.file.display(),
+            self.data.serial(),
+            self.journal.path().display(),
+            self.file_blocked.as_deref().map_or("ok".to_string(), |w| format!("blocked, {w}")),
+            if self.frozen { "yes" } else { "no" },
+        )
     }
 
     /// Checks and applies each update of a batch to the zone's records, in order. A
@@ -1412,6 +1636,7 @@ impl ZoneWorker {
                 self.metrics.failed(why);
                 let _ = reply.send(Answer {
                     rcode: rcode::SERVFAIL,
+                    ede: None,
                 });
             }
             zone = None;
@@ -1459,18 +1684,16 @@ impl ZoneWorker {
                         self.remember(cs);
                     }
                     self.metrics.accepted.fetch_add(1, Ordering::Relaxed);
-                    let _ = reply.send(Answer {
-                        rcode: rcode::NOERROR,
-                    });
+                    let _ = reply.send(Answer::rcode(rcode::NOERROR));
                 }
                 // Processing never answers SERVFAIL itself: only a contained panic does.
                 Err(rej) if rej.rcode == rcode::SERVFAIL => {
                     self.metrics.failed("panic");
-                    let _ = reply.send(Answer { rcode: rej.rcode });
+                    let _ = reply.send(Answer::rcode(rej.rcode));
                 }
                 Err(rej) => {
                     self.metrics.refused(rej.reason);
-                    let _ = reply.send(Answer { rcode: rej.rcode });
+                    let _ = reply.send(Answer::rcode(rej.rcode));
                 }
             }
         }

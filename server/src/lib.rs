@@ -13,6 +13,7 @@ pub mod changeset;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod ctl;
 pub mod discovery;
 pub mod dynamic;
 pub mod example;

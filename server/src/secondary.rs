@@ -155,6 +155,8 @@ pub struct SecondaryZone {
     key: Option<Arc<Key>>,
     file: PathBuf,
     poke: tokio::sync::Notify,
+    /// The next refresh transfers the whole zone (`musterd ctl retransfer`).
+    full: AtomicBool,
     state: Mutex<State>,
     /// Expired, or never loaded: answered SERVFAIL.
     unavailable: AtomicBool,
@@ -205,6 +207,7 @@ impl Secondaries {
                 key: spec.key.as_ref().and_then(|k| keys.get(k).cloned()),
                 file: state_file(state_dir, &spec.origin),
                 poke: tokio::sync::Notify::new(),
+                full: AtomicBool::new(false),
                 state: Mutex::new(State::default()),
                 unavailable: AtomicBool::new(true),
             };
@@ -249,6 +252,44 @@ impl Secondaries {
     }
 
     /// True when some zone is expired or not loaded.
+    /// Transfers `origin` in full from its primary now; false when it is no secondary
+    /// zone here.
+    pub fn retransfer(&self, origin: &Name) -> bool {
+        let Some(z) = self
+            .zones
+            .iter()
+            .find(|z| z.spec.origin.eq_ignore_case(origin))
+        else {
+            return false;
+        };
+        z.full.store(true, Ordering::Relaxed);
+        z.poke.notify_one();
+        true
+    }
+
+    /// Lines about a secondary zone for `musterd ctl zone-status`.
+    pub fn describe(&self, origin: &Name) -> Option<String> {
+        let z = self
+            .zones
+            .iter()
+            .find(|z| z.spec.origin.eq_ignore_case(origin))?;
+        let s = z.lock();
+        Some(format!(
+            "kind: secondary of {}\nstored serial: {}\nlast good refresh: {}\navailable: {}\n",
+            z.spec.primary,
+            s.serial.map_or("none".into(), |v| v.to_string()),
+            s.refreshed.map_or("never".into(), |t| format!(
+                "{}s ago",
+                unix_now().saturating_sub(t)
+            )),
+            if z.unavailable.load(Ordering::Relaxed) {
+                "no (SERVFAIL: expired or not loaded)"
+            } else {
+                "yes"
+            },
+        ))
+    }
+
     pub fn any_unavailable(&self) -> bool {
         self.zones
             .iter()
@@ -444,7 +485,13 @@ async fn refresh(zone: &SecondaryZone, transfers: &Transfers) -> Result<(), Refr
     let origin = &zone.spec.origin;
     // What the catalog serves, not what we last stored: a swap that something else
     // overwrote is then transferred again.
-    let current = transfers.catalog().load().get(origin).cloned();
+    let full = zone.full.swap(false, Ordering::Relaxed);
+    let current = transfers
+        .catalog()
+        .load()
+        .get(origin)
+        .cloned()
+        .filter(|_| !full);
     let ours = current.as_ref().map(|z| z.serial());
     let answer = exchange(zone, rtype::SOA, None).await?;
     let theirs = answer
