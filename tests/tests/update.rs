@@ -305,6 +305,26 @@ fn every_update_kind_is_seen_and_nothing_else_changes() {
     assert_eq!(metric(s.metrics(), "musterd_updates_accepted_total"), 12);
 }
 
+/// Adding a record to an unused name and deleting it again in one message is no change
+/// (NOERROR, as BIND and Knot answer), and the zone keeps taking updates afterwards.
+#[test]
+fn add_and_delete_of_one_record_on_an_unused_name_is_no_change() {
+    if !have_tools() {
+        return;
+    }
+    let s = Server::start(&[]);
+    let serial = s.serial();
+    let (ok, out) =
+        s.update("update add new3.d.test. 300 A 10.0.0.9\nupdate delete new3.d.test. A 10.0.0.9");
+    assert!(ok, "add + delete on an unused name: {out}");
+    assert!(s.dig("new3.d.test.", "A").is_empty());
+    assert_eq!(s.serial(), serial, "nothing changed, the serial neither");
+    let (ok, out) = s.update("update add new4.d.test. 300 A 10.0.0.10");
+    assert!(ok, "a later update to the zone: {out}");
+    assert_eq!(s.dig("new4.d.test.", "A"), ["10.0.0.10"]);
+    assert_eq!(s.serial(), serial + 1);
+}
+
 /// Catalogue rows 22–24: wrong key, wrong secret, stale time with nsupdate's own
 /// messages; unsigned refused; all counted and nothing applied.
 #[test]
