@@ -50,6 +50,7 @@ use crate::name::Name;
 use crate::rr::type_from_name;
 use crate::stats::Stats;
 use crate::tsig::{self, KeyRing};
+use crate::update::replay::{Admission, ReplayGuard};
 use crate::update::{
     self, Grant, Limits, NameMatch, Policy, Reason, RecordSet, TypeMatch, ZoneData,
 };
@@ -387,8 +388,9 @@ pub fn resolve(
 // ---------------------------------------------------------------------------------------
 // Metrics
 
-/// Labels of refusals beyond [`Reason`]: TSIG failures and zones not served.
-const EXTRA_REFUSALS: [&str; 2] = ["tsig", "notauth"];
+/// Labels of refusals beyond [`Reason`]: TSIG failures, zones not served, and signed
+/// updates seen before (not applied again).
+const EXTRA_REFUSALS: [&str; 3] = ["tsig", "notauth", "replay"];
 /// Labels of failures: the update was acceptable but could not be made durable or served.
 const FAILURES: [&str; 3] = ["journal", "build", "overload"];
 
@@ -519,6 +521,7 @@ pub struct Updates {
     max_udp_payload: u16,
     udp_tx: mpsc::Sender<UdpJob>,
     pending: Mutex<Option<(mpsc::Receiver<UdpJob>, Vec<ZoneWorker>)>>,
+    replays: ReplayGuard,
 }
 
 /// UDP updates waiting for the runtime; more are dropped (the client retries).
@@ -584,6 +587,7 @@ impl Updates {
             max_udp_payload: responder.config.max_udp_payload,
             udp_tx,
             pending: Mutex::new(Some((udp_rx, workers))),
+            replays: ReplayGuard::default(),
         })
     }
 
@@ -698,21 +702,42 @@ impl Updates {
             tracing::info!(zone = %req.zone, "update refused: not signed (TSIG is required)");
             return finish(rcode::REFUSED);
         };
-        let (reply, rx) = oneshot::channel();
-        let cmd = Command::Update {
-            req,
-            signer: v.key.name.clone(),
-            reply,
+        // A MAC seen within its fudge window is a copy: the first answer, not applied again.
+        let ticket = match self.replays.admit(v, now) {
+            Admission::First(t) => t,
+            Admission::Replay(first) => {
+                self.metrics.refused_extra("replay");
+                tracing::info!(zone = %req.zone, key = %v.key.name, "update not applied again: its MAC was seen within the fudge window (a retransmission or a replay); answered as the first time");
+                return finish(first.answer().await);
+            }
+            Admission::Full => {
+                self.metrics.failed("overload");
+                return finish(rcode::SERVFAIL);
+            }
         };
+        let rc = self.dispatch(tx, req, v.key.name.clone()).await;
+        ticket.answered(rc);
+        finish(rc)
+    }
+
+    /// Hands a verified update to its zone's task and waits for the rcode.
+    async fn dispatch(
+        &self,
+        tx: &mpsc::Sender<Command>,
+        req: update::Request,
+        signer: Name,
+    ) -> u16 {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Update { req, signer, reply };
         if tx.send(cmd).await.is_err() {
             self.metrics.failed("overload");
-            return finish(rcode::SERVFAIL);
+            return rcode::SERVFAIL;
         }
         match rx.await {
-            Ok(a) => finish(a.rcode),
+            Ok(a) => a.rcode,
             Err(_) => {
                 self.metrics.failed("overload");
-                finish(rcode::SERVFAIL)
+                rcode::SERVFAIL
             }
         }
     }

@@ -1505,5 +1505,7 @@ fn changes(
     })
 }
 
+pub mod replay;
+
 #[cfg(test)]
 mod tests;
