@@ -61,6 +61,7 @@ use crate::name::Name;
 use crate::rr::type_from_name;
 use crate::stats::Stats;
 use crate::tsig::{self, KeyRing};
+use crate::update::replay::{Admission, ReplayGuard};
 use crate::update::{self, Grant, Limits, NameMatch, Policy, Reason, TypeMatch, ZoneData};
 use crate::wire::{opcode, rcode};
 use crate::writeback;
@@ -397,8 +398,9 @@ pub fn resolve(
 // ---------------------------------------------------------------------------------------
 // Metrics
 
-/// Labels of refusals beyond [`Reason`]: TSIG failures, zones not served, frozen zones.
-const EXTRA_REFUSALS: [&str; 3] = ["tsig", "notauth", "frozen"];
+/// Labels of refusals beyond [`Reason`]: TSIG failures, zones not served, signed updates
+/// seen before (not applied again), frozen zones.
+const EXTRA_REFUSALS: [&str; 4] = ["tsig", "notauth", "replay", "frozen"];
 
 /// RFC 8914 Extended DNS Error 18, Prohibited: what a frozen zone answers an update.
 const EDE_PROHIBITED: u16 = crate::wire::ede::PROHIBITED;
@@ -610,6 +612,7 @@ pub struct Updates {
     max_udp_payload: u16,
     udp_tx: mpsc::Sender<UdpJob>,
     pending: Mutex<Option<(mpsc::Receiver<UdpJob>, Vec<ZoneWorker>)>>,
+    replays: ReplayGuard,
 }
 
 /// UDP updates waiting for the runtime; more are dropped (the client retries).
@@ -677,6 +680,7 @@ impl Updates {
             max_udp_payload: responder.config.max_udp_payload,
             udp_tx,
             pending: Mutex::new(Some((udp_rx, workers))),
+            replays: ReplayGuard::default(),
         })
     }
 
@@ -791,32 +795,52 @@ impl Updates {
             tracing::info!(zone = %req.zone, "update refused: not signed (TSIG is required)");
             return finish(rcode::REFUSED);
         };
-        let (reply, rx) = oneshot::channel();
-        let cmd = Command::Update {
-            req,
-            signer: v.key.name.clone(),
-            reply,
+        // A MAC seen within its fudge window is a copy: the first answer, not applied again.
+        let ticket = match self.replays.admit(v, now) {
+            Admission::First(t) => t,
+            Admission::Replay(first) => {
+                self.metrics.refused_extra("replay");
+                tracing::info!(zone = %req.zone, key = %v.key.name, "update not applied again: its MAC was seen within the fudge window (a retransmission or a replay); answered as the first time");
+                return finish(first.answer().await);
+            }
+            Admission::Full => {
+                self.metrics.failed("overload");
+                return finish(rcode::SERVFAIL);
+            }
         };
-        if tx.send(cmd).await.is_err() {
-            self.metrics.failed("overload");
-            return finish(rcode::SERVFAIL);
-        }
-        match rx.await {
-            Ok(Answer {
-                rcode,
-                ede: Some((code, text)),
-            }) => {
-                let mut msg = plain(rcode);
+        let answer = self.dispatch(tx, req, v.key.name.clone()).await;
+        ticket.answered(answer.rcode);
+        match answer.ede {
+            Some((code, text)) => {
+                let mut msg = plain(answer.rcode);
                 add_ede(&mut msg, code, &text);
                 if let Err(e) = tsig::sign_response(&mut msg, &v.response(), unix_now()) {
                     tracing::warn!("cannot sign the update response: {e}");
                 }
                 msg
             }
-            Ok(a) => finish(a.rcode),
+            None => finish(answer.rcode),
+        }
+    }
+
+    /// Hands a verified update to its zone's task and waits for the rcode.
+    async fn dispatch(
+        &self,
+        tx: &mpsc::Sender<Command>,
+        req: update::Request,
+        signer: Name,
+    ) -> Answer {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Update { req, signer, reply };
+        if tx.send(cmd).await.is_err() {
+            self.metrics.failed("overload");
+            return Answer::rcode(rcode::SERVFAIL);
+        }
+        match rx.await {
+            Ok(a) => a,
             Err(_) => {
                 self.metrics.failed("overload");
-                finish(rcode::SERVFAIL)
+                Answer::rcode(rcode::SERVFAIL)
             }
         }
     }
