@@ -47,11 +47,13 @@ fn url_texts(urls: &[EtcdUrl]) -> Vec<String> {
 fn decide(common: &Common, dir: &DataDir, enact: bool) -> Result<Plan, Error> {
     // --register-*: publish this host's current addresses first, so that discovery (and
     // the other members) see them; on a restart too, as a DHCP lease may have changed.
+    // Without `enact` only the update it would send is printed.
     crate::register::first(
         &common.register,
         common.domain.as_deref(),
         common.srv_name.as_deref(),
         common.scheme,
+        enact,
     )?;
     if let Some(d) = &dir.path {
         if restart::has_wal(d) {

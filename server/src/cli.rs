@@ -260,13 +260,13 @@ fn check(args: CheckArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut zones: Vec<(Option<Name>, PathBuf)> = args
+    let zones: Vec<(Option<Name>, PathBuf)> = args
         .files
         .iter()
         .map(|f| (origin.clone(), f.clone()))
         .collect();
-    // Cluster sizes configured per zone, checked against the zones' TXT declarations.
-    let mut sizes = Vec::new();
+    let mut findings = crate::check::check_zones(&zones);
+    // With a config: its zones with their configured sizes, its keys and policies.
     if let Some(path) = &args.config {
         let file = match config::read_file(path) {
             Ok(f) => f,
@@ -277,25 +277,13 @@ fn check(args: CheckArgs) -> ExitCode {
         };
         let dir = path.parent().map(|p| p.to_path_buf());
         match config::resolve(file, dir.as_deref(), Overrides::default()) {
-            Ok(cfg) => {
-                sizes.extend(
-                    cfg.zones
-                        .iter()
-                        .map(|z| (z.origin.clone(), z.sizes.clone())),
-                );
-                zones.extend(
-                    cfg.zones
-                        .into_iter()
-                        .filter_map(|z| Some((Some(z.origin), z.file?))),
-                )
-            }
+            Ok(cfg) => findings.extend(crate::check::check_config(path, &cfg)),
             Err(e) => {
                 eprintln!("musterd check: {e}");
                 return ExitCode::from(2);
             }
         }
     }
-    let findings = crate::check::check_zones_sized(&zones, &sizes);
     let out = match args.format {
         Format::Text => crate::check::render_text(&findings),
         Format::Json => crate::check::render_json(&findings),

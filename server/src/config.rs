@@ -302,19 +302,32 @@ pub fn resolve(
     }
     let file_zones: Vec<Name> = zones.iter().map(|z| z.origin.to_lowercase()).collect();
     let transfer = crate::xfr::resolve(file.transfer, &flags.transfer, &file_zones)?;
-    // A server that only copies zones from a primary serves no example zone.
-    if zones.is_empty() && transfer.secondaries.is_empty() {
+    let discovery = crate::discovery::resolve(
+        file.discovery,
+        file_dir,
+        flags.discovery_listen,
+        flags.discovery_state,
+    )?;
+    // The built-in example zone only when nothing at all is configured: a server that
+    // copies zones from a primary, or runs the discovery service, serves no example.
+    if zones.is_empty() && transfer.secondaries.is_empty() && discovery.is_none() {
         zones.push(ZoneSpec {
             origin: Name::parse(crate::example::ORIGIN, None).expect("constant is valid"),
             file: None,
             sizes: Vec::new(),
         });
     }
-    let listen = if !flags.listen.is_empty() {
-        flags.listen
+    // DNS is served when asked for (an address, a zone, a secondary); the discovery
+    // service alone binds no DNS port.
+    let explicit_listen = if !flags.listen.is_empty() {
+        Some(flags.listen)
     } else {
         file.listen
-            .unwrap_or_else(|| vec![DEFAULT_LISTEN.parse().expect("constant is valid")])
+    };
+    let listen = match explicit_listen {
+        Some(l) => l,
+        None if zones.is_empty() && transfer.secondaries.is_empty() => Vec::new(),
+        None => vec![DEFAULT_LISTEN.parse().expect("constant is valid")],
     };
     let max_udp_payload = flags
         .max_udp_payload
@@ -363,12 +376,6 @@ pub fn resolve(
     }
     let updates = crate::dynamic::resolve(update_sources, &zones, file_dir)?;
     transfer.check_keys(&updates.keys)?;
-    let discovery = crate::discovery::resolve(
-        file.discovery,
-        file_dir,
-        flags.discovery_listen,
-        flags.discovery_state,
-    )?;
     Ok(ServerConfig {
         listen,
         zones,

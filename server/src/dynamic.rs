@@ -157,11 +157,31 @@ pub struct FileUpdate {
 #[serde(deny_unknown_fields)]
 pub struct FileGrant {
     pub key: String,
-    /// `zone`, `name`, `subdomain`, `wildcard`, `self` or `selfsub`.
+    /// `zone`, `name`, `subdomain`, `wildcard`, `self`, `selfsub` or `host`.
     #[serde(rename = "match")]
     pub match_: String,
     pub name: Option<String>,
     pub types: Option<Vec<String>>,
+    /// With `match = "host"`: the etcd SRV owner names (relative to the zone unless they
+    /// end in a dot) where the host may publish SRV records that point at itself.
+    pub srv: Option<Vec<String>>,
+}
+
+/// The host a host key stands for: its name if that is in the zone (`infra0.example.test`),
+/// else its name under the zone (key `infra0` in zone `example.test.` is
+/// `infra0.example.test.`).
+pub fn key_host(key: &Name, origin: &Name) -> Result<Name, ConfigError> {
+    if key.is_subdomain_of(origin) && !key.eq_ignore_case(origin) {
+        return Ok(key.to_lowercase());
+    }
+    let text = key.to_string();
+    let rel = text.trim_end_matches('.');
+    Name::parse(rel, Some(origin))
+        .map(|n| n.to_lowercase())
+        .map_err(|source| ConfigError::Name {
+            text: format!("{rel} under {origin}"),
+            source,
+        })
 }
 
 /// What the config file and the flags say about updates, before it is checked.
@@ -200,6 +220,28 @@ fn absolute(text: &str) -> Result<Name, ConfigError> {
         text: text.into(),
         source,
     })
+}
+
+/// `match = "host"` for `key` in zone `origin`: its host name and SRV owners, each of
+/// which must be an etcd SRV owner name in the zone.
+fn host_match(key: &Name, origin: &Name, srv: &[String]) -> Result<NameMatch, String> {
+    let host = key_host(key, origin).map_err(|e| e.to_string())?;
+    let mut srv_owners = Vec::new();
+    for text in srv {
+        let owner = Name::parse(text, Some(origin))
+            .map_err(|e| format!("srv {text:?}: {e}"))?
+            .to_lowercase();
+        if !owner.is_subdomain_of(origin) {
+            return Err(format!("srv {owner} is outside the zone"));
+        }
+        if crate::gate::etcd_srv_owner(&owner).is_none() {
+            return Err(format!(
+                "srv {owner} is not an etcd SRV owner name (write e.g. \"_etcd-server-ssl._tcp\")"
+            ));
+        }
+        srv_owners.push(owner);
+    }
+    Ok(NameMatch::Host { host, srv_owners })
 }
 
 /// Loads the keys and checks every policy against them and the served zones.
@@ -307,18 +349,26 @@ pub fn resolve(
                 }
                 "self" => NameMatch::SelfName,
                 "selfsub" => NameMatch::SelfSub,
+                "host" => host_match(&key, &origin, g.srv.as_deref().unwrap_or_default())
+                    .map_err(&bad)?,
                 other => {
                     return Err(bad(format!(
-                    "match = {other:?}: expected zone, name, subdomain, wildcard, self or selfsub"
+                    "match = {other:?}: expected zone, name, subdomain, wildcard, self, selfsub or host"
                 )))
                 }
             };
             if matches!(
                 names,
-                NameMatch::Zone | NameMatch::SelfName | NameMatch::SelfSub
+                NameMatch::Zone | NameMatch::SelfName | NameMatch::SelfSub | NameMatch::Host { .. }
             ) && g.name.is_some()
             {
                 return Err(bad(format!("match = {:?} takes no name", g.match_)));
+            }
+            if g.srv.is_some() && !matches!(names, NameMatch::Host { .. }) {
+                return Err(bad(format!(
+                    "match = {:?} takes no srv list (only match = \"host\" does)",
+                    g.match_
+                )));
             }
             let types = match &g.types {
                 None => TypeMatch::Default,

@@ -11,6 +11,7 @@ pub mod answer;
 pub mod catalog;
 pub mod changeset;
 pub mod check;
+pub mod check_policy;
 pub mod cli;
 pub mod config;
 pub mod ctl;

@@ -173,8 +173,10 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
             // Tests and operators read the chosen port from this line when --listen used port 0.
             tracing::info!("listening on {local} (udp+tcp)");
         }
-        if config.zones.iter().any(|z| z.file.is_none()) {
-            let first = bound[0];
+        if bound.is_empty() {
+            tracing::info!("serving no DNS: no --listen, --zone or secondary zone is configured");
+        }
+        if let (true, Some(first)) = (config.zones.iter().any(|z| z.file.is_none()), bound.first()) {
             tracing::info!(
                 "serving the built-in example zone {}; try: dig @{} -p {} _etcd-server-ssl._tcp.example.test SRV",
                 crate::example::ORIGIN,
