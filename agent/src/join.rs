@@ -12,12 +12,14 @@
 //! Limitations: a learner whose etcd never starts blocks every other join (etcd 3.4
 //! allows one learner); the progress line names it so that an operator can remove it.
 
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use crate::decide::{self, Answered, Me};
+use crate::decide::{self, Answered, Me, PeerAnswer};
 use crate::etcd::{msg, Access, Client, Endpoint, EtcdError, Member};
 use crate::ids::EtcdId;
 use crate::plan::{Plan, Start};
+use crate::wait::{Probed, Targets};
 
 /// Why a join failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,29 +40,95 @@ pub enum JoinError {
     NotJoin,
 }
 
-/// The real probe: `member list` at each endpoint in turn, `/health` where one answers.
+/// The real probe: every client URL (`member list`, then `/health` there) and every
+/// peer URL (`/members`) asked at once, each on its own thread with the round's budget.
 pub struct EtcdProbe {
     /// TLS and authentication.
     pub access: Access,
 }
 
+/// One endpoint's answer to the probe.
+enum Reply {
+    Client(Option<Answered>),
+    Peer(Option<PeerAnswer>),
+}
+
 impl crate::wait::Probe for EtcdProbe {
-    fn probe(&self, endpoints: &[Endpoint]) -> Option<Answered> {
+    fn probe(
+        &self,
+        targets: &Targets,
+        budget: Duration,
+        enough: &dyn Fn(&Probed) -> bool,
+    ) -> Probed {
+        let mut probed = Probed::default();
         let access = Access {
-            // A probe must not hold up the wait loop: a host that is down costs at most
-            // this much per round.
-            request_timeout: Duration::from_secs(2),
+            request_timeout: budget,
             ..self.access.clone()
         };
-        let client = Client::new(endpoints.to_vec(), access).ok()?;
-        endpoints.iter().find_map(|e| {
-            let membership = client.list_at(&e.url).ok()?;
-            Some(Answered {
-                endpoint: e.url.clone(),
-                healthy: client.healthy_at(&e.url),
-                membership,
-            })
-        })
+        let all: Vec<Endpoint> = targets
+            .clients
+            .iter()
+            .chain(&targets.peers)
+            .cloned()
+            .collect();
+        let Ok(client) = Client::new(all, access) else {
+            return probed;
+        };
+        let client = Arc::new(client);
+        let (tx, rx) = mpsc::channel();
+        let mut pending = 0usize;
+        let jobs = targets
+            .clients
+            .iter()
+            .map(|e| (e.url.clone(), true))
+            .chain(targets.peers.iter().map(|e| (e.url.clone(), false)));
+        for (url, is_client) in jobs {
+            let (client, tx) = (client.clone(), tx.clone());
+            let ask = move || {
+                let reply = if is_client {
+                    Reply::Client(client.list_at(&url).ok().map(|membership| Answered {
+                        healthy: client.healthy_at(&url),
+                        endpoint: url,
+                        membership,
+                    }))
+                } else {
+                    Reply::Peer(
+                        client
+                            .peer_members_at(&url)
+                            .ok()
+                            .map(|membership| PeerAnswer { url, membership }),
+                    )
+                };
+                // The receiver is gone when the round decided without this answer.
+                let _ = tx.send(reply);
+            };
+            // A thread that cannot start is an endpoint that does not answer.
+            if std::thread::Builder::new().spawn(ask).is_ok() {
+                pending += 1;
+            }
+        }
+        drop(tx);
+        let end = Instant::now() + budget;
+        while pending > 0 {
+            let Ok(reply) = rx.recv_timeout(end.saturating_duration_since(Instant::now())) else {
+                // Out of budget: the threads left end on their own request timeout.
+                break;
+            };
+            pending -= 1;
+            match reply {
+                Reply::Client(Some(a)) if probed.answered.as_ref().is_none_or(|b| !b.healthy) => {
+                    probed.answered = Some(a);
+                }
+                Reply::Client(_) => {}
+                Reply::Peer(p) => probed.peers.extend(p),
+            }
+            if enough(&probed) {
+                break;
+            }
+        }
+        // The order answers arrived in is chance; the reason names the first by URL.
+        probed.peers.sort_by(|a, b| a.url.cmp(&b.url));
+        probed
     }
 }
 
