@@ -250,6 +250,26 @@ fn step(
     }
 }
 
+/// Whether the member a join added, whose data dir has a WAL now, is a join that was
+/// interrupted: the cluster lists it as never started (it never caught up far enough to
+/// publish its name and client URLs: etcd killed right after the add, or during the
+/// catch-up, and its WAL may not even hold the cluster's membership). Such a data dir
+/// is worth nothing (a learner's data is a copy), and etcd restarting from it may never
+/// catch up; Some(why) says so. None for a voting member or a learner that started
+/// (restarted as it is, and the promoter promotes a learner), and for a member the
+/// cluster does not list (etcd says it was removed).
+pub fn interrupted(list: &crate::etcd::Membership, id: EtcdId) -> Option<String> {
+    let m = list.members.iter().find(|m| m.id == id.0)?;
+    (!m.started()).then(|| {
+        format!(
+            "cluster {:x} lists this data dir's member {m} as never started: the join was \
+             interrupted before the {} caught up",
+            list.cluster_id,
+            if m.is_learner { "learner" } else { "member" }
+        )
+    })
+}
+
 /// The endpoints of a persisted plan: this member's own client URLs (dialled at its
 /// listen addresses) first, then the other members'.
 pub fn plan_endpoints(plan: &Plan) -> Vec<Endpoint> {
@@ -282,6 +302,44 @@ pub fn plan_endpoints(plan: &Plan) -> Vec<Endpoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unstarted_entry_of_a_joined_data_dir_is_an_interrupted_join() {
+        let m = |id: u64, learner: bool, started: bool| Member {
+            id,
+            name: if started {
+                format!("m{id}")
+            } else {
+                String::new()
+            },
+            peer_urls: vec![format!("http://m{id}:2380")],
+            client_urls: if started {
+                vec![format!("http://m{id}:2379")]
+            } else {
+                vec![]
+            },
+            is_learner: learner,
+        };
+        let list = |members| crate::etcd::Membership {
+            cluster_id: 0xabc,
+            answered_by: 1,
+            members,
+        };
+        let l = list(vec![m(1, false, true), m(7, true, false)]);
+        let why = interrupted(&l, EtcdId(7)).unwrap();
+        assert_eq!(
+            why,
+            "cluster abc lists this data dir's member <unnamed> (7, http://m7:2380, learner, never \
+             started) as never started: the join was interrupted before the learner caught up"
+        );
+        // A learner that started, a voter, a member gone: restarted as they are.
+        assert_eq!(
+            interrupted(&list(vec![m(1, false, true), m(7, true, true)]), EtcdId(7)),
+            None
+        );
+        assert_eq!(interrupted(&list(vec![m(7, false, true)]), EtcdId(7)), None);
+        assert_eq!(interrupted(&list(vec![m(1, false, true)]), EtcdId(7)), None);
+    }
 
     #[test]
     fn backoff_doubles_to_five_seconds() {
