@@ -246,6 +246,12 @@ fn step(
         Err(e) if e.says(msg::PEER_URL_EXISTS) => Err(Step::Wait(
             "an entry with this peer URL appeared; removing it on the next attempt".into(),
         )),
+        // Seen from etcd 3.4 for an add right after the removal of this host's stale
+        // entry while that entry's promoter was still asking to promote it: the add did
+        // not happen, and the next attempt passes.
+        Err(e) if e.says(msg::NOT_FOUND) => Err(Step::Wait(format!(
+            "etcd refused the add for now ({e}); trying again"
+        ))),
         Err(e) => Err(retry(e)),
     }
 }
