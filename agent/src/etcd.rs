@@ -473,6 +473,46 @@ impl Client {
         }
     }
 
+    /// `GET /members` on a peer URL: the cluster ID (the `X-Etcd-Cluster-Id` header) and
+    /// the members as that member sees them. etcd serves its peer port from the moment it
+    /// starts, before its cluster has a quorum, while its client port does not answer
+    /// until then: this is how a member that is still bootstrapping is recognised.
+    pub fn peer_members_at(&self, peer_url: &str) -> Result<Membership, EtcdError> {
+        let url = format!("{}/members", peer_url.trim_end_matches('/'));
+        let unreachable = |reason: String| EtcdError::Unreachable {
+            url: url.clone(),
+            reason,
+        };
+        let resp = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|e| unreachable(e.to_string()))?;
+        let malformed = |reason: String| EtcdError::Malformed {
+            url: url.clone(),
+            reason,
+        };
+        let cluster_id = resp
+            .header("X-Etcd-Cluster-Id")
+            .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+            .ok_or_else(|| {
+                malformed("no X-Etcd-Cluster-Id header: not an etcd peer port".into())
+            })?;
+        let text = resp.into_string().map_err(|e| unreachable(e.to_string()))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| {
+            malformed(format!(
+                "{e}: {}",
+                text.chars().take(200).collect::<String>()
+            ))
+        })?;
+        let members = peer_members(&v).map_err(malformed)?;
+        Ok(Membership {
+            cluster_id,
+            answered_by: 0,
+            members,
+        })
+    }
+
     /// `member add --learner`: the new member's ID and the membership after the add.
     pub fn add_learner(&self, peer_urls: &[String]) -> Result<(u64, Membership), EtcdError> {
         let v = self.post(
@@ -528,6 +568,24 @@ fn strings(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Reads the peer port's `/members` answer: a JSON array of `{"id": N, "name",
+/// "peerURLs", "clientURLs", "isLearner"}` with the IDs as numbers (the v2 form).
+pub fn peer_members(v: &Value) -> Result<Vec<Member>, String> {
+    v.as_array()
+        .ok_or("not a JSON array of members")?
+        .iter()
+        .map(|m| {
+            Ok(Member {
+                id: id_of(&m["id"]).ok_or("a member without id")?,
+                name: m["name"].as_str().unwrap_or_default().to_string(),
+                peer_urls: strings(&m["peerURLs"]),
+                client_urls: strings(&m["clientURLs"]),
+                is_learner: m["isLearner"].as_bool().unwrap_or(false),
+            })
+        })
+        .collect()
+}
+
 /// Reads a `member list` (or `member add`) answer.
 pub fn membership(v: &Value) -> Result<Membership, String> {
     let header = &v["header"];
@@ -571,6 +629,18 @@ mod tests {
         assert!(!m.members[1].started() && m.members[1].is_learner);
         assert_eq!(m.members[1].label(), "4d");
         assert_eq!(m.members[1].client_urls, Vec::<String>::new());
+    }
+
+    /// An etcd 3.4.23 peer port's `/members` while its cluster still bootstraps (no
+    /// member has published its client URLs yet).
+    #[test]
+    fn peer_members_read_numeric_ids() {
+        let body = r#"[{"id":133647029687354924,"peerURLs":["http://127.0.0.1:60589"],"name":"b"},{"id":1672557605701516491,"peerURLs":["http://127.0.0.1:43463"],"name":"a","clientURLs":["http://127.0.0.1:2379"]}]"#;
+        let m = peer_members(&serde_json::from_str(body).unwrap()).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].id, 133647029687354924);
+        assert!(!m[0].started() && m[1].started());
+        assert!(peer_members(&serde_json::json!({"a": 1})).is_err());
     }
 
     #[test]

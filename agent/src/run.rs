@@ -56,7 +56,9 @@ fn decide(common: &Common, dir: &DataDir, enact: bool) -> Result<Plan, Error> {
         enact,
     )?;
     if let Some(d) = &dir.path {
-        if restart::has_wal(d) {
+        // A join interrupted before the learner caught up is moved aside and made again
+        // (only when enacting: `plan` shows the restart it would try).
+        if restart::has_wal(d) && !(enact && crate::lifecycle::rejoin_if_interrupted(common, d)?) {
             // Restart or move: the persisted plan, checked against the records if DNS
             // answers (crate::lifecycle::restart).
             return crate::lifecycle::restart(common, d, enact);
@@ -217,7 +219,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             if plan.creates_member() {
                 restart::save(&data, &plan)?;
             }
-            if plan.mode() == Mode::Join && !args.no_promote {
+            // A restart of a member that joined may be a learner's that was never
+            // promoted: the promoter then promotes it (and does nothing for a voter).
+            let learner = plan.mode() == Mode::Join
+                || (matches!(plan.mode(), Mode::Restart | Mode::Move)
+                    && crate::lifecycle::joined(&data));
+            if learner && !args.no_promote {
                 crate::lifecycle::spawn_promoter(&data, &args.common);
             }
             Err(exec::exec(&argv).into())
