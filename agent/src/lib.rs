@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backup;
 pub mod cli;
 pub mod cluster;
 pub mod decide;
@@ -37,7 +38,9 @@ pub mod plan;
 pub mod promote;
 pub mod register;
 pub mod restart;
+pub mod restore;
 pub mod run;
+pub mod snapshot;
 pub mod urls;
 pub mod wait;
 
@@ -98,4 +101,10 @@ pub enum Error {
     /// that cannot be trusted. Its usage errors become [`Error::Usage`].
     #[error("{0}")]
     Register(String),
+    /// `backup` failed.
+    #[error(transparent)]
+    Backup(#[from] backup::BackupError),
+    /// `restore` failed or was refused.
+    #[error(transparent)]
+    Restore(#[from] restore::RestoreError),
 }

@@ -271,7 +271,7 @@ fn peer_update(
     Ok(MemberUpdate::Done)
 }
 
-fn data_dir(flag: &Option<PathBuf>) -> Result<PathBuf, Error> {
+pub(crate) fn data_dir(flag: &Option<PathBuf>) -> Result<PathBuf, Error> {
     flag.clone()
         .or_else(|| {
             std::env::var_os("ETCD_DATA_DIR")

@@ -197,6 +197,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Leave(args) => crate::lifecycle::leave(&args),
         Command::Doctor(args) => crate::doctor::run(&args),
         Command::Register(args) => Ok(crate::register::run(&args)?),
+        Command::Backup(args) => crate::backup::run(&args),
+        Command::Restore(args) => crate::restore::run(&args),
         Command::Exec(args) => {
             let dir = data_dir(&args.common);
             let data = need_data_dir(&dir)?.to_path_buf();
