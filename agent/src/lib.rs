@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod adopt;
 pub mod backup;
 pub mod cli;
 pub mod cluster;

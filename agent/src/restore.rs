@@ -296,7 +296,7 @@ fn candidates(from: &Path, etcdctl: &str) -> Result<Vec<Entry>, RestoreError> {
     }])
 }
 
-fn service(common: &Common) -> Result<Service, Error> {
+pub(crate) fn service(common: &Common) -> Result<Service, Error> {
     let domain = common.domain.as_deref().ok_or_else(|| {
         Error::Usage(
             "--domain (or MUSTER_DOMAIN) is required to restore: the records say the members, \
@@ -313,7 +313,7 @@ fn url_texts(urls: &[EtcdUrl]) -> Vec<String> {
 
 /// The bootstrap plan the records give this host with `token`: the same rules as a
 /// bootstrap (complete, stable, size known, this host identified), no cluster asked.
-fn records_plan(common: &Common, dir: &Path, token: &str) -> Result<Plan, Error> {
+pub(crate) fn records_plan(common: &Common, dir: &Path, token: &str) -> Result<Plan, Error> {
     let service = service(common)?;
     let servers = if common.nameserver.is_empty() {
         discover::system_nameservers()

@@ -55,6 +55,10 @@ fn decide(common: &Common, dir: &DataDir, enact: bool) -> Result<Plan, Error> {
     )?;
     if let Some(d) = &dir.path {
         if restart::has_wal(d) {
+            // A WAL without muster-plan.json (etcdctl snapshot restore by hand): adopted.
+            if let Some(plan) = crate::adopt::without_plan(common, d, enact)? {
+                return Ok(plan);
+            }
             // Restart or move: the persisted plan, checked against the records if DNS
             // answers (crate::lifecycle::restart).
             return crate::lifecycle::restart(common, d, enact);

@@ -58,7 +58,9 @@ fn wait_three(c: &Cluster, logs: &[&Member]) {
 }
 
 fn bootstrap_three(c: &Cluster, ns: SocketAddr) -> Vec<Member> {
-    let m: Vec<Member> = (0..3).map(|i| c.spawn_with(i, args(c, i, ns), "60s")).collect();
+    let m: Vec<Member> = (0..3)
+        .map(|i| c.spawn_with(i, args(c, i, ns), "60s"))
+        .collect();
     wait_three(c, &m.iter().collect::<Vec<_>>());
     m
 }
@@ -104,7 +106,10 @@ fn count(c: &Cluster, prefix: &str) -> u64 {
 /// The cluster ID in hex, from `member list`.
 fn cluster_id(c: &Cluster) -> String {
     let v = c.ctl_json(&c.endpoints(), &["member", "list"]);
-    format!("{:x}", v["header"]["cluster_id"].as_u64().expect("cluster_id"))
+    format!(
+        "{:x}",
+        v["header"]["cluster_id"].as_u64().expect("cluster_id")
+    )
 }
 
 fn backup_once(c: &Cluster, i: usize, dest: &Path) -> (bool, String, String) {
@@ -281,6 +286,57 @@ fn a_lost_majority_is_restored_by_one_command_on_every_host() {
     assert!(m[0].log_text().contains("decision: restart ("));
     assert_eq!(count(&c, "key-"), 10_000);
     stop_all(&mut m);
+
+    // The manual path: data dirs made by `etcdctl snapshot restore` by hand (etcdctl's
+    // default token) are started by the ordinary `exec`, which writes the plan.
+    let initial: Vec<String> = (0..3)
+        .map(|i| format!("m{i}=http://m{i}.cluster.test:{}", c.peer[i]))
+        .collect();
+    for i in 0..3 {
+        let dir = c.data_dir(i);
+        std::fs::rename(&dir, dir.with_extension("by-hand-aside")).unwrap();
+        let (ok, _, err) = output(
+            Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args(["snapshot", "restore"])
+                .arg(dest.join(format!("{}.db", ids[0])))
+                .arg(format!("--name=m{i}"))
+                .arg(format!("--initial-cluster={}", initial.join(",")))
+                .arg(format!(
+                    "--initial-advertise-peer-urls=http://m{i}.cluster.test:{}",
+                    c.peer[i]
+                ))
+                .arg(format!("--data-dir={}", dir.display())),
+        );
+        assert!(ok, "etcdctl snapshot restore: {err}");
+        assert!(!dir.join("muster-plan.json").exists());
+    }
+    let mut m: Vec<Member> = (0..3)
+        .map(|i| c.spawn_with(i, args(&c, i, ns), "60s"))
+        .collect();
+    wait_three(&c, &m.iter().collect::<Vec<_>>());
+    for (i, member) in m.iter().enumerate() {
+        let log = member.log_text();
+        assert!(
+            log.contains(
+                "has a WAL but no muster-plan.json (a data dir made by etcdctl snapshot restore?)"
+            ) && log.contains(&format!(
+                "which the records give member m{i} with token etcd-cluster"
+            )) && log.contains("wrote "),
+            "{log}"
+        );
+        assert!(c.data_dir(i).join("muster-plan.json").exists());
+    }
+    assert_eq!(count(&c, "key-"), 10_000);
+    m[1].stop();
+    m[1] = c.spawn_with(1, args(&c, 1, ns), "60s");
+    wait_three(&c, &m.iter().collect::<Vec<_>>());
+    assert!(
+        m[1].log_text().contains("decision: restart ("),
+        "{}",
+        m[1].log_text()
+    );
+    stop_all(&mut m);
 }
 
 #[test]
@@ -328,9 +384,16 @@ fn scheduled_backups_and_every_refusal() {
         let _ = w.child.wait();
     }
     let logs: Vec<String> = loops.iter().map(Watched::stderr).collect();
-    assert!(got.is_some(), "four snapshots were not taken:\n{}", logs.join("\n"));
+    assert!(
+        got.is_some(),
+        "four snapshots were not taken:\n{}",
+        logs.join("\n")
+    );
     // One host (the leader) took them all; the others skipped every period.
-    let takers: Vec<&String> = logs.iter().filter(|l| l.contains("saved snapshot")).collect();
+    let takers: Vec<&String> = logs
+        .iter()
+        .filter(|l| l.contains("saved snapshot"))
+        .collect();
     assert_eq!(takers.len(), 1, "{}", logs.join("\n"));
     for l in &logs {
         if !l.contains("saved snapshot") {
@@ -353,7 +416,8 @@ fn scheduled_backups_and_every_refusal() {
     m[0].stop();
     let err = restore_refused(&c, 0, ns, &dest, &[]);
     assert!(
-        err.contains("answers at") && err.contains("with quorum: a restore would fork a live cluster"),
+        err.contains("answers at")
+            && err.contains("with quorum: a restore would fork a live cluster"),
         "{err}"
     );
 
@@ -401,16 +465,23 @@ fn scheduled_backups_and_every_refusal() {
     assert!(
         formed.is_some(),
         "{}",
-        r.iter().map(|m| m.log_text()).collect::<Vec<_>>().join("\n")
+        r.iter()
+            .map(|m| m.log_text())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let err = restore_refused(&c, 2, ns, &dest, &["--snapshot", &older, "--force"]);
     assert!(
-        err.contains(&format!("runs the cluster restored from snapshot {newer}, but this host chose {older}")),
+        err.contains(&format!(
+            "runs the cluster restored from snapshot {newer}, but this host chose {older}"
+        )),
         "{err}"
     );
     r.push(c.spawn_command(2, "restore", restore_args(&c, 2, ns, &dest, &[]), "60s"));
     wait_three(&c, &r.iter().collect::<Vec<_>>());
-    assert!(r[2].log_text().contains("already runs the restored cluster"));
+    assert!(r[2]
+        .log_text()
+        .contains("already runs the restored cluster"));
     stop_all(&mut r);
     drop(m);
 }
