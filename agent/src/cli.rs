@@ -156,6 +156,10 @@ pub struct Common {
         value_parser = parse_url
     )]
     pub advertise_client_url: Vec<EtcdUrl>,
+    /// Where `backup` writes snapshots: named when a data dir etcd cannot open needs a
+    /// restore.
+    #[arg(long, env = "MUSTER_BACKUP_TO", value_name = "DEST", value_parser = parse_path)]
+    pub backups: Option<PathBuf>,
     /// How to talk to a running cluster (join).
     #[command(flatten)]
     pub etcd: EtcdAccessArgs,

@@ -38,6 +38,7 @@ pub mod notify;
 pub mod plan;
 pub mod promote;
 pub mod register;
+pub mod repair;
 pub mod restart;
 pub mod restore;
 pub mod run;
@@ -105,6 +106,9 @@ pub enum Error {
     /// `backup` failed.
     #[error(transparent)]
     Backup(#[from] backup::BackupError),
+    /// A data dir etcd cannot open, not started.
+    #[error(transparent)]
+    Repair(#[from] repair::RepairError),
     /// `restore` failed or was refused.
     #[error(transparent)]
     Restore(#[from] restore::RestoreError),

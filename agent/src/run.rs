@@ -54,6 +54,8 @@ fn decide(common: &Common, dir: &DataDir, enact: bool) -> Result<Plan, Error> {
         common.scheme,
     )?;
     if let Some(d) = &dir.path {
+        // A data dir etcd cannot open: moved aside with quorum (then a fresh start).
+        crate::repair::check(common, d, enact)?;
         if restart::has_wal(d) {
             // A WAL without muster-plan.json (etcdctl snapshot restore by hand): adopted.
             if let Some(plan) = crate::adopt::without_plan(common, d, enact)? {

@@ -485,3 +485,70 @@ fn scheduled_backups_and_every_refusal() {
     stop_all(&mut r);
     drop(m);
 }
+
+/// Overwrites the start of `db` (both bbolt meta pages) with garbage.
+fn damage_db(db: &Path) {
+    let mut bytes = std::fs::read(db).unwrap();
+    for (i, b) in bytes.iter_mut().take(8192).enumerate() {
+        *b = (i * 31 % 251) as u8;
+    }
+    std::fs::write(db, bytes).unwrap();
+}
+
+#[test]
+fn a_damaged_data_dir_rejoins_with_quorum_and_asks_for_a_restore_without() {
+    if !can_run() {
+        return;
+    }
+    let c = Cluster::new(3);
+    let zone_file = c.dir.write("cluster.test.zone", &zone(1, &c.records(&[])));
+    let dns = Musterd::start(&[("cluster.test.", &zone_file)]);
+    let ns = dns.addr;
+    let mut m = bootstrap_three(&c, ns);
+    write_keys(&c, "key", 300);
+    let dest = c.dir.path().join("backups");
+    for i in 0..3 {
+        let (ok, _, err) = backup_once(&c, i, &dest);
+        assert!(ok, "backup on m{i}: {err}");
+    }
+    let ids = snapshots(&dest);
+    assert_eq!(ids.len(), 1);
+
+    // m1's database is damaged while the others keep quorum: the same start moves it
+    // aside and m1 rejoins under its name.
+    m[1].stop();
+    damage_db(&c.data_dir(1).join("member/snap/db"));
+    m[1] = c.spawn_with(1, args(&c, 1, ns), "60s");
+    wait_three(&c, &m.iter().collect::<Vec<_>>());
+    let log = m[1].log_text();
+    assert!(
+        log.contains("member/snap/db has no valid meta page")
+            && log.contains("moved the damaged data dir aside to")
+            && log.contains("decision: join ("),
+        "{log}"
+    );
+    let (ok, out, err) = c.ctl(&c.endpoint(1), &["get", "key-00299", "--print-value-only"]);
+    assert!(ok && out.trim() == "value-299", "{out}{err}");
+
+    // Everything down and m0's database damaged: nothing is moved, and the newest
+    // snapshot is named.
+    stop_all(&mut m);
+    damage_db(&c.data_dir(0).join("member/snap/db"));
+    let mut a = args(&c, 0, ns);
+    a.push("--backups".into());
+    a.push(dest.display().to_string());
+    let mut m0 = c.spawn_with(0, a, "20s");
+    let exited = wait_for(Duration::from_secs(30), || {
+        m0.child.try_wait().ok().flatten()
+    });
+    let log = m0.log_text();
+    assert!(exited.is_some_and(|s| !s.success()), "{log}");
+    assert!(
+        log.contains("no member of its cluster answers with quorum, so it cannot rejoin: a restore is needed")
+            && log.contains(&format!("the newest snapshot in {} is {}", dest.display(), ids[0]))
+            && log.contains("nothing was moved"),
+        "{log}"
+    );
+    assert!(c.data_dir(0).join("member/snap/db").exists());
+    m0.stop();
+}
