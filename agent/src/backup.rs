@@ -320,7 +320,11 @@ fn gc(args: &BackupArgs) -> Result<Vec<String>, StoreError> {
     for e in snapshot::to_remove(&entries, args.keep, args.keep_within, SystemTime::now()) {
         // Metadata first: a snapshot without metadata is not a snapshot any more.
         let meta = e.meta_path();
-        std::fs::remove_file(&meta).map_err(|source| StoreError::Io { path: meta, source })?;
+        match std::fs::remove_file(&meta) {
+            // Another host's round (around a leader change) removed it first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            r => r.map_err(|source| StoreError::Io { path: meta, source })?,
+        }
         let _ = std::fs::remove_file(&e.db);
         removed.push(e.meta.id.clone());
     }

@@ -541,7 +541,8 @@ impl Client {
     /// `maintenance snapshot` from one endpoint: the backend database followed by its
     /// SHA-256 (etcd's integrity hash, what `etcdctl snapshot restore` checks), handed to
     /// `sink` chunk by chunk as the gateway streams it (one JSON object per line, the
-    /// bytes in base64). No overall timeout: a large database takes a while.
+    /// bytes in base64). Bounded by an hour rather than the request timeout: a large
+    /// database takes a while, but a stalled stream must not hold a backup service forever.
     pub fn snapshot_at(
         &self,
         base: &str,
@@ -553,7 +554,7 @@ impl Client {
         let mut req = self
             .agent
             .post(&url)
-            .timeout(Duration::from_secs(365 * 24 * 3600))
+            .timeout(Duration::from_secs(3600))
             .set("Content-Type", "application/json");
         if let Some(t) = &token {
             req = req.set("Authorization", t);

@@ -426,7 +426,8 @@ fn look_around(
                     e.url
                 )));
             }
-            let other = candidates.iter().find(|c| {
+            // The newest of the snapshots with that content (equal files, equal token).
+            let other = candidates.iter().rev().find(|c| {
                 c.meta.sha256 != chosen.meta.sha256
                     && restored_cluster_id(b, &snapshot::restore_token(base, &c.meta.sha256))
                         == list.cluster_id
