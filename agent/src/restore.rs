@@ -67,9 +67,13 @@ pub struct RestoreArgs {
         default_value = "etcdctl"
     )]
     pub etcdctl: String,
-    /// Print etcd's argv after the restore instead of executing it.
+    /// Print etcd's argv after the checks instead of restoring and executing it.
     #[arg(long)]
     pub dry_run: bool,
+    /// Restore, but do not start etcd: under systemd, `systemctl start etcd` then starts
+    /// it (a restart, from the plan written).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub no_start: bool,
     /// Extra etcd arguments (after `--`), e.g. --cert-file=... for TLS.
     #[arg(last = true, value_name = "ETCD_ARGS")]
     pub extra: Vec<String>,
@@ -622,6 +626,13 @@ fn start(
         },
         ..plan
     };
+    if args.no_start {
+        say(&format!(
+            "{} is ready; --no-start: start etcd now (systemctl start etcd, or muster-agent exec)",
+            dir.display()
+        ));
+        return Ok(());
+    }
     eprintln!("muster-agent: decision: restore ({})", plan.reason);
     let flags = plan.etcd_flags(from_flag);
     exec::check(&flags, &args.extra, false, |k| {

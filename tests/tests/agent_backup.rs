@@ -493,11 +493,20 @@ fn scheduled_backups_and_every_refusal() {
             )),
         "{err}"
     );
-    r.push(c.spawn_command(2, "restore", restore_args(&c, 2, ns, &dest, &[]), "60s"));
+    // As under systemd: restore --no-start, then the unit's ordinary exec starts etcd.
+    let mut a = vec!["restore".to_string()];
+    a.extend(restore_args(&c, 2, ns, &dest, &["--no-start"]));
+    a.extend(["--timeout".into(), "20s".into()]);
+    let (ok, _, err) = c.agent_in_hosts(&a);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("already runs the restored cluster")
+            && err.contains("--no-start: start etcd now"),
+        "{err}"
+    );
+    r.push(c.spawn_with(2, args(&c, 2, ns), "60s"));
     wait_three(&c, &r.iter().collect::<Vec<_>>());
-    assert!(r[2]
-        .log_text()
-        .contains("already runs the restored cluster"));
+    assert!(r[2].log_text().contains("decision: restart ("));
     stop_all(&mut r);
     drop(m);
 }
