@@ -330,3 +330,67 @@ fn gc(args: &BackupArgs) -> Result<Vec<String>, StoreError> {
     }
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command, USAGE_EXIT};
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from([&["muster-agent"][..], args].concat())
+    }
+
+    #[test]
+    fn malformed_backup_and_restore_flags_are_usage_errors() {
+        for (args, flag) in [
+            (&["backup", "--to", "/b", "--every", "0s"][..], "--every"),
+            (
+                &["backup", "--to", "/b", "--keep-within", "soon"],
+                "--keep-within",
+            ),
+            (&["backup", "--to", "/b", "--keep", "many"], "--keep"),
+            (&["backup", "--to", ""], "--to"),
+            (&["backup"], "--to"),
+            (
+                &["restore", "--from", "/b", "--snapshot", "../x"],
+                "--snapshot",
+            ),
+            (&["restore"], "--from"),
+            (
+                &["restore", "--from", "/b", "--dry-run", "--no-start"],
+                "--no-start",
+            ),
+        ] {
+            let e = parse(args).expect_err(&format!("{args:?} must be refused"));
+            assert_eq!(e.exit_code(), i32::from(USAGE_EXIT), "{args:?}");
+            assert!(e.to_string().contains(flag), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn backup_flags_parse() {
+        let cli = parse(&[
+            "backup",
+            "--to",
+            "/b",
+            "--every",
+            "1h",
+            "--keep",
+            "3",
+            "--keep-within",
+            "7d",
+        ])
+        .unwrap();
+        let Command::Backup(b) = cli.command else {
+            panic!("backup")
+        };
+        assert_eq!(b.every, Some(std::time::Duration::from_secs(3600)));
+        assert_eq!(b.keep, Some(3));
+        assert_eq!(
+            b.keep_within,
+            Some(std::time::Duration::from_secs(7 * 86400))
+        );
+        assert_eq!(b.etcdctl, "etcdctl");
+    }
+}
