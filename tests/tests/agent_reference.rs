@@ -1,5 +1,5 @@
 //! The README's muster-agent reference table against the command line: every flag of
-//! `backup` and `restore` (and of `exec`/`plan`, which share the common flags) has a row,
+//! `backup`, `restore`, `exec`, `plan` and `env` (the common flags included) has a row,
 //! with the variable `--help` names. The `--etcd-*` and `--register-*` groups are
 //! documented in their own sections and skipped here.
 
@@ -11,25 +11,31 @@ use muster_tests::{bin_path, run, workspace_root};
 fn flags(command: &str) -> Vec<(String, Option<String>)> {
     let (ok, out, err) = run(Command::new(bin_path("muster-agent")).args([command, "--help"]));
     assert!(ok, "{command} --help: {err}");
-    out.lines()
-        // Option lines only (6 spaces, or a short flag); wrapped text is indented more.
-        .filter(|l| l.starts_with("      --") || l.starts_with("  -"))
-        .filter_map(|l| {
+    // Option lines have 6 spaces (or a short flag); the description, wrapped text and the
+    // `[env: ...]` line (in the long form) follow, indented more.
+    let mut v: Vec<(String, Option<String>)> = Vec::new();
+    for l in out.lines() {
+        if l.starts_with("      --") || l.starts_with("  -") {
             let t = l.trim_start();
             let t = t.strip_prefix("-h, ").unwrap_or(t);
-            let name = t.strip_prefix("--")?.split([' ', '=']).next()?.to_string();
-            let env = l
-                .split("[env: ")
-                .nth(1)
-                .map(|e| e.split(['=', ']']).next().unwrap_or("").to_string());
-            Some((name, env))
-        })
-        .filter(|(n, _)| {
-            !matches!(n.as_str(), "help" | "version")
-                && !n.starts_with("etcd-")
-                && !n.starts_with("register-")
-        })
-        .collect()
+            if let Some(name) = t
+                .strip_prefix("--")
+                .and_then(|t| t.split([' ', '=']).next())
+            {
+                v.push((name.to_string(), None));
+            }
+        }
+        if let (Some(env), Some(last)) = (l.split("[env: ").nth(1), v.last_mut()) {
+            last.1
+                .get_or_insert_with(|| env.split(['=', ']']).next().unwrap_or("").to_string());
+        }
+    }
+    v.retain(|(n, _)| {
+        !matches!(n.as_str(), "help" | "version")
+            && !n.starts_with("etcd-")
+            && !n.starts_with("register-")
+    });
+    v
 }
 
 /// The rows of the reference table: (first cell, second cell).
@@ -56,17 +62,18 @@ fn rows() -> Vec<(String, String)> {
 }
 
 #[test]
-fn every_backup_and_restore_flag_has_a_reference_row() {
+fn every_flag_has_a_reference_row() {
     let rows = rows();
     let mut missing = Vec::new();
-    for command in ["backup", "restore", "exec"] {
+    for command in ["backup", "restore", "exec", "plan", "env"] {
         for (flag, env) in flags(command) {
             let specific = format!("`{command} --{flag}");
             let generic = format!("`--{flag}");
-            let row = rows.iter().find(|(f, _)| {
-                f.starts_with(&specific)
-                    || (f.starts_with(&generic) && f[generic.len()..].starts_with([' ', '`']))
-            });
+            // The flag, then a blank (its value) or the closing backtick.
+            let is = |f: &str, p: &str| f.starts_with(p) && f[p.len()..].starts_with([' ', '`']);
+            let row = rows
+                .iter()
+                .find(|(f, _)| is(f, &specific) || is(f, &generic));
             match (row, env) {
                 (None, _) => missing.push(format!("{command} --{flag}: no row")),
                 (Some((f, v)), Some(env)) if !v.contains(&format!("`{env}`")) => {
