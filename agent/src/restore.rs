@@ -26,7 +26,7 @@ use crate::cli::{parse_path, Common};
 use crate::cluster::{Identity, Overrides, PlanOptions, Service};
 use crate::discover::{self, DnsResolver};
 use crate::etcd::{Access, Client, Endpoint};
-use crate::ids::{self, EtcdId};
+use crate::ids::EtcdId;
 use crate::plan::{Bootstrap, Plan, Start};
 use crate::snapshot::{self, Entry, StoreError};
 use crate::urls::EtcdUrl;
@@ -365,12 +365,7 @@ pub(crate) fn records_plan(common: &Common, dir: &Path, token: &str) -> Result<P
 
 /// The cluster ID of the records' members restored with `token`.
 fn restored_cluster_id(b: &Bootstrap, token: &str) -> u64 {
-    let members: Vec<u64> = b
-        .members
-        .iter()
-        .map(|m| ids::member_id(std::slice::from_ref(&m.peer_url), token))
-        .collect();
-    ids::cluster_id(&members)
+    crate::adopt::with_token(b.clone(), token).cluster_id.0
 }
 
 /// What the members' client URLs said.

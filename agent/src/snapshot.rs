@@ -237,7 +237,7 @@ pub fn verify(db: &Path, meta: Option<&Meta>) -> Result<String, StoreError> {
     Ok(sha)
 }
 
-/// Reads every snapshot with metadata in `dir`, oldest first. Metadata that does not
+/// Reads every snapshot with metadata in `dir`, oldest first (by time, then revision). Metadata that does not
 /// parse, or whose `.db` is missing, is reported in the second list and skipped.
 pub fn list(dir: &Path) -> Result<(Vec<Entry>, Vec<String>), StoreError> {
     let mut entries = Vec::new();
@@ -280,7 +280,10 @@ pub fn list(dir: &Path) -> Result<(Vec<Entry>, Vec<String>), StoreError> {
         }
         entries.push(Entry { db, meta });
     }
-    entries.sort_by(|a, b| (a.taken(), &a.meta.id).cmp(&(b.taken(), &b.meta.id)));
+    // Within one second the revision orders them (IDs compare "r10" before "r8").
+    entries.sort_by(|a, b| {
+        (a.taken(), a.meta.revision, &a.meta.id).cmp(&(b.taken(), b.meta.revision, &b.meta.id))
+    });
     Ok((entries, problems))
 }
 
@@ -491,6 +494,38 @@ mod tests {
         let mut h = Hasher::default();
         h.update(&file);
         assert!(!h.finish().2);
+    }
+
+    #[test]
+    fn list_orders_by_time_then_revision_and_skips_incomplete_ones() {
+        let d = tempfile::tempdir().unwrap();
+        for (rev, at) in [
+            (10, "2026-01-01T00:00:01Z"),
+            (8, "2026-01-01T00:00:01Z"),
+            (99, "2026-01-01T00:00:00Z"),
+        ] {
+            let mut e = entry(&format!("20260101T00000xZ-r{rev}-00"), at);
+            e.meta.revision = rev;
+            std::fs::write(
+                d.path().join(format!("{}.json", e.meta.id)),
+                serde_json::to_string(&e.meta).unwrap(),
+            )
+            .unwrap();
+            std::fs::write(d.path().join(format!("{}.db", e.meta.id)), b"x").unwrap();
+        }
+        // Metadata without its file, and a file without metadata.
+        let lone = entry("lone", "2026-01-01T00:00:02Z");
+        std::fs::write(
+            d.path().join("lone.json"),
+            serde_json::to_string(&lone.meta).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(d.path().join("orphan.db"), b"x").unwrap();
+        let (entries, problems) = list(d.path()).unwrap();
+        let revs: Vec<i64> = entries.iter().map(|e| e.meta.revision).collect();
+        assert_eq!(revs, [99, 8, 10]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("lone.db is missing"), "{problems:?}");
     }
 
     #[test]

@@ -123,7 +123,8 @@ fn backup_once(c: &Cluster, i: usize, dest: &Path) -> (bool, String, String) {
     )
 }
 
-/// The snapshot IDs in `dest` (those with metadata), oldest first.
+/// The snapshot IDs in `dest` (those with metadata), oldest first: by time, then
+/// revision (two in one second compare "r10" before "r8" as text).
 fn snapshots(dest: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dest)
         .map(|d| {
@@ -134,7 +135,16 @@ fn snapshots(dest: &Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default();
-    v.sort();
+    v.sort_by_key(|id| {
+        let mut parts = id.splitn(3, '-');
+        let time = parts.next().unwrap_or_default().to_string();
+        let rev: u64 = parts
+            .next()
+            .and_then(|r| r.strip_prefix('r'))
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_default();
+        (time, rev, id.clone())
+    });
     v
 }
 
