@@ -678,7 +678,7 @@ enum Command {
     },
     Control {
         what: ZoneControl,
-        reply: oneshot::Sender<crate::ctl::Reply>,
+        reply: oneshot::Sender<Result<String, String>>,
     },
 }
 
@@ -944,18 +944,16 @@ impl Updates {
         }
     }
 
-    /// Carries out a `musterd ctl` request on an updatable zone; `None` when `zone` takes
-    /// no updates here.
-    pub async fn control(&self, zone: &Name, what: ZoneControl) -> Option<crate::ctl::Reply> {
+    /// Carries out a `musterd ctl` request on an updatable zone: what to tell the operator,
+    /// as success or failure. `None` when `zone` takes no updates here.
+    pub async fn control(&self, zone: &Name, what: ZoneControl) -> Option<Result<String, String>> {
         let tx = self.zones.get(&zone.to_lowercase())?;
         let (reply, rx) = oneshot::channel();
+        let stopped = || Err("the zone's task has stopped\n".to_string());
         if tx.send(Command::Control { what, reply }).await.is_err() {
-            return Some(crate::ctl::Reply::error("the zone's task has stopped"));
+            return Some(stopped());
         }
-        Some(
-            rx.await
-                .unwrap_or_else(|_| crate::ctl::Reply::error("the zone's task has stopped")),
-        )
+        Some(rx.await.unwrap_or_else(|_| stopped()))
     }
 
     /// Reloads the zone files of the updatable zones: all of them (`force`, SIGHUP) or
@@ -1524,19 +1522,18 @@ impl ZoneWorker {
     }
 
     /// Carries out a `musterd ctl` request.
-    async fn control(&mut self, what: ZoneControl) -> crate::ctl::Reply {
-        use crate::ctl::Reply;
+    async fn control(&mut self, what: ZoneControl) -> Result<String, String> {
         match what {
-            ZoneControl::Status => Reply::ok(self.status_text()),
+            ZoneControl::Status => Ok(self.status_text()),
             ZoneControl::Reload => {
                 if self.reload(true).await {
-                    Reply::ok(format!(
+                    Ok(format!(
                         "{} reloaded; serial {}\n",
                         self.origin,
                         self.data.serial()
                     ))
                 } else {
-                    Reply::error(format!(
+                    Err(format!(
                         "{}: the zone file was not applied; the log says why\n",
                         self.origin
                     ))
@@ -1547,27 +1544,27 @@ impl ZoneWorker {
                     self.written(w);
                 }
                 if fingerprint(&self.file) != self.file_print && !self.reload(false).await {
-                    return Reply::error(format!(
+                    return Err(format!(
                         "{}: the zone file changed and cannot be merged; the log says why\n",
                         self.origin
                     ));
                 }
                 if let Some(why) = &self.file_blocked {
-                    return Reply::error(format!("{}: not written back: {why}\n", self.origin));
+                    return Err(format!("{}: not written back: {why}\n", self.origin));
                 }
                 match tokio::task::block_in_place(|| self.write_back_now()) {
-                    Ok(()) => Reply::ok(format!(
+                    Ok(()) => Ok(format!(
                         "{} written back at serial {}\n",
                         self.file.display(),
                         self.written_serial
                     )),
-                    Err(e) => Reply::error(format!("{}: {e}\n", self.file.display())),
+                    Err(e) => Err(format!("{}: {e}\n", self.file.display())),
                 }
             }
             ZoneControl::Freeze => {
                 self.frozen = true;
                 tracing::info!(zone = %self.origin, "frozen: updates are refused until `musterd ctl thaw`");
-                Reply::ok(format!(
+                Ok(format!(
                     "{} frozen; edit {} and run `musterd ctl thaw {}`\n",
                     self.origin,
                     self.file.display(),
@@ -1579,13 +1576,13 @@ impl ZoneWorker {
                 self.frozen = false;
                 tracing::info!(zone = %self.origin, "thawed: updates are taken again");
                 if merged {
-                    Reply::ok(format!(
+                    Ok(format!(
                         "{} thawed; serial {}\n",
                         self.origin,
                         self.data.serial()
                     ))
                 } else {
-                    Reply::error(format!(
+                    Err(format!(
                         "{} thawed, but the edited file was not applied; the log says why\n",
                         self.origin
                     ))

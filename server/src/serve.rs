@@ -293,7 +293,7 @@ impl Control<'_> {
             }
             Request::Reload(Some(z)) => {
                 if let Some(r) = self.updates.control(&z, ZoneControl::Reload).await {
-                    return r;
+                    return Reply::from(r);
                 }
                 match tokio::task::block_in_place(|| self.zones.reload_zone(&z)) {
                     Some(0) => Reply::ok(format!("{z} reloaded\n")),
@@ -308,11 +308,15 @@ impl Control<'_> {
                     Request::Freeze(_) => ZoneControl::Freeze,
                     _ => ZoneControl::Thaw,
                 };
-                self.updates.control(z, what).await.unwrap_or_else(|| {
-                    Reply::error(format!(
+                self.updates
+                    .control(z, what)
+                    .await
+                    .map(Reply::from)
+                    .unwrap_or_else(|| {
+                        Reply::error(format!(
                         "{z} takes no dynamic updates: there is nothing to flush, freeze or thaw\n"
                     ))
-                })
+                    })
             }
             Request::Notify(z) if known(&z) => {
                 let Some(t) = self
@@ -364,7 +368,7 @@ impl Control<'_> {
             .control(z, crate::dynamic::ZoneControl::Status)
             .await
         {
-            Some(r) => r.text,
+            Some(Ok(text) | Err(text)) => text,
             None => match self.transfers.and_then(|t| t.secondaries.describe(z)) {
                 Some(text) => format!("zone: {}\n{text}serial: {}\n", zone.origin, zone.serial()),
                 None => format!(
