@@ -1,6 +1,7 @@
 //! Zone transfer, NOTIFY and secondary mode against real peers on loopback
 //! (docs/dns-answer-rules.md §1.11–§1.13, rows 33–36): Knot and NSD as secondaries of
-//! musterd, musterd as a secondary of Knot, and `dig AXFR` / `dig IXFR=N` against musterd.
+//! musterd (also through a NOTIFY storm and a restart, incremental throughout), musterd
+//! as a secondary of Knot, and `dig AXFR` / `dig IXFR=N` against musterd.
 //!
 //! Knot and NSD come from the Debian packages `knot` and `nsd`; each is started in the
 //! foreground with its own config, working directory and port under a TempDir (never as
