@@ -34,7 +34,7 @@ pub const STABLE_READS: u32 = 2;
 /// the confirming second read comes quickly.
 pub const MIN_DELAY: Duration = Duration::from_millis(200);
 /// Longest delay between rounds: a record that appears is seen within this.
-pub const MAX_DELAY: Duration = Duration::from_secs(1);
+pub const MAX_DELAY: Duration = Duration::from_millis(500);
 /// The most one round's probe of the other members takes: every endpoint is asked at
 /// once, each with this budget to connect and answer. A member whose etcd has just
 /// started accepts connections on its client port but does not answer there until its

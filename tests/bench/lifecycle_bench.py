@@ -476,8 +476,8 @@ def random_phase(args, agent_bin, musterd_bin):
     for size in [int(x) for x in args.sizes.split(",")]:
         print(f"random bootstrap, {size} members: starts and publications at random moments within "
               f"{args.window:.1f} s, records in random order", flush=True)
-        print(f"{'run':>3} {'last record->all healthy s':>27} {'ready->all healthy s':>21} {'peer-confirmed':>15}",
-              flush=True)
+        print(f"{'run':>3} {'last record->all healthy s':>27} {'ready->all healthy s':>21} {'peer-confirmed':>15} "
+              f"{'worst complete->exec s':>23} {'worst exec->healthy s':>22}", flush=True)
         agg = {"complete_exec": [], "exec_healthy": [], "record_healthy": [], "ready_healthy": []}
         failed = 0
         for n in range(1, args.runs + 1):
@@ -488,7 +488,8 @@ def random_phase(args, agent_bin, musterd_bin):
                 for k in agg:
                     agg[k].extend(r[k] if isinstance(r[k], list) else [r[k]])
                 print(f"{n:3} {r['record_healthy']:27.2f} {r['ready_healthy']:21.2f} "
-                      f"{r['peer_confirmed']:>12}/{size}", flush=True)
+                      f"{r['peer_confirmed']:>13}/{size} {max(r['complete_exec']):23.2f} "
+                      f"{max(r['exec_healthy']):22.2f}", flush=True)
             except RuntimeError as e:
                 ok = False
                 failed += 1
