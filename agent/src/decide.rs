@@ -220,8 +220,8 @@ pub fn decide(
         return Decision::Wait(format!(
             "the cluster at {} (id {cluster}, {} members) answers but has no quorum (no leader \
              or no quorum read): no member is removed or added without quorum. If a \
-             majority of its members is lost for good, restore it: see \"Disaster recovery\" \
-             in the README (etcdctl snapshot restore, or --force-new-cluster)",
+             majority of its members is lost for good, restore it: `muster-agent restore` on \
+             every host (README \"Backups and disaster recovery\")",
             a.endpoint,
             a.membership.members.len()
         ));

@@ -238,11 +238,18 @@ fn step(
     }
     match client.add_learner(peer_urls) {
         Ok((id, after)) => Ok((id, after.members)),
-        Err(e) if e.says(msg::TOO_MANY_LEARNERS) => Err(Step::Wait(format!(
-            "another member is joining as a learner ({}); etcd allows one at a time, waiting \
-             for its promotion",
-            learners(&list.members)
-        ))),
+        Err(e) if e.says(msg::TOO_MANY_LEARNERS) => {
+            // The list read before the add may not show the learner yet: name it only when
+            // it does.
+            let who = match learners(&list.members) {
+                l if l.is_empty() => String::new(),
+                l => format!(" ({l})"),
+            };
+            Err(Step::Wait(format!(
+                "another member is joining as a learner{who}; etcd allows one at a time, \
+                 waiting for its promotion"
+            )))
+        }
         Err(e) if e.says(msg::PEER_URL_EXISTS) => Err(Step::Wait(
             "an entry with this peer URL appeared; removing it on the next attempt".into(),
         )),

@@ -360,7 +360,7 @@ pub fn rejoin_if_interrupted(common: &Common, dir: &Path) -> Result<bool, Error>
     Ok(true)
 }
 
-fn data_dir(flag: &Option<PathBuf>) -> Result<PathBuf, Error> {
+pub(crate) fn data_dir(flag: &Option<PathBuf>) -> Result<PathBuf, Error> {
     flag.clone()
         .or_else(|| {
             std::env::var_os("ETCD_DATA_DIR")

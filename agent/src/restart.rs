@@ -49,7 +49,8 @@ pub enum RestartError {
     /// Restart without a persisted plan and without the flags that replace it.
     #[error(
         "{} has a WAL, so this is a restart and DNS is not consulted, but {} is missing, so \
-         muster-agent does not know this member's URLs; pass {} (or start etcd without muster-agent)",
+         muster-agent does not know this member's URLs; pass {} (or --domain, to take them from the \
+         records; or start etcd without muster-agent)",
         data_dir.display(), data_dir.join(PLAN_FILE).display(), missing.join(", ")
     )]
     NeedFlags {
