@@ -179,6 +179,10 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             },
         },
     )?;
+    for f in crate::check_policy::key_files(&cfg.updates) {
+        let file = f.file.as_deref().unwrap_or(std::path::Path::new("?"));
+        tracing::warn!("{}: {}; {}", file.display(), f.message, f.hint);
+    }
     crate::serve::run(cfg)?;
     Ok(())
 }
