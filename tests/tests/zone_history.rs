@@ -552,3 +552,49 @@ fn ctl_edit_reopens_the_editor_until_the_zone_checks() {
     let (_, status, _) = s.ctl(&["zone-status", "d.test"], &[]);
     assert!(status.contains("frozen: no"), "{status}");
 }
+
+/// TSIG keys are read again on SIGHUP: a rotated secret works at once, the old one no
+/// longer does.
+#[test]
+fn a_rotated_tsig_key_is_taken_on_sighup() {
+    if !have_tools() {
+        return;
+    }
+    let s = Server::start("60s");
+    s.update("update add r1.d.test. 60 A 10.9.6.1");
+    let old = s.dir.path().join("old.key");
+    std::fs::copy(&s.key, &old).unwrap();
+    let (ok, rotated, err) = run(Command::new("tsig-keygen").args(["-a", "hmac-sha256", "k"]));
+    assert!(ok, "{err}");
+    std::fs::write(&s.key, rotated).unwrap();
+    s.musterd.reload();
+    assert!(
+        s.musterd.log_text().contains("TSIG keys reread"),
+        "{}",
+        s.musterd.log_text()
+    );
+    s.update("update add r2.d.test. 60 A 10.9.6.2");
+    assert_eq!(s.answer("r2.d.test.", "A"), ["10.9.6.2"]);
+    let addr = s.musterd.addr;
+    let mut child = Command::new("nsupdate")
+        .args(["-k", &old.display().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(
+            stdin,
+            "server {} {}\nupdate add r3.d.test. 60 A 10.9.6.3\nsend",
+            addr.ip(),
+            addr.port()
+        )
+        .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the old secret still works");
+    assert!(s.answer("r3.d.test.", "A").is_empty());
+}
