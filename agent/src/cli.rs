@@ -60,6 +60,12 @@ pub enum Command {
     /// dynamic update (RFC 2136), for hosts whose addresses come from DHCP; idempotent.
     /// --deregister removes them.
     Register(crate::register::RegisterArgs),
+    /// Take a snapshot of the cluster (the leader only) into a directory, checked and
+    /// with its metadata; --every runs it as a service; --keep / --keep-within prune.
+    Backup(crate::backup::BackupArgs),
+    /// Restore the cluster from a snapshot after a majority of members was lost: run the
+    /// same command on every host; refuses while the old cluster has quorum.
+    Restore(crate::restore::RestoreArgs),
 }
 
 /// Flags shared by every subcommand.
@@ -150,6 +156,10 @@ pub struct Common {
         value_parser = parse_url
     )]
     pub advertise_client_url: Vec<EtcdUrl>,
+    /// Where `backup` writes snapshots: named when a data dir etcd cannot open needs a
+    /// restore.
+    #[arg(long, env = "MUSTER_BACKUP_TO", value_name = "DEST", value_parser = parse_path)]
+    pub backups: Option<PathBuf>,
     /// How to talk to a running cluster (join).
     #[command(flatten)]
     pub etcd: EtcdAccessArgs,

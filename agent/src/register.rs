@@ -126,7 +126,8 @@ pub struct RegisterArgs {
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Registering this host first (see `muster-agent register`)")]
 pub struct RegisterFirst {
-    /// Register first with a signed update to this server, IP or IP:PORT.
+    /// Register first with a signed update to this server, IP or IP:PORT (`plan` and
+    /// `exec --dry-run` only print the update they would send).
     #[arg(long, env = "MUSTER_REGISTER_SERVER", value_name = "IP[:PORT]", value_parser = parse_server, requires_all = ["register_key", "register_zone"])]
     pub register_server: Option<SocketAddr>,
     /// As `register --key`.
@@ -406,11 +407,28 @@ pub fn parse_keys(text: &str) -> Result<Vec<Key>, String> {
     Ok(keys)
 }
 
+/// A warning when users other than the owner of key file `path` may read it (anyone who
+/// can read it can sign updates as this host).
+pub fn key_mode_warning(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "key file {} is readable by others (mode {mode:04o}): chmod 600 {}",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
 /// The key to sign with: the only one in the file, or the one named.
 pub fn load_key(path: &Path, name: Option<&str>) -> Result<Key, RegisterError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         RegisterError::Usage(format!("cannot read the key file {}: {e}", path.display()))
     })?;
+    if let Some(w) = key_mode_warning(path) {
+        eprintln!("muster-agent: warning: {w}");
+    }
     let keys = parse_keys(&text)
         .map_err(|e| RegisterError::Usage(format!("key file {}: {e}", path.display())))?;
     let names = || {
@@ -911,14 +929,31 @@ fn query(
 }
 
 fn not_ready(m: &Message) -> bool {
-    m.edns.as_ref().is_some_and(|e| {
-        e.options().options.iter().any(|(_, o)| match o {
-            hickory_proto::rr::rdata::opt::EdnsOption::Unknown(EDE_OPTION, d) => {
-                d.len() >= 2 && u16::from_be_bytes([d[0], d[1]]) == EDE_NOT_READY
+    not_ready_text(m).is_some()
+}
+
+/// The extra text of an Extended DNS Error 14 "Not Ready" (RFC 8914) in `m`, which
+/// musterd sends when a completeness gate withholds an SRV set; "" without text.
+fn not_ready_text(m: &Message) -> Option<String> {
+    m.edns.as_ref().and_then(|e| {
+        e.options().options.iter().find_map(|(_, o)| match o {
+            hickory_proto::rr::rdata::opt::EdnsOption::Unknown(EDE_OPTION, d)
+                if d.len() >= 2 && u16::from_be_bytes([d[0], d[1]]) == EDE_NOT_READY =>
+            {
+                Some(String::from_utf8_lossy(&d[2..]).into_owned())
             }
-            _ => false,
+            _ => None,
         })
     })
+}
+
+/// Asks `server` for the SRV records at `owner` (absolute) and gives the server's reason
+/// when it withholds them (an empty answer with EDE 14 Not Ready): what a completeness
+/// gate waits for. `None` when the set is not withheld or the server does not answer.
+pub fn withheld(server: SocketAddr, owner: &str, timeout: Duration) -> Option<String> {
+    let name = Name::from_ascii(owner).ok()?;
+    let m = query(server, &name, RecordType::SRV, timeout).ok()?;
+    m.answers.is_empty().then(|| not_ready_text(&m)).flatten()
 }
 
 /// Reads the host's addresses and its SRV records from the server itself.
@@ -956,6 +991,15 @@ pub fn observe(server: SocketAddr, spec: &Spec, timeout: Duration) -> Result<Obs
         );
     }
     Ok(seen)
+}
+
+/// The zone's SOA serial as the server answers it, if it answers.
+fn zone_serial(server: SocketAddr, zone: &Name, timeout: Duration) -> Option<u32> {
+    let m = query(server, zone, RecordType::SOA, timeout).ok()?;
+    m.answers.iter().find_map(|r| match &r.data {
+        RData::SOA(soa) if &r.name == zone => Some(soa.serial),
+        _ => None,
+    })
 }
 
 fn rand_id() -> u16 {
@@ -1077,10 +1121,10 @@ pub fn interpret(
             "{name}: {host} is an alias (CNAME): addresses cannot be added there — remove the CNAME or choose another --hostname"
         ),
         ResponseCode::Refused => format!(
-            "{name}: key {key:?} may not change {host} A/AAAA{} in zone {} — check the server's update policy (musterd --allow-update {}={key}), or the zone takes no updates",
+            "{name}: key {key:?} may not change {host} A/AAAA{} in zone {} — {}",
             if spec.srv.is_empty() && spec.srv_owners.is_empty() { "" } else { " or its SRV records" },
             spec.zone,
-            spec.zone.to_ascii().trim_end_matches('.'),
+            host_grant_hint(spec, key),
         ),
         ResponseCode::NotAuth => format!(
             "{name}: {server} is not the primary of zone {} — check --server and --zone",
@@ -1098,6 +1142,49 @@ pub fn interpret(
         ""
     };
     Outcome::Failed(format!("{to}: {msg}{unsigned}"))
+}
+
+/// What the server's policy needs for this host: a host grant for the key (musterd's
+/// `match = "host"`, which lets a key change only the host its name names).
+fn host_grant_hint(spec: &Spec, key: &str) -> String {
+    let zone = spec.zone.to_ascii();
+    let relative = |n: &Name| {
+        let text = n.to_ascii();
+        text.strip_suffix(&format!(".{zone}"))
+            .map(str::to_string)
+            .unwrap_or(text)
+    };
+    let mut srv: Vec<String> = spec
+        .srv
+        .iter()
+        .map(|(o, _)| format!("{:?}", relative(o)))
+        .collect();
+    srv.dedup();
+    let srv = if srv.is_empty() {
+        String::new()
+    } else {
+        format!(", srv = [{}]", srv.join(", "))
+    };
+    let stands_for = absolute(key, "the key name").ok().map(|k| {
+        if spec.zone.zone_of(&k) && k != spec.zone {
+            k
+        } else {
+            host_name(key, &spec.zone).unwrap_or(k)
+        }
+    });
+    let naming = match stands_for {
+        Some(h) if h != spec.host => format!(
+            "; a host grant covers the host the key is named after, and key {key:?} names {h}, not {}: use a key named {:?} (tsig-keygen {})",
+            spec.host,
+            relative(&spec.host),
+            relative(&spec.host)
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "give the key its host in the server's config: [[zone.update_policy]] key = {key:?}, match = \"host\"{srv} under the [[zone]] of {}{naming} (see docs/dhcp.md), or the zone takes no updates",
+        zone.trim_end_matches('.')
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1162,6 +1249,12 @@ pub fn run(args: &RegisterArgs) -> Result<(), RegisterError> {
             }
         }
         let (mut msg, kind) = build(&spec, seen.as_ref(), rand_id());
+        // The serial before, to tell an update that changed nothing (the server nets it
+        // away, as musterd and BIND do) from one that did.
+        let serial_before = match kind {
+            Kind::Change if seen.is_some() => zone_serial(server, &spec.zone, args.timeout),
+            _ => None,
+        };
         let verifier = msg
             .finalize(&signer, now())
             .map_err(|e| RegisterError::Failed(format!("cannot sign the update: {e}")))?;
@@ -1178,6 +1271,9 @@ pub fn run(args: &RegisterArgs) -> Result<(), RegisterError> {
         match interpret(&reply, msg.metadata.id, verifier.as_mut(), &spec, kind, server, &key.name) {
             Outcome::Done => {
                 let what = if spec.deregister { "deregistered" } else { "registered" };
+                let unchanged = serial_before.is_some()
+                    && serial_before == zone_serial(server, &spec.zone, args.timeout);
+                let kind = if unchanged { Kind::Confirm } else { kind };
                 let line = match (kind, spec.deregister) {
                     (Kind::Confirm, false) => format!("{} already registered ({}): nothing changed", spec.host, describe(&spec)),
                     (Kind::Confirm, true) => format!("{} holds no addresses or SRV records of this host: nothing changed", spec.zone),
@@ -1201,17 +1297,70 @@ pub fn run(args: &RegisterArgs) -> Result<(), RegisterError> {
     unreachable!("the last round returns")
 }
 
-/// `--register-*` of plan/env/exec: registers when `--register-server` is given.
+/// `--register-*` of plan/env/exec: registers when `--register-server` is given; with
+/// `enact` false (`plan`, `exec --dry-run`) only prints the update it would send.
 pub fn first(
     flags: &RegisterFirst,
     domain: Option<&str>,
     srv_name: Option<&str>,
     scheme: Option<SchemeArg>,
+    enact: bool,
 ) -> Result<(), RegisterError> {
     match flags.args(domain, srv_name, scheme)? {
-        Some(args) => run(&args),
+        Some(args) if enact => run(&args),
+        Some(args) => {
+            eprint!("{}", preview(&args)?);
+            Ok(())
+        }
         None => Ok(()),
     }
+}
+
+/// The update `run` would send, in nsupdate's words, without sending it: the current
+/// records are read with plain queries, nothing is signed or written.
+pub fn preview(args: &RegisterArgs) -> Result<String, RegisterError> {
+    let spec = Spec::from_args(args)?;
+    let key = load_key(&args.key, args.key_name.as_deref())?;
+    let seen = match observe(args.server, &spec, args.timeout) {
+        Ok(s) => Some(s),
+        Err(ReadError::Unreachable(e) | ReadError::Refused(e)) => {
+            eprintln!("muster-agent: warning: cannot read the current records ({e})");
+            None
+        }
+    };
+    let (msg, kind) = build(&spec, seen.as_ref(), 0);
+    let mut out = format!(
+        "muster-agent: would register {} (nothing is sent): update of zone {} at {} with key {:?}\n",
+        spec.host, spec.zone, args.server, key.name
+    );
+    for r in &msg.answers {
+        let text = match r.dns_class {
+            DNSClass::NONE => format!("prereq nxrrset {} {}", r.name, r.record_type()),
+            DNSClass::ANY => format!("prereq yxrrset {} {}", r.name, r.record_type()),
+            _ => format!("prereq yxrrset {} {} {}", r.name, r.record_type(), r.data),
+        };
+        out.push_str(&format!("  {text}\n"));
+    }
+    for r in &msg.authorities {
+        let text = match r.dns_class {
+            DNSClass::ANY => format!("update delete {} {}", r.name, r.record_type()),
+            DNSClass::NONE => format!("update delete {} {} {}", r.name, r.record_type(), r.data),
+            _ => format!(
+                "update add {} {} {} {}",
+                r.name,
+                r.ttl,
+                r.record_type(),
+                r.data
+            ),
+        };
+        out.push_str(&format!("  {text}\n"));
+    }
+    if kind == Kind::Confirm {
+        out.push_str(
+            "  (prerequisites only: the zone already holds these records, nothing would change)\n",
+        );
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::gate::etcd_srv_owner;
 use crate::name::Name;
 use crate::rr::{rtype, type_name, Record, Srv};
 use crate::zone::Zone;
@@ -55,7 +56,7 @@ pub struct Finding {
     pub hint: String,
 }
 
-fn finding(
+pub(crate) fn finding(
     severity: Severity,
     code: &'static str,
     at: Option<&Record>,
@@ -121,6 +122,32 @@ pub fn check_zones_sized(
     specs: &[(Option<Name>, PathBuf)],
     sizes: &[(Name, Vec<(Name, u32)>)],
 ) -> Vec<Finding> {
+    let (mut findings, zones) = parse_zones(specs);
+    findings.extend(lint_zones_sized(&zones, sizes));
+    findings
+}
+
+/// `musterd check --config`: the zones of a resolved configuration (`config` names the
+/// file), their configured sizes, and the update keys and policies ([`crate::check_policy`]).
+pub fn check_config(config: &Path, cfg: &crate::config::ServerConfig) -> Vec<Finding> {
+    let specs: Vec<(Option<Name>, PathBuf)> = cfg
+        .zones
+        .iter()
+        .filter_map(|z| Some((Some(z.origin.clone()), z.file.clone()?)))
+        .collect();
+    let sizes: Vec<(Name, Vec<(Name, u32)>)> = cfg
+        .zones
+        .iter()
+        .map(|z| (z.origin.clone(), z.sizes.clone()))
+        .collect();
+    let (mut findings, zones) = parse_zones(&specs);
+    findings.extend(lint_zones_sized(&zones, &sizes));
+    findings.extend(crate::check_policy::lint(config, &cfg.updates, &zones));
+    findings
+}
+
+/// Parses each zone; the ones that do not parse become findings.
+fn parse_zones(specs: &[(Option<Name>, PathBuf)]) -> (Vec<Finding>, Vec<(Name, Vec<Record>)>) {
     let mut findings = Vec::new();
     let mut zones: Vec<(Name, Vec<Record>)> = Vec::new();
     for (origin, file) in specs {
@@ -130,8 +157,7 @@ pub fn check_zones_sized(
             Err(errors) => findings.extend(errors),
         }
     }
-    findings.extend(lint_zones_sized(&zones, sizes));
-    findings
+    (findings, zones)
 }
 
 /// Like [`check_zones`] for one zone given as text; `file` names it in the findings.
@@ -231,13 +257,15 @@ fn lint_records_with_ptrs(
 ) -> Vec<Finding> {
     let mut out = zone_errors(origin, records);
     let index = ByName::new(records);
-    if out.is_empty() {
-        lint_gates(origin, records, &index, sizes, &mut out);
-    }
+    let waiting = if out.is_empty() {
+        lint_gates(origin, records, &index, sizes, &mut out)
+    } else {
+        BTreeSet::new()
+    };
     lint_apex_ns(origin, &index, &mut out);
     lint_ttls_and_duplicates(records, &mut out);
     lint_ns_targets(origin, records, &index, &mut out);
-    lint_etcd_srv_sets(origin, records, &index, ptrs, &mut out);
+    lint_etcd_srv_sets(origin, records, &index, ptrs, &waiting, &mut out);
     out.sort_by(|a, b| {
         (&a.file, a.line, a.severity, a.code).cmp(&(&b.file, b.line, b.severity, b.code))
     });
@@ -268,16 +296,19 @@ fn zone_errors(origin: &Name, records: &[Record]) -> Vec<Finding> {
 
 /// The completeness gates the server would compute ([`crate::gate`]): an unusable or
 /// conflicting size declaration is an error, a closed gate a warning naming what is
-/// missing (musterd withholds that SRV set until it is complete).
+/// missing (musterd withholds that SRV set until it is complete). Gives the targets a
+/// closed gate waits for: their missing addresses are a rollout in progress, not an
+/// error (so `ExecStartPre=musterd check` lets a restart through mid-rollout).
 fn lint_gates(
     origin: &Name,
     records: &[Record],
     index: &ByName<'_>,
     sizes: &[(Name, u32)],
     out: &mut Vec<Finding>,
-) {
+) -> BTreeSet<Name> {
+    let mut waiting = BTreeSet::new();
     let Ok((zone, _)) = Zone::build_with_sizes(origin, records.to_vec(), sizes) else {
-        return;
+        return waiting;
     };
     for g in zone.gates() {
         let txt = index.of_type(&g.owner, rtype::TXT).into_iter().find(|r| {
@@ -313,6 +344,7 @@ fn lint_gates(
             ));
         }
         if !g.open {
+            waiting.extend(g.missing.iter().cloned());
             out.push(finding(
                 Severity::Warning,
                 "gate-closed",
@@ -327,6 +359,7 @@ fn lint_gates(
             ));
         }
     }
+    waiting
 }
 
 /// A zone's records by lower-cased owner name.
@@ -431,6 +464,7 @@ fn lint_etcd_srv_sets(
     records: &[Record],
     index: &ByName<'_>,
     ptrs: &BTreeSet<IpAddr>,
+    waiting: &BTreeSet<Name>,
     out: &mut Vec<Finding>,
 ) {
     let mut sets: BTreeMap<SrvSetKey, Vec<&Record>> = BTreeMap::new();
@@ -440,7 +474,7 @@ fn lint_etcd_srv_sets(
         }
     }
     for (key, rs) in &sets {
-        let targets = lint_srv_targets(origin, key.2, rs, index, ptrs, out);
+        let targets = lint_srv_targets(origin, key.2, rs, index, ptrs, waiting, out);
         lint_srv_set(key, rs, targets, &sets, out);
     }
 }
@@ -453,6 +487,7 @@ fn lint_srv_targets(
     rs: &[&Record],
     index: &ByName<'_>,
     ptrs: &BTreeSet<IpAddr>,
+    waiting: &BTreeSet<Name>,
     out: &mut Vec<Finding>,
 ) -> usize {
     let owner = &rs[0].owner;
@@ -507,23 +542,35 @@ fn lint_srv_targets(
                 ));
             }
         }
-        lint_srv_target_addresses(origin, kind, owner, r, &t, index, ptrs, out);
+        let at = Target {
+            owner,
+            record: r,
+            name: &t,
+        };
+        lint_srv_target_addresses(origin, kind, &at, index, ptrs, waiting, out);
     }
     targets.len()
 }
 
-/// The address records of one in-zone SRV target `t` (of record `r` at `owner`).
-#[allow(clippy::too_many_arguments)]
+/// One SRV target: its name, the record naming it and that record's owner.
+struct Target<'a> {
+    owner: &'a Name,
+    record: &'a Record,
+    name: &'a Name,
+}
+
+/// The address records of one in-zone SRV target; `waiting` holds the targets a closed
+/// completeness gate waits for.
 fn lint_srv_target_addresses(
     origin: &Name,
     kind: &str,
-    owner: &Name,
-    r: &Record,
-    t: &Name,
+    at: &Target<'_>,
     index: &ByName<'_>,
     ptrs: &BTreeSet<IpAddr>,
+    waiting: &BTreeSet<Name>,
     out: &mut Vec<Finding>,
 ) {
+    let (owner, r, t) = (at.owner, at.record, at.name);
     if !t.is_subdomain_of(origin) {
         out.push(finding(
             Severity::Note,
@@ -542,7 +589,11 @@ fn lint_srv_target_addresses(
     let a = index.of_type(t, rtype::A);
     let aaaa = index.of_type(t, rtype::AAAA);
     if a.is_empty() && aaaa.is_empty() {
-        out.push(finding(Severity::Error, "srv-target-no-address", Some(r), owner, format!("SRV target {t} has no A or AAAA record"), "etcd silently skips a target that does not resolve and bootstraps a smaller cluster: add the address record"));
+        if waiting.contains(&t.to_lowercase()) {
+            out.push(finding(Severity::Warning, "srv-target-no-address", Some(r), owner, format!("SRV target {t} has no A or AAAA record yet: the completeness gate waits for it"), "musterd withholds the set until the address is published (a host registers itself when it starts), so etcd cannot bootstrap a smaller cluster meanwhile"));
+        } else {
+            out.push(finding(Severity::Error, "srv-target-no-address", Some(r), owner, format!("SRV target {t} has no A or AAAA record"), "etcd silently skips a target that does not resolve and bootstraps a smaller cluster: add the address record"));
+        }
         return;
     }
     for (set, ty) in [(&a, "A"), (&aaaa, "AAAA")] {
@@ -592,31 +643,6 @@ fn lint_srv_set(
             out.push(finding(Severity::Note, "no-ssl-set", Some(rs[0]), owner, "only plain-http _etcd-server records".into(), "stock etcd 3.4 --discovery-srv only reads _etcd-server-ssl: use muster-agent, or publish -ssl records with TLS peers"));
         }
     }
-}
-
-/// Recognises `_etcd-(server|client)[-ssl][-SUFFIX]._tcp.DOMAIN`.
-fn etcd_srv_owner(owner: &Name) -> Option<(&'static str, bool, String, Name)> {
-    let mut labels = owner.labels();
-    let first = String::from_utf8_lossy(labels.next()?).to_ascii_lowercase();
-    if !labels.next()?.eq_ignore_ascii_case(b"_tcp") {
-        return None;
-    }
-    let rest = first.strip_prefix("_etcd-")?;
-    let (kind, rest) = if let Some(r) = rest.strip_prefix("server") {
-        ("server", r)
-    } else {
-        ("client", rest.strip_prefix("client")?)
-    };
-    let (ssl, rest) = match rest.strip_prefix("-ssl") {
-        Some(r) => (true, r),
-        None => (false, rest),
-    };
-    let suffix = match rest {
-        "" => String::new(),
-        r => r.strip_prefix('-')?.to_string(),
-    };
-    let domain = owner.parent()?.parent()?.to_lowercase();
-    Some((kind, ssl, suffix, domain))
 }
 
 fn rdata_ip(r: &Record) -> Option<IpAddr> {

@@ -48,12 +48,34 @@ pub struct ServerConfig {
     pub udp_coalesce: Duration,
     pub query_log: bool,
     pub metrics_listen: Option<SocketAddr>,
+    /// `musterd ctl`'s socket ([`crate::ctl`]); `None` when there is none.
+    pub control_socket: Option<PathBuf>,
     /// The etcd discovery service; `None` when it is off.
     pub discovery: Option<crate::discovery::DiscoveryConfig>,
     /// TSIG keys, update policies, journals ([`crate::dynamic`]).
     pub updates: crate::dynamic::UpdateConfig,
     /// Zone transfer, NOTIFY and secondary zones ([`crate::xfr`]).
     pub transfer: crate::xfr::TransferConfig,
+}
+
+/// Where `musterd ctl`'s socket is unless configured: the unit's
+/// `RuntimeDirectory=musterd`.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/musterd/control";
+
+/// The control socket: as configured (an empty path turns it off), else the unit's
+/// runtime directory's when that exists (`RuntimeDirectory=musterd`), else none.
+fn control_socket(configured: Option<PathBuf>) -> Option<PathBuf> {
+    match configured {
+        Some(p) if p.as_os_str().is_empty() => None,
+        Some(p) => Some(p),
+        None => {
+            let default = PathBuf::from(DEFAULT_CONTROL_SOCKET);
+            default
+                .parent()
+                .is_some_and(Path::is_dir)
+                .then_some(default)
+        }
+    }
 }
 
 /// Errors reading or resolving the configuration.
@@ -110,6 +132,7 @@ pub struct FileConfig {
     pub udp_coalesce: Option<String>,
     pub query_log: Option<bool>,
     pub metrics_listen: Option<SocketAddr>,
+    pub control_socket: Option<PathBuf>,
     pub discovery: Option<crate::discovery::FileSection>,
     pub transfer: Option<crate::xfr::FileTransfer>,
     pub state_dir: Option<PathBuf>,
@@ -143,6 +166,7 @@ pub struct Overrides {
     pub udp_workers: Option<usize>,
     pub query_log: bool,
     pub metrics_listen: Option<SocketAddr>,
+    pub control_socket: Option<PathBuf>,
     pub watch_interval: Option<Duration>,
     pub version: Option<String>,
     pub discovery_listen: Option<SocketAddr>,
@@ -282,19 +306,32 @@ pub fn resolve(
     }
     let file_zones: Vec<Name> = zones.iter().map(|z| z.origin.to_lowercase()).collect();
     let transfer = crate::xfr::resolve(file.transfer, &flags.transfer, &file_zones)?;
-    // A server that only copies zones from a primary serves no example zone.
-    if zones.is_empty() && transfer.secondaries.is_empty() {
+    let discovery = crate::discovery::resolve(
+        file.discovery,
+        file_dir,
+        flags.discovery_listen,
+        flags.discovery_state,
+    )?;
+    // The built-in example zone only when nothing at all is configured: a server that
+    // copies zones from a primary, or runs the discovery service, serves no example.
+    if zones.is_empty() && transfer.secondaries.is_empty() && discovery.is_none() {
         zones.push(ZoneSpec {
             origin: Name::parse(crate::example::ORIGIN, None).expect("constant is valid"),
             file: None,
             sizes: Vec::new(),
         });
     }
-    let listen = if !flags.listen.is_empty() {
-        flags.listen
+    // DNS is served when asked for (an address, a zone, a secondary); the discovery
+    // service alone binds no DNS port.
+    let explicit_listen = if !flags.listen.is_empty() {
+        Some(flags.listen)
     } else {
         file.listen
-            .unwrap_or_else(|| vec![DEFAULT_LISTEN.parse().expect("constant is valid")])
+    };
+    let listen = match explicit_listen {
+        Some(l) => l,
+        None if zones.is_empty() && transfer.secondaries.is_empty() => Vec::new(),
+        None => vec![DEFAULT_LISTEN.parse().expect("constant is valid")],
     };
     let max_udp_payload = flags
         .max_udp_payload
@@ -343,12 +380,6 @@ pub fn resolve(
     }
     let updates = crate::dynamic::resolve(update_sources, &zones, file_dir)?;
     transfer.check_keys(&updates.keys)?;
-    let discovery = crate::discovery::resolve(
-        file.discovery,
-        file_dir,
-        flags.discovery_listen,
-        flags.discovery_state,
-    )?;
     Ok(ServerConfig {
         listen,
         zones,
@@ -369,6 +400,7 @@ pub fn resolve(
         udp_coalesce,
         query_log: flags.query_log || file.query_log.unwrap_or(false),
         metrics_listen: flags.metrics_listen.or(file.metrics_listen),
+        control_socket: control_socket(flags.control_socket.or(file.control_socket)),
         discovery,
         updates,
         transfer,

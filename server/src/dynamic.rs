@@ -35,8 +35,11 @@
 //! counted (`musterd_panics_total{thread="zone"}`), the others of its batch are processed
 //! again from the last durable version.
 //!
-//! Limitations: keys and policies are read at start only (SIGHUP reloads zone data, not
-//! keys).
+//! TSIG keys are read again on every reload (SIGHUP, `musterd ctl reload`), so a rotated
+//! secret takes effect without a restart.
+//!
+//! Limitations: policies are read at start only; keys that sign outgoing NOTIFY and
+//! secondary transfers are taken at start.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -61,6 +64,7 @@ use crate::name::Name;
 use crate::rr::type_from_name;
 use crate::stats::Stats;
 use crate::tsig::{self, KeyRing};
+use crate::update::replay::{Admission, ReplayGuard};
 use crate::update::{self, Grant, Limits, NameMatch, Policy, Reason, TypeMatch, ZoneData};
 use crate::wire::{opcode, rcode};
 use crate::writeback;
@@ -76,6 +80,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/musterd";
 #[derive(Debug, Clone)]
 pub struct UpdateConfig {
     pub keys: Arc<KeyRing>,
+    /// Where `keys` were read from, to read them again on reload.
+    pub key_sources: KeySources,
     pub state_dir: PathBuf,
     /// The zones that take updates, each with its policy.
     pub zones: Vec<(Name, Policy)>,
@@ -89,6 +95,7 @@ impl Default for UpdateConfig {
     fn default() -> Self {
         UpdateConfig {
             keys: Arc::new(KeyRing::new()),
+            key_sources: KeySources::default(),
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             zones: Vec::new(),
             limits: Limits::default(),
@@ -130,7 +137,7 @@ pub enum ConfigError {
 }
 
 /// `[[key]]`: a TSIG key written inline.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileKey {
     pub name: String,
@@ -156,11 +163,31 @@ pub struct FileUpdate {
 #[serde(deny_unknown_fields)]
 pub struct FileGrant {
     pub key: String,
-    /// `zone`, `name`, `subdomain`, `wildcard`, `self` or `selfsub`.
+    /// `zone`, `name`, `subdomain`, `wildcard`, `self`, `selfsub` or `host`.
     #[serde(rename = "match")]
     pub match_: String,
     pub name: Option<String>,
     pub types: Option<Vec<String>>,
+    /// With `match = "host"`: the etcd SRV owner names (relative to the zone unless they
+    /// end in a dot) where the host may publish SRV records that point at itself.
+    pub srv: Option<Vec<String>>,
+}
+
+/// The host a host key stands for: its name if that is in the zone (`infra0.example.test`),
+/// else its name under the zone (key `infra0` in zone `example.test.` is
+/// `infra0.example.test.`).
+pub fn key_host(key: &Name, origin: &Name) -> Result<Name, ConfigError> {
+    if key.is_subdomain_of(origin) && !key.eq_ignore_case(origin) {
+        return Ok(key.to_lowercase());
+    }
+    let text = key.to_string();
+    let rel = text.trim_end_matches('.');
+    Name::parse(rel, Some(origin))
+        .map(|n| n.to_lowercase())
+        .map_err(|source| ConfigError::Name {
+            text: format!("{rel} under {origin}"),
+            source,
+        })
 }
 
 /// What the config file and the flags say about updates, before it is checked.
@@ -201,30 +228,81 @@ fn absolute(text: &str) -> Result<Name, ConfigError> {
     })
 }
 
+/// `match = "host"` for `key` in zone `origin`: its host name and SRV owners, each of
+/// which must be an etcd SRV owner name in the zone.
+fn host_match(key: &Name, origin: &Name, srv: &[String]) -> Result<NameMatch, String> {
+    let host = key_host(key, origin).map_err(|e| e.to_string())?;
+    let mut srv_owners = Vec::new();
+    for text in srv {
+        let owner = Name::parse(text, Some(origin))
+            .map_err(|e| format!("srv {text:?}: {e}"))?
+            .to_lowercase();
+        if !owner.is_subdomain_of(origin) {
+            return Err(format!("srv {owner} is outside the zone"));
+        }
+        if crate::gate::etcd_srv_owner(&owner).is_none() {
+            return Err(format!(
+                "srv {owner} is not an etcd SRV owner name (write e.g. \"_etcd-server-ssl._tcp\")"
+            ));
+        }
+        srv_owners.push(owner);
+    }
+    Ok(NameMatch::Host { host, srv_owners })
+}
+
 /// Loads the keys and checks every policy against them and the served zones.
+/// Where the TSIG keys come from: read at start, and again on every reload (SIGHUP,
+/// `musterd ctl reload`).
+#[derive(Debug, Clone, Default)]
+pub struct KeySources {
+    /// Key files (absolute, or relative to the working directory).
+    pub files: Vec<PathBuf>,
+    /// `[[key]]` tables of the config file.
+    pub inline: Vec<FileKey>,
+}
+
+impl KeySources {
+    /// Reads every key.
+    pub fn load(&self) -> Result<KeyRing, ConfigError> {
+        let mut keys = KeyRing::new();
+        for path in &self.files {
+            keys.load_file(path)?;
+        }
+        for (i, k) in self.inline.iter().enumerate() {
+            let key = tsig::Key::from_config(&k.name, &k.algorithm, &k.secret)?;
+            keys.insert(
+                key,
+                tsig::Location {
+                    source: "[[key]] in the config".into(),
+                    line: Some(i as u32 + 1),
+                },
+            )?;
+        }
+        Ok(keys)
+    }
+}
+
+/// The TSIG keys in force, shared by updates, transfers and signed queries, and replaced
+/// whole when they are read again.
+pub type SharedKeys = Arc<ArcSwap<KeyRing>>;
+
 pub fn resolve(
     src: Sources,
     zones: &[ZoneSpec],
     file_dir: Option<&Path>,
 ) -> Result<UpdateConfig, ConfigError> {
-    let mut keys = KeyRing::new();
-    for f in &src.key_files {
-        let path = match file_dir {
-            Some(d) if f.is_relative() => d.join(f),
-            _ => f.clone(),
-        };
-        keys.load_file(&path)?;
-    }
-    for (i, k) in src.keys.iter().enumerate() {
-        let key = tsig::Key::from_config(&k.name, &k.algorithm, &k.secret)?;
-        keys.insert(
-            key,
-            tsig::Location {
-                source: "[[key]] in the config".into(),
-                line: Some(i as u32 + 1),
-            },
-        )?;
-    }
+    let key_sources = KeySources {
+        files: src
+            .key_files
+            .iter()
+            .map(|f| match file_dir {
+                Some(d) if f.is_relative() => d.join(f),
+                _ => f.clone(),
+            })
+            .collect(),
+        inline: src.keys.clone(),
+    };
+    let keys = key_sources.load()?;
     let mut policies: Vec<(Name, Policy)> = Vec::new();
     let policy_of =
         |policies: &mut Vec<(Name, Policy)>, zone: &str| -> Result<usize, ConfigError> {
@@ -306,18 +384,26 @@ pub fn resolve(
                 }
                 "self" => NameMatch::SelfName,
                 "selfsub" => NameMatch::SelfSub,
+                "host" => host_match(&key, &origin, g.srv.as_deref().unwrap_or_default())
+                    .map_err(&bad)?,
                 other => {
                     return Err(bad(format!(
-                    "match = {other:?}: expected zone, name, subdomain, wildcard, self or selfsub"
+                    "match = {other:?}: expected zone, name, subdomain, wildcard, self, selfsub or host"
                 )))
                 }
             };
             if matches!(
                 names,
-                NameMatch::Zone | NameMatch::SelfName | NameMatch::SelfSub
+                NameMatch::Zone | NameMatch::SelfName | NameMatch::SelfSub | NameMatch::Host { .. }
             ) && g.name.is_some()
             {
                 return Err(bad(format!("match = {:?} takes no name", g.match_)));
+            }
+            if g.srv.is_some() && !matches!(names, NameMatch::Host { .. }) {
+                return Err(bad(format!(
+                    "match = {:?} takes no srv list (only match = \"host\" does)",
+                    g.match_
+                )));
             }
             let types = match &g.types {
                 None => TypeMatch::Default,
@@ -360,6 +446,7 @@ pub fn resolve(
         };
     Ok(UpdateConfig {
         keys: Arc::new(keys),
+        key_sources,
         state_dir: src.state_dir.unwrap_or(d.state_dir),
         zones: policies,
         limits: Limits {
@@ -397,8 +484,34 @@ pub fn resolve(
 // ---------------------------------------------------------------------------------------
 // Metrics
 
-/// Labels of refusals beyond [`Reason`]: TSIG failures and zones not served.
-const EXTRA_REFUSALS: [&str; 2] = ["tsig", "notauth"];
+/// Labels of refusals beyond [`Reason`]: TSIG failures, zones not served, signed updates
+/// seen before (not applied again), frozen zones.
+const EXTRA_REFUSALS: [&str; 4] = ["tsig", "notauth", "replay", "frozen"];
+
+/// RFC 8914 Extended DNS Error 18, Prohibited: what a frozen zone answers an update.
+const EDE_PROHIBITED: u16 = crate::wire::ede::PROHIBITED;
+
+/// Adds an Extended DNS Error option to the OPT record a response ends with (built by
+/// [`update::response`], before its TSIG). A response without OPT is left alone: the
+/// client did not send EDNS and could not read the option.
+fn add_ede(msg: &mut Vec<u8>, code: u16, text: &str) {
+    const OPT_LEN: usize = 11;
+    let n = msg.len();
+    if n < OPT_LEN + 12
+        || msg[n - OPT_LEN] != 0
+        || msg[n - 10..n - 8] != crate::rr::rtype::OPT.to_be_bytes()
+        || msg[n - 2..] != [0, 0]
+    {
+        return;
+    }
+    let text = &text.as_bytes()[..text.len().min(400)];
+    let opt_len = (text.len() + 6) as u16;
+    msg[n - 2..].copy_from_slice(&opt_len.to_be_bytes());
+    msg.extend_from_slice(&crate::wire::ede::OPTION.to_be_bytes());
+    msg.extend_from_slice(&((text.len() + 2) as u16).to_be_bytes());
+    msg.extend_from_slice(&code.to_be_bytes());
+    msg.extend_from_slice(text);
+}
 /// Labels of failures: the update was acceptable but could not be made durable or served.
 const FAILURES: [&str; 4] = ["journal", "build", "overload", "panic"];
 
@@ -528,6 +641,29 @@ pub enum OpenError {
 /// How an update ended, for the response.
 struct Answer {
     rcode: u16,
+    /// An Extended DNS Error for the response (RFC 8914): code and text.
+    ede: Option<(u16, String)>,
+}
+
+impl Answer {
+    fn rcode(rcode: u16) -> Answer {
+        Answer { rcode, ede: None }
+    }
+}
+
+/// What `musterd ctl` asks of an updatable zone's task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZoneControl {
+    /// Serial, history, journal, pending write-back, file state, frozen.
+    Status,
+    /// Write the zone file back now.
+    Flush,
+    /// Refuse updates until thawed.
+    Freeze,
+    /// Merge the zone file, then take updates again.
+    Thaw,
+    /// Reread the zone file (as SIGHUP does for every zone).
+    Reload,
 }
 
 enum Command {
@@ -540,6 +676,10 @@ enum Command {
         force: bool,
         reply: oneshot::Sender<bool>,
     },
+    Control {
+        what: ZoneControl,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
 }
 
 /// A UDP update handed over by a worker thread, answered from the runtime.
@@ -551,13 +691,15 @@ struct UdpJob {
 
 /// Dynamic update for every zone that takes it; shared with the transports.
 pub struct Updates {
-    keys: Arc<KeyRing>,
+    keys: SharedKeys,
+    key_sources: KeySources,
     zones: HashMap<Name, mpsc::Sender<Command>>,
     catalog: Arc<ArcSwap<Catalog>>,
     metrics: Arc<UpdateMetrics>,
     max_udp_payload: u16,
     udp_tx: mpsc::Sender<UdpJob>,
     pending: Mutex<Option<(mpsc::Receiver<UdpJob>, Vec<ZoneWorker>)>>,
+    replays: ReplayGuard,
 }
 
 /// UDP updates waiting for the runtime; more are dropped (the client retries).
@@ -583,6 +725,7 @@ impl Updates {
         config: &UpdateConfig,
         specs: &[ZoneSpec],
         catalog: Arc<ArcSwap<Catalog>>,
+        keys: SharedKeys,
         history: Arc<History>,
         responder: Responder,
         stats: Arc<Stats>,
@@ -618,19 +761,31 @@ impl Updates {
             workers.push(worker);
         }
         Ok(Updates {
-            keys: config.keys.clone(),
+            keys: keys.clone(),
+            key_sources: config.key_sources.clone(),
             zones,
             catalog,
             metrics,
             max_udp_payload: responder.config.max_udp_payload,
             udp_tx,
             pending: Mutex::new(Some((udp_rx, workers))),
+            replays: ReplayGuard::default(),
         })
     }
 
-    /// The TSIG keys, for signed queries.
-    pub fn keys(&self) -> &KeyRing {
-        &self.keys
+    /// The TSIG keys in force, for signed queries.
+    pub fn keys(&self) -> arc_swap::Guard<Arc<KeyRing>> {
+        self.keys.load()
+    }
+
+    /// Reads the TSIG keys again (SIGHUP, `musterd ctl reload`): a key added to a key
+    /// file works from now on, a removed one no longer does. When a key file cannot be
+    /// read the keys in force stay, and the error is returned.
+    pub fn reload_keys(&self) -> Result<usize, ConfigError> {
+        let keys = self.key_sources.load()?;
+        let n = keys.len();
+        self.keys.store(Arc::new(keys));
+        Ok(n)
     }
 
     /// The zones that take updates (lower-cased).
@@ -688,7 +843,7 @@ impl Updates {
             .map(|_| self.max_udp_payload);
         let plain = |rc: u16| update::response(opcode::UPDATE, id, copy, zone_section, rc, edns);
         let now = unix_now();
-        let verified = match tsig::verify_request(pkt, &self.keys, now) {
+        let verified = match tsig::verify_request(pkt, &self.keys.load(), now) {
             Ok(v) => v,
             Err(e) => {
                 self.metrics.refused_extra("tsig");
@@ -739,23 +894,66 @@ impl Updates {
             tracing::info!(zone = %req.zone, "update refused: not signed (TSIG is required)");
             return finish(rcode::REFUSED);
         };
-        let (reply, rx) = oneshot::channel();
-        let cmd = Command::Update {
-            req,
-            signer: v.key.name.clone(),
-            reply,
+        // A MAC seen within its fudge window is a copy: the first answer, not applied again.
+        let ticket = match self.replays.admit(v, now) {
+            Admission::First(t) => t,
+            Admission::Replay(first) => {
+                self.metrics.refused_extra("replay");
+                tracing::info!(zone = %req.zone, key = %v.key.name, "update not applied again: its MAC was seen within the fudge window (a retransmission or a replay); answered as the first time");
+                return finish(first.answer().await);
+            }
+            Admission::Full => {
+                self.metrics.failed("overload");
+                return finish(rcode::SERVFAIL);
+            }
         };
+        let answer = self.dispatch(tx, req, v.key.name.clone()).await;
+        ticket.answered(answer.rcode);
+        match answer.ede {
+            Some((code, text)) => {
+                let mut msg = plain(answer.rcode);
+                add_ede(&mut msg, code, &text);
+                if let Err(e) = tsig::sign_response(&mut msg, &v.response(), unix_now()) {
+                    tracing::warn!("cannot sign the update response: {e}");
+                }
+                msg
+            }
+            None => finish(answer.rcode),
+        }
+    }
+
+    /// Hands a verified update to its zone's task and waits for the rcode.
+    async fn dispatch(
+        &self,
+        tx: &mpsc::Sender<Command>,
+        req: update::Request,
+        signer: Name,
+    ) -> Answer {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Update { req, signer, reply };
         if tx.send(cmd).await.is_err() {
             self.metrics.failed("overload");
-            return finish(rcode::SERVFAIL);
+            return Answer::rcode(rcode::SERVFAIL);
         }
         match rx.await {
-            Ok(a) => finish(a.rcode),
+            Ok(a) => a,
             Err(_) => {
                 self.metrics.failed("overload");
-                finish(rcode::SERVFAIL)
+                Answer::rcode(rcode::SERVFAIL)
             }
         }
+    }
+
+    /// Carries out a `musterd ctl` request on an updatable zone: what to tell the operator,
+    /// as success or failure. `None` when `zone` takes no updates here.
+    pub async fn control(&self, zone: &Name, what: ZoneControl) -> Option<Result<String, String>> {
+        let tx = self.zones.get(&zone.to_lowercase())?;
+        let (reply, rx) = oneshot::channel();
+        let stopped = || Err("the zone's task has stopped\n".to_string());
+        if tx.send(Command::Control { what, reply }).await.is_err() {
+            return Some(stopped());
+        }
+        Some(rx.await.unwrap_or_else(|_| stopped()))
     }
 
     /// Reloads the zone files of the updatable zones: all of them (`force`, SIGHUP) or
@@ -878,6 +1076,8 @@ struct ZoneWorker {
     /// The zone file does not load, or holds an edit that was refused: write-backs wait
     /// until the operator saves it again (the journal keeps every update meanwhile).
     file_blocked: Option<String>,
+    /// `musterd ctl freeze`: updates are refused until thawed.
+    frozen: bool,
     /// The latest changesets, oldest first, at most `journal_history` of them once the
     /// file is written back: the versions a hand edit can start from.
     history: VecDeque<Changeset>,
@@ -972,6 +1172,7 @@ impl ZoneWorker {
             journal,
             file_print: None,
             file_blocked: None,
+            frozen: false,
             history: VecDeque::new(),
             unsaved: 0,
             unsaved_since: None,
@@ -1269,25 +1470,168 @@ impl ZoneWorker {
 
     async fn command(&mut self, first: Command) {
         let mut batch = Vec::new();
-        let mut reload = None;
+        let mut then = None;
         match first {
             Command::Update { req, signer, reply } => batch.push((req, signer, reply)),
-            Command::Reload { force, reply } => reload = Some((force, reply)),
+            other => then = Some(other),
         }
-        while reload.is_none() && batch.len() < BATCH_MAX {
+        while then.is_none() && batch.len() < BATCH_MAX {
             match self.rx.try_recv() {
                 Ok(Command::Update { req, signer, reply }) => batch.push((req, signer, reply)),
-                Ok(Command::Reload { force, reply }) => reload = Some((force, reply)),
+                Ok(other) => then = Some(other),
                 Err(_) => break,
             }
         }
         if !batch.is_empty() {
-            self.updates(batch).await;
+            if self.frozen {
+                self.refuse_frozen(batch);
+            } else {
+                self.updates(batch).await;
+            }
         }
-        if let Some((force, reply)) = reload {
-            let ok = self.reload(force).await;
-            let _ = reply.send(ok);
+        match then {
+            Some(Command::Reload { force, reply }) => {
+                let ok = self.reload(force).await;
+                let _ = reply.send(ok);
+            }
+            Some(Command::Control { what, reply }) => {
+                let answer = self.control(what).await;
+                let _ = reply.send(answer);
+            }
+            Some(Command::Update { .. }) | None => {}
         }
+    }
+
+    /// Answers updates that arrive while the zone is frozen: REFUSED, with an Extended
+    /// DNS Error saying why (RFC 8914 code 18, Prohibited).
+    fn refuse_frozen(&mut self, batch: Vec<(update::Request, Name, oneshot::Sender<Answer>)>) {
+        for (_, signer, reply) in batch {
+            self.metrics.refused_extra("frozen");
+            tracing::info!(zone = %self.origin, key = %signer, "update refused: the zone is frozen (musterd ctl freeze)");
+            let _ = reply.send(Answer {
+                rcode: rcode::REFUSED,
+                ede: Some((
+                    EDE_PROHIBITED,
+                    format!(
+                        "zone {} is frozen for editing; try again after `musterd ctl thaw`",
+                        self.origin
+                    ),
+                )),
+            });
+        }
+    }
+
+    /// Carries out a `musterd ctl` request.
+    async fn control(&mut self, what: ZoneControl) -> Result<String, String> {
+        match what {
+            ZoneControl::Status => Ok(self.status_text()),
+            ZoneControl::Reload => {
+                if self.reload(true).await {
+                    Ok(format!(
+                        "{} reloaded; serial {}\n",
+                        self.origin,
+                        self.data.serial()
+                    ))
+                } else {
+                    Err(format!(
+                        "{}: the zone file was not applied; the log says why\n",
+                        self.origin
+                    ))
+                }
+            }
+            ZoneControl::Flush => {
+                if let Some(w) = self.wait_writing().await {
+                    self.written(w);
+                }
+                if fingerprint(&self.file) != self.file_print && !self.reload(false).await {
+                    return Err(format!(
+                        "{}: the zone file changed and cannot be merged; the log says why\n",
+                        self.origin
+                    ));
+                }
+                if let Some(why) = &self.file_blocked {
+                    return Err(format!("{}: not written back: {why}\n", self.origin));
+                }
+                match tokio::task::block_in_place(|| self.write_back_now()) {
+                    Ok(()) => Ok(format!(
+                        "{} written back at serial {}\n",
+                        self.file.display(),
+                        self.written_serial
+                    )),
+                    Err(e) => Err(format!("{}: {e}\n", self.file.display())),
+                }
+            }
+            ZoneControl::Freeze => {
+                self.frozen = true;
+                tracing::info!(zone = %self.origin, "frozen: updates are refused until `musterd ctl thaw`");
+                Ok(format!(
+                    "{} frozen; edit {} and run `musterd ctl thaw {}`\n",
+                    self.origin,
+                    self.file.display(),
+                    self.origin
+                ))
+            }
+            ZoneControl::Thaw => {
+                let merged = self.reload(false).await;
+                self.frozen = false;
+                tracing::info!(zone = %self.origin, "thawed: updates are taken again");
+                if merged {
+                    Ok(format!(
+                        "{} thawed; serial {}\n",
+                        self.origin,
+                        self.data.serial()
+                    ))
+                } else {
+                    Err(format!(
+                        "{} thawed, but the edited file was not applied; the log says why\n",
+                        self.origin
+                    ))
+                }
+            }
+        }
+    }
+
+    /// A write-back in flight, awaited.
+    async fn wait_writing(&mut self) -> Option<WriteOutcome> {
+        if self.writing {
+            self.written_rx.recv().await
+        } else {
+            None
+        }
+    }
+
+    /// `musterd ctl zone-status` of this zone.
+    fn status_text(&self) -> String {
+        let history = match (self.history.front(), self.history.back()) {
+            (Some(a), Some(_)) => format!(
+                "serials {} to {} ({} changesets)",
+                a.from_serial,
+                self.data.serial(),
+                self.history.len()
+            ),
+            _ => "empty".into(),
+        };
+        let journal_bytes = std::fs::metadata(self.journal.path()).map_or(0, |m| m.len());
+        let pending = match self.unsaved_since {
+            _ if self.unsaved == 0 => format!("none (file at serial {})", self.written_serial),
+            Some(t) => format!(
+                "{} changes, due in {:.1}s",
+                self.unsaved,
+                (t + self.writeback_interval)
+                    .saturating_duration_since(Instant::now())
+                    .as_secs_f64()
+            ),
+            None => format!("{} changes", self.unsaved),
+        };
+        format!(
+            "zone: {}\nkind: primary, dynamic updates\nfile: {}\nserial: {}\nhistory: {history}\njournal: {} ({journal_bytes} bytes)\npending write-back: {pending}\nfile state: {}\nfrozen: {}\n",
+            self.origin,
+            self.file.display(),
+            self.data.serial(),
+            self.journal.path().display(),
+            self.file_blocked.as_deref().map_or("ok".to_string(), |w| format!("blocked, {w}")),
+            if self.frozen { "yes" } else { "no" },
+        )
     }
 
     /// Checks and applies each update of a batch to the zone's records, in order. A
@@ -1412,6 +1756,7 @@ impl ZoneWorker {
                 self.metrics.failed(why);
                 let _ = reply.send(Answer {
                     rcode: rcode::SERVFAIL,
+                    ede: None,
                 });
             }
             zone = None;
@@ -1459,18 +1804,16 @@ impl ZoneWorker {
                         self.remember(cs);
                     }
                     self.metrics.accepted.fetch_add(1, Ordering::Relaxed);
-                    let _ = reply.send(Answer {
-                        rcode: rcode::NOERROR,
-                    });
+                    let _ = reply.send(Answer::rcode(rcode::NOERROR));
                 }
                 // Processing never answers SERVFAIL itself: only a contained panic does.
                 Err(rej) if rej.rcode == rcode::SERVFAIL => {
                     self.metrics.failed("panic");
-                    let _ = reply.send(Answer { rcode: rej.rcode });
+                    let _ = reply.send(Answer::rcode(rej.rcode));
                 }
                 Err(rej) => {
                     self.metrics.refused(rej.reason);
-                    let _ = reply.send(Answer { rcode: rej.rcode });
+                    let _ = reply.send(Answer::rcode(rej.rcode));
                 }
             }
         }

@@ -161,6 +161,31 @@ fn character_strings(rdata: &[u8]) -> Vec<&[u8]> {
     out
 }
 
+/// Recognises etcd's SRV owner names, `_etcd-(server|client)[-ssl][-SUFFIX]._tcp.DOMAIN`.
+pub fn etcd_srv_owner(owner: &Name) -> Option<(&'static str, bool, String, Name)> {
+    let mut labels = owner.labels();
+    let first = String::from_utf8_lossy(labels.next()?).to_ascii_lowercase();
+    if !labels.next()?.eq_ignore_ascii_case(b"_tcp") {
+        return None;
+    }
+    let rest = first.strip_prefix("_etcd-")?;
+    let (kind, rest) = if let Some(r) = rest.strip_prefix("server") {
+        ("server", r)
+    } else {
+        ("client", rest.strip_prefix("client")?)
+    };
+    let (ssl, rest) = match rest.strip_prefix("-ssl") {
+        Some(r) => (true, r),
+        None => (false, rest),
+    };
+    let suffix = match rest {
+        "" => String::new(),
+        r => r.strip_prefix('-')?.to_string(),
+    };
+    let domain = owner.parent()?.parent()?.to_lowercase();
+    Some((kind, ssl, suffix, domain))
+}
+
 /// True for `_etcd-server…._tcp.…`: the SRV owner names stock etcd peers read. Gates are
 /// only for those (`_etcd-client*` answers are never withheld).
 pub fn is_server_owner(owner: &[u8]) -> bool {

@@ -719,7 +719,20 @@ pub enum NameMatch {
     SelfName,
     /// The key's name and every name below it (BIND `selfsub`).
     SelfSub,
+    /// A host key (`match = "host"`), in the spirit of BIND's `krb5-srv`/`ms-self`: the
+    /// A, AAAA and DHCID records at `host` and, at each of `srv_owners`, only the SRV
+    /// records whose target is `host`. One compromised host can then publish itself but
+    /// neither change nor delete another member's records.
+    Host {
+        /// The host the key stands for (from the key name, see `dynamic::resolve`).
+        host: Name,
+        /// The etcd SRV owner names the host may publish itself under.
+        srv_owners: Vec<Name>,
+    },
 }
+
+/// The types a host key may change at its own name.
+pub const HOST_TYPES: [u16; 3] = [rtype::A, rtype::AAAA, rtype::DHCID];
 
 /// Which types a grant covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -764,6 +777,31 @@ impl Grant {
             },
             NameMatch::SelfName => owner.eq_ignore_case(key),
             NameMatch::SelfSub => owner.is_subdomain_of(key),
+            NameMatch::Host { host, srv_owners } => {
+                owner.eq_ignore_case(host) || srv_owners.iter().any(|o| o.eq_ignore_case(owner))
+            }
+        }
+    }
+
+    /// Whether this grant lets `key` change the record `t`/`rdata` at `owner`; `rdata`
+    /// `None` asks for the type at the name regardless of data (a delete of an RRset
+    /// that does not exist).
+    fn covers_record(&self, key: &Name, owner: &Name, t: u16, rdata: Option<&[u8]>) -> bool {
+        if !self.key.eq_ignore_case(key) || !self.types.covers(t) {
+            return false;
+        }
+        match &self.names {
+            NameMatch::Host { host, srv_owners } => {
+                if owner.eq_ignore_case(host) {
+                    return HOST_TYPES.contains(&t);
+                }
+                t == rtype::SRV
+                    && srv_owners.iter().any(|o| o.eq_ignore_case(owner))
+                    && rdata.is_none_or(|d| {
+                        crate::rr::Srv::from_rdata(d).is_some_and(|s| s.target.eq_ignore_case(host))
+                    })
+            }
+            _ => self.covers_name(key, owner),
         }
     }
 }
@@ -781,13 +819,58 @@ impl Policy {
         self.grants.iter().any(|g| g.key.eq_ignore_case(key))
     }
 
-    /// Whether `key` may change records of type `t` at `owner`.
+    /// Whether `key` may change records of type `t` at `owner` (whatever their data).
     pub fn allows(&self, key: &Name, owner: &Name, t: u16) -> bool {
         self.grants
             .iter()
-            .any(|g| g.key.eq_ignore_case(key) && g.types.covers(t) && g.covers_name(key, owner))
+            .any(|g| g.covers_record(key, owner, t, None))
+    }
+
+    /// Whether `key` may add or delete the record `t`/`rdata` at `owner`.
+    pub fn allows_record(&self, key: &Name, owner: &Name, t: u16, rdata: &[u8]) -> bool {
+        self.grants
+            .iter()
+            .any(|g| g.covers_record(key, owner, t, Some(rdata)))
+    }
+
+    /// Whether `key` may make the change `u` (one update-section record, RFC 2136 §3.3)
+    /// to `data`: a delete of an RRset, or of everything at a name, needs every record
+    /// it would remove to be allowed.
+    pub fn permits(&self, data: &ZoneData, key: &Name, u: &UpdateRecord) -> bool {
+        let existing = |s: &RRsetData| {
+            s.rdatas
+                .iter()
+                .all(|d| self.allows_record(key, &u.owner, s.rtype, d))
+        };
+        if u.class != class::ANY {
+            return self.allows_record(key, &u.owner, u.rtype, &u.rdata);
+        }
+        if u.rtype == rtype::ANY {
+            // Deleting everything at a name needs every record that is there (the apex
+            // SOA and NS are never deleted this way, RFC 2136 §3.4.2.3).
+            return match data.node(&u.owner) {
+                Some(n) => n.sets.iter().all(|s| {
+                    existing(s)
+                        || (s.rtype == rtype::SOA || s.rtype == rtype::NS)
+                            && u.owner.eq_ignore_case(&data.origin)
+                }),
+                // Nothing there to delete: any grant for the name will do.
+                None => self
+                    .grants
+                    .iter()
+                    .any(|g| g.key.eq_ignore_case(key) && g.covers_name(key, &u.owner)),
+            };
+        }
+        match data.node(&u.owner).and_then(|n| n.set(u.rtype)) {
+            Some(s) if !s.rdatas.is_empty() => existing(s),
+            _ => self.allows(key, &u.owner, u.rtype),
+        }
     }
 }
+
+#[cfg(test)]
+#[path = "update/host_tests.rs"]
+mod host_tests;
 
 /// Limits that keep one key from growing a zone without bound (RFC 2136 §7 leaves this
 /// to the server; BIND caps records per type at 100 by default when asked, Knot the zone
@@ -1163,23 +1246,7 @@ fn prescan(
             }
             _ => return Err(format("the class is neither the zone's, ANY nor NONE")),
         }
-        let allowed = if u.class == class::ANY && u.rtype == rtype::ANY {
-            // Deleting everything at a name needs every type that is there.
-            match data.node(&u.owner) {
-                Some(n) => n.sets.iter().all(|s| {
-                    policy.allows(key, &u.owner, s.rtype)
-                        || (s.rtype == rtype::SOA || s.rtype == rtype::NS)
-                            && u.owner.eq_ignore_case(&data.origin)
-                }),
-                // Nothing there to delete: any grant for the name will do.
-                None => policy
-                    .grants
-                    .iter()
-                    .any(|g| g.key.eq_ignore_case(key) && g.covers_name(key, &u.owner)),
-            }
-        } else {
-            policy.allows(key, &u.owner, u.rtype)
-        };
+        let allowed = policy.permits(data, key, u);
         if !allowed {
             return Err(reject(
                 rcode::REFUSED,
@@ -1335,10 +1402,11 @@ fn changes(
         let after = data.nodes.get(key);
         let before_sets = before.as_ref().map_or(empty, |n| &n.sets[..]);
         let after_sets = after.map_or(empty, |n| &n.sets[..]);
-        let owner = after
-            .or(before.as_ref())
-            .map(|n| n.owner.clone())
-            .expect("a saved node existed before or after");
+        // A name the update both created and emptied again (add then delete of one
+        // record on an unused name) was saved but holds nothing either side: no change.
+        let Some(owner) = after.or(before.as_ref()).map(|n| n.owner.clone()) else {
+            continue;
+        };
         let contains = |sets: &[RRsetData], t: u16, ttl: u32, rd: &[u8]| {
             sets.iter()
                 .any(|s| s.rtype == t && s.ttl == ttl && s.position(rd).is_some())
@@ -1383,6 +1451,7 @@ fn changes(
 
 mod merge;
 pub use merge::MergeConflict;
+pub mod replay;
 
 #[cfg(test)]
 mod tests;

@@ -168,6 +168,8 @@ pub struct FileTransfer {
     pub notify_retries: Option<u32>,
     pub notify_timeout: Option<String>,
     pub ixfr_history: Option<usize>,
+    pub in_max_bytes: Option<u64>,
+    pub in_max_records: Option<usize>,
     /// `[[transfer.secondary]]`: zones pulled from a primary.
     #[serde(default)]
     pub secondary: Vec<FileSecondary>,
@@ -234,6 +236,27 @@ pub struct SecondarySpec {
     pub key: Option<Name>,
 }
 
+/// Bounds on one incoming transfer (AXFR or IXFR into a secondary zone): a primary that
+/// sends more is cut off and the copy we hold stays served (RFC 5936 §4.1 leaves such
+/// limits to the implementation; BIND has `max-records`, Knot `zone-max-size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InLimits {
+    /// Octets of DNS messages in one transfer.
+    pub max_bytes: u64,
+    /// Records in one transfer (for IXFR, removals and additions together).
+    pub max_records: usize,
+}
+
+impl Default for InLimits {
+    fn default() -> Self {
+        // Ten times the 210k-record benchmark zone, and its wire size many times over.
+        InLimits {
+            max_bytes: 256 << 20,
+            max_records: 2_000_000,
+        }
+    }
+}
+
 /// A secondary to NOTIFY ([`crate::notify`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyTarget {
@@ -255,6 +278,8 @@ pub struct TransferConfig {
     pub notify_timeout: Duration,
     /// Changesets kept per zone for IXFR.
     pub ixfr_history: usize,
+    /// Bounds on incoming transfers.
+    pub in_limits: InLimits,
 }
 
 impl Default for TransferConfig {
@@ -266,6 +291,7 @@ impl Default for TransferConfig {
             notify_retries: 5,
             notify_timeout: Duration::from_secs(1),
             ixfr_history: 100,
+            in_limits: InLimits::default(),
         }
     }
 }
@@ -387,6 +413,22 @@ pub fn resolve(
             value: cfg.notify_retries.to_string(),
             message: "between 1 and 20: each retry doubles the wait".into(),
         });
+    }
+    cfg.in_limits = InLimits {
+        max_bytes: file.in_max_bytes.unwrap_or(d.in_limits.max_bytes),
+        max_records: file.in_max_records.unwrap_or(d.in_limits.max_records),
+    };
+    for (key, value) in [
+        ("transfer.in_max_bytes", cfg.in_limits.max_bytes),
+        ("transfer.in_max_records", cfg.in_limits.max_records as u64),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::Value {
+                key,
+                value: value.to_string(),
+                message: "must be at least 1 (it bounds one incoming transfer)".into(),
+            });
+        }
     }
     if cfg.notify_timeout.is_zero() || cfg.notify_timeout > Duration::from_secs(30) {
         return Err(ConfigError::Value {
@@ -579,7 +621,7 @@ impl XfrMetrics {
         );
         counter(
             "xfr_in_failed_total",
-            "Refresh attempts of secondary zones that failed (primary unreachable, refused, bad data).",
+            "Refresh attempts of secondary zones that failed (primary unreachable, refused, bad data, over the transfer.in_max_* limits).",
             get(&self.in_failed),
         );
         counter(
@@ -1024,7 +1066,7 @@ impl<W: AsyncWrite + Unpin> Stream<'_, W> {
 /// Zone transfer, NOTIFY and secondary zones at run time, shared with the transports.
 pub struct Transfers {
     catalog: Arc<ArcSwap<Catalog>>,
-    keys: Arc<KeyRing>,
+    keys: crate::dynamic::SharedKeys,
     acl: HashMap<Name, Vec<AclEntry>>,
     history: Arc<History>,
     pub metrics: Arc<XfrMetrics>,
@@ -1063,7 +1105,7 @@ impl Transfers {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: &TransferConfig,
-        keys: Arc<KeyRing>,
+        keys: crate::dynamic::SharedKeys,
         state_dir: &Path,
         catalog: Arc<ArcSwap<Catalog>>,
         history: Arc<History>,
@@ -1071,18 +1113,20 @@ impl Transfers {
         stats: Arc<crate::stats::Stats>,
         listen: &[std::net::SocketAddr],
     ) -> Result<Arc<Transfers>, StartError> {
-        config.check_keys(&keys)?;
+        let loaded = keys.load_full();
+        config.check_keys(&loaded)?;
         let metrics = stats.xfr.clone();
         let secondaries = crate::secondary::Secondaries::load(
             &config.secondaries,
-            &keys,
+            config.in_limits,
+            &loaded,
             state_dir,
             &catalog,
             &metrics,
         )?;
         let t = Transfers {
             acl: config.allow.iter().cloned().collect(),
-            notifier: crate::notify::Notifier::new(config, &keys, metrics.clone(), listen),
+            notifier: crate::notify::Notifier::new(config, &loaded, metrics.clone(), listen),
             any_unavailable: AtomicBool::new(secondaries.any_unavailable()),
             secondaries,
             catalog,
@@ -1182,7 +1226,7 @@ impl Transfers {
         timeout: Duration,
     ) -> Result<(), StreamError> {
         let now = unix_now();
-        let verified = match tsig::verify_request(pkt, &self.keys, now) {
+        let verified = match tsig::verify_request(pkt, &self.keys.load(), now) {
             Ok(v) => v,
             Err(e) => {
                 tracing::info!(%peer, "zone transfer refused: {e}");
@@ -1421,8 +1465,8 @@ impl Transfers {
     }
 
     /// The TSIG keys.
-    pub fn keys(&self) -> &Arc<KeyRing> {
-        &self.keys
+    pub fn keys(&self) -> arc_swap::Guard<Arc<KeyRing>> {
+        self.keys.load()
     }
 }
 

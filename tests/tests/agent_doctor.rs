@@ -215,6 +215,29 @@ _etcd-server._tcp IN SRV 0 0 2380 m1
     );
 }
 
+/// A closed completeness gate (m3's address missing): doctor reads the server's EDE 14
+/// "Not Ready" and says what the gate waits for, naming m3, instead of "no SRV records".
+#[test]
+fn a_closed_gate_names_the_missing_host() {
+    let body = "\
+_etcd-server-ssl._tcp IN SRV 0 0 2380 m1
+                      IN SRV 0 0 2380 m2
+                      IN SRV 0 0 2380 m3
+                      IN TXT \"muster-size=3\"
+m1 IN A 192.0.2.1
+m2 IN A 192.0.2.2
+";
+    let dir = TempDir::new();
+    let dns = serve(&dir, body);
+    let (code, out, err) = doctor(dns.addr, &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("error: records: the nameserver withholds the SRV records at _etcd-server-ssl._tcp.cluster.test. (EDE 14 Not Ready, a completeness gate): muster-size=3 but 2 of 3 SRV targets have an address; no A/AAAA record for m3.cluster.test."),
+        "{out}"
+    );
+    assert!(!out.contains("has SRV records"), "{out}");
+}
+
 #[test]
 fn even_count_and_a_size_that_disagrees() {
     let body = "\

@@ -101,3 +101,34 @@ fn check_exit_status_and_formats() {
     let (ok, _, err) = run(Command::new(bin_path("musterd")).args(["check"]));
     assert!(!ok && err.contains("FILE"), "usage error expected: {err}");
 }
+
+/// A gated zone mid-rollout (muster-size=3, m3's address not yet published): the closed
+/// gate and the address it waits for are warnings, exit 0, so the unit's
+/// `ExecStartPre=musterd check --config` lets musterd (re)start.
+#[test]
+fn a_closed_gate_mid_rollout_passes_check_config() {
+    let dir = muster_tests::TempDir::new();
+    dir.write(
+        "d.test.zone",
+        "$ORIGIN d.test.\n$TTL 60\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\n\
+         _etcd-server-ssl._tcp IN TXT \"muster-size=3\"\n\
+         _etcd-server-ssl._tcp IN SRV 0 0 2380 m1\n_etcd-server-ssl._tcp IN SRV 0 0 2380 m2\n_etcd-server-ssl._tcp IN SRV 0 0 2380 m3\n\
+         m1 IN A 192.0.2.1\nm2 IN A 192.0.2.2\n",
+    );
+    let config = dir.write(
+        "musterd.toml",
+        "[[zone]]\norigin = \"d.test\"\nfile = \"d.test.zone\"\n",
+    );
+    let (ok, out, err) = run(Command::new(bin_path("musterd")).args([
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+    ]));
+    assert!(ok, "warnings only: {out}{err}");
+    assert!(
+        out.contains("warning[gate-closed]")
+            && out.contains("warning[srv-target-no-address]: _etcd-server-ssl._tcp.d.test.: SRV target m3.d.test. has no A or AAAA record yet: the completeness gate waits for it")
+            && out.contains("0 errors"),
+        "{out}"
+    );
+}

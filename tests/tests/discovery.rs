@@ -103,7 +103,11 @@ impl Service {
         let r = http(self.port, "GET", &format!("/new?size={size}"), &[], b"");
         assert_eq!(r.status, 200, "{r:?}");
         assert!(r.body.starts_with(&self.base()), "{r:?}");
-        r.body
+        assert!(
+            r.body.ends_with('\n'),
+            "one line, newline-terminated: {r:?}"
+        );
+        r.body.trim_end().to_string()
     }
 }
 
@@ -760,7 +764,7 @@ fn curl_session_follows_the_protocol_document() {
     // The public service's conveniences: /new and GET /<token>.
     let r = curl(&[&format!("{}/new?size=5", svc.base())]);
     assert_eq!(r.status, 200);
-    let token_url = r.body.clone();
+    let token_url = r.body.trim_end().to_string();
     let token = token_url.rsplit('/').next().unwrap();
     assert_eq!(token.len(), 32, "128 random bits in hex: {token_url}");
     assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -1077,7 +1081,7 @@ fn slow_clients_timeouts_expiry_and_the_creation_secret() {
         b"",
     );
     assert_eq!(r.status, 200, "{r:?}");
-    let tok = path_of(&r.body);
+    let tok = path_of(r.body.trim_end());
     let r = http(
         p,
         "PUT",
@@ -1208,7 +1212,7 @@ fn https_with_a_certificate_from_the_config() {
         .arg(format!("https://127.0.0.1:{port}/new?size=1"))
         .output()
         .expect("run curl");
-    let url = String::from_utf8_lossy(&out.stdout).into_owned();
+    let url = String::from_utf8_lossy(&out.stdout).trim_end().to_owned();
     assert!(
         url.starts_with(&format!("https://127.0.0.1:{port}/")),
         "{url:?}"
@@ -1244,7 +1248,7 @@ fn token_limit_and_public_url() {
             r.body.starts_with("https://discovery.example.net/base/"),
             "{r:?}"
         );
-        urls.push(r.body);
+        urls.push(r.body.trim_end().to_string());
     }
     let r = http(p, "GET", "/new", &[], b"");
     assert_eq!(r.status, 503, "{r:?}");
@@ -1412,4 +1416,52 @@ fn curl_transcript_matches_a_real_etcd_v2_store() {
         );
     }
     etcd.stop();
+}
+
+/// `musterd serve` with only the discovery flags serves only the discovery service: no DNS
+/// port is bound (not even the default 127.0.0.1:5353, which the test holds itself when
+/// it can), and no example zone is served.
+#[test]
+fn discovery_flags_alone_serve_no_dns() {
+    let dir = TempDir::new();
+    // Hold the default DNS port, as another DNS server would: musterd must not need it.
+    let _udp = std::net::UdpSocket::bind("127.0.0.1:5353");
+    let _tcp = std::net::TcpListener::bind("127.0.0.1:5353");
+    let port = free_port();
+    let mut child = Command::new(muster_tests::bin_path("musterd"))
+        .args(["serve", "--discovery-listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--discovery-state")
+        .arg(dir.path().join("state"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn musterd");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut up = false;
+    while Instant::now() < deadline && !up {
+        up = TcpStream::connect(("127.0.0.1", port)).is_ok();
+        if !up {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let health = up.then(|| http(port, "GET", "/health", &[], b""));
+    let r = http(port, "GET", "/new?size=1", &[], b"");
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("musterd output");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(up, "the discovery service never answered; log:\n{log}");
+    assert_eq!(health.map(|h| h.status), Some(200), "{log}");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        r.body.ends_with('\n') && !r.body.trim_end().contains('\n'),
+        "{r:?}"
+    );
+    assert!(
+        !log.contains("(udp+tcp)") && !log.contains("example zone"),
+        "DNS was started: {log}"
+    );
+    assert!(log.contains("serving no DNS"), "{log}");
 }

@@ -192,10 +192,12 @@ fn check_reports_gates_and_size_conflicts() {
     let zone = dir.write("gate.test.zone", &zone_text(1, false));
     let (ok, out, _) =
         run(Command::new(bin_path("musterd")).args(["check", zone.to_str().unwrap()]));
-    // A closed gate is a warning naming what is missing (m3 has no address: also an error).
-    assert!(!ok, "{out}");
+    // A closed gate is a warning naming what is missing, and so is m3's missing address:
+    // the set is withheld meanwhile, a rollout in progress (exit status 0).
+    assert!(ok, "{out}");
     assert!(
-        out.contains("warning[gate-closed]: _etcd-server-ssl._tcp.gate.test.: muster-size=3 but 2 of 3 SRV targets have an address; no A/AAAA record for m3.gate.test."),
+        out.contains("warning[gate-closed]: _etcd-server-ssl._tcp.gate.test.: muster-size=3 but 2 of 3 SRV targets have an address; no A/AAAA record for m3.gate.test.")
+            && out.contains("warning[srv-target-no-address]"),
         "{out}"
     );
     // The configured size differs from the TXT record: an error.

@@ -672,6 +672,101 @@ fn axfr_during_changes_is_one_version() {
     eprintln!("serials seen: {seen:?}");
 }
 
+/// Incoming transfer limits (`transfer.in_max_records`, `transfer.in_max_bytes`): a
+/// primary (musterd) whose zone grows past a secondary's limit is cut off with a log
+/// line naming the zone and the primary, the secondary keeps serving the copy it holds,
+/// and takes the zone again once it fits (the over-limit IXFR falls back to AXFR).
+#[test]
+fn a_transfer_over_the_limits_is_refused_and_the_old_copy_served() {
+    if !require_program("dig") {
+        return;
+    }
+    let dir = TempDir::new();
+    let version = |serial: u32, n: u32| {
+        let extra: String = (0..n)
+            .map(|j| format!("r{j} IN TXT \"padding record {j} of the limits test\"\n"))
+            .collect();
+        zone("p.test.", serial, "1 1 600", &extra)
+    };
+    let file = dir.write("p.test.zone", &version(1, 5));
+    let primary = Musterd::start_with_args(&[
+        "serve".to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--zone".into(),
+        format!("p.test.={}", file.display()),
+        "--allow-transfer".into(),
+        "p.test.=127.0.0.1".into(),
+        "--watch-interval".into(),
+        "0s".into(),
+    ]);
+    let paddr = primary.addr;
+    // One secondary limited in records, one in octets; the zone at serial 1 fits both
+    // (14 records, under 1 KB), at serial 2 neither (306 records, over 15 KB).
+    let secondary = |name: &str, limit: &str| {
+        let cfg = dir.write(
+            &format!("{name}.toml"),
+            &format!(
+                "{limit}\ntransfer.secondary = [{{ origin = \"p.test.\", primary = \"{paddr}\" }}]\n"
+            ),
+        );
+        Musterd::start_with_args(&[
+            "serve".to_string(),
+            "--config".into(),
+            cfg.display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--state-dir".into(),
+            dir.path().join(name).display().to_string(),
+            "--allow-transfer".into(),
+            "p.test.=127.0.0.1".into(),
+        ])
+    };
+    let by_records = secondary("records", "transfer.in_max_records = 100");
+    let by_bytes = secondary("bytes", "transfer.in_max_bytes = 8000");
+    for (s, key) in [(&by_records, "in_max_records"), (&by_bytes, "in_max_bytes")] {
+        wait_for(
+            &format!("the {key} secondary serves serial 1"),
+            Duration::from_secs(10),
+            || serial(s.addr, "p.test.") == Some(1),
+        );
+    }
+    let held = axfr_set(paddr, "p.test.", false);
+    replace(&file, &version(2, 300));
+    primary.reload();
+    assert_eq!(serial(paddr, "p.test."), Some(2));
+    for (s, key) in [(&by_records, "in_max_records"), (&by_bytes, "in_max_bytes")] {
+        s.wait_log(
+            |log| {
+                log.lines().any(|l| {
+                    l.contains("refresh failed")
+                        && l.contains(&format!("transfer.{key}"))
+                        && l.contains("p.test.")
+                        && l.contains(&paddr.to_string())
+                })
+            },
+            Duration::from_secs(10),
+        );
+        assert_eq!(serial(s.addr, "p.test."), Some(1), "{key}: the old copy");
+        assert_eq!(axfr_set(s.addr, "p.test.", false), held, "{key}");
+    }
+    // Small again: taken (the IXFR 1 -> 3 carries both changes and is still over the
+    // limit, so this is the AXFR fallback).
+    replace(&file, &version(3, 10));
+    primary.reload();
+    for (s, key) in [(&by_records, "in_max_records"), (&by_bytes, "in_max_bytes")] {
+        wait_for(
+            &format!("the {key} secondary serves serial 3"),
+            Duration::from_secs(10),
+            || serial(s.addr, "p.test.") == Some(3),
+        );
+        assert_eq!(
+            axfr_set(s.addr, "p.test.", false),
+            axfr_set(paddr, "p.test.", false)
+        );
+    }
+}
+
 /// A NOTIFY storm (issue 16): 100 signed updates in quick succession, each announced to
 /// Knot and NSD, which follow by IXFR. Every transfer they ask for is answered
 /// incrementally (musterd's count of AXFR-style IXFR answers stays 0, and neither asks

@@ -33,7 +33,8 @@ fn have_tools() -> bool {
 }
 
 struct Server {
-    _dir: TempDir,
+    dir: TempDir,
+    ctl: PathBuf,
     zone: PathBuf,
     key: PathBuf,
     args: Vec<String>,
@@ -62,6 +63,7 @@ impl Server {
             ),
         );
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let ctl = dir.path().join("control");
         let args: Vec<String> = [
             "serve",
             "--config",
@@ -72,19 +74,70 @@ impl Server {
             &metrics.to_string(),
             "--watch-interval",
             "1h",
+            "--control-socket",
+            &ctl.display().to_string(),
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
         let musterd = Musterd::start_with_args(&args);
         Server {
-            _dir: dir,
+            dir,
+            ctl,
             zone,
             key,
             args,
             metrics,
             musterd,
         }
+    }
+
+    /// `musterd ctl ARGS` against this server: (exit code, stdout, stderr).
+    fn ctl(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+        let out = Command::new(muster_tests::bin_path("musterd"))
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&self.ctl)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run musterd ctl");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// nsupdate's output and whether it succeeded.
+    fn try_update(&self, script: &str) -> (bool, String) {
+        let addr = self.musterd.addr;
+        let mut child = Command::new("nsupdate")
+            .args(["-k", &self.key.display().to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nsupdate");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            writeln!(
+                stdin,
+                "server {} {}\n{script}\nsend",
+                addr.ip(),
+                addr.port()
+            )
+            .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
     }
 
     fn update(&self, script: &str) {
@@ -392,6 +445,164 @@ fn ixfr_right_after_an_update_is_incremental_also_after_a_restart() {
         s.metric("musterd_xfr_out_total{kind=\"ixfr_axfr_style\"}"),
         0
     );
+}
+
+/// `musterd ctl`: status and zone-status say what is served, flush writes back now,
+/// freeze refuses updates (REFUSED, counted) until thaw merges the edited file, reload
+/// rereads one zone, and commands that do not apply say why.
+#[test]
+fn ctl_status_flush_freeze_thaw_and_reload() {
+    if !have_tools() {
+        return;
+    }
+    let s = Server::start("60s");
+    let (code, out, err) = s.ctl(&["status"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("d.test. serial 10"), "{out}");
+    s.update("update add c1.d.test. 60 A 10.9.4.1");
+    let (code, out, _) = s.ctl(&["zone-status", "d.test"], &[]);
+    assert_eq!(code, 0);
+    for want in [
+        "kind: primary, dynamic updates",
+        "serial: 11",
+        "pending write-back: 1 changes",
+        "frozen: no",
+        "history: serials 10 to 11 (1 changesets)",
+    ] {
+        assert!(out.contains(want), "{want} in\n{out}");
+    }
+    // flush: written back now, not after the 60 s interval.
+    let (code, out, err) = s.ctl(&["flush", "d.test."], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        s.file().contains("c1.d.test. 60 IN A 10.9.4.1"),
+        "{}",
+        s.file()
+    );
+    // freeze: updates are refused, the file is edited meanwhile, thaw merges it.
+    let (code, _, err) = s.ctl(&["freeze", "d.test"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let (ok, out) = s.try_update("update add c2.d.test. 60 A 10.9.4.2");
+    assert!(!ok && out.contains("REFUSED"), "{out}");
+    assert!(s.answer("c2.d.test.", "A").is_empty());
+    assert_eq!(
+        s.metric("musterd_updates_refused_total{reason=\"frozen\"}"),
+        1
+    );
+    std::fs::write(&s.zone, s.file() + "c3 IN A 10.9.4.3\n").unwrap();
+    let (code, out, err) = s.ctl(&["thaw", "d.test"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(s.answer("c3.d.test.", "A"), ["10.9.4.3"]);
+    s.update("update add c2.d.test. 60 A 10.9.4.2");
+    assert_eq!(s.answer("c2.d.test.", "A"), ["10.9.4.2"]);
+    // reload ZONE rereads the file as SIGHUP does.
+    std::fs::write(&s.zone, s.file() + "c4 IN A 10.9.4.4\n").unwrap();
+    let (code, out, err) = s.ctl(&["reload", "d.test"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(s.answer("c4.d.test.", "A"), ["10.9.4.4"]);
+    // What does not apply says so, with exit 1; a bad request exits 2.
+    let (code, _, err) = s.ctl(&["notify", "d.test"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no secondaries"), "{err}");
+    let (code, _, err) = s.ctl(&["retransfer", "d.test"], &[]);
+    assert_eq!(
+        (code, err.contains("not a secondary zone")),
+        (1, true),
+        "{err}"
+    );
+    let (code, _, err) = s.ctl(&["flush", "nowhere.test"], &[]);
+    assert_eq!((code, err.contains("not served here")), (1, true), "{err}");
+    let (code, _, err) = s.ctl(&["frob", "d.test"], &[]);
+    assert_eq!((code, err.contains("unknown command")), (2, true), "{err}");
+    // The socket is for root and the musterd group only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&s.ctl).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+}
+
+/// `musterd ctl edit` with a scripted $EDITOR: the first save does not check (the editor
+/// is reopened, as visudo does), the second does; the zone is frozen meanwhile and the
+/// edit is merged with an update made before.
+#[test]
+fn ctl_edit_reopens_the_editor_until_the_zone_checks() {
+    if !have_tools() {
+        return;
+    }
+    let s = Server::start("60s");
+    s.update("update add d1.d.test. 60 A 10.9.5.1");
+    let script = s.dir.write(
+        "editor.sh",
+        "#!/bin/sh\n\
+         n=$(cat \"$0.count\" 2>/dev/null || echo 0); n=$((n+1)); echo $n > \"$0.count\"\n\
+         if [ $n = 1 ]; then echo 'bad IN A 300.1.1.1' >> \"$1\"; else sed -i 's/300.1.1.1/10.9.5.2/' \"$1\"; fi\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, out, err) = s.ctl(
+        &["edit", "d.test"],
+        &[("EDITOR", &script.display().to_string()), ("VISUAL", "")],
+    );
+    assert_eq!(code, 0, "{out}{err}\n{}", s.musterd.log_text());
+    assert!(
+        err.contains("reopening the editor") && err.contains("300.1.1.1"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(script.with_extension("sh.count"))
+            .unwrap()
+            .trim(),
+        "2"
+    );
+    assert_eq!(s.answer("bad.d.test.", "A"), ["10.9.5.2"]);
+    assert_eq!(s.answer("d1.d.test.", "A"), ["10.9.5.1"]);
+    let (_, status, _) = s.ctl(&["zone-status", "d.test"], &[]);
+    assert!(status.contains("frozen: no"), "{status}");
+}
+
+/// TSIG keys are read again on SIGHUP: a rotated secret works at once, the old one no
+/// longer does.
+#[test]
+fn a_rotated_tsig_key_is_taken_on_sighup() {
+    if !have_tools() {
+        return;
+    }
+    let s = Server::start("60s");
+    s.update("update add r1.d.test. 60 A 10.9.6.1");
+    let old = s.dir.path().join("old.key");
+    std::fs::copy(&s.key, &old).unwrap();
+    let (ok, rotated, err) = run(Command::new("tsig-keygen").args(["-a", "hmac-sha256", "k"]));
+    assert!(ok, "{err}");
+    std::fs::write(&s.key, rotated).unwrap();
+    s.musterd.reload();
+    assert!(
+        s.musterd.log_text().contains("TSIG keys reread"),
+        "{}",
+        s.musterd.log_text()
+    );
+    s.update("update add r2.d.test. 60 A 10.9.6.2");
+    assert_eq!(s.answer("r2.d.test.", "A"), ["10.9.6.2"]);
+    let addr = s.musterd.addr;
+    let mut child = Command::new("nsupdate")
+        .args(["-k", &old.display().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(
+            stdin,
+            "server {} {}\nupdate add r3.d.test. 60 A 10.9.6.3\nsend",
+            addr.ip(),
+            addr.port()
+        )
+        .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the old secret still works");
+    assert!(s.answer("r3.d.test.", "A").is_empty());
 }
 
 /// Appends `line` to the zone file in place (no new file), as `echo >>` does.

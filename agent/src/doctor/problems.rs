@@ -111,9 +111,20 @@ pub fn of_records(snap: &Snapshot) -> Vec<Problem> {
             ));
         }
     }
+    // A completeness gate withholds a set until every member has an address: what it
+    // waits for is the problem, not the records, which are published.
+    for (owner, why) in &snap.withheld {
+        let why = why.strip_prefix(&format!("{owner}: ")).unwrap_or(why);
+        out.push(Problem::records(
+            Severity::Error,
+            format!("the nameserver withholds the SRV records at {owner} (EDE 14 Not Ready, a completeness gate): {why}; etcd finds no members until the set is complete"),
+            "publish what the gate waits for (each member's SRV record and A/AAAA record; `muster-agent register` publishes both for its host), then run doctor again; `musterd check` on the server names the same".into(),
+        ));
+    }
     let ssl = snap.server_ssl.records();
     let plain = snap.server_plain.records();
     match (ssl.is_empty(), plain.is_empty()) {
+        (true, true) if !snap.withheld.is_empty() => {}
         (true, true) if !matches!(snap.server_ssl, Found::Failed(_)) && !matches!(snap.server_plain, Found::Failed(_)) => {
             out.push(Problem::records(
                 Severity::Error,

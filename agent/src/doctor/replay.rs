@@ -637,6 +637,7 @@ mod tests {
                 .iter()
                 .map(|(n, r)| (n.to_string(), r.clone()))
                 .collect::<BTreeMap<_, _>>(),
+            withheld: BTreeMap::new(),
         }
     }
 

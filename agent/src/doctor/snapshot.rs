@@ -130,6 +130,10 @@ pub struct Snapshot {
     /// The addresses of every SRV target and every advertised host name, by lower-case
     /// absolute name.
     pub names: BTreeMap<String, Resolution>,
+    /// Server SRV owner names the nameserver withholds (empty answer with EDE 14 Not
+    /// Ready: a completeness gate), with its reason, which names what is missing.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub withheld: BTreeMap<String, String>,
 }
 
 impl Snapshot {
@@ -175,6 +179,8 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Reader {
     inner: TokioResolver,
     servers: String,
+    /// The first server, asked directly for the reason of an empty SRV answer.
+    first: Option<SocketAddr>,
 }
 
 impl Reader {
@@ -183,6 +189,7 @@ impl Reader {
         Ok(Reader {
             inner: discover::hickory(servers, QUERY_TIMEOUT, 2).map_err(|e| e.to_string())?,
             servers: discover::servers_text(servers),
+            first: servers.first().copied(),
         })
     }
 
@@ -274,6 +281,22 @@ impl Reader {
             let r = self.resolve(&n).await;
             names.insert(n, r);
         }
+        let mut withheld = BTreeMap::new();
+        for (owner, found) in [(&ssl, &server_ssl), (&plain, &server_plain)] {
+            if let (Found::None, Some(server)) = (found, self.first) {
+                let owner = absolute_lower(owner);
+                let o = owner.clone();
+                let why = tokio::task::spawn_blocking(move || {
+                    crate::register::withheld(server, &o, QUERY_TIMEOUT)
+                })
+                .await
+                .ok()
+                .flatten();
+                if let Some(why) = why {
+                    withheld.insert(owner, why);
+                }
+            }
+        }
         Snapshot {
             service: service.clone(),
             server_ssl,
@@ -283,6 +306,7 @@ impl Reader {
             txt_ssl,
             txt_plain,
             names,
+            withheld,
         }
     }
 }

@@ -591,7 +591,7 @@ impl Service {
                     .change(move |reg, now| reg.plan_token(&n, size, now, ttl, &limits))
                     .await;
                 if reply.status == 201 {
-                    respond(Reply::text(200, format!("{base}/{name}")))
+                    respond(Reply::text(200, format!("{base}/{name}\n")))
                 } else {
                     // Errors of /new are text, as its answer is: the refusal's cause.
                     let cause = serde_json::from_str::<serde_json::Value>(&reply.body)

@@ -553,6 +553,43 @@ fn policies_exact_subdomain_wildcard_self_and_types() {
 }
 
 #[test]
+fn add_then_delete_on_an_unused_name_is_no_change() {
+    // One message adds a record to a name that owns nothing and deletes it again (BIND
+    // and Knot answer NOERROR): the name was saved for undo but is empty either side.
+    let mut z = zone();
+    let before = z.to_zone_file();
+    for delete in [
+        rr("new3.d.test.", rtype::A, class::NONE, 0, "10.0.0.9"),
+        rr("new3.d.test.", rtype::A, class::ANY, 0, ""),
+        rr("new3.d.test.", rtype::ANY, class::ANY, 0, ""),
+    ] {
+        let r = run(
+            &mut z,
+            &req(
+                vec![],
+                vec![
+                    rr("new3.d.test.", rtype::A, class::IN, 300, "10.0.0.9"),
+                    delete,
+                ],
+            ),
+        );
+        assert_eq!(r, Ok(None));
+        assert_eq!(z.to_zone_file(), before);
+    }
+    // The zone still takes updates.
+    let cs = run(
+        &mut z,
+        &req(
+            vec![],
+            vec![rr("new3.d.test.", rtype::A, class::IN, 300, "10.0.0.9")],
+        ),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!((cs.from_serial, cs.to_serial), (10, 11));
+}
+
+#[test]
 fn undo_restores_the_zone_exactly() {
     let mut z = zone();
     let before = z.to_zone_file();
