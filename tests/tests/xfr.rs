@@ -954,8 +954,10 @@ fn notify_storm_keeps_knot_and_nsd_incremental_also_after_a_restart() {
             script.push_str("send\n");
         }
         let path = dir.write(&format!("storm{batch}.txt"), &script);
-        let (ok, out, err) = run(Command::new("nsupdate")
-            .arg("-y")
+        // Bounded: 5 s an update, one retry (nsupdate's default allows 300 s), and 60 s
+        // for the batch (nsupdate goes on after a failed send).
+        let (ok, out, err) = run(Command::new("timeout")
+            .args(["60", "nsupdate", "-t", "5", "-u", "1", "-r", "1", "-y"])
             .arg(format!("hmac-sha256:{KEY}:{SECRET}"))
             .arg(&path));
         assert!(ok, "nsupdate batch {batch}: {out}{err}");
