@@ -1001,8 +1001,11 @@ enum WriteOutcome {
 type Fingerprint = Option<(u64, u64, i64, i64, i64)>;
 
 fn fingerprint(path: &Path) -> Fingerprint {
+    fingerprint_of(&std::fs::metadata(path).ok()?)
+}
+
+fn fingerprint_of(m: &std::fs::Metadata) -> Fingerprint {
     use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
     Some((m.ino(), m.len(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()))
 }
 
@@ -1032,12 +1035,36 @@ fn write_files(file: &Path, base: &Path, data: &ZoneData, expected: Fingerprint)
     if let Err(e) = journal::write_atomically(base, writeback::canonical(data).as_bytes()) {
         return WriteOutcome::Failed(e);
     }
-    // Checked again just before the rename: an edit saved while this rendered wins.
-    if fingerprint(file) != expected {
-        return WriteOutcome::Changed;
+    // The operator's file as musterd knows it, held open: an edit saved into it (appended,
+    // or written in place) even in the moment of the rename stays readable through it.
+    let held = std::fs::File::open(file).ok();
+    // Content only: the rename changes the old inode's ctime (one link fewer).
+    let written_to = |f: &Option<std::fs::File>| {
+        use std::os::unix::fs::MetadataExt;
+        let m = f.as_ref()?.metadata().ok()?;
+        Some((m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+    };
+    let before = written_to(&held);
+    let unchanged = || fingerprint(file) == expected && written_to(&held) == before;
+    match journal::write_atomically_if(file, rendered.text.as_bytes(), unchanged) {
+        Ok(true) => {}
+        Ok(false) => return WriteOutcome::Changed,
+        Err(e) => return WriteOutcome::Failed(e),
     }
-    if let Err(e) = journal::write_atomically(file, rendered.text.as_bytes()) {
-        return WriteOutcome::Failed(e);
+    if held.is_some() && written_to(&held) != before {
+        // Written into the old file after the last check: put that version back (its stamp
+        // names the version it was edited from), to be merged like any edit.
+        let mut text = String::new();
+        let restored = held.as_ref().is_some_and(|mut f| {
+            use std::io::{Read, Seek};
+            f.rewind().is_ok() && f.read_to_string(&mut text).is_ok()
+        });
+        if restored {
+            if let Err(e) = journal::write_atomically(file, text.as_bytes()) {
+                return WriteOutcome::Failed(e);
+            }
+        }
+        return WriteOutcome::Changed;
     }
     WriteOutcome::Done {
         serial: data.serial(),
@@ -1234,7 +1261,8 @@ impl ZoneWorker {
         }
         let unstamped = !matches!(writeback::file_state(&text), writeback::FileState::Unedited);
         if w.file_blocked.is_none() && (edited || ahead || unstamped) {
-            // Written now so that the operator's file, the base copy and the journal agree.
+            // Written now so that the operator's file, the base copy and the journal agree,
+            // and the file carries a stamp before anyone can open it in an editor.
             w.write_back_now().map_err(journal_error)?;
         }
         Ok(w)

@@ -593,6 +593,18 @@ impl Writer {
 ///
 /// The temp file is `.<name>.tmp` in the same directory; one writer per path at a time.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
+    write_atomically_if(path, bytes, || true).map(|_| ())
+}
+
+/// [`write_atomically`], asking `still` right before the rename whether the file should
+/// still be replaced (the temp file is written and synced by then, so what `still` checks
+/// can change only in the moment before the rename). `Ok(false)` when it said no: nothing
+/// was replaced.
+pub fn write_atomically_if(
+    path: &Path,
+    bytes: &[u8],
+    still: impl FnOnce() -> bool,
+) -> Result<bool, JournalError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -619,12 +631,16 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
         f.write_all(bytes).map_err(io_error(&tmp, "write to"))?;
         f.sync_all().map_err(io_error(&tmp, "sync"))?;
         drop(f);
+        if !still() {
+            return Ok(false);
+        }
         std::fs::rename(&tmp, path).map_err(io_error(path, "rename a temp file onto"))?;
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io_error(dir, "sync the directory"))
+            .map(|()| true)
     })();
-    if result.is_err() {
+    if !matches!(result, Ok(true)) {
         // Best effort: a leftover temp file is harmless and overwritten next time.
         let _ = std::fs::remove_file(&tmp);
     }
