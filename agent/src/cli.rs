@@ -60,6 +60,12 @@ pub enum Command {
     /// dynamic update (RFC 2136), for hosts whose addresses come from DHCP; idempotent.
     /// --deregister removes them.
     Register(crate::register::RegisterArgs),
+    /// Take a snapshot of the cluster (the leader only) into a directory, checked and
+    /// with its metadata; --every runs it as a service; --keep / --keep-within prune.
+    Backup(crate::backup::BackupArgs),
+    /// Restore the cluster from a snapshot after a majority of members was lost: run the
+    /// same command on every host; refuses while the old cluster has quorum.
+    Restore(crate::restore::RestoreArgs),
 }
 
 /// Flags shared by every subcommand.
@@ -95,8 +101,9 @@ pub struct Common {
     /// way to say which member this host is.
     #[arg(long, env = "MUSTER_ADVERTISE_PEER_URL", value_name = "URL", value_parser = parse_url)]
     pub advertise_peer_url: Option<EtcdUrl>,
-    /// etcd's data dir. If `DIR/member/wal` exists this is a restart: no DNS, no
-    /// --initial-* flags. Default: $ETCD_DATA_DIR (then not passed as a flag).
+    /// etcd's data dir. If `DIR/member/wal` exists this is a restart: no --initial-*
+    /// flags, and DNS is read once (at most 4 s) only to follow a move, never waited for.
+    /// Default: $ETCD_DATA_DIR (then not passed as a flag).
     #[arg(long, env = "MUSTER_DATA_DIR", value_name = "DIR", value_parser = parse_path)]
     pub data_dir: Option<PathBuf>,
     /// Number of members the cluster has. Bootstrap needs the size, from this flag or
@@ -131,8 +138,9 @@ pub struct Common {
         value_parser = EtcdUrl::parse_listen
     )]
     pub listen_peer_url: Vec<EtcdUrl>,
-    /// Use this --listen-client-urls entry instead of the derived ones (repeatable), e.g.
-    /// to add http://127.0.0.1:2379.
+    /// Use this --listen-client-urls entry instead of the derived ones (repeatable). They
+    /// replace the derived URLs: to listen on http://127.0.0.1:2379 as well, list the
+    /// derived URL too.
     #[arg(
         long,
         env = "MUSTER_LISTEN_CLIENT_URL",
@@ -150,6 +158,10 @@ pub struct Common {
         value_parser = parse_url
     )]
     pub advertise_client_url: Vec<EtcdUrl>,
+    /// Where `backup` writes snapshots: named when a data dir etcd cannot open needs a
+    /// restore.
+    #[arg(long, env = "MUSTER_BACKUP_TO", value_name = "DEST", value_parser = parse_path)]
+    pub backups: Option<PathBuf>,
     /// How to talk to a running cluster (join).
     #[command(flatten)]
     pub etcd: EtcdAccessArgs,

@@ -39,6 +39,16 @@ pub struct Answered {
     pub healthy: bool,
 }
 
+/// What a member answered on its peer port (`GET /members`): etcd serves it from the
+/// moment it starts, before its cluster has a quorum, with the cluster ID in a header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerAnswer {
+    /// The peer URL that answered.
+    pub url: String,
+    /// The cluster ID and the members as that member sees them.
+    pub membership: Membership,
+}
+
 /// This host as the records describe it.
 #[derive(Debug, Clone, Copy)]
 pub struct Me<'a> {
@@ -82,20 +92,85 @@ pub fn find_me<'a>(members: &'a [Member], me: Me<'_>) -> Option<&'a Member> {
         })
 }
 
+/// What the peer ports say about a bootstrap: None when no peer answered; a confirmed
+/// bootstrap when every peer that answered runs the cluster these records bootstrap
+/// (same cluster ID, the planned members, this host among them and never started);
+/// wait when one runs anything else, as bootstrapping then would start a second cluster.
+fn judge_peers(b: &Bootstrap, peers: &[PeerAnswer]) -> Option<Decision> {
+    let first = peers.first()?;
+    let cluster = b.cluster_id.hex();
+    let mut planned: Vec<u64> = b.members.iter().map(|m| m.id.0).collect();
+    planned.sort_unstable();
+    for p in peers {
+        let theirs = EtcdId(p.membership.cluster_id).hex();
+        let mut ids: Vec<u64> = p.membership.members.iter().map(|m| m.id).collect();
+        ids.sort_unstable();
+        let me = p.membership.members.iter().find(|m| m.id == b.member_id.0);
+        let why = if p.membership.cluster_id != b.cluster_id.0 {
+            format!(
+                "belongs to cluster {theirs}, not to cluster {cluster} that these records \
+                 bootstrap: bootstrapping would start a second cluster beside it"
+            )
+        } else if ids != planned {
+            format!(
+                "runs cluster {theirs}, which these records bootstrapped once, with other \
+                 members since ({} now): it is an existing cluster without quorum, not a new one",
+                p.membership.members.len()
+            )
+        } else if me.is_some_and(Member::started) {
+            format!(
+                "runs cluster {theirs}, in which this host's member {} has started before: it \
+                 is an existing cluster without quorum, and this host lost its data dir",
+                b.member_id.hex()
+            )
+        } else {
+            continue;
+        };
+        return Some(Decision::Wait(format!(
+            "the member at {} (peer port) {why}; waiting: once that cluster has quorum this \
+             host joins it, or remove that member's data dir if it is not to be kept",
+            p.url
+        )));
+    }
+    Some(Decision::Bootstrap {
+        confirmed: true,
+        reason: format!(
+            "the member at {} answers on its peer port for cluster {cluster}, the new cluster \
+             these records bootstrap, and lists this host as its unstarted initial member {}: \
+             the records are complete for it too",
+            first.url,
+            b.member_id.hex()
+        ),
+    })
+}
+
 /// Decides. `bootstrap` is the bootstrap plan of complete records (None while they are
-/// incomplete); `asked` the client URLs probed, for the reason.
+/// incomplete); `answered` the first client URL that answered (a healthy one if any),
+/// `peers` the peer ports that answered; `asked` the client URLs probed, for the reason.
 pub fn decide(
     bootstrap: Option<&Bootstrap>,
     me: Me<'_>,
     answered: Option<&Answered>,
+    peers: &[PeerAnswer],
     asked: &[String],
 ) -> Decision {
     let Some(a) = answered else {
-        let asked = if asked.is_empty() {
+        if let Some(d) = bootstrap.and_then(|b| judge_peers(b, peers)) {
+            return d;
+        }
+        let mut asked = if asked.is_empty() {
             "no other member has an address yet".to_string()
         } else {
             format!("no member answers at {}", asked.join(","))
         };
+        if let Some(p) = peers.first() {
+            asked.push_str(&format!(
+                " (the member at {} answers on its peer port for cluster {}: that cluster is \
+                 starting or has no quorum)",
+                p.url,
+                EtcdId(p.membership.cluster_id).hex()
+            ));
+        }
         return match bootstrap {
             Some(b) => Decision::Bootstrap {
                 confirmed: false,
@@ -145,8 +220,8 @@ pub fn decide(
         return Decision::Wait(format!(
             "the cluster at {} (id {cluster}, {} members) answers but has no quorum (no leader \
              or no quorum read): no member is removed or added without quorum. If a \
-             majority of its members is lost for good, restore it: see \"Disaster recovery\" \
-             in the README (etcdctl snapshot restore, or --force-new-cluster)",
+             majority of its members is lost for good, restore it: `muster-agent restore` on \
+             every host (README \"Backups and disaster recovery\")",
             a.endpoint,
             a.membership.members.len()
         ));
@@ -286,7 +361,7 @@ mod tests {
     #[test]
     fn nobody_answers_bootstrap_only_from_complete_records() {
         let asked = ["http://m0.c.test:2379".to_string()];
-        match decide(Some(&boot()), ME, None, &asked) {
+        match decide(Some(&boot()), ME, None, &[], &asked) {
             Decision::Bootstrap { confirmed, reason } => {
                 assert!(!confirmed);
                 assert!(reason.starts_with("no member answers at http://m0.c.test:2379, and the records at _etcd-server._tcp.c.test. describe a complete new 3-member cluster"), "{reason}");
@@ -296,7 +371,7 @@ mod tests {
         // "Join when none exists" is impossible: without a cluster, incomplete records
         // only wait.
         assert!(
-            matches!(decide(None, ME, None, &asked), Decision::Wait(r) if r.contains("bootstrapping needs the complete set"))
+            matches!(decide(None, ME, None, &[], &asked), Decision::Wait(r) if r.contains("bootstrapping needs the complete set"))
         );
     }
 
@@ -307,7 +382,7 @@ mod tests {
         for healthy in [true, false] {
             let mut a = bootstrapping(false);
             a.healthy = healthy;
-            match decide(Some(&boot()), ME, Some(&a), &[]) {
+            match decide(Some(&boot()), ME, Some(&a), &[], &[]) {
                 Decision::Bootstrap {
                     confirmed: true,
                     reason,
@@ -329,7 +404,7 @@ mod tests {
             99,
             true,
         );
-        match decide(None, ME, Some(&a), &[]) {
+        match decide(None, ME, Some(&a), &[], &[]) {
             Decision::Join {
                 stale: None,
                 reason,
@@ -346,7 +421,7 @@ mod tests {
     /// Replace: m2 lost its data dir; the cluster still has its started entry.
     #[test]
     fn a_started_entry_of_this_host_is_stale_and_removed_first() {
-        match decide(Some(&boot()), ME, Some(&bootstrapping(true)), &[]) {
+        match decide(Some(&boot()), ME, Some(&bootstrapping(true)), &[], &[]) {
             Decision::Join {
                 stale: Some(s),
                 reason,
@@ -363,7 +438,7 @@ mod tests {
             true,
         );
         assert!(
-            matches!(decide(None, ME, Some(&a), &[]), Decision::Join { stale: Some(s), .. } if s.id == 77)
+            matches!(decide(None, ME, Some(&a), &[], &[]), Decision::Join { stale: Some(s), .. } if s.id == 77)
         );
     }
 
@@ -374,11 +449,82 @@ mod tests {
             99,
             false,
         );
-        match decide(None, ME, Some(&a), &[]) {
+        match decide(None, ME, Some(&a), &[], &[]) {
             Decision::Wait(r) => {
                 assert!(r.contains("has no quorum"), "{r}");
-                assert!(r.contains("etcdctl snapshot restore"), "{r}");
+                assert!(r.contains("`muster-agent restore` on every host"), "{r}");
             }
+            d => panic!("{d:?}"),
+        }
+    }
+
+    fn peer(members: Vec<Member>, cluster_id: u64) -> PeerAnswer {
+        PeerAnswer {
+            url: url(0),
+            membership: Membership {
+                cluster_id,
+                answered_by: 0,
+                members,
+            },
+        }
+    }
+
+    fn initial(m2_started: bool) -> Vec<Member> {
+        vec![
+            member(0, false, false, id(0)),
+            member(1, false, false, id(1)),
+            member(2, m2_started, false, id(2)),
+        ]
+    }
+
+    /// Issue 19: a member that started moments ago answers only on its peer port. When
+    /// it runs the cluster these records bootstrap, this host bootstraps at once.
+    #[test]
+    fn a_peer_of_the_same_new_cluster_confirms_the_bootstrap() {
+        let asked = ["http://m0.c.test:2379".to_string()];
+        let p = peer(initial(false), boot().cluster_id.0);
+        match decide(Some(&boot()), ME, None, &[p], &asked) {
+            Decision::Bootstrap {
+                confirmed: true,
+                reason,
+            } => assert!(
+                reason.starts_with(
+                    "the member at http://m0.c.test:2380 answers on its peer port for cluster"
+                ),
+                "{reason}"
+            ),
+            d => panic!("{d:?}"),
+        }
+    }
+
+    /// A peer of another cluster, of this cluster with other members, or one that saw
+    /// this host started: never a bootstrap, whatever the records say.
+    #[test]
+    fn a_peer_of_anything_else_holds_the_bootstrap_back() {
+        let b = boot();
+        let cases = [
+            (
+                peer(initial(false), 99),
+                "belongs to cluster 63, not to cluster",
+            ),
+            (
+                peer(initial(false)[..2].to_vec(), b.cluster_id.0),
+                "with other members since (2 now)",
+            ),
+            (peer(initial(true), b.cluster_id.0), "has started before"),
+        ];
+        for (p, want) in cases {
+            // Even when another peer confirms: one cluster too many is a split.
+            let ok = peer(initial(false), b.cluster_id.0);
+            match decide(Some(&b), ME, None, &[ok, p], &[]) {
+                Decision::Wait(r) => assert!(r.contains(want), "{want}: {r}"),
+                d => panic!("{want}: {d:?}"),
+            }
+        }
+        // Without complete records a peer answer only explains the wait.
+        let p = peer(initial(false), b.cluster_id.0);
+        match decide(None, ME, None, &[p], &["http://m0.c.test:2379".into()]) {
+            Decision::Wait(r) => assert!(r.contains("answers on its peer port for cluster"), "{r}"),
             d => panic!("{d:?}"),
         }
     }

@@ -473,6 +473,46 @@ impl Client {
         }
     }
 
+    /// `GET /members` on a peer URL: the cluster ID (the `X-Etcd-Cluster-Id` header) and
+    /// the members as that member sees them. etcd serves its peer port from the moment it
+    /// starts, before its cluster has a quorum, while its client port does not answer
+    /// until then: this is how a member that is still bootstrapping is recognised.
+    pub fn peer_members_at(&self, peer_url: &str) -> Result<Membership, EtcdError> {
+        let url = format!("{}/members", peer_url.trim_end_matches('/'));
+        let unreachable = |reason: String| EtcdError::Unreachable {
+            url: url.clone(),
+            reason,
+        };
+        let resp = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|e| unreachable(e.to_string()))?;
+        let malformed = |reason: String| EtcdError::Malformed {
+            url: url.clone(),
+            reason,
+        };
+        let cluster_id = resp
+            .header("X-Etcd-Cluster-Id")
+            .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+            .ok_or_else(|| {
+                malformed("no X-Etcd-Cluster-Id header: not an etcd peer port".into())
+            })?;
+        let text = resp.into_string().map_err(|e| unreachable(e.to_string()))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| {
+            malformed(format!(
+                "{e}: {}",
+                text.chars().take(200).collect::<String>()
+            ))
+        })?;
+        let members = peer_members(&v).map_err(malformed)?;
+        Ok(Membership {
+            cluster_id,
+            answered_by: 0,
+            members,
+        })
+    }
+
     /// `member add --learner`: the new member's ID and the membership after the add.
     pub fn add_learner(&self, peer_urls: &[String]) -> Result<(u64, Membership), EtcdError> {
         let v = self.post(
@@ -509,6 +549,130 @@ impl Client {
     }
 }
 
+/// `maintenance status` of one member: who it is, who leads, its revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// Cluster ID from the response header.
+    pub cluster_id: u64,
+    /// The member that answered.
+    pub member_id: u64,
+    /// The leader it sees (0: none).
+    pub leader: u64,
+    /// Its current revision.
+    pub revision: i64,
+}
+
+impl Client {
+    /// `maintenance status` at one endpoint.
+    pub fn status_at(&self, base: &str) -> Result<Status, EtcdError> {
+        let v = self.post_one(base, "/v3/maintenance/status", &json!({}))?;
+        let bad = |reason: &str| EtcdError::Malformed {
+            url: base.to_string(),
+            reason: reason.to_string(),
+        };
+        Ok(Status {
+            cluster_id: id_of(&v["header"]["cluster_id"]).ok_or_else(|| bad("no cluster_id"))?,
+            member_id: id_of(&v["header"]["member_id"]).ok_or_else(|| bad("no member_id"))?,
+            leader: id_of(&v["leader"]).unwrap_or_default(),
+            revision: id_of(&v["header"]["revision"]).unwrap_or_default() as i64,
+        })
+    }
+
+    /// `maintenance snapshot` from one endpoint: the backend database followed by its
+    /// SHA-256 (etcd's integrity hash, what `etcdctl snapshot restore` checks), handed to
+    /// `sink` chunk by chunk as the gateway streams it (one JSON object per line, the
+    /// bytes in base64). Bounded by an hour rather than the request timeout: a large
+    /// database takes a while, but a stalled stream must not hold a backup service forever.
+    pub fn snapshot_at(
+        &self,
+        base: &str,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<u64, EtcdError> {
+        use std::io::BufRead;
+        let url = format!("{}/v3/maintenance/snapshot", base.trim_end_matches('/'));
+        let token = self.token(base)?;
+        let mut req = self
+            .agent
+            .post(&url)
+            .timeout(Duration::from_secs(3600))
+            .set("Content-Type", "application/json");
+        if let Some(t) = &token {
+            req = req.set("Authorization", t);
+        }
+        let resp = match req.send_string("{}") {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(Self::read(&url, Err(e))
+                    .err()
+                    .unwrap_or(EtcdError::NoEndpoint))
+            }
+        };
+        let unreachable = |reason: String| EtcdError::Unreachable {
+            url: url.clone(),
+            reason,
+        };
+        let mut total = 0u64;
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, resp.into_reader());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = reader.read_line(&mut line).map_err(|e| {
+                unreachable(format!("snapshot stream broke after {total} bytes: {e}"))
+            })?;
+            if n == 0 {
+                break;
+            }
+            if line.trim().is_empty() {
+                continue;
+            }
+            // Typed and borrowed: no tree per 32 KiB chunk, the base64 text not copied.
+            let chunk: SnapshotChunk<'_> =
+                serde_json::from_str(&line).map_err(|e| EtcdError::Malformed {
+                    url: url.clone(),
+                    reason: format!("snapshot stream after {total} bytes: {e}"),
+                })?;
+            if let Some(err) = chunk.error {
+                return Err(EtcdError::Api {
+                    url: url.clone(),
+                    code: err["grpc_code"]
+                        .as_i64()
+                        .or(err["code"].as_i64())
+                        .unwrap_or(-1),
+                    message: err["message"]
+                        .as_str()
+                        .unwrap_or("snapshot failed")
+                        .to_string(),
+                });
+            }
+            let blob = chunk.result.map(|r| r.blob).unwrap_or_default();
+            let bytes = data_encoding::BASE64.decode(blob.as_bytes()).map_err(|e| {
+                EtcdError::Malformed {
+                    url: url.clone(),
+                    reason: format!("snapshot chunk is not base64: {e}"),
+                }
+            })?;
+            sink(&bytes).map_err(|e| unreachable(format!("cannot store the snapshot: {e}")))?;
+            total += bytes.len() as u64;
+        }
+        Ok(total)
+    }
+}
+
+/// One line of the snapshot stream: `{"result":{"blob":"..."}}` or `{"error":{...}}`.
+#[derive(Deserialize)]
+struct SnapshotChunk<'a> {
+    #[serde(borrow, default)]
+    result: Option<SnapshotBlob<'a>>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct SnapshotBlob<'a> {
+    #[serde(borrow, default)]
+    blob: std::borrow::Cow<'a, str>,
+}
+
 /// A 64-bit ID: a decimal string in etcd's JSON, a number in some tools' output.
 fn id_of(v: &Value) -> Option<u64> {
     match v {
@@ -526,6 +690,24 @@ fn strings(v: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Reads the peer port's `/members` answer: a JSON array of `{"id": N, "name",
+/// "peerURLs", "clientURLs", "isLearner"}` with the IDs as numbers (the v2 form).
+pub fn peer_members(v: &Value) -> Result<Vec<Member>, String> {
+    v.as_array()
+        .ok_or("not a JSON array of members")?
+        .iter()
+        .map(|m| {
+            Ok(Member {
+                id: id_of(&m["id"]).ok_or("a member without id")?,
+                name: m["name"].as_str().unwrap_or_default().to_string(),
+                peer_urls: strings(&m["peerURLs"]),
+                client_urls: strings(&m["clientURLs"]),
+                is_learner: m["isLearner"].as_bool().unwrap_or(false),
+            })
+        })
+        .collect()
 }
 
 /// Reads a `member list` (or `member add`) answer.
@@ -571,6 +753,18 @@ mod tests {
         assert!(!m.members[1].started() && m.members[1].is_learner);
         assert_eq!(m.members[1].label(), "4d");
         assert_eq!(m.members[1].client_urls, Vec::<String>::new());
+    }
+
+    /// An etcd 3.4.23 peer port's `/members` while its cluster still bootstraps (no
+    /// member has published its client URLs yet).
+    #[test]
+    fn peer_members_read_numeric_ids() {
+        let body = r#"[{"id":133647029687354924,"peerURLs":["http://127.0.0.1:60589"],"name":"b"},{"id":1672557605701516491,"peerURLs":["http://127.0.0.1:43463"],"name":"a","clientURLs":["http://127.0.0.1:2379"]}]"#;
+        let m = peer_members(&serde_json::from_str(body).unwrap()).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].id, 133647029687354924);
+        assert!(!m[0].started() && m[1].started());
+        assert!(peer_members(&serde_json::json!({"a": 1})).is_err());
     }
 
     #[test]

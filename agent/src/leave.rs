@@ -77,9 +77,10 @@ pub fn check(members: &[Member], me: &Member, up: impl Fn(&Member) -> bool) -> R
     Ok(())
 }
 
-/// Renames `<data-dir>/member` to `member.left-<unix seconds>`; returns the new path, or
-/// None when there was no member directory.
-pub fn set_aside(data_dir: &Path) -> std::io::Result<Option<PathBuf>> {
+/// Renames `<data-dir>/member` to `member.<label>-<unix seconds>` (`-2`, `-3`, ... added
+/// when that exists); returns the new path, or None when there was no member directory.
+/// Used by `leave` (`left`) and for a join that was interrupted (`interrupted`).
+pub fn set_aside(data_dir: &Path, label: &str) -> std::io::Result<Option<PathBuf>> {
     let member = data_dir.join("member");
     if !member.exists() {
         return Ok(None);
@@ -88,7 +89,14 @@ pub fn set_aside(data_dir: &Path) -> std::io::Result<Option<PathBuf>> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
-    let to = data_dir.join(format!("member.left-{secs}"));
+    let base = format!("member.{label}-{secs}");
+    let mut to = data_dir.join(&base);
+    for n in 2u32.. {
+        if !to.exists() {
+            break;
+        }
+        to = data_dir.join(format!("{base}-{n}"));
+    }
     std::fs::rename(&member, &to)?;
     Ok(Some(to))
 }
@@ -160,10 +168,15 @@ mod tests {
     #[test]
     fn the_member_dir_is_set_aside() {
         let d = tempfile::tempdir().unwrap();
-        assert_eq!(set_aside(d.path()).unwrap(), None);
+        assert_eq!(set_aside(d.path(), "left").unwrap(), None);
         std::fs::create_dir_all(d.path().join("member/wal")).unwrap();
-        let to = set_aside(d.path()).unwrap().unwrap();
+        let to = set_aside(d.path(), "left").unwrap().unwrap();
         assert!(to.join("wal").is_dir());
         assert!(!d.path().join("member").exists());
+        // A second one in the same second gets its own name.
+        std::fs::create_dir_all(d.path().join("member/wal")).unwrap();
+        let again = set_aside(d.path(), "left").unwrap().unwrap();
+        assert_ne!(again, to);
+        assert!(again.join("wal").is_dir() && to.join("wal").is_dir());
     }
 }

@@ -20,6 +20,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod adopt;
+pub mod backup;
 pub mod cli;
 pub mod cluster;
 pub mod decide;
@@ -36,8 +38,11 @@ pub mod notify;
 pub mod plan;
 pub mod promote;
 pub mod register;
+pub mod repair;
 pub mod restart;
+pub mod restore;
 pub mod run;
+pub mod snapshot;
 pub mod urls;
 pub mod wait;
 
@@ -98,4 +103,13 @@ pub enum Error {
     /// that cannot be trusted. Its usage errors become [`Error::Usage`].
     #[error("{0}")]
     Register(String),
+    /// `backup` failed.
+    #[error(transparent)]
+    Backup(#[from] backup::BackupError),
+    /// A data dir etcd cannot open, not started.
+    #[error(transparent)]
+    Repair(#[from] repair::RepairError),
+    /// `restore` failed or was refused.
+    #[error(transparent)]
+    Restore(#[from] restore::RestoreError),
 }

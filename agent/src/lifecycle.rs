@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::cli::{Common, LeaveArgs, PromoteArgs};
 use crate::cluster::{self, Identified, Members, Overrides, Service, Unsettled};
 use crate::discover::{self, DnsResolver};
-use crate::etcd::{Access, Client, Endpoint};
+use crate::etcd::{Access, Client, Endpoint, EtcdError, Member, Membership};
 use crate::leave::{self, LeaveError};
 use crate::plan::{MemberUpdate, Plan, Start};
 use crate::promote::{self, Promoted};
@@ -271,7 +271,96 @@ fn peer_update(
     Ok(MemberUpdate::Done)
 }
 
-fn data_dir(flag: &Option<PathBuf>) -> Result<PathBuf, Error> {
+/// True when this data dir was created by a join (its persisted plan is a join): a
+/// restart of it may be a learner's, so `exec` starts the promoter (which does nothing
+/// for a member that votes).
+pub fn joined(dir: &Path) -> bool {
+    matches!(
+        restart::load(dir),
+        Ok(Some(Plan {
+            start: Start::Join(_),
+            ..
+        }))
+    )
+}
+
+/// The etcd access of a restart: this member's etcd is down, and the others answer
+/// quickly or not at all.
+fn client_access(common: &Common) -> Access {
+    Access {
+        request_timeout: Duration::from_secs(2),
+        ..common.etcd.access()
+    }
+}
+
+/// The client URLs a member list gives the members other than `except`, to be dialled as
+/// etcd dials them (by name, with the system resolver): where they are now, which may not
+/// be where a plan saved them.
+fn current_endpoints(list: &Membership, except: u64) -> Vec<Endpoint> {
+    list.members
+        .iter()
+        .filter(|m| m.id != except)
+        .flat_map(|m| &m.client_urls)
+        .map(|u| Endpoint {
+            url: u.clone(),
+            addrs: vec![],
+        })
+        .collect()
+}
+
+/// A data dir with a WAL that a join created, whose member the cluster lists as never
+/// started ([`crate::join::interrupted`]): the join was interrupted. When the cluster
+/// that answers is the one joined and is healthy, the member data is moved aside
+/// (`member.interrupted-<time>`) and true returned: this start then joins afresh,
+/// removing the stale entry first. No answer, another cluster, no quorum, or not a join:
+/// false, and the data dir restarts as it is (a restart never depends on the cluster).
+pub fn rejoin_if_interrupted(common: &Common, dir: &Path) -> Result<bool, Error> {
+    let Ok(Some(Plan {
+        start: Start::Join(j),
+        name,
+        ..
+    })) = restart::load(dir)
+    else {
+        return Ok(false);
+    };
+    let Some(id) = j.member_id else {
+        return Ok(false);
+    };
+    let Ok(client) = Client::new(j.endpoints.clone(), client_access(common)) else {
+        return Ok(false);
+    };
+    let Ok(list) = client.list() else {
+        return Ok(false);
+    };
+    if list.cluster_id != j.cluster_id.0 {
+        return Ok(false);
+    }
+    let Some(why) = crate::join::interrupted(&list, id) else {
+        return Ok(false);
+    };
+    let current = Client::new(current_endpoints(&list, id.0), client_access(common)).ok();
+    let healthy = current
+        .iter()
+        .chain(std::iter::once(&client))
+        .any(|c| c.endpoints().iter().any(|e| c.healthy_at(&e.url)));
+    if !healthy {
+        eprintln!("muster-agent: {why}; the cluster has no quorum, so {name} restarts as it is");
+        return Ok(false);
+    }
+    let to = leave::set_aside(dir, "interrupted").map_err(|source| LeaveError::SetAside {
+        path: dir.join("member"),
+        source,
+    })?;
+    let line = format!(
+        "interrupted join of {name}: {why}; moved the member data to {}: joining afresh",
+        to.map(|p| p.display().to_string()).unwrap_or_default()
+    );
+    eprintln!("muster-agent: {line}");
+    notify::status(&line);
+    Ok(true)
+}
+
+pub(crate) fn data_dir(flag: &Option<PathBuf>) -> Result<PathBuf, Error> {
     flag.clone()
         .or_else(|| {
             std::env::var_os("ETCD_DATA_DIR")
@@ -350,12 +439,79 @@ pub fn promote(args: &PromoteArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// The ways to the cluster for a removal, best first: the other members at the client
+/// URLs the member list gives now, dialled as etcd dials them (they may have moved since
+/// this data dir's plan was written); the other members at the addresses saved in the
+/// plan; this member itself last (its etcd stops as it applies its own removal, perhaps
+/// before it answers).
+struct Routes {
+    current: Option<Client>,
+    saved: Option<Client>,
+    own: Option<Client>,
+}
+
+impl Routes {
+    fn new(list: &Membership, gone: u64, plan: &Plan, access: &Access) -> Routes {
+        let current = current_endpoints(list, gone);
+        let own_urls = &plan.advertise_client_urls;
+        let (own, saved): (Vec<Endpoint>, Vec<Endpoint>) = crate::join::plan_endpoints(plan)
+            .into_iter()
+            .partition(|e| own_urls.contains(&e.url));
+        let client = |v: Vec<Endpoint>| Client::new(v, access.clone()).ok();
+        Routes {
+            current: client(current),
+            saved: client(saved),
+            own: client(own),
+        }
+    }
+
+    /// The others first, this member last.
+    fn all(&self) -> impl Iterator<Item = &Client> {
+        [&self.current, &self.saved, &self.own]
+            .into_iter()
+            .flatten()
+    }
+
+    /// `/health` at one of a member's client URLs, as etcd dials it or, failing that, at
+    /// the address saved in the plan.
+    fn up(&self, m: &Member) -> bool {
+        [&self.current, &self.saved]
+            .into_iter()
+            .flatten()
+            .any(|c| m.client_urls.iter().any(|u| c.healthy_at(u)))
+    }
+
+    /// Asks the other members whether `id` is still a member: Some(false) once it is
+    /// gone, None when no other member answers.
+    fn listed(&self, id: u64) -> Option<bool> {
+        [&self.current, &self.saved]
+            .into_iter()
+            .flatten()
+            .find_map(|c| c.list().ok())
+            .map(|l| l.members.iter().any(|m| m.id == id))
+    }
+
+    /// `member remove` through the first route that answers.
+    fn remove(&self, id: u64) -> Result<(), EtcdError> {
+        let mut last = EtcdError::NoEndpoint;
+        for c in self.all() {
+            match c.remove(id) {
+                Ok(()) => return Ok(()),
+                Err(e @ EtcdError::Api { .. }) => return Err(e),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+}
+
 /// `muster-agent leave`.
 pub fn leave(args: &LeaveArgs) -> Result<(), Error> {
     let dir = data_dir(&args.data_dir)?;
     let plan = stored_plan(&dir)?;
+    let access = args.etcd.access();
     let endpoints = crate::join::plan_endpoints(&plan);
-    let client = Client::new(endpoints, args.etcd.access()).map_err(LeaveError::Etcd)?;
+    let client = Client::new(endpoints, access.clone()).map_err(LeaveError::Etcd)?;
     let list = client.list().map_err(LeaveError::Etcd)?;
     let peer_urls: Vec<String> = match &plan.start {
         crate::plan::Start::Join(j) => j.initial_advertise_peer_urls.clone(),
@@ -396,13 +552,13 @@ pub fn leave(args: &LeaveArgs) -> Result<(), Error> {
         );
         return set_aside(&dir);
     };
-    let up = |m: &crate::etcd::Member| m.client_urls.iter().any(|u| client.healthy_at(u));
-    match leave::check(&list.members, &me, up) {
+    let routes = Routes::new(&list, me.id, &plan, &access);
+    match leave::check(&list.members, &me, |m| routes.up(m)) {
         Ok(()) => {}
         Err(r) if args.force => eprintln!("muster-agent: --force: {r}"),
         Err(r) => return Err(LeaveError::Refused(r).into()),
     }
-    remove(&client, &me, args.timeout)?;
+    remove(&routes, &me, args.timeout)?;
     if other.is_some() {
         eprintln!(
             "muster-agent: removed {me} from cluster {:x}",
@@ -418,7 +574,7 @@ pub fn leave(args: &LeaveArgs) -> Result<(), Error> {
 }
 
 fn set_aside(dir: &Path) -> Result<(), Error> {
-    match leave::set_aside(dir) {
+    match leave::set_aside(dir, "left") {
         Ok(Some(to)) => {
             eprintln!(
                 "muster-agent: moved the member data to {}: the next start here joins afresh",
@@ -435,23 +591,32 @@ fn set_aside(dir: &Path) -> Result<(), Error> {
     }
 }
 
-/// `member remove`, retried while etcd refuses it for now: no answer, or a cluster that is
-/// not ready to reconfigure (a member started moments ago).
-fn remove(client: &Client, me: &crate::etcd::Member, timeout: Duration) -> Result<(), Error> {
-    use crate::etcd::{msg, EtcdError};
+/// `member remove` through the other members (this one last), retried while etcd
+/// refuses it for now (no answer, or a cluster not ready to reconfigure: a member started
+/// moments ago). Any other failure is checked with the other members before it is
+/// reported: a member that asked its own etcd may see it stop mid-answer ("server
+/// stopped") after the removal was applied, and a removal that happened is a success.
+fn remove(routes: &Routes, me: &Member, timeout: Duration) -> Result<(), Error> {
+    use crate::etcd::msg;
     let start = Instant::now();
     for attempt in 0u32.. {
-        let e = match client.remove(me.id) {
+        let e = match routes.remove(me.id) {
             Ok(()) => return Ok(()),
             Err(e) if e.says(msg::NOT_FOUND) => return Ok(()),
-            Err(e @ EtcdError::Api { .. })
-                if !(e.says(msg::UNHEALTHY) || e.says(msg::NOT_ENOUGH_STARTED)) =>
-            {
-                return Err(LeaveError::Etcd(e).into())
-            }
             Err(e) => e,
         };
-        if start.elapsed() >= timeout {
+        if routes.listed(me.id) == Some(false) {
+            eprintln!(
+                "muster-agent: leave of {}: {e}, but the other members no longer list it: \
+                 removed",
+                me.label()
+            );
+            return Ok(());
+        }
+        let retry = !matches!(e, EtcdError::Api { .. })
+            || e.says(msg::UNHEALTHY)
+            || e.says(msg::NOT_ENOUGH_STARTED);
+        if !retry || start.elapsed() >= timeout {
             return Err(LeaveError::Etcd(e).into());
         }
         eprintln!(

@@ -1,6 +1,7 @@
 //! The plan: what etcd is started with, and why. Printed by `plan`, written as an
 //! environment file by `env`, turned into argv by `exec`, and persisted in the data dir
-//! at bootstrap so that a restart needs no DNS.
+//! at bootstrap so that a restart does not depend on DNS (it reads the records once,
+//! bounded, only to follow a move).
 //!
 //! In memory a plan cannot contradict itself: a bootstrap always carries its cluster
 //! ([`Start`]), IDs are [`EtcdId`]s, names [`MemberName`]s. The JSON form (version
@@ -28,8 +29,9 @@ pub const PLAN_VERSION: u32 = 1;
 pub enum Mode {
     /// No WAL yet: `--initial-*` flags from the SRV records.
     Bootstrap,
-    /// `<data-dir>/member/wal` exists: etcd uses its stored membership; no DNS, no
-    /// `--initial-*` flags.
+    /// `<data-dir>/member/wal` exists: etcd uses its stored membership; no
+    /// `--initial-*` flags; the records, read once and bounded, still give this member
+    /// what the plan holds.
     Restart,
     /// A healthy cluster answers and this host is not a started member of it: added as a
     /// learner, started with `--initial-cluster-state existing`, promoted once caught up.
@@ -81,6 +83,13 @@ pub enum Start {
         bootstrapped: Option<Bootstrap>,
         /// Set when the records moved this member (mode `move`).
         moved: Option<Moved>,
+        /// The peer URL the membership has for this member (the one it was bootstrapped
+        /// or added with, or moved to), passed as `--initial-advertise-peer-urls`: etcd
+        /// ignores it for the membership on a restart but names it in the header of every
+        /// message to its peers, and a learner that has not caught up learns its peers'
+        /// URLs from those headers (without it etcd sends `http://localhost:2380`).
+        /// Empty when unknown (a restart from flags without a persisted plan).
+        peer_urls: Vec<String>,
     },
     /// Into a running cluster, as a learner.
     Join(Join),
@@ -326,6 +335,9 @@ struct PlanJson {
     join: Option<Join>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     moved: Option<Moved>,
+    /// A restart's or move's `--initial-advertise-peer-urls` (see [`Start::Restart`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    peer_urls: Vec<String>,
     /// Absent in plans written before the reason was kept.
     #[serde(default)]
     reason: String,
@@ -368,17 +380,19 @@ struct MemberJson {
 
 impl From<Plan> for PlanJson {
     fn from(p: Plan) -> PlanJson {
-        let (mode, cluster, join, moved) = match p.start {
-            Start::Bootstrap(b) => (Mode::Bootstrap, Some(b), None, None),
+        let (mode, cluster, join, moved, peer_urls) = match p.start {
+            Start::Bootstrap(b) => (Mode::Bootstrap, Some(b), None, None, vec![]),
             Start::Restart {
                 bootstrapped,
                 moved: None,
-            } => (Mode::Restart, bootstrapped, None, None),
+                peer_urls,
+            } => (Mode::Restart, bootstrapped, None, None, peer_urls),
             Start::Restart {
                 bootstrapped,
                 moved: Some(m),
-            } => (Mode::Move, bootstrapped, None, Some(m)),
-            Start::Join(j) => (Mode::Join, None, Some(j), None),
+                peer_urls,
+            } => (Mode::Move, bootstrapped, None, Some(m), peer_urls),
+            Start::Join(j) => (Mode::Join, None, Some(j), None, vec![]),
         };
         PlanJson {
             version: PLAN_VERSION,
@@ -391,6 +405,7 @@ impl From<Plan> for PlanJson {
             cluster,
             join,
             moved,
+            peer_urls,
             reason: p.reason,
         }
     }
@@ -408,6 +423,9 @@ impl TryFrom<PlanJson> for Plan {
         if j.moved.is_some() != (j.mode == Mode::Move) {
             return Err("\"moved\" comes with mode \"move\" and only with it".into());
         }
+        if !j.peer_urls.is_empty() && !matches!(j.mode, Mode::Restart | Mode::Move) {
+            return Err("\"peer_urls\" comes with mode \"restart\" or \"move\" only".into());
+        }
         let start = match (j.mode, j.cluster, j.join) {
             (Mode::Bootstrap, Some(b), None) => Start::Bootstrap(b),
             (Mode::Bootstrap, None, _) => {
@@ -416,6 +434,7 @@ impl TryFrom<PlanJson> for Plan {
             (Mode::Restart | Mode::Move, bootstrapped, None) => Start::Restart {
                 bootstrapped,
                 moved: j.moved,
+                peer_urls: j.peer_urls,
             },
             (Mode::Join, None, Some(join)) => Start::Join(join),
             (Mode::Join, _, None) => return Err("mode \"join\" without \"join\"".into()),
@@ -547,9 +566,10 @@ impl Plan {
     }
 
     /// The etcd flags of this plan, in a fixed order. `--data-dir` only when
-    /// `with_data_dir` (it may come from `ETCD_DATA_DIR` instead). A restart plan has no
-    /// `--initial-*` flags: etcd ignores them once a WAL exists, and leaving them out
-    /// makes clear that DNS played no part.
+    /// `with_data_dir` (it may come from `ETCD_DATA_DIR` instead). A restart plan has of
+    /// the `--initial-*` flags only `--initial-advertise-peer-urls` (see
+    /// [`Start::Restart`]): etcd ignores the others once a WAL exists, and leaving them
+    /// out makes clear that DNS played no part.
     pub fn etcd_flags(&self, with_data_dir: bool) -> Vec<Flag> {
         let mut f: Vec<Flag> = vec![("name", self.name.to_string())];
         if with_data_dir {
@@ -571,6 +591,11 @@ impl Plan {
             f.push(("initial-cluster", c.initial_cluster.clone()));
             f.push(("initial-cluster-state", c.initial_cluster_state.to_string()));
             f.push(("initial-cluster-token", c.token.clone()));
+        }
+        if let Start::Restart { peer_urls, .. } = &self.start {
+            if !peer_urls.is_empty() {
+                f.push(("initial-advertise-peer-urls", peer_urls.join(",")));
+            }
         }
         if let Start::Join(j) = &self.start {
             f.push((
@@ -638,6 +663,7 @@ impl Plan {
             Start::Restart {
                 bootstrapped,
                 moved,
+                peer_urls,
             } => {
                 let data = self
                     .data_dir
@@ -645,10 +671,19 @@ impl Plan {
                     .map(|d| d.display().to_string())
                     .unwrap_or_default();
                 let what = if moved.is_some() { "move" } else { "restart" };
+                let passed = if peer_urls.is_empty() {
+                    "no --initial-* flags are passed".to_string()
+                } else {
+                    format!(
+                        "of the --initial-* flags only --initial-advertise-peer-urls={} is \
+                         passed (the peer URL etcd names in its messages)",
+                        peer_urls.join(",")
+                    )
+                };
                 let _ = writeln!(
                     s,
                     "{what} member {}: {data}/member/wal exists, so etcd uses its stored \
-                     membership; no --initial-* flags are passed",
+                     membership; {passed}",
                     self.name
                 );
                 if let Some(m) = moved {

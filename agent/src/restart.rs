@@ -49,7 +49,8 @@ pub enum RestartError {
     /// Restart without a persisted plan and without the flags that replace it.
     #[error(
         "{} has a WAL, so this is a restart and DNS is not consulted, but {} is missing, so \
-         muster-agent does not know this member's URLs; pass {} (or start etcd without muster-agent)",
+         muster-agent does not know this member's URLs; pass {} (or --domain, to take them from the \
+         records; or start etcd without muster-agent)",
         data_dir.display(), data_dir.join(PLAN_FILE).display(), missing.join(", ")
     )]
     NeedFlags {
@@ -173,6 +174,10 @@ pub fn restart_plan(
                 }
             }
             let bootstrapped = p.cluster().cloned();
+            let peer_urls = registered_peer_url(&p)
+                .map(str::to_string)
+                .into_iter()
+                .collect();
             Ok(Plan {
                 reason: restart_reason(data_dir),
                 name: p.name,
@@ -183,6 +188,7 @@ pub fn restart_plan(
                 start: Start::Restart {
                     bootstrapped,
                     moved: None,
+                    peer_urls,
                 },
             })
         }
@@ -211,6 +217,7 @@ pub fn restart_plan(
                     start: Start::Restart {
                         bootstrapped: None,
                         moved: None,
+                        peer_urls: vec![],
                     },
                 }),
                 _ => Err(RestartError::NeedFlags {
@@ -445,6 +452,8 @@ pub fn relocate(
         ),
         start: Start::Restart {
             bootstrapped: base.cluster().cloned(),
+            // The peer URL the membership has (or will have before etcd starts).
+            peer_urls: vec![peer_url.clone()],
             moved: Some(Moved {
                 peer_url_before: registered.to_string(),
                 peer_url,
@@ -621,8 +630,14 @@ mod tests {
         assert_eq!(p.mode(), crate::plan::Mode::Restart);
         assert_eq!(p.data_dir.as_deref(), Some(Path::new("/data")));
         let flags = p.etcd_flags(true);
-        assert!(
-            flags.iter().all(|(k, _)| !k.starts_with("initial")),
+        // Issue 19: only the registered peer URL, which etcd names in its messages.
+        let initial: Vec<_> = flags
+            .iter()
+            .filter(|(k, _)| k.starts_with("initial"))
+            .collect();
+        assert_eq!(
+            initial,
+            [&("initial-advertise-peer-urls", REGISTERED.to_string())],
             "{flags:?}"
         );
         assert_eq!(flags[0], ("name", "m1".to_string()));
@@ -692,7 +707,8 @@ mod tests {
         assert!(p
             .etcd_flags(true)
             .iter()
-            .all(|(k, _)| !k.starts_with("initial")));
+            .all(|(k, v)| !k.starts_with("initial")
+                || (*k == "initial-advertise-peer-urls" && v == REGISTERED)));
         // The JSON form keeps the mode and the move.
         let json = serde_json::to_string(&p).unwrap();
         assert!(json.contains("\"mode\":\"move\""), "{json}");

@@ -56,7 +56,15 @@ fn decide(common: &Common, dir: &DataDir, enact: bool) -> Result<Plan, Error> {
         enact,
     )?;
     if let Some(d) = &dir.path {
-        if restart::has_wal(d) {
+        // A data dir etcd cannot open: moved aside with quorum (then a fresh start).
+        crate::repair::check(common, d, enact)?;
+        // A join interrupted before the learner caught up is moved aside and made again
+        // (only when enacting: `plan` shows the restart it would try).
+        if restart::has_wal(d) && !(enact && crate::lifecycle::rejoin_if_interrupted(common, d)?) {
+            // A WAL without muster-plan.json (etcdctl snapshot restore by hand): adopted.
+            if let Some(plan) = crate::adopt::without_plan(common, d, enact)? {
+                return Ok(plan);
+            }
             // Restart or move: the persisted plan, checked against the records if DNS
             // answers (crate::lifecycle::restart).
             return crate::lifecycle::restart(common, d, enact);
@@ -199,6 +207,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Leave(args) => crate::lifecycle::leave(&args),
         Command::Doctor(args) => crate::doctor::run(&args),
         Command::Register(args) => Ok(crate::register::run(&args)?),
+        Command::Backup(args) => crate::backup::run(&args),
+        Command::Restore(args) => crate::restore::run(&args),
         Command::Exec(args) => {
             let dir = data_dir(&args.common);
             let data = need_data_dir(&dir)?.to_path_buf();
@@ -217,7 +227,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             if plan.creates_member() {
                 restart::save(&data, &plan)?;
             }
-            if plan.mode() == Mode::Join && !args.no_promote {
+            // A restart of a member that joined may be a learner's that was never
+            // promoted: the promoter then promotes it (and does nothing for a voter).
+            let learner = plan.mode() == Mode::Join
+                || (matches!(plan.mode(), Mode::Restart | Mode::Move)
+                    && crate::lifecycle::joined(&data));
+            if learner && !args.no_promote {
                 crate::lifecycle::spawn_promoter(&data, &args.common);
             }
             Err(exec::exec(&argv).into())

@@ -8,6 +8,11 @@
 //! cluster. Errors that waiting cannot fix (both SRV sets, duplicate names, a size that
 //! contradicts `--expect`) stop at once.
 //!
+//! Every round also asks the other members, all at once and within [`PROBE_BUDGET`] (and
+//! never past `--timeout`): their client URLs (`member list`, `/health`) and their peer
+//! URLs (`/members`, answered from the moment etcd starts, before quorum). See
+//! [`crate::decide`] for what the answers decide.
+//!
 //! Time is `tokio::time`, so tests run the whole loop on a paused clock.
 
 use std::net::IpAddr;
@@ -17,7 +22,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::time::Instant;
 
 use crate::cluster::{self, Missing, PlanError, PlanOptions, Progress, Scheme, Service, Unsettled};
-use crate::decide::{self, Answered, Decision};
+use crate::decide::{self, Answered, Decision, PeerAnswer};
 use crate::discover::{self, Resolve};
 use crate::etcd::{Endpoint, Member};
 use crate::ids::EtcdId;
@@ -29,7 +34,12 @@ pub const STABLE_READS: u32 = 2;
 /// the confirming second read comes quickly.
 pub const MIN_DELAY: Duration = Duration::from_millis(200);
 /// Longest delay between rounds: a record that appears is seen within this.
-pub const MAX_DELAY: Duration = Duration::from_secs(2);
+pub const MAX_DELAY: Duration = Duration::from_millis(500);
+/// The most one round's probe of the other members takes: every endpoint is asked at
+/// once, each with this budget to connect and answer. A member whose etcd has just
+/// started accepts connections on its client port but does not answer there until its
+/// cluster has quorum; its peer port answers at once.
+pub const PROBE_BUDGET: Duration = Duration::from_secs(1);
 
 /// What the loop waits for.
 #[derive(Debug, Clone)]
@@ -85,19 +95,43 @@ fn backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
-/// Asks the running cluster, if any, at the given client URLs: the first `member list`
-/// that answers, and `/health` there. The seam between the wait loop and etcd.
+/// What one round asks: the other members' client URLs and peer URLs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Targets {
+    /// Client URLs: `member list`, then `/health` where it answers.
+    pub clients: Vec<Endpoint>,
+    /// Peer URLs: `/members` and the cluster ID.
+    pub peers: Vec<Endpoint>,
+}
+
+/// What one round's probe found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Probed {
+    /// A client URL's answer: a healthy one if any answered so, else any; among those,
+    /// the first in the order the targets list them.
+    pub answered: Option<Answered>,
+    /// Every peer URL that answered.
+    pub peers: Vec<PeerAnswer>,
+}
+
+/// Asks the running cluster, if any: the seam between the wait loop and etcd.
 pub trait Probe {
-    /// The first answer, or None when no endpoint answers.
-    fn probe(&self, endpoints: &[Endpoint]) -> Option<Answered>;
+    /// Asks every target at once; returns within `budget`, or as soon as `enough` says
+    /// the answers so far decide the start.
+    fn probe(
+        &self,
+        targets: &Targets,
+        budget: Duration,
+        enough: &dyn Fn(&Probed) -> bool,
+    ) -> Probed;
 }
 
 /// A probe that never finds a cluster: bootstrap-only behaviour (and unit tests).
 pub struct NoCluster;
 
 impl Probe for NoCluster {
-    fn probe(&self, _: &[Endpoint]) -> Option<Answered> {
-        None
+    fn probe(&self, _: &Targets, _: Duration, _: &dyn Fn(&Probed) -> bool) -> Probed {
+        Probed::default()
     }
 }
 
@@ -188,6 +222,22 @@ pub fn others(plan: &Plan) -> Vec<Endpoint> {
                         url: u.clone(),
                         addrs: m.addresses.clone(),
                     })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The other members' peer URLs, with their addresses, from a skeleton plan.
+pub fn other_peers(plan: &Plan) -> Vec<Endpoint> {
+    plan.cluster()
+        .map(|c| {
+            c.members
+                .iter()
+                .filter(|m| !m.this_host && !m.addresses.is_empty())
+                .map(|m| Endpoint {
+                    url: m.peer_url.clone(),
+                    addrs: m.addresses.clone(),
                 })
                 .collect()
         })
@@ -302,9 +352,11 @@ pub async fn wait_for_start<R: Resolve, P: Probe>(
             Err(Unsettled::Fatal(_)) => unreachable!("returned above"),
         };
         if let Some(skel) = &skel {
-            let endpoints = others(skel);
-            let answered = probe.probe(&endpoints);
-            let asked: Vec<String> = endpoints.iter().map(|e| e.url.clone()).collect();
+            let targets = Targets {
+                clients: others(skel),
+                peers: other_peers(skel),
+            };
+            let asked: Vec<String> = targets.clients.iter().map(|e| e.url.clone()).collect();
             let me = decide::Me {
                 name: skel.name.as_str(),
                 peer_url: skel
@@ -313,7 +365,31 @@ pub async fn wait_for_start<R: Resolve, P: Probe>(
                     .map_or("", String::as_str),
             };
             let bootstrap = judged.as_ref().ok().and_then(Plan::cluster);
-            match decide::decide(bootstrap, me, answered.as_ref(), &asked) {
+            // The probe never outlasts --timeout; it stops early once what answered
+            // already confirms the bootstrap. (A join waits for every client URL's
+            // answer, which a running cluster gives at once, so that the member it names
+            // does not depend on which answered first.)
+            let budget = PROBE_BUDGET.min(deadline.saturating_duration_since(Instant::now()));
+            let decides = |p: &Probed| {
+                matches!(
+                    decide::decide(bootstrap, me, p.answered.as_ref(), &p.peers, &asked),
+                    Decision::Bootstrap {
+                        confirmed: true,
+                        ..
+                    }
+                )
+            };
+            if budget.is_zero() {
+                // No time left to ask: deciding without the answers could bootstrap
+                // beside a running cluster.
+                return Err(WaitError::Timeout {
+                    timeout: opts.timeout,
+                    last,
+                });
+            }
+            let probed = probe.probe(&targets, budget, &decides);
+            let Probed { answered, peers } = probed;
+            match decide::decide(bootstrap, me, answered.as_ref(), &peers, &asked) {
                 Decision::Bootstrap { confirmed, reason } => {
                     // judged is Ok whenever decide saw a bootstrap.
                     if let Ok(mut plan) = judged.clone() {
@@ -376,6 +452,7 @@ pub async fn wait_for_start<R: Resolve, P: Probe>(
 mod tests {
     use super::*;
     use crate::cluster::{Answer, Identity, MemberName, Overrides, Srv, Txt};
+    use crate::etcd::Member;
     use std::cell::RefCell;
     use std::collections::HashMap;
     use std::net::IpAddr;
@@ -633,6 +710,127 @@ mod tests {
             first.unwrap(),
             "0/3 members resolvable; lookup of _etcd-server._tcp.c.test. failed: request timed out"
         );
+    }
+
+    /// A probe that answers what the test says, and notes the budgets it was given.
+    struct Scripted {
+        answer: RefCell<Probed>,
+        budgets: RefCell<Vec<Duration>>,
+    }
+
+    impl Probe for Scripted {
+        fn probe(&self, t: &Targets, budget: Duration, _: &dyn Fn(&Probed) -> bool) -> Probed {
+            assert_eq!(t.peers.len(), t.clients.len(), "{t:?}");
+            self.budgets.borrow_mut().push(budget);
+            self.answer.borrow().clone()
+        }
+    }
+
+    /// Issue 19: a peer that runs the cluster these records bootstrap confirms them, so
+    /// the first complete read bootstraps without waiting for a second one.
+    #[tokio::test(start_paused = true)]
+    async fn a_confirming_peer_bootstraps_on_the_first_complete_read() {
+        let z = RefCell::new(zone(3, 3));
+        let planned = wait_for_plan(&Fake(&z), &service(), &opts(Some(3), 10), |_| {})
+            .await
+            .unwrap();
+        let c = planned.cluster().unwrap();
+        let members = c
+            .members
+            .iter()
+            .map(|m| Member {
+                id: m.id.0,
+                name: m.name.to_string(),
+                peer_urls: vec![m.peer_url.clone()],
+                client_urls: vec![],
+                is_learner: false,
+            })
+            .collect();
+        let probe = Scripted {
+            answer: RefCell::new(Probed {
+                answered: None,
+                peers: vec![PeerAnswer {
+                    url: c.members[1].peer_url.clone(),
+                    membership: crate::etcd::Membership {
+                        cluster_id: c.cluster_id.0,
+                        answered_by: 0,
+                        members,
+                    },
+                }],
+            }),
+            budgets: RefCell::new(vec![]),
+        };
+        let start = Instant::now();
+        let out = wait_for_start(&Fake(&z), &service(), &opts(Some(3), 10), &probe, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert!(
+            out.plan()
+                .reason
+                .starts_with("the member at http://m1.c.test:2380 answers on its peer port"),
+            "{}",
+            out.plan().reason
+        );
+        assert_eq!(*probe.budgets.borrow(), [PROBE_BUDGET]);
+        // Another cluster on the peer port: never a bootstrap.
+        probe.answer.borrow_mut().peers[0].membership.cluster_id ^= 1;
+        let err = wait_for_start(&Fake(&z), &service(), &opts(Some(3), 2), &probe, |_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bootstrapping would start a second cluster"),
+            "{err}"
+        );
+    }
+
+    /// The probe never outlasts --timeout.
+    #[tokio::test(start_paused = true)]
+    async fn the_probe_budget_stays_inside_the_timeout() {
+        let z = RefCell::new(zone(2, 2));
+        let probe = Scripted {
+            answer: RefCell::new(Probed::default()),
+            budgets: RefCell::new(vec![]),
+        };
+        let mut o = opts(Some(3), 10);
+        o.timeout = Duration::from_millis(300);
+        let _ = wait_for_start(&Fake(&z), &service(), &o, &probe, |_| {}).await;
+        let b = probe.budgets.borrow();
+        assert_eq!(b[0], Duration::from_millis(300), "{b:?}");
+        assert!(b.iter().all(|x| *x <= Duration::from_millis(300)), "{b:?}");
+    }
+
+    /// Issue 19, item 3: while the records change, every read follows the last after
+    /// the minimum delay; after a long unchanged stretch, the read that confirms a change
+    /// comes after the minimum delay, not the backed-off one.
+    #[tokio::test(start_paused = true)]
+    async fn rounds_are_paced_by_change() {
+        let z = RefCell::new(Zone::default());
+        publish_size(&z, 3);
+        let mut times = Vec::new();
+        let start = Instant::now();
+        let plan = wait_for_plan(&Fake(&z), &service(), &opts(None, 60), |r| {
+            times.push(r.elapsed);
+            match r.number {
+                // Unchanged for a while: the delay backs off to MAX_DELAY.
+                8 => publish_member(&z, 0),
+                9 => publish_member(&z, 1),
+                10 => publish_member(&z, 2),
+                _ => {}
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(plan.cluster().unwrap().members.len(), 3);
+        let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        // A record published during the backed-off stretch is seen within MAX_DELAY.
+        assert_eq!(gaps[6..8], [MAX_DELAY, MAX_DELAY], "{gaps:?}");
+        // Rounds 9, 10 and 11 each read a changed set, each after the minimum delay...
+        assert_eq!(gaps[8..], [MIN_DELAY, MIN_DELAY], "{gaps:?}");
+        assert_eq!(times.len(), 11, "{times:?}");
+        // ... and round 12 confirms the complete set after the minimum delay too.
+        assert_eq!(start.elapsed(), times[10] + MIN_DELAY);
     }
 
     /// Review issue 8, item 9: the records of a 3-member cluster arrive one by one and

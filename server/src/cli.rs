@@ -31,6 +31,26 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the configuration file template with every default.
     ConfigTemplate,
+    /// Control a running musterd through its control socket: status, reload [ZONE],
+    /// zone-status ZONE, flush ZONE, freeze ZONE, thaw ZONE, notify ZONE, retransfer ZONE,
+    /// edit ZONE.
+    Ctl(CtlArgs),
+}
+
+/// `musterd ctl` arguments.
+#[derive(Debug, clap::Args)]
+pub struct CtlArgs {
+    /// The control socket of the musterd to talk to.
+    #[arg(long, env = "MUSTERD_CONTROL_SOCKET", default_value = crate::ctl::DEFAULT_SOCKET, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// How long to wait for an answer, e.g. 30s.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// The command: status, reload, zone-status, flush, freeze, thaw, notify, retransfer
+    /// or edit (freeze, $EDITOR on the zone file, check, thaw).
+    pub command: String,
+    /// The zone the command is about.
+    pub zone: Option<String>,
 }
 
 /// `musterd serve` flags; each overrides the config file.
@@ -58,6 +78,10 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics on this address.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<SocketAddr>,
+    /// The control socket for `musterd ctl` (default /run/musterd/control when
+    /// /run/musterd exists; an empty value turns it off).
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
     /// How often to look for changed zone files, e.g. 2s; 0s turns it off.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub watch_interval: Option<Duration>,
@@ -147,6 +171,42 @@ pub fn run(cli: Cli) -> ExitCode {
             print!("{}", config::TEMPLATE);
             ExitCode::SUCCESS
         }
+        Command::Ctl(args) => ctl(args),
+    }
+}
+
+/// `musterd ctl`: exit 0 when musterd answered ok, 1 when it answered an error, 2 when the
+/// request was malformed or musterd could not be reached.
+fn ctl(args: CtlArgs) -> ExitCode {
+    let line = format!("{} {}", args.command, args.zone.as_deref().unwrap_or(""));
+    let result = if args.command == "edit" {
+        crate::ctl::edit(
+            &args.socket,
+            args.zone.as_deref().unwrap_or(""),
+            args.timeout,
+        )
+    } else {
+        match crate::ctl::Request::parse(&line) {
+            Ok(req) => crate::ctl::send(&args.socket, &req, args.timeout),
+            Err(e) => {
+                eprintln!("musterd ctl: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    match result {
+        Ok(reply) if reply.ok => {
+            print!("{}", reply.text);
+            ExitCode::SUCCESS
+        }
+        Ok(reply) => {
+            eprint!("musterd ctl: {}", reply.text);
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("musterd ctl: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -168,6 +228,7 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             udp_workers: args.udp_workers,
             query_log: args.query_log,
             metrics_listen: args.metrics_listen,
+            control_socket: args.control_socket,
             watch_interval: args.watch_interval,
             version: args.version_string,
             discovery_listen: args.discovery_listen,

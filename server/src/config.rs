@@ -48,12 +48,34 @@ pub struct ServerConfig {
     pub udp_coalesce: Duration,
     pub query_log: bool,
     pub metrics_listen: Option<SocketAddr>,
+    /// `musterd ctl`'s socket ([`crate::ctl`]); `None` when there is none.
+    pub control_socket: Option<PathBuf>,
     /// The etcd discovery service; `None` when it is off.
     pub discovery: Option<crate::discovery::DiscoveryConfig>,
     /// TSIG keys, update policies, journals ([`crate::dynamic`]).
     pub updates: crate::dynamic::UpdateConfig,
     /// Zone transfer, NOTIFY and secondary zones ([`crate::xfr`]).
     pub transfer: crate::xfr::TransferConfig,
+}
+
+/// Where `musterd ctl`'s socket is unless configured: the unit's
+/// `RuntimeDirectory=musterd`.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/musterd/control";
+
+/// The control socket: as configured (an empty path turns it off), else the unit's
+/// runtime directory's when that exists (`RuntimeDirectory=musterd`), else none.
+fn control_socket(configured: Option<PathBuf>) -> Option<PathBuf> {
+    match configured {
+        Some(p) if p.as_os_str().is_empty() => None,
+        Some(p) => Some(p),
+        None => {
+            let default = PathBuf::from(DEFAULT_CONTROL_SOCKET);
+            default
+                .parent()
+                .is_some_and(Path::is_dir)
+                .then_some(default)
+        }
+    }
 }
 
 /// Errors reading or resolving the configuration.
@@ -110,6 +132,7 @@ pub struct FileConfig {
     pub udp_coalesce: Option<String>,
     pub query_log: Option<bool>,
     pub metrics_listen: Option<SocketAddr>,
+    pub control_socket: Option<PathBuf>,
     pub discovery: Option<crate::discovery::FileSection>,
     pub transfer: Option<crate::xfr::FileTransfer>,
     pub state_dir: Option<PathBuf>,
@@ -143,6 +166,7 @@ pub struct Overrides {
     pub udp_workers: Option<usize>,
     pub query_log: bool,
     pub metrics_listen: Option<SocketAddr>,
+    pub control_socket: Option<PathBuf>,
     pub watch_interval: Option<Duration>,
     pub version: Option<String>,
     pub discovery_listen: Option<SocketAddr>,
@@ -376,6 +400,7 @@ pub fn resolve(
         udp_coalesce,
         query_log: flags.query_log || file.query_log.unwrap_or(false),
         metrics_listen: flags.metrics_listen.or(file.metrics_listen),
+        control_socket: control_socket(flags.control_socket.or(file.control_socket)),
         discovery,
         updates,
         transfer,

@@ -19,14 +19,27 @@
 //! atomically (temp file, fsync, rename, fsync the directory) and the journal rewritten
 //! to the last `journal_history` changesets, which all precede the file's serial.
 //!
-//! Hand edits (SIGHUP, or the file watcher) are applied as a three-way difference: what
-//! the edit changed relative to the file as musterd last wrote or read it is applied to
-//! the served zone, so updates made since stay; the serial becomes max(file, served) + 1
-//! and the merged zone is written back at once.
+//! Hand edits (SIGHUP, or the file watcher) are merged three ways
+//! ([`ZoneData::merge_edit`]) against the version the file's stamp names
+//! ([`crate::writeback`]), rebuilt from the served zone and the changeset history, so
+//! updates made since the editor opened the file stay; the serial becomes
+//! max(file, served) + 1 and the merged zone is written back at once, keeping the file's
+//! layout. A write-back never replaces a file that changed since musterd last read or
+//! wrote it (the change is merged first) nor one that does not load or holds a refused
+//! edit (it waits, logged and counted, until the operator saves the file again).
 //!
-//! Limitations: keys and policies are read at start only (SIGHUP reloads zone data, not
-//! keys); the zone file is rewritten in musterd's own layout (comments and `$INCLUDE`s of
-//! an updatable zone are not kept).
+//! Every changeset is recorded in the IXFR history ([`crate::history`]) before its version
+//! is served; at start the history is the journal's.
+//!
+//! A panic while processing an update is contained: that update is answered SERVFAIL and
+//! counted (`musterd_panics_total{thread="zone"}`), the others of its batch are processed
+//! again from the last durable version.
+//!
+//! TSIG keys are read again on every reload (SIGHUP, `musterd ctl reload`), so a rotated
+//! secret takes effect without a restart.
+//!
+//! Limitations: policies are read at start only; keys that sign outgoing NOTIFY and
+//! secondary transfers are taken at start.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -45,15 +58,16 @@ use crate::answer::Responder;
 use crate::catalog::Catalog;
 use crate::changeset::Changeset;
 use crate::config::ZoneSpec;
+use crate::history::History;
 use crate::journal::{self, Journal, JournalError};
 use crate::name::Name;
 use crate::rr::type_from_name;
 use crate::stats::Stats;
 use crate::tsig::{self, KeyRing};
-use crate::update::{
-    self, Grant, Limits, NameMatch, Policy, Reason, RecordSet, TypeMatch, ZoneData,
-};
+use crate::update::replay::{Admission, ReplayGuard};
+use crate::update::{self, Grant, Limits, NameMatch, Policy, Reason, TypeMatch, ZoneData};
 use crate::wire::{opcode, rcode};
+use crate::writeback;
 use crate::zone::Zone;
 
 /// Where journals live unless configured (the unit's `StateDirectory=musterd`).
@@ -66,6 +80,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/musterd";
 #[derive(Debug, Clone)]
 pub struct UpdateConfig {
     pub keys: Arc<KeyRing>,
+    /// Where `keys` were read from, to read them again on reload.
+    pub key_sources: KeySources,
     pub state_dir: PathBuf,
     /// The zones that take updates, each with its policy.
     pub zones: Vec<(Name, Policy)>,
@@ -79,6 +95,7 @@ impl Default for UpdateConfig {
     fn default() -> Self {
         UpdateConfig {
             keys: Arc::new(KeyRing::new()),
+            key_sources: KeySources::default(),
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             zones: Vec::new(),
             limits: Limits::default(),
@@ -120,7 +137,7 @@ pub enum ConfigError {
 }
 
 /// `[[key]]`: a TSIG key written inline.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileKey {
     pub name: String,
@@ -234,29 +251,58 @@ fn host_match(key: &Name, origin: &Name, srv: &[String]) -> Result<NameMatch, St
 }
 
 /// Loads the keys and checks every policy against them and the served zones.
+/// Where the TSIG keys come from: read at start, and again on every reload (SIGHUP,
+/// `musterd ctl reload`).
+#[derive(Debug, Clone, Default)]
+pub struct KeySources {
+    /// Key files (absolute, or relative to the working directory).
+    pub files: Vec<PathBuf>,
+    /// `[[key]]` tables of the config file.
+    pub inline: Vec<FileKey>,
+}
+
+impl KeySources {
+    /// Reads every key.
+    pub fn load(&self) -> Result<KeyRing, ConfigError> {
+        let mut keys = KeyRing::new();
+        for path in &self.files {
+            keys.load_file(path)?;
+        }
+        for (i, k) in self.inline.iter().enumerate() {
+            let key = tsig::Key::from_config(&k.name, &k.algorithm, &k.secret)?;
+            keys.insert(
+                key,
+                tsig::Location {
+                    source: "[[key]] in the config".into(),
+                    line: Some(i as u32 + 1),
+                },
+            )?;
+        }
+        Ok(keys)
+    }
+}
+
+/// The TSIG keys in force, shared by updates, transfers and signed queries, and replaced
+/// whole when they are read again.
+pub type SharedKeys = Arc<ArcSwap<KeyRing>>;
+
 pub fn resolve(
     src: Sources,
     zones: &[ZoneSpec],
     file_dir: Option<&Path>,
 ) -> Result<UpdateConfig, ConfigError> {
-    let mut keys = KeyRing::new();
-    for f in &src.key_files {
-        let path = match file_dir {
-            Some(d) if f.is_relative() => d.join(f),
-            _ => f.clone(),
-        };
-        keys.load_file(&path)?;
-    }
-    for (i, k) in src.keys.iter().enumerate() {
-        let key = tsig::Key::from_config(&k.name, &k.algorithm, &k.secret)?;
-        keys.insert(
-            key,
-            tsig::Location {
-                source: "[[key]] in the config".into(),
-                line: Some(i as u32 + 1),
-            },
-        )?;
-    }
+    let key_sources = KeySources {
+        files: src
+            .key_files
+            .iter()
+            .map(|f| match file_dir {
+                Some(d) if f.is_relative() => d.join(f),
+                _ => f.clone(),
+            })
+            .collect(),
+        inline: src.keys.clone(),
+    };
+    let keys = key_sources.load()?;
     let mut policies: Vec<(Name, Policy)> = Vec::new();
     let policy_of =
         |policies: &mut Vec<(Name, Policy)>, zone: &str| -> Result<usize, ConfigError> {
@@ -400,6 +446,7 @@ pub fn resolve(
         };
     Ok(UpdateConfig {
         keys: Arc::new(keys),
+        key_sources,
         state_dir: src.state_dir.unwrap_or(d.state_dir),
         zones: policies,
         limits: Limits {
@@ -437,17 +484,48 @@ pub fn resolve(
 // ---------------------------------------------------------------------------------------
 // Metrics
 
-/// Labels of refusals beyond [`Reason`]: TSIG failures and zones not served.
-const EXTRA_REFUSALS: [&str; 2] = ["tsig", "notauth"];
-/// Labels of failures: the update was acceptable but could not be made durable or served.
-const FAILURES: [&str; 3] = ["journal", "build", "overload"];
+/// Labels of refusals beyond [`Reason`]: TSIG failures, zones not served, signed updates
+/// seen before (not applied again), frozen zones.
+const EXTRA_REFUSALS: [&str; 4] = ["tsig", "notauth", "replay", "frozen"];
 
-/// Counters of dynamic updates (`musterd_updates_*`).
+/// RFC 8914 Extended DNS Error 18, Prohibited: what a frozen zone answers an update.
+const EDE_PROHIBITED: u16 = crate::wire::ede::PROHIBITED;
+
+/// Adds an Extended DNS Error option to the OPT record a response ends with (built by
+/// [`update::response`], before its TSIG). A response without OPT is left alone: the
+/// client did not send EDNS and could not read the option.
+fn add_ede(msg: &mut Vec<u8>, code: u16, text: &str) {
+    const OPT_LEN: usize = 11;
+    let n = msg.len();
+    if n < OPT_LEN + 12
+        || msg[n - OPT_LEN] != 0
+        || msg[n - 10..n - 8] != crate::rr::rtype::OPT.to_be_bytes()
+        || msg[n - 2..] != [0, 0]
+    {
+        return;
+    }
+    let text = &text.as_bytes()[..text.len().min(400)];
+    let opt_len = (text.len() + 6) as u16;
+    msg[n - 2..].copy_from_slice(&opt_len.to_be_bytes());
+    msg.extend_from_slice(&crate::wire::ede::OPTION.to_be_bytes());
+    msg.extend_from_slice(&((text.len() + 2) as u16).to_be_bytes());
+    msg.extend_from_slice(&code.to_be_bytes());
+    msg.extend_from_slice(text);
+}
+/// Labels of failures: the update was acceptable but could not be made durable or served.
+const FAILURES: [&str; 4] = ["journal", "build", "overload", "panic"];
+
+/// Labels of what became of hand edits of updatable zone files.
+const EDIT_OUTCOMES: [&str; 3] = ["merged", "taken_as_written", "refused"];
+
+/// Counters of dynamic updates (`musterd_updates_*`) and of hand edits of their files.
 #[derive(Debug, Default)]
 pub struct UpdateMetrics {
     accepted: AtomicU64,
     refused: [AtomicU64; Reason::ALL.len() + EXTRA_REFUSALS.len()],
     failed: [AtomicU64; FAILURES.len()],
+    edits: [AtomicU64; EDIT_OUTCOMES.len()],
+    writeback_blocked: AtomicU64,
 }
 
 impl UpdateMetrics {
@@ -464,6 +542,14 @@ impl UpdateMetrics {
     fn failed(&self, label: &str) {
         let i = FAILURES.iter().position(|l| *l == label).unwrap_or(0);
         self.failed[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn edit(&self, outcome: &str) {
+        let i = EDIT_OUTCOMES
+            .iter()
+            .position(|l| *l == outcome)
+            .unwrap_or(0);
+        self.edits[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Appends the counters in the Prometheus text format.
@@ -495,6 +581,22 @@ impl UpdateMetrics {
                 c.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(out, "# HELP musterd_hand_edits_total Saved edits of updatable zone files, by outcome (refused: the served zone is unchanged until the file is fixed).");
+        let _ = writeln!(out, "# TYPE musterd_hand_edits_total counter");
+        for (label, c) in EDIT_OUTCOMES.iter().zip(&self.edits) {
+            let _ = writeln!(
+                out,
+                "musterd_hand_edits_total{{outcome=\"{label}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(out, "# HELP musterd_writeback_blocked_total Zone file write-backs held back because the file does not load or holds a refused edit.");
+        let _ = writeln!(out, "# TYPE musterd_writeback_blocked_total counter");
+        let _ = writeln!(
+            out,
+            "musterd_writeback_blocked_total {}",
+            self.writeback_blocked.load(Ordering::Relaxed)
+        );
     }
 }
 
@@ -539,6 +641,29 @@ pub enum OpenError {
 /// How an update ended, for the response.
 struct Answer {
     rcode: u16,
+    /// An Extended DNS Error for the response (RFC 8914): code and text.
+    ede: Option<(u16, String)>,
+}
+
+impl Answer {
+    fn rcode(rcode: u16) -> Answer {
+        Answer { rcode, ede: None }
+    }
+}
+
+/// What `musterd ctl` asks of an updatable zone's task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZoneControl {
+    /// Serial, history, journal, pending write-back, file state, frozen.
+    Status,
+    /// Write the zone file back now.
+    Flush,
+    /// Refuse updates until thawed.
+    Freeze,
+    /// Merge the zone file, then take updates again.
+    Thaw,
+    /// Reread the zone file (as SIGHUP does for every zone).
+    Reload,
 }
 
 enum Command {
@@ -551,6 +676,10 @@ enum Command {
         force: bool,
         reply: oneshot::Sender<bool>,
     },
+    Control {
+        what: ZoneControl,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
 }
 
 /// A UDP update handed over by a worker thread, answered from the runtime.
@@ -562,13 +691,15 @@ struct UdpJob {
 
 /// Dynamic update for every zone that takes it; shared with the transports.
 pub struct Updates {
-    keys: Arc<KeyRing>,
+    keys: SharedKeys,
+    key_sources: KeySources,
     zones: HashMap<Name, mpsc::Sender<Command>>,
     catalog: Arc<ArcSwap<Catalog>>,
     metrics: Arc<UpdateMetrics>,
     max_udp_payload: u16,
     udp_tx: mpsc::Sender<UdpJob>,
     pending: Mutex<Option<(mpsc::Receiver<UdpJob>, Vec<ZoneWorker>)>>,
+    replays: ReplayGuard,
 }
 
 /// UDP updates waiting for the runtime; more are dropped (the client retries).
@@ -594,6 +725,8 @@ impl Updates {
         config: &UpdateConfig,
         specs: &[ZoneSpec],
         catalog: Arc<ArcSwap<Catalog>>,
+        keys: SharedKeys,
+        history: Arc<History>,
         responder: Responder,
         stats: Arc<Stats>,
     ) -> Result<Updates, OpenError> {
@@ -620,6 +753,7 @@ impl Updates {
                 &zone,
                 rx,
                 &catalog,
+                history.clone(),
                 responder.clone(),
                 stats.clone(),
             )?;
@@ -627,19 +761,31 @@ impl Updates {
             workers.push(worker);
         }
         Ok(Updates {
-            keys: config.keys.clone(),
+            keys: keys.clone(),
+            key_sources: config.key_sources.clone(),
             zones,
             catalog,
             metrics,
             max_udp_payload: responder.config.max_udp_payload,
             udp_tx,
             pending: Mutex::new(Some((udp_rx, workers))),
+            replays: ReplayGuard::default(),
         })
     }
 
-    /// The TSIG keys, for signed queries.
-    pub fn keys(&self) -> &KeyRing {
-        &self.keys
+    /// The TSIG keys in force, for signed queries.
+    pub fn keys(&self) -> arc_swap::Guard<Arc<KeyRing>> {
+        self.keys.load()
+    }
+
+    /// Reads the TSIG keys again (SIGHUP, `musterd ctl reload`): a key added to a key
+    /// file works from now on, a removed one no longer does. When a key file cannot be
+    /// read the keys in force stay, and the error is returned.
+    pub fn reload_keys(&self) -> Result<usize, ConfigError> {
+        let keys = self.key_sources.load()?;
+        let n = keys.len();
+        self.keys.store(Arc::new(keys));
+        Ok(n)
     }
 
     /// The zones that take updates (lower-cased).
@@ -697,7 +843,7 @@ impl Updates {
             .map(|_| self.max_udp_payload);
         let plain = |rc: u16| update::response(opcode::UPDATE, id, copy, zone_section, rc, edns);
         let now = unix_now();
-        let verified = match tsig::verify_request(pkt, &self.keys, now) {
+        let verified = match tsig::verify_request(pkt, &self.keys.load(), now) {
             Ok(v) => v,
             Err(e) => {
                 self.metrics.refused_extra("tsig");
@@ -748,23 +894,66 @@ impl Updates {
             tracing::info!(zone = %req.zone, "update refused: not signed (TSIG is required)");
             return finish(rcode::REFUSED);
         };
-        let (reply, rx) = oneshot::channel();
-        let cmd = Command::Update {
-            req,
-            signer: v.key.name.clone(),
-            reply,
+        // A MAC seen within its fudge window is a copy: the first answer, not applied again.
+        let ticket = match self.replays.admit(v, now) {
+            Admission::First(t) => t,
+            Admission::Replay(first) => {
+                self.metrics.refused_extra("replay");
+                tracing::info!(zone = %req.zone, key = %v.key.name, "update not applied again: its MAC was seen within the fudge window (a retransmission or a replay); answered as the first time");
+                return finish(first.answer().await);
+            }
+            Admission::Full => {
+                self.metrics.failed("overload");
+                return finish(rcode::SERVFAIL);
+            }
         };
+        let answer = self.dispatch(tx, req, v.key.name.clone()).await;
+        ticket.answered(answer.rcode);
+        match answer.ede {
+            Some((code, text)) => {
+                let mut msg = plain(answer.rcode);
+                add_ede(&mut msg, code, &text);
+                if let Err(e) = tsig::sign_response(&mut msg, &v.response(), unix_now()) {
+                    tracing::warn!("cannot sign the update response: {e}");
+                }
+                msg
+            }
+            None => finish(answer.rcode),
+        }
+    }
+
+    /// Hands a verified update to its zone's task and waits for the rcode.
+    async fn dispatch(
+        &self,
+        tx: &mpsc::Sender<Command>,
+        req: update::Request,
+        signer: Name,
+    ) -> Answer {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Update { req, signer, reply };
         if tx.send(cmd).await.is_err() {
             self.metrics.failed("overload");
-            return finish(rcode::SERVFAIL);
+            return Answer::rcode(rcode::SERVFAIL);
         }
         match rx.await {
-            Ok(a) => finish(a.rcode),
+            Ok(a) => a,
             Err(_) => {
                 self.metrics.failed("overload");
-                finish(rcode::SERVFAIL)
+                Answer::rcode(rcode::SERVFAIL)
             }
         }
+    }
+
+    /// Carries out a `musterd ctl` request on an updatable zone: what to tell the operator,
+    /// as success or failure. `None` when `zone` takes no updates here.
+    pub async fn control(&self, zone: &Name, what: ZoneControl) -> Option<Result<String, String>> {
+        let tx = self.zones.get(&zone.to_lowercase())?;
+        let (reply, rx) = oneshot::channel();
+        let stopped = || Err("the zone's task has stopped\n".to_string());
+        if tx.send(Command::Control { what, reply }).await.is_err() {
+            return Some(stopped());
+        }
+        Some(rx.await.unwrap_or_else(|_| stopped()))
     }
 
     /// Reloads the zone files of the updatable zones: all of them (`force`, SIGHUP) or
@@ -792,33 +981,20 @@ fn base_path(state_dir: &Path, zone: &Name) -> PathBuf {
     state_dir.join(format!("{}.zone", journal::file_name(zone)))
 }
 
-/// The first line of a zone file musterd writes: what it is, and a checksum of the rest,
-/// by which [`is_unedited`] tells musterd's own output from a hand edit.
-const STAMP: &str =
-    "; written by musterd; edits are merged with dynamic updates as a difference; crc32c ";
-
-/// `text` with the stamp line in front.
-fn stamp(text: &str) -> String {
-    format!("{STAMP}{:08x}\n{text}", crc32c::crc32c(text.as_bytes()))
-}
-
-/// True when `text` is exactly what musterd wrote.
-fn is_unedited(text: &str) -> bool {
-    let Some(rest) = text.strip_prefix(STAMP) else {
-        return false;
-    };
-    let Some((crc, body)) = rest.split_once('\n') else {
-        return false;
-    };
-    u32::from_str_radix(crc, 16).is_ok_and(|c| c == crc32c::crc32c(body.as_bytes()))
-}
-
-/// What a background write-back reports.
-struct Written {
-    serial: u32,
-    prints: RecordSet,
-    file_print: Fingerprint,
-    result: Result<(), JournalError>,
+/// What a write-back reports.
+enum WriteOutcome {
+    /// Both files written: the version written, the zone file's fingerprint now, and why
+    /// the operator's layout could not be kept, if it could not.
+    Done {
+        serial: u32,
+        file_print: Fingerprint,
+        layout_lost: Option<String>,
+    },
+    /// The zone file changed since musterd last read or wrote it: merged first.
+    Changed,
+    /// The zone file does not load: it is never written over.
+    Broken(String),
+    Failed(JournalError),
 }
 
 /// A file's identity for change detection: inode, size, modification and change times.
@@ -830,10 +1006,61 @@ fn fingerprint(path: &Path) -> Fingerprint {
     Some((m.ino(), m.len(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()))
 }
 
+/// Writes `data` to musterd's base copy (its own layout) and then to the operator's zone
+/// file (layout kept, [`writeback::render`]): in this order, so that a crash between the
+/// two leaves a base copy that the journal continues. Nothing is written when the zone
+/// file is no longer the one musterd last read or wrote (`expected`), or does not load.
+fn write_files(file: &Path, base: &Path, data: &ZoneData, expected: Fingerprint) -> WriteOutcome {
+    if fingerprint(file) != expected {
+        return WriteOutcome::Changed;
+    }
+    let current = match writeback::read(file) {
+        Ok(t) => t.unwrap_or_default(),
+        Err(e) => return WriteOutcome::Broken(format!("{}: {e}", file.display())),
+    };
+    let rendered = if current.is_empty() {
+        writeback::Rendered {
+            text: writeback::canonical(data),
+            layout_lost: None,
+        }
+    } else {
+        match writeback::render(&current, file, data) {
+            Ok(r) => r,
+            Err(e) => return WriteOutcome::Broken(e),
+        }
+    };
+    if let Err(e) = journal::write_atomically(base, writeback::canonical(data).as_bytes()) {
+        return WriteOutcome::Failed(e);
+    }
+    // Checked again just before the rename: an edit saved while this rendered wins.
+    if fingerprint(file) != expected {
+        return WriteOutcome::Changed;
+    }
+    if let Err(e) = journal::write_atomically(file, rendered.text.as_bytes()) {
+        return WriteOutcome::Failed(e);
+    }
+    WriteOutcome::Done {
+        serial: data.serial(),
+        file_print: fingerprint(file),
+        layout_lost: rendered.layout_lost,
+    }
+}
+
+/// Why a saved zone file is not applied; the served zone stays as it is.
+#[derive(Debug)]
+enum EditRefused {
+    /// It does not parse or build (message with file and line).
+    Broken(String),
+    /// Its stamp names a version the history no longer holds, or that does not match.
+    UnknownBase(String),
+    Conflict(crate::update::MergeConflict),
+}
+
 /// One updatable zone's task and everything it owns.
 struct ZoneWorker {
     origin: Name,
     file: PathBuf,
+    base: PathBuf,
     policy: Policy,
     limits: Limits,
     writeback_changes: usize,
@@ -843,12 +1070,16 @@ struct ZoneWorker {
     /// batches).
     data: ZoneData,
     journal: Journal,
-    /// The zone file's records as musterd last read or wrote it (see
-    /// [`ZoneData::hand_edit`]).
-    written: RecordSet,
+    /// The zone file's fingerprint when musterd last read or wrote it: a write-back never
+    /// replaces a file that changed since.
     file_print: Fingerprint,
+    /// The zone file does not load, or holds an edit that was refused: write-backs wait
+    /// until the operator saves it again (the journal keeps every update meanwhile).
+    file_blocked: Option<String>,
+    /// `musterd ctl freeze`: updates are refused until thawed.
+    frozen: bool,
     /// The latest changesets, oldest first, at most `journal_history` of them once the
-    /// file is written back.
+    /// file is written back: the versions a hand edit can start from.
     history: VecDeque<Changeset>,
     /// Changesets not yet in the zone file.
     unsaved: usize,
@@ -856,15 +1087,33 @@ struct ZoneWorker {
     precompile_after: Option<Instant>,
     /// A write-back running off the task, and where it reports.
     writing: bool,
-    written_tx: mpsc::UnboundedSender<Written>,
-    written_rx: mpsc::UnboundedReceiver<Written>,
+    written_tx: mpsc::UnboundedSender<WriteOutcome>,
+    written_rx: mpsc::UnboundedReceiver<WriteOutcome>,
     /// The serial the zone file and the base copy were last written with.
     written_serial: u32,
     rx: mpsc::Receiver<Command>,
     catalog: Arc<ArcSwap<Catalog>>,
+    ixfr: Arc<History>,
     responder: Responder,
     stats: Arc<Stats>,
     metrics: Arc<UpdateMetrics>,
+}
+
+/// musterd's base copy of a zone, if it has one.
+fn read_base(base: &Path, origin: &Name) -> Result<Option<ZoneData>, OpenError> {
+    let error = |message: String| OpenError::Base {
+        zone: origin.clone(),
+        path: base.to_path_buf(),
+        message,
+    };
+    let Some(text) = writeback::read(base).map_err(|e| error(e.to_string()))? else {
+        return Ok(None);
+    };
+    let records =
+        crate::zonefile::parse_str(&text, base, origin).map_err(|e| error(e.to_string()))?;
+    ZoneData::from_records(origin, records)
+        .map(Some)
+        .map_err(|e| error(e.to_string()))
 }
 
 impl ZoneWorker {
@@ -876,6 +1125,7 @@ impl ZoneWorker {
         loaded: &Zone,
         rx: mpsc::Receiver<Command>,
         catalog: &Arc<ArcSwap<Catalog>>,
+        ixfr: Arc<History>,
         responder: Responder,
         stats: Arc<Stats>,
     ) -> Result<ZoneWorker, OpenError> {
@@ -884,163 +1134,96 @@ impl ZoneWorker {
             .file
             .clone()
             .ok_or_else(|| OpenError::NotLoaded(origin.clone()))?;
-        let file_print = fingerprint(&file);
+        let journal_error = |source| OpenError::Journal {
+            zone: origin.clone(),
+            source,
+        };
         let file_data = ZoneData::from_zone(loaded);
         // musterd's own copy of the zone file as it last wrote it: the base that the
-        // journal continues, and against which an edit of the operator's file is a
-        // difference even when musterd was down (or killed) while it was made.
+        // journal continues, whatever was done to the operator's file meanwhile.
         let base = base_path(&config.state_dir, &origin);
         std::fs::create_dir_all(&config.state_dir).map_err(|e| OpenError::Base {
             zone: origin.clone(),
             path: config.state_dir.clone(),
             message: e.to_string(),
         })?;
-        let from_base = match std::fs::read_to_string(&base) {
-            Ok(text) => Some(
-                crate::zonefile::parse_str(&text, &base, &origin)
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| ZoneData::from_records(&origin, r).map_err(|e| e.to_string()))
-                    .map_err(|message| OpenError::Base {
-                        zone: origin.clone(),
-                        path: base.clone(),
-                        message,
-                    })?,
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(OpenError::Base {
-                    zone: origin.clone(),
-                    path: base.clone(),
-                    message: e.to_string(),
-                })
-            }
-        };
-        let has_base = from_base.is_some();
-        if !has_base {
+        let from_base = read_base(&base, &origin)?;
+        if from_base.is_none() {
             // First start with updates: the base is the operator's file as it is (the
             // journal, if any, continues it).
-            journal::write_atomically(&base, file_data.to_zone_file().as_bytes()).map_err(
-                |source| OpenError::Journal {
-                    zone: origin.clone(),
-                    source,
-                },
-            )?;
+            journal::write_atomically(&base, writeback::canonical(&file_data).as_bytes())
+                .map_err(journal_error)?;
         }
-        let mut data = from_base.unwrap_or_else(|| file_data.clone());
-        let written = data.fingerprints();
+        let data = from_base.unwrap_or_else(|| file_data.clone());
         let (journal, recovery) =
-            Journal::open(&config.state_dir, &origin).map_err(|source| OpenError::Journal {
-                zone: origin.clone(),
-                source,
-            })?;
-        let journal_path = journal.path().to_path_buf();
-        let replay_error = |message: String| OpenError::Replay {
-            zone: origin.clone(),
-            journal: journal_path.clone(),
-            message,
-        };
-        let changesets = recovery.changesets;
-        let file_serial = data.serial();
-        let start = changesets.iter().position(|c| c.from_serial == file_serial);
-        let mut replayed = 0;
-        let mut discard = false;
-        match (start, changesets.last()) {
-            (Some(i), _) => {
-                for cs in &changesets[i..] {
-                    data.apply_changeset(cs)
-                        .map_err(|e| replay_error(e.to_string()))?;
-                    replayed += 1;
-                }
-            }
-            (None, None) => {}
-            (None, Some(last)) if last.to_serial == file_serial => {}
-            (None, Some(last)) if update::serial_gt(file_serial, last.to_serial) => {
-                // Edited while musterd was stopped, with a raised serial: the file wins.
-                tracing::warn!(
-                    zone = %origin,
-                    "the zone file's serial {file_serial} is above the journal's last serial {}: \
-                     the file was edited while musterd was stopped; serving the file and \
-                     discarding the journal's history",
-                    last.to_serial
-                );
-                discard = true;
-            }
-            (None, Some(last)) => {
-                return Err(replay_error(format!(
-                    "the zone file has serial {file_serial}, and no journal record starts there \
-                     (the journal ends at serial {})",
-                    last.to_serial
-                )))
-            }
-        }
-        if discard {
-            journal
-                .rewrite_blocking(&[])
-                .map_err(|source| OpenError::Journal {
-                    zone: origin.clone(),
-                    source,
-                })?;
-        }
+            Journal::open(&config.state_dir, &origin).map_err(journal_error)?;
         let (written_tx, written_rx) = mpsc::unbounded_channel();
-        let written_serial = data.serial();
-        let history: VecDeque<Changeset> = if discard {
-            VecDeque::new()
-        } else {
-            changesets.into()
-        };
         let mut w = ZoneWorker {
             origin: origin.clone(),
             file,
+            base,
             policy,
             limits: config.limits,
             writeback_changes: config.writeback_changes,
             writeback_interval: config.writeback_interval,
             journal_history: config.journal_history,
+            written_serial: data.serial(),
             data,
             journal,
-            written,
-            file_print,
-            history,
-            unsaved: replayed,
-            unsaved_since: (replayed > 0).then(Instant::now),
+            file_print: None,
+            file_blocked: None,
+            frozen: false,
+            history: VecDeque::new(),
+            unsaved: 0,
+            unsaved_since: None,
             precompile_after: None,
             writing: false,
             written_tx,
             written_rx,
-            written_serial,
             rx,
             catalog: catalog.clone(),
+            ixfr,
             responder,
             stats: stats.clone(),
             metrics: stats.updates.clone(),
         };
-        // An edit of the operator's file that musterd has not seen (made while it was
-        // down): applied as a difference, journaled, and written back now.
-        let mut edited = false;
-        // A file musterd wrote itself is no edit, even when a crash came between writing
-        // the base copy and it (the base is written first).
-        let unedited = std::fs::read_to_string(&w.file).is_ok_and(|t| is_unedited(&t));
-        if has_base && !unedited {
-            if let Some(cs) = w.data.hand_edit(&w.written, &file_data) {
+        let replayed = w.replay(recovery.changesets)?;
+        w.ixfr.reset(&origin, w.history.iter().cloned());
+        // The operator's file as musterd finds it: an edit made while musterd was down
+        // is merged now; an unstamped file is stamped (so that an editor's copy of it
+        // names its version); a file behind the journal is written back.
+        let print = fingerprint(&w.file);
+        let text = writeback::read(&w.file).ok().flatten().unwrap_or_default();
+        let merged = match writeback::file_state(&text) {
+            writeback::FileState::Unedited => None,
+            state => Some(w.merge_file(state, &file_data)),
+        };
+        w.file_print = print;
+        let edited = match merged {
+            Some(Ok(Some(cs))) => {
                 let mut next = w.data.clone();
-                next.apply_changeset(&cs)
-                    .map_err(|e| replay_error(format!("the hand edit does not apply: {e}")))?;
-                w.journal
-                    .append_blocking(&cs)
-                    .map_err(|source| OpenError::Journal {
-                        zone: origin.clone(),
-                        source,
-                    })?;
-                tracing::info!(zone = %origin, serial = cs.to_serial, "zone file edited while musterd was stopped: applied as a difference against the journaled zone");
+                next.apply_changeset(&cs).map_err(|e| OpenError::Build {
+                    zone: origin.clone(),
+                    message: format!("the hand edit does not apply: {e}"),
+                })?;
+                w.journal.append_blocking(&cs).map_err(journal_error)?;
+                tracing::info!(zone = %origin, serial = cs.to_serial, "zone file edited while musterd was stopped: merged with the journaled updates");
                 w.data = next;
+                w.ixfr.record(&origin, cs.clone());
                 w.remember(cs);
-                edited = true;
+                true
             }
-        }
-        // The base copy may be ahead of the operator's file (killed between writing the
-        // two): then the loaded snapshot is not what was acknowledged, and is replaced.
-        let ahead = has_base && !edited && replayed == 0 && w.written != file_data.fingerprints();
-        if replayed > 0 || edited || ahead {
+            Some(Err(refused)) => {
+                w.refuse_edit(refused);
+                false
+            }
+            Some(Ok(None)) | None => false,
+        };
+        // The base copy is ahead of the operator's file when musterd was killed between
+        // writing the two.
+        let behind = ZoneData::from_zone(loaded).digest() != w.data.digest();
+        let ahead = behind && replayed == 0;
+        if replayed > 0 || edited || behind {
             let zone = w.build().map_err(|message| OpenError::Build {
                 zone: origin.clone(),
                 message,
@@ -1049,15 +1232,144 @@ impl ZoneWorker {
             w.publish(zone);
             w.precompile_now();
         }
-        if edited || ahead {
+        let unstamped = !matches!(writeback::file_state(&text), writeback::FileState::Unedited);
+        if w.file_blocked.is_none() && (edited || ahead || unstamped) {
             // Written now so that the operator's file, the base copy and the journal agree.
-            w.write_back_blocking()
-                .map_err(|source| OpenError::Journal {
-                    zone: origin.clone(),
-                    source,
-                })?;
+            w.write_back_now().map_err(journal_error)?;
         }
         Ok(w)
+    }
+
+    /// Applies the journal's changesets that continue the base copy; returns how many.
+    fn replay(&mut self, changesets: Vec<Changeset>) -> Result<usize, OpenError> {
+        let replay_error = |message: String| OpenError::Replay {
+            zone: self.origin.clone(),
+            journal: self.journal.path().to_path_buf(),
+            message,
+        };
+        let base_serial = self.data.serial();
+        let start = changesets.iter().position(|c| c.from_serial == base_serial);
+        let mut replayed = 0;
+        match (start, changesets.last()) {
+            (Some(i), _) => {
+                for cs in &changesets[i..] {
+                    self.data
+                        .apply_changeset(cs)
+                        .map_err(|e| replay_error(e.to_string()))?;
+                    replayed += 1;
+                }
+            }
+            (None, None) => {}
+            (None, Some(last)) if last.to_serial == base_serial => {}
+            (None, Some(last)) => {
+                return Err(replay_error(format!(
+                    "musterd's base copy has serial {base_serial}, and no journal record starts \
+                     there (the journal ends at serial {})",
+                    last.to_serial
+                )))
+            }
+        }
+        self.unsaved = replayed;
+        self.unsaved_since = (replayed > 0).then(Instant::now);
+        self.history = changesets.into();
+        Ok(replayed)
+    }
+
+    /// The zone as it was at `version`, rebuilt from the served zone by taking the
+    /// changesets since then back out; checked against the version's digest.
+    fn version_at(&self, version: writeback::Version) -> Result<ZoneData, String> {
+        let current = self.data.serial();
+        let mut data = self.data.clone();
+        if version.serial != current {
+            let start = self
+                .history
+                .iter()
+                .rposition(|c| c.from_serial == version.serial)
+                .ok_or_else(|| {
+                    format!(
+                        "serial {} is older than the history musterd keeps (journal_history = {}; \
+                         the served zone is at serial {current})",
+                        version.serial, self.journal_history
+                    )
+                })?;
+            for cs in self.history.range(start..).rev() {
+                data.revert_changeset(cs).map_err(|e| e.to_string())?;
+            }
+        }
+        if data.digest() != version.digest {
+            return Err(format!(
+                "no version of the zone with serial {} has the digest {:016x} the stamp names",
+                version.serial, version.digest
+            ));
+        }
+        Ok(data)
+    }
+
+    /// The changeset that applies the saved zone file (`file`, in `state`) to the served
+    /// zone: merged three ways against the version its stamp names; an unstamped file
+    /// that holds exactly a version in the history is that version; any other unstamped
+    /// file is taken as written (with a warning naming what it removes).
+    fn merge_file(
+        &self,
+        state: writeback::FileState,
+        file: &ZoneData,
+    ) -> Result<Option<Changeset>, EditRefused> {
+        let base = match state {
+            writeback::FileState::Unedited => return Ok(None),
+            writeback::FileState::Edited(v) => {
+                self.version_at(v).map_err(EditRefused::UnknownBase)?
+            }
+            writeback::FileState::Unstamped => {
+                match self.version_at(writeback::Version::of(file)) {
+                    Ok(base) => base,
+                    Err(_) => {
+                        let cs = self.data.replace_with(file);
+                        if let Some(cs) = &cs {
+                            let removed = self.data.records_missing_from(file, 20);
+                            if !removed.is_empty() {
+                                tracing::warn!(
+                                    zone = %self.origin,
+                                    file = %self.file.display(),
+                                    "the zone file has no musterd stamp (replaced wholesale?): taken as written; it removes {} record(s) the served zone held, among them: {}",
+                                    cs.removed.len() - 1,
+                                    writeback::describe(&removed, &self.origin)
+                                );
+                            }
+                            self.metrics.edit("taken_as_written");
+                        }
+                        return Ok(cs);
+                    }
+                }
+            }
+        };
+        let cs = self
+            .data
+            .merge_edit(&base, file)
+            .map_err(EditRefused::Conflict)?;
+        if cs.is_some() {
+            self.metrics.edit("merged");
+        }
+        Ok(cs)
+    }
+
+    /// Logs and counts a refused edit; write-backs wait until the file is saved again.
+    fn refuse_edit(&mut self, refused: EditRefused) {
+        let why = match &refused {
+            EditRefused::Broken(m) => format!("it does not load: {m}"),
+            EditRefused::UnknownBase(m) => format!("its stamp cannot be placed: {m}; copy the records you changed into the current file and save it again, or delete the file's first line to have it taken as written"),
+            EditRefused::Conflict(c) => format!("it conflicts with a dynamic update made since the file was written: {c}; edit that RRset to the value you want (the served one or yours) and save again"),
+        };
+        if !matches!(refused, EditRefused::Broken(_)) {
+            self.metrics.edit("refused");
+        }
+        crate::stats::bump(&self.stats.reload_failures);
+        tracing::error!(
+            zone = %self.origin,
+            file = %self.file.display(),
+            serial = self.data.serial(),
+            "the zone file is not applied, {why}. The served zone (with its updates) keeps serving, and the file is not written back until it is fixed"
+        );
+        self.file_blocked = Some(why);
     }
 
     /// The configured cluster sizes of the served snapshot, which its rebuilds keep.
@@ -1137,7 +1449,7 @@ impl ZoneWorker {
                     Some(c) => self.command(c).await,
                     None => return,
                 },
-                Some(w) = self.written_rx.recv() => self.written(w).await,
+                Some(w) = self.written_rx.recv() => self.written(w),
                 _ = sleep => self.on_timer().await,
             }
         }
@@ -1152,39 +1464,228 @@ impl ZoneWorker {
             .unsaved_since
             .is_some_and(|t| t + self.writeback_interval <= now)
         {
-            self.start_write_back();
+            self.flush().await;
         }
     }
 
     async fn command(&mut self, first: Command) {
         let mut batch = Vec::new();
-        let mut reload = None;
+        let mut then = None;
         match first {
             Command::Update { req, signer, reply } => batch.push((req, signer, reply)),
-            Command::Reload { force, reply } => reload = Some((force, reply)),
+            other => then = Some(other),
         }
-        while reload.is_none() && batch.len() < BATCH_MAX {
+        while then.is_none() && batch.len() < BATCH_MAX {
             match self.rx.try_recv() {
                 Ok(Command::Update { req, signer, reply }) => batch.push((req, signer, reply)),
-                Ok(Command::Reload { force, reply }) => reload = Some((force, reply)),
+                Ok(other) => then = Some(other),
                 Err(_) => break,
             }
         }
         if !batch.is_empty() {
-            self.updates(batch).await;
+            if self.frozen {
+                self.refuse_frozen(batch);
+            } else {
+                self.updates(batch).await;
+            }
         }
-        if let Some((force, reply)) = reload {
-            let ok = self.reload(force).await;
-            let _ = reply.send(ok);
+        match then {
+            Some(Command::Reload { force, reply }) => {
+                let ok = self.reload(force).await;
+                let _ = reply.send(ok);
+            }
+            Some(Command::Control { what, reply }) => {
+                let answer = self.control(what).await;
+                let _ = reply.send(answer);
+            }
+            Some(Command::Update { .. }) | None => {}
+        }
+    }
+
+    /// Answers updates that arrive while the zone is frozen: REFUSED, with an Extended
+    /// DNS Error saying why (RFC 8914 code 18, Prohibited).
+    fn refuse_frozen(&mut self, batch: Vec<(update::Request, Name, oneshot::Sender<Answer>)>) {
+        for (_, signer, reply) in batch {
+            self.metrics.refused_extra("frozen");
+            tracing::info!(zone = %self.origin, key = %signer, "update refused: the zone is frozen (musterd ctl freeze)");
+            let _ = reply.send(Answer {
+                rcode: rcode::REFUSED,
+                ede: Some((
+                    EDE_PROHIBITED,
+                    format!(
+                        "zone {} is frozen for editing; try again after `musterd ctl thaw`",
+                        self.origin
+                    ),
+                )),
+            });
+        }
+    }
+
+    /// Carries out a `musterd ctl` request.
+    async fn control(&mut self, what: ZoneControl) -> Result<String, String> {
+        match what {
+            ZoneControl::Status => Ok(self.status_text()),
+            ZoneControl::Reload => {
+                if self.reload(true).await {
+                    Ok(format!(
+                        "{} reloaded; serial {}\n",
+                        self.origin,
+                        self.data.serial()
+                    ))
+                } else {
+                    Err(format!(
+                        "{}: the zone file was not applied; the log says why\n",
+                        self.origin
+                    ))
+                }
+            }
+            ZoneControl::Flush => {
+                if let Some(w) = self.wait_writing().await {
+                    self.written(w);
+                }
+                if fingerprint(&self.file) != self.file_print && !self.reload(false).await {
+                    return Err(format!(
+                        "{}: the zone file changed and cannot be merged; the log says why\n",
+                        self.origin
+                    ));
+                }
+                if let Some(why) = &self.file_blocked {
+                    return Err(format!("{}: not written back: {why}\n", self.origin));
+                }
+                match tokio::task::block_in_place(|| self.write_back_now()) {
+                    Ok(()) => Ok(format!(
+                        "{} written back at serial {}\n",
+                        self.file.display(),
+                        self.written_serial
+                    )),
+                    Err(e) => Err(format!("{}: {e}\n", self.file.display())),
+                }
+            }
+            ZoneControl::Freeze => {
+                self.frozen = true;
+                tracing::info!(zone = %self.origin, "frozen: updates are refused until `musterd ctl thaw`");
+                Ok(format!(
+                    "{} frozen; edit {} and run `musterd ctl thaw {}`\n",
+                    self.origin,
+                    self.file.display(),
+                    self.origin
+                ))
+            }
+            ZoneControl::Thaw => {
+                let merged = self.reload(false).await;
+                self.frozen = false;
+                tracing::info!(zone = %self.origin, "thawed: updates are taken again");
+                if merged {
+                    Ok(format!(
+                        "{} thawed; serial {}\n",
+                        self.origin,
+                        self.data.serial()
+                    ))
+                } else {
+                    Err(format!(
+                        "{} thawed, but the edited file was not applied; the log says why\n",
+                        self.origin
+                    ))
+                }
+            }
+        }
+    }
+
+    /// A write-back in flight, awaited.
+    async fn wait_writing(&mut self) -> Option<WriteOutcome> {
+        if self.writing {
+            self.written_rx.recv().await
+        } else {
+            None
+        }
+    }
+
+    /// `musterd ctl zone-status` of this zone.
+    fn status_text(&self) -> String {
+        let history = match (self.history.front(), self.history.back()) {
+            (Some(a), Some(_)) => format!(
+                "serials {} to {} ({} changesets)",
+                a.from_serial,
+                self.data.serial(),
+                self.history.len()
+            ),
+            _ => "empty".into(),
+        };
+        let journal_bytes = std::fs::metadata(self.journal.path()).map_or(0, |m| m.len());
+        let pending = match self.unsaved_since {
+            _ if self.unsaved == 0 => format!("none (file at serial {})", self.written_serial),
+            Some(t) => format!(
+                "{} changes, due in {:.1}s",
+                self.unsaved,
+                (t + self.writeback_interval)
+                    .saturating_duration_since(Instant::now())
+                    .as_secs_f64()
+            ),
+            None => format!("{} changes", self.unsaved),
+        };
+        format!(
+            "zone: {}\nkind: primary, dynamic updates\nfile: {}\nserial: {}\nhistory: {history}\njournal: {} ({journal_bytes} bytes)\npending write-back: {pending}\nfile state: {}\nfrozen: {}\n",
+            self.origin,
+            self.file.display(),
+            self.data.serial(),
+            self.journal.path().display(),
+            self.file_blocked.as_deref().map_or("ok".to_string(), |w| format!("blocked, {w}")),
+            if self.frozen { "yes" } else { "no" },
+        )
+    }
+
+    /// Checks and applies each update of a batch to the zone's records, in order. A
+    /// panic is contained: that update is answered SERVFAIL (counted as a panic of the
+    /// zone task), the records are taken back to the served (durable) version and the
+    /// rest of the batch is processed again without it.
+    fn process_contained(
+        &mut self,
+        requests: &[(update::Request, Name)],
+    ) -> Vec<Result<update::Applied, update::Rejection>> {
+        let mut poisoned = vec![false; requests.len()];
+        'again: loop {
+            let mut results = Vec::with_capacity(requests.len());
+            for (i, (req, signer)) in requests.iter().enumerate() {
+                if poisoned[i] {
+                    results.push(Err(panic_rejection()));
+                    continue;
+                }
+                let (data, policy, limits) = (&mut self.data, &self.policy, &self.limits);
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    #[cfg(test)]
+                    if req
+                        .updates
+                        .iter()
+                        .any(|u| u.owner.as_wire().starts_with(crate::INJECT_PANIC))
+                    {
+                        panic!("panic injected by a test");
+                    }
+                    update::process(data, req, Some(signer), policy, limits)
+                }));
+                match outcome {
+                    Ok(r) => {
+                        if let Err(rej) = &r {
+                            tracing::info!(zone = %self.origin, key = %signer, rcode = rej.rcode, "update refused: {}", rej.detail);
+                        }
+                        results.push(r);
+                    }
+                    Err(_) => {
+                        self.stats.count_panic(crate::stats::PanicSite::Zone);
+                        tracing::error!(zone = %self.origin, key = %signer, "processing an update panicked (a bug: please report it); it is answered SERVFAIL and the zone keeps its last version");
+                        poisoned[i] = true;
+                        if let Some(z) = self.catalog.load().get(&self.origin) {
+                            self.data = ZoneData::from_zone(z);
+                        }
+                        continue 'again;
+                    }
+                }
+            }
+            return results;
         }
     }
 
     /// Processes a batch of updates: see the module documentation for the order.
     async fn updates(&mut self, batch: Vec<(update::Request, Name, oneshot::Sender<Answer>)>) {
-        let mut results: Vec<(
-            Result<update::Applied, update::Rejection>,
-            oneshot::Sender<Answer>,
-        )> = Vec::new();
         // (build, journal, swap, process) durations for the debug log.
         let mut timing = (
             Duration::ZERO,
@@ -1193,19 +1694,15 @@ impl ZoneWorker {
             Duration::ZERO,
         );
         let started = Instant::now();
-        for (req, signer, reply) in batch {
-            let r = update::process(
-                &mut self.data,
-                &req,
-                Some(&signer),
-                &self.policy,
-                &self.limits,
-            );
-            if let Err(rej) = &r {
-                tracing::info!(zone = %self.origin, key = %signer, rcode = rej.rcode, "update refused: {}", rej.detail);
-            }
-            results.push((r, reply));
-        }
+        let (requests, replies): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|(req, signer, reply)| ((req, signer), reply))
+            .unzip();
+        let mut results: Vec<_> = self
+            .process_contained(&requests)
+            .into_iter()
+            .zip(replies)
+            .collect();
         timing.3 = started.elapsed();
         let changed: Vec<usize> = results
             .iter()
@@ -1259,6 +1756,7 @@ impl ZoneWorker {
                 self.metrics.failed(why);
                 let _ = reply.send(Answer {
                     rcode: rcode::SERVFAIL,
+                    ede: None,
                 });
             }
             zone = None;
@@ -1276,6 +1774,16 @@ impl ZoneWorker {
         }
         if let Some(z) = zone {
             let t = Instant::now();
+            // IXFR finds the changes before a secondary can see the new serial.
+            for (r, _) in &results {
+                if let Ok(update::Applied {
+                    changeset: Some(cs),
+                    ..
+                }) = r
+                {
+                    self.ixfr.record(&self.origin, cs.clone());
+                }
+            }
             self.publish(z);
             timing.2 = t.elapsed();
         }
@@ -1296,90 +1804,128 @@ impl ZoneWorker {
                         self.remember(cs);
                     }
                     self.metrics.accepted.fetch_add(1, Ordering::Relaxed);
-                    let _ = reply.send(Answer {
-                        rcode: rcode::NOERROR,
-                    });
+                    let _ = reply.send(Answer::rcode(rcode::NOERROR));
+                }
+                // Processing never answers SERVFAIL itself: only a contained panic does.
+                Err(rej) if rej.rcode == rcode::SERVFAIL => {
+                    self.metrics.failed("panic");
+                    let _ = reply.send(Answer::rcode(rej.rcode));
                 }
                 Err(rej) => {
                     self.metrics.refused(rej.reason);
-                    let _ = reply.send(Answer { rcode: rej.rcode });
+                    let _ = reply.send(Answer::rcode(rej.rcode));
                 }
             }
         }
         if self.unsaved >= self.writeback_changes {
-            self.start_write_back();
+            self.flush().await;
         }
     }
 
-    /// Starts writing the served snapshot back to the zone file and the base copy on a
-    /// blocking thread: on a large zone that takes longer than many updates, which go on
-    /// meanwhile. [`ZoneWorker::written`] compacts the journal when it is done.
-    fn start_write_back(&mut self) {
-        if self.writing {
-            return;
-        }
-        let Some(zone) = self.catalog.load().get(&self.origin).cloned() else {
-            return;
+    /// Writes the zone file back now, on this thread (at start, and after a hand edit),
+    /// and compacts the journal. A zone file that changed meanwhile or does not load is
+    /// left alone: the journal keeps everything until the next write-back.
+    fn write_back_now(&mut self) -> Result<(), JournalError> {
+        let outcome = write_files(&self.file, &self.base, &self.data, self.file_print);
+        self.finish_write_back(outcome)
+    }
+
+    /// Takes the result of a write-back: on success the journal is compacted to what the
+    /// file does not hold plus the history.
+    fn finish_write_back(&mut self, outcome: WriteOutcome) -> Result<(), JournalError> {
+        let (serial, file_print, layout_lost) = match outcome {
+            WriteOutcome::Done {
+                serial,
+                file_print,
+                layout_lost,
+            } => (serial, file_print, layout_lost),
+            WriteOutcome::Changed => {
+                tracing::info!(zone = %self.origin, "the zone file changed since musterd last read it: its edit is merged before the next write-back");
+                self.unsaved_since = Some(Instant::now());
+                self.file_print = None;
+                return Ok(());
+            }
+            WriteOutcome::Broken(why) => {
+                self.blocked_write_back(&why);
+                return Ok(());
+            }
+            WriteOutcome::Failed(e) => {
+                self.unsaved_since = Some(Instant::now());
+                return Err(e);
+            }
         };
-        // Not due again until this one reports (a failure sets a new time).
-        self.unsaved_since = None;
-        self.writing = true;
-        let file = self.file.clone();
-        let base = base_path(
-            self.journal.path().parent().unwrap_or(Path::new(".")),
-            &self.origin,
-        );
-        let tx = self.written_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let data = ZoneData::from_zone(&zone);
-            let text = stamp(&data.to_zone_file());
-            let result = journal::write_atomically(&base, text.as_bytes())
-                .and_then(|()| journal::write_atomically(&file, text.as_bytes()));
-            let _ = tx.send(Written {
-                serial: data.serial(),
-                prints: data.fingerprints(),
-                file_print: fingerprint(&file),
-                result,
-            });
-        });
-    }
-
-    /// A background write-back finished: compact the journal to what the file does not
-    /// hold plus the history.
-    async fn written(&mut self, w: Written) {
-        self.writing = false;
-        if let Err(e) = w.result {
-            tracing::error!(zone = %self.origin, "cannot write the zone file back (the journal keeps every update; retrying later): {e}");
-            self.unsaved_since = Some(Instant::now());
-            return;
+        if let Some(why) = layout_lost {
+            tracing::warn!(zone = %self.origin, file = %self.file.display(), "the zone file was written in musterd's own layout, its comments and directives could not be kept: {why}");
         }
-        if !update::serial_gt(w.serial, self.written_serial) {
-            return; // A hand edit wrote a newer version meanwhile.
+        self.file_print = file_print;
+        if !update::serial_gt(serial, self.written_serial) && serial != self.written_serial {
+            return Ok(());
         }
-        self.written_serial = w.serial;
-        self.file_print = w.file_print;
-        self.written = w.prints;
+        self.written_serial = serial;
         self.unsaved = self
             .history
             .iter()
-            .filter(|c| update::serial_gt(c.to_serial, w.serial))
+            .filter(|c| update::serial_gt(c.to_serial, serial))
             .count();
-        if self.unsaved > 0 {
-            self.unsaved_since = Some(Instant::now());
-        }
+        self.unsaved_since = (self.unsaved > 0).then(Instant::now);
         let keep_from = self
             .history
             .len()
             .saturating_sub(self.journal_history.max(self.unsaved));
         self.history.drain(..keep_from);
         let keep: Vec<Changeset> = self.history.iter().cloned().collect();
-        match self.journal.rewrite(&keep).await {
-            Ok(()) => {
-                tracing::info!(zone = %self.origin, serial = w.serial, file = %self.file.display(), "zone file written back, journal compacted")
+        self.journal.rewrite_blocking(&keep)?;
+        tracing::info!(zone = %self.origin, serial, file = %self.file.display(), "zone file written back, journal compacted");
+        Ok(())
+    }
+
+    /// A write-back that cannot happen because the operator's file is broken: counted,
+    /// logged, retried after the next interval or save.
+    fn blocked_write_back(&mut self, why: &str) {
+        self.metrics
+            .writeback_blocked
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(zone = %self.origin, file = %self.file.display(), unsaved = self.unsaved, "zone file not written back: {why}; the journal keeps every update until the file is fixed and saved");
+        self.unsaved_since = Some(Instant::now());
+    }
+
+    /// Starts writing the served version back on a blocking thread (on a large zone it
+    /// takes longer than many updates, which go on meanwhile); a zone file that changed
+    /// since musterd last read it is merged first, and a broken one is not written over.
+    async fn flush(&mut self) {
+        if self.writing {
+            return;
+        }
+        if let Some(why) = self.file_blocked.clone() {
+            if fingerprint(&self.file) == self.file_print {
+                self.blocked_write_back(&why);
+                return;
             }
-            Err(e) => {
-                tracing::error!(zone = %self.origin, "cannot compact the journal (it keeps growing until this works): {e}")
-            }
+        }
+        if fingerprint(&self.file) != self.file_print {
+            // Merging writes back itself.
+            self.reload(false).await;
+            return;
+        }
+        self.unsaved_since = None;
+        self.writing = true;
+        let (file, base, data, print) = (
+            self.file.clone(),
+            self.base.clone(),
+            self.data.clone(),
+            self.file_print,
+        );
+        let tx = self.written_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = tx.send(write_files(&file, &base, &data, print));
+        });
+    }
+
+    /// A background write-back finished.
+    fn written(&mut self, outcome: WriteOutcome) {
+        self.writing = false;
+        if let Err(e) = tokio::task::block_in_place(|| self.finish_write_back(outcome)) {
+            tracing::error!(zone = %self.origin, "cannot write the zone file back or compact the journal (the journal keeps every update; retrying later): {e}");
         }
     }
 
@@ -1394,93 +1940,88 @@ impl ZoneWorker {
         }
     }
 
-    /// Writes the zone file back atomically and compacts the journal to the last
-    /// `journal_history` changesets.
-    async fn write_back(&mut self) {
-        match tokio::task::block_in_place(|| self.write_back_blocking()) {
-            Ok(()) => {
-                tracing::info!(zone = %self.origin, serial = self.data.serial(), file = %self.file.display(), "zone file written back, journal compacted")
-            }
-            Err(e) => {
-                tracing::error!(zone = %self.origin, "cannot compact the journal (it keeps growing until this works): {e}")
-            }
-        }
-    }
-
-    /// Writes the zone file and musterd's base copy atomically, then compacts the
-    /// journal: in this order, so that a crash anywhere leaves a base copy that the
-    /// journal continues (see [`ZoneWorker::open`]). A failure leaves the journal whole.
-    fn write_back_blocking(&mut self) -> Result<(), JournalError> {
-        let text = stamp(&self.data.to_zone_file());
-        let base = base_path(
-            self.journal.path().parent().unwrap_or(Path::new(".")),
-            &self.origin,
-        );
-        for path in [&base, &self.file] {
-            if let Err(e) = journal::write_atomically(path, text.as_bytes()) {
-                self.unsaved_since = Some(Instant::now());
-                return Err(e);
-            }
-        }
-        self.file_print = fingerprint(&self.file);
-        self.written = self.data.fingerprints();
-        self.written_serial = self.data.serial();
-        self.unsaved = 0;
-        self.unsaved_since = None;
-        while self.history.len() > self.journal_history {
-            self.history.pop_front();
-        }
-        let keep: Vec<Changeset> = self.history.iter().cloned().collect();
-        self.journal.rewrite_blocking(&keep)
-    }
-
-    /// Reloads the zone file, applying a hand edit as a difference. False on failure.
+    /// Rereads the zone file (all of it on SIGHUP, `force`; otherwise only when it
+    /// changed) and merges a hand edit into the served zone. False when the file is not
+    /// applied.
     async fn reload(&mut self, force: bool) -> bool {
         // A write-back in flight finishes first: it must not overwrite what this writes.
         if self.writing {
             if let Some(w) = self.written_rx.recv().await {
-                self.written(w).await;
+                self.written(w);
             }
         }
         let print = fingerprint(&self.file);
         if !force && print == self.file_print {
             return true;
         }
-        let records = match crate::zonefile::parse_file(&self.file, &self.origin) {
-            Ok(r) => r,
-            Err(e) => {
+        let (file, state) = match tokio::task::block_in_place(|| self.read_file()) {
+            Ok(Some(read)) => read,
+            Ok(None) => {
                 self.file_print = print;
-                crate::stats::bump(&self.stats.reload_failures);
-                tracing::error!("zone {}: {e}\n  the served version of the zone (with its updates) keeps serving", self.origin);
+                return true;
+            }
+            Err(refused) => {
+                self.file_print = print;
+                self.refuse_edit(refused);
                 return false;
             }
         };
+        self.file_print = print;
+        let merged = tokio::task::block_in_place(|| self.merge_file(state, &file));
+        let cs = match merged {
+            Ok(Some(cs)) => cs,
+            Ok(None) => {
+                self.file_blocked = None;
+                tracing::info!(zone = %self.origin, "zone file reread: no change against the served zone");
+                if self.unsaved > 0 || !matches!(state, writeback::FileState::Unedited) {
+                    self.write_back_logged();
+                }
+                return true;
+            }
+            Err(refused) => {
+                self.refuse_edit(refused);
+                return false;
+            }
+        };
+        self.file_blocked = None;
+        if !self.apply_edit(cs).await {
+            return false;
+        }
+        // Written at once, so that the file carries the served version and the next
+        // edit starts from it.
+        self.write_back_logged();
+        true
+    }
+
+    /// Reads and checks the zone file: `None` when it is exactly what musterd wrote.
+    fn read_file(&self) -> Result<Option<(ZoneData, writeback::FileState)>, EditRefused> {
+        let broken = |m: String| EditRefused::Broken(m);
+        let text = std::fs::read_to_string(&self.file)
+            .map_err(|e| broken(format!("{}: {e}", self.file.display())))?;
+        let state = writeback::file_state(&text);
+        if state == writeback::FileState::Unedited {
+            return Ok(None);
+        }
+        let records = crate::zonefile::parse_str(&text, &self.file, &self.origin)
+            .map_err(|e| broken(e.to_string()))?;
         if let Err(errors) =
             Zone::build_with_sizes(&self.origin, records.clone(), &self.gate_sizes())
         {
-            self.file_print = print;
-            crate::stats::bump(&self.stats.reload_failures);
             let text = errors
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("\n  ");
-            tracing::error!("zone {}: {text}\n  the served version of the zone (with its updates) keeps serving", self.origin);
-            return false;
+            return Err(broken(text));
         }
-        self.file_print = print;
-        let file = match ZoneData::from_records(&self.origin, records) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(zone = %self.origin, "{e}");
-                return false;
-            }
-        };
-        let Some(cs) = self.data.hand_edit(&self.written, &file) else {
-            tracing::info!(zone = %self.origin, "zone file reread: no change against the served zone");
-            self.written = file.fingerprints();
-            return true;
-        };
+        let data =
+            ZoneData::from_records(&self.origin, records).map_err(|e| broken(e.to_string()))?;
+        Ok(Some((data, state)))
+    }
+
+    /// Applies a hand edit's changeset: built, journaled, published. False (nothing
+    /// changed) when it does not build or cannot be made durable.
+    async fn apply_edit(&mut self, cs: Changeset) -> bool {
         let mut next = self.data.clone();
         if let Err(e) = next.apply_changeset(&cs) {
             tracing::error!(zone = %self.origin, "cannot apply the hand edit: {e}");
@@ -1507,15 +2048,28 @@ impl ZoneWorker {
             serial = cs.to_serial,
             removed = cs.removed.len() - 1,
             added = cs.added.len() - 1,
-            "hand edit applied as a difference against the served zone"
+            "hand edit merged with the served zone"
         );
         crate::stats::bump(&self.stats.reloads);
+        self.ixfr.record(&self.origin, cs.clone());
         self.publish(zone);
         self.remember(cs);
-        // Written at once, so that the file carries the served serial and the next edit
-        // starts from what is served.
-        self.write_back().await;
         true
+    }
+
+    fn write_back_logged(&mut self) {
+        if let Err(e) = tokio::task::block_in_place(|| self.write_back_now()) {
+            tracing::error!(zone = %self.origin, "cannot write the zone file back or compact the journal (the journal keeps every update; retrying later): {e}");
+        }
+    }
+}
+
+/// The answer to an update whose processing panicked.
+fn panic_rejection() -> update::Rejection {
+    update::Rejection {
+        rcode: rcode::SERVFAIL,
+        reason: Reason::Format,
+        detail: "processing the update panicked".into(),
     }
 }
 
@@ -1559,4 +2113,101 @@ async fn append_in_order(journal: &Journal, sets: &[&Changeset]) -> Vec<Result<(
     out.into_iter()
         .map(|r| r.expect("every future completed"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::update::{TypeMatch, UpdateRecord};
+
+    const ZONE: &str = "$ORIGIN d.test.\n@ 300 IN SOA ns1 hostmaster 10 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n";
+
+    fn n(s: &str) -> Name {
+        Name::parse(s, None).unwrap()
+    }
+
+    fn add(owner: &str, ip: [u8; 4]) -> (update::Request, Name) {
+        let req = update::Request {
+            id: 1,
+            zone: n("d.test."),
+            zclass: crate::rr::class::IN,
+            prerequisites: Vec::new(),
+            updates: vec![UpdateRecord {
+                owner: n(owner),
+                rtype: crate::rr::rtype::A,
+                class: crate::rr::class::IN,
+                ttl: 60,
+                rdata: ip.to_vec(),
+            }],
+            edns: false,
+        };
+        (req, n("k."))
+    }
+
+    /// A worker for d.test. in a fresh state directory (its zone file in `dir`).
+    fn worker(dir: &Path) -> ZoneWorker {
+        let origin = n("d.test.");
+        let file = dir.join("d.test.zone");
+        std::fs::write(&file, ZONE).unwrap();
+        let records = crate::zonefile::parse_file(&file, &origin).unwrap();
+        let (zone, _) = Zone::build_with_sizes(&origin, records, &[]).unwrap();
+        let zone = Arc::new(zone);
+        let mut catalog = Catalog::new();
+        catalog.insert(zone.clone());
+        let catalog = Arc::new(ArcSwap::from_pointee(catalog));
+        let config = UpdateConfig {
+            state_dir: dir.join("state"),
+            ..UpdateConfig::default()
+        };
+        let policy = Policy {
+            grants: vec![Grant {
+                key: n("k."),
+                names: NameMatch::Zone,
+                types: TypeMatch::All,
+            }],
+        };
+        let spec = ZoneSpec {
+            origin: origin.clone(),
+            file: Some(file),
+            sizes: Vec::new(),
+        };
+        let (_tx, rx) = mpsc::channel(1);
+        ZoneWorker::open(
+            &config,
+            spec,
+            policy,
+            &zone,
+            rx,
+            &catalog,
+            Arc::new(History::new(10)),
+            Responder::new(Default::default()),
+            Arc::new(Stats::default()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_panicking_update_is_answered_servfail_and_the_batch_goes_on() {
+        let dir = std::env::temp_dir().join(format!("muster-dyn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut w = worker(&dir);
+        let batch = [
+            add("a.d.test.", [10, 0, 0, 1]),
+            add("inject-panic.d.test.", [10, 0, 0, 2]),
+            add("b.d.test.", [10, 0, 0, 3]),
+        ];
+        let results = w.process_contained(&batch);
+        assert!(results[0].is_ok() && results[2].is_ok());
+        assert_eq!(
+            results[1].as_ref().err().map(|r| r.rcode),
+            Some(rcode::SERVFAIL)
+        );
+        assert_eq!(w.stats.panics_at(crate::stats::PanicSite::Zone), 1);
+        // The records hold the two good updates, applied from the durable version.
+        assert!(w.data.node(&n("a.d.test.")).is_some());
+        assert!(w.data.node(&n("b.d.test.")).is_some());
+        assert!(w.data.node(&n("inject-panic.d.test.")).is_none());
+        assert_eq!(w.data.serial(), 12, "one serial step per applied update");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -312,6 +312,25 @@ impl Zones {
         self.reload(&all)
     }
 
+    /// Reloads one zone from its file (`musterd ctl reload ZONE`). `None` when this loader
+    /// does not load it (not configured, or its updates task rereads it); else how many
+    /// failed (0 or 1).
+    pub fn reload_zone(&mut self, origin: &Name) -> Option<usize> {
+        let i = self
+            .slots
+            .iter()
+            .position(|s| s.spec.origin.eq_ignore_case(origin) && !self.is_managed(s))?;
+        Some(self.reload(&[i]))
+    }
+
+    /// The zone file of a configured zone.
+    pub fn file_of(&self, origin: &Name) -> Option<PathBuf> {
+        self.slots
+            .iter()
+            .find(|s| s.spec.origin.eq_ignore_case(origin))
+            .and_then(|s| s.spec.file.clone())
+    }
+
     /// Reloads the zones whose files changed since they were last loaded.
     pub fn reload_changed(&mut self) -> usize {
         let changed: Vec<usize> = self

@@ -119,6 +119,15 @@ impl Notifier {
         SocketAddr::new(ip, 0)
     }
 
+    /// The secondaries NOTIFYed about `origin`.
+    pub fn targets_of(&self, origin: &Name) -> Vec<std::net::SocketAddr> {
+        self.targets
+            .iter()
+            .find(|(o, _)| o.eq_ignore_case(origin))
+            .map(|(_, ts)| ts.iter().map(|t| t.addr).collect())
+            .unwrap_or_default()
+    }
+
     /// Starts NOTIFYing the secondaries of `zone` about its current serial. Returns at
     /// once; call inside the runtime.
     pub fn serial_changed(&self, zone: &Zone) {

@@ -21,6 +21,11 @@
 //! good refresh is the saved file's modification time, so expiry counts across restarts
 //! and a restart with the primary down serves the saved copy until then.
 //!
+//! Limits: one transfer may bring at most `transfer.in_max_bytes` octets of messages and
+//! `transfer.in_max_records` records ([`InLimits`]); a primary that sends more is cut off,
+//! the refresh fails (logged with the zone and the primary) and the copy we hold stays
+//! served, so a runaway or hostile primary cannot exhaust our memory or disk.
+//!
 //! NOTIFY in: from the configured primary's address (any port), for a secondary zone,
 //! TSIG-verified when signed: NOERROR, and a refresh. From anyone else, or for another
 //! zone: REFUSED (as NSD; docs/dns-answer-rules.md §1.13), counted, no action.
@@ -46,7 +51,7 @@ use crate::name::Name;
 use crate::rr::{class, rtype, Record, Soa};
 use crate::tsig::{self, Key, KeyRing, StreamVerifier};
 use crate::wire::{flags, parse_query, rcode, Compressor, Ede, Query, Writer, HEADER_LEN};
-use crate::xfr::{read_name, serial_gt, SecondarySpec, Transfers, XfrMetrics};
+use crate::xfr::{read_name, serial_gt, InLimits, SecondarySpec, Transfers, XfrMetrics};
 use crate::zone::Zone;
 
 /// RFC 8914 §4.23: "No Reachable Authority".
@@ -100,6 +105,11 @@ pub enum RefreshError {
     Invalid(String),
     #[error("saving the zone: {0}")]
     Save(#[from] crate::journal::JournalError),
+    #[error(
+        "the transfer is larger than transfer.{key} = {limit} and was cut off; the copy we \
+         hold stays served (raise the limit if the zone is meant to be this large)"
+    )]
+    TooLarge { key: &'static str, limit: u64 },
 }
 
 fn rcode_name(rc: u16) -> String {
@@ -152,9 +162,12 @@ struct State {
 /// One secondary zone.
 pub struct SecondaryZone {
     spec: SecondarySpec,
+    limits: InLimits,
     key: Option<Arc<Key>>,
     file: PathBuf,
     poke: tokio::sync::Notify,
+    /// The next refresh transfers the whole zone (`musterd ctl retransfer`).
+    full: AtomicBool,
     state: Mutex<State>,
     /// Expired, or never loaded: answered SERVFAIL.
     unavailable: AtomicBool,
@@ -186,6 +199,7 @@ impl Secondaries {
     /// or build is logged and ignored: the zone is transferred anew.
     pub fn load(
         specs: &[SecondarySpec],
+        limits: InLimits,
         keys: &KeyRing,
         state_dir: &Path,
         catalog: &Arc<ArcSwap<Catalog>>,
@@ -202,9 +216,11 @@ impl Secondaries {
         for spec in specs {
             let z = SecondaryZone {
                 spec: spec.clone(),
+                limits,
                 key: spec.key.as_ref().and_then(|k| keys.get(k).cloned()),
                 file: state_file(state_dir, &spec.origin),
                 poke: tokio::sync::Notify::new(),
+                full: AtomicBool::new(false),
                 state: Mutex::new(State::default()),
                 unavailable: AtomicBool::new(true),
             };
@@ -249,6 +265,44 @@ impl Secondaries {
     }
 
     /// True when some zone is expired or not loaded.
+    /// Transfers `origin` in full from its primary now; false when it is no secondary
+    /// zone here.
+    pub fn retransfer(&self, origin: &Name) -> bool {
+        let Some(z) = self
+            .zones
+            .iter()
+            .find(|z| z.spec.origin.eq_ignore_case(origin))
+        else {
+            return false;
+        };
+        z.full.store(true, Ordering::Relaxed);
+        z.poke.notify_one();
+        true
+    }
+
+    /// Lines about a secondary zone for `musterd ctl zone-status`.
+    pub fn describe(&self, origin: &Name) -> Option<String> {
+        let z = self
+            .zones
+            .iter()
+            .find(|z| z.spec.origin.eq_ignore_case(origin))?;
+        let s = z.lock();
+        Some(format!(
+            "kind: secondary of {}\nstored serial: {}\nlast good refresh: {}\navailable: {}\n",
+            z.spec.primary,
+            s.serial.map_or("none".into(), |v| v.to_string()),
+            s.refreshed.map_or("never".into(), |t| format!(
+                "{}s ago",
+                unix_now().saturating_sub(t)
+            )),
+            if z.unavailable.load(Ordering::Relaxed) {
+                "no (SERVFAIL: expired or not loaded)"
+            } else {
+                "yes"
+            },
+        ))
+    }
+
     pub fn any_unavailable(&self) -> bool {
         self.zones
             .iter()
@@ -278,7 +332,7 @@ impl Secondaries {
             rcode: rc,
             truncated: false,
         };
-        let verified = match tsig::verify_request(pkt, transfers.keys(), now) {
+        let verified = match tsig::verify_request(pkt, &transfers.keys(), now) {
             Ok(v) => v,
             Err(e) => {
                 m.notify_refused.fetch_add(1, Ordering::Relaxed);
@@ -444,7 +498,13 @@ async fn refresh(zone: &SecondaryZone, transfers: &Transfers) -> Result<(), Refr
     let origin = &zone.spec.origin;
     // What the catalog serves, not what we last stored: a swap that something else
     // overwrote is then transferred again.
-    let current = transfers.catalog().load().get(origin).cloned();
+    let full = zone.full.swap(false, Ordering::Relaxed);
+    let current = transfers
+        .catalog()
+        .load()
+        .get(origin)
+        .cloned()
+        .filter(|_| !full);
     let ours = current.as_ref().map(|z| z.serial());
     let answer = exchange(zone, rtype::SOA, None).await?;
     let theirs = answer
@@ -688,6 +748,7 @@ async fn exchange(
     let mut ending = Ending::new(qtype);
     let mut buf = vec![0u8; 65535];
     let mut first = true;
+    let mut bytes = 0u64;
     loop {
         let mut len = [0u8; 2];
         let read = async {
@@ -699,6 +760,13 @@ async fn exchange(
         let n = tokio::time::timeout(IO_TIMEOUT, read)
             .await
             .map_err(|_| RefreshError::Timeout(IO_TIMEOUT))??;
+        bytes += n as u64;
+        if bytes > zone.limits.max_bytes {
+            return Err(RefreshError::TooLarge {
+                key: "in_max_bytes",
+                limit: zone.limits.max_bytes,
+            });
+        }
         let msg = &buf[..n];
         if n < HEADER_LEN || msg[..2] != id.to_be_bytes() || msg[2] & 0x80 == 0 {
             return Err(RefreshError::Malformed(
@@ -715,6 +783,12 @@ async fn exchange(
         }
         let before = records.len();
         parse_answers(msg, &mut records)?;
+        if records.len() > zone.limits.max_records {
+            return Err(RefreshError::TooLarge {
+                key: "in_max_records",
+                limit: zone.limits.max_records as u64,
+            });
+        }
         for r in &records[before..] {
             if !r.owner.is_subdomain_of(&zone.spec.origin) {
                 return Err(RefreshError::Malformed("a record outside the zone"));

@@ -30,6 +30,11 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot open the control socket {}: {source} (set control_socket, or --control-socket \"\" to run without one)", path.display())]
+    Control {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
     #[error(
@@ -56,6 +61,12 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
     let responder = Responder::new(config.answer.clone());
     let mut zones = Zones::load_all(&config.zones, stats.clone(), responder.clone())
         .map_err(ServeError::Load)?;
+    // The changes IXFR serves: recorded by whoever publishes a version, before it is
+    // visible.
+    let history = Arc::new(crate::history::History::new(config.transfer.ixfr_history));
+    // The TSIG keys, read again on every reload.
+    let keys: crate::dynamic::SharedKeys =
+        Arc::new(arc_swap::ArcSwap::new(config.updates.keys.clone()));
     // Updatable zones: their journals are replayed now, and from here on their task, not
     // the loader, rereads their files.
     let updates = Arc::new(
@@ -63,6 +74,8 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
             &config.updates,
             &config.zones,
             zones.catalog(),
+            keys.clone(),
+            history.clone(),
             responder.clone(),
             stats.clone(),
         )
@@ -75,9 +88,10 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
     } else {
         Some(crate::xfr::Transfers::new(
             &config.transfer,
-            config.updates.keys.clone(),
+            keys,
             &config.updates.state_dir,
             zones.catalog(),
+            history,
             responder.clone(),
             stats.clone(),
             &config.listen,
@@ -145,6 +159,13 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
             tracing::info!("metrics on http://{}/metrics", l.local_addr().unwrap_or(addr));
             tokio::spawn(serve_metrics(l, stats.clone()));
         }
+        let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::channel::<crate::ctl::Job>(16);
+        if let Some(path) = &config.control_socket {
+            crate::ctl::listen(path, ctl_tx)
+                .map_err(|source| ServeError::Control { path: path.clone(), source })?;
+            tracing::info!("control socket {} (musterd ctl)", path.display());
+        }
+        let started = std::time::Instant::now();
         if let Some(d) = config.discovery.clone() {
             crate::discovery::start(d, stats.discovery.clone()).await?;
         }
@@ -180,10 +201,15 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
             tokio::select! {
                 _ = hup.recv() => {
                     notify(&[NotifyState::Reloading, NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Status("reloading"))]);
-                    let failed = tokio::task::block_in_place(|| zones.reload_all())
+                    let failed = reload_keys(&updates)
+                        + tokio::task::block_in_place(|| zones.reload_all())
                         + updates.reload(true).await;
                     tracing::info!(failed, "reload finished");
                     notify(&[NotifyState::Ready, NotifyState::Status(if failed == 0 { "serving" } else { "serving; some zones failed to reload, see the log" })]);
+                }
+                Some((req, reply)) = ctl_rx.recv() => {
+                    let ctx = Control { zones: &mut zones, updates: &updates, transfers: transfers.as_deref(), started };
+                    let _ = reply.send(ctx.handle(req).await);
                 }
                 _ = ticker.tick(), if watch => {
                     tokio::task::block_in_place(|| zones.reload_changed());
@@ -220,6 +246,152 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
         return Err(ServeError::WorkerDied(died));
     }
     Ok(())
+}
+
+/// Reads the TSIG keys again; 1 when that failed (the keys in force stay).
+fn reload_keys(updates: &crate::dynamic::Updates) -> usize {
+    match updates.reload_keys() {
+        Ok(n) => {
+            tracing::info!(keys = n, "TSIG keys reread");
+            0
+        }
+        Err(e) => {
+            tracing::error!("TSIG keys not reread, the keys in force stay: {e}");
+            1
+        }
+    }
+}
+
+/// What a `musterd ctl` request can reach: the serving loop's own state.
+struct Control<'a> {
+    zones: &'a mut Zones,
+    updates: &'a crate::dynamic::Updates,
+    transfers: Option<&'a crate::xfr::Transfers>,
+    started: std::time::Instant,
+}
+
+impl Control<'_> {
+    async fn handle(self, req: crate::ctl::Request) -> crate::ctl::Reply {
+        use crate::ctl::{Reply, Request};
+        use crate::dynamic::ZoneControl;
+        let catalog = self.zones.catalog().load_full();
+        let known = |z: &crate::name::Name| catalog.get(z).is_some();
+        match req {
+            Request::Status => Reply::ok(self.status(&catalog)),
+            Request::Reload(None) => {
+                let failed = reload_keys(self.updates)
+                    + tokio::task::block_in_place(|| self.zones.reload_all())
+                    + self.updates.reload(true).await;
+                tracing::info!(failed, "reload finished");
+                if failed == 0 {
+                    Reply::ok("every zone reloaded\n")
+                } else {
+                    Reply::error(format!(
+                        "{failed} zone(s) failed to reload; the log says why\n"
+                    ))
+                }
+            }
+            Request::Reload(Some(z)) => {
+                if let Some(r) = self.updates.control(&z, ZoneControl::Reload).await {
+                    return Reply::from(r);
+                }
+                match tokio::task::block_in_place(|| self.zones.reload_zone(&z)) {
+                    Some(0) => Reply::ok(format!("{z} reloaded\n")),
+                    Some(_) => Reply::error(format!("{z} failed to reload; the previous version keeps serving, the log says why\n")),
+                    None => Reply::error(format!("{z} is not a zone loaded from a file here\n")),
+                }
+            }
+            Request::ZoneStatus(z) if known(&z) => Reply::ok(self.zone_status(&z, &catalog).await),
+            Request::Flush(ref z) | Request::Freeze(ref z) | Request::Thaw(ref z) if known(z) => {
+                let what = match req {
+                    Request::Flush(_) => ZoneControl::Flush,
+                    Request::Freeze(_) => ZoneControl::Freeze,
+                    _ => ZoneControl::Thaw,
+                };
+                self.updates
+                    .control(z, what)
+                    .await
+                    .map(Reply::from)
+                    .unwrap_or_else(|| {
+                        Reply::error(format!(
+                        "{z} takes no dynamic updates: there is nothing to flush, freeze or thaw\n"
+                    ))
+                    })
+            }
+            Request::Notify(z) if known(&z) => {
+                let Some(t) = self
+                    .transfers
+                    .filter(|t| !t.notifier.targets_of(&z).is_empty())
+                else {
+                    return Reply::error(format!("{z} has no secondaries to NOTIFY (--notify)\n"));
+                };
+                t.notifier.serial_changed(catalog.get(&z).expect("known"));
+                Reply::ok(format!(
+                    "NOTIFY sent for {z} to {:?}\n",
+                    t.notifier.targets_of(&z)
+                ))
+            }
+            Request::Retransfer(z) => match self.transfers {
+                Some(t) if t.secondaries.retransfer(&z) => {
+                    Reply::ok(format!("{z}: full transfer from the primary started\n"))
+                }
+                _ => Reply::error(format!("{z} is not a secondary zone here\n")),
+            },
+            Request::ZoneStatus(z)
+            | Request::Flush(z)
+            | Request::Freeze(z)
+            | Request::Thaw(z)
+            | Request::Notify(z) => Reply::error(format!("{z} is not served here\n")),
+        }
+    }
+
+    fn status(&self, catalog: &crate::catalog::Catalog) -> String {
+        let mut out = format!(
+            "musterd {}\nup {}s\nzones:\n",
+            env!("CARGO_PKG_VERSION"),
+            self.started.elapsed().as_secs()
+        );
+        for z in catalog.zones() {
+            out.push_str(&format!("  {} serial {}\n", z.origin, z.serial()));
+        }
+        out
+    }
+
+    async fn zone_status(
+        &self,
+        z: &crate::name::Name,
+        catalog: &crate::catalog::Catalog,
+    ) -> String {
+        let zone = catalog.get(z).expect("known");
+        let mut out = match self
+            .updates
+            .control(z, crate::dynamic::ZoneControl::Status)
+            .await
+        {
+            Some(Ok(text) | Err(text)) => text,
+            None => match self.transfers.and_then(|t| t.secondaries.describe(z)) {
+                Some(text) => format!("zone: {}\n{text}serial: {}\n", zone.origin, zone.serial()),
+                None => format!(
+                    "zone: {}\nkind: primary\nfile: {}\nserial: {}\n",
+                    zone.origin,
+                    self.zones
+                        .file_of(z)
+                        .map_or("(built in)".into(), |f| f.display().to_string()),
+                    zone.serial()
+                ),
+            },
+        };
+        for g in zone.gates() {
+            out.push_str(&format!("gate: {}: {}\n", g.state(), g.text));
+        }
+        if let Some(t) = self.transfers {
+            let targets = t.notifier.targets_of(z);
+            if !targets.is_empty() {
+                out.push_str(&format!("secondaries (NOTIFY): {targets:?}\n"));
+            }
+        }
+        out
+    }
 }
 
 /// A minimal HTTP/1.0 responder for Prometheus scrapes: every request gets the counters.

@@ -59,15 +59,19 @@ pub enum PanicSite {
     Precompile,
     /// Loading a zone on reload: counted as a failed reload, the previous version serves.
     Reload,
+    /// A zone's change task (dynamic update, hand edit): the batch is answered SERVFAIL,
+    /// the zone keeps its last durable version and the task goes on.
+    Zone,
 }
 
 impl PanicSite {
     /// Every site, in the order of [`Stats::panics`].
-    pub const ALL: [PanicSite; 4] = [
+    pub const ALL: [PanicSite; 5] = [
         PanicSite::Udp,
         PanicSite::Tcp,
         PanicSite::Precompile,
         PanicSite::Reload,
+        PanicSite::Zone,
     ];
 
     /// The metric label.
@@ -77,6 +81,7 @@ impl PanicSite {
             PanicSite::Tcp => "tcp",
             PanicSite::Precompile => "precompile",
             PanicSite::Reload => "reload",
+            PanicSite::Zone => "zone",
         }
     }
 }

@@ -28,7 +28,6 @@
 //! identities.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 
 use crate::changeset::Changeset;
 use crate::name::{wire_name_len, Name, MAX_LABEL_LEN, MAX_NAME_LEN};
@@ -679,104 +678,6 @@ impl ZoneData {
         self.records -= 1;
         true
     }
-
-    /// A fingerprint of every record (owner, type, TTL and data, compared as
-    /// [`rdata_eq`] does): what the zone file held when it was last read or written, so
-    /// that a hand edit can be told apart from the updates made since (see
-    /// [`ZoneData::hand_edit`]).
-    pub fn fingerprints(&self) -> RecordSet {
-        let mut set = RecordSet::default();
-        set.0.reserve(self.records);
-        for (key, node) in &self.nodes {
-            for s in &node.sets {
-                for rd in &s.rdatas {
-                    set.0.insert(record_hash(key, s.rtype, s.ttl, rd));
-                }
-            }
-        }
-        set
-    }
-
-    /// The changeset that applies a hand edit of the zone file to this (served) zone, as
-    /// Knot's `zonefile-load: difference` does, but three-way: `written` fingerprints the
-    /// file as musterd last read or wrote it, `file` is the file now. Records the edit
-    /// added are added, records it removed are removed, and everything the updates did
-    /// since the file was written stays. The serial becomes max(file, served) + 1
-    /// (RFC 1982), and the SOA's other fields are the file's. `None` when the edit
-    /// changes nothing.
-    pub fn hand_edit(&self, written: &RecordSet, file: &ZoneData) -> Option<Changeset> {
-        let old_soa = self.soa_record()?;
-        let file_soa = file.soa_record()?;
-        let mut removed = Vec::new();
-        let mut added = Vec::new();
-        let file_prints = file.fingerprints();
-        // Removed by the edit: in the written file, not in the file now, still served.
-        for (key, node) in &self.nodes {
-            for s in node.sets.iter().filter(|s| s.rtype != rtype::SOA) {
-                for rd in &s.rdatas {
-                    let h = record_hash(key, s.rtype, s.ttl, rd);
-                    if written.0.contains(&h) && !file_prints.0.contains(&h) {
-                        removed.push(record(&node.owner, s.rtype, s.ttl, rd));
-                    }
-                }
-            }
-        }
-        // Added by the edit: in the file now, not in the written file, not served yet.
-        for (key, node) in &file.nodes {
-            for s in node.sets.iter().filter(|s| s.rtype != rtype::SOA) {
-                for rd in &s.rdatas {
-                    let h = record_hash(key, s.rtype, s.ttl, rd);
-                    let served = self
-                        .nodes
-                        .get(key)
-                        .and_then(|n| n.set(s.rtype))
-                        .is_some_and(|set| set.ttl == s.ttl && set.position(rd).is_some());
-                    if !written.0.contains(&h) && !served {
-                        added.push(record(&node.owner, s.rtype, s.ttl, rd));
-                    }
-                }
-            }
-        }
-        let soa_fields_changed = {
-            let (a, b) = (
-                Soa::from_rdata(&old_soa.rdata)?,
-                Soa::from_rdata(&file_soa.rdata)?,
-            );
-            (
-                a.mname,
-                a.rname,
-                a.refresh,
-                a.retry,
-                a.expire,
-                a.minimum,
-                old_soa.ttl,
-            ) != (
-                b.mname,
-                b.rname,
-                b.refresh,
-                b.retry,
-                b.expire,
-                b.minimum,
-                file_soa.ttl,
-            )
-        };
-        if removed.is_empty() && added.is_empty() && !soa_fields_changed {
-            return None;
-        }
-        let from = self.serial();
-        let to = serial_after(from, file.serial());
-        let mut new_soa = file_soa.clone();
-        new_soa.owner = old_soa.owner.clone();
-        set_serial(&mut new_soa.rdata, to);
-        removed.insert(0, old_soa);
-        added.insert(0, new_soa);
-        Some(Changeset {
-            from_serial: from,
-            to_serial: to,
-            removed,
-            added,
-        })
-    }
 }
 
 fn record(owner: &Name, t: u16, ttl: u32, rdata: &[u8]) -> Record {
@@ -796,30 +697,6 @@ fn set_serial(rdata: &mut [u8], serial: u32) {
     if e != 0 && rdata.len() >= e + 4 {
         rdata[e..e + 4].copy_from_slice(&serial.to_be_bytes());
     }
-}
-
-/// Fingerprints of records (see [`ZoneData::fingerprints`]). 64-bit hashes: two distinct
-/// records of one zone collide with odds of about n²/2⁶⁵, negligible for any zone size.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecordSet(std::collections::HashSet<u64, foldhash::fast::RandomState>);
-
-impl RecordSet {
-    /// Number of records.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-fn record_hash(key: &Name, t: u16, ttl: u32, rdata: &[u8]) -> u64 {
-    // A fixed seed: fingerprints of one process are compared with each other only, but
-    // fixed keeps them reproducible in tests.
-    let state = foldhash::fast::FixedState::with_seed(0x6d75_7374_6572_6431);
-    state.hash_one((key.as_wire(), t, ttl, &*canonical_rdata(t, rdata)))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1525,10 +1402,11 @@ fn changes(
         let after = data.nodes.get(key);
         let before_sets = before.as_ref().map_or(empty, |n| &n.sets[..]);
         let after_sets = after.map_or(empty, |n| &n.sets[..]);
-        let owner = after
-            .or(before.as_ref())
-            .map(|n| n.owner.clone())
-            .expect("a saved node existed before or after");
+        // A name the update both created and emptied again (add then delete of one
+        // record on an unused name) was saved but holds nothing either side: no change.
+        let Some(owner) = after.or(before.as_ref()).map(|n| n.owner.clone()) else {
+            continue;
+        };
         let contains = |sets: &[RRsetData], t: u16, ttl: u32, rd: &[u8]| {
             sets.iter()
                 .any(|s| s.rtype == t && s.ttl == ttl && s.position(rd).is_some())
@@ -1570,6 +1448,10 @@ fn changes(
         added,
     })
 }
+
+mod merge;
+pub use merge::MergeConflict;
+pub mod replay;
 
 #[cfg(test)]
 mod tests;

@@ -17,19 +17,21 @@
 //! with [`crate::tsig::StreamSigner`] (RFC 8945 §5.3.1 asks for the first and last and at
 //! most 99 unsigned in a row; signing each costs one HMAC per 16 KiB).
 //!
-//! IXFR history: [`Transfers::watch`] notices every new snapshot of a zone in the catalog
-//! (a reload, a hand edit, a dynamic update or a transfer in) and records the difference
-//! from the previous one as a [`Changeset`], the journal's unit, so one history covers
-//! every way a zone changes. A client whose serial is in the history gets the changes
+//! IXFR history ([`crate::history`]): a zone that takes dynamic updates records each
+//! changeset it journals (updates and hand edits) before the new version is visible, and
+//! starts from its journal after a restart; for other zones [`Transfers::watch`] notices
+//! every new snapshot in the catalog (a reload or a transfer in) and records the
+//! difference from the previous one. A client whose serial is in the history gets the changes
 //! (§1.12); a current client a single SOA; anyone else the whole zone, AXFR style. Over
 //! UDP IXFR is always answered with the single current SOA (RFC 1995 §2: the client then
 //! asks over TCP), AXFR with NOTIMP by the query path.
 //!
-//! Limitations: the history lives in memory and starts empty at each start (clients that
-//! were behind before a restart get one AXFR-style answer); a changeset whose records
+//! Limitations: the history of zones without dynamic updates lives in memory and starts
+//! empty at each start (clients that were behind before a restart get one AXFR-style
+//! answer); a changeset whose records
 //! together exceed the zone's own size is not kept, as the full zone is then cheaper.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,6 +45,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::answer::{Outcome, Transport};
 use crate::catalog::Catalog;
 use crate::changeset::Changeset;
+use crate::history::History;
 use crate::name::{wire_name_len, Name};
 use crate::rr::{class, rtype, Record};
 use crate::tsig::{self, KeyRing, StreamSigner};
@@ -165,6 +168,8 @@ pub struct FileTransfer {
     pub notify_retries: Option<u32>,
     pub notify_timeout: Option<String>,
     pub ixfr_history: Option<usize>,
+    pub in_max_bytes: Option<u64>,
+    pub in_max_records: Option<usize>,
     /// `[[transfer.secondary]]`: zones pulled from a primary.
     #[serde(default)]
     pub secondary: Vec<FileSecondary>,
@@ -231,6 +236,27 @@ pub struct SecondarySpec {
     pub key: Option<Name>,
 }
 
+/// Bounds on one incoming transfer (AXFR or IXFR into a secondary zone): a primary that
+/// sends more is cut off and the copy we hold stays served (RFC 5936 §4.1 leaves such
+/// limits to the implementation; BIND has `max-records`, Knot `zone-max-size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InLimits {
+    /// Octets of DNS messages in one transfer.
+    pub max_bytes: u64,
+    /// Records in one transfer (for IXFR, removals and additions together).
+    pub max_records: usize,
+}
+
+impl Default for InLimits {
+    fn default() -> Self {
+        // Ten times the 210k-record benchmark zone, and its wire size many times over.
+        InLimits {
+            max_bytes: 256 << 20,
+            max_records: 2_000_000,
+        }
+    }
+}
+
 /// A secondary to NOTIFY ([`crate::notify`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyTarget {
@@ -252,6 +278,8 @@ pub struct TransferConfig {
     pub notify_timeout: Duration,
     /// Changesets kept per zone for IXFR.
     pub ixfr_history: usize,
+    /// Bounds on incoming transfers.
+    pub in_limits: InLimits,
 }
 
 impl Default for TransferConfig {
@@ -263,6 +291,7 @@ impl Default for TransferConfig {
             notify_retries: 5,
             notify_timeout: Duration::from_secs(1),
             ixfr_history: 100,
+            in_limits: InLimits::default(),
         }
     }
 }
@@ -384,6 +413,22 @@ pub fn resolve(
             value: cfg.notify_retries.to_string(),
             message: "between 1 and 20: each retry doubles the wait".into(),
         });
+    }
+    cfg.in_limits = InLimits {
+        max_bytes: file.in_max_bytes.unwrap_or(d.in_limits.max_bytes),
+        max_records: file.in_max_records.unwrap_or(d.in_limits.max_records),
+    };
+    for (key, value) in [
+        ("transfer.in_max_bytes", cfg.in_limits.max_bytes),
+        ("transfer.in_max_records", cfg.in_limits.max_records as u64),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::Value {
+                key,
+                value: value.to_string(),
+                message: "must be at least 1 (it bounds one incoming transfer)".into(),
+            });
+        }
     }
     if cfg.notify_timeout.is_zero() || cfg.notify_timeout > Duration::from_secs(30) {
         return Err(ConfigError::Value {
@@ -576,7 +621,7 @@ impl XfrMetrics {
         );
         counter(
             "xfr_in_failed_total",
-            "Refresh attempts of secondary zones that failed (primary unreachable, refused, bad data).",
+            "Refresh attempts of secondary zones that failed (primary unreachable, refused, bad data, over the transfer.in_max_* limits).",
             get(&self.in_failed),
         );
         counter(
@@ -717,49 +762,6 @@ pub fn diff(old: &Zone, new: &Zone) -> Changeset {
         to_serial: new.serial(),
         removed,
         added,
-    }
-}
-
-/// The changesets kept for each zone, oldest first.
-#[derive(Debug, Default)]
-pub struct History {
-    zones: Mutex<HashMap<Name, VecDeque<Arc<Changeset>>>>,
-}
-
-impl History {
-    /// Adds the change from `old` to `new` of zone `origin` (lower-cased), or forgets the
-    /// zone's history when the change cannot be told as one (same serial, serial going
-    /// backwards, or a change bigger than the zone).
-    pub fn record(&self, origin: &Name, cs: Option<Changeset>, zone_records: usize, keep: usize) {
-        let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
-        let h = zones.entry(origin.clone()).or_default();
-        match cs {
-            Some(cs)
-                if serial_gt(cs.to_serial, cs.from_serial)
-                    && cs.removed.len() + cs.added.len() <= zone_records + 2 =>
-            {
-                if h.back()
-                    .is_some_and(|last| last.to_serial != cs.from_serial)
-                {
-                    h.clear();
-                }
-                h.push_back(Arc::new(cs));
-                while h.len() > keep {
-                    h.pop_front();
-                }
-            }
-            _ => h.clear(),
-        }
-    }
-
-    /// The changesets from `serial` to `current`, if the history reaches that far back.
-    pub fn since(&self, origin: &Name, serial: u32, current: u32) -> Option<Vec<Arc<Changeset>>> {
-        let zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
-        let h = zones.get(origin)?;
-        let start = h.iter().position(|cs| cs.from_serial == serial)?;
-        let chain: Vec<Arc<Changeset>> = h.iter().skip(start).cloned().collect();
-        let chained = chain.windows(2).all(|w| w[0].to_serial == w[1].from_serial);
-        (chained && chain.last()?.to_serial == current).then_some(chain)
     }
 }
 
@@ -1064,10 +1066,9 @@ impl<W: AsyncWrite + Unpin> Stream<'_, W> {
 /// Zone transfer, NOTIFY and secondary zones at run time, shared with the transports.
 pub struct Transfers {
     catalog: Arc<ArcSwap<Catalog>>,
-    keys: Arc<KeyRing>,
+    keys: crate::dynamic::SharedKeys,
     acl: HashMap<Name, Vec<AclEntry>>,
-    history: History,
-    ixfr_history: usize,
+    history: Arc<History>,
     pub metrics: Arc<XfrMetrics>,
     pub(crate) notifier: crate::notify::Notifier,
     pub(crate) secondaries: crate::secondary::Secondaries,
@@ -1101,33 +1102,36 @@ impl Transfers {
     /// Sets up transfers for `catalog`: checks the keys, loads the secondary zones saved
     /// in `state_dir` and puts them into the catalog. Call before serving (it reads
     /// files); then [`Transfers::start`] inside the runtime.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: &TransferConfig,
-        keys: Arc<KeyRing>,
+        keys: crate::dynamic::SharedKeys,
         state_dir: &Path,
         catalog: Arc<ArcSwap<Catalog>>,
+        history: Arc<History>,
         responder: crate::answer::Responder,
         stats: Arc<crate::stats::Stats>,
         listen: &[std::net::SocketAddr],
     ) -> Result<Arc<Transfers>, StartError> {
-        config.check_keys(&keys)?;
+        let loaded = keys.load_full();
+        config.check_keys(&loaded)?;
         let metrics = stats.xfr.clone();
         let secondaries = crate::secondary::Secondaries::load(
             &config.secondaries,
-            &keys,
+            config.in_limits,
+            &loaded,
             state_dir,
             &catalog,
             &metrics,
         )?;
         let t = Transfers {
             acl: config.allow.iter().cloned().collect(),
-            notifier: crate::notify::Notifier::new(config, &keys, metrics.clone(), listen),
+            notifier: crate::notify::Notifier::new(config, &loaded, metrics.clone(), listen),
             any_unavailable: AtomicBool::new(secondaries.any_unavailable()),
             secondaries,
             catalog,
             keys,
-            history: History::default(),
-            ixfr_history: config.ixfr_history,
+            history,
             metrics,
             max_udp_payload: responder.config.max_udp_payload,
             responder,
@@ -1177,17 +1181,22 @@ impl Transfers {
                     self.notifier.serial_changed(zone);
                     continue;
                 };
+                if self.history.is_owned(&zone.origin) {
+                    // Its publisher recorded the change before swapping it in.
+                    self.notifier.serial_changed(zone);
+                    continue;
+                }
                 if old.serial() == zone.serial() {
                     // Same serial, maybe other content: IXFR cannot tell it, so the
                     // history no longer describes what is served.
-                    self.history.record(&zone.origin, None, 0, 0);
+                    self.history.forget(&zone.origin);
                     continue;
                 }
                 let (new, me) = (zone.clone(), self.clone());
                 let cs = tokio::task::spawn_blocking(move || {
                     let cs = diff(&old, &new);
                     me.history
-                        .record(&new.origin, Some(cs), new.record_count, me.ixfr_history);
+                        .record_change(&new.origin, Some(cs), new.record_count);
                 })
                 .await;
                 if let Err(e) = cs {
@@ -1217,7 +1226,7 @@ impl Transfers {
         timeout: Duration,
     ) -> Result<(), StreamError> {
         let now = unix_now();
-        let verified = match tsig::verify_request(pkt, &self.keys, now) {
+        let verified = match tsig::verify_request(pkt, &self.keys.load(), now) {
             Ok(v) => v,
             Err(e) => {
                 tracing::info!(%peer, "zone transfer refused: {e}");
@@ -1456,8 +1465,8 @@ impl Transfers {
     }
 
     /// The TSIG keys.
-    pub fn keys(&self) -> &Arc<KeyRing> {
-        &self.keys
+    pub fn keys(&self) -> arc_swap::Guard<Arc<KeyRing>> {
+        self.keys.load()
     }
 }
 
@@ -1635,14 +1644,14 @@ mod tests {
         assert_eq!(ab.removed.len(), 2, "{ab:?}");
         assert_eq!(ab.added.len(), 3, "{ab:?}");
         ab.validate().unwrap();
-        let h = History::default();
+        let h = History::new(100);
         let o = a.origin.clone();
-        h.record(&o, Some(ab), 10, 100);
-        h.record(&o, Some(diff(&b, &c)), 10, 100);
+        h.record_change(&o, Some(ab), 10);
+        h.record_change(&o, Some(diff(&b, &c)), 10);
         assert_eq!(h.since(&o, 1, 3).unwrap().len(), 2);
         assert_eq!(h.since(&o, 2, 3).unwrap().len(), 1);
         assert!(h.since(&o, 0, 3).is_none());
-        h.record(&o, None, 0, 0);
+        h.record_change(&o, None, 0);
         assert!(h.since(&o, 2, 3).is_none());
     }
 

@@ -451,6 +451,41 @@ fn lower(wire: &[u8], buf: &mut [u8; MAX_NAME_LEN]) -> usize {
     wire.len()
 }
 
+/// The rdata of the records an RRset keeps, to drop duplicates: a scan for small RRsets,
+/// a hash table for large ones (a scan is quadratic: 65,536 records took 46 s).
+struct KeptRdata {
+    table: Option<(HashTable<u32>, foldhash::fast::RandomState)>,
+}
+
+impl KeptRdata {
+    /// Up to this many records a scan is cheaper than hashing.
+    const SCAN_LIMIT: usize = 16;
+
+    fn new(len: usize) -> KeptRdata {
+        KeptRdata {
+            table: (len > Self::SCAN_LIMIT)
+                .then(|| (HashTable::with_capacity(len), Default::default())),
+        }
+    }
+
+    /// Whether a kept record (`kept`, indices into `records`) has this rdata.
+    fn contains(&self, records: &[Record], kept: &[u32], rdata: &[u8]) -> bool {
+        let same = |&k: &u32| records[k as usize].rdata == rdata;
+        match &self.table {
+            None => kept.iter().any(same),
+            Some((t, h)) => t.find(h.hash_one(rdata), same).is_some(),
+        }
+    }
+
+    /// Notes that `records[i]` is kept.
+    fn insert(&mut self, records: &[Record], i: u32) {
+        if let Some((t, h)) = &mut self.table {
+            let hash = |k: &u32| h.hash_one(records[*k as usize].rdata.as_slice());
+            t.insert_unique(hash(&i), i, hash);
+        }
+    }
+}
+
 /// The state of one [`Zone::build`], step by step: [`Builder::index`] checks each record
 /// and files it under its owner's node, [`Builder::group_rrsets`] turns each node's
 /// records into RRsets, then the name tree is completed ([`NodeTable::add_empty_nonterminals`],
@@ -643,13 +678,15 @@ impl<'r> Builder<'r> {
     }
 
     /// The records of one RRset (`group`, same owner and type) to keep, into `kept`:
-    /// duplicates dropped, a second CNAME refused. Gives the RRset's TTL, the lowest.
+    /// duplicates dropped (the first in file order stays), a second CNAME refused.
+    /// Gives the RRset's TTL, the lowest.
     fn dedup_rrset(&mut self, records: &[Record], group: &[u32], kept: &mut Vec<u32>) -> u32 {
         let mut ttl = records[group[0] as usize].ttl;
         kept.clear();
+        let mut seen = KeptRdata::new(group.len());
         for &i in group {
             let r = &records[i as usize];
-            if kept.iter().any(|&k| records[k as usize].rdata == r.rdata) {
+            if seen.contains(records, kept, &r.rdata) {
                 continue;
             }
             if r.rtype == rtype::CNAME && !kept.is_empty() {
@@ -682,6 +719,7 @@ impl<'r> Builder<'r> {
                 ));
                 ttl = ttl.min(r.ttl);
             }
+            seen.insert(records, i);
             kept.push(i);
         }
         ttl
@@ -1254,5 +1292,58 @@ mod tests {
             set.rdatas().collect::<Vec<_>>(),
             [&[1, 2, 3, 4][..], &[1, 2, 3, 5][..]]
         );
+    }
+
+    /// 65,536 distinct records in one RRset, each given twice, plus duplicates with other
+    /// TTLs: the same rules as a small RRset (file order kept, the first copy stays, a
+    /// dropped duplicate's TTL ignored, the lowest kept TTL used) in well under a second
+    /// (a pairwise scan took 46 s).
+    #[test]
+    fn large_rrset_dedup_is_fast_and_keeps_the_rules() {
+        let origin = Name::parse("x.", None).unwrap();
+        let a = |i: u32, ttl: u32| {
+            crate::testutil::record("big.x.", rtype::A, ttl, i.to_be_bytes().to_vec())
+        };
+        let mut rs = vec![rec("x.", rtype::SOA, &soa_rdata())];
+        rs.extend((0..65_536u32).map(|i| a(i, 300)));
+        // A duplicate with a lower TTL is dropped, not used for the RRset's TTL.
+        rs.push(a(7, 5));
+        rs.extend((0..65_536u32).rev().map(|i| a(i, 300)));
+        // A new record with a lower TTL lowers it (and warns once).
+        rs.push(a(70_000, 60));
+        let started = std::time::Instant::now();
+        let (z, warnings) = Zone::build(&origin, rs).unwrap();
+        let took = started.elapsed();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let Found::Exact(n) = z.find(&key("big.x.")) else {
+            panic!()
+        };
+        let set = n.rrset(rtype::A).unwrap();
+        assert_eq!(set.ttl, 60);
+        let want: Vec<[u8; 4]> = (0..65_536u32)
+            .chain([70_000])
+            .map(u32::to_be_bytes)
+            .collect();
+        let got: Vec<&[u8]> = set.rdatas().collect();
+        assert_eq!(got.len(), want.len());
+        assert!(got.iter().zip(&want).all(|(g, w)| *g == &w[..]));
+        assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+    }
+
+    /// Duplicates of a second CNAME are each refused, as with a scan; the first stays.
+    #[test]
+    fn many_cnames_keep_the_first_and_refuse_the_rest() {
+        let origin = Name::parse("x.", None).unwrap();
+        let mut rs = vec![rec("x.", rtype::SOA, &soa_rdata())];
+        for i in 0..40u32 {
+            let target = Name::parse(&format!("t{}.x.", i % 20), None).unwrap();
+            rs.push(rec("c.x.", rtype::CNAME, target.as_wire()));
+        }
+        let errs = Zone::build(&origin, rs).unwrap_err();
+        // t0 twice is a duplicate of the kept one; t1..t19 twice each are refused.
+        assert_eq!(errs.len(), 38, "{errs:?}");
+        assert!(errs
+            .iter()
+            .all(|e| matches!(e.kind, ZoneErrorKind::MultipleCname { .. })));
     }
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Cluster lifecycle benchmark (issue 10): how long muster-agent takes to bootstrap a new
-3-member etcd cluster once its last record is published, and to turn a new member into a
-voting member of a running cluster.
+"""Cluster lifecycle benchmark (issues 10 and 19): how long muster-agent takes to bootstrap
+a new 3-member etcd cluster once its last record is published, to turn a new member into a
+voting member of a running cluster, and to bootstrap 3- and 5-member clusters whose members
+start at random moments while their records are published one by one in random order.
 
-    tests/bench/lifecycle_bench.py [--runs 20] [--phases bootstrap,join] [--fast-etcd]
+    tests/bench/lifecycle_bench.py [--runs 20] [--phases bootstrap,join,random] [--fast-etcd]
 
 Each run, on 127.0.0.1 only, in a fresh temporary directory:
   bootstrap: a zone with the records of m0 and m1 (not m2) is served by musterd; m0, m1
@@ -20,6 +21,16 @@ Each run, on 127.0.0.1 only, in a fresh temporary directory:
     from that start until `etcdctl member list -w json`, asked at m0..m2, lists m3 by name
     and not as a learner (learner add, etcd start, catch-up, promotion by the agent's
     `promote` child).
+  random (issue 19): for each size in --sizes (default 3,5), --runs runs. A zone without
+    member records is served; each member's `muster-agent exec --expect N` starts at a
+    random moment within --window seconds (default 4), and each member's records are
+    published (zone rewritten, SIGHUP) at random moments within the same window, in random
+    order. Measured per member: record-complete -> exec (from the later of the last record's
+    reload and that member's start, to its process becoming etcd) and exec -> healthy (to
+    its /health answering true); overall: last record -> all healthy (from the last reload)
+    and ready -> all healthy (from the later of the last reload and the last start: when
+    the cluster could form at all). Median, p95 and worst are printed. Every run must form
+    one cluster of all N voting members, every member deciding `bootstrap`.
 Median and worst of the runs are printed, then a one-line summary.
 
 Members run as the tests run them (tests/tests/agent_support/mod.rs): etcd dials its
@@ -39,6 +50,7 @@ PATH.
 import argparse
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -46,19 +58,22 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOMAIN = "cluster.test."
-NAMES = ["m0", "m1", "m2", "m3"]
+NAMES = [f"m{i}" for i in range(8)]
 FAST_ETCD = ["--heartbeat-interval=50", "--election-timeout=500"]
 
 
-def binary(name, profile):
-    """target/<profile>/NAME; with profile "auto", release if built, else debug."""
+def binary(name, profile, target=None):
+    """<target>/<profile>/NAME (target: ./target); with profile "auto", release if built,
+    else debug."""
     profiles = ["release", "debug"] if profile == "auto" else [profile]
     for p in profiles:
-        path = os.path.join(ROOT, "target", p, name)
+        path = os.path.join(target or os.path.join(ROOT, "target"), p, name)
         if os.access(path, os.X_OK):
             return path
     sys.exit(f"{name} not found in target/{'|'.join(profiles)}: run `cargo build --release --bins`")
@@ -159,18 +174,19 @@ def wait_for(timeout, f, interval=0.05):
 class Run:
     """One run's directory, ports, musterd and members."""
 
-    def __init__(self, args, agent_bin, musterd_bin, index):
+    def __init__(self, args, agent_bin, musterd_bin, index, size=4):
         self.args = args
         self.agent_bin = agent_bin
         self.musterd_bin = musterd_bin
         self.dir = tempfile.mkdtemp(prefix=f"muster-lifecycle-bench-{index}-")
-        ports = free_ports(2 * len(NAMES))
-        self.peer = ports[:len(NAMES)]
-        self.client = ports[len(NAMES):]
+        self.names = NAMES[:size]
+        ports = free_ports(2 * size)
+        self.peer = ports[:size]
+        self.client = ports[size:]
         self.zone = os.path.join(self.dir, "cluster.test.zone")
         self.hosts = os.path.join(self.dir, "hosts")
         with open(self.hosts, "w") as f:
-            f.write("127.0.0.1 localhost\n" + "".join(f"127.0.0.1 {n}.cluster.test\n" for n in NAMES))
+            f.write("127.0.0.1 localhost\n" + "".join(f"127.0.0.1 {n}.cluster.test\n" for n in self.names))
         self.serial = 0
         self.procs = []
         self.members = {}
@@ -322,6 +338,111 @@ class Run:
             raise RuntimeError(f"m3 did not join:\n{self.members[3].text()[-3000:]}")
         return took
 
+    def comm(self, i):
+        """The program the member's PID runs now (unshare, sh, muster-agent, then etcd)."""
+        try:
+            with open(f"/proc/{self.members[i].p.pid}/comm") as f:
+                return f.read().strip()
+        except OSError:
+            return ""
+
+    def health(self, i):
+        """True when member i's /health says true (0.3 s budget)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.client[i]}/health", timeout=0.3) as r:
+                return json.loads(r.read().decode()).get("health") in ("true", True)
+        except (OSError, ValueError):
+            return False
+
+    def watch(self, i, t, stop):
+        """Notes in t[i] when member i becomes etcd ("exec") and when it is healthy."""
+        while not stop.is_set():
+            if "exec" not in t[i] and self.comm(i) == "etcd":
+                t[i]["exec"] = time.monotonic()
+            if "exec" in t[i] and self.health(i):
+                t[i]["healthy"] = time.monotonic()
+                return
+            time.sleep(0.005)
+
+    def random_bootstrap(self, rng):
+        """Random start moments and publish order; returns the figures of one run."""
+        n = len(self.names)
+        window = self.args.window
+        self.publish([])
+        self.start_musterd()
+        events = [(rng.uniform(0, window), "start", i) for i in range(n)]
+        order = list(range(n))
+        rng.shuffle(order)
+        for i, at in zip(order, sorted(rng.uniform(0, window) for _ in range(n))):
+            events.append((at, "publish", i))
+        events.sort()
+        t = {i: {} for i in range(n)}
+        stop = threading.Event()
+        watchers = []
+        published = []
+        t0 = time.monotonic()
+        last_publish = t0
+        starts = {}
+        try:
+            for at, what, i in events:
+                time.sleep(max(0.0, t0 + at - time.monotonic()))
+                if what == "start":
+                    self.start_member(i, n)
+                    starts[i] = time.monotonic()
+                    w = threading.Thread(target=self.watch, args=(i, t, stop), daemon=True)
+                    w.start()
+                    watchers.append(w)
+                else:
+                    published.append(i)
+                    self.publish(published)
+                    self.reload()
+                    last_publish = time.monotonic()
+
+            def done():
+                self.check_members_alive()
+                return all("healthy" in t[i] for i in range(n))
+
+            if not wait_for(self.args.step_timeout, done):
+                raise RuntimeError(f"not all healthy within {self.args.step_timeout:.0f} s:\n{self.logs()}")
+        finally:
+            stop.set()
+            for w in watchers:
+                w.join(timeout=2)
+        if not self.voting_all(n):
+            raise RuntimeError(f"not one cluster of {n} voting members:\n{self.logs()}")
+        for i in range(n):
+            if "decision: bootstrap (" not in self.members[i].text():
+                raise RuntimeError(f"{NAMES[i]} did not bootstrap:\n{self.members[i].text()[-3000:]}")
+        ready = max(last_publish, max(starts.values()))
+        all_healthy = max(t[i]["healthy"] for i in range(n))
+        return {
+            "complete_exec": [t[i]["exec"] - max(last_publish, starts[i]) for i in range(n)],
+            "exec_healthy": [t[i]["healthy"] - t[i]["exec"] for i in range(n)],
+            "record_healthy": all_healthy - last_publish,
+            "ready_healthy": all_healthy - ready,
+            "peer_confirmed": sum("answers on its peer port" in self.members[i].text() for i in range(n)),
+        }
+
+    def voting_all(self, n):
+        """True when member list shows exactly the n members, all voting, one cluster ID."""
+        ok, out = self.ctl(self.endpoints(range(n)), "member", "list", "-w", "json")
+        if not ok:
+            return False
+        try:
+            listed = json.loads(out).get("members", [])
+        except ValueError:
+            return False
+        names = sorted(m.get("name", "") for m in listed if not m.get("isLearner", False))
+        if names != sorted(self.names):
+            return False
+        ids = set()
+        for i in range(n):
+            ok, out = self.ctl(self.endpoints([i]), "endpoint", "status", "-w", "json")
+            if not ok:
+                return False
+            ids.add(json.loads(out)[0]["Status"]["header"]["cluster_id"])
+        return len(ids) == 1
+
     def close(self, keep):
         # The members first, one process group each (the agent's promote child is in it),
         # then musterd.
@@ -338,10 +459,61 @@ def summary(xs):
     return (statistics.median(xs), max(xs)) if xs else (float("nan"), float("nan"))
 
 
+def p95(xs):
+    """The 95th percentile (nearest rank)."""
+    if not xs:
+        return float("nan")
+    ys = sorted(xs)
+    return ys[min(len(ys) - 1, max(0, -(-95 * len(ys) // 100) - 1))]
+
+
+def spread(xs):
+    return f"median {statistics.median(xs):.2f} s, p95 {p95(xs):.2f} s, worst {max(xs):.2f} s" if xs else "no runs"
+
+
+def random_phase(args, agent_bin, musterd_bin):
+    """The randomized bootstrap for every size in --sizes; prints a block per size."""
+    rng = random.Random(args.seed)
+    for size in [int(x) for x in args.sizes.split(",")]:
+        print(f"random bootstrap, {size} members: starts and publications at random moments within "
+              f"{args.window:.1f} s, records in random order", flush=True)
+        print(f"{'run':>3} {'last record->all healthy s':>27} {'ready->all healthy s':>21} {'peer-confirmed':>15} "
+              f"{'worst complete->exec s':>23} {'worst exec->healthy s':>22}", flush=True)
+        agg = {"complete_exec": [], "exec_healthy": [], "record_healthy": [], "ready_healthy": []}
+        failed = 0
+        for n in range(1, args.runs + 1):
+            run = Run(args, agent_bin, musterd_bin, n, size)
+            ok = True
+            try:
+                r = run.random_bootstrap(rng)
+                for k in agg:
+                    agg[k].extend(r[k] if isinstance(r[k], list) else [r[k]])
+                print(f"{n:3} {r['record_healthy']:27.2f} {r['ready_healthy']:21.2f} "
+                      f"{r['peer_confirmed']:>13}/{size} {max(r['complete_exec']):23.2f} "
+                      f"{max(r['exec_healthy']):22.2f}", flush=True)
+            except RuntimeError as e:
+                ok = False
+                failed += 1
+                print(f"{n:3} failed: {str(e)[:4000]}", flush=True)
+            finally:
+                run.close(keep=not ok and args.keep_failed)
+        print(f"  per member, record-complete -> exec: {spread(agg['complete_exec'])}")
+        print(f"  per member, exec -> healthy:        {spread(agg['exec_healthy'])}")
+        print(f"  last record -> all healthy:         {spread(agg['record_healthy'])}")
+        print(f"  ready -> all healthy:               {spread(agg['ready_healthy'])}")
+        print(f"summary: random {size} members: last record -> all healthy {spread(agg['record_healthy'])}; "
+              f"{args.runs - failed} of {args.runs} runs ok, {failed} failed", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--phases", default="bootstrap,join", help="bootstrap, join or both (join needs bootstrap)")
+    ap.add_argument("--phases", default="bootstrap,join",
+                    help="bootstrap, join (needs bootstrap) and/or random, comma-separated")
+    ap.add_argument("--sizes", default="3,5", help="cluster sizes of the random phase")
+    ap.add_argument("--window", type=float, default=4.0,
+                    help="random phase: starts and publications fall within this many seconds")
+    ap.add_argument("--seed", type=int, default=None, help="random phase: seed, for a repeatable schedule")
     ap.add_argument("--settle", type=float, default=3.0,
                     help="seconds between starting the agents and publishing the last record")
     ap.add_argument("--join-delay", type=float, default=8.0,
@@ -350,6 +522,9 @@ def main():
     ap.add_argument("--step-timeout", type=float, default=90.0, help="bound for every wait, seconds")
     ap.add_argument("--fast-etcd", action="store_true", help="etcd with the tests' 50/500 ms timings")
     ap.add_argument("--profile", default="auto", choices=["auto", "release", "debug"])
+    ap.add_argument("--target-dir", default=None,
+                    help="take the binaries from this cargo target directory (default: ./target), "
+                         "e.g. to compare another checkout's build under the same conditions")
     ap.add_argument("--keep-failed", action="store_true", help="keep the directory (logs) of a failed run")
     args = ap.parse_args()
     phases = args.phases.split(",")
@@ -358,8 +533,8 @@ def main():
             sys.exit(f"{prog} not found in PATH")
     if os.geteuid() != 0:
         sys.exit("needs root (a mount namespace per member for its /etc/hosts)")
-    agent_bin = binary("muster-agent", args.profile)
-    musterd_bin = binary("musterd", args.profile)
+    agent_bin = binary("muster-agent", args.profile, args.target_dir)
+    musterd_bin = binary("musterd", args.profile, args.target_dir)
     etcd_version = subprocess.run(["etcd", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
 
     def on_signal(sig, _frame):
@@ -369,6 +544,13 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    if "random" in phases:
+        print(f"{agent_bin}, {musterd_bin}, {etcd_version}; {args.runs} runs per size; etcd timings "
+              f"{'50/500 ms' if args.fast_etcd else 'default 100/1000 ms'}", flush=True)
+        random_phase(args, agent_bin, musterd_bin)
+        phases = [p for p in phases if p != "random"]
+        if not phases:
+            return
     print(f"{agent_bin}, {musterd_bin}, {etcd_version}; {args.runs} runs; settle {args.settle:.1f} s; "
           f"join after {args.join_delay:.0f} s; etcd timings {'50/500 ms' if args.fast_etcd else 'default 100/1000 ms'}", flush=True)
     print(f"{'run':>3} {'bootstrap s':>12} {'join s':>8}", flush=True)

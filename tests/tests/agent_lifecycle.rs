@@ -553,7 +553,7 @@ fn a_cluster_without_quorum_or_down_is_neither_joined_nor_bootstrapped_again() {
     let (ok, _, err) = c.agent_in_hosts(&plan);
     assert!(!ok, "plan succeeded without quorum: {err}");
     assert!(
-        err.contains("answers but has no quorum (no leader or no quorum read): no member is removed or added without quorum. If a majority of its members is lost for good, restore it: see \"Disaster recovery\" in the README (etcdctl snapshot restore, or --force-new-cluster)"),
+        err.contains("answers but has no quorum (no leader or no quorum read): no member is removed or added without quorum. If a majority of its members is lost for good, restore it: `muster-agent restore` on every host (README \"Backups and disaster recovery\")"),
         "{err}"
     );
     assert!(err.contains("etcd was not started"), "{err}");

@@ -305,6 +305,67 @@ fn every_update_kind_is_seen_and_nothing_else_changes() {
     assert_eq!(metric(s.metrics(), "musterd_updates_accepted_total"), 12);
 }
 
+/// Adding a record to an unused name and deleting it again in one message is no change
+/// (NOERROR, as BIND and Knot answer), and the zone keeps taking updates afterwards.
+#[test]
+fn add_and_delete_of_one_record_on_an_unused_name_is_no_change() {
+    if !have_tools() {
+        return;
+    }
+    let s = Server::start(&[]);
+    let serial = s.serial();
+    let (ok, out) =
+        s.update("update add new3.d.test. 300 A 10.0.0.9\nupdate delete new3.d.test. A 10.0.0.9");
+    assert!(ok, "add + delete on an unused name: {out}");
+    assert!(s.dig("new3.d.test.", "A").is_empty());
+    assert_eq!(s.serial(), serial, "nothing changed, the serial neither");
+    let (ok, out) = s.update("update add new4.d.test. 300 A 10.0.0.10");
+    assert!(ok, "a later update to the zone: {out}");
+    assert_eq!(s.dig("new4.d.test.", "A"), ["10.0.0.10"]);
+    assert_eq!(s.serial(), serial + 1);
+}
+
+/// A signed update whose MAC was seen within its fudge window is not applied again: a
+/// retransmission gets the first answer, and a captured add replayed after a newer
+/// delete does not bring the record back. Both copies are counted and answered signed.
+#[test]
+fn a_signed_update_seen_again_is_not_applied_again() {
+    if !have_tools() {
+        return;
+    }
+    let s = Server::start(&[]);
+    let key = load_key(&s.key);
+    let mut add = update_msg(0x4242, "replay.d.test.", [10, 7, 7, 7], "first");
+    let mac = tsig::sign_request(&mut add, &key, 300, now()).unwrap();
+    let send = |m: &[u8]| {
+        let r = udp_exchange(s.addr(), m, Duration::from_secs(3)).expect("an answer");
+        tsig::verify_response(&r, &key, &mac, now()).expect("signed for this request");
+        r[3] & 0xf
+    };
+    assert_eq!(send(&add), 0);
+    let serial = s.serial();
+    assert_eq!(s.dig("replay.d.test.", "A"), ["10.7.7.7"]);
+    // The client's retransmission: the same answer, applied once.
+    assert_eq!(send(&add), 0);
+    assert_eq!(s.serial(), serial);
+    // A newer change deletes it; the captured add replayed inside the window does not
+    // undo that.
+    let (ok, out) = s.update("update delete replay.d.test.");
+    assert!(ok, "{out}");
+    assert_eq!(send(&add), 0);
+    assert!(s.dig("replay.d.test.", "A").is_empty());
+    assert!(s.dig("replay.d.test.", "TXT").is_empty());
+    assert_eq!(s.serial(), serial + 1);
+    assert_eq!(
+        metric(
+            s.metrics(),
+            "musterd_updates_refused_total{reason=\"replay\"}"
+        ),
+        2
+    );
+    assert_eq!(metric(s.metrics(), "musterd_updates_accepted_total"), 2);
+}
+
 /// Catalogue rows 22–24: wrong key, wrong secret, stale time with nsupdate's own
 /// messages; unsigned refused; all counted and nothing applied.
 #[test]
@@ -795,8 +856,10 @@ fn hand_edits_and_updates_survive_reload_and_restart() {
     let mut s = Server::start(&[]);
     assert!(s.update("update add a1.d.test. 60 A 10.8.8.1").0);
     let served = s.serial();
-    // The operator edits the file as it is on disk (without a1), raising nothing.
-    let edited = ZONE
+    // The operator edits the file as it is on disk (without a1: an editor's buffer
+    // opened before the update), raising nothing.
+    let edited = std::fs::read_to_string(&s.zone)
+        .unwrap()
         .replace(
             "m0 IN A 10.1.0.1",
             "m0 IN A 10.1.0.1\nedit1 IN TXT \"by hand\"",
@@ -819,7 +882,8 @@ fn hand_edits_and_updates_survive_reload_and_restart() {
     // The merged zone was written back with the served serial.
     let text = std::fs::read_to_string(&s.zone).unwrap();
     assert!(
-        text.contains("a1 60 IN A 10.8.8.1") && text.contains(&format!(" {} 3600", served + 1)),
+        text.contains("a1.d.test. 60 IN A 10.8.8.1")
+            && text.contains(&format!(" {} 3600", served + 1)),
         "{text}"
     );
     // An update, then an edit picked up by the watcher with a serial far above.

@@ -1,6 +1,7 @@
 //! Zone transfer, NOTIFY and secondary mode against real peers on loopback
 //! (docs/dns-answer-rules.md §1.11–§1.13, rows 33–36): Knot and NSD as secondaries of
-//! musterd, musterd as a secondary of Knot, and `dig AXFR` / `dig IXFR=N` against musterd.
+//! musterd (also through a NOTIFY storm and a restart, incremental throughout), musterd
+//! as a secondary of Knot, and `dig AXFR` / `dig IXFR=N` against musterd.
 //!
 //! Knot and NSD come from the Debian packages `knot` and `nsd`; each is started in the
 //! foreground with its own config, working directory and port under a TempDir (never as
@@ -153,6 +154,26 @@ fn axfr_set(server: SocketAddr, zone: &str, key: bool) -> Vec<String> {
     r
 }
 
+/// Asserts that dig's output of a transfer shows it failed with the header `status` (as
+/// dig prints it with `+comments`) and, when given, this TSIG error, and holds no record.
+fn assert_transfer_refused(out: &str, status: &str, tsig_error: Option<&str>) {
+    assert!(out.contains("; Transfer failed."), "{out}");
+    assert!(out.contains(status), "{status}: {out}");
+    assert!(out.contains("ANSWER: 0,"), "no record: {out}");
+    let tsig = out
+        .lines()
+        .find(|l| !l.starts_with(';') && l.split_whitespace().nth(3) == Some("TSIG"));
+    match (tsig_error, tsig) {
+        (Some(e), Some(l)) => assert!(
+            l.split_whitespace().any(|w| w == e),
+            "TSIG error {e}: {l}\n{out}"
+        ),
+        (Some(e), None) => panic!("no TSIG record with {e}: {out}"),
+        (None, Some(l)) => panic!("a TSIG record on an unsigned refusal: {l}\n{out}"),
+        (None, None) => {}
+    }
+}
+
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while start.elapsed() < timeout {
@@ -244,20 +265,27 @@ fn dig_axfr_and_ixfr_against_musterd() {
     let r = udp_exchange(m.addr, &q, Duration::from_secs(2)).expect("an answer over UDP");
     assert_eq!(r[3] & 0xf, 4, "AXFR over UDP is NOTIMP");
 
-    // Without the key, and with a wrong one.
-    let out = dig(&[&a, &p, &port, "d.test.", "AXFR"]);
-    assert!(out.contains("Transfer failed"), "{out}");
-    let wrong = format!(
-        "hmac-sha256:{KEY}:{}",
-        "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="
-    );
-    let out = dig(&[&a, &p, &port, "d.test.", "AXFR", "-y", &wrong]);
-    assert!(
-        out.contains("Transfer failed")
-            || out.contains("BADSIG")
-            || out.contains("tsig verify failure"),
-        "{out}"
-    );
+    // Without the key REFUSED; with the key's name but another secret NOTAUTH/BADSIG; with
+    // a key musterd does not know NOTAUTH/BADKEY (RFC 8945 §5.2). `+comments` makes dig
+    // print the header of the failed transfer, the TSIG pseudo-section holds the error.
+    let out = dig(&[&a, &p, &port, "d.test.", "AXFR", "+comments"]);
+    assert_transfer_refused(&out, "status: REFUSED", None);
+    let other_secret = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=";
+    let wrong = format!("hmac-sha256:{KEY}:{other_secret}");
+    let out = dig(&[&a, &p, &port, "d.test.", "AXFR", "-y", &wrong, "+comments"]);
+    assert_transfer_refused(&out, "status: NOTAUTH", Some("BADSIG"));
+    let unknown = format!("hmac-sha256:not-{KEY}:{other_secret}");
+    let out = dig(&[
+        &a,
+        &p,
+        &port,
+        "d.test.",
+        "AXFR",
+        "-y",
+        &unknown,
+        "+comments",
+    ]);
+    assert_transfer_refused(&out, "status: NOTAUTH", Some("BADKEY"));
 
     // With the key: SOA first and last, every record once.
     let records = transfer(m.addr, "d.test.", "AXFR", true);
@@ -271,8 +299,17 @@ fn dig_axfr_and_ixfr_against_musterd() {
     assert_eq!(n, 8, "{records:?}");
 
     // A prefix: 127.0.0.2 may, 127.0.0.1 may not, key or not.
-    let out = dig(&["-b", "127.0.0.1", &a, &p, &port, "open.test.", "AXFR"]);
-    assert!(out.contains("Transfer failed"), "{out}");
+    let out = dig(&[
+        "-b",
+        "127.0.0.1",
+        &a,
+        &p,
+        &port,
+        "open.test.",
+        "AXFR",
+        "+comments",
+    ]);
+    assert_transfer_refused(&out, "status: REFUSED", None);
     let out = dig(&[
         "-b",
         "127.0.0.2",
@@ -298,9 +335,17 @@ fn dig_axfr_and_ixfr_against_musterd() {
         &zone("d.test.", 2, "3600 600 86400", "m3 IN A 10.0.0.3\n"),
     );
     m.reload();
-    // The watcher records the difference within its 100 ms poll.
-    std::thread::sleep(Duration::from_millis(400));
-    let inc = transfer(m.addr, "d.test.", "IXFR=1", true);
+    // The transfer side records the difference within its 100 ms poll; until then IXFR
+    // from 1 is answered with the whole zone (11 records).
+    let mut inc = Vec::new();
+    wait_for(
+        "IXFR from serial 1 answered with the change",
+        Duration::from_secs(5),
+        || {
+            inc = transfer(m.addr, "d.test.", "IXFR=1", true);
+            inc.len() != 11
+        },
+    );
     let soas: Vec<&String> = inc.iter().filter(|l| l.contains(" soa ")).collect();
     assert_eq!(soas.len(), 4, "new, old, new, new: {inc:?}");
     assert!(inc.iter().any(|l| l.starts_with("m3.d.test.")), "{inc:?}");
@@ -669,4 +714,279 @@ fn axfr_during_changes_is_one_version() {
     }
     let seen = reader.join().expect("every transfer was one version");
     eprintln!("serials seen: {seen:?}");
+}
+
+/// Incoming transfer limits (`transfer.in_max_records`, `transfer.in_max_bytes`): a
+/// primary (musterd) whose zone grows past a secondary's limit is cut off with a log
+/// line naming the zone and the primary, the secondary keeps serving the copy it holds,
+/// and takes the zone again once it fits (the over-limit IXFR falls back to AXFR).
+#[test]
+fn a_transfer_over_the_limits_is_refused_and_the_old_copy_served() {
+    if !require_program("dig") {
+        return;
+    }
+    let dir = TempDir::new();
+    let version = |serial: u32, n: u32| {
+        let extra: String = (0..n)
+            .map(|j| format!("r{j} IN TXT \"padding record {j} of the limits test\"\n"))
+            .collect();
+        zone("p.test.", serial, "1 1 600", &extra)
+    };
+    let file = dir.write("p.test.zone", &version(1, 5));
+    let primary = Musterd::start_with_args(&[
+        "serve".to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--zone".into(),
+        format!("p.test.={}", file.display()),
+        "--allow-transfer".into(),
+        "p.test.=127.0.0.1".into(),
+        "--watch-interval".into(),
+        "0s".into(),
+    ]);
+    let paddr = primary.addr;
+    // One secondary limited in records, one in octets; the zone at serial 1 fits both
+    // (14 records, under 1 KB), at serial 2 neither (306 records, over 15 KB).
+    let secondary = |name: &str, limit: &str| {
+        let cfg = dir.write(
+            &format!("{name}.toml"),
+            &format!(
+                "{limit}\ntransfer.secondary = [{{ origin = \"p.test.\", primary = \"{paddr}\" }}]\n"
+            ),
+        );
+        Musterd::start_with_args(&[
+            "serve".to_string(),
+            "--config".into(),
+            cfg.display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--state-dir".into(),
+            dir.path().join(name).display().to_string(),
+            "--allow-transfer".into(),
+            "p.test.=127.0.0.1".into(),
+        ])
+    };
+    let by_records = secondary("records", "transfer.in_max_records = 100");
+    let by_bytes = secondary("bytes", "transfer.in_max_bytes = 8000");
+    for (s, key) in [(&by_records, "in_max_records"), (&by_bytes, "in_max_bytes")] {
+        wait_for(
+            &format!("the {key} secondary serves serial 1"),
+            Duration::from_secs(10),
+            || serial(s.addr, "p.test.") == Some(1),
+        );
+    }
+    let held = axfr_set(paddr, "p.test.", false);
+    replace(&file, &version(2, 300));
+    primary.reload();
+    assert_eq!(serial(paddr, "p.test."), Some(2));
+    for (s, key) in [(&by_records, "in_max_records"), (&by_bytes, "in_max_bytes")] {
+        s.wait_log(
+            |log| {
+                log.lines().any(|l| {
+                    l.contains("refresh failed")
+                        && l.contains(&format!("transfer.{key}"))
+                        && l.contains("p.test.")
+                        && l.contains(&paddr.to_string())
+                })
+            },
+            Duration::from_secs(10),
+        );
+        assert_eq!(serial(s.addr, "p.test."), Some(1), "{key}: the old copy");
+        assert_eq!(axfr_set(s.addr, "p.test.", false), held, "{key}");
+    }
+    // Small again: taken (the IXFR 1 -> 3 carries both changes and is still over the
+    // limit, so this is the AXFR fallback).
+    replace(&file, &version(3, 10));
+    primary.reload();
+    for (s, key) in [(&by_records, "in_max_records"), (&by_bytes, "in_max_bytes")] {
+        wait_for(
+            &format!("the {key} secondary serves serial 3"),
+            Duration::from_secs(10),
+            || serial(s.addr, "p.test.") == Some(3),
+        );
+        assert_eq!(
+            axfr_set(s.addr, "p.test.", false),
+            axfr_set(paddr, "p.test.", false)
+        );
+    }
+}
+
+/// A NOTIFY storm (issue 16): 100 signed updates in quick succession, each announced to
+/// Knot and NSD, which follow by IXFR. Every transfer they ask for is answered
+/// incrementally (musterd's count of AXFR-style IXFR answers stays 0, and neither asks
+/// for a full AXFR again), also after a musterd restart when the history comes from the
+/// journal; after each batch their copies equal musterd's.
+#[test]
+fn notify_storm_keeps_knot_and_nsd_incremental_also_after_a_restart() {
+    if !require_program("dig")
+        || !require_program("knotd")
+        || !require_program("nsd")
+        || !require_program("nsupdate")
+    {
+        return;
+    }
+    let started = Instant::now();
+    let dir = TempDir::new();
+    let keys = key_file(&dir);
+    let file = dir.write("d.test.zone", &zone("d.test.", 1, "3600 600 86400", ""));
+    let (kport, nport, mport, metrics) = (free_port(), free_port(), free_port(), free_port());
+    let metrics: SocketAddr = format!("127.0.0.1:{metrics}").parse().unwrap();
+    let args = vec![
+        "serve".to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{mport}"),
+        "--metrics-listen".into(),
+        metrics.to_string(),
+        "--zone".into(),
+        format!("d.test.={}", file.display()),
+        "--key-file".into(),
+        keys.display().to_string(),
+        "--state-dir".into(),
+        dir.path().join("state").display().to_string(),
+        "--allow-transfer".into(),
+        format!("d.test.=key:{KEY}"),
+        "--allow-update".into(),
+        format!("d.test.={KEY}"),
+        "--notify".into(),
+        format!("d.test.=127.0.0.1:{kport}"),
+        "--notify".into(),
+        format!("d.test.=127.0.0.1:{nport}"),
+    ];
+    let mut m = Musterd::start_with_args(&args);
+    let (kdir, ndir) = (dir.path().join("knot"), dir.path().join("nsd"));
+    std::fs::create_dir_all(&kdir).unwrap();
+    std::fs::create_dir_all(&ndir).unwrap();
+    let kconf = kdir.join("knot.conf");
+    std::fs::write(&kconf, knot_secondary_conf(&kdir, kport, "d.test.", m.addr)).unwrap();
+    let nconf = ndir.join("nsd.conf");
+    std::fs::write(&nconf, nsd_conf(&ndir, nport, "d.test.", m.addr)).unwrap();
+    let knot_daemon = Daemon::start(
+        "knotd",
+        Command::new("knotd").arg("-c").arg(&kconf),
+        kdir.join("log"),
+    );
+    let nsd_daemon = Daemon::start(
+        "nsd",
+        Command::new("nsd").arg("-d").arg("-c").arg(&nconf),
+        ndir.join("log"),
+    );
+    let knot: SocketAddr = format!("127.0.0.1:{kport}").parse().unwrap();
+    let nsd: SocketAddr = format!("127.0.0.1:{nport}").parse().unwrap();
+    let secondaries = [("knot", knot), ("nsd", nsd)];
+    let in_step = |m: &Musterd, what: &str| {
+        let want = serial(m.addr, "d.test.").expect("musterd's serial");
+        for (name, s) in secondaries {
+            wait_for(
+                &format!("{what}: {name} serves serial {want}"),
+                Duration::from_secs(20),
+                || serial(s, "d.test.") == Some(want),
+            );
+        }
+        let reference = axfr_set(m.addr, "d.test.", true);
+        assert_eq!(axfr_set(knot, "d.test.", false), reference, "{what}: knot");
+        assert_eq!(axfr_set(nsd, "d.test.", false), reference, "{what}: nsd");
+        reference
+    };
+    in_step(&m, "first copy");
+    // The first copies are whole zones (and so is each reference copy taken here); from
+    // here on every transfer a secondary asks for must be incremental.
+    let axfr_before = metric(metrics, "musterd_xfr_out_total{kind=\"axfr\"}");
+    let xfr = |kind: &str| {
+        metric(
+            metrics,
+            &format!("musterd_xfr_out_total{{kind=\"{kind}\"}}"),
+        )
+    };
+
+    // After a storm: musterd answered every IXFR incrementally (`ixfr_axfr_style` 0) and
+    // Knot never asked for more than its first AXFR. NSD 4.6 may: when one of its reloads
+    // applies several IXFRs at once it logs "soa serial N update failed, restarting
+    // transfer" and may ask for the whole zone again (its own race, NLnetLabs/nsd#227), so
+    // each AXFR it asks for must follow such a line. `extra` is the AXFRs asked of this
+    // musterd beyond the first copies and this test's own; `earlier` those of a former run.
+    let check = |m: &Musterd, what: &str, extra: u64, earlier: u64| {
+        let (ixfr, axfr_style) = (xfr("ixfr"), xfr("ixfr_axfr_style"));
+        let nsd_restarts = nsd_daemon
+            .log_text()
+            .matches("update failed, restarting transfer")
+            .count() as u64;
+        eprintln!(
+            "{what}: {ixfr} IXFR answered, {axfr_style} AXFR-style, {extra} AXFR asked again \
+             (NSD restarted a transfer {nsd_restarts} times), {:?} since the start",
+            started.elapsed()
+        );
+        assert_eq!(
+            axfr_style,
+            0,
+            "{what}: an IXFR was answered with the whole zone:\n{}",
+            m.log_text()
+        );
+        assert!(ixfr >= 2, "{what}: both secondaries follow by IXFR: {ixfr}");
+        let knot_log = knot_daemon.log_text();
+        assert_eq!(
+            knot_log.matches("AXFR, incoming").count(),
+            2,
+            "{what}: Knot asked for the whole zone again:\n{knot_log}"
+        );
+        assert!(!knot_log.contains("fallback"), "{what}: {knot_log}");
+        assert!(
+            extra + earlier <= nsd_restarts,
+            "{what}: {extra} AXFR asked again, NSD restarted only {nsd_restarts} transfers:\n{}",
+            m.log_text()
+        );
+        extra
+    };
+
+    // One nsupdate run sends the 100 updates one after another (each its own message
+    // and its own new serial), adding names and, every fifth, deleting an earlier one.
+    let storm = |batch: u32| {
+        let mut script = format!("server 127.0.0.1 {mport}\nzone d.test.\n");
+        for i in 0..100u32 {
+            if i % 5 == 4 {
+                script.push_str(&format!("update delete s{batch}-{}.d.test. A\n", i - 2));
+            } else {
+                script.push_str(&format!(
+                    "update add s{batch}-{i}.d.test. 60 IN A 10.{batch}.{}.{}\n",
+                    i / 250,
+                    i % 250
+                ));
+            }
+            script.push_str("send\n");
+        }
+        let path = dir.write(&format!("storm{batch}.txt"), &script);
+        // Bounded: 5 s an update, one retry (nsupdate's default allows 300 s), and 60 s
+        // for the batch (nsupdate goes on after a failed send).
+        let (ok, out, err) = run(Command::new("timeout")
+            .args(["60", "nsupdate", "-t", "5", "-u", "1", "-r", "1", "-y"])
+            .arg(format!("hmac-sha256:{KEY}:{SECRET}"))
+            .arg(&path));
+        assert!(ok, "nsupdate batch {batch}: {out}{err}");
+    };
+    let before = serial(m.addr, "d.test.").unwrap();
+    storm(1);
+    assert_eq!(serial(m.addr, "d.test.").unwrap(), before + 100);
+    let copy = in_step(&m, "after the first storm");
+    assert_eq!(
+        copy.iter().filter(|l| l.starts_with("s1-")).count(),
+        60,
+        "80 added, 20 of them deleted: {copy:#?}"
+    );
+    let first_extra = check(&m, "the first storm", xfr("axfr") - axfr_before - 1, 0);
+
+    // A restart: the history the secondaries ask from now comes from the journal.
+    m.stop();
+    m = Musterd::start_with_args(&args);
+    let before = serial(m.addr, "d.test.").unwrap();
+    storm(2);
+    assert_eq!(serial(m.addr, "d.test.").unwrap(), before + 100);
+    let copy = in_step(&m, "after the restart and the second storm");
+    assert_eq!(copy.iter().filter(|l| l.starts_with("s2-")).count(), 60);
+    check(
+        &m,
+        "the restart and the second storm",
+        xfr("axfr") - 1,
+        first_extra,
+    );
+    assert!(!m.log_text().contains("panicked"), "{}", m.log_text());
+    drop((knot_daemon, nsd_daemon));
 }

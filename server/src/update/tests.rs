@@ -553,6 +553,43 @@ fn policies_exact_subdomain_wildcard_self_and_types() {
 }
 
 #[test]
+fn add_then_delete_on_an_unused_name_is_no_change() {
+    // One message adds a record to a name that owns nothing and deletes it again (BIND
+    // and Knot answer NOERROR): the name was saved for undo but is empty either side.
+    let mut z = zone();
+    let before = z.to_zone_file();
+    for delete in [
+        rr("new3.d.test.", rtype::A, class::NONE, 0, "10.0.0.9"),
+        rr("new3.d.test.", rtype::A, class::ANY, 0, ""),
+        rr("new3.d.test.", rtype::ANY, class::ANY, 0, ""),
+    ] {
+        let r = run(
+            &mut z,
+            &req(
+                vec![],
+                vec![
+                    rr("new3.d.test.", rtype::A, class::IN, 300, "10.0.0.9"),
+                    delete,
+                ],
+            ),
+        );
+        assert_eq!(r, Ok(None));
+        assert_eq!(z.to_zone_file(), before);
+    }
+    // The zone still takes updates.
+    let cs = run(
+        &mut z,
+        &req(
+            vec![],
+            vec![rr("new3.d.test.", rtype::A, class::IN, 300, "10.0.0.9")],
+        ),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!((cs.from_serial, cs.to_serial), (10, 11));
+}
+
+#[test]
 fn undo_restores_the_zone_exactly() {
     let mut z = zone();
     let before = z.to_zone_file();
@@ -649,11 +686,11 @@ fn the_zone_file_written_back_reads_back_the_same() {
 }
 
 #[test]
-fn hand_edits_merge_with_updates_made_since_the_file_was_written() {
+fn hand_edits_merge_with_updates_made_since_the_files_version() {
     let origin = n("d.test.");
     let mut served = zone();
-    let written = served.fingerprints();
-    // An update after the file was written.
+    let base = served.clone();
+    // An update after the file's version was written.
     run(
         &mut served,
         &req(
@@ -673,7 +710,7 @@ fn hand_edits_merge_with_updates_made_since_the_file_was_written() {
         parse_str(&edited, Path::new("e"), &origin).unwrap(),
     )
     .unwrap();
-    let cs = served.hand_edit(&written, &file).unwrap();
+    let cs = served.merge_edit(&base, &file).unwrap().unwrap();
     assert_eq!((cs.from_serial, cs.to_serial), (11, 12));
     served.apply_changeset(&cs).unwrap();
     assert_eq!(
@@ -706,15 +743,108 @@ fn hand_edits_merge_with_updates_made_since_the_file_was_written() {
         .unwrap(),
     )
     .unwrap();
-    let cs = served.hand_edit(&served.fingerprints(), &file).unwrap();
+    let cs = served.merge_edit(&base, &file).unwrap().unwrap();
     assert_eq!(cs.to_serial, 501);
-    // Nothing edited: nothing to do.
+    // The version itself, unedited: nothing to do.
+    assert!(served.merge_edit(&served, &served).unwrap().is_none());
+    assert!(base.merge_edit(&base, &base).unwrap().is_none());
+}
+
+#[test]
+fn a_version_is_rebuilt_from_the_history_and_matches_its_digest() {
+    let mut served = zone();
+    let v0 = served.clone();
+    let mut history = Vec::new();
+    for (name, ip) in [("p.d.test.", "10.0.0.1"), ("q.d.test.", "10.0.0.2")] {
+        let applied = run(
+            &mut served,
+            &req(vec![], vec![rr(name, rtype::A, class::IN, 60, ip)]),
+        )
+        .unwrap();
+        history.push(applied.unwrap());
+    }
+    assert_ne!(served.digest(), v0.digest());
+    let mut back = served.clone();
+    for cs in history.iter().rev() {
+        back.revert_changeset(cs).unwrap();
+    }
+    assert_eq!(back.digest(), v0.digest());
+    assert_eq!(back.serial(), v0.serial());
+    // Taken back out of the wrong version: a typed error, not a panic.
+    assert!(v0.clone().revert_changeset(&history[1]).is_err());
+}
+
+#[test]
+fn an_soa_changed_by_update_survives_an_edit_that_left_the_soa_alone() {
+    // Issue 16: the SOA's rname, timers and TTL set by update came back to the file's.
+    let origin = n("d.test.");
+    let mut served = zone();
+    let base = served.clone();
+    run(
+        &mut served,
+        &req(
+            vec![],
+            vec![rr(
+                "d.test.",
+                rtype::SOA,
+                class::IN,
+                600,
+                "ns1.d.test. admin.d.test. 2000 7200 900 604800 30",
+            )],
+        ),
+    )
+    .unwrap();
+    let file = ZoneData::from_records(
+        &origin,
+        parse_str(
+            &format!("{ZONE}extra IN A 10.9.9.9\n"),
+            Path::new("e"),
+            &origin,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let cs = served.merge_edit(&base, &file).unwrap().unwrap();
+    served.apply_changeset(&cs).unwrap();
+    let soa = served.soa_record().unwrap();
+    assert_eq!(soa.ttl, 600);
+    let text = crate::zonefile::rdata_to_text(rtype::SOA, &soa.rdata);
     assert!(
-        served.hand_edit(&file.fingerprints(), &file).is_none()
-            || served
-                .hand_edit(&served.fingerprints(), &served.clone())
-                .is_none()
+        text.contains("admin.d.test. 2001 7200 900 604800 30"),
+        "{text}"
     );
+}
+
+#[test]
+fn conflicting_ttls_refuse_the_edit() {
+    let origin = n("d.test.");
+    let mut served = zone();
+    let base = served.clone();
+    // An update raises www's TTL ...
+    run(
+        &mut served,
+        &req(
+            vec![],
+            vec![rr("www.d.test.", rtype::A, class::IN, 900, "10.0.0.1")],
+        ),
+    )
+    .unwrap();
+    // ... and the edit lowers it.
+    let edited = ZONE
+        .replace("www IN A 10.0.0.1", "www 5 IN A 10.0.0.1")
+        .replace("www IN A 10.0.0.2", "www 5 IN A 10.0.0.2");
+    let file = ZoneData::from_records(
+        &origin,
+        parse_str(&edited, Path::new("e"), &origin).unwrap(),
+    )
+    .unwrap();
+    let err = served.merge_edit(&base, &file).unwrap_err();
+    assert!(err.to_string().contains("www.d.test."), "{err}");
+    // Without a base, the file is taken as written: the update's record goes.
+    let cs = served.replace_with(&file).unwrap();
+    served.apply_changeset(&cs).unwrap();
+    assert_ne!(served.digest(), file.digest(), "the serial differs");
+    assert_eq!(served.records_missing_from(&file, 10).len(), 0);
 }
 
 /// Wire form: a signed-or-not UPDATE with compressed names in owner and rdata.

@@ -309,6 +309,18 @@ impl Cluster {
 
     /// [`Cluster::spawn`] with these agent flags.
     pub fn spawn_with(&self, i: usize, agent_args: Vec<String>, timeout: &str) -> Member {
+        self.spawn_command(i, "exec", agent_args, timeout)
+    }
+
+    /// Starts member `i` as `muster-agent COMMAND ... -- FAST_ETCD` (`exec`, or another
+    /// command that ends by executing etcd, such as `restore`), as [`Cluster::spawn`].
+    pub fn spawn_command(
+        &self,
+        i: usize,
+        command: &str,
+        agent_args: Vec<String>,
+        timeout: &str,
+    ) -> Member {
         let log = self
             .dir
             .path()
@@ -321,7 +333,7 @@ impl Cluster {
             .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
             .arg(self.dir.path().join("hosts"))
             .arg(bin_path("muster-agent"))
-            .arg("exec")
+            .arg(command)
             .args(agent_args)
             .args(["--timeout", timeout, "--"])
             .args(FAST_ETCD)

@@ -1,0 +1,396 @@
+//! `muster-agent backup`: a consistent snapshot of the cluster through this member's
+//! client URL (etcd's maintenance API, the call `etcdctl snapshot save` makes), checked
+//! before it counts, written to a snapshot store ([`crate::snapshot`]).
+//!
+//! Only the leader takes it: when every host runs the same timer or `--every` loop, one
+//! snapshot per period is taken for the cluster, not one per host; the others say whom
+//! they left it to. The snapshot is streamed to a hidden `.part` file while both hashes
+//! are computed (the file's SHA-256, and etcd's integrity hash — the SHA-256 etcd appends
+//! to the database); then `etcdctl snapshot status` must open it and give its revision
+//! and key count. Only then is it renamed to `ID.db` and its metadata `ID.json` written.
+//! Old snapshots go by `--keep` / `--keep-within`, never the newest.
+//!
+//! Limitations: no object store (DEST is a directory: local disk or a network mount);
+//! no metrics endpoint (the log lines carry the figures).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::cli::{parse_path, parse_timeout_like, EtcdAccessArgs};
+use crate::etcd::{Client, Endpoint, EtcdError};
+use crate::ids::EtcdId;
+use crate::plan::{Plan, Start};
+use crate::snapshot::{self, Meta, MetaMember, StoreError};
+use crate::{notify, restart, Error};
+
+/// `muster-agent backup`.
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// etcd's data dir, holding muster-plan.json (which says this member's client URL).
+    /// Default: $ETCD_DATA_DIR.
+    #[arg(long, env = "MUSTER_DATA_DIR", value_name = "DIR", value_parser = parse_path)]
+    pub data_dir: Option<PathBuf>,
+    /// The snapshot directory (local disk or a network mount), created if missing.
+    #[arg(long, env = "MUSTER_BACKUP_TO", value_name = "DEST", value_parser = parse_path)]
+    pub to: PathBuf,
+    /// Keep running and take a snapshot this often (as a service); without it, one
+    /// snapshot and exit (as a timer's job).
+    #[arg(long, env = "MUSTER_BACKUP_EVERY", value_name = "DURATION", value_parser = parse_every)]
+    pub every: Option<Duration>,
+    /// After a snapshot, remove all but the newest N (the newest is always kept).
+    #[arg(long, env = "MUSTER_BACKUP_KEEP", value_name = "N")]
+    pub keep: Option<usize>,
+    /// After a snapshot, remove those older than this (the newest is always kept); with
+    /// --keep, a snapshot is kept when either keeps it.
+    #[arg(long, env = "MUSTER_BACKUP_KEEP_WITHIN", value_name = "DURATION", value_parser = parse_every)]
+    pub keep_within: Option<Duration>,
+    /// The etcdctl program (searched in PATH): `etcdctl snapshot status` checks each
+    /// snapshot.
+    #[arg(
+        long,
+        env = "MUSTER_ETCDCTL",
+        value_name = "PATH",
+        default_value = "etcdctl"
+    )]
+    pub etcdctl: String,
+    /// TLS and authentication.
+    #[command(flatten)]
+    pub etcd: EtcdAccessArgs,
+}
+
+fn parse_every(s: &str) -> Result<Duration, String> {
+    parse_timeout_like(s, "1h or 30m")
+}
+
+/// Why a backup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// etcd did not give a snapshot.
+    #[error("backup failed: {0}")]
+    Etcd(#[from] EtcdError),
+    /// The store cannot be written, or the snapshot fails its checks.
+    #[error("backup failed: {0}")]
+    Store(#[from] StoreError),
+    /// No leader: no consistent snapshot can be taken.
+    #[error(
+        "backup failed: {0} sees no leader (the cluster has no quorum); no snapshot was taken"
+    )]
+    NoLeader(String),
+    /// The plan does not say this member's client URL.
+    #[error("backup: {0}")]
+    NoPlan(String),
+}
+
+/// What one round did.
+#[derive(Debug)]
+pub enum Round {
+    /// A snapshot was saved (its metadata, the time it took, snapshots removed).
+    Saved(Box<Meta>, Duration, Vec<String>),
+    /// This member is not the leader.
+    Skipped(String),
+}
+
+/// Runs `backup`: once, or every `--every` until killed.
+pub fn run(args: &BackupArgs) -> Result<(), Error> {
+    let dir = crate::lifecycle::data_dir(&args.data_dir)?;
+    let plan = restart::load(&dir)?.ok_or_else(|| {
+        BackupError::NoPlan(format!(
+            "{} is missing: start this member with muster-agent first (it says which member \
+             this is and where its client URL is)",
+            dir.join(restart::PLAN_FILE).display()
+        ))
+    })?;
+    let Some(every) = args.every else {
+        report(&round(args, &plan)?);
+        return Ok(());
+    };
+    say(&format!(
+        "backup: every {} to {}",
+        humantime::format_duration(every),
+        args.to.display()
+    ));
+    loop {
+        let started = Instant::now();
+        match round(args, &plan) {
+            Ok(r) => report(&r),
+            // A failed round is logged and retried next period: a service must survive
+            // a leader election or a full disk.
+            Err(e) => say(&format!("error: {e}")),
+        }
+        std::thread::sleep(every.saturating_sub(started.elapsed()));
+    }
+}
+
+fn say(line: &str) {
+    eprintln!("muster-agent: {line}");
+    notify::status(line);
+}
+
+fn report(r: &Round) {
+    match r {
+        Round::Saved(m, took, removed) => {
+            say(&format!(
+                "backup: saved snapshot {} (cluster {}, revision {}, {} keys, {} bytes, sha256 {}) in {:.2}s",
+                m.id,
+                m.cluster_id,
+                m.revision,
+                m.total_keys,
+                m.file_size,
+                m.sha256,
+                took.as_secs_f64()
+            ));
+            if !removed.is_empty() {
+                say(&format!(
+                    "backup: removed old snapshots {}",
+                    removed.join(", ")
+                ));
+            }
+        }
+        Round::Skipped(why) => say(&format!("backup: skipped: {why}")),
+    }
+}
+
+/// This member's own client URLs (dialled at its listen addresses).
+fn own_endpoints(plan: &Plan) -> Vec<Endpoint> {
+    let n = plan.advertise_client_urls.len();
+    crate::join::plan_endpoints(plan)
+        .into_iter()
+        .take(n)
+        .collect()
+}
+
+fn srv_record(plan: &Plan) -> String {
+    match &plan.start {
+        Start::Join(j) => j.srv_record.clone(),
+        _ => plan
+            .cluster()
+            .map(|c| c.srv_record.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// One round: leader check, snapshot, checks, store, garbage collection.
+pub fn round(args: &BackupArgs, plan: &Plan) -> Result<Round, BackupError> {
+    let own = own_endpoints(plan);
+    let access = args.etcd.access();
+    let client = Client::new(own.clone(), access)?;
+    // The first own URL that answers.
+    let mut last = EtcdError::NoEndpoint;
+    let mut found = None;
+    for e in &own {
+        match client.status_at(&e.url) {
+            Ok(s) => {
+                found = Some((e.url.clone(), s));
+                break;
+            }
+            Err(err) => last = err,
+        }
+    }
+    let (url, status) = found.ok_or(last)?;
+    if status.leader == 0 {
+        return Err(BackupError::NoLeader(url));
+    }
+    if status.leader != status.member_id {
+        return Ok(Round::Skipped(format!(
+            "{} ({}) is not the leader; leader {} takes the snapshot",
+            plan.name,
+            EtcdId(status.member_id).hex(),
+            EtcdId(status.leader).hex()
+        )));
+    }
+    let membership = client.list_at(&url)?;
+    let started = Instant::now();
+    let at = SystemTime::now();
+    std::fs::create_dir_all(&args.to).map_err(|source| StoreError::Io {
+        path: args.to.clone(),
+        source,
+    })?;
+    let part = args
+        .to
+        .join(format!(".{}{}", plan.name, snapshot::PART_SUFFIX));
+    let (sha, len) = match fetch(&client, &url, &part) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(e);
+        }
+    };
+    let st = match snapshot::status(&args.etcdctl, &part) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(e.into());
+        }
+    };
+    let id = snapshot::make_id(at, st.revision, &sha);
+    let meta = Meta {
+        version: snapshot::META_VERSION,
+        id: id.clone(),
+        taken_at: humantime::format_rfc3339_seconds(at).to_string(),
+        taken_from: plan.name.to_string(),
+        srv_record: srv_record(plan),
+        cluster_id: EtcdId(membership.cluster_id).hex(),
+        members: membership
+            .members
+            .iter()
+            .map(|m| MetaMember {
+                name: m.name.clone(),
+                id: EtcdId(m.id).hex(),
+                peer_urls: m.peer_urls.clone(),
+            })
+            .collect(),
+        revision: st.revision,
+        total_keys: st.total_key,
+        total_size: st.total_size,
+        etcd_hash: st.hash,
+        file_size: len,
+        sha256: sha,
+    };
+    store(&args.to, &part, &meta)?;
+    let took = started.elapsed();
+    let removed = gc(args)?;
+    Ok(Round::Saved(Box::new(meta), took, removed))
+}
+
+/// Streams the snapshot into `part`, hashing it; refuses one whose integrity hash fails.
+fn fetch(client: &Client, url: &str, part: &Path) -> Result<(String, u64), BackupError> {
+    let io = |source| StoreError::Io {
+        path: part.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(part)
+        .map_err(io)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut hasher = snapshot::Hasher::default();
+    client.snapshot_at(url, |chunk| {
+        hasher.update(chunk);
+        out.write_all(chunk)
+    })?;
+    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    let (sha, len, trailer) = hasher.finish();
+    if !trailer {
+        return Err(StoreError::Checksum {
+            path: part.to_path_buf(),
+            why: format!(
+                "etcd's integrity hash does not match the {len} bytes received from {url}"
+            ),
+        }
+        .into());
+    }
+    Ok((sha, len))
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+/// Renames the checked `.part` into place, then writes the metadata: a snapshot without
+/// metadata is never read, so a crash between the two leaves nothing half-made.
+fn store(dest: &Path, part: &Path, meta: &Meta) -> Result<(), StoreError> {
+    let db = dest.join(format!("{}{}", meta.id, snapshot::DB_SUFFIX));
+    std::fs::rename(part, &db).map_err(|source| StoreError::Io {
+        path: db.clone(),
+        source,
+    })?;
+    let json = dest.join(format!("{}{}", meta.id, snapshot::META_SUFFIX));
+    // Plain data: serialising cannot fail.
+    let text = serde_json::to_string_pretty(meta).unwrap_or_default() + "\n";
+    crate::envfile::write_atomic(&json, text.as_bytes(), 0o600).map_err(|source| {
+        StoreError::Io {
+            path: json.clone(),
+            source,
+        }
+    })?;
+    // The renames are durable once the directory is.
+    if let Ok(d) = std::fs::File::open(dest) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Removes what `--keep` / `--keep-within` no longer keep; returns their IDs.
+fn gc(args: &BackupArgs) -> Result<Vec<String>, StoreError> {
+    let (entries, _) = snapshot::list(&args.to)?;
+    let mut removed = Vec::new();
+    for e in snapshot::to_remove(&entries, args.keep, args.keep_within, SystemTime::now()) {
+        // Metadata first: a snapshot without metadata is not a snapshot any more.
+        let meta = e.meta_path();
+        match std::fs::remove_file(&meta) {
+            // Another host's round (around a leader change) removed it first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            r => r.map_err(|source| StoreError::Io { path: meta, source })?,
+        }
+        let _ = std::fs::remove_file(&e.db);
+        removed.push(e.meta.id.clone());
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command, USAGE_EXIT};
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from([&["muster-agent"][..], args].concat())
+    }
+
+    #[test]
+    fn malformed_backup_and_restore_flags_are_usage_errors() {
+        for (args, flag) in [
+            (&["backup", "--to", "/b", "--every", "0s"][..], "--every"),
+            (
+                &["backup", "--to", "/b", "--keep-within", "soon"],
+                "--keep-within",
+            ),
+            (&["backup", "--to", "/b", "--keep", "many"], "--keep"),
+            (&["backup", "--to", ""], "--to"),
+            (&["backup"], "--to"),
+            (
+                &["restore", "--from", "/b", "--snapshot", "../x"],
+                "--snapshot",
+            ),
+            (&["restore"], "--from"),
+            (
+                &["restore", "--from", "/b", "--dry-run", "--no-start"],
+                "--no-start",
+            ),
+        ] {
+            let e = parse(args).expect_err(&format!("{args:?} must be refused"));
+            assert_eq!(e.exit_code(), i32::from(USAGE_EXIT), "{args:?}");
+            assert!(e.to_string().contains(flag), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn backup_flags_parse() {
+        let cli = parse(&[
+            "backup",
+            "--to",
+            "/b",
+            "--every",
+            "1h",
+            "--keep",
+            "3",
+            "--keep-within",
+            "7d",
+        ])
+        .unwrap();
+        let Command::Backup(b) = cli.command else {
+            panic!("backup")
+        };
+        assert_eq!(b.every, Some(std::time::Duration::from_secs(3600)));
+        assert_eq!(b.keep, Some(3));
+        assert_eq!(
+            b.keep_within,
+            Some(std::time::Duration::from_secs(7 * 86400))
+        );
+        assert_eq!(b.etcdctl, "etcdctl");
+    }
+}
