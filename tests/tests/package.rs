@@ -75,9 +75,10 @@ fn the_debian_package_installs_and_works() {
         assert!(conffiles.contains(f), "{f} is no conffile: {conffiles}");
     }
     for f in [
-        "/usr/share/man/man1/musterd.1",
-        "/usr/share/man/man1/musterd-serve.1",
-        "/usr/share/man/man1/muster-agent-register.1",
+        "/usr/share/man/man1/musterd.1.gz",
+        "/usr/share/man/man1/musterd-serve.1.gz",
+        "/usr/share/man/man1/muster-agent-register.1.gz",
+        "/usr/share/doc/muster/copyright",
         "/usr/share/bash-completion/completions/musterd",
         "/usr/share/bash-completion/completions/muster-agent",
         "/usr/share/zsh/vendor-completions/_musterd",
@@ -86,7 +87,8 @@ fn the_debian_package_installs_and_works() {
     ] {
         assert!(Path::new(f).is_file(), "{f} is not installed");
     }
-    let man = std::fs::read_to_string("/usr/share/man/man1/musterd-serve.1").unwrap();
+    let (ok, man, err) = run(Command::new("zcat").arg("/usr/share/man/man1/musterd-serve.1.gz"));
+    assert!(ok, "{err}");
     assert!(
         man.contains("discovery\\-listen"),
         "the man page lists the flags: {man}"

@@ -102,6 +102,7 @@ struct Metadata {
 struct Deb {
     name: String,
     maintainer: String,
+    copyright: String,
     extended_description: String,
     depends: String,
     section: String,
@@ -154,8 +155,24 @@ fn deb(args: &[String]) -> Result<PathBuf> {
                 stage.join(dest)
             };
             size += install(&file, &to, mode)?;
+            // Debian policy §12.1 (and cargo-deb): man pages are gzipped.
+            if dest.starts_with("usr/share/man/") {
+                output(Command::new("gzip").args(["-9nf"]).arg(&to))?;
+            }
         }
     }
+    // Debian policy §12.5 (cargo-deb writes the same).
+    let copyright = stage
+        .join("usr/share/doc")
+        .join(&meta.name)
+        .join("copyright");
+    let text = format!(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: {}\n\nFiles: *\nCopyright: {}\nLicense: {}\n",
+        meta.name,
+        meta.copyright,
+        env!("CARGO_PKG_LICENSE")
+    );
+    write(&copyright, &text)?;
     let debian = stage.join("DEBIAN");
     std::fs::create_dir_all(&debian).map_err(io(&debian))?;
     let control = format!(
