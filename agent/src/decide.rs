@@ -452,7 +452,7 @@ mod tests {
         match decide(None, ME, Some(&a), &[], &[]) {
             Decision::Wait(r) => {
                 assert!(r.contains("has no quorum"), "{r}");
-                assert!(r.contains("etcdctl snapshot restore"), "{r}");
+                assert!(r.contains("`muster-agent restore` on every host"), "{r}");
             }
             d => panic!("{d:?}"),
         }

@@ -332,10 +332,17 @@ pub struct SnapStatus {
     pub total_size: u64,
 }
 
-/// Runs etcdctl (v3 API) with `args`, at most `limit`; (stdout, stderr) when it exits 0.
-pub fn etcdctl(bin: &str, args: &[String], limit: Duration) -> Result<String, StoreError> {
+/// Runs etcdctl (v3 API) with `args` and the variables `env`, at most `limit`; its
+/// stdout when it exits 0.
+pub fn etcdctl(
+    bin: &str,
+    args: &[String],
+    env: &[(&str, String)],
+    limit: Duration,
+) -> Result<String, StoreError> {
     let mut child = Command::new(bin)
         .env("ETCDCTL_API", "3")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -406,6 +413,7 @@ pub fn status(bin: &str, file: &Path) -> Result<SnapStatus, StoreError> {
             "-w".into(),
             "json".into(),
         ],
+        &[],
         Duration::from_secs(300),
     )?;
     serde_json::from_str(out.trim()).map_err(|e| {
