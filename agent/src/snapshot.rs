@@ -340,7 +340,15 @@ pub fn etcdctl(
     env: &[(&str, String)],
     limit: Duration,
 ) -> Result<String, StoreError> {
-    let mut child = Command::new(bin)
+    let mut cmd = Command::new(bin);
+    // etcdctl exits when a variable repeats a flag given here (an operator's shell may
+    // export ETCDCTL_ENDPOINTS): only ours reach it.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("ETCDCTL_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
         .env("ETCDCTL_API", "3")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .args(args)
