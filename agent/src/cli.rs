@@ -101,8 +101,9 @@ pub struct Common {
     /// way to say which member this host is.
     #[arg(long, env = "MUSTER_ADVERTISE_PEER_URL", value_name = "URL", value_parser = parse_url)]
     pub advertise_peer_url: Option<EtcdUrl>,
-    /// etcd's data dir. If `DIR/member/wal` exists this is a restart: no DNS, no
-    /// --initial-* flags. Default: $ETCD_DATA_DIR (then not passed as a flag).
+    /// etcd's data dir. If `DIR/member/wal` exists this is a restart: no --initial-*
+    /// flags, and DNS is read once (at most 4 s) only to follow a move, never waited for.
+    /// Default: $ETCD_DATA_DIR (then not passed as a flag).
     #[arg(long, env = "MUSTER_DATA_DIR", value_name = "DIR", value_parser = parse_path)]
     pub data_dir: Option<PathBuf>,
     /// Number of members the cluster has. Bootstrap needs the size, from this flag or
@@ -137,8 +138,9 @@ pub struct Common {
         value_parser = EtcdUrl::parse_listen
     )]
     pub listen_peer_url: Vec<EtcdUrl>,
-    /// Use this --listen-client-urls entry instead of the derived ones (repeatable), e.g.
-    /// to add http://127.0.0.1:2379.
+    /// Use this --listen-client-urls entry instead of the derived ones (repeatable). They
+    /// replace the derived URLs: to listen on http://127.0.0.1:2379 as well, list the
+    /// derived URL too.
     #[arg(
         long,
         env = "MUSTER_LISTEN_CLIENT_URL",

@@ -47,9 +47,9 @@ pub struct EtcdProbe {
     pub access: Access,
 }
 
-/// One endpoint's answer to the probe.
+/// One endpoint's answer to the probe (a client's with its place in the targets).
 enum Reply {
-    Client(Option<Answered>),
+    Client(usize, Option<Answered>),
     Peer(Option<PeerAnswer>),
 }
 
@@ -80,17 +80,21 @@ impl crate::wait::Probe for EtcdProbe {
         let jobs = targets
             .clients
             .iter()
-            .map(|e| (e.url.clone(), true))
-            .chain(targets.peers.iter().map(|e| (e.url.clone(), false)));
-        for (url, is_client) in jobs {
+            .enumerate()
+            .map(|(i, e)| (e.url.clone(), Some(i)))
+            .chain(targets.peers.iter().map(|e| (e.url.clone(), None)));
+        for (url, place) in jobs {
             let (client, tx) = (client.clone(), tx.clone());
             let ask = move || {
-                let reply = if is_client {
-                    Reply::Client(client.list_at(&url).ok().map(|membership| Answered {
-                        healthy: client.healthy_at(&url),
-                        endpoint: url,
-                        membership,
-                    }))
+                let reply = if let Some(i) = place {
+                    Reply::Client(
+                        i,
+                        client.list_at(&url).ok().map(|membership| Answered {
+                            healthy: client.healthy_at(&url),
+                            endpoint: url,
+                            membership,
+                        }),
+                    )
                 } else {
                     Reply::Peer(
                         client
@@ -109,6 +113,8 @@ impl crate::wait::Probe for EtcdProbe {
         }
         drop(tx);
         let end = Instant::now() + budget;
+        // The place of the answer kept: healthy before unhealthy, then target order.
+        let mut kept: Option<(bool, usize)> = None;
         while pending > 0 {
             let Ok(reply) = rx.recv_timeout(end.saturating_duration_since(Instant::now())) else {
                 // Out of budget: the threads left end on their own request timeout.
@@ -116,10 +122,11 @@ impl crate::wait::Probe for EtcdProbe {
             };
             pending -= 1;
             match reply {
-                Reply::Client(Some(a)) if probed.answered.as_ref().is_none_or(|b| !b.healthy) => {
+                Reply::Client(i, Some(a)) if kept.is_none_or(|k| (!a.healthy, i) < k) => {
+                    kept = Some((!a.healthy, i));
                     probed.answered = Some(a);
                 }
-                Reply::Client(_) => {}
+                Reply::Client(..) => {}
                 Reply::Peer(p) => probed.peers.extend(p),
             }
             if enough(&probed) {

@@ -284,6 +284,30 @@ pub fn joined(dir: &Path) -> bool {
     )
 }
 
+/// The etcd access of a restart: this member's etcd is down, and the others answer
+/// quickly or not at all.
+fn client_access(common: &Common) -> Access {
+    Access {
+        request_timeout: Duration::from_secs(2),
+        ..common.etcd.access()
+    }
+}
+
+/// The client URLs a member list gives the members other than `except`, to be dialled as
+/// etcd dials them (by name, with the system resolver): where they are now, which may not
+/// be where a plan saved them.
+fn current_endpoints(list: &Membership, except: u64) -> Vec<Endpoint> {
+    list.members
+        .iter()
+        .filter(|m| m.id != except)
+        .flat_map(|m| &m.client_urls)
+        .map(|u| Endpoint {
+            url: u.clone(),
+            addrs: vec![],
+        })
+        .collect()
+}
+
 /// A data dir with a WAL that a join created, whose member the cluster lists as never
 /// started ([`crate::join::interrupted`]): the join was interrupted. When the cluster
 /// that answers is the one joined and is healthy, the member data is moved aside
@@ -302,12 +326,7 @@ pub fn rejoin_if_interrupted(common: &Common, dir: &Path) -> Result<bool, Error>
     let Some(id) = j.member_id else {
         return Ok(false);
     };
-    let access = Access {
-        // This member's etcd is down; the others answer quickly or not at all.
-        request_timeout: Duration::from_secs(2),
-        ..common.etcd.access()
-    };
-    let Ok(client) = Client::new(j.endpoints.clone(), access) else {
+    let Ok(client) = Client::new(j.endpoints.clone(), client_access(common)) else {
         return Ok(false);
     };
     let Ok(list) = client.list() else {
@@ -319,7 +338,12 @@ pub fn rejoin_if_interrupted(common: &Common, dir: &Path) -> Result<bool, Error>
     let Some(why) = crate::join::interrupted(&list, id) else {
         return Ok(false);
     };
-    if !client.endpoints().iter().any(|e| client.healthy_at(&e.url)) {
+    let current = Client::new(current_endpoints(&list, id.0), client_access(common)).ok();
+    let healthy = current
+        .iter()
+        .chain(std::iter::once(&client))
+        .any(|c| c.endpoints().iter().any(|e| c.healthy_at(&e.url)));
+    if !healthy {
         eprintln!("muster-agent: {why}; the cluster has no quorum, so {name} restarts as it is");
         return Ok(false);
     }
@@ -428,16 +452,7 @@ struct Routes {
 
 impl Routes {
     fn new(list: &Membership, gone: u64, plan: &Plan, access: &Access) -> Routes {
-        let current: Vec<Endpoint> = list
-            .members
-            .iter()
-            .filter(|m| m.id != gone)
-            .flat_map(|m| &m.client_urls)
-            .map(|u| Endpoint {
-                url: u.clone(),
-                addrs: vec![],
-            })
-            .collect();
+        let current = current_endpoints(list, gone);
         let own_urls = &plan.advertise_client_urls;
         let (own, saved): (Vec<Endpoint>, Vec<Endpoint>) = crate::join::plan_endpoints(plan)
             .into_iter()

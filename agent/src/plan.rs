@@ -1,6 +1,7 @@
 //! The plan: what etcd is started with, and why. Printed by `plan`, written as an
 //! environment file by `env`, turned into argv by `exec`, and persisted in the data dir
-//! at bootstrap so that a restart needs no DNS.
+//! at bootstrap so that a restart does not depend on DNS (it reads the records once,
+//! bounded, only to follow a move).
 //!
 //! In memory a plan cannot contradict itself: a bootstrap always carries its cluster
 //! ([`Start`]), IDs are [`EtcdId`]s, names [`MemberName`]s. The JSON form (version
@@ -28,8 +29,9 @@ pub const PLAN_VERSION: u32 = 1;
 pub enum Mode {
     /// No WAL yet: `--initial-*` flags from the SRV records.
     Bootstrap,
-    /// `<data-dir>/member/wal` exists: etcd uses its stored membership; no DNS, no
-    /// `--initial-*` flags.
+    /// `<data-dir>/member/wal` exists: etcd uses its stored membership; no
+    /// `--initial-*` flags; the records, read once and bounded, still give this member
+    /// what the plan holds.
     Restart,
     /// A healthy cluster answers and this host is not a started member of it: added as a
     /// learner, started with `--initial-cluster-state existing`, promoted once caught up.

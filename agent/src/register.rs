@@ -62,8 +62,8 @@ const EDE_NOT_READY: u16 = 14;
 /// `muster-agent register`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegisterArgs {
-    /// The zone's primary server that takes signed updates (musterd with
-    /// --allow-update), IP or IP:PORT (port 53 by default).
+    /// The zone's primary server that takes signed updates (musterd with a `host` grant
+    /// for this key, docs/dhcp.md), IP or IP:PORT (port 53 by default).
     #[arg(long, env = "MUSTER_REGISTER_SERVER", value_name = "IP[:PORT]", value_parser = parse_server)]
     pub server: SocketAddr,
     /// TSIG key file in BIND format, as `tsig-keygen NAME` prints it.
@@ -1073,7 +1073,7 @@ pub fn interpret(
             // but its meaning does not depend on trusting it (nothing changed).
             let why = match t.error {
                 Some(TsigError::BadKey) => format!(
-                    "BADKEY: the server does not know key {key:?} with this algorithm — check that its key file and --allow-update name the same key"
+                    "BADKEY: the server does not know key {key:?} with this algorithm — check that its key file and the server's key files name the same key"
                 ),
                 Some(TsigError::BadSig) => format!(
                     "BADSIG: the signature does not verify — the secret of key {key:?} differs from the server's copy"

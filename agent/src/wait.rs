@@ -34,7 +34,7 @@ pub const STABLE_READS: u32 = 2;
 /// the confirming second read comes quickly.
 pub const MIN_DELAY: Duration = Duration::from_millis(200);
 /// Longest delay between rounds: a record that appears is seen within this.
-pub const MAX_DELAY: Duration = Duration::from_secs(1);
+pub const MAX_DELAY: Duration = Duration::from_millis(500);
 /// The most one round's probe of the other members takes: every endpoint is asked at
 /// once, each with this budget to connect and answer. A member whose etcd has just
 /// started accepts connections on its client port but does not answer there until its
@@ -107,7 +107,8 @@ pub struct Targets {
 /// What one round's probe found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Probed {
-    /// A client URL's answer: a healthy one if any answered so, else the first.
+    /// A client URL's answer: a healthy one if any answered so, else any; among those,
+    /// the first in the order the targets list them.
     pub answered: Option<Answered>,
     /// Every peer URL that answered.
     pub peers: Vec<PeerAnswer>,
@@ -365,7 +366,9 @@ pub async fn wait_for_start<R: Resolve, P: Probe>(
             };
             let bootstrap = judged.as_ref().ok().and_then(Plan::cluster);
             // The probe never outlasts --timeout; it stops early once what answered
-            // already starts something (a confirmed bootstrap, a join).
+            // already confirms the bootstrap. (A join waits for every client URL's
+            // answer, which a running cluster gives at once, so that the member it names
+            // does not depend on which answered first.)
             let budget = PROBE_BUDGET.min(deadline.saturating_duration_since(Instant::now()));
             let decides = |p: &Probed| {
                 matches!(
@@ -373,7 +376,7 @@ pub async fn wait_for_start<R: Resolve, P: Probe>(
                     Decision::Bootstrap {
                         confirmed: true,
                         ..
-                    } | Decision::Join { .. }
+                    }
                 )
             };
             if budget.is_zero() {

@@ -25,7 +25,7 @@ pub fn lint(config: &Path, updates: &UpdateConfig, zones: &[(Name, Vec<Record>)]
             .map_or(&[][..], |(_, r)| &r[..]);
         whole_zone_host_keys(config, origin, policy, &updates.zones, records, &mut out);
     }
-    key_file_modes(updates, &mut out);
+    out.extend(key_files(updates));
     out
 }
 
@@ -103,9 +103,11 @@ fn whole_zone_host_keys(
     }
 }
 
-/// Key files that others than their owner may read (BIND's and nsupdate's advice: 0600).
-fn key_file_modes(updates: &UpdateConfig, out: &mut Vec<Finding>) {
+/// Key files that others than their owner may read (BIND's and nsupdate's advice: 0600);
+/// `musterd serve` logs them as warnings too.
+pub fn key_files(updates: &UpdateConfig) -> Vec<Finding> {
     use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
     let files: BTreeSet<PathBuf> = updates
         .keys
         .names()
@@ -135,4 +137,5 @@ fn key_file_modes(updates: &UpdateConfig, out: &mut Vec<Finding>) {
             });
         }
     }
+    out
 }

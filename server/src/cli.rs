@@ -23,7 +23,9 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve zones over UDP and TCP. With no zone, serves the built-in example.test. zone.
+    /// Serve zones over UDP and TCP, and the discovery service if asked. With nothing
+    /// configured, serves the built-in example.test. zone; with only the discovery flags,
+    /// only the discovery service.
     Serve(ServeArgs),
     /// Validate zone files (syntax, zone rules, etcd discovery pitfalls).
     Check(CheckArgs),
@@ -57,7 +59,8 @@ pub struct ServeArgs {
     /// TOML configuration file (see `musterd config-template`).
     #[arg(long, env = "MUSTERD_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address to answer on, UDP and TCP (repeatable). Default 127.0.0.1:5353.
+    /// Address to answer DNS on, UDP and TCP (repeatable). Default 127.0.0.1:5353 when
+    /// there is a zone to serve.
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Vec<SocketAddr>,
     /// Zone to serve as ORIGIN=PATH (repeatable), e.g. example.test.=zones/example.test.zone.
@@ -240,6 +243,10 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             },
         },
     )?;
+    for f in crate::check_policy::key_files(&cfg.updates) {
+        let file = f.file.as_deref().unwrap_or(std::path::Path::new("?"));
+        tracing::warn!("{}: {}; {}", file.display(), f.message, f.hint);
+    }
     crate::serve::run(cfg)?;
     Ok(())
 }

@@ -58,6 +58,10 @@ pub struct ServerConfig {
     pub transfer: crate::xfr::TransferConfig,
 }
 
+/// Where `musterd ctl`'s socket is unless configured: the unit's
+/// `RuntimeDirectory=musterd`.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/musterd/control";
+
 /// The control socket: as configured (an empty path turns it off), else the unit's
 /// runtime directory's when that exists (`RuntimeDirectory=musterd`), else none.
 fn control_socket(configured: Option<PathBuf>) -> Option<PathBuf> {
@@ -65,7 +69,7 @@ fn control_socket(configured: Option<PathBuf>) -> Option<PathBuf> {
         Some(p) if p.as_os_str().is_empty() => None,
         Some(p) => Some(p),
         None => {
-            let default = PathBuf::from(crate::ctl::DEFAULT_SOCKET);
+            let default = PathBuf::from(DEFAULT_CONTROL_SOCKET);
             default
                 .parent()
                 .is_some_and(Path::is_dir)

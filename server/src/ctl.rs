@@ -18,8 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::name::Name;
 
-/// Where the socket is unless configured: the unit's `RuntimeDirectory=musterd`.
-pub const DEFAULT_SOCKET: &str = "/run/musterd/control";
+pub use crate::config::DEFAULT_CONTROL_SOCKET as DEFAULT_SOCKET;
 
 /// One control request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +117,15 @@ impl Reply {
         Reply {
             ok: false,
             text: text.into(),
+        }
+    }
+}
+
+impl From<Result<String, String>> for Reply {
+    fn from(r: Result<String, String>) -> Reply {
+        match r {
+            Ok(text) => Reply::ok(text),
+            Err(text) => Reply::error(text),
         }
     }
 }

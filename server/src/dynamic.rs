@@ -35,8 +35,11 @@
 //! counted (`musterd_panics_total{thread="zone"}`), the others of its batch are processed
 //! again from the last durable version.
 //!
-//! Limitations: keys and policies are read at start only (SIGHUP reloads zone data, not
-//! keys).
+//! TSIG keys are read again on every reload (SIGHUP, `musterd ctl reload`), so a rotated
+//! secret takes effect without a restart.
+//!
+//! Limitations: policies are read at start only; keys that sign outgoing NOTIFY and
+//! secondary transfers are taken at start.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -77,6 +80,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/musterd";
 #[derive(Debug, Clone)]
 pub struct UpdateConfig {
     pub keys: Arc<KeyRing>,
+    /// Where `keys` were read from, to read them again on reload.
+    pub key_sources: KeySources,
     pub state_dir: PathBuf,
     /// The zones that take updates, each with its policy.
     pub zones: Vec<(Name, Policy)>,
@@ -90,6 +95,7 @@ impl Default for UpdateConfig {
     fn default() -> Self {
         UpdateConfig {
             keys: Arc::new(KeyRing::new()),
+            key_sources: KeySources::default(),
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             zones: Vec::new(),
             limits: Limits::default(),
@@ -131,7 +137,7 @@ pub enum ConfigError {
 }
 
 /// `[[key]]`: a TSIG key written inline.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileKey {
     pub name: String,
@@ -245,29 +251,58 @@ fn host_match(key: &Name, origin: &Name, srv: &[String]) -> Result<NameMatch, St
 }
 
 /// Loads the keys and checks every policy against them and the served zones.
+/// Where the TSIG keys come from: read at start, and again on every reload (SIGHUP,
+/// `musterd ctl reload`).
+#[derive(Debug, Clone, Default)]
+pub struct KeySources {
+    /// Key files (absolute, or relative to the working directory).
+    pub files: Vec<PathBuf>,
+    /// `[[key]]` tables of the config file.
+    pub inline: Vec<FileKey>,
+}
+
+impl KeySources {
+    /// Reads every key.
+    pub fn load(&self) -> Result<KeyRing, ConfigError> {
+        let mut keys = KeyRing::new();
+        for path in &self.files {
+            keys.load_file(path)?;
+        }
+        for (i, k) in self.inline.iter().enumerate() {
+            let key = tsig::Key::from_config(&k.name, &k.algorithm, &k.secret)?;
+            keys.insert(
+                key,
+                tsig::Location {
+                    source: "[[key]] in the config".into(),
+                    line: Some(i as u32 + 1),
+                },
+            )?;
+        }
+        Ok(keys)
+    }
+}
+
+/// The TSIG keys in force, shared by updates, transfers and signed queries, and replaced
+/// whole when they are read again.
+pub type SharedKeys = Arc<ArcSwap<KeyRing>>;
+
 pub fn resolve(
     src: Sources,
     zones: &[ZoneSpec],
     file_dir: Option<&Path>,
 ) -> Result<UpdateConfig, ConfigError> {
-    let mut keys = KeyRing::new();
-    for f in &src.key_files {
-        let path = match file_dir {
-            Some(d) if f.is_relative() => d.join(f),
-            _ => f.clone(),
-        };
-        keys.load_file(&path)?;
-    }
-    for (i, k) in src.keys.iter().enumerate() {
-        let key = tsig::Key::from_config(&k.name, &k.algorithm, &k.secret)?;
-        keys.insert(
-            key,
-            tsig::Location {
-                source: "[[key]] in the config".into(),
-                line: Some(i as u32 + 1),
-            },
-        )?;
-    }
+    let key_sources = KeySources {
+        files: src
+            .key_files
+            .iter()
+            .map(|f| match file_dir {
+                Some(d) if f.is_relative() => d.join(f),
+                _ => f.clone(),
+            })
+            .collect(),
+        inline: src.keys.clone(),
+    };
+    let keys = key_sources.load()?;
     let mut policies: Vec<(Name, Policy)> = Vec::new();
     let policy_of =
         |policies: &mut Vec<(Name, Policy)>, zone: &str| -> Result<usize, ConfigError> {
@@ -411,6 +446,7 @@ pub fn resolve(
         };
     Ok(UpdateConfig {
         keys: Arc::new(keys),
+        key_sources,
         state_dir: src.state_dir.unwrap_or(d.state_dir),
         zones: policies,
         limits: Limits {
@@ -642,7 +678,7 @@ enum Command {
     },
     Control {
         what: ZoneControl,
-        reply: oneshot::Sender<crate::ctl::Reply>,
+        reply: oneshot::Sender<Result<String, String>>,
     },
 }
 
@@ -655,7 +691,8 @@ struct UdpJob {
 
 /// Dynamic update for every zone that takes it; shared with the transports.
 pub struct Updates {
-    keys: Arc<KeyRing>,
+    keys: SharedKeys,
+    key_sources: KeySources,
     zones: HashMap<Name, mpsc::Sender<Command>>,
     catalog: Arc<ArcSwap<Catalog>>,
     metrics: Arc<UpdateMetrics>,
@@ -688,6 +725,7 @@ impl Updates {
         config: &UpdateConfig,
         specs: &[ZoneSpec],
         catalog: Arc<ArcSwap<Catalog>>,
+        keys: SharedKeys,
         history: Arc<History>,
         responder: Responder,
         stats: Arc<Stats>,
@@ -723,7 +761,8 @@ impl Updates {
             workers.push(worker);
         }
         Ok(Updates {
-            keys: config.keys.clone(),
+            keys: keys.clone(),
+            key_sources: config.key_sources.clone(),
             zones,
             catalog,
             metrics,
@@ -734,9 +773,19 @@ impl Updates {
         })
     }
 
-    /// The TSIG keys, for signed queries.
-    pub fn keys(&self) -> &KeyRing {
-        &self.keys
+    /// The TSIG keys in force, for signed queries.
+    pub fn keys(&self) -> arc_swap::Guard<Arc<KeyRing>> {
+        self.keys.load()
+    }
+
+    /// Reads the TSIG keys again (SIGHUP, `musterd ctl reload`): a key added to a key
+    /// file works from now on, a removed one no longer does. When a key file cannot be
+    /// read the keys in force stay, and the error is returned.
+    pub fn reload_keys(&self) -> Result<usize, ConfigError> {
+        let keys = self.key_sources.load()?;
+        let n = keys.len();
+        self.keys.store(Arc::new(keys));
+        Ok(n)
     }
 
     /// The zones that take updates (lower-cased).
@@ -794,7 +843,7 @@ impl Updates {
             .map(|_| self.max_udp_payload);
         let plain = |rc: u16| update::response(opcode::UPDATE, id, copy, zone_section, rc, edns);
         let now = unix_now();
-        let verified = match tsig::verify_request(pkt, &self.keys, now) {
+        let verified = match tsig::verify_request(pkt, &self.keys.load(), now) {
             Ok(v) => v,
             Err(e) => {
                 self.metrics.refused_extra("tsig");
@@ -895,18 +944,16 @@ impl Updates {
         }
     }
 
-    /// Carries out a `musterd ctl` request on an updatable zone; `None` when `zone` takes
-    /// no updates here.
-    pub async fn control(&self, zone: &Name, what: ZoneControl) -> Option<crate::ctl::Reply> {
+    /// Carries out a `musterd ctl` request on an updatable zone: what to tell the operator,
+    /// as success or failure. `None` when `zone` takes no updates here.
+    pub async fn control(&self, zone: &Name, what: ZoneControl) -> Option<Result<String, String>> {
         let tx = self.zones.get(&zone.to_lowercase())?;
         let (reply, rx) = oneshot::channel();
+        let stopped = || Err("the zone's task has stopped\n".to_string());
         if tx.send(Command::Control { what, reply }).await.is_err() {
-            return Some(crate::ctl::Reply::error("the zone's task has stopped"));
+            return Some(stopped());
         }
-        Some(
-            rx.await
-                .unwrap_or_else(|_| crate::ctl::Reply::error("the zone's task has stopped")),
-        )
+        Some(rx.await.unwrap_or_else(|_| stopped()))
     }
 
     /// Reloads the zone files of the updatable zones: all of them (`force`, SIGHUP) or
@@ -1475,19 +1522,18 @@ impl ZoneWorker {
     }
 
     /// Carries out a `musterd ctl` request.
-    async fn control(&mut self, what: ZoneControl) -> crate::ctl::Reply {
-        use crate::ctl::Reply;
+    async fn control(&mut self, what: ZoneControl) -> Result<String, String> {
         match what {
-            ZoneControl::Status => Reply::ok(self.status_text()),
+            ZoneControl::Status => Ok(self.status_text()),
             ZoneControl::Reload => {
                 if self.reload(true).await {
-                    Reply::ok(format!(
+                    Ok(format!(
                         "{} reloaded; serial {}\n",
                         self.origin,
                         self.data.serial()
                     ))
                 } else {
-                    Reply::error(format!(
+                    Err(format!(
                         "{}: the zone file was not applied; the log says why\n",
                         self.origin
                     ))
@@ -1498,27 +1544,27 @@ impl ZoneWorker {
                     self.written(w);
                 }
                 if fingerprint(&self.file) != self.file_print && !self.reload(false).await {
-                    return Reply::error(format!(
+                    return Err(format!(
                         "{}: the zone file changed and cannot be merged; the log says why\n",
                         self.origin
                     ));
                 }
                 if let Some(why) = &self.file_blocked {
-                    return Reply::error(format!("{}: not written back: {why}\n", self.origin));
+                    return Err(format!("{}: not written back: {why}\n", self.origin));
                 }
                 match tokio::task::block_in_place(|| self.write_back_now()) {
-                    Ok(()) => Reply::ok(format!(
+                    Ok(()) => Ok(format!(
                         "{} written back at serial {}\n",
                         self.file.display(),
                         self.written_serial
                     )),
-                    Err(e) => Reply::error(format!("{}: {e}\n", self.file.display())),
+                    Err(e) => Err(format!("{}: {e}\n", self.file.display())),
                 }
             }
             ZoneControl::Freeze => {
                 self.frozen = true;
                 tracing::info!(zone = %self.origin, "frozen: updates are refused until `musterd ctl thaw`");
-                Reply::ok(format!(
+                Ok(format!(
                     "{} frozen; edit {} and run `musterd ctl thaw {}`\n",
                     self.origin,
                     self.file.display(),
@@ -1530,13 +1576,13 @@ impl ZoneWorker {
                 self.frozen = false;
                 tracing::info!(zone = %self.origin, "thawed: updates are taken again");
                 if merged {
-                    Reply::ok(format!(
+                    Ok(format!(
                         "{} thawed; serial {}\n",
                         self.origin,
                         self.data.serial()
                     ))
                 } else {
-                    Reply::error(format!(
+                    Err(format!(
                         "{} thawed, but the edited file was not applied; the log says why\n",
                         self.origin
                     ))

@@ -100,7 +100,7 @@ impl Shared {
                 transport,
                 out,
                 scratch,
-                keys,
+                &keys,
             )
         });
         let outcome = intercepted.or(signed).unwrap_or_else(|| {

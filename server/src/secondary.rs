@@ -332,7 +332,7 @@ impl Secondaries {
             rcode: rc,
             truncated: false,
         };
-        let verified = match tsig::verify_request(pkt, transfers.keys(), now) {
+        let verified = match tsig::verify_request(pkt, &transfers.keys(), now) {
             Ok(v) => v,
             Err(e) => {
                 m.notify_refused.fetch_add(1, Ordering::Relaxed);

@@ -64,6 +64,9 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
     // The changes IXFR serves: recorded by whoever publishes a version, before it is
     // visible.
     let history = Arc::new(crate::history::History::new(config.transfer.ixfr_history));
+    // The TSIG keys, read again on every reload.
+    let keys: crate::dynamic::SharedKeys =
+        Arc::new(arc_swap::ArcSwap::new(config.updates.keys.clone()));
     // Updatable zones: their journals are replayed now, and from here on their task, not
     // the loader, rereads their files.
     let updates = Arc::new(
@@ -71,6 +74,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
             &config.updates,
             &config.zones,
             zones.catalog(),
+            keys.clone(),
             history.clone(),
             responder.clone(),
             stats.clone(),
@@ -84,7 +88,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
     } else {
         Some(crate::xfr::Transfers::new(
             &config.transfer,
-            config.updates.keys.clone(),
+            keys,
             &config.updates.state_dir,
             zones.catalog(),
             history,
@@ -197,7 +201,8 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
             tokio::select! {
                 _ = hup.recv() => {
                     notify(&[NotifyState::Reloading, NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Status("reloading"))]);
-                    let failed = tokio::task::block_in_place(|| zones.reload_all())
+                    let failed = reload_keys(&updates)
+                        + tokio::task::block_in_place(|| zones.reload_all())
                         + updates.reload(true).await;
                     tracing::info!(failed, "reload finished");
                     notify(&[NotifyState::Ready, NotifyState::Status(if failed == 0 { "serving" } else { "serving; some zones failed to reload, see the log" })]);
@@ -243,6 +248,20 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// Reads the TSIG keys again; 1 when that failed (the keys in force stay).
+fn reload_keys(updates: &crate::dynamic::Updates) -> usize {
+    match updates.reload_keys() {
+        Ok(n) => {
+            tracing::info!(keys = n, "TSIG keys reread");
+            0
+        }
+        Err(e) => {
+            tracing::error!("TSIG keys not reread, the keys in force stay: {e}");
+            1
+        }
+    }
+}
+
 /// What a `musterd ctl` request can reach: the serving loop's own state.
 struct Control<'a> {
     zones: &'a mut Zones,
@@ -260,7 +279,8 @@ impl Control<'_> {
         match req {
             Request::Status => Reply::ok(self.status(&catalog)),
             Request::Reload(None) => {
-                let failed = tokio::task::block_in_place(|| self.zones.reload_all())
+                let failed = reload_keys(self.updates)
+                    + tokio::task::block_in_place(|| self.zones.reload_all())
                     + self.updates.reload(true).await;
                 tracing::info!(failed, "reload finished");
                 if failed == 0 {
@@ -273,7 +293,7 @@ impl Control<'_> {
             }
             Request::Reload(Some(z)) => {
                 if let Some(r) = self.updates.control(&z, ZoneControl::Reload).await {
-                    return r;
+                    return Reply::from(r);
                 }
                 match tokio::task::block_in_place(|| self.zones.reload_zone(&z)) {
                     Some(0) => Reply::ok(format!("{z} reloaded\n")),
@@ -288,11 +308,15 @@ impl Control<'_> {
                     Request::Freeze(_) => ZoneControl::Freeze,
                     _ => ZoneControl::Thaw,
                 };
-                self.updates.control(z, what).await.unwrap_or_else(|| {
-                    Reply::error(format!(
+                self.updates
+                    .control(z, what)
+                    .await
+                    .map(Reply::from)
+                    .unwrap_or_else(|| {
+                        Reply::error(format!(
                         "{z} takes no dynamic updates: there is nothing to flush, freeze or thaw\n"
                     ))
-                })
+                    })
             }
             Request::Notify(z) if known(&z) => {
                 let Some(t) = self
@@ -344,7 +368,7 @@ impl Control<'_> {
             .control(z, crate::dynamic::ZoneControl::Status)
             .await
         {
-            Some(r) => r.text,
+            Some(Ok(text) | Err(text)) => text,
             None => match self.transfers.and_then(|t| t.secondaries.describe(z)) {
                 Some(text) => format!("zone: {}\n{text}serial: {}\n", zone.origin, zone.serial()),
                 None => format!(

@@ -1066,7 +1066,7 @@ impl<W: AsyncWrite + Unpin> Stream<'_, W> {
 /// Zone transfer, NOTIFY and secondary zones at run time, shared with the transports.
 pub struct Transfers {
     catalog: Arc<ArcSwap<Catalog>>,
-    keys: Arc<KeyRing>,
+    keys: crate::dynamic::SharedKeys,
     acl: HashMap<Name, Vec<AclEntry>>,
     history: Arc<History>,
     pub metrics: Arc<XfrMetrics>,
@@ -1105,7 +1105,7 @@ impl Transfers {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: &TransferConfig,
-        keys: Arc<KeyRing>,
+        keys: crate::dynamic::SharedKeys,
         state_dir: &Path,
         catalog: Arc<ArcSwap<Catalog>>,
         history: Arc<History>,
@@ -1113,19 +1113,20 @@ impl Transfers {
         stats: Arc<crate::stats::Stats>,
         listen: &[std::net::SocketAddr],
     ) -> Result<Arc<Transfers>, StartError> {
-        config.check_keys(&keys)?;
+        let loaded = keys.load_full();
+        config.check_keys(&loaded)?;
         let metrics = stats.xfr.clone();
         let secondaries = crate::secondary::Secondaries::load(
             &config.secondaries,
             config.in_limits,
-            &keys,
+            &loaded,
             state_dir,
             &catalog,
             &metrics,
         )?;
         let t = Transfers {
             acl: config.allow.iter().cloned().collect(),
-            notifier: crate::notify::Notifier::new(config, &keys, metrics.clone(), listen),
+            notifier: crate::notify::Notifier::new(config, &loaded, metrics.clone(), listen),
             any_unavailable: AtomicBool::new(secondaries.any_unavailable()),
             secondaries,
             catalog,
@@ -1225,7 +1226,7 @@ impl Transfers {
         timeout: Duration,
     ) -> Result<(), StreamError> {
         let now = unix_now();
-        let verified = match tsig::verify_request(pkt, &self.keys, now) {
+        let verified = match tsig::verify_request(pkt, &self.keys.load(), now) {
             Ok(v) => v,
             Err(e) => {
                 tracing::info!(%peer, "zone transfer refused: {e}");
@@ -1464,8 +1465,8 @@ impl Transfers {
     }
 
     /// The TSIG keys.
-    pub fn keys(&self) -> &Arc<KeyRing> {
-        &self.keys
+    pub fn keys(&self) -> arc_swap::Guard<Arc<KeyRing>> {
+        self.keys.load()
     }
 }
 

@@ -68,11 +68,12 @@ NAMES = [f"m{i}" for i in range(8)]
 FAST_ETCD = ["--heartbeat-interval=50", "--election-timeout=500"]
 
 
-def binary(name, profile):
-    """target/<profile>/NAME; with profile "auto", release if built, else debug."""
+def binary(name, profile, target=None):
+    """<target>/<profile>/NAME (target: ./target); with profile "auto", release if built,
+    else debug."""
     profiles = ["release", "debug"] if profile == "auto" else [profile]
     for p in profiles:
-        path = os.path.join(ROOT, "target", p, name)
+        path = os.path.join(target or os.path.join(ROOT, "target"), p, name)
         if os.access(path, os.X_OK):
             return path
     sys.exit(f"{name} not found in target/{'|'.join(profiles)}: run `cargo build --release --bins`")
@@ -476,8 +477,8 @@ def random_phase(args, agent_bin, musterd_bin):
     for size in [int(x) for x in args.sizes.split(",")]:
         print(f"random bootstrap, {size} members: starts and publications at random moments within "
               f"{args.window:.1f} s, records in random order", flush=True)
-        print(f"{'run':>3} {'last record->all healthy s':>27} {'ready->all healthy s':>21} {'peer-confirmed':>15}",
-              flush=True)
+        print(f"{'run':>3} {'last record->all healthy s':>27} {'ready->all healthy s':>21} {'peer-confirmed':>15} "
+              f"{'worst complete->exec s':>23} {'worst exec->healthy s':>22}", flush=True)
         agg = {"complete_exec": [], "exec_healthy": [], "record_healthy": [], "ready_healthy": []}
         failed = 0
         for n in range(1, args.runs + 1):
@@ -488,7 +489,8 @@ def random_phase(args, agent_bin, musterd_bin):
                 for k in agg:
                     agg[k].extend(r[k] if isinstance(r[k], list) else [r[k]])
                 print(f"{n:3} {r['record_healthy']:27.2f} {r['ready_healthy']:21.2f} "
-                      f"{r['peer_confirmed']:>12}/{size}", flush=True)
+                      f"{r['peer_confirmed']:>13}/{size} {max(r['complete_exec']):23.2f} "
+                      f"{max(r['exec_healthy']):22.2f}", flush=True)
             except RuntimeError as e:
                 ok = False
                 failed += 1
@@ -520,6 +522,9 @@ def main():
     ap.add_argument("--step-timeout", type=float, default=90.0, help="bound for every wait, seconds")
     ap.add_argument("--fast-etcd", action="store_true", help="etcd with the tests' 50/500 ms timings")
     ap.add_argument("--profile", default="auto", choices=["auto", "release", "debug"])
+    ap.add_argument("--target-dir", default=None,
+                    help="take the binaries from this cargo target directory (default: ./target), "
+                         "e.g. to compare another checkout's build under the same conditions")
     ap.add_argument("--keep-failed", action="store_true", help="keep the directory (logs) of a failed run")
     args = ap.parse_args()
     phases = args.phases.split(",")
@@ -528,8 +533,8 @@ def main():
             sys.exit(f"{prog} not found in PATH")
     if os.geteuid() != 0:
         sys.exit("needs root (a mount namespace per member for its /etc/hosts)")
-    agent_bin = binary("muster-agent", args.profile)
-    musterd_bin = binary("musterd", args.profile)
+    agent_bin = binary("muster-agent", args.profile, args.target_dir)
+    musterd_bin = binary("musterd", args.profile, args.target_dir)
     etcd_version = subprocess.run(["etcd", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
 
     def on_signal(sig, _frame):

@@ -365,11 +365,12 @@ impl Musterd {
     pub fn start_with_env<S: AsRef<str>>(args: &[S], envs: &[(&str, &std::ffi::OsStr)]) -> Musterd {
         let mut child = Command::new(bin_path("musterd"))
             .args(args.iter().map(|a| a.as_ref()))
-            .envs(envs.iter().map(|(k, v)| (*k, *v)))
             .env(
                 "RUST_LOG",
                 std::env::var("MUSTERD_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            // After the default, so that a test can ask for its own RUST_LOG.
+            .envs(envs.iter().map(|(k, v)| (*k, *v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

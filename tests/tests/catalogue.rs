@@ -361,13 +361,42 @@ fn tcp_connection_cap_closes_excess() {
     let f = start("tcp_max_clients = 4");
     let a = f.server.addr;
     let held: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(a).unwrap()).collect();
-    // Give the server time to accept the first four.
-    std::thread::sleep(Duration::from_millis(200));
+    // The server has accepted the first four (nothing else connected to it over TCP).
+    assert_eq!(
+        wait_metric(f.metrics, "musterd_tcp_connections_total", 4),
+        4,
+        "the four held connections are accepted"
+    );
     let mut extra = TcpStream::connect(a).unwrap();
     closed_after(&mut extra, Duration::from_secs(2));
-    assert!(metric(f.metrics, "musterd_tcp_refused_total") >= 1);
+    assert_eq!(metric(f.metrics, "musterd_tcp_refused_total"), 1);
+    assert_eq!(metric(f.metrics, "musterd_tcp_connections_total"), 4);
+    // Closed by the client, their slots come free as the server sees each end: a new
+    // connection is answered within a few seconds.
     drop(held);
-    std::thread::sleep(Duration::from_millis(200));
-    let resp = muster_tests::tcp_exchange(a, &query(21));
+    let start = Instant::now();
+    let resp = loop {
+        if let Some(resp) = try_tcp_query(a, &query(21)) {
+            break resp;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no TCP answer within 5 s after the held connections were closed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(rcode(&resp), 0);
+}
+
+/// One query over a new TCP connection: `None` when the server closes it unanswered (the
+/// connection cap).
+fn try_tcp_query(addr: SocketAddr, pkt: &[u8]) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(&tcp_msg(pkt)).ok()?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).ok()?;
+    let mut out = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut out).ok()?;
+    Some(out)
 }

@@ -8,6 +8,7 @@
 //! payload, truncation), §1.7 (case) and §1.9 (SRV glue).
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,7 +17,9 @@ use std::time::Duration;
 use hickory_proto::op::Message;
 use hickory_proto::rr::RData;
 use muster_tests::query::{wire_name, Query};
-use muster_tests::{require_program, run, tcp_exchange, udp_exchange, workspace_root, Musterd};
+use muster_tests::{
+    metric, require_program, run, tcp_exchange, udp_exchange, workspace_root, Musterd,
+};
 
 /// The three SRV targets of both etcd clusters in example.test.zone, with their addresses.
 const TARGETS: [(&str, &str, &str); 3] = [
@@ -680,7 +683,25 @@ fn assert_srv_targets_uncompressed(resp: &[u8], what: &str) {
 
 #[test]
 fn srv_targets_are_uncompressed_on_the_wire() {
-    let Some(server) = server() else { return };
+    if !require_program("dig") {
+        return;
+    }
+    // The loader's debug line "answers precompiled" says when the fast path holds the
+    // zone's answers; the metrics say none was refused or lost to a panic.
+    let metrics = SocketAddr::from(([127, 0, 0, 1], muster_tests::free_port()));
+    let example = zone_path("example.test.zone");
+    let server = Musterd::start_with_env(
+        &[
+            "serve".to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--metrics-listen".into(),
+            metrics.to_string(),
+            "--zone".into(),
+            format!("example.test.={}", example.display()),
+        ],
+        &[("RUST_LOG", "info,muster_server::loader=debug".as_ref())],
+    );
     let qnames = [
         "_etcd-server-ssl._tcp.example.test.",
         "_etcd-client-ssl._tcp.example.test.",
@@ -702,9 +723,20 @@ fn srv_targets_are_uncompressed_on_the_wire() {
             assert_srv_targets_uncompressed(&resp, &what);
         }
     }
-    // Asked again after the server had time to precompile its answers: the fast path
-    // must write targets the same way.
-    std::thread::sleep(Duration::from_millis(500));
+    // Asked again once the fast path holds every answer of the zone (precompiled, none
+    // refused, no panic): it must write targets the same way.
+    server.wait_log(
+        |l| {
+            l.lines()
+                .any(|l| l.contains("answers precompiled") && l.contains("zone=example.test."))
+        },
+        Duration::from_secs(10),
+    );
+    assert_eq!(metric(metrics, "musterd_precompile_refused_total"), 0);
+    assert_eq!(
+        metric(metrics, "musterd_panics_total{thread=\"precompile\"}"),
+        0
+    );
     let q = srv_query(0x4e00, qnames[0], true);
     let resp = udp_exchange(server.addr, &q, Duration::from_secs(2)).expect("an answer");
     assert_srv_targets_uncompressed(&resp, "udp, after precompiling");

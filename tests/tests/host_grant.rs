@@ -335,7 +335,7 @@ fn plan_sends_nothing_and_a_netted_update_says_so() {
 /// file others may read, are warnings; the policies themselves are fine.
 #[test]
 fn check_flags_a_host_key_with_the_whole_zone() {
-    let s = start();
+    let mut s = start();
     let run = |cfg: &Path| {
         output(
             Command::new(bin_path("musterd"))
@@ -360,6 +360,19 @@ fn check_flags_a_host_key_with_the_whole_zone() {
             "infra1.key: warning[key-file-mode]: key file is readable by others (mode 0640)"
         ),
         "{out}"
+    );
+    // musterd serve logs the same about the key file (on the same state: one at a time).
+    s.musterd.stop();
+    let m = Musterd::start_with_args(&[
+        "serve".to_string(),
+        "--config".into(),
+        config(&s.dir, "").display().to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+    ]);
+    m.wait_log(
+        |l| l.contains("infra1.key: key file is readable by others (mode 0640)"),
+        std::time::Duration::from_secs(10),
     );
     // A bad host grant is a config error naming what to write.
     let bad = s.dir.write(

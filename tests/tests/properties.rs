@@ -7,7 +7,11 @@
 //!   round-trips through its printed form;
 //! - `musterd check` never panics;
 //! - packets from the network: both paths agree and every reply decodes;
-//! - changesets: what decodes encodes back to the same bytes; TSIG verification is total.
+//! - changesets: what decodes encodes back to the same bytes; TSIG verification is total;
+//! - UPDATE messages, signed and unsigned, against a zone: all or nothing, serial
+//!   monotonic, every answer decodes, copies not applied again, fast path = full path
+//!   after each change (`fuzz/fuzz_targets/update_input.rs`, shared with the `update`
+//!   target).
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +28,9 @@ use proptest::prelude::*;
 #[path = "../../fuzz/fuzz_targets/common.rs"]
 #[allow(dead_code)]
 mod common;
+
+#[path = "../../fuzz/fuzz_targets/update_input.rs"]
+mod update_input;
 
 /// The zone's origin: its first `$ORIGIN`, else `example.test.` (as the `zone` target).
 fn origin_of(text: &str) -> Name {
@@ -234,5 +241,17 @@ proptest! {
     #[test]
     fn tsig_verification_is_total(data in proptest::collection::vec(any::<u8>(), 0..512)) {
         tsig::fuzz_verify(&data);
+    }
+}
+
+proptest! {
+    // Each input is up to eight messages; every question is asked once, after the last
+    // (the fuzz target asks after each change): 150 inputs, about 600 messages of which
+    // about 45 change the zone, take a few seconds in a debug build.
+    #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
+
+    #[test]
+    fn update_messages_keep_their_invariants(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+        update_input::run(&data, update_input::Ask::AtEnd);
     }
 }

@@ -154,6 +154,26 @@ fn axfr_set(server: SocketAddr, zone: &str, key: bool) -> Vec<String> {
     r
 }
 
+/// Asserts that dig's output of a transfer shows it failed with the header `status` (as
+/// dig prints it with `+comments`) and, when given, this TSIG error, and holds no record.
+fn assert_transfer_refused(out: &str, status: &str, tsig_error: Option<&str>) {
+    assert!(out.contains("; Transfer failed."), "{out}");
+    assert!(out.contains(status), "{status}: {out}");
+    assert!(out.contains("ANSWER: 0,"), "no record: {out}");
+    let tsig = out
+        .lines()
+        .find(|l| !l.starts_with(';') && l.split_whitespace().nth(3) == Some("TSIG"));
+    match (tsig_error, tsig) {
+        (Some(e), Some(l)) => assert!(
+            l.split_whitespace().any(|w| w == e),
+            "TSIG error {e}: {l}\n{out}"
+        ),
+        (Some(e), None) => panic!("no TSIG record with {e}: {out}"),
+        (None, Some(l)) => panic!("a TSIG record on an unsigned refusal: {l}\n{out}"),
+        (None, None) => {}
+    }
+}
+
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while start.elapsed() < timeout {
@@ -245,20 +265,27 @@ fn dig_axfr_and_ixfr_against_musterd() {
     let r = udp_exchange(m.addr, &q, Duration::from_secs(2)).expect("an answer over UDP");
     assert_eq!(r[3] & 0xf, 4, "AXFR over UDP is NOTIMP");
 
-    // Without the key, and with a wrong one.
-    let out = dig(&[&a, &p, &port, "d.test.", "AXFR"]);
-    assert!(out.contains("Transfer failed"), "{out}");
-    let wrong = format!(
-        "hmac-sha256:{KEY}:{}",
-        "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="
-    );
-    let out = dig(&[&a, &p, &port, "d.test.", "AXFR", "-y", &wrong]);
-    assert!(
-        out.contains("Transfer failed")
-            || out.contains("BADSIG")
-            || out.contains("tsig verify failure"),
-        "{out}"
-    );
+    // Without the key REFUSED; with the key's name but another secret NOTAUTH/BADSIG; with
+    // a key musterd does not know NOTAUTH/BADKEY (RFC 8945 §5.2). `+comments` makes dig
+    // print the header of the failed transfer, the TSIG pseudo-section holds the error.
+    let out = dig(&[&a, &p, &port, "d.test.", "AXFR", "+comments"]);
+    assert_transfer_refused(&out, "status: REFUSED", None);
+    let other_secret = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=";
+    let wrong = format!("hmac-sha256:{KEY}:{other_secret}");
+    let out = dig(&[&a, &p, &port, "d.test.", "AXFR", "-y", &wrong, "+comments"]);
+    assert_transfer_refused(&out, "status: NOTAUTH", Some("BADSIG"));
+    let unknown = format!("hmac-sha256:not-{KEY}:{other_secret}");
+    let out = dig(&[
+        &a,
+        &p,
+        &port,
+        "d.test.",
+        "AXFR",
+        "-y",
+        &unknown,
+        "+comments",
+    ]);
+    assert_transfer_refused(&out, "status: NOTAUTH", Some("BADKEY"));
 
     // With the key: SOA first and last, every record once.
     let records = transfer(m.addr, "d.test.", "AXFR", true);
@@ -272,8 +299,17 @@ fn dig_axfr_and_ixfr_against_musterd() {
     assert_eq!(n, 8, "{records:?}");
 
     // A prefix: 127.0.0.2 may, 127.0.0.1 may not, key or not.
-    let out = dig(&["-b", "127.0.0.1", &a, &p, &port, "open.test.", "AXFR"]);
-    assert!(out.contains("Transfer failed"), "{out}");
+    let out = dig(&[
+        "-b",
+        "127.0.0.1",
+        &a,
+        &p,
+        &port,
+        "open.test.",
+        "AXFR",
+        "+comments",
+    ]);
+    assert_transfer_refused(&out, "status: REFUSED", None);
     let out = dig(&[
         "-b",
         "127.0.0.2",
@@ -299,9 +335,17 @@ fn dig_axfr_and_ixfr_against_musterd() {
         &zone("d.test.", 2, "3600 600 86400", "m3 IN A 10.0.0.3\n"),
     );
     m.reload();
-    // The watcher records the difference within its 100 ms poll.
-    std::thread::sleep(Duration::from_millis(400));
-    let inc = transfer(m.addr, "d.test.", "IXFR=1", true);
+    // The transfer side records the difference within its 100 ms poll; until then IXFR
+    // from 1 is answered with the whole zone (11 records).
+    let mut inc = Vec::new();
+    wait_for(
+        "IXFR from serial 1 answered with the change",
+        Duration::from_secs(5),
+        || {
+            inc = transfer(m.addr, "d.test.", "IXFR=1", true);
+            inc.len() != 11
+        },
+    );
     let soas: Vec<&String> = inc.iter().filter(|l| l.contains(" soa ")).collect();
     assert_eq!(soas.len(), 4, "new, old, new, new: {inc:?}");
     assert!(inc.iter().any(|l| l.starts_with("m3.d.test.")), "{inc:?}");
@@ -910,8 +954,10 @@ fn notify_storm_keeps_knot_and_nsd_incremental_also_after_a_restart() {
             script.push_str("send\n");
         }
         let path = dir.write(&format!("storm{batch}.txt"), &script);
-        let (ok, out, err) = run(Command::new("nsupdate")
-            .arg("-y")
+        // Bounded: 5 s an update, one retry (nsupdate's default allows 300 s), and 60 s
+        // for the batch (nsupdate goes on after a failed send).
+        let (ok, out, err) = run(Command::new("timeout")
+            .args(["60", "nsupdate", "-t", "5", "-u", "1", "-r", "1", "-y"])
             .arg(format!("hmac-sha256:{KEY}:{SECRET}"))
             .arg(&path));
         assert!(ok, "nsupdate batch {batch}: {out}{err}");

@@ -185,3 +185,19 @@ fn a_host_key_cannot_touch_another_host() {
         Err(rcode::REFUSED)
     );
 }
+
+#[test]
+fn a_key_names_its_host_relative_or_fully_qualified() {
+    let origin = n("d.test.");
+    for key in ["infra0.", "INFRA0.d.test.", "infra0.d.test."] {
+        assert_eq!(
+            crate::dynamic::key_host(&n(key), &origin).unwrap(),
+            n("infra0.d.test."),
+            "{key}"
+        );
+    }
+    assert_eq!(
+        crate::dynamic::key_host(&n("infra0.rack1."), &origin).unwrap(),
+        n("infra0.rack1.d.test.")
+    );
+}
