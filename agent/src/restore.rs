@@ -551,6 +551,7 @@ fn restore_into(
             format!("--initial-cluster-token={}", b.token),
             format!("--data-dir={}", fresh.display()),
         ],
+        &[],
         Duration::from_secs(3600),
     )
     .map_err(|e| RestoreError::Failed(e.to_string()))?;

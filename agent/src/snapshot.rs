@@ -332,10 +332,25 @@ pub struct SnapStatus {
     pub total_size: u64,
 }
 
-/// Runs etcdctl (v3 API) with `args`, at most `limit`; (stdout, stderr) when it exits 0.
-pub fn etcdctl(bin: &str, args: &[String], limit: Duration) -> Result<String, StoreError> {
-    let mut child = Command::new(bin)
+/// Runs etcdctl (v3 API) with `args` and the variables `env`, at most `limit`; its
+/// stdout when it exits 0.
+pub fn etcdctl(
+    bin: &str,
+    args: &[String],
+    env: &[(&str, String)],
+    limit: Duration,
+) -> Result<String, StoreError> {
+    let mut cmd = Command::new(bin);
+    // etcdctl exits when a variable repeats a flag given here (an operator's shell may
+    // export ETCDCTL_ENDPOINTS): only ours reach it.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("ETCDCTL_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
         .env("ETCDCTL_API", "3")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -406,6 +421,7 @@ pub fn status(bin: &str, file: &Path) -> Result<SnapStatus, StoreError> {
             "-w".into(),
             "json".into(),
         ],
+        &[],
         Duration::from_secs(300),
     )?;
     serde_json::from_str(out.trim()).map_err(|e| {
