@@ -7,6 +7,13 @@
 //! - Nobody answers at any other member's client URL: a new cluster, *bootstrap* — but
 //!   only from a complete, stable record set (the wait loop's job), never from a partial
 //!   one. A join is impossible here: there is nothing to add this host to.
+//! - No client URL answers, but a member answers on its peer port (etcd serves `/members`
+//!   and the `X-Etcd-Cluster-Id` header from the moment it starts, its client port only
+//!   once its cluster has quorum): with complete records, a peer running the cluster
+//!   these records bootstrap (same cluster ID, exactly the planned members, this host's
+//!   entry never started) is a member of the same bootstrap, and this host bootstraps at
+//!   once; a peer running anything else (another cluster ID, other members, this host
+//!   started before) holds the bootstrap back, as starting would make a second cluster.
 //! - A cluster answers and lists this host as a member that has never started, with the
 //!   member ID and cluster ID that these records give (etcd derives both from the peer
 //!   URLs and the token, docs/etcd-discovery.md §3): that cluster is the one these
