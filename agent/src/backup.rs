@@ -12,8 +12,10 @@
 //! is it renamed to `ID.db` and its metadata `ID.json` written. Old snapshots go by
 //! `--keep` / `--keep-within`, never the newest.
 //!
-//! Limitations: no object store (DEST is a directory: local disk or a network mount);
-//! no metrics endpoint (the log lines carry the figures).
+//! With `--every`, `--metrics-listen` serves the rounds by outcome and the newest
+//! snapshot's age ([`crate::backup_metrics`]).
+//!
+//! Limitations: no object store (DEST is a directory: local disk or a network mount).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -55,6 +57,15 @@ pub struct BackupArgs {
         default_value = "etcdctl"
     )]
     pub etcdctl: String,
+    /// With --every: serve Prometheus metrics (rounds by outcome, the newest snapshot's
+    /// age) on this address.
+    #[arg(
+        long,
+        env = "MUSTER_BACKUP_METRICS_LISTEN",
+        value_name = "ADDR:PORT",
+        requires = "every"
+    )]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// TLS and authentication.
     #[command(flatten)]
     pub etcd: EtcdAccessArgs,
@@ -111,13 +122,28 @@ pub fn run(args: &BackupArgs) -> Result<(), Error> {
         humantime::format_duration(every),
         args.to.display()
     ));
+    let metrics = std::sync::Arc::new(crate::backup_metrics::Metrics::default());
+    if let Some(addr) = args.metrics_listen {
+        crate::backup_metrics::serve(addr, metrics.clone(), args.to.clone())
+            .map_err(|e| Error::Usage(format!("--metrics-listen {addr}: {e}")))?;
+    }
     loop {
         let started = Instant::now();
+        use crate::backup_metrics::Outcome;
         match round(args, &plan) {
-            Ok(r) => report(&r),
+            Ok(r) => {
+                metrics.count(match r {
+                    Round::Saved(..) => Outcome::Saved,
+                    Round::Skipped(_) => Outcome::Skipped,
+                });
+                report(&r)
+            }
             // A failed round is logged and retried next period: a service must survive
             // a leader election or a full disk.
-            Err(e) => say(&format!("error: {e}")),
+            Err(e) => {
+                metrics.count(Outcome::Failed);
+                say(&format!("error: {e}"))
+            }
         }
         std::thread::sleep(every.saturating_sub(started.elapsed()));
     }

@@ -22,6 +22,7 @@
 
 pub mod adopt;
 pub mod backup;
+pub mod backup_metrics;
 pub mod cli;
 pub mod cluster;
 pub mod decide;

@@ -362,17 +362,22 @@ fn scheduled_backups_and_every_refusal() {
 
     // Every host runs the backup service; writes go on meanwhile.
     let dest = c.dir.path().join("backups");
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", muster_tests::free_port())
+        .parse()
+        .unwrap();
     let mut loops: Vec<Watched> = (0..3)
         .map(|i| {
-            Watched::spawn(
-                agent()
-                    .arg("backup")
-                    .arg("--data-dir")
-                    .arg(c.data_dir(i))
-                    .arg("--to")
-                    .arg(&dest)
-                    .args(["--every", "1s", "--keep", "2"]),
-            )
+            let mut cmd = agent();
+            cmd.arg("backup")
+                .arg("--data-dir")
+                .arg(c.data_dir(i))
+                .arg("--to")
+                .arg(&dest)
+                .args(["--every", "1s", "--keep", "2"]);
+            if i == 0 {
+                cmd.args(["--metrics-listen", &metrics.to_string()]);
+            }
+            Watched::spawn(&mut cmd)
         })
         .collect();
     let mut n = 0;
@@ -389,11 +394,34 @@ fn scheduled_backups_and_every_refusal() {
         std::thread::sleep(Duration::from_millis(300));
         (saved(&loops) >= 4).then_some(())
     });
+    // m0's metrics: its rounds by outcome, and the store's newest snapshot (whoever took
+    // it) a few seconds old at most.
+    let rounds = ["saved", "skipped", "failed"].map(|o| {
+        muster_tests::metric(
+            metrics,
+            &format!("muster_backup_rounds_total{{outcome=\"{o}\"}}"),
+        )
+    });
+    let age = muster_tests::metric(metrics, "muster_backup_newest_snapshot_age_seconds");
     for w in &mut loops {
         let _ = w.child.kill();
         let _ = w.child.wait();
     }
     let logs: Vec<String> = loops.iter().map(Watched::stderr).collect();
+    assert!(
+        rounds[0] + rounds[1] >= 1,
+        "m0's rounds {rounds:?}:\n{}",
+        logs[0]
+    );
+    // A round may end between the scrape and the kill.
+    let logged = logs[0].matches("backup: saved snapshot ").count() as u64;
+    assert!(
+        (rounds[0]..=rounds[0] + 1).contains(&logged),
+        "metrics say {} saved, the log {logged}:\n{}",
+        rounds[0],
+        logs[0]
+    );
+    assert!(age <= 30, "newest snapshot {age} s old");
     assert!(
         got.is_some(),
         "four snapshots were not taken:\n{}",
