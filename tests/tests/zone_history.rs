@@ -110,11 +110,17 @@ impl Server {
         )
     }
 
-    /// nsupdate's output and whether it succeeded.
+    /// nsupdate's output and whether it succeeded, signed with the server's key.
     fn try_update(&self, script: &str) -> (bool, String) {
+        self.update_with(&self.key, script)
+    }
+
+    /// nsupdate signed with the key in `key_file`.
+    fn update_with(&self, key_file: &Path, script: &str) -> (bool, String) {
         let addr = self.musterd.addr;
         let mut child = Command::new("nsupdate")
-            .args(["-k", &self.key.display().to_string()])
+            .arg("-k")
+            .arg(key_file)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -141,32 +147,8 @@ impl Server {
     }
 
     fn update(&self, script: &str) {
-        let addr = self.musterd.addr;
-        let mut child = Command::new("nsupdate")
-            .args(["-k", &self.key.display().to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn nsupdate");
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().unwrap();
-            writeln!(
-                stdin,
-                "server {} {}\n{script}\nsend",
-                addr.ip(),
-                addr.port()
-            )
-            .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "nsupdate {script}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (ok, out) = self.try_update(script);
+        assert!(ok, "nsupdate {script}: {out}");
     }
 
     fn dig(&self, args: &[&str]) -> Vec<String> {
@@ -581,27 +563,8 @@ fn a_rotated_tsig_key_is_taken_on_sighup() {
     );
     s.update("update add r2.d.test. 60 A 10.9.6.2");
     assert_eq!(s.answer("r2.d.test.", "A"), ["10.9.6.2"]);
-    let addr = s.musterd.addr;
-    let mut child = Command::new("nsupdate")
-        .args(["-k", &old.display().to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        writeln!(
-            stdin,
-            "server {} {}\nupdate add r3.d.test. 60 A 10.9.6.3\nsend",
-            addr.ip(),
-            addr.port()
-        )
-        .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success(), "the old secret still works");
+    let (ok, _) = s.update_with(&old, "update add r3.d.test. 60 A 10.9.6.3");
+    assert!(!ok, "the old secret still works");
     assert!(s.answer("r3.d.test.", "A").is_empty());
 }
 
