@@ -127,27 +127,10 @@ pub fn check_zones_sized(
     findings
 }
 
-/// `musterd check --config`: the zones of a resolved configuration (`config` names the
-/// file), their configured sizes, and the update keys and policies ([`crate::check_policy`]).
-pub fn check_config(config: &Path, cfg: &crate::config::ServerConfig) -> Vec<Finding> {
-    let specs: Vec<(Option<Name>, PathBuf)> = cfg
-        .zones
-        .iter()
-        .filter_map(|z| Some((Some(z.origin.clone()), z.file.clone()?)))
-        .collect();
-    let sizes: Vec<(Name, Vec<(Name, u32)>)> = cfg
-        .zones
-        .iter()
-        .map(|z| (z.origin.clone(), z.sizes.clone()))
-        .collect();
-    let (mut findings, zones) = parse_zones(&specs);
-    findings.extend(lint_zones_sized(&zones, &sizes));
-    findings.extend(crate::check_policy::lint(config, &cfg.updates, &zones));
-    findings
-}
-
 /// Parses each zone; the ones that do not parse become findings.
-fn parse_zones(specs: &[(Option<Name>, PathBuf)]) -> (Vec<Finding>, Vec<(Name, Vec<Record>)>) {
+pub(crate) fn parse_zones(
+    specs: &[(Option<Name>, PathBuf)],
+) -> (Vec<Finding>, Vec<(Name, Vec<Record>)>) {
     let mut findings = Vec::new();
     let mut zones: Vec<(Name, Vec<Record>)> = Vec::new();
     for (origin, file) in specs {
@@ -219,7 +202,7 @@ fn lint_zones(zones: &[(Name, Vec<Record>)]) -> Vec<Finding> {
     lint_zones_sized(zones, &[])
 }
 
-fn lint_zones_sized(
+pub(crate) fn lint_zones_sized(
     zones: &[(Name, Vec<Record>)],
     sizes: &[(Name, Vec<(Name, u32)>)],
 ) -> Vec<Finding> {

@@ -1,4 +1,5 @@
-//! `musterd check --config`: lints of the dynamic-update keys and policies.
+//! `musterd check --config` ([`check_config`]): the zones of a configuration, checked as
+//! [`crate::check`] checks zone files, and lints of its dynamic-update keys and policies.
 //!
 //! - `host-key-whole-zone`: a key that stands for one host (it has a `host`, `self` or
 //!   `selfsub` grant, or its name names a host of the zone) may change the whole zone: on
@@ -138,4 +139,23 @@ pub fn key_files(updates: &UpdateConfig) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// `musterd check --config`: the zones of a resolved configuration (`config` names the
+/// file), their configured sizes, and the update keys and policies ([`lint`]).
+pub fn check_config(config: &Path, cfg: &crate::config::ServerConfig) -> Vec<Finding> {
+    let specs: Vec<(Option<Name>, PathBuf)> = cfg
+        .zones
+        .iter()
+        .filter_map(|z| Some((Some(z.origin.clone()), z.file.clone()?)))
+        .collect();
+    let sizes: Vec<(Name, Vec<(Name, u32)>)> = cfg
+        .zones
+        .iter()
+        .map(|z| (z.origin.clone(), z.sizes.clone()))
+        .collect();
+    let (mut findings, zones) = crate::check::parse_zones(&specs);
+    findings.extend(crate::check::lint_zones_sized(&zones, &sizes));
+    findings.extend(lint(config, &cfg.updates, &zones));
+    findings
 }

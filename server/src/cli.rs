@@ -284,7 +284,7 @@ fn check(args: CheckArgs) -> ExitCode {
         };
         let dir = path.parent().map(|p| p.to_path_buf());
         match config::resolve(file, dir.as_deref(), Overrides::default()) {
-            Ok(cfg) => findings.extend(crate::check::check_config(path, &cfg)),
+            Ok(cfg) => findings.extend(crate::check_policy::check_config(path, &cfg)),
             Err(e) => {
                 eprintln!("musterd check: {e}");
                 return ExitCode::from(2);
