@@ -315,7 +315,7 @@ pub fn read(path: &Path) -> std::io::Result<Option<String>> {
     }
 }
 
-/// The owner names of `records`, for messages: "a.example. A, b.example. TXT, ...".
+/// `records` in master-file form, relative to `origin`, for log messages.
 pub fn describe(records: &[Record], origin: &Name) -> String {
     records
         .iter()
