@@ -1470,6 +1470,9 @@ impl ZoneWorker {
         // address): log it and keep the gate metrics in step, as a reload does.
         crate::gate::announce(&self.stats, &self.origin, before.as_deref(), &zone);
         self.precompile_after = Some(Instant::now() + PRECOMPILE_QUIET);
+        if self.versions.overdue() {
+            self.precompile_now();
+        }
     }
 
     fn precompile_now(&mut self) {
