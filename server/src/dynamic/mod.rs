@@ -102,7 +102,7 @@ impl Default for UpdateConfig {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             zones: Vec::new(),
             limits: Limits::default(),
-            writeback_changes: 100,
+            writeback_changes: 10_000,
             writeback_interval: Duration::from_secs(60),
             journal_history: 100,
         }

@@ -20,7 +20,7 @@ use super::*;
 
 /// Past this many names in its overlay the zone's task compacts a patched version without
 /// waiting for updates to pause.
-pub const COMPACT_AT: usize = 1024;
+pub const COMPACT_AT: usize = 4096;
 
 /// The names a patch changed, stored like a built zone's and found before the base's.
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ pub(super) struct Overlay {
 impl Overlay {
     /// Past this many names (or [`Overlay::MAX_RDATA`] octets) a rebuild is cheaper than
     /// copying the overlay into every new version.
-    pub const MAX_NODES: usize = 4096;
+    pub const MAX_NODES: usize = 16384;
     const MAX_RDATA: usize = 4 << 20;
 
     fn new(base: &Base) -> Overlay {
