@@ -122,6 +122,23 @@ pub struct Membership {
     pub members: Vec<Member>,
 }
 
+impl Membership {
+    /// The client URLs a member list gives the members other than `except`, to be dialled as
+    /// etcd dials them (by name, with the system resolver): where they are now, which may not
+    /// be where a plan saved them.
+    pub fn client_endpoints(&self, except: u64) -> Vec<Endpoint> {
+        self.members
+            .iter()
+            .filter(|m| m.id != except)
+            .flat_map(|m| &m.client_urls)
+            .map(|u| Endpoint {
+                url: u.clone(),
+                addrs: vec![],
+            })
+            .collect()
+    }
+}
+
 /// What went wrong talking to etcd.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EtcdError {

@@ -15,9 +15,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{MemberName, Scheme};
 use crate::etcd::Endpoint;
 use crate::ids::EtcdId;
+use crate::names::MemberName;
+use crate::urls::Scheme;
 
 /// Version of the JSON format (also of `<data-dir>/muster-plan.json`).
 pub const PLAN_VERSION: u32 = 1;
@@ -757,5 +758,122 @@ impl Plan {
             let _ = writeln!(s, "  --{k}={v}");
         }
         s
+    }
+}
+
+/// The other members' client URLs, with their addresses, from a skeleton plan.
+pub fn others(plan: &Plan) -> Vec<Endpoint> {
+    plan.cluster()
+        .map(|c| {
+            c.members
+                .iter()
+                .filter(|m| !m.this_host && !m.addresses.is_empty())
+                .flat_map(|m| {
+                    m.client_urls.iter().map(|u| Endpoint {
+                        url: u.clone(),
+                        addrs: m.addresses.clone(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The other members' peer URLs, with their addresses, from a skeleton plan.
+pub fn other_peers(plan: &Plan) -> Vec<Endpoint> {
+    plan.cluster()
+        .map(|c| {
+            c.members
+                .iter()
+                .filter(|m| !m.this_host && !m.addresses.is_empty())
+                .map(|m| Endpoint {
+                    url: m.peer_url.clone(),
+                    addrs: m.addresses.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The endpoints of a persisted plan: this member's own client URLs (dialled at its
+/// listen addresses) first, then the other members'.
+pub fn endpoints(plan: &Plan) -> Vec<Endpoint> {
+    let own_addrs: Vec<std::net::IpAddr> = plan
+        .listen_client_urls
+        .iter()
+        .filter_map(|u| url::Url::parse(u).ok())
+        .filter_map(|u| match u.host() {
+            Some(url::Host::Ipv4(a)) => Some(a.into()),
+            Some(url::Host::Ipv6(a)) => Some(a.into()),
+            _ => None,
+        })
+        .filter(|a: &std::net::IpAddr| !a.is_unspecified())
+        .collect();
+    let mut v: Vec<Endpoint> = plan
+        .advertise_client_urls
+        .iter()
+        .map(|u| Endpoint {
+            url: u.clone(),
+            addrs: own_addrs.clone(),
+        })
+        .collect();
+    match &plan.start {
+        Start::Join(j) => v.extend(j.endpoints.iter().cloned()),
+        _ => v.extend(others(plan)),
+    }
+    v
+}
+
+/// A sample plan for the tests of the modules that store, restart and move plans.
+#[cfg(test)]
+pub(crate) mod sample {
+    use super::*;
+    use crate::ids;
+
+    fn name(s: &str) -> MemberName {
+        MemberName::parse(s).unwrap()
+    }
+
+    /// A bootstrap plan of member m1 of m0..m2, as `env`/`exec` persist it.
+    pub(crate) fn stored() -> Plan {
+        let url = |i: usize| format!("http://m{i}.c.test:2380");
+        let members: Vec<PlannedMember> = (0..3)
+            .map(|i| PlannedMember {
+                name: name(&format!("m{i}")),
+                target: format!("m{i}.c.test."),
+                port: 2380,
+                peer_url: url(i),
+                client_urls: vec![format!("http://m{i}.c.test:2379")],
+                addresses: vec![format!("10.0.0.{i}").parse().unwrap()],
+                id: EtcdId(ids::member_id(&[url(i)], "muster:c.test")),
+                this_host: i == 1,
+            })
+            .collect();
+        let member_ids: Vec<u64> = members.iter().map(|m| m.id.0).collect();
+        Plan {
+            reason: "the records describe a complete new 3-member cluster".into(),
+            name: name("m1"),
+            data_dir: Some("/old".into()),
+            listen_peer_urls: vec!["http://10.0.0.1:2380".into()],
+            listen_client_urls: vec!["http://10.0.0.1:2379".into()],
+            advertise_client_urls: vec!["http://m1.c.test:2379".into()],
+            start: Start::Bootstrap(Bootstrap {
+                domain: "c.test.".into(),
+                srv_name: None,
+                srv_record: "_etcd-server._tcp.c.test.".into(),
+                scheme: Scheme::Http,
+                matched_by: "--name m1".into(),
+                token: "muster:c.test".into(),
+                initial_cluster_state: ClusterState::New,
+                initial_advertise_peer_urls: vec![url(1)],
+                initial_cluster: (0..3)
+                    .map(|i| format!("m{i}={}", url(i)))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                member_id: members[1].id,
+                cluster_id: EtcdId(ids::cluster_id(&member_ids)),
+                members,
+            }),
+        }
     }
 }

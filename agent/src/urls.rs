@@ -10,9 +10,45 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::cluster::Scheme;
+/// URL scheme of a cluster's peers, decided by which SRV set publishes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Plain-text peers: `_etcd-server._tcp` / `_etcd-client._tcp`.
+    Http,
+    /// TLS peers: `_etcd-server-ssl._tcp` / `_etcd-client-ssl._tcp`.
+    Https,
+}
+
+impl Scheme {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scheme {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "http" => Ok(Scheme::Http),
+            "https" => Ok(Scheme::Https),
+            other => Err(format!("unknown scheme {other:?}: use http or https")),
+        }
+    }
+}
 
 /// The host part of a URL.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::replay::{go_is_domain_name, random_order, FailKind, Outcome, Version, VersionReplay};
-use super::snapshot::{Found, Snapshot, SrvRecord};
+use super::replay::{random_order, FailKind, Outcome, Version, VersionReplay};
+use super::snapshot::{go_is_domain_name, Found, Snapshot, SrvRecord};
 use crate::cluster::settle::{txt_size, TxtSizeError};
 use crate::cluster::{Scheme, Txt};
 

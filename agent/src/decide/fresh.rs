@@ -1,6 +1,7 @@
-//! The start decision, pure: from what the records say and what the running cluster (if
-//! any) answers, to *bootstrap*, *join* or *wait*. (*Restart* is decided before any of
-//! this, from the data dir alone, so that a restart needs no DNS.)
+//! A fresh start (no WAL), pure: from what the records say and what the running cluster
+//! (if any) answers, to *bootstrap*, *join* or *wait*. (*Restart* and *move* are decided
+//! before any of this, from the data dir ([`super::restart`]), so that a restart needs no
+//! DNS.)
 //!
 //! The rules, and why they are race-free when every member starts at once:
 //!

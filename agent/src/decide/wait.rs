@@ -11,7 +11,7 @@
 //! Every round also asks the other members, all at once and within [`PROBE_BUDGET`] (and
 //! never past `--timeout`): their client URLs (`member list`, `/health`) and their peer
 //! URLs (`/members`, answered from the moment etcd starts, before quorum). See
-//! [`crate::decide`] for what the answers decide.
+//! [`super::fresh`] for what the answers decide.
 //!
 //! Time is `tokio::time`, so tests run the whole loop on a paused clock.
 
@@ -21,8 +21,8 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::time::Instant;
 
+use super::fresh::{self, Answered, Decision, PeerAnswer};
 use crate::cluster::{self, Missing, PlanError, PlanOptions, Progress, Scheme, Service, Unsettled};
-use crate::decide::{self, Answered, Decision, PeerAnswer};
 use crate::discover::{self, Resolve};
 use crate::etcd::{Endpoint, Member};
 use crate::ids::EtcdId;
@@ -210,40 +210,6 @@ fn skeleton(
     Ok(Some(plan))
 }
 
-/// The other members' client URLs, with their addresses, from a skeleton plan.
-pub fn others(plan: &Plan) -> Vec<Endpoint> {
-    plan.cluster()
-        .map(|c| {
-            c.members
-                .iter()
-                .filter(|m| !m.this_host && !m.addresses.is_empty())
-                .flat_map(|m| {
-                    m.client_urls.iter().map(|u| Endpoint {
-                        url: u.clone(),
-                        addrs: m.addresses.clone(),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The other members' peer URLs, with their addresses, from a skeleton plan.
-pub fn other_peers(plan: &Plan) -> Vec<Endpoint> {
-    plan.cluster()
-        .map(|c| {
-            c.members
-                .iter()
-                .filter(|m| !m.this_host && !m.addresses.is_empty())
-                .map(|m| Endpoint {
-                    url: m.peer_url.clone(),
-                    addrs: m.addresses.clone(),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The join plan: the skeleton's URLs, the membership predicted after the add.
 fn join_plan(skel: &Plan, stale: Option<&Member>, answered: &Answered, reason: String) -> Plan {
     // The skeleton is built by cluster::build::plan, which always makes a bootstrap.
@@ -278,19 +244,19 @@ fn join_plan(skel: &Plan, stale: Option<&Member>, answered: &Answered, reason: S
             srv_record: b.srv_record,
             scheme: b.scheme,
             matched_by: b.matched_by,
-            initial_cluster: decide::initial_cluster(&after, 0, skel.name.as_str()),
+            initial_cluster: fresh::initial_cluster(&after, 0, skel.name.as_str()),
             initial_advertise_peer_urls: b.initial_advertise_peer_urls,
             cluster_id: EtcdId(answered.membership.cluster_id),
             member_id: None,
             removed: stale.map(ToString::to_string),
-            endpoints: others(skel),
+            endpoints: crate::plan::others(skel),
         }),
     }
 }
 
 /// Waits until this host has a start: a bootstrap from a complete, stable record set
 /// (or one the running cluster confirms), or a join of a healthy running cluster; see
-/// [`crate::decide`] for the rules. Calls `on_round` after each round that did not end
+/// [`super::fresh`] for the rules. Calls `on_round` after each round that did not end
 /// the wait.
 pub async fn wait_for_start<R: Resolve, P: Probe>(
     resolver: &R,
@@ -353,11 +319,11 @@ pub async fn wait_for_start<R: Resolve, P: Probe>(
         };
         if let Some(skel) = &skel {
             let targets = Targets {
-                clients: others(skel),
-                peers: other_peers(skel),
+                clients: crate::plan::others(skel),
+                peers: crate::plan::other_peers(skel),
             };
             let asked: Vec<String> = targets.clients.iter().map(|e| e.url.clone()).collect();
-            let me = decide::Me {
+            let me = fresh::Me {
                 name: skel.name.as_str(),
                 peer_url: skel
                     .cluster()
@@ -372,7 +338,7 @@ pub async fn wait_for_start<R: Resolve, P: Probe>(
             let budget = PROBE_BUDGET.min(deadline.saturating_duration_since(Instant::now()));
             let decides = |p: &Probed| {
                 matches!(
-                    decide::decide(bootstrap, me, p.answered.as_ref(), &p.peers, &asked),
+                    fresh::decide(bootstrap, me, p.answered.as_ref(), &p.peers, &asked),
                     Decision::Bootstrap {
                         confirmed: true,
                         ..
@@ -389,7 +355,7 @@ pub async fn wait_for_start<R: Resolve, P: Probe>(
             }
             let probed = probe.probe(&targets, budget, &decides);
             let Probed { answered, peers } = probed;
-            match decide::decide(bootstrap, me, answered.as_ref(), &peers, &asked) {
+            match fresh::decide(bootstrap, me, answered.as_ref(), &peers, &asked) {
                 Decision::Bootstrap { confirmed, reason } => {
                     // judged is Ok whenever decide saw a bootstrap.
                     if let Ok(mut plan) = judged.clone() {
