@@ -15,15 +15,9 @@ use std::net::IpAddr;
 
 pub use crate::names::MemberName;
 pub use crate::urls::Scheme;
-
+use muster_conventions::srv::owner_name;
 /// Who looks the records up: etcd peers (`_etcd-server`) or clients (`_etcd-client`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Peer records, which define the members.
-    Server,
-    /// Client records, which give each member's client URLs.
-    Client,
-}
+pub use muster_conventions::srv::Role;
 
 /// Checks a discovery domain and returns it absolute and lower-case (queries must not go
 /// through a search list: Kubernetes pods use `ndots:5`).
@@ -85,20 +79,8 @@ impl Service {
 
     /// The SRV owner name for `role` and `scheme`, e.g. `_etcd-server-ssl-prod._tcp.d.`.
     pub fn record(&self, role: Role, scheme: Scheme) -> String {
-        let role = match role {
-            Role::Server => "_etcd-server",
-            Role::Client => "_etcd-client",
-        };
-        let ssl = match scheme {
-            Scheme::Https => "-ssl",
-            Scheme::Http => "",
-        };
-        let suffix = self
-            .srv_name
-            .as_ref()
-            .map(|s| format!("-{s}"))
-            .unwrap_or_default();
-        format!("{role}{ssl}{suffix}._tcp.{}", self.domain)
+        let tls = scheme == Scheme::Https;
+        owner_name(role, tls, self.srv_name.as_deref(), &self.domain)
     }
 
     /// The token used when `--token` is not given: `muster:<domain>` or

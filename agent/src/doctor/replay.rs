@@ -212,16 +212,15 @@ fn owner(snap: &Snapshot, scheme: Scheme) -> String {
     snap.service.record(crate::cluster::Role::Server, scheme)
 }
 
-/// etcd's service word for a set: `etcd-server-ssl[-S]` or `etcd-server[-S]`.
+/// etcd's service word for a set: `etcd-server-ssl[-S]` or `etcd-server[-S]` (the SRV
+/// owner name's first label without its `_`).
 fn service_word(snap: &Snapshot, scheme: Scheme) -> String {
-    let ssl = if scheme == Scheme::Https { "-ssl" } else { "" };
-    let suffix = snap
-        .service
-        .srv_name
-        .as_ref()
-        .map(|s| format!("-{s}"))
-        .unwrap_or_default();
-    format!("etcd-server{ssl}{suffix}")
+    let label = muster_conventions::srv::owner_label(
+        crate::cluster::Role::Server,
+        scheme == Scheme::Https,
+        snap.service.srv_name.as_deref(),
+    );
+    label.trim_start_matches('_').to_string()
 }
 
 /// Where Go says a lookup went; the real text names the host's resolver.
