@@ -193,15 +193,15 @@ pub fn round(args: &BackupConfig, plan: &Plan) -> Result<Round, BackupError> {
             url: url.clone(),
             addrs: vec![],
         });
-    if status.leader == 0 {
+    if status.leader == EtcdId(0) {
         return Err(BackupError::NoLeader(url));
     }
     if status.leader != status.member_id {
         return Ok(Round::Skipped(format!(
             "{} ({}) is not the leader; leader {} takes the snapshot",
             plan.name,
-            EtcdId(status.member_id).hex(),
-            EtcdId(status.leader).hex()
+            status.member_id.hex(),
+            status.leader.hex()
         )));
     }
     let membership = client.list_at(&url)?;
@@ -235,13 +235,13 @@ pub fn round(args: &BackupConfig, plan: &Plan) -> Result<Round, BackupError> {
         taken_at: humantime::format_rfc3339_seconds(at).to_string(),
         taken_from: plan.name.to_string(),
         srv_record: srv_record(plan),
-        cluster_id: EtcdId(membership.cluster_id).hex(),
+        cluster_id: membership.cluster_id.hex(),
         members: membership
             .members
             .iter()
             .map(|m| MetaMember {
                 name: m.name.clone(),
-                id: EtcdId(m.id).hex(),
+                id: m.id.hex(),
                 peer_urls: m.peer_urls.clone(),
             })
             .collect(),

@@ -100,10 +100,6 @@ pub struct AgentConfig {
     pub register: Option<RegisterConfig>,
 }
 
-fn url_texts(urls: &[EtcdUrl]) -> Vec<String> {
-    urls.iter().map(|u| u.as_str().to_string()).collect()
-}
-
 impl AgentConfig {
     /// The discovery service; `needed_for` completes the message when `--domain` is
     /// missing ("to bootstrap", "to restore").
@@ -139,9 +135,9 @@ impl AgentConfig {
                 token,
                 default_client_port: self.client_port,
                 data_dir,
-                listen_peer_urls: url_texts(&self.listen_peer_urls),
-                listen_client_urls: url_texts(&self.listen_client_urls),
-                advertise_client_urls: url_texts(&self.advertise_client_urls),
+                listen_peer_urls: self.listen_peer_urls.clone(),
+                listen_client_urls: self.listen_client_urls.clone(),
+                advertise_client_urls: self.advertise_client_urls.clone(),
             },
         }
     }
@@ -150,9 +146,9 @@ impl AgentConfig {
     pub fn restart_flags(&self) -> RestartFlags {
         RestartFlags {
             name: self.name.clone(),
-            listen_peer_urls: url_texts(&self.listen_peer_urls),
-            listen_client_urls: url_texts(&self.listen_client_urls),
-            advertise_client_urls: url_texts(&self.advertise_client_urls),
+            listen_peer_urls: self.listen_peer_urls.clone(),
+            listen_client_urls: self.listen_client_urls.clone(),
+            advertise_client_urls: self.advertise_client_urls.clone(),
         }
     }
 }
@@ -163,9 +159,9 @@ pub struct RestartFlags {
     /// `--name`.
     pub name: Option<MemberName>,
     /// `--listen-peer-url`.
-    pub listen_peer_urls: Vec<String>,
+    pub listen_peer_urls: Vec<EtcdUrl>,
     /// `--listen-client-url`.
-    pub listen_client_urls: Vec<String>,
+    pub listen_client_urls: Vec<EtcdUrl>,
     /// `--advertise-client-url`.
-    pub advertise_client_urls: Vec<String>,
+    pub advertise_client_urls: Vec<EtcdUrl>,
 }

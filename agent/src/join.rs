@@ -18,6 +18,7 @@ use crate::decide::fresh::{self, Me};
 use crate::etcd::{msg, Access, Client, EtcdError, Member};
 use crate::ids::EtcdId;
 use crate::plan::{Plan, Start};
+use crate::urls::EtcdUrl;
 
 /// Why a join failed.
 #[derive(Debug, thiserror::Error)]
@@ -69,14 +70,14 @@ pub fn enact(
     let peer_urls = join.initial_advertise_peer_urls.clone();
     let me = Me {
         name: plan.name.as_str(),
-        peer_url: peer_urls.first().map_or("", String::as_str),
+        peer_url: peer_urls.first().map_or("", EtcdUrl::as_str),
     };
     let start = Instant::now();
     let mut removed = join.removed.clone();
     for attempt in 0u32.. {
         let waiting = match step(&client, me, &peer_urls, &mut removed, &mut progress) {
             Ok((id, members)) => {
-                join.member_id = Some(EtcdId(id));
+                join.member_id = Some(id);
                 join.initial_cluster = fresh::initial_cluster(&members, id, me.name);
                 join.removed = removed;
                 return Ok(Plan {
@@ -113,10 +114,10 @@ enum Step {
 fn step(
     client: &Client,
     me: Me<'_>,
-    peer_urls: &[String],
+    peer_urls: &[EtcdUrl],
     removed: &mut Option<String>,
     progress: &mut impl FnMut(&str),
-) -> Result<(u64, Vec<Member>), Step> {
+) -> Result<(EtcdId, Vec<Member>), Step> {
     let retry = |e: EtcdError| match e {
         EtcdError::Api { .. } if !(e.says(msg::UNHEALTHY) || e.says(msg::NOT_ENOUGH_STARTED)) => {
             Step::Fatal(e)

@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::MemberName;
 use crate::etcd::{Access, Client, Endpoint, EtcdError, Member, Membership};
+use crate::ids::EtcdId;
 use crate::leave::{self, LeaveError};
 use crate::plan::{Plan, Start};
 use crate::promote::{self, Promoted};
+use crate::urls::EtcdUrl;
 use crate::{notify, plan_file, Error};
 
 /// `promote`, checked.
@@ -126,12 +128,12 @@ struct Routes {
 }
 
 impl Routes {
-    fn new(list: &Membership, gone: u64, plan: &Plan, access: &Access) -> Routes {
+    fn new(list: &Membership, gone: EtcdId, plan: &Plan, access: &Access) -> Routes {
         let current = list.client_endpoints(gone);
         let own_urls = &plan.advertise_client_urls;
         let (own, saved): (Vec<Endpoint>, Vec<Endpoint>) = crate::plan::endpoints(plan)
             .into_iter()
-            .partition(|e| own_urls.contains(&e.url));
+            .partition(|e| own_urls.iter().any(|u| *u == *e.url));
         let client = |v: Vec<Endpoint>| Client::new(v, access.clone()).ok();
         Routes {
             current: client(current),
@@ -158,7 +160,7 @@ impl Routes {
 
     /// Asks the other members whether `id` is still a member: Some(false) once it is
     /// gone, None when no other member answers.
-    fn listed(&self, id: u64) -> Option<bool> {
+    fn listed(&self, id: EtcdId) -> Option<bool> {
         [&self.current, &self.saved]
             .into_iter()
             .flatten()
@@ -167,7 +169,7 @@ impl Routes {
     }
 
     /// `member remove` through the first route that answers.
-    fn remove(&self, id: u64) -> Result<(), EtcdError> {
+    fn remove(&self, id: EtcdId) -> Result<(), EtcdError> {
         let mut last = EtcdError::NoEndpoint;
         for c in self.all() {
             match c.remove(id) {
@@ -188,7 +190,7 @@ pub fn leave(args: &LeaveConfig) -> Result<(), Error> {
     let endpoints = crate::plan::endpoints(&plan);
     let client = Client::new(endpoints, access.clone()).map_err(LeaveError::Etcd)?;
     let list = client.list().map_err(LeaveError::Etcd)?;
-    let peer_urls: Vec<String> = match &plan.start {
+    let peer_urls: Vec<EtcdUrl> = match &plan.start {
         crate::plan::Start::Join(j) => j.initial_advertise_peer_urls.clone(),
         _ => plan
             .cluster()
@@ -208,7 +210,7 @@ pub fn leave(args: &LeaveConfig) -> Result<(), Error> {
             &list.members,
             crate::decide::fresh::Me {
                 name: plan.name.as_str(),
-                peer_url: peer_urls.first().map_or("", String::as_str),
+                peer_url: peer_urls.first().map_or("", EtcdUrl::as_str),
             },
         )
         .cloned(),

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::etcd::Endpoint;
 use crate::ids::EtcdId;
 use crate::names::MemberName;
-use crate::urls::Scheme;
+use crate::urls::{self, EtcdUrl, Scheme};
 
 /// Version of the JSON format (also of `<data-dir>/muster-plan.json`).
 pub const PLAN_VERSION: u32 = 1;
@@ -83,14 +83,14 @@ pub enum Start {
         /// The bootstrap this data dir came from.
         bootstrapped: Option<Bootstrap>,
         /// Set when the records moved this member (mode `move`).
-        moved: Option<Moved>,
+        moved: Option<Box<Moved>>,
         /// The peer URL the membership has for this member (the one it was bootstrapped
         /// or added with, or moved to), passed as `--initial-advertise-peer-urls`: etcd
         /// ignores it for the membership on a restart but names it in the header of every
         /// message to its peers, and a learner that has not caught up learns its peers'
         /// URLs from those headers (without it etcd sends `http://localhost:2380`).
         /// Empty when unknown (a restart from flags without a persisted plan).
-        peer_urls: Vec<String>,
+        peer_urls: Vec<EtcdUrl>,
     },
     /// Into a running cluster, as a learner.
     Join(Join),
@@ -101,17 +101,17 @@ pub enum Start {
 #[serde(deny_unknown_fields)]
 pub struct Moved {
     /// The peer URL etcd had registered for this member.
-    pub peer_url_before: String,
+    pub peer_url_before: EtcdUrl,
     /// The peer URL from the records now (the same text when only addresses changed).
-    pub peer_url: String,
+    pub peer_url: EtcdUrl,
     /// What was done about the peer URL in the cluster's membership.
     pub member_update: MemberUpdate,
     /// `--listen-peer-urls` before.
-    pub listen_peer_urls_before: Vec<String>,
+    pub listen_peer_urls_before: Vec<EtcdUrl>,
     /// `--listen-client-urls` before.
-    pub listen_client_urls_before: Vec<String>,
+    pub listen_client_urls_before: Vec<EtcdUrl>,
     /// `--advertise-client-urls` before.
-    pub advertise_client_urls_before: Vec<String>,
+    pub advertise_client_urls_before: Vec<EtcdUrl>,
 }
 
 /// The `member update` of a move.
@@ -159,7 +159,7 @@ pub struct Join {
     /// How this host was identified.
     pub matched_by: String,
     /// `--initial-advertise-peer-urls`.
-    pub initial_advertise_peer_urls: Vec<String>,
+    pub initial_advertise_peer_urls: Vec<EtcdUrl>,
     /// `--initial-cluster`: the membership after the add (from the add response once
     /// added; predicted from the member list before that).
     pub initial_cluster: String,
@@ -184,7 +184,7 @@ struct JoinJson {
     scheme: Scheme,
     matched_by: String,
     initial_cluster_state: ClusterState,
-    initial_advertise_peer_urls: Vec<String>,
+    initial_advertise_peer_urls: Vec<EtcdUrl>,
     initial_cluster: String,
     cluster_id: u64,
     cluster_id_hex: String,
@@ -265,7 +265,7 @@ pub struct Bootstrap {
     /// `--initial-cluster-state`.
     pub initial_cluster_state: ClusterState,
     /// `--initial-advertise-peer-urls`.
-    pub initial_advertise_peer_urls: Vec<String>,
+    pub initial_advertise_peer_urls: Vec<EtcdUrl>,
     /// `--initial-cluster`.
     pub initial_cluster: String,
     /// The ID etcd will give this member.
@@ -287,9 +287,9 @@ pub struct PlannedMember {
     /// Peer port.
     pub port: u16,
     /// Advertised peer URL.
-    pub peer_url: String,
+    pub peer_url: EtcdUrl,
     /// Advertised client URLs.
-    pub client_urls: Vec<String>,
+    pub client_urls: Vec<EtcdUrl>,
     /// A and AAAA addresses of the target.
     pub addresses: Vec<IpAddr>,
     /// Expected member ID.
@@ -307,11 +307,11 @@ pub struct Plan {
     /// `--data-dir`, when known.
     pub data_dir: Option<PathBuf>,
     /// `--listen-peer-urls`: local addresses, since etcd cannot bind names.
-    pub listen_peer_urls: Vec<String>,
+    pub listen_peer_urls: Vec<EtcdUrl>,
     /// `--listen-client-urls`.
-    pub listen_client_urls: Vec<String>,
+    pub listen_client_urls: Vec<EtcdUrl>,
     /// `--advertise-client-urls`: by name, like the peer URLs.
-    pub advertise_client_urls: Vec<String>,
+    pub advertise_client_urls: Vec<EtcdUrl>,
     /// Bootstrap, restart or join.
     pub start: Start,
     /// Why this start was chosen, printed at every start.
@@ -327,18 +327,18 @@ struct PlanJson {
     name: MemberName,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
-    listen_peer_urls: Vec<String>,
-    listen_client_urls: Vec<String>,
-    advertise_client_urls: Vec<String>,
+    listen_peer_urls: Vec<EtcdUrl>,
+    listen_client_urls: Vec<EtcdUrl>,
+    advertise_client_urls: Vec<EtcdUrl>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cluster: Option<Bootstrap>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     join: Option<Join>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    moved: Option<Moved>,
+    moved: Option<Box<Moved>>,
     /// A restart's or move's `--initial-advertise-peer-urls` (see [`Start::Restart`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    peer_urls: Vec<String>,
+    peer_urls: Vec<EtcdUrl>,
     /// Absent in plans written before the reason was kept.
     #[serde(default)]
     reason: String,
@@ -355,7 +355,7 @@ struct BootstrapJson {
     matched_by: String,
     token: String,
     initial_cluster_state: ClusterState,
-    initial_advertise_peer_urls: Vec<String>,
+    initial_advertise_peer_urls: Vec<EtcdUrl>,
     initial_cluster: String,
     member_id: u64,
     member_id_hex: String,
@@ -371,8 +371,8 @@ struct MemberJson {
     name: MemberName,
     target: String,
     port: u16,
-    peer_url: String,
-    client_urls: Vec<String>,
+    peer_url: EtcdUrl,
+    client_urls: Vec<EtcdUrl>,
     addresses: Vec<IpAddr>,
     id: u64,
     id_hex: String,
@@ -578,16 +578,16 @@ impl Plan {
                 f.push(("data-dir", d.display().to_string()));
             }
         }
-        f.push(("listen-peer-urls", self.listen_peer_urls.join(",")));
-        f.push(("listen-client-urls", self.listen_client_urls.join(",")));
+        f.push(("listen-peer-urls", urls::join(&self.listen_peer_urls)));
+        f.push(("listen-client-urls", urls::join(&self.listen_client_urls)));
         f.push((
             "advertise-client-urls",
-            self.advertise_client_urls.join(","),
+            urls::join(&self.advertise_client_urls),
         ));
         if let Start::Bootstrap(c) = &self.start {
             f.push((
                 "initial-advertise-peer-urls",
-                c.initial_advertise_peer_urls.join(","),
+                urls::join(&c.initial_advertise_peer_urls),
             ));
             f.push(("initial-cluster", c.initial_cluster.clone()));
             f.push(("initial-cluster-state", c.initial_cluster_state.to_string()));
@@ -595,13 +595,13 @@ impl Plan {
         }
         if let Start::Restart { peer_urls, .. } = &self.start {
             if !peer_urls.is_empty() {
-                f.push(("initial-advertise-peer-urls", peer_urls.join(",")));
+                f.push(("initial-advertise-peer-urls", urls::join(peer_urls)));
             }
         }
         if let Start::Join(j) = &self.start {
             f.push((
                 "initial-advertise-peer-urls",
-                j.initial_advertise_peer_urls.join(","),
+                urls::join(&j.initial_advertise_peer_urls),
             ));
             f.push(("initial-cluster", j.initial_cluster.clone()));
             f.push(("initial-cluster-state", ClusterState::Existing.to_string()));
@@ -612,152 +612,162 @@ impl Plan {
     /// The human-readable form printed by `muster-agent plan`.
     pub fn render_text(&self, with_data_dir: bool) -> String {
         let mut s = String::new();
-        // write! to a String cannot fail.
         match &self.start {
-            Start::Bootstrap(c) => {
-                let _ = writeln!(
-                    s,
-                    "bootstrap member {} of a new {}-member cluster from {} ({})",
-                    self.name,
-                    c.members.len(),
-                    c.srv_record,
-                    c.scheme
-                );
-                let _ = writeln!(
-                    s,
-                    "  this host      {} (matched by {})",
-                    self.name, c.matched_by
-                );
-                let _ = writeln!(s, "  token          {}", c.token);
-                let _ = writeln!(
-                    s,
-                    "  member id      {} ({})",
-                    c.member_id,
-                    c.member_id.hex()
-                );
-                let _ = writeln!(
-                    s,
-                    "  cluster id     {} ({})",
-                    c.cluster_id,
-                    c.cluster_id.hex()
-                );
-                let _ = writeln!(s, "  members");
-                let w = c
-                    .members
-                    .iter()
-                    .map(|m| m.name.as_str().len())
-                    .max()
-                    .unwrap_or(0);
-                for m in &c.members {
-                    let addrs: Vec<String> = m.addresses.iter().map(ToString::to_string).collect();
-                    let _ = writeln!(
-                        s,
-                        "    {:w$}  {}  {}  id {}{}",
-                        m.name.as_str(),
-                        m.peer_url,
-                        addrs.join(","),
-                        m.id.hex(),
-                        if m.this_host { "  <- this host" } else { "" },
-                    );
-                }
-            }
+            Start::Bootstrap(c) => self.render_bootstrap(&mut s, c),
             Start::Restart {
                 bootstrapped,
                 moved,
                 peer_urls,
-            } => {
-                let data = self
-                    .data_dir
-                    .as_ref()
-                    .map(|d| d.display().to_string())
-                    .unwrap_or_default();
-                let what = if moved.is_some() { "move" } else { "restart" };
-                let passed = if peer_urls.is_empty() {
-                    "no --initial-* flags are passed".to_string()
-                } else {
-                    format!(
-                        "of the --initial-* flags only --initial-advertise-peer-urls={} is \
-                         passed (the peer URL etcd names in its messages)",
-                        peer_urls.join(",")
-                    )
-                };
-                let _ = writeln!(
-                    s,
-                    "{what} member {}: {data}/member/wal exists, so etcd uses its stored \
-                     membership; {passed}",
-                    self.name
-                );
-                if let Some(m) = moved {
-                    let _ = writeln!(
-                        s,
-                        "  peer url       {} (was {}; member update: {})",
-                        m.peer_url,
-                        m.peer_url_before,
-                        m.member_update.as_str()
-                    );
-                    let _ = writeln!(
-                        s,
-                        "  listen before  {} {}",
-                        m.listen_peer_urls_before.join(","),
-                        m.listen_client_urls_before.join(",")
-                    );
-                }
-                if let Some(c) = bootstrapped {
-                    let _ = writeln!(
-                        s,
-                        "  bootstrapped as member {} of cluster {} ({} members from {})",
-                        c.member_id.hex(),
-                        c.cluster_id.hex(),
-                        c.members.len(),
-                        c.srv_record
-                    );
-                }
-            }
-            // Printed below, after the common part.
-            Start::Join(_) => {}
+            } => self.render_restart(&mut s, bootstrapped.as_ref(), moved.as_deref(), peer_urls),
+            Start::Join(j) => self.render_join(&mut s, j),
         }
-        if let Start::Join(j) = &self.start {
-            let _ = writeln!(
-                s,
-                "join cluster {} as member {} (learner, promoted once caught up)",
-                j.cluster_id.hex(),
-                self.name
-            );
-            let _ = writeln!(
-                s,
-                "  this host      {} (matched by {})",
-                self.name, j.matched_by
-            );
-            if let Some(r) = &j.removed {
-                let _ = writeln!(s, "  stale entry    {r} (removed before the add)");
-            }
-            match j.member_id {
-                Some(id) => {
-                    let _ = writeln!(s, "  member id      {id} ({}), given by the add", id.hex());
-                }
-                None => {
-                    let _ = writeln!(
-                        s,
-                        "  member id      assigned by etcd at the add (plan changes nothing)"
-                    );
-                }
-            }
-            let _ = writeln!(
-                s,
-                "  asked          {}",
-                j.endpoints
-                    .iter()
-                    .map(|e| e.url.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            );
-        }
+        // write! to a String cannot fail.
         let _ = writeln!(s, "decision: {} ({})", self.mode(), self.reason);
         let _ = writeln!(s, "etcd flags");
         for (k, v) in self.etcd_flags(with_data_dir) {
             let _ = writeln!(s, "  --{k}={v}");
         }
         s
+    }
+
+    fn render_bootstrap(&self, s: &mut String, c: &Bootstrap) {
+        let _ = writeln!(
+            s,
+            "bootstrap member {} of a new {}-member cluster from {} ({})",
+            self.name,
+            c.members.len(),
+            c.srv_record,
+            c.scheme
+        );
+        let _ = writeln!(
+            s,
+            "  this host      {} (matched by {})",
+            self.name, c.matched_by
+        );
+        let _ = writeln!(s, "  token          {}", c.token);
+        let _ = writeln!(
+            s,
+            "  member id      {} ({})",
+            c.member_id,
+            c.member_id.hex()
+        );
+        let _ = writeln!(
+            s,
+            "  cluster id     {} ({})",
+            c.cluster_id,
+            c.cluster_id.hex()
+        );
+        let _ = writeln!(s, "  members");
+        let w = c
+            .members
+            .iter()
+            .map(|m| m.name.as_str().len())
+            .max()
+            .unwrap_or(0);
+        for m in &c.members {
+            let addrs: Vec<String> = m.addresses.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                s,
+                "    {:w$}  {}  {}  id {}{}",
+                m.name.as_str(),
+                m.peer_url,
+                addrs.join(","),
+                m.id.hex(),
+                if m.this_host { "  <- this host" } else { "" },
+            );
+        }
+    }
+
+    fn render_restart(
+        &self,
+        s: &mut String,
+        bootstrapped: Option<&Bootstrap>,
+        moved: Option<&Moved>,
+        peer_urls: &[EtcdUrl],
+    ) {
+        let data = self
+            .data_dir
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        let what = if moved.is_some() { "move" } else { "restart" };
+        let passed = if peer_urls.is_empty() {
+            "no --initial-* flags are passed".to_string()
+        } else {
+            format!(
+                "of the --initial-* flags only --initial-advertise-peer-urls={} is \
+                 passed (the peer URL etcd names in its messages)",
+                urls::join(peer_urls)
+            )
+        };
+        let _ = writeln!(
+            s,
+            "{what} member {}: {data}/member/wal exists, so etcd uses its stored \
+             membership; {passed}",
+            self.name
+        );
+        if let Some(m) = moved {
+            let _ = writeln!(
+                s,
+                "  peer url       {} (was {}; member update: {})",
+                m.peer_url,
+                m.peer_url_before,
+                m.member_update.as_str()
+            );
+            let _ = writeln!(
+                s,
+                "  listen before  {} {}",
+                urls::join(&m.listen_peer_urls_before),
+                urls::join(&m.listen_client_urls_before)
+            );
+        }
+        if let Some(c) = bootstrapped {
+            let _ = writeln!(
+                s,
+                "  bootstrapped as member {} of cluster {} ({} members from {})",
+                c.member_id.hex(),
+                c.cluster_id.hex(),
+                c.members.len(),
+                c.srv_record
+            );
+        }
+    }
+
+    fn render_join(&self, s: &mut String, j: &Join) {
+        let _ = writeln!(
+            s,
+            "join cluster {} as member {} (learner, promoted once caught up)",
+            j.cluster_id.hex(),
+            self.name
+        );
+        let _ = writeln!(
+            s,
+            "  this host      {} (matched by {})",
+            self.name, j.matched_by
+        );
+        if let Some(r) = &j.removed {
+            let _ = writeln!(s, "  stale entry    {r} (removed before the add)");
+        }
+        match j.member_id {
+            Some(id) => {
+                let _ = writeln!(s, "  member id      {id} ({}), given by the add", id.hex());
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "  member id      assigned by etcd at the add (plan changes nothing)"
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "  asked          {}",
+            j.endpoints
+                .iter()
+                .map(|e| e.url.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
     }
 }
 
@@ -770,7 +780,7 @@ pub fn others(plan: &Plan) -> Vec<Endpoint> {
                 .filter(|m| !m.this_host && !m.addresses.is_empty())
                 .flat_map(|m| {
                     m.client_urls.iter().map(|u| Endpoint {
-                        url: u.clone(),
+                        url: u.to_string(),
                         addrs: m.addresses.clone(),
                     })
                 })
@@ -787,7 +797,7 @@ pub fn other_peers(plan: &Plan) -> Vec<Endpoint> {
                 .iter()
                 .filter(|m| !m.this_host && !m.addresses.is_empty())
                 .map(|m| Endpoint {
-                    url: m.peer_url.clone(),
+                    url: m.peer_url.to_string(),
                     addrs: m.addresses.clone(),
                 })
                 .collect()
@@ -801,19 +811,16 @@ pub fn endpoints(plan: &Plan) -> Vec<Endpoint> {
     let own_addrs: Vec<std::net::IpAddr> = plan
         .listen_client_urls
         .iter()
-        .filter_map(|u| url::Url::parse(u).ok())
-        .filter_map(|u| match u.host() {
-            Some(url::Host::Ipv4(a)) => Some(a.into()),
-            Some(url::Host::Ipv6(a)) => Some(a.into()),
+        .filter_map(|u| match u.host {
+            urls::Host::Ip(a) if !a.is_unspecified() => Some(a),
             _ => None,
         })
-        .filter(|a: &std::net::IpAddr| !a.is_unspecified())
         .collect();
     let mut v: Vec<Endpoint> = plan
         .advertise_client_urls
         .iter()
         .map(|u| Endpoint {
-            url: u.clone(),
+            url: u.to_string(),
             addrs: own_addrs.clone(),
         })
         .collect();
@@ -842,8 +849,8 @@ pub(crate) mod sample {
                 name: name(&format!("m{i}")),
                 target: format!("m{i}.c.test."),
                 port: 2380,
-                peer_url: url(i),
-                client_urls: vec![format!("http://m{i}.c.test:2379")],
+                peer_url: url(i).as_str().into(),
+                client_urls: vec![format!("http://m{i}.c.test:2379").as_str().into()],
                 addresses: vec![format!("10.0.0.{i}").parse().unwrap()],
                 id: EtcdId(ids::member_id(&[url(i)], "muster:c.test")),
                 this_host: i == 1,
@@ -865,7 +872,7 @@ pub(crate) mod sample {
                 matched_by: "--name m1".into(),
                 token: "muster:c.test".into(),
                 initial_cluster_state: ClusterState::New,
-                initial_advertise_peer_urls: vec![url(1)],
+                initial_advertise_peer_urls: vec![url(1).as_str().into()],
                 initial_cluster: (0..3)
                     .map(|i| format!("m{i}={}", url(i)))
                     .collect::<Vec<_>>()

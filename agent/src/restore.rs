@@ -280,10 +280,8 @@ fn candidates(from: &Path, etcdctl: &str) -> Result<Vec<Entry>, RestoreError> {
 }
 
 /// The cluster ID of the records' members restored with `token`.
-fn restored_cluster_id(b: &Bootstrap, token: &str) -> u64 {
-    crate::decide::adopt::with_token(b.clone(), token)
-        .cluster_id
-        .0
+fn restored_cluster_id(b: &Bootstrap, token: &str) -> EtcdId {
+    crate::decide::adopt::with_token(b.clone(), token).cluster_id
 }
 
 /// What the members' client URLs said.
@@ -313,7 +311,7 @@ fn look_around(
             .client_urls
             .iter()
             .map(|u| Endpoint {
-                url: u.clone(),
+                url: u.to_string(),
                 addrs: m.addresses.clone(),
             })
             .collect();
@@ -324,7 +322,7 @@ fn look_around(
             let Ok(list) = client.list_at(&e.url) else {
                 continue;
             };
-            let id = EtcdId(list.cluster_id).hex();
+            let id = list.cluster_id.hex();
             let healthy = client.healthy_at(&e.url);
             if list.cluster_id == ours {
                 if m.this_host {
@@ -372,7 +370,7 @@ fn look_around(
                     m.name,
                     e.url,
                     chosen.meta.cluster_id,
-                    EtcdId(ours).hex()
+                    ours.hex()
                 )));
             }
             say(&format!(
@@ -464,7 +462,7 @@ fn restore_into(
             format!("--initial-cluster={}", b.initial_cluster),
             format!(
                 "--initial-advertise-peer-urls={}",
-                b.initial_advertise_peer_urls.join(",")
+                crate::urls::join(&b.initial_advertise_peer_urls)
             ),
             format!("--initial-cluster-token={}", b.token),
             format!("--data-dir={}", fresh.display()),

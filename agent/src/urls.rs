@@ -51,7 +51,7 @@ impl FromStr for Scheme {
 }
 
 /// The host part of a URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Host {
     /// A name, lower-case, without trailing dot.
     Name(String),
@@ -60,7 +60,9 @@ pub enum Host {
 }
 
 /// An etcd URL: `http[s]://host:port`, kept as given for etcd and parsed for matching.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialised as its text (plan JSON, env files, argv), read back with the same checks.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct EtcdUrl {
     text: String,
     /// `http` or `https`.
@@ -77,6 +79,56 @@ impl EtcdUrl {
         &self.text
     }
 
+    /// `scheme://name-without-dot:port`, lower-case: the form etcd hashes into member
+    /// IDs, so it must be byte-identical on every host.
+    pub fn of_name(scheme: Scheme, target: &str, port: u16) -> EtcdUrl {
+        let name = target.trim_end_matches('.').to_ascii_lowercase();
+        EtcdUrl {
+            text: format!("{scheme}://{name}:{port}"),
+            scheme,
+            host: Host::Name(name),
+            port,
+        }
+    }
+
+    /// `scheme://ip:port`, IPv6 in brackets (etcd listens on addresses, not names).
+    pub fn of_ip(scheme: Scheme, ip: IpAddr, port: u16) -> EtcdUrl {
+        let text = match ip {
+            IpAddr::V4(v4) => format!("{scheme}://{v4}:{port}"),
+            IpAddr::V6(v6) => format!("{scheme}://[{v6}]:{port}"),
+        };
+        EtcdUrl {
+            text,
+            scheme,
+            host: Host::Ip(ip),
+            port,
+        }
+    }
+
+    /// The same URL with another port (the text otherwise as it was).
+    pub fn with_port(&self, port: u16) -> EtcdUrl {
+        if port == self.port {
+            return self.clone();
+        }
+        let Ok(mut u) = Url::parse(&self.text) else {
+            return self.clone();
+        };
+        if u.set_port(Some(port)).is_err() {
+            return self.clone();
+        }
+        let text = u.as_str().trim_end_matches('/').to_string();
+        EtcdUrl {
+            text,
+            port,
+            ..self.clone()
+        }
+    }
+
+    /// True for a listen URL that binds every address (`0.0.0.0`, `[::]`).
+    pub fn is_unspecified(&self) -> bool {
+        matches!(self.host, Host::Ip(a) if a.is_unspecified())
+    }
+
     /// Parses a URL etcd listens on: as [`EtcdUrl`], and the host an address or
     /// `localhost`.
     pub fn parse_listen(s: &str) -> Result<EtcdUrl, String> {
@@ -90,6 +142,53 @@ impl EtcdUrl {
             )),
         }
     }
+}
+
+impl PartialEq<str> for EtcdUrl {
+    fn eq(&self, other: &str) -> bool {
+        self.text == other
+    }
+}
+
+impl PartialEq<&str> for EtcdUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
+}
+
+impl AsRef<str> for EtcdUrl {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl TryFrom<String> for EtcdUrl {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// Tests write URLs as literals.
+#[cfg(test)]
+impl From<&str> for EtcdUrl {
+    fn from(s: &str) -> EtcdUrl {
+        s.parse().expect("a test URL")
+    }
+}
+
+impl From<EtcdUrl> for String {
+    fn from(u: EtcdUrl) -> String {
+        u.text
+    }
+}
+
+/// URLs as etcd takes them in one flag: comma-separated.
+pub fn join(urls: &[EtcdUrl]) -> String {
+    urls.iter()
+        .map(EtcdUrl::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl fmt::Display for EtcdUrl {

@@ -14,6 +14,7 @@ use super::records::{ip_url, name_url, Scheme, Service};
 use super::settle::{Candidate, Members};
 use crate::ids::{self, EtcdId};
 use crate::plan::{Bootstrap, ClusterState, Plan, PlannedMember, Start};
+use crate::urls::EtcdUrl;
 
 /// What the operator fixed by flag.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,11 +26,11 @@ pub struct Overrides {
     /// The data dir, recorded in the plan.
     pub data_dir: Option<PathBuf>,
     /// `--listen-peer-url` overrides.
-    pub listen_peer_urls: Vec<String>,
+    pub listen_peer_urls: Vec<EtcdUrl>,
     /// `--listen-client-url` overrides.
-    pub listen_client_urls: Vec<String>,
+    pub listen_client_urls: Vec<EtcdUrl>,
     /// `--advertise-client-url` overrides.
-    pub advertise_client_urls: Vec<String>,
+    pub advertise_client_urls: Vec<EtcdUrl>,
 }
 
 /// The bootstrap plan of member `me` of `members`.
@@ -47,7 +48,7 @@ pub fn plan(
     let member_ids: Vec<u64> = planned.iter().map(|m| m.id.0).collect();
     let my_ips = local_ips(mine, local);
     let my_clients = client_ports(mine, scheme, o.default_client_port);
-    let or = |given: &Vec<String>, derived: Vec<String>| {
+    let or = |given: &Vec<EtcdUrl>, derived: Vec<EtcdUrl>| {
         if given.is_empty() {
             derived
         } else {

@@ -14,6 +14,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 pub use crate::names::MemberName;
+use crate::urls::EtcdUrl;
 pub use crate::urls::Scheme;
 use muster_conventions::srv::owner_name;
 /// Who looks the records up: etcd peers (`_etcd-server`) or clients (`_etcd-client`).
@@ -165,20 +166,14 @@ pub struct RecordSet {
 }
 
 /// `scheme://name-without-dot:port`: the form etcd hashes into member IDs, so it must be
-/// byte-identical on every host.
-pub fn name_url(scheme: Scheme, target: &str, port: u16) -> String {
-    format!(
-        "{scheme}://{}:{port}",
-        target.trim_end_matches('.').to_ascii_lowercase()
-    )
+/// byte-identical on every host ([`EtcdUrl::of_name`]).
+pub fn name_url(scheme: Scheme, target: &str, port: u16) -> EtcdUrl {
+    EtcdUrl::of_name(scheme, target, port)
 }
 
-/// `scheme://ip:port`, IPv6 in brackets (etcd listens on addresses, not names).
-pub fn ip_url(scheme: Scheme, ip: IpAddr, port: u16) -> String {
-    match ip {
-        IpAddr::V4(v4) => format!("{scheme}://{v4}:{port}"),
-        IpAddr::V6(v6) => format!("{scheme}://[{v6}]:{port}"),
-    }
+/// `scheme://ip:port`, IPv6 in brackets ([`EtcdUrl::of_ip`]).
+pub fn ip_url(scheme: Scheme, ip: IpAddr, port: u16) -> EtcdUrl {
+    EtcdUrl::of_ip(scheme, ip, port)
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ pub struct Candidate {
 
 impl Candidate {
     /// `scheme://target-without-dot:port`: the advertised peer URL, the same on every host.
-    pub fn peer_url(&self, scheme: Scheme) -> String {
+    pub fn peer_url(&self, scheme: Scheme) -> crate::urls::EtcdUrl {
         super::records::name_url(scheme, &self.target, self.port)
     }
 

@@ -28,9 +28,9 @@ const METADATA_TYPE: u64 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WalIds {
     /// This member's ID.
-    pub member: u64,
+    pub member: EtcdId,
     /// The cluster's ID.
-    pub cluster: u64,
+    pub cluster: EtcdId,
 }
 
 /// A protobuf varint at `*at`, advancing it.
@@ -89,7 +89,10 @@ pub fn wal_ids(bytes: &[u8]) -> Option<WalIds> {
         let (kind, _crc, data) = fields(rec)?;
         if kind == METADATA_TYPE {
             let (member, cluster, _) = fields(data)?;
-            return Some(WalIds { member, cluster });
+            return Some(WalIds {
+                member: EtcdId(member),
+                cluster: EtcdId(cluster),
+            });
         }
     }
     None
@@ -141,8 +144,8 @@ pub fn without_plan(agent: &AgentConfig, dir: &Path, enact: bool) -> Result<Opti
     let found = match wal {
         Some(w) => format!(
             "its WAL is member {} of cluster {}",
-            EtcdId(w.member).hex(),
-            EtcdId(w.cluster).hex()
+            w.member.hex(),
+            w.cluster.hex()
         ),
         None => "its WAL metadata cannot be read".into(),
     };
@@ -195,7 +198,7 @@ fn from_records(
         tokens
             .iter()
             .map(|t| with_token(b.clone(), t))
-            .find(|c| c.member_id.0 == w.member && c.cluster_id.0 == w.cluster)
+            .find(|c| c.member_id == w.member && c.cluster_id == w.cluster)
     });
     let (bootstrapped, how) = match matched {
         Some(c) => {
@@ -251,8 +254,8 @@ mod tests {
     #[test]
     fn wal_metadata_gives_the_member_and_cluster_ids() {
         let ids = wal_ids(&bytes()).unwrap();
-        assert_eq!(ids.member, 13668033151171901709);
-        assert_eq!(ids.cluster, 15118495548433857066);
+        assert_eq!(ids.member, EtcdId(13668033151171901709));
+        assert_eq!(ids.cluster, EtcdId(15118495548433857066));
     }
 
     #[test]

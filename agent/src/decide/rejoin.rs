@@ -20,7 +20,7 @@ use crate::{notify, plan_file, Error};
 /// (restarted as it is, and the promoter promotes a learner), and for a member the
 /// cluster does not list (etcd says it was removed).
 pub fn interrupted(list: &crate::etcd::Membership, id: EtcdId) -> Option<String> {
-    let m = list.members.iter().find(|m| m.id == id.0)?;
+    let m = list.members.iter().find(|m| m.id == id)?;
     (!m.started()).then(|| {
         format!(
             "cluster {:x} lists this data dir's member {m} as never started: the join was \
@@ -64,13 +64,13 @@ pub fn rejoin_if_interrupted(access: &Access, dir: &Path) -> Result<bool, Error>
     let Ok(list) = client.list() else {
         return Ok(false);
     };
-    if list.cluster_id != j.cluster_id.0 {
+    if list.cluster_id != j.cluster_id {
         return Ok(false);
     }
     let Some(why) = interrupted(&list, id) else {
         return Ok(false);
     };
-    let current = Client::new(list.client_endpoints(id.0), client_access(access)).ok();
+    let current = Client::new(list.client_endpoints(id), client_access(access)).ok();
     let healthy = current
         .iter()
         .chain(std::iter::once(&client))
@@ -100,7 +100,7 @@ mod tests {
     #[test]
     fn an_unstarted_entry_of_a_joined_data_dir_is_an_interrupted_join() {
         let m = |id: u64, learner: bool, started: bool| Member {
-            id,
+            id: EtcdId(id),
             name: if started {
                 format!("m{id}")
             } else {
@@ -115,8 +115,8 @@ mod tests {
             is_learner: learner,
         };
         let list = |members| crate::etcd::Membership {
-            cluster_id: 0xabc,
-            answered_by: 1,
+            cluster_id: EtcdId(0xabc),
+            answered_by: EtcdId(1),
             members,
         };
         let l = list(vec![m(1, false, true), m(7, true, false)]);

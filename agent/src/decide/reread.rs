@@ -32,7 +32,7 @@ pub fn restart(agent: &AgentConfig, dir: &Path, enact: bool) -> Result<Plan, Err
     let registered = persisted
         .as_ref()
         .and_then(restart::registered_peer_url)
-        .map(str::to_string);
+        .cloned();
     let (Some(persisted), Some(registered)) = (persisted, registered) else {
         // No persisted plan (URLs from flags): nothing to compare the records with.
         return Ok(announce(base));
@@ -155,8 +155,8 @@ fn current(agent: &AgentConfig, persisted: &Plan) -> Result<(Current, Vec<Endpoi
     let now = Current {
         record: members.record,
         peer_url: restart::registered_peer_url(&skel)
-            .unwrap_or_default()
-            .to_string(),
+            .cloned()
+            .ok_or("the records give this member no peer URL")?,
         listen_peer_urls: skel.listen_peer_urls,
         listen_client_urls: skel.listen_client_urls,
         advertise_client_urls: skel.advertise_client_urls,
@@ -220,8 +220,8 @@ fn peer_update(
             return Ok(MemberUpdate::NoQuorum);
         }
     };
-    match list.members.iter().find(|m| m.id == id.0) {
-        Some(m) if m.peer_urls == [now.peer_url.clone()] => return Ok(MemberUpdate::Already),
+    match list.members.iter().find(|m| m.id == id) {
+        Some(m) if m.peer_urls == [now.peer_url.to_string()] => return Ok(MemberUpdate::Already),
         Some(_) => {}
         None => {
             say(format!(
@@ -240,7 +240,7 @@ fn peer_update(
         return Ok(MemberUpdate::Planned);
     }
     client
-        .update(id.0, std::slice::from_ref(&now.peer_url))
+        .update(id, std::slice::from_ref(&now.peer_url))
         .map_err(|source| RestartError::Update {
             id: id.hex(),
             source,

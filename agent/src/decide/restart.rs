@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 
 use crate::cluster::MemberName;
 use crate::config::RestartFlags;
-use crate::plan::{Plan, Start};
+use crate::plan::{MemberUpdate, Moved, Plan, Start};
 use crate::plan_file::PLAN_FILE;
+use crate::urls::{self, EtcdUrl};
 
 /// Errors of the restart path.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +75,7 @@ pub fn restart_plan(
     persisted: Option<Plan>,
     flags: &RestartFlags,
 ) -> Result<Plan, RestartError> {
-    let pick = |given: &Vec<String>, stored: Vec<String>| {
+    let pick = |given: &Vec<EtcdUrl>, stored: Vec<EtcdUrl>| {
         if given.is_empty() {
             stored
         } else {
@@ -95,10 +96,7 @@ pub fn restart_plan(
                 }
             }
             let bootstrapped = p.cluster().cloned();
-            let peer_urls = registered_peer_url(&p)
-                .map(str::to_string)
-                .into_iter()
-                .collect();
+            let peer_urls = registered_peer_url(&p).cloned().into_iter().collect();
             Ok(Plan {
                 reason: restart_reason(data_dir),
                 name: p.name,
@@ -156,26 +154,26 @@ pub struct Current {
     /// The SRV owner name read.
     pub record: String,
     /// The member's peer URL from the records.
-    pub peer_url: String,
+    pub peer_url: EtcdUrl,
     /// Listen peer URLs on the member's addresses that are this host's (empty when none
     /// is).
-    pub listen_peer_urls: Vec<String>,
+    pub listen_peer_urls: Vec<EtcdUrl>,
     /// Listen client URLs on those addresses.
-    pub listen_client_urls: Vec<String>,
+    pub listen_client_urls: Vec<EtcdUrl>,
     /// Advertised client URLs from the records.
-    pub advertise_client_urls: Vec<String>,
+    pub advertise_client_urls: Vec<EtcdUrl>,
     /// Every address the records give the member.
     pub addresses: Vec<std::net::IpAddr>,
 }
 
 /// The peer URL etcd registered for this member: the one it was bootstrapped or added
 /// with, or moved to, as the persisted plan says.
-pub fn registered_peer_url(p: &Plan) -> Option<&str> {
+pub fn registered_peer_url(p: &Plan) -> Option<&EtcdUrl> {
     let urls = match &p.start {
         Start::Join(j) => &j.initial_advertise_peer_urls,
         _ => &p.cluster()?.initial_advertise_peer_urls,
     };
-    urls.first().map(String::as_str)
+    urls.first()
 }
 
 /// This member's ID, as the persisted plan says (unknown for a join planned but not
@@ -187,33 +185,102 @@ pub fn registered_member_id(p: &Plan) -> Option<crate::ids::EtcdId> {
     }
 }
 
-/// `url` with another port (URLs that do not parse are kept).
-fn with_port(u: &str, port: Option<u16>) -> String {
-    match url::Url::parse(u) {
-        Ok(mut x) if port.is_some() && x.port() != port => {
-            let _ = x.set_port(port);
-            x.as_str().trim_end_matches('/').to_string()
+/// The URLs etcd gets after a move.
+struct MovedUrls {
+    listen_peer: Vec<EtcdUrl>,
+    listen_client: Vec<EtcdUrl>,
+    advertise_client: Vec<EtcdUrl>,
+}
+
+impl MovedUrls {
+    /// Flags given now win as they are; persisted `0.0.0.0`/`[::]` URLs keep their
+    /// address but follow the peer port; otherwise the records' local addresses.
+    fn new(base: &Plan, flags: &RestartFlags, now: &Current, peer_port: u16) -> MovedUrls {
+        let listen_peer = if !flags.listen_peer_urls.is_empty() {
+            base.listen_peer_urls.clone()
+        } else if base.listen_peer_urls.iter().any(EtcdUrl::is_unspecified) {
+            base.listen_peer_urls
+                .iter()
+                .map(|u| u.with_port(peer_port))
+                .collect()
+        } else {
+            now.listen_peer_urls
+                .iter()
+                .map(|u| u.with_port(peer_port))
+                .collect()
+        };
+        let keep_client = !flags.listen_client_urls.is_empty()
+            || base.listen_client_urls.iter().any(EtcdUrl::is_unspecified)
+            || now.listen_client_urls.is_empty();
+        let listen_client = if keep_client {
+            base.listen_client_urls.clone()
+        } else {
+            now.listen_client_urls.clone()
+        };
+        let advertise_client = if flags.advertise_client_urls.is_empty() {
+            now.advertise_client_urls.clone()
+        } else {
+            base.advertise_client_urls.clone()
+        };
+        MovedUrls {
+            listen_peer,
+            listen_client,
+            advertise_client,
         }
-        _ => u.to_string(),
+    }
+
+    /// True when etcd gets the URLs it had.
+    fn same_as(&self, base: &Plan) -> bool {
+        self.listen_peer == base.listen_peer_urls
+            && self.listen_client == base.listen_client_urls
+            && self.advertise_client == base.advertise_client_urls
+    }
+
+    /// What changed, for the reason.
+    fn changes(&self, base: &Plan) -> Vec<String> {
+        let mut what = Vec::new();
+        if self.listen_peer != base.listen_peer_urls
+            || self.listen_client != base.listen_client_urls
+        {
+            let both = |a: &[EtcdUrl], b: &[EtcdUrl]| urls::join(&[a, b].concat());
+            what.push(format!(
+                "listens at {} (was {})",
+                both(&self.listen_peer, &self.listen_client),
+                both(&base.listen_peer_urls, &base.listen_client_urls)
+            ));
+        }
+        if self.advertise_client != base.advertise_client_urls {
+            what.push(format!(
+                "advertises client URL(s) {} (was {})",
+                urls::join(&self.advertise_client),
+                urls::join(&base.advertise_client_urls)
+            ));
+        }
+        what
     }
 }
 
-fn port_of(u: &str) -> Option<u16> {
-    url::Url::parse(u)
-        .ok()
-        .and_then(|x| x.port_or_known_default())
-}
-
-/// True when a listen URL binds every address (`0.0.0.0`, `[::]`): such URLs were given
-/// by flag at bootstrap and survive any address change, so a move keeps them.
-fn unspecified(u: &str) -> bool {
-    match url::Url::parse(u)
-        .ok()
-        .and_then(|x| x.host().map(|h| h.to_owned()))
-    {
-        Some(url::Host::Ipv4(a)) => a.is_unspecified(),
-        Some(url::Host::Ipv6(a)) => a.is_unspecified(),
-        _ => false,
+/// What became of the peer URL, for the reason.
+fn peer_change(update: MemberUpdate, registered: &EtcdUrl, now: &EtcdUrl) -> String {
+    match update {
+        MemberUpdate::NotNeeded => format!(
+            "keeps peer URL {registered}: its text did not change, so the membership needs no \
+             update"
+        ),
+        MemberUpdate::Done => format!(
+            "peer URL {now} (was {registered}), recorded with member update before etcd starts"
+        ),
+        MemberUpdate::Already => {
+            format!("peer URL {now} (was {registered}), which the membership already has")
+        }
+        MemberUpdate::Planned => format!(
+            "peer URL {now} (was {registered}), to be recorded with member update before etcd \
+             starts"
+        ),
+        MemberUpdate::NoQuorum => format!(
+            "keeps peer URL {registered} although the records give {now}: no healthy cluster \
+             answers, and member update needs quorum; start again once the cluster is healthy"
+        ),
     }
 }
 
@@ -230,11 +297,10 @@ fn unspecified(u: &str) -> bool {
 pub fn relocate(
     base: Plan,
     flags: &RestartFlags,
-    registered: &str,
+    registered: &EtcdUrl,
     now: &Current,
-    update: crate::plan::MemberUpdate,
+    update: MemberUpdate,
 ) -> Plan {
-    use crate::plan::{MemberUpdate, Moved};
     let wal = base
         .data_dir
         .as_deref()
@@ -258,52 +324,18 @@ pub fn relocate(
             ..base
         };
     }
-    let peer_changed = now.peer_url != registered;
-    let update = if peer_changed {
+    let update = if now.peer_url != *registered {
         update
     } else {
         MemberUpdate::NotNeeded
     };
     let peer_url = if update == MemberUpdate::NoQuorum {
-        registered.to_string()
+        registered.clone()
     } else {
         now.peer_url.clone()
     };
-    let peer_port = port_of(&peer_url);
-    // Flags given now win as they are; persisted 0.0.0.0 URLs keep their address but
-    // follow the peer port.
-    let listen_peer_urls: Vec<String> = if !flags.listen_peer_urls.is_empty() {
-        base.listen_peer_urls.clone()
-    } else if base.listen_peer_urls.iter().any(|u| unspecified(u)) {
-        base.listen_peer_urls
-            .iter()
-            .map(|u| with_port(u, peer_port))
-            .collect()
-    } else {
-        now.listen_peer_urls
-            .iter()
-            .map(|u| with_port(u, peer_port))
-            .collect()
-    };
-    let keep_client = !flags.listen_client_urls.is_empty()
-        || base.listen_client_urls.iter().any(|u| unspecified(u))
-        || now.listen_client_urls.is_empty();
-    let listen_client_urls = if keep_client {
-        base.listen_client_urls.clone()
-    } else {
-        now.listen_client_urls.clone()
-    };
-    let advertise_client_urls = if flags.advertise_client_urls.is_empty() {
-        now.advertise_client_urls.clone()
-    } else {
-        base.advertise_client_urls.clone()
-    };
-    if peer_url == registered
-        && listen_peer_urls == base.listen_peer_urls
-        && listen_client_urls == base.listen_client_urls
-        && advertise_client_urls == base.advertise_client_urls
-        && update != MemberUpdate::NoQuorum
-    {
+    let moved = MovedUrls::new(&base, flags, now, peer_url.port);
+    if peer_url == *registered && moved.same_as(&base) && update != MemberUpdate::NoQuorum {
         return Plan {
             reason: format!(
                 "{wal} exists: etcd restarts from its stored membership; the records at {} \
@@ -313,55 +345,8 @@ pub fn relocate(
             ..base
         };
     }
-    let mut what = Vec::new();
-    if listen_peer_urls != base.listen_peer_urls || listen_client_urls != base.listen_client_urls {
-        what.push(format!(
-            "listens at {} (was {})",
-            listen_peer_urls
-                .iter()
-                .chain(&listen_client_urls)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(","),
-            base.listen_peer_urls
-                .iter()
-                .chain(&base.listen_client_urls)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(",")
-        ));
-    }
-    if advertise_client_urls != base.advertise_client_urls {
-        what.push(format!(
-            "advertises client URL(s) {} (was {})",
-            advertise_client_urls.join(","),
-            base.advertise_client_urls.join(",")
-        ));
-    }
-    what.push(match update {
-        MemberUpdate::NotNeeded => format!(
-            "keeps peer URL {registered}: its text did not change, so the membership needs no \
-             update"
-        ),
-        MemberUpdate::Done => format!(
-            "peer URL {} (was {registered}), recorded with member update before etcd starts",
-            now.peer_url
-        ),
-        MemberUpdate::Already => format!(
-            "peer URL {} (was {registered}), which the membership already has",
-            now.peer_url
-        ),
-        MemberUpdate::Planned => format!(
-            "peer URL {} (was {registered}), to be recorded with member update before etcd \
-             starts",
-            now.peer_url
-        ),
-        MemberUpdate::NoQuorum => format!(
-            "keeps peer URL {registered} although the records give {}: no healthy cluster \
-             answers, and member update needs quorum; start again once the cluster is healthy",
-            now.peer_url
-        ),
-    });
+    let mut what = moved.changes(&base);
+    what.push(peer_change(update, registered, &now.peer_url));
     Plan {
         reason: format!(
             "{wal} exists and the records at {} give {} address(es) {addrs} and peer URL {}: \
@@ -375,18 +360,18 @@ pub fn relocate(
             bootstrapped: base.cluster().cloned(),
             // The peer URL the membership has (or will have before etcd starts).
             peer_urls: vec![peer_url.clone()],
-            moved: Some(Moved {
-                peer_url_before: registered.to_string(),
+            moved: Some(Box::new(Moved {
+                peer_url_before: registered.clone(),
                 peer_url,
                 member_update: update,
                 listen_peer_urls_before: base.listen_peer_urls.clone(),
                 listen_client_urls_before: base.listen_client_urls.clone(),
                 advertise_client_urls_before: base.advertise_client_urls.clone(),
-            }),
+            })),
         },
-        listen_peer_urls,
-        listen_client_urls,
-        advertise_client_urls,
+        listen_peer_urls: moved.listen_peer,
+        listen_client_urls: moved.listen_client,
+        advertise_client_urls: moved.advertise_client,
         ..base
     }
 }
@@ -411,7 +396,7 @@ pub fn moved_plan(mut persisted: Plan, moved: &Plan, now: &Current) -> Plan {
         } => {
             b.initial_advertise_peer_urls = vec![peer.clone()];
             for pm in b.members.iter_mut().filter(|pm| pm.this_host) {
-                pm.port = port_of(&peer).unwrap_or(pm.port);
+                pm.port = peer.port;
                 pm.peer_url = peer.clone();
                 pm.addresses = now.addresses.clone();
                 pm.client_urls = moved.advertise_client_urls.clone();
@@ -455,9 +440,9 @@ mod tests {
     fn now(addr: &str, port: u16) -> Current {
         Current {
             record: "_etcd-server._tcp.c.test.".into(),
-            peer_url: format!("http://m1.c.test:{port}"),
-            listen_peer_urls: vec![format!("http://{addr}:{port}")],
-            listen_client_urls: vec![format!("http://{addr}:2379")],
+            peer_url: format!("http://m1.c.test:{port}").as_str().into(),
+            listen_peer_urls: vec![format!("http://{addr}:{port}").as_str().into()],
+            listen_client_urls: vec![format!("http://{addr}:2379").as_str().into()],
             advertise_client_urls: vec!["http://m1.c.test:2379".into()],
             addresses: vec![addr.parse().unwrap()],
         }
@@ -481,7 +466,7 @@ mod tests {
         let p = relocate(
             base(),
             &RestartFlags::default(),
-            REGISTERED,
+            &REGISTERED.into(),
             &now("10.0.0.1", 2380),
             MemberUpdate::NotNeeded,
         );
@@ -499,7 +484,7 @@ mod tests {
         let p = relocate(
             base(),
             &RestartFlags::default(),
-            REGISTERED,
+            &REGISTERED.into(),
             &now("10.0.0.9", 2380),
             MemberUpdate::Done,
         );
@@ -528,7 +513,7 @@ mod tests {
         let p = relocate(
             base(),
             &RestartFlags::default(),
-            REGISTERED,
+            &REGISTERED.into(),
             &now("10.0.0.1", 2480),
             MemberUpdate::Done,
         );
@@ -546,7 +531,7 @@ mod tests {
         let p = relocate(
             base(),
             &RestartFlags::default(),
-            REGISTERED,
+            &REGISTERED.into(),
             &now("10.0.0.9", 2480),
             MemberUpdate::NoQuorum,
         );
@@ -568,7 +553,7 @@ mod tests {
         let p = relocate(
             base(),
             &RestartFlags::default(),
-            REGISTERED,
+            &REGISTERED.into(),
             &n,
             MemberUpdate::NotNeeded,
         );
@@ -590,7 +575,7 @@ mod tests {
         let p = relocate(
             b,
             &flags,
-            REGISTERED,
+            &REGISTERED.into(),
             &now("10.0.0.9", 2480),
             MemberUpdate::Done,
         );
@@ -603,7 +588,7 @@ mod tests {
         let p = relocate(
             b,
             &RestartFlags::default(),
-            REGISTERED,
+            &REGISTERED.into(),
             &now("10.0.0.9", 2480),
             MemberUpdate::Done,
         );
@@ -616,13 +601,16 @@ mod tests {
         let p = relocate(
             base(),
             &RestartFlags::default(),
-            REGISTERED,
+            &REGISTERED.into(),
             &n,
             MemberUpdate::Done,
         );
         let saved = moved_plan(stored(), &p, &n);
         assert_eq!(saved.mode(), crate::plan::Mode::Bootstrap);
-        assert_eq!(registered_peer_url(&saved), Some("http://m1.c.test:2480"));
+        assert_eq!(
+            registered_peer_url(&saved).map(EtcdUrl::as_str),
+            Some("http://m1.c.test:2480")
+        );
         assert_eq!(saved.listen_peer_urls, ["http://10.0.0.9:2480"]);
         let me = saved
             .cluster()
