@@ -518,12 +518,22 @@ fn found_line<T>(f: &Found<T>, each: impl Fn(&T) -> String) -> String {
 pub fn render(r: &Report) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let snap = &r.records;
     let _ = writeln!(
         s,
         "muster-agent doctor: stock etcd --discovery-srv {}",
         r.domain.trim_end_matches('.')
     );
+    render_records(&mut s, r);
+    render_hosts(&mut s, r);
+    render_certificates(&mut s, r);
+    render_problems(&mut s, r);
+    s
+}
+
+/// The records read.
+fn render_records(s: &mut String, r: &Report) {
+    use std::fmt::Write as _;
+    let snap = &r.records;
     let _ = writeln!(s, "\nrecords");
     let srv =
         |x: &snapshot::SrvRecord| format!("{} {} {} {}", x.priority, x.weight, x.port, x.target);
@@ -578,6 +588,11 @@ pub fn render(r: &Report) -> String {
         }
         let _ = writeln!(s, "  {name} {}", parts.join("; "));
     }
+}
+
+/// The hosts and what each etcd version does on them.
+fn render_hosts(s: &mut String, r: &Report) {
+    use std::fmt::Write as _;
     let _ = writeln!(s, "\nhosts (--name, --initial-advertise-peer-urls)");
     if r.hosts.is_empty() {
         let _ = writeln!(s, "  none: no SRV target to replay");
@@ -632,6 +647,11 @@ pub fn render(r: &Report) -> String {
             }
         }
     }
+}
+
+/// The certificates needed and checked, and the running cluster.
+fn render_certificates(s: &mut String, r: &Report) {
+    use std::fmt::Write as _;
     let _ = writeln!(s, "\ncertificates");
     if r.certificates.is_empty() {
         let _ = writeln!(s, "  none needed: no https peers");
@@ -668,6 +688,11 @@ pub fn render(r: &Report) -> String {
             }
         }
     }
+}
+
+/// The problems and the verdict.
+fn render_problems(s: &mut String, r: &Report) {
+    use std::fmt::Write as _;
     let _ = writeln!(s, "\nproblems");
     if r.problems.is_empty() {
         let _ = writeln!(s, "  none");
@@ -690,5 +715,4 @@ pub fn render(r: &Report) -> String {
             "etcd would bootstrap one cluster from these records".into()
         }
     );
-    s
 }
