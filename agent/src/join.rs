@@ -78,7 +78,13 @@ pub fn enact(
         let waiting = match step(&client, me, &peer_urls, &mut removed, &mut progress) {
             Ok((id, members)) => {
                 join.member_id = Some(id);
-                join.initial_cluster = fresh::initial_cluster(&members, id, me.name);
+                join.initial_cluster =
+                    fresh::initial_cluster(&members, id, me.name).map_err(|reason| {
+                        JoinError::Refused(EtcdError::Malformed {
+                            url: "member add".into(),
+                            reason,
+                        })
+                    })?;
                 join.removed = removed;
                 return Ok(Plan {
                     start: Start::Join(join),

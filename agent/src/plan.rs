@@ -72,6 +72,69 @@ impl fmt::Display for ClusterState {
     }
 }
 
+/// `--initial-cluster`: every member as `NAME=PEER-URL` in etcd's comma-separated form
+/// (a member added but not started yet is named by its hex ID). Kept in the order given,
+/// which is the order etcd gets; serialised as that text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct InitialCluster(Vec<(String, EtcdUrl)>);
+
+impl InitialCluster {
+    /// The members in this order.
+    pub fn new(members: Vec<(String, EtcdUrl)>) -> InitialCluster {
+        InitialCluster(members)
+    }
+
+    /// Each member's name (or hex ID) and peer URL.
+    pub fn members(&self) -> &[(String, EtcdUrl)] {
+        &self.0
+    }
+}
+
+impl fmt::Display for InitialCluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (name, url)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{name}={url}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for InitialCluster {
+    type Err = String;
+    fn from_str(s: &str) -> Result<InitialCluster, String> {
+        if s.is_empty() {
+            return Ok(InitialCluster::default());
+        }
+        s.split(',')
+            .map(|entry| {
+                let (name, url) = entry
+                    .split_once('=')
+                    .filter(|(n, _)| !n.is_empty())
+                    .ok_or_else(|| format!("initial_cluster entry {entry:?} is not NAME=URL"))?;
+                Ok((name.to_string(), url.parse()?))
+            })
+            .collect::<Result<_, String>>()
+            .map(InitialCluster)
+    }
+}
+
+impl TryFrom<String> for InitialCluster {
+    type Error = String;
+    fn try_from(s: String) -> Result<InitialCluster, String> {
+        s.parse()
+    }
+}
+
+impl From<InitialCluster> for String {
+    fn from(c: InitialCluster) -> String {
+        c.to_string()
+    }
+}
+
 /// How etcd starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
@@ -162,7 +225,7 @@ pub struct Join {
     pub initial_advertise_peer_urls: Vec<EtcdUrl>,
     /// `--initial-cluster`: the membership after the add (from the add response once
     /// added; predicted from the member list before that).
-    pub initial_cluster: String,
+    pub initial_cluster: InitialCluster,
     /// The running cluster's ID.
     pub cluster_id: EtcdId,
     /// The ID etcd gave this member at the add; `None` until added (`plan` adds nothing).
@@ -185,7 +248,7 @@ struct JoinJson {
     matched_by: String,
     initial_cluster_state: ClusterState,
     initial_advertise_peer_urls: Vec<EtcdUrl>,
-    initial_cluster: String,
+    initial_cluster: InitialCluster,
     cluster_id: u64,
     cluster_id_hex: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -267,7 +330,7 @@ pub struct Bootstrap {
     /// `--initial-advertise-peer-urls`.
     pub initial_advertise_peer_urls: Vec<EtcdUrl>,
     /// `--initial-cluster`.
-    pub initial_cluster: String,
+    pub initial_cluster: InitialCluster,
     /// The ID etcd will give this member.
     pub member_id: EtcdId,
     /// The ID etcd will give the cluster.
@@ -356,7 +419,7 @@ struct BootstrapJson {
     token: String,
     initial_cluster_state: ClusterState,
     initial_advertise_peer_urls: Vec<EtcdUrl>,
-    initial_cluster: String,
+    initial_cluster: InitialCluster,
     member_id: u64,
     member_id_hex: String,
     cluster_id: u64,
@@ -589,7 +652,7 @@ impl Plan {
                 "initial-advertise-peer-urls",
                 urls::join(&c.initial_advertise_peer_urls),
             ));
-            f.push(("initial-cluster", c.initial_cluster.clone()));
+            f.push(("initial-cluster", c.initial_cluster.to_string()));
             f.push(("initial-cluster-state", c.initial_cluster_state.to_string()));
             f.push(("initial-cluster-token", c.token.clone()));
         }
@@ -603,7 +666,7 @@ impl Plan {
                 "initial-advertise-peer-urls",
                 urls::join(&j.initial_advertise_peer_urls),
             ));
-            f.push(("initial-cluster", j.initial_cluster.clone()));
+            f.push(("initial-cluster", j.initial_cluster.to_string()));
             f.push(("initial-cluster-state", ClusterState::Existing.to_string()));
         }
         f
@@ -876,11 +939,31 @@ pub(crate) mod sample {
                 initial_cluster: (0..3)
                     .map(|i| format!("m{i}={}", url(i)))
                     .collect::<Vec<_>>()
-                    .join(","),
+                    .join(",")
+                    .parse()
+                    .unwrap(),
                 member_id: members[1].id,
                 cluster_id: EtcdId(ids::cluster_id(&member_ids)),
                 members,
             }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_cluster_reads_back_what_it_writes() {
+        let text = "1f=http://m1.c.test:2380,m0=https://[::1]:2380";
+        let c: InitialCluster = text.parse().unwrap();
+        assert_eq!(c.members().len(), 2);
+        assert_eq!(c.members()[0].0, "1f");
+        assert_eq!(c.to_string(), text);
+        assert_eq!("".parse::<InitialCluster>(), Ok(InitialCluster::default()));
+        for bad in ["m0", "=http://a:1", "m0=http://a", "m0=http://a:1,"] {
+            assert!(bad.parse::<InitialCluster>().is_err(), "{bad}");
         }
     }
 }

@@ -13,7 +13,7 @@ use super::identity::Identified;
 use super::records::{ip_url, name_url, Scheme, Service};
 use super::settle::{Candidate, Members};
 use crate::ids::{self, EtcdId};
-use crate::plan::{Bootstrap, ClusterState, Plan, PlannedMember, Start};
+use crate::plan::{Bootstrap, ClusterState, InitialCluster, Plan, PlannedMember, Start};
 use crate::urls::EtcdUrl;
 
 /// What the operator fixed by flag.
@@ -92,11 +92,12 @@ pub fn plan(
             matched_by: me.matched_by.clone(),
             initial_cluster_state: ClusterState::New,
             initial_advertise_peer_urls: vec![mine.peer_url(scheme)],
-            initial_cluster: planned
-                .iter()
-                .map(|m| format!("{}={}", m.name, m.peer_url))
-                .collect::<Vec<_>>()
-                .join(","),
+            initial_cluster: InitialCluster::new(
+                planned
+                    .iter()
+                    .map(|m| (m.name.to_string(), m.peer_url.clone()))
+                    .collect(),
+            ),
             member_id: planned[me.index].id,
             cluster_id: EtcdId(ids::cluster_id(&member_ids)),
             token,

@@ -34,7 +34,8 @@
 
 use crate::etcd::{Member, Membership};
 use crate::ids::EtcdId;
-use crate::plan::Bootstrap;
+use crate::plan::{Bootstrap, InitialCluster};
+use crate::urls::EtcdUrl;
 
 /// What a running cluster answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,21 +255,29 @@ pub fn decide(
 
 /// `--initial-cluster` for a join: every member after the add, by name (or by ID for one
 /// that has not started: etcd matches `existing` members by peer URL, but this host must
-/// appear under its own name).
-pub fn initial_cluster(members: &[Member], me_id: EtcdId, me_name: &str) -> String {
-    let mut v: Vec<String> = members
-        .iter()
-        .flat_map(|m| {
-            let n = if m.id == me_id {
-                me_name.to_string()
-            } else {
-                m.label()
-            };
-            m.peer_urls.iter().map(move |u| format!("{n}={u}"))
-        })
-        .collect();
-    v.sort();
-    v.join(",")
+/// appear under its own name), sorted. Err names a peer URL in the member list that is
+/// not `scheme://host:port`.
+pub fn initial_cluster(
+    members: &[Member],
+    me_id: EtcdId,
+    me_name: &str,
+) -> Result<InitialCluster, String> {
+    let mut v: Vec<(String, EtcdUrl)> = Vec::new();
+    for m in members {
+        let n = if m.id == me_id {
+            me_name.to_string()
+        } else {
+            m.label()
+        };
+        for u in &m.peer_urls {
+            let url = u
+                .parse()
+                .map_err(|e| format!("member {m} has a peer URL etcd cannot be given: {e}"))?;
+            v.push((n.clone(), url));
+        }
+    }
+    v.sort_by_key(|(n, u)| format!("{n}={u}"));
+    Ok(InitialCluster::new(v))
 }
 
 #[cfg(test)]
@@ -311,7 +320,7 @@ mod tests {
             token: TOKEN.into(),
             initial_cluster_state: ClusterState::New,
             initial_advertise_peer_urls: vec![url(2).as_str().into()],
-            initial_cluster: String::new(),
+            initial_cluster: InitialCluster::default(),
             member_id: EtcdId(id(2)),
             cluster_id: EtcdId(ids::cluster_id(&[id(0), id(1), id(2)])),
             members,
@@ -545,7 +554,7 @@ mod tests {
             member(2, false, true, 77),
         ];
         assert_eq!(
-            initial_cluster(&m, EtcdId(77), "m2"),
+            initial_cluster(&m, EtcdId(77), "m2").unwrap().to_string(),
             "1f=http://m1.c.test:2380,m0=http://m0.c.test:2380,m2=http://m2.c.test:2380"
         );
     }

@@ -211,8 +211,14 @@ fn skeleton(
     Ok(Some(plan))
 }
 
-/// The join plan: the skeleton's URLs, the membership predicted after the add.
-fn join_plan(skel: &Plan, stale: Option<&Member>, answered: &Answered, reason: String) -> Plan {
+/// The join plan: the skeleton's URLs, the membership predicted after the add. Err when
+/// the member list holds a peer URL `--initial-cluster` cannot carry.
+fn join_plan(
+    skel: &Plan,
+    stale: Option<&Member>,
+    answered: &Answered,
+    reason: String,
+) -> Result<Plan, String> {
     // The skeleton is built by cluster::build::plan, which always makes a bootstrap.
     let b = skel
         .cluster()
@@ -240,7 +246,7 @@ fn join_plan(skel: &Plan, stale: Option<&Member>, answered: &Answered, reason: S
             .collect(),
         is_learner: true,
     });
-    Plan {
+    Ok(Plan {
         name: skel.name.clone(),
         data_dir: skel.data_dir.clone(),
         listen_peer_urls: skel.listen_peer_urls.clone(),
@@ -253,14 +259,14 @@ fn join_plan(skel: &Plan, stale: Option<&Member>, answered: &Answered, reason: S
             srv_record: b.srv_record,
             scheme: b.scheme,
             matched_by: b.matched_by,
-            initial_cluster: fresh::initial_cluster(&after, EtcdId(0), skel.name.as_str()),
+            initial_cluster: fresh::initial_cluster(&after, EtcdId(0), skel.name.as_str())?,
             initial_advertise_peer_urls: b.initial_advertise_peer_urls,
             cluster_id: answered.membership.cluster_id,
             member_id: None,
             removed: stale.map(ToString::to_string),
             endpoints: crate::plan::others(skel),
         }),
-    }
+    })
 }
 
 /// What asking the running cluster in one round gave.
@@ -327,14 +333,14 @@ fn ask<P: Probe>(
         },
         Decision::Join { stale, reason } => match answered {
             // answered is Some whenever decide chose a join.
-            Some(answered) => {
-                let plan = join_plan(skel, stale.as_ref(), &answered, reason);
-                Asked::Start(Box::new(Outcome::Join {
+            Some(answered) => match join_plan(skel, stale.as_ref(), &answered, reason) {
+                Ok(plan) => Asked::Start(Box::new(Outcome::Join {
                     plan,
                     stale,
                     answered,
-                }))
-            }
+                })),
+                Err(why) => Asked::Wait(Some(Missing::Cluster(format!("cannot join: {why}")))),
+            },
             None => Asked::Wait(None),
         },
         Decision::Wait(reason) => {
