@@ -1,6 +1,8 @@
-//! The URLs given on the command line (`--advertise-peer-url`, `--listen-*-url`,
-//! `--advertise-client-url`), parsed with a real URL parser (WHATWG URL, the `url`
-//! crate) so that a malformed one is refused before any work starts.
+//! etcd URLs as one type ([`EtcdUrl`], with its [`Scheme`]): the ones given on the
+//! command line (`--advertise-peer-url`, `--listen-*-url`, `--advertise-client-url`),
+//! parsed with a real URL parser (WHATWG URL, the `url` crate) so that a malformed one is
+//! refused before any work starts, and the ones derived from the records (by name, by
+//! address) that the plan carries to etcd.
 //!
 //! etcd reads these as `scheme://host:port` with nothing else: an explicit port, no path,
 //! query, fragment or user info. Listen URLs must name an address (or `localhost`):
