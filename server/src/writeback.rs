@@ -118,6 +118,12 @@ pub struct Rendered {
     pub layout_lost: Option<String>,
 }
 
+/// `text` (a file that holds exactly `target`'s records) with `target`'s stamp as its first
+/// line and nothing else changed.
+pub fn stamp(text: &str, target: &ZoneData) -> String {
+    stamped(Version::of(target), body_of(text))
+}
+
 /// musterd's own layout of `target`, stamped: for its base copy, and as the fallback.
 pub fn canonical(target: &ZoneData) -> String {
     stamped(Version::of(target), &target.to_zone_file())

@@ -1016,7 +1016,15 @@ fn fingerprint_of(m: &std::fs::Metadata) -> Fingerprint {
 /// file (layout kept, [`writeback::render`]): in this order, so that a crash between the
 /// two leaves a base copy that the journal continues. Nothing is written when the zone
 /// file is no longer the one musterd last read or wrote (`expected`), or does not load.
-fn write_files(file: &Path, base: &Path, data: &ZoneData, expected: Fingerprint) -> WriteOutcome {
+/// Writes `data` into the operator's `file` (unless it changed since `expected`) and into
+/// the `base` copy. Without a base (the base already holds `data`, and so does `file`,
+/// unstamped), only the stamp line is added to the file.
+fn write_files(
+    file: &Path,
+    base: Option<&Path>,
+    data: &ZoneData,
+    expected: Fingerprint,
+) -> WriteOutcome {
     if fingerprint(file) != expected {
         return WriteOutcome::Changed;
     }
@@ -1024,7 +1032,12 @@ fn write_files(file: &Path, base: &Path, data: &ZoneData, expected: Fingerprint)
         Ok(t) => t.unwrap_or_default(),
         Err(e) => return WriteOutcome::Broken(format!("{}: {e}", file.display())),
     };
-    let rendered = if current.is_empty() {
+    let rendered = if base.is_none() {
+        writeback::Rendered {
+            text: writeback::stamp(&current, data),
+            layout_lost: None,
+        }
+    } else if current.is_empty() {
         writeback::Rendered {
             text: writeback::canonical(data),
             layout_lost: None,
@@ -1035,8 +1048,10 @@ fn write_files(file: &Path, base: &Path, data: &ZoneData, expected: Fingerprint)
             Err(e) => return WriteOutcome::Broken(e),
         }
     };
-    if let Err(e) = journal::write_atomically(base, writeback::canonical(data).as_bytes()) {
-        return WriteOutcome::Failed(e);
+    if let Some(base) = base {
+        if let Err(e) = journal::write_atomically(base, writeback::canonical(data).as_bytes()) {
+            return WriteOutcome::Failed(e);
+        }
     }
     // The operator's file as musterd knows it, held open: an edit saved into it (appended,
     // or written in place) even in the moment of the rename stays readable through it.
@@ -1262,7 +1277,7 @@ impl ZoneWorker {
         };
         // The base copy is ahead of the operator's file when musterd was killed between
         // writing the two.
-        let behind = ZoneData::from_zone(loaded).digest() != w.data.digest();
+        let behind = file_data.digest() != w.data.digest();
         let ahead = behind && replayed == 0;
         if replayed > 0 || edited || behind {
             let zone = w.build().map_err(|message| OpenError::Build {
@@ -1277,9 +1292,14 @@ impl ZoneWorker {
             w.versions.published(served.clone(), None);
         }
         let unstamped = !matches!(writeback::file_state(&text), writeback::FileState::Unedited);
-        if w.file_blocked.is_none() && (edited || ahead || unstamped) {
-            // Written now so that the operator's file, the base copy and the journal agree,
-            // and the file carries a stamp before anyone can open it in an editor.
+        if w.file_blocked.is_none() && unstamped && !(edited || behind || replayed > 0) {
+            // The file holds the served records and lacks only its stamp (a first start):
+            // the stamp line is added, nothing rendered, before anyone can open it in an
+            // editor.
+            let outcome = write_files(&w.file, None, &w.data, w.file_print);
+            w.finish_write_back(outcome).map_err(journal_error)?;
+        } else if w.file_blocked.is_none() && (edited || ahead || unstamped) {
+            // Written now so that the operator's file, the base copy and the journal agree.
             w.write_back_now().map_err(journal_error)?;
         }
         Ok(w)
@@ -1359,6 +1379,11 @@ impl ZoneWorker {
         state: writeback::FileState,
         file: &ZoneData,
     ) -> Result<Option<Changeset>, EditRefused> {
+        if file.serial() == self.data.serial() && file.digest() == self.data.digest() {
+            // The file holds the served records (say, a first start): nothing to merge,
+            // and no copy of a large zone made to find that out.
+            return Ok(None);
+        }
         let base = match state {
             writeback::FileState::Unedited => return Ok(None),
             writeback::FileState::Edited(v) => {
@@ -1910,7 +1935,7 @@ impl ZoneWorker {
     /// and compacts the journal. A zone file that changed meanwhile or does not load is
     /// left alone: the journal keeps everything until the next write-back.
     fn write_back_now(&mut self) -> Result<(), JournalError> {
-        let outcome = write_files(&self.file, &self.base, &self.data, self.file_print);
+        let outcome = write_files(&self.file, Some(&self.base), &self.data, self.file_print);
         self.finish_write_back(outcome)
     }
 
@@ -2001,7 +2026,7 @@ impl ZoneWorker {
         );
         let tx = self.written_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let _ = tx.send(write_files(&file, &base, &data, print));
+            let _ = tx.send(write_files(&file, Some(&base), &data, print));
         });
     }
 
