@@ -310,6 +310,30 @@ impl Zones {
     }
 
     /// Reloads every zone (SIGHUP). Returns how many failed.
+    /// Runs `f` (a reload: it parses files and builds snapshots, seconds for a large zone)
+    /// with the zones moved to the blocking pool and back, so that no runtime thread is
+    /// held meanwhile. A panic in `f` is passed on once the zones are back.
+    pub async fn off_runtime<R: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Zones) -> R + Send + 'static,
+    ) -> R {
+        let mut owned = Zones {
+            slots: std::mem::take(&mut self.slots),
+            managed: std::mem::take(&mut self.managed),
+            responder: self.responder.clone(),
+            catalog: self.catalog.clone(),
+            stats: self.stats.clone(),
+        };
+        let (back, result) = tokio::task::spawn_blocking(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut owned)));
+            (owned, r)
+        })
+        .await
+        .expect("the closure's panics are caught");
+        *self = back;
+        result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
     pub fn reload_all(&mut self) -> usize {
         let all: Vec<usize> = (0..self.slots.len())
             .filter(|&i| !self.is_managed(&self.slots[i]))

@@ -202,7 +202,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
                 _ = hup.recv() => {
                     notify(&[NotifyState::Reloading, NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Status("reloading"))]);
                     let failed = reload_keys(&updates)
-                        + tokio::task::block_in_place(|| zones.reload_all())
+                        + zones.off_runtime(Zones::reload_all).await
                         + updates.reload(true).await;
                     tracing::info!(failed, "reload finished");
                     notify(&[NotifyState::Ready, NotifyState::Status(if failed == 0 { "serving" } else { "serving; some zones failed to reload, see the log" })]);
@@ -212,7 +212,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
                     let _ = reply.send(ctx.handle(req).await);
                 }
                 _ = ticker.tick(), if watch => {
-                    tokio::task::block_in_place(|| zones.reload_changed());
+                    zones.off_runtime(Zones::reload_changed).await;
                     updates.reload(false).await;
                 }
                 _ = term.recv() => break,
@@ -280,7 +280,7 @@ impl Control<'_> {
             Request::Status => Reply::ok(self.status(&catalog)),
             Request::Reload(None) => {
                 let failed = reload_keys(self.updates)
-                    + tokio::task::block_in_place(|| self.zones.reload_all())
+                    + self.zones.off_runtime(Zones::reload_all).await
                     + self.updates.reload(true).await;
                 tracing::info!(failed, "reload finished");
                 if failed == 0 {
@@ -295,7 +295,8 @@ impl Control<'_> {
                 if let Some(r) = self.updates.control(&z, ZoneControl::Reload).await {
                     return Reply::from(r);
                 }
-                match tokio::task::block_in_place(|| self.zones.reload_zone(&z)) {
+                let zone = z.clone();
+                match self.zones.off_runtime(move |zones| zones.reload_zone(&zone)).await {
                     Some(0) => Reply::ok(format!("{z} reloaded\n")),
                     Some(_) => Reply::error(format!("{z} failed to reload; the previous version keeps serving, the log says why\n")),
                     None => Reply::error(format!("{z} is not a zone loaded from a file here\n")),

@@ -2063,7 +2063,7 @@ impl ZoneWorker {
         if !force && print == self.file_print {
             return true;
         }
-        let (file, state) = match tokio::task::block_in_place(|| self.read_file()) {
+        let (file, state) = match self.read_file().await {
             Ok(Some(read)) => read,
             Ok(None) => {
                 self.file_print = print;
@@ -2103,19 +2103,39 @@ impl ZoneWorker {
     }
 
     /// Reads and checks the zone file: `None` when it is exactly what musterd wrote.
-    fn read_file(&self) -> Result<Option<(ZoneData, writeback::FileState)>, EditRefused> {
+    /// Reads the zone file on the blocking pool (parsing and checking a large file takes
+    /// seconds, which must not hold a runtime thread).
+    async fn read_file(&self) -> Result<Option<(ZoneData, writeback::FileState)>, EditRefused> {
+        let (file, origin, sizes) = (self.file.clone(), self.origin.clone(), self.gate_sizes());
+        tokio::task::spawn_blocking(move || read_zone_file(&file, &origin, &sizes))
+            .await
+            .unwrap_or_else(|panic| {
+                Err(EditRefused::Broken(format!(
+                    "reading it panicked: {} (a bug: please report it)",
+                    crate::loader::panic_message(&*panic.into_panic())
+                )))
+            })
+    }
+}
+
+/// The records of a saved zone file, checked as a load would check them; `None` when the
+/// file is as musterd wrote it.
+fn read_zone_file(
+    file: &Path,
+    origin: &Name,
+    sizes: &[(Name, u32)],
+) -> Result<Option<(ZoneData, writeback::FileState)>, EditRefused> {
+    {
         let broken = |m: String| EditRefused::Broken(m);
-        let text = std::fs::read_to_string(&self.file)
-            .map_err(|e| broken(format!("{}: {e}", self.file.display())))?;
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| broken(format!("{}: {e}", file.display())))?;
         let state = writeback::file_state(&text);
         if state == writeback::FileState::Unedited {
             return Ok(None);
         }
-        let records = crate::zonefile::parse_str(&text, &self.file, &self.origin)
-            .map_err(|e| broken(e.to_string()))?;
-        if let Err(errors) =
-            Zone::build_with_sizes(&self.origin, records.clone(), &self.gate_sizes())
-        {
+        let records =
+            crate::zonefile::parse_str(&text, file, origin).map_err(|e| broken(e.to_string()))?;
+        if let Err(errors) = Zone::build_with_sizes(origin, records.clone(), sizes) {
             let text = errors
                 .iter()
                 .map(ToString::to_string)
@@ -2123,11 +2143,12 @@ impl ZoneWorker {
                 .join("\n  ");
             return Err(broken(text));
         }
-        let data =
-            ZoneData::from_records(&self.origin, records).map_err(|e| broken(e.to_string()))?;
+        let data = ZoneData::from_records(origin, records).map_err(|e| broken(e.to_string()))?;
         Ok(Some((data, state)))
     }
+}
 
+impl ZoneWorker {
     /// Applies a hand edit's changeset: built, journaled, published. False (nothing
     /// changed) when it does not build or cannot be made durable.
     async fn apply_edit(&mut self, cs: Changeset) -> bool {
