@@ -587,18 +587,20 @@ fn append(path: &Path, line: &str) {
 type Names = Arc<Mutex<Vec<String>>>;
 
 /// Signed updates streaming in from three threads until `stop`: the names tried and the
-/// names acknowledged (each update adds an A and a TXT record to a new name).
+/// names acknowledged (each update adds an A and a TXT record to a new name). REFUSED is
+/// an answer only once `frozen` is set (the zone was frozen with `musterd ctl`).
 fn stream_updates(
     s: &Server,
     round: u32,
     stop: &Arc<AtomicBool>,
+    frozen: &Arc<AtomicBool>,
 ) -> (Vec<std::thread::JoinHandle<()>>, Names, Names) {
     let key = Arc::new(update_support::load_key(&s.key));
     let (tried, acked) = (Arc::default(), Arc::default());
     let addr = s.musterd.addr;
     let threads = (0..3u8)
         .map(|t| {
-            let (stop, key) = (stop.clone(), key.clone());
+            let (stop, key, frozen) = (stop.clone(), key.clone(), frozen.clone());
             let (tried, acked): (Names, Names) = (Arc::clone(&tried), Arc::clone(&acked));
             std::thread::spawn(move || {
                 let mut i = 0u16;
@@ -609,6 +611,7 @@ fn stream_updates(
                     let msg = update_support::add_a_and_txt("d.test.", i, &name, ip, &name);
                     match update_support::send(addr, &key, &msg, Duration::from_millis(500)) {
                         Some(0) => acked.lock().unwrap().push(name),
+                        Some(5) if frozen.load(Ordering::SeqCst) => {}
                         Some(rc) => panic!("update {name}: rcode {rc}"),
                         None => {}
                     }
@@ -621,7 +624,8 @@ fn stream_updates(
 }
 
 /// kill -9 at random moments while signed updates stream in and the operator edits the
-/// stamped zone file in place (a record appended, SIGHUP), with write-backs every 50 ms
+/// stamped zone file in place (a record appended, SIGHUP; now and then `musterd ctl flush`,
+/// `reload`, or `freeze` and `thaw`), with write-backs every 50 ms
 /// (so they are killed too): after each restart every acknowledged update is served, no
 /// update is served in part, every edit that was served before the kill is served, every
 /// edit line the file holds is served, and the serial is never below one served before.
@@ -637,10 +641,13 @@ fn kill_9_during_updates_and_hand_edits_loses_nothing_served() {
     let (mut served_edits, mut edits) = (Vec::new(), Vec::new());
     let mut highest = s.serial();
     let mut killed_before_served = 0;
+    // Exit codes of the control commands issued between the edits.
+    let mut ctl_commands = Vec::new();
+    let frozen = Arc::new(AtomicBool::new(false));
     for round in 0..12u32 {
         let addr = s.musterd.addr;
         let stop = Arc::new(AtomicBool::new(false));
-        let (threads, round_tried, round_acked) = stream_updates(&s, round, &stop);
+        let (threads, round_tried, round_acked) = stream_updates(&s, round, &stop, &frozen);
         let deadline = Instant::now() + Duration::from_millis(200 + lcg.next(800));
         let mut k = 0;
         while Instant::now() < deadline {
@@ -648,6 +655,19 @@ fn kill_9_during_updates_and_hand_edits_loses_nothing_served() {
             append(&s.zone, &format!("{name} 60 IN TXT \"edit {round} {k}\""));
             s.musterd.signal(libc::SIGHUP);
             edits.push(name.clone());
+            // Control commands now and then, as an operator issues them meanwhile (each
+            // waits for its answer; a freeze refuses the updates that arrive until thawed).
+            match lcg.next(6) {
+                0 => ctl_commands.push(s.ctl(&["flush", "d.test"], &[]).0),
+                1 => ctl_commands.push(s.ctl(&["reload", "d.test"], &[]).0),
+                2 => {
+                    frozen.store(true, Ordering::SeqCst);
+                    ctl_commands.push(s.ctl(&["freeze", "d.test"], &[]).0);
+                    std::thread::sleep(Duration::from_millis(lcg.next(50)));
+                    ctl_commands.push(s.ctl(&["thaw", "d.test"], &[]).0);
+                }
+                _ => {}
+            }
             // Watched for a random while: the next edit or the kill may come first.
             let until = Instant::now() + Duration::from_millis(20 + lcg.next(300));
             while Instant::now() < until.min(deadline) {
@@ -729,12 +749,20 @@ fn kill_9_during_updates_and_hand_edits_loses_nothing_served() {
         .collect();
     eprintln!(
         "{} updates acknowledged, {} edits ({} seen served before a kill, {} killed before \
-         being served, {} never served and not in the file: {gone:?}), serial {highest}",
+         being served, {} never served and not in the file: {gone:?}), {} control commands \
+         ({} answered 0), serial {highest}",
         acked.len(),
         edits.len(),
         served_edits.len(),
         killed_before_served,
-        gone.len()
+        gone.len(),
+        ctl_commands.len(),
+        ctl_commands.iter().filter(|&&c| c == 0).count()
+    );
+    assert!(
+        ctl_commands.len() > 5,
+        "only {} control commands",
+        ctl_commands.len()
     );
     assert!(
         acked.len() > 50,
