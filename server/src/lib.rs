@@ -25,8 +25,10 @@ pub mod journal;
 pub mod listen;
 pub mod loader;
 pub mod mmsg;
-pub mod name;
+/// Domain names: [`proto::name`], under the name the rest of the server uses.
+pub use proto::name;
 pub mod notify;
+pub mod proto;
 pub mod respond;
 pub mod rr;
 pub mod secondary;
@@ -47,7 +49,7 @@ pub mod zonefile;
 #[cfg(test)]
 pub(crate) const INJECT_PANIC: &[u8] = b"\x0cinject-panic";
 
-/// TXT rdata the response writer refuses in unit tests, to test what its callers do with
-/// a refusal now that zone data it would refuse cannot be loaded.
+/// TXT rdata the response writer refuses in unit tests (see
+/// [`proto::builder::INJECT_WRITE_ERROR`]).
 #[cfg(test)]
-pub(crate) const INJECT_WRITE_ERROR: &[u8] = b"\x0cinject-error";
+pub(crate) use proto::builder::INJECT_WRITE_ERROR;
