@@ -48,10 +48,12 @@ use crate::answer::Outcome;
 use crate::catalog::Catalog;
 use crate::changeset::Changeset;
 use crate::name::Name;
+use crate::proto::reader::{Header, Reader};
+use crate::proto::types::Rcode;
 use crate::rr::{class, rtype, Record, Soa};
 use crate::tsig::{self, Key, KeyRing, StreamVerifier};
 use crate::wire::{flags, parse_query, rcode, Compressor, Ede, Query, Writer, HEADER_LEN};
-use crate::xfr::{read_name, serial_gt, InLimits, SecondarySpec, Transfers, XfrMetrics};
+use crate::xfr::{serial_gt, InLimits, SecondarySpec, Transfers, XfrMetrics};
 use crate::zone::Zone;
 
 /// RFC 8914 §4.23: "No Reachable Authority".
@@ -89,7 +91,7 @@ pub enum RefreshError {
     Io(#[from] std::io::Error),
     #[error("the primary did not answer within {0:?}")]
     Timeout(Duration),
-    #[error("the primary answered {}", rcode_name(*.0))]
+    #[error("the primary answered {}", Rcode(*.0))]
     Rcode(u16),
     #[error("malformed answer from the primary: {0}")]
     Malformed(&'static str),
@@ -110,17 +112,6 @@ pub enum RefreshError {
          hold stays served (raise the limit if the zone is meant to be this large)"
     )]
     TooLarge { key: &'static str, limit: u64 },
-}
-
-fn rcode_name(rc: u16) -> String {
-    match rc {
-        rcode::FORMERR => "FORMERR".into(),
-        rcode::SERVFAIL => "SERVFAIL".into(),
-        rcode::NOTIMP => "NOTIMP".into(),
-        rcode::REFUSED => "REFUSED".into(),
-        9 => "NOTAUTH".into(),
-        other => format!("rcode {other}"),
-    }
 }
 
 /// Where a secondary zone is saved: `<state-dir>/<zone>.secondary.zone`, the zone named
@@ -768,18 +759,17 @@ async fn exchange(
             });
         }
         let msg = &buf[..n];
-        if n < HEADER_LEN || msg[..2] != id.to_be_bytes() || msg[2] & 0x80 == 0 {
+        let Some(h) = Header::parse(msg).filter(|h| h.id == id && h.is_response()) else {
             return Err(RefreshError::Malformed(
                 "an answer with another ID, or not an answer",
             ));
-        }
+        };
         let signed = match &mut verifier {
             Some(v) => v.verify(msg, unix_now())?,
             None => true,
         };
-        let rc = u16::from(msg[3] & 0xf);
-        if rc != rcode::NOERROR {
-            return Err(RefreshError::Rcode(rc));
+        if h.rcode() != Rcode::NOERROR {
+            return Err(RefreshError::Rcode(h.rcode().into()));
         }
         let before = records.len();
         parse_answers(msg, &mut records)?;
@@ -877,78 +867,28 @@ impl Ending {
 /// Appends the answer records of one message.
 fn parse_answers(msg: &[u8], out: &mut Vec<Record>) -> Result<(), RefreshError> {
     let bad = RefreshError::Malformed;
-    let qd = u16::from_be_bytes([msg[4], msg[5]]);
-    let an = u16::from_be_bytes([msg[6], msg[7]]);
-    let mut pos = HEADER_LEN;
-    for _ in 0..qd {
-        pos = read_name(msg, pos).ok_or(bad("question name"))?.1 + 4;
+    let (h, mut r) = Reader::after_header(msg).map_err(|_| bad("header"))?;
+    for _ in 0..h.qdcount() {
+        r.question().map_err(|_| bad("question name"))?;
     }
-    for _ in 0..an {
-        let (owner, p) = read_name(msg, pos).ok_or(bad("owner name"))?;
-        let fixed = msg.get(p..p + 10).ok_or(bad("record cut short"))?;
-        let t = u16::from_be_bytes([fixed[0], fixed[1]]);
-        let cl = u16::from_be_bytes([fixed[2], fixed[3]]);
-        let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
-        let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
-        let start = p + 10;
-        let end = start + rdlen;
-        if end > msg.len() {
-            return Err(bad("record data cut short"));
-        }
-        if cl != class::IN {
+    for _ in 0..h.ancount() {
+        let rec = r
+            .record()
+            .map_err(|_| bad("a record is cut short or its owner name is malformed"))?;
+        if rec.class != class::IN {
             return Err(bad("a record of another class"));
         }
-        let rdata = decompress_rdata(msg, t, start, end).ok_or(bad("record data"))?;
+        let rdata = r.rdata_uncompressed(&rec).map_err(|_| bad("record data"))?;
         out.push(Record {
-            owner: Name::from_wire(&owner).map_err(|_| bad("owner name"))?,
-            rtype: t,
-            class: cl,
-            ttl,
+            owner: Name::from_wire(&rec.owner).map_err(|_| bad("owner name"))?,
+            rtype: rec.rtype,
+            class: rec.class,
+            ttl: rec.ttl,
             rdata,
             source: None,
         });
-        pos = end;
     }
     Ok(())
-}
-
-/// Rdata with its embedded names uncompressed, for the types whose names a sender may
-/// compress (RFC 3597 §4: RFC 1035 types and, on receipt, RP, AFSDB, RT, KX, NAPTR, SRV).
-fn decompress_rdata(msg: &[u8], t: u16, start: usize, end: usize) -> Option<Vec<u8>> {
-    use crate::rr::rtype_more::{AFSDB, KX, MB, MD, MF, MG, MINFO, MR, NAPTR, RP, RT};
-    let raw = &msg[start..end];
-    // (fixed octets before the names, names, fixed octets after)
-    let (before, names, after) = match t {
-        rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME | MD | MF | MB | MG | MR => (0, 1, 0),
-        rtype::MX | AFSDB | RT | KX => (2, 1, 0),
-        rtype::SOA => (0, 2, 20),
-        MINFO | RP => (0, 2, 0),
-        rtype::SRV => (6, 1, 0),
-        NAPTR => {
-            // order, preference, then flags, services and regexp as character-strings.
-            let mut p = 4;
-            for _ in 0..3 {
-                p += 1 + *raw.get(p)? as usize;
-            }
-            (p, 1, 0)
-        }
-        _ => return Some(raw.to_vec()),
-    };
-    let mut out = raw.get(..before)?.to_vec();
-    let mut pos = start + before;
-    for _ in 0..names {
-        let (name, next) = read_name(msg, pos)?;
-        if next > end {
-            return None;
-        }
-        out.extend_from_slice(&name);
-        pos = next;
-    }
-    if end - pos != after {
-        return None;
-    }
-    out.extend_from_slice(&msg[pos..end]);
-    Some(out)
 }
 
 #[cfg(test)]
@@ -1033,16 +973,20 @@ mod tests {
         // A message: header, then "d.test." at 12, then an MX whose name points to 12.
         let mut msg = vec![0u8; 12];
         msg.extend_from_slice(b"\x01d\x04test\x00");
+        msg.extend_from_slice(&[0xc0, 12, 0, 15, 0, 1, 0, 0, 0, 60, 0, 7]);
         let start = msg.len();
         msg.extend_from_slice(&[0, 10, 0x02, b'm', b'x', 0xc0, 12]);
-        let end = msg.len();
-        let out = decompress_rdata(&msg, rtype::MX, start, end).unwrap();
-        assert_eq!(out, b"\x00\x0a\x02mx\x01d\x04test\x00");
+        let rdata = |msg: &[u8]| {
+            let mut r = Reader::at(msg, start - 12);
+            let rec = r.record().unwrap();
+            r.rdata_uncompressed(&rec)
+        };
+        assert_eq!(rdata(&msg).unwrap(), b"\x00\x0a\x02mx\x01d\x04test\x00");
         // A pointer forwards is refused.
         let mut fwd = msg.clone();
         let l = fwd.len();
         fwd[l - 1] = 200;
-        assert!(decompress_rdata(&fwd, rtype::MX, start, end).is_none());
+        assert!(rdata(&fwd).is_err());
     }
 
     #[test]

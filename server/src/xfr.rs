@@ -47,6 +47,7 @@ use crate::catalog::Catalog;
 use crate::changeset::Changeset;
 use crate::history::History;
 use crate::name::{wire_name_len, Name};
+use crate::proto::reader::{Header, Reader};
 use crate::rr::{class, rtype, Record};
 use crate::tsig::{self, KeyRing, StreamSigner};
 use crate::wire::{flags, opcode, parse_query, rcode, HEADER_LEN};
@@ -136,7 +137,7 @@ impl AclEntry {
     pub fn parse(text: &str) -> Result<AclEntry, String> {
         let text = text.trim();
         if let Some(k) = text.strip_prefix("key:") {
-            return absolute(k)
+            return Name::parse_absolute(k)
                 .map(AclEntry::Key)
                 .map_err(|e| format!("key name {k:?}: {e}"));
         }
@@ -144,15 +145,6 @@ impl AclEntry {
             "expected an address prefix (10.0.0.0/8, ::1/128, 127.0.0.1) or key:KEYNAME".into()
         })
     }
-}
-
-fn absolute(text: &str) -> Result<Name, crate::name::NameError> {
-    let abs = if text.ends_with('.') {
-        text.to_string()
-    } else {
-        format!("{text}.")
-    };
-    Name::parse(&abs, None)
 }
 
 /// `[transfer]` in the config file; see deploy/musterd.toml.
@@ -339,7 +331,7 @@ impl TransferConfig {
 }
 
 fn zone_name(text: &str) -> Result<Name, ConfigError> {
-    absolute(text)
+    Name::parse_absolute(text)
         .map(|n| n.to_lowercase())
         .map_err(|source| ConfigError::Zone {
             text: text.into(),
@@ -381,7 +373,7 @@ fn addr_and_key(
         let Some(k) = p.trim().strip_prefix("key:") else {
             return Err(bad(format!("{p:?}: expected key:KEYNAME")));
         };
-        key = Some(absolute(k).map_err(|e| bad(format!("key name {k:?}: {e}")))?);
+        key = Some(Name::parse_absolute(k).map_err(|e| bad(format!("key name {k:?}: {e}")))?);
     }
     Ok((addr, key))
 }
@@ -441,7 +433,7 @@ pub fn resolve(
     let mut secondaries: Vec<(String, SocketAddr, Option<Name>)> = Vec::new();
     for s in &file.secondary {
         let key = match &s.key {
-            Some(k) => Some(absolute(k).map_err(|e| ConfigError::Value {
+            Some(k) => Some(Name::parse_absolute(k).map_err(|e| ConfigError::Value {
                 key: "transfer.secondary.key",
                 value: k.clone(),
                 message: e.to_string(),
@@ -765,74 +757,23 @@ pub fn diff(old: &Zone, new: &Zone) -> Changeset {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Reading messages (shared with the secondary's client)
-
-/// Reads a possibly compressed name at `pos` of `msg`: the uncompressed wire name and the
-/// offset after it. Pointers must go strictly backwards (RFC 9267), so it terminates.
-pub fn read_name(msg: &[u8], mut pos: usize) -> Option<(Vec<u8>, usize)> {
-    let mut out = Vec::with_capacity(32);
-    let mut end = None;
-    let mut lowest = pos;
-    loop {
-        let b = *msg.get(pos)?;
-        match b & 0xc0 {
-            0x00 => {
-                let l = b as usize;
-                let label = msg.get(pos + 1..pos + 1 + l)?;
-                out.push(b);
-                out.extend_from_slice(label);
-                if out.len() > 255 {
-                    return None;
-                }
-                pos += 1 + l;
-                if l == 0 {
-                    return Some((out, end.unwrap_or(pos)));
-                }
-            }
-            0xc0 => {
-                let target = (usize::from(b & 0x3f) << 8) | usize::from(*msg.get(pos + 1)?);
-                if target >= lowest {
-                    return None;
-                }
-                end.get_or_insert(pos + 2);
-                lowest = target;
-                pos = target;
-            }
-            _ => return None,
-        }
-    }
-}
-
 /// The serial of the SOA a client put in the authority section of its IXFR request
 /// (RFC 1995 §3); `None` for anything else: no SOA, another owner, malformed data
 /// (docs/dns-answer-rules.md §1.12: FORMERR).
 fn ixfr_serial(pkt: &[u8], question_end: usize, origin: &[u8]) -> Option<u32> {
-    let an = u16::from_be_bytes([pkt[6], pkt[7]]);
-    let ns = u16::from_be_bytes([pkt[8], pkt[9]]);
-    if an != 0 || ns != 1 {
+    let h = Header::parse(pkt)?;
+    if h.ancount() != 0 || h.nscount() != 1 {
         return None;
     }
-    let (owner, p) = read_name(pkt, question_end)?;
-    let fixed = pkt.get(p..p + 10)?;
-    let t = u16::from_be_bytes([fixed[0], fixed[1]]);
-    let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
-    if t != rtype::SOA || !owner.eq_ignore_ascii_case(origin) {
+    let r = Reader::at(pkt, question_end);
+    let rec = r.clone().record().ok()?;
+    if rec.rtype != rtype::SOA || !rec.owner.eq_ignore_ascii_case(origin) {
         return None;
     }
-    let start = p + 10;
-    let end = start + rdlen;
-    if end > pkt.len() {
-        return None;
-    }
-    let (_, after_mname) = read_name(pkt, start)?;
-    let (_, after_rname) = read_name(pkt, after_mname)?;
-    if after_rname + 20 != end {
-        return None;
-    }
-    Some(u32::from_be_bytes(
-        pkt[after_rname..after_rname + 4].try_into().ok()?,
-    ))
+    // Two names and the 20 octets of serial and timers, exactly.
+    let soa = r.rdata_uncompressed(&rec).ok()?;
+    let serial = soa.get(soa.len() - 20..soa.len() - 16)?;
+    Some(u32::from_be_bytes(serial.try_into().ok()?))
 }
 
 /// True when `pkt` is a query for AXFR or IXFR: such queries over TCP are streamed by
@@ -1676,6 +1617,10 @@ mod tests {
         let mut loop_ptr = pkt.clone();
         loop_ptr[qend..qend + 2].copy_from_slice(&[0xc0, qend as u8]);
         assert_eq!(ixfr_serial(&loop_ptr, qend, origin), None);
+        // RFC 9267: never into the header (this reader once followed such pointers).
+        let mut into_header = pkt.clone();
+        into_header[qend + 1] = 4;
+        assert_eq!(ixfr_serial(&into_header, qend, origin), None);
     }
 
     /// The AXFR of `z` (zone d.test.) as written to TCP, length-prefixed messages, and
@@ -1725,18 +1670,13 @@ mod tests {
             let len = u16::from_be_bytes([out[pos], out[pos + 1]]) as usize;
             let msg = &out[pos + 2..pos + 2 + len];
             assert!(len <= MESSAGE_TARGET);
-            let qd = u16::from_be_bytes([msg[4], msg[5]]);
-            let an = u16::from_be_bytes([msg[6], msg[7]]);
-            let mut p = HEADER_LEN;
-            for _ in 0..qd {
-                p = read_name(msg, p).unwrap().1 + 4;
+            let (h, mut r) = Reader::after_header(msg).unwrap();
+            for _ in 0..h.qdcount() {
+                r.question().unwrap();
             }
-            for _ in 0..an {
-                let (owner, q) = read_name(msg, p).unwrap();
-                let t = u16::from_be_bytes([msg[q], msg[q + 1]]);
-                let rdlen = u16::from_be_bytes([msg[q + 8], msg[q + 9]]) as usize;
-                records.push((Name::from_wire(&owner).unwrap().to_string(), t));
-                p = q + 10 + rdlen;
+            for _ in 0..h.ancount() {
+                let rec = r.record().unwrap();
+                records.push((Name::from_wire(&rec.owner).unwrap().to_string(), rec.rtype));
             }
             pos += 2 + len;
         }
