@@ -23,9 +23,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::name::Name;
+use crate::proto::builder::{question, Compressor, MessageBuilder, Section};
+use crate::proto::reader::Header;
+use crate::proto::types::{Opcode, Rcode};
 use crate::rr::{class, rtype};
 use crate::tsig::{self, Key, KeyRing};
-use crate::wire::{flags, opcode, HEADER_LEN};
+use crate::wire::{flags, opcode};
 use crate::xfr::{NotifyTarget, TransferConfig, XfrMetrics};
 use crate::zone::Zone;
 
@@ -34,8 +37,8 @@ use crate::zone::Zone;
 pub enum NotifyError {
     #[error("no answer after {0} attempts")]
     NoAnswer(u32),
-    #[error("the secondary answered rcode {0}")]
-    Rcode(u16),
+    #[error("the secondary answered {0}")]
+    Rcode(Rcode),
     #[error("socket: {0}")]
     Io(#[from] std::io::Error),
     #[error("signing: {0}")]
@@ -165,21 +168,21 @@ impl Notifier {
 
 /// The NOTIFY message for a zone: question = apex SOA, the SOA in the answer.
 pub fn message(id: u16, origin: &[u8], soa_ttl: u32, soa_rdata: &[u8]) -> Vec<u8> {
-    let fl = (u16::from(opcode::NOTIFY) << 11) | flags::AA;
     let mut m = Vec::with_capacity(64 + origin.len() + soa_rdata.len());
-    m.extend_from_slice(&id.to_be_bytes());
-    m.extend_from_slice(&fl.to_be_bytes());
-    m.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0]);
-    m.extend_from_slice(origin);
-    m.extend_from_slice(&rtype::SOA.to_be_bytes());
-    m.extend_from_slice(&class::IN.to_be_bytes());
-    // The answer's owner points at the question name.
-    m.extend_from_slice(&[0xc0, HEADER_LEN as u8]);
-    m.extend_from_slice(&rtype::SOA.to_be_bytes());
-    m.extend_from_slice(&class::IN.to_be_bytes());
-    m.extend_from_slice(&soa_ttl.to_be_bytes());
-    m.extend_from_slice(&(soa_rdata.len() as u16).to_be_bytes());
-    m.extend_from_slice(soa_rdata);
+    let mut comp = Compressor::default();
+    let q = question(origin, rtype::SOA, class::IN);
+    let mut w = MessageBuilder::request(&mut m, &mut comp, id, opcode::NOTIFY, flags::AA, &q);
+    // The zone's own SOA is valid wire data; were it not, the NOTIFY goes without it
+    // (the answer section is optional, RFC 1996 §3.7).
+    let _ = w.record(
+        Section::Answer,
+        origin,
+        rtype::SOA,
+        class::IN,
+        soa_ttl,
+        soa_rdata,
+    );
+    w.finish();
     m
 }
 
@@ -241,19 +244,16 @@ async fn notify(
             };
             let r = &buf[..n];
             // Only the answer to this attempt: same ID, QR set, opcode NOTIFY.
-            if n < HEADER_LEN
-                || r[..2] != id.to_be_bytes()
-                || r[2] & 0x80 == 0
-                || (r[2] >> 3) & 0xf != opcode::NOTIFY
-            {
+            let Some(h) = Header::parse(r)
+                .filter(|h| h.id == id && h.is_response() && h.opcode() == Opcode::NOTIFY)
+            else {
                 continue;
-            }
+            };
             if let (Some(k), Some(mac)) = (&target.key, &mac) {
                 tsig::verify_response(r, k, mac, unix_now())?;
             }
-            let rc = u16::from(r[3] & 0xf);
-            if rc != 0 {
-                return Err(NotifyError::Rcode(rc));
+            if h.rcode() != Rcode::NOERROR {
+                return Err(NotifyError::Rcode(h.rcode()));
             }
             return Ok(attempt);
         }

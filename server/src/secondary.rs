@@ -52,7 +52,7 @@ use crate::proto::reader::{Header, Reader};
 use crate::proto::types::Rcode;
 use crate::rr::{class, rtype, Record, Soa};
 use crate::tsig::{self, Key, KeyRing, StreamVerifier};
-use crate::wire::{flags, parse_query, rcode, Compressor, Ede, Query, Writer, HEADER_LEN};
+use crate::wire::{flags, opcode, parse_query, rcode, Compressor, Ede, Query, Section, Writer};
 use crate::xfr::{serial_gt, InLimits, SecondarySpec, Transfers, XfrMetrics};
 use crate::zone::Zone;
 
@@ -710,21 +710,8 @@ async fn exchange(
         .map_err(|e| RefreshError::Connect(primary, e))?;
     let _ = stream.set_nodelay(true);
     let id = crate::notify::random_id();
-    let mut q = Vec::with_capacity(128);
-    q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, u8::from(ixfr_soa.is_some()), 0, 0]);
-    let origin = zone.spec.origin.as_wire();
-    q.extend_from_slice(origin);
-    q.extend_from_slice(&qtype.to_be_bytes());
-    q.extend_from_slice(&class::IN.to_be_bytes());
-    if let Some(soa) = ixfr_soa {
-        q.extend_from_slice(&[0xc0, HEADER_LEN as u8]);
-        q.extend_from_slice(&rtype::SOA.to_be_bytes());
-        q.extend_from_slice(&class::IN.to_be_bytes());
-        q.extend_from_slice(&soa.ttl.to_be_bytes());
-        q.extend_from_slice(&(soa.rdata.len() as u16).to_be_bytes());
-        q.extend_from_slice(&soa.rdata);
-    }
+    let q = query_message(id, zone.spec.origin.as_wire(), qtype, ixfr_soa);
+    let mut q = q;
     let mut verifier = match &zone.key {
         Some(k) => {
             let mac = tsig::sign_request(&mut q, k, tsig::DEFAULT_FUDGE, unix_now())?;
@@ -796,6 +783,28 @@ async fn exchange(
             return Ok(records);
         }
     }
+}
+
+/// The query for `qtype` of the zone `origin`; an IXFR carries the SOA of the copy we
+/// hold in the authority section (RFC 1995 §3).
+fn query_message(id: u16, origin: &[u8], qtype: u16, ixfr_soa: Option<&Record>) -> Vec<u8> {
+    let mut q = Vec::with_capacity(128);
+    let mut comp = Compressor::default();
+    let question = crate::proto::builder::question(origin, qtype, class::IN);
+    let mut w = Writer::request(&mut q, &mut comp, id, opcode::QUERY, 0, &question);
+    if let Some(soa) = ixfr_soa {
+        // Our copy's SOA passed the zone checks, so the builder takes it.
+        let _ = w.record(
+            Section::Authority,
+            origin,
+            rtype::SOA,
+            class::IN,
+            soa.ttl,
+            &soa.rdata,
+        );
+    }
+    w.finish();
+    q
 }
 
 /// Tells when an AXFR or IXFR answer is complete (RFC 5936 §2.2, RFC 1995 §4).

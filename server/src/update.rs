@@ -147,23 +147,7 @@ pub fn response(
     rc: u16,
     edns: Option<u16>,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + zone_section.len() + 11 + 200);
-    out.extend_from_slice(&id.to_be_bytes());
-    let fl = flags::QR | ((op as u16 & 0xf) << 11) | copy_flags | (rc & 0xf);
-    out.extend_from_slice(&fl.to_be_bytes());
-    let zo = u16::from(!zone_section.is_empty());
-    let ar = u16::from(edns.is_some());
-    for c in [zo, 0, 0, ar] {
-        out.extend_from_slice(&c.to_be_bytes());
-    }
-    out.extend_from_slice(zone_section);
-    if let Some(size) = edns {
-        out.push(0);
-        out.extend_from_slice(&rtype::OPT.to_be_bytes());
-        out.extend_from_slice(&size.to_be_bytes());
-        out.extend_from_slice(&[(rc >> 4) as u8, 0, 0, 0, 0, 0]);
-    }
-    out
+    crate::proto::builder::bare_response(op, id, copy_flags, zone_section, rc, edns)
 }
 
 /// Where the compressible names of a type's rdata sit: (octets before the first name,

@@ -1461,34 +1461,19 @@ async fn apex_soa<'a, W: AsyncWrite + Unpin>(
 
 /// A response with no records: the header and question of `pkt` with `rc`.
 pub fn error_reply(pkt: &[u8], rc: u16) -> Vec<u8> {
-    let id = [
-        pkt.first().copied().unwrap_or(0),
-        pkt.get(1).copied().unwrap_or(0),
-    ];
-    let op = pkt.get(2).map_or(0, |b| b & 0x78);
-    let rd = pkt.get(2).map_or(0, |b| b & 0x01);
-    let mut msg = vec![
-        id[0],
-        id[1],
-        0x80 | op | rd,
-        (rc & 0xf) as u8,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-    ];
-    let question = wire_name_len(pkt.get(HEADER_LEN..).unwrap_or_default())
-        .map(|n| HEADER_LEN + n + 4)
-        .filter(|&end| end <= pkt.len() && u16::from_be_bytes([pkt[4], pkt[5]]) == 1);
-    if let Some(end) = question {
-        msg[5] = 1;
-        msg.extend_from_slice(&pkt[HEADER_LEN..end]);
-    }
-    msg
+    // Whatever of the ID and flags there is, even in a message shorter than a header.
+    let id = match pkt {
+        [a, b, ..] => u16::from_be_bytes([*a, *b]),
+        _ => 0,
+    };
+    let fl = pkt.get(2).map_or(0, |&f| u16::from(f) << 8);
+    let mut r = Reader::at(pkt, HEADER_LEN);
+    let question = match Header::parse(pkt) {
+        Some(h) if h.qdcount() == 1 && r.question().is_ok() => &pkt[HEADER_LEN..r.pos()],
+        _ => &[],
+    };
+    let op = ((fl >> 11) & 0xf) as u8;
+    crate::proto::builder::bare_response(op, id, fl & flags::RD, question, rc, None)
 }
 
 async fn write_frame<W: AsyncWrite + Unpin>(

@@ -110,6 +110,35 @@ pub struct MessageBuilder<'b> {
     question_end: usize,
 }
 
+/// A question entry (RFC 1035 §4.1.2) for [`MessageBuilder::new`]: `name` (uncompressed
+/// wire form), type and class.
+pub fn question(name: &[u8], qtype: u16, qclass: u16) -> Vec<u8> {
+    [name, &qtype.to_be_bytes(), &qclass.to_be_bytes()].concat()
+}
+
+/// A response that is only a header, the echoed question (or UPDATE zone section; empty
+/// for none) and, when `edns` gives our UDP payload size, an OPT record carrying the
+/// high bits of `rc`: errors answered before a request is read, and UPDATE answers.
+/// The caller signs it afterwards when the request was signed.
+pub fn bare_response(
+    op: u8,
+    id: u16,
+    copy_flags: u16,
+    question: &[u8],
+    rc: u16,
+    edns: Option<u16>,
+) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(HEADER_LEN + question.len() + 11 + 200);
+    let mut comp = Compressor::default();
+    let mut w = MessageBuilder::new(&mut buf, &mut comp, id, op, copy_flags, question);
+    w.set_rcode(rc);
+    if let Some(size) = edns {
+        w.opt(size, rc, false);
+    }
+    w.finish();
+    buf
+}
+
 /// True when `name` is exactly one uncompressed wire name.
 fn is_wire_name(name: &[u8]) -> bool {
     wire_name_len(name) == Some(name.len())
@@ -175,6 +204,21 @@ impl<'b> MessageBuilder<'b> {
                 w.remember(HEADER_LEN, name);
             }
         }
+        w
+    }
+
+    /// Starts a request (QR clear) with the header flags `fl` and `question` (empty for
+    /// none): NOTIFY, transfer and SOA queries.
+    pub fn request(
+        buf: &'b mut Vec<u8>,
+        comp: &'b mut Compressor,
+        id: u16,
+        opcode: u8,
+        fl: u16,
+        question: &[u8],
+    ) -> MessageBuilder<'b> {
+        let mut w = MessageBuilder::new(buf, comp, id, opcode, fl, question);
+        w.clear_flags(flags::QR);
         w
     }
 
