@@ -1,8 +1,10 @@
 //! musterd: an authoritative DNS server for etcd discovery zones.
 //!
 //! Architecture, from the wire inwards: [`listen`] owns the sockets (with [`mmsg`] for
-//! batched UDP), [`wire`] parses queries and writes responses, [`respond`] picks the path
-//! that answers: a precompiled answer from [`fastpath`] or [`answer`], which applies the
+//! batched UDP), [`dispatch`] parses each message's header once and routes it by opcode
+//! and transport (UPDATE, NOTIFY, zone transfers, queries), [`proto`] is the codec every
+//! module reads and writes messages with, [`respond`] picks the path that answers a
+//! query: a precompiled answer from [`fastpath`] or [`answer`], which applies the
 //! DNS answer rules to an immutable [`catalog::Catalog`] of [`zone::Zone`] snapshots.
 //! [`loader`] builds those from [`zonefile`] text and swaps them in on reload. [`check`]
 //! lints zones for etcd pitfalls.
@@ -16,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod discovery;
+pub mod dispatch;
 pub mod dynamic;
 pub mod example;
 pub mod fastpath;

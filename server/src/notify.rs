@@ -1,5 +1,7 @@
-//! NOTIFY out (RFC 1996): telling secondaries that a zone's serial changed, so they
-//! refresh within seconds instead of at their next SOA refresh timer.
+//! NOTIFY (RFC 1996), both ways.
+//!
+//! Out: telling secondaries that a zone's serial changed, so they refresh within seconds
+//! instead of at their next SOA refresh timer.
 //!
 //! [`crate::xfr::Transfers::watch`] calls [`Notifier::serial_changed`] whenever a new
 //! serial of a zone is served, whatever changed it (reload, hand edit, dynamic update,
@@ -12,24 +14,28 @@
 //! that is down never holds anything up. A newer change replaces the task still retrying
 //! for an older one, so there is at most one task per zone and secondary (row 36: bounded).
 //!
-//! NOTIFY in (a primary telling us) is [`crate::secondary`]'s.
+//! In ([`answer_notify`], a primary telling us): from the configured primary's address
+//! (any port), for a secondary zone, TSIG-verified when signed: NOERROR, and a refresh
+//! of that zone ([`crate::secondary`]). From anyone else, or for another zone: REFUSED
+//! (as NSD; docs/dns-answer-rules.md §1.13), counted, no action.
 //!
 //! Limitations: only UDP (RFC 1996 §3.6 allows TCP; every secondary listens on UDP).
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::answer::Outcome;
 use crate::name::Name;
 use crate::proto::builder::{question, Compressor, MessageBuilder, Section};
 use crate::proto::reader::Header;
 use crate::proto::types::{Opcode, Rcode};
 use crate::rr::{class, rtype};
 use crate::tsig::{self, Key, KeyRing};
-use crate::wire::{flags, opcode};
-use crate::xfr::{NotifyTarget, TransferConfig, XfrMetrics};
+use crate::wire::{flags, opcode, parse_query, rcode};
+use crate::xfr::{NotifyTarget, TransferConfig, Transfers, XfrMetrics};
 use crate::zone::Zone;
 
 /// Why one NOTIFY was not acknowledged.
@@ -184,6 +190,63 @@ pub fn message(id: u16, origin: &[u8], soa_ttl: u32, soa_rdata: &[u8]) -> Vec<u8
     );
     w.finish();
     m
+}
+
+/// Answers a NOTIFY that arrived (see the module documentation) into `out`.
+pub fn answer_notify(
+    transfers: &Transfers,
+    pkt: &[u8],
+    peer: SocketAddr,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    let now = unix_now();
+    let m = &transfers.metrics;
+    let reply = |rc: u16| Outcome::Reply {
+        rcode: rc,
+        truncated: false,
+    };
+    let verified = match tsig::verify_request(pkt, &transfers.keys(), now) {
+        Ok(v) => v,
+        Err(e) => {
+            m.notify_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%peer, "NOTIFY refused: {e}");
+            *out = crate::xfr::error_reply(pkt, e.rcode());
+            if let Some(t) = e.response() {
+                let _ = tsig::sign_response(out, &t, now);
+            }
+            return reply(e.rcode());
+        }
+    };
+    let finish = |out: &mut Vec<u8>, rc: u16| {
+        *out = crate::xfr::error_reply(pkt, rc);
+        if rc == rcode::NOERROR {
+            let fl = u16::from_be_bytes([out[2], out[3]]) | flags::AA;
+            out[2..4].copy_from_slice(&fl.to_be_bytes());
+        }
+        if let Some(v) = &verified {
+            let _ = tsig::sign_response(out, &v.response(), unix_now());
+        }
+        reply(rc)
+    };
+    let q = match parse_query(pkt) {
+        Ok(q) => q,
+        Err(_) => {
+            m.notify_refused.fetch_add(1, Ordering::Relaxed);
+            return finish(out, rcode::FORMERR);
+        }
+    };
+    let ip = match peer.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), IpAddr::V4),
+        v4 => v4,
+    };
+    let Some(zone) = transfers.secondaries.notified(q.qname(), q.qclass, ip) else {
+        m.notify_refused.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%peer, zone = %Name::from_wire(q.qname()).map(|n| n.to_string()).unwrap_or_default(), "NOTIFY refused: not a secondary zone of that primary");
+        return finish(out, rcode::REFUSED);
+    };
+    m.notify_received.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(%peer, zone = %zone, "NOTIFY received, refreshing");
+    finish(out, rcode::NOERROR)
 }
 
 /// A random message ID (RFC 5452: IDs must not be guessable).

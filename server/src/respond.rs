@@ -5,7 +5,7 @@
 
 use crate::answer::{Outcome, Responder, Scratch, Transport};
 use crate::catalog::Catalog;
-use crate::wire::parse_query;
+use crate::wire::{parse_query, Malformed, Query};
 
 /// Builds the response to `pkt` in `buf`.
 pub fn respond(
@@ -16,14 +16,30 @@ pub fn respond(
     buf: &mut Vec<u8>,
     scratch: &mut Scratch,
 ) -> Outcome {
-    let q = match parse_query(pkt) {
+    let query = parse_query(pkt);
+    respond_parsed(responder, catalog, pkt, &query, transport, buf, scratch)
+}
+
+/// [`respond`] for a query the dispatcher has parsed.
+pub fn respond_parsed(
+    responder: &Responder,
+    catalog: &Catalog,
+    pkt: &[u8],
+    query: &Result<Query<'_>, Malformed>,
+    transport: Transport,
+    buf: &mut Vec<u8>,
+    scratch: &mut Scratch,
+) -> Outcome {
+    let q = match query {
         Ok(q) => q,
-        Err(malformed) => return responder.reply_malformed(pkt, malformed, buf, &mut scratch.comp),
+        Err(malformed) => {
+            return responder.reply_malformed(pkt, *malformed, buf, &mut scratch.comp)
+        }
     };
-    if let Some(outcome) = crate::fastpath::answer(responder, catalog, &q, transport, buf) {
+    if let Some(outcome) = crate::fastpath::answer(responder, catalog, q, transport, buf) {
         return outcome;
     }
-    responder.answer(catalog, &q, transport, buf, scratch)
+    responder.answer(catalog, q, transport, buf, scratch)
 }
 
 /// Answers a TSIG-signed request (RFC 8945 §5.3): verified, answered by the full path
@@ -33,10 +49,12 @@ pub fn respond(
 /// limit; when it would not fit it is sent truncated (TC), signed. `None` when the
 /// request carries no TSIG: the caller answers it as usual, at no extra cost for a
 /// packet without additional records.
+#[allow(clippy::too_many_arguments)]
 pub fn respond_signed(
     responder: &Responder,
     catalog: &Catalog,
     pkt: &[u8],
+    query: &Result<Query<'_>, Malformed>,
     transport: Transport,
     buf: &mut Vec<u8>,
     scratch: &mut Scratch,
@@ -70,10 +88,10 @@ pub fn respond_signed(
         }
     };
     let tsig = verified.response();
-    let mut outcome = match parse_query(pkt) {
+    let mut outcome = match query {
         Ok(q) => {
-            let outcome = responder.answer(catalog, &q, transport, buf, scratch);
-            let limit = responder.limit(&q, transport);
+            let outcome = responder.answer(catalog, q, transport, buf, scratch);
+            let limit = responder.limit(q, transport);
             if transport == Transport::Udp && buf.len() + tsig.record_len() > limit {
                 // Header and question only, TC set, plus our OPT when the query had one:
                 // the client retries over TCP.
@@ -100,7 +118,7 @@ pub fn respond_signed(
                 outcome
             }
         }
-        Err(malformed) => responder.reply_malformed(pkt, malformed, buf, &mut scratch.comp),
+        Err(malformed) => responder.reply_malformed(pkt, *malformed, buf, &mut scratch.comp),
     };
     if let Outcome::Reply { .. } = outcome {
         if let Err(e) = tsig::sign_response(buf, &tsig, now) {

@@ -26,15 +26,14 @@
 //! the refresh fails (logged with the zone and the primary) and the copy we hold stays
 //! served, so a runaway or hostile primary cannot exhaust our memory or disk.
 //!
-//! NOTIFY in: from the configured primary's address (any port), for a secondary zone,
-//! TSIG-verified when signed: NOERROR, and a refresh. From anyone else, or for another
-//! zone: REFUSED (as NSD; docs/dns-answer-rules.md §1.13), counted, no action.
+//! NOTIFY in is answered by [`crate::notify`], which pokes the zone's task through
+//! [`Secondaries::notified`].
 //!
 //! Limitations: one primary per zone; the SOA query goes over TCP only; the saved copy
 //! keeps no IXFR history, so the first refresh after a restart that needs changes asks
 //! for them from the saved serial like any other.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,7 +43,6 @@ use arc_swap::ArcSwap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::answer::Outcome;
 use crate::catalog::Catalog;
 use crate::changeset::Changeset;
 use crate::name::Name;
@@ -52,7 +50,7 @@ use crate::proto::reader::{Header, Reader};
 use crate::proto::types::Rcode;
 use crate::rr::{class, rtype, Record, Soa};
 use crate::tsig::{self, Key, KeyRing, StreamVerifier};
-use crate::wire::{flags, opcode, parse_query, rcode, Compressor, Ede, Query, Section, Writer};
+use crate::wire::{opcode, rcode, Compressor, Ede, Query, Section, Writer};
 use crate::xfr::{serial_gt, InLimits, SecondarySpec, Transfers, XfrMetrics};
 use crate::zone::Zone;
 
@@ -309,67 +307,17 @@ impl Secondaries {
         })
     }
 
-    /// Answers a NOTIFY (see the module documentation).
-    pub fn notify_in(
-        &self,
-        transfers: &Transfers,
-        pkt: &[u8],
-        peer: SocketAddr,
-        out: &mut Vec<u8>,
-    ) -> Outcome {
-        let now = unix_now();
-        let m = &transfers.metrics;
-        let reply = |rc: u16| Outcome::Reply {
-            rcode: rc,
-            truncated: false,
-        };
-        let verified = match tsig::verify_request(pkt, &transfers.keys(), now) {
-            Ok(v) => v,
-            Err(e) => {
-                m.notify_refused.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(%peer, "NOTIFY refused: {e}");
-                *out = crate::xfr::error_reply(pkt, e.rcode());
-                if let Some(t) = e.response() {
-                    let _ = tsig::sign_response(out, &t, now);
-                }
-                return reply(e.rcode());
-            }
-        };
-        let finish = |out: &mut Vec<u8>, rc: u16| {
-            *out = crate::xfr::error_reply(pkt, rc);
-            if rc == rcode::NOERROR {
-                let fl = u16::from_be_bytes([out[2], out[3]]) | flags::AA;
-                out[2..4].copy_from_slice(&fl.to_be_bytes());
-            }
-            if let Some(v) = &verified {
-                let _ = tsig::sign_response(out, &v.response(), unix_now());
-            }
-            reply(rc)
-        };
-        let q = match parse_query(pkt) {
-            Ok(q) => q,
-            Err(_) => {
-                m.notify_refused.fetch_add(1, Ordering::Relaxed);
-                return finish(out, rcode::FORMERR);
-            }
-        };
-        let ip = match peer.ip() {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), std::net::IpAddr::V4),
-            v4 => v4,
-        };
+    /// A NOTIFY for `qname` (lower-cased wire) and `qclass` came from `from`: the
+    /// secondary zone of that name whose primary is `from` refreshes now. `None` when
+    /// there is no such zone.
+    pub(crate) fn notified(&self, qname: &[u8], qclass: u16, from: IpAddr) -> Option<&Name> {
         let zone = self
             .zones
             .iter()
-            .find(|z| z.spec.origin.as_wire() == q.qname() && q.qclass == class::IN);
-        let Some(zone) = zone.filter(|z| z.spec.primary.ip() == ip) else {
-            m.notify_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(%peer, zone = %Name::from_wire(q.qname()).map(|n| n.to_string()).unwrap_or_default(), "NOTIFY refused: not a secondary zone of that primary");
-            return finish(out, rcode::REFUSED);
-        };
-        m.notify_received.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(%peer, zone = %zone.spec.origin, "NOTIFY received, refreshing");
+            .find(|z| z.spec.origin.as_wire() == qname && qclass == class::IN)
+            .filter(|z| z.spec.primary.ip() == from)?;
         zone.poke.notify_one();
-        finish(out, rcode::NOERROR)
+        Some(&zone.spec.origin)
     }
 }
 

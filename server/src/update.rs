@@ -32,7 +32,6 @@ use std::collections::HashMap;
 use crate::changeset::Changeset;
 use crate::name::{wire_name_len, Name};
 use crate::proto::reader::{Header, ReadError, Reader};
-use crate::proto::types::Opcode;
 use crate::rr::{check_rdata, class, is_meta_or_query_only, rtype, rtype_more, Record, Soa};
 use crate::wire::{flags, rcode, HEADER_LEN};
 
@@ -41,12 +40,6 @@ pub mod update_rcode {
     pub use crate::proto::types::rcode::{NOTAUTH, NOTZONE, NXRRSET, YXDOMAIN, YXRRSET};
 }
 use update_rcode::{NOTZONE, NXRRSET, YXDOMAIN, YXRRSET};
-
-/// True when `pkt` is a request with opcode UPDATE: such packets go to
-/// [`crate::dynamic`] instead of the query path.
-pub fn is_update(pkt: &[u8]) -> bool {
-    Header::parse(pkt).is_some_and(|h| !h.is_response() && h.opcode() == Opcode::UPDATE)
-}
 
 // ---------------------------------------------------------------------------------------
 // Serial numbers

@@ -46,11 +46,11 @@ use crate::answer::{Outcome, Transport};
 use crate::catalog::Catalog;
 use crate::changeset::Changeset;
 use crate::history::History;
-use crate::name::{wire_name_len, Name};
+use crate::name::Name;
 use crate::proto::reader::{Header, Reader};
 use crate::rr::{class, rtype, Record};
 use crate::tsig::{self, KeyRing, StreamSigner};
-use crate::wire::{flags, opcode, parse_query, rcode, HEADER_LEN};
+use crate::wire::{flags, opcode, rcode, Malformed, Query, HEADER_LEN};
 use crate::zone::Zone;
 
 /// Largest transfer message before its TSIG: every offset in it can be a compression
@@ -776,22 +776,6 @@ fn ixfr_serial(pkt: &[u8], question_end: usize, origin: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(serial.try_into().ok()?))
 }
 
-/// True when `pkt` is a query for AXFR or IXFR: such queries over TCP are streamed by
-/// [`Transfers::serve_tcp`] instead of the query path.
-pub fn is_transfer(pkt: &[u8]) -> bool {
-    if pkt.len() < HEADER_LEN || pkt[2] & 0x80 != 0 || (pkt[2] >> 3) & 0xf != opcode::QUERY {
-        return false;
-    }
-    let Some(n) = wire_name_len(&pkt[HEADER_LEN..]) else {
-        return false;
-    };
-    let at = HEADER_LEN + n;
-    match pkt.get(at..at + 2) {
-        Some(t) => matches!(u16::from_be_bytes([t[0], t[1]]), rtype::AXFR | rtype::IXFR),
-        None => false,
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Writing transfer messages
 
@@ -1162,6 +1146,7 @@ impl Transfers {
     pub async fn serve_tcp<W: AsyncWrite + Unpin>(
         &self,
         pkt: &[u8],
+        query: Result<Query<'_>, Malformed>,
         peer: SocketAddr,
         out: &mut W,
         timeout: Duration,
@@ -1188,7 +1173,7 @@ impl Transfers {
             }
             msg
         };
-        let q = match parse_query(pkt) {
+        let q = match query {
             Ok(q) if q.qclass == class::IN => q,
             _ => {
                 return write_frame(out, &refuse(rcode::FORMERR, "malformed request"), timeout)
@@ -1307,44 +1292,30 @@ impl Transfers {
         stream.send(&mut msg).await
     }
 
-    /// What the query path cannot answer alone when transfers are on: NOTIFY, IXFR over
-    /// UDP, and queries for secondary zones that are expired or not loaded yet. `None`
-    /// leaves the packet to the query path. Never blocks.
+    /// What the query path cannot answer alone when transfers are on: IXFR over UDP, and
+    /// queries for secondary zones that are expired or not loaded yet. `None` leaves the
+    /// query to the query path. Never blocks.
     pub fn intercept(
         &self,
         pkt: &[u8],
+        q: &Query<'_>,
         transport: Transport,
         peer: &dyn Fn() -> SocketAddr,
         out: &mut Vec<u8>,
     ) -> Option<Outcome> {
-        if pkt.len() < HEADER_LEN || pkt[2] & 0x80 != 0 {
-            return None;
-        }
-        let op = (pkt[2] >> 3) & 0xf;
-        if op == opcode::NOTIFY {
-            return Some(self.secondaries.notify_in(self, pkt, peer(), out));
-        }
-        if op != opcode::QUERY {
+        if q.opcode != opcode::QUERY {
             return None;
         }
         let unavailable = self.any_unavailable.load(Ordering::Relaxed);
-        let n = wire_name_len(&pkt[HEADER_LEN..])?;
-        let qtype = pkt.get(HEADER_LEN + n..HEADER_LEN + n + 2)?;
-        let ixfr_udp =
-            transport == Transport::Udp && u16::from_be_bytes([qtype[0], qtype[1]]) == rtype::IXFR;
-        if !unavailable && !ixfr_udp {
-            return None;
-        }
-        let q = parse_query(pkt).ok()?;
         if unavailable && q.qclass == class::IN && self.secondaries.unavailable(q.qname()) {
-            *out = crate::secondary::servfail(&q, self.max_udp_payload);
+            *out = crate::secondary::servfail(q, self.max_udp_payload);
             return Some(Outcome::Reply {
                 rcode: rcode::SERVFAIL,
                 truncated: false,
             });
         }
-        if ixfr_udp {
-            return self.ixfr_udp(pkt, &q, peer(), out);
+        if transport == Transport::Udp && q.qtype == rtype::IXFR {
+            return self.ixfr_udp(pkt, q, peer(), out);
         }
         None
     }
@@ -1355,7 +1326,7 @@ impl Transfers {
     fn ixfr_udp(
         &self,
         pkt: &[u8],
-        q: &crate::wire::Query<'_>,
+        q: &Query<'_>,
         peer: SocketAddr,
         out: &mut Vec<u8>,
     ) -> Option<Outcome> {
