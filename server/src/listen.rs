@@ -43,8 +43,9 @@ use crate::answer::Scratch;
 use crate::dispatch::TcpNext;
 use crate::loader::panic_message;
 use crate::mmsg::Batch;
+use crate::proto::reader::{Header, Reader};
+use crate::proto::HEADER_LEN;
 use crate::stats::{bump, PanicSite};
-use crate::wire::HEADER_LEN;
 
 pub use crate::dispatch::Shared;
 
@@ -276,13 +277,14 @@ fn serve_udp(sock: &UdpSocket, shared: &Shared) {
 /// record if there was one (ours is always last and has no options). False when there is
 /// nothing to remove.
 fn truncate_to_tc(buf: &mut Vec<u8>) -> bool {
-    if buf.len() < HEADER_LEN || u16::from_be_bytes([buf[4], buf[5]]) != 1 {
+    if Header::parse(buf).is_none_or(|h| h.qdcount() != 1) {
         return false;
     }
-    let Some(qname) = crate::name::wire_name_len(&buf[HEADER_LEN..]) else {
+    let mut r = Reader::at(buf, HEADER_LEN);
+    if r.question().is_err() {
         return false;
-    };
-    let question_end = HEADER_LEN + qname + 4;
+    }
+    let question_end = r.pos();
     let len = buf.len();
     let ar = u16::from_be_bytes([buf[10], buf[11]]);
     let has_opt = ar > 0

@@ -60,10 +60,11 @@ pub fn respond_signed(
     scratch: &mut Scratch,
     keys: &crate::tsig::KeyRing,
 ) -> Option<Outcome> {
+    use crate::proto::reader::Header;
     use crate::tsig::{self, Malformed, TsigError};
-    use crate::wire::{flags, HEADER_LEN};
+    use crate::wire::{flags, Writer};
     // No additional record, no TSIG; QR=1 is dropped by the query path.
-    if pkt.len() < HEADER_LEN || pkt[10..12] == [0, 0] || pkt[2] & 0x80 != 0 {
+    if Header::parse(pkt).is_none_or(|h| h.arcount() == 0 || h.is_response()) {
         return None;
     }
     let now = std::time::SystemTime::now()
@@ -95,18 +96,20 @@ pub fn respond_signed(
             if transport == Transport::Udp && buf.len() + tsig.record_len() > limit {
                 // Header and question only, TC set, plus our OPT when the query had one:
                 // the client retries over TCP.
-                let keep = HEADER_LEN + q.question.len();
-                buf.truncate(keep);
-                let fl = u16::from_be_bytes([buf[2], buf[3]]) | flags::TC;
-                buf[2..4].copy_from_slice(&fl.to_be_bytes());
-                let ar = u16::from(q.edns.is_some());
-                buf[6..12].copy_from_slice(&[0, 0, 0, 0, 0, ar as u8]);
+                let answered = u16::from_be_bytes([buf[2], buf[3]]);
+                let mut w = Writer::new(
+                    buf,
+                    &mut scratch.comp,
+                    q.id,
+                    q.opcode,
+                    q.copy_flags,
+                    q.question,
+                );
+                w.set_flags(answered | flags::TC);
                 if let Some(e) = q.edns {
-                    buf.push(0);
-                    buf.extend_from_slice(&crate::rr::rtype::OPT.to_be_bytes());
-                    buf.extend_from_slice(&responder.config.max_udp_payload.to_be_bytes());
-                    buf.extend_from_slice(&[0, 0, if e.dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+                    w.opt(responder.config.max_udp_payload, 0, e.dnssec_ok);
                 }
+                w.finish();
                 match outcome {
                     Outcome::Reply { rcode, .. } => Outcome::Reply {
                         rcode,
