@@ -1151,83 +1151,15 @@ impl Transfers {
         out: &mut W,
         timeout: Duration,
     ) -> Result<(), StreamError> {
-        let now = unix_now();
-        let verified = match tsig::verify_request(pkt, &self.keys.load(), now) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::info!(%peer, "zone transfer refused: {e}");
-                self.metrics.out_refused.fetch_add(1, Ordering::Relaxed);
-                let mut msg = error_reply(pkt, e.rcode());
-                if let Some(t) = e.response() {
-                    let _ = tsig::sign_response(&mut msg, &t, now);
-                }
-                return write_frame(out, &msg, timeout).await;
-            }
+        let Admitted {
+            q,
+            zone,
+            ixfr_from,
+            verified,
+        } = match self.admit(pkt, query, peer) {
+            Ok(a) => a,
+            Err(refusal) => return write_frame(out, &refusal, timeout).await,
         };
-        let refuse = |rc: u16, why: &str| {
-            tracing::info!(%peer, "zone transfer refused: {why}");
-            self.metrics.out_refused.fetch_add(1, Ordering::Relaxed);
-            let mut msg = error_reply(pkt, rc);
-            if let Some(v) = &verified {
-                let _ = tsig::sign_response(&mut msg, &v.response(), unix_now());
-            }
-            msg
-        };
-        let q = match query {
-            Ok(q) if q.qclass == class::IN => q,
-            _ => {
-                return write_frame(out, &refuse(rcode::FORMERR, "malformed request"), timeout)
-                    .await
-            }
-        };
-        let catalog = self.catalog.load();
-        let zone = match catalog.find(q.qname()) {
-            Some(z) if z.origin.as_wire() == q.qname() => z.clone(),
-            _ => {
-                // RFC 5936 §2.2.1: not authoritative for that zone.
-                let why = "not a zone served here";
-                return write_frame(out, &refuse(crate::tsig::rcode::NOTAUTH, why), timeout).await;
-            }
-        };
-        drop(catalog);
-        let question_end = HEADER_LEN + q.question.len();
-        let ixfr_from = if q.qtype == rtype::IXFR {
-            match ixfr_serial(pkt, question_end, q.qname()) {
-                Some(s) => Some(s),
-                None => {
-                    return write_frame(
-                        out,
-                        &refuse(
-                            rcode::FORMERR,
-                            "IXFR without a valid SOA in the authority section",
-                        ),
-                        timeout,
-                    )
-                    .await
-                }
-            }
-        } else {
-            None
-        };
-        let key = verified.as_ref().map(|v| &v.key.name);
-        if !self.allowed(&zone.origin, peer.ip(), key) {
-            let why = format!(
-                "zone {} is not allowed to {} (key {})",
-                zone.origin,
-                peer.ip(),
-                key.map_or_else(|| "none".into(), ToString::to_string)
-            );
-            return write_frame(out, &refuse(rcode::REFUSED, &why), timeout).await;
-        }
-        if self.any_unavailable.load(Ordering::Relaxed) && self.secondaries.unavailable(q.qname()) {
-            // An expired secondary zone must not be handed on (RFC 1035 §4.3.5).
-            return write_frame(
-                out,
-                &refuse(rcode::SERVFAIL, "the zone is expired"),
-                timeout,
-            )
-            .await;
-        }
         let signer = verified.as_ref().map(StreamSigner::new);
         let tsig_room = verified.as_ref().map_or(0, |v| v.response().record_len());
         let mut stream = Stream {
@@ -1276,6 +1208,82 @@ impl Transfers {
             }
         }
         result
+    }
+
+    /// Checks a transfer request in the order of RFC 8945 §5.2 and RFC 5936 §2.2: TSIG,
+    /// the question, the zone, an IXFR's SOA, the ACL, an expired secondary zone. `Err`
+    /// is the refusal to send (signed when the request was).
+    fn admit<'q>(
+        &self,
+        pkt: &[u8],
+        query: Result<Query<'q>, Malformed>,
+        peer: SocketAddr,
+    ) -> Result<Admitted<'q>, Vec<u8>> {
+        let now = unix_now();
+        let verified = match tsig::verify_request(pkt, &self.keys.load(), now) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::info!(%peer, "zone transfer refused: {e}");
+                self.metrics.out_refused.fetch_add(1, Ordering::Relaxed);
+                let mut msg = error_reply(pkt, e.rcode());
+                if let Some(t) = e.response() {
+                    let _ = tsig::sign_response(&mut msg, &t, now);
+                }
+                return Err(msg);
+            }
+        };
+        let refuse = |rc: u16, why: &str| {
+            tracing::info!(%peer, "zone transfer refused: {why}");
+            self.metrics.out_refused.fetch_add(1, Ordering::Relaxed);
+            let mut msg = error_reply(pkt, rc);
+            if let Some(v) = &verified {
+                let _ = tsig::sign_response(&mut msg, &v.response(), unix_now());
+            }
+            msg
+        };
+        let q = match query {
+            Ok(q) if q.qclass == class::IN => q,
+            _ => return Err(refuse(rcode::FORMERR, "malformed request")),
+        };
+        let catalog = self.catalog.load();
+        let zone = match catalog.find(q.qname()) {
+            Some(z) if z.origin.as_wire() == q.qname() => z.clone(),
+            // RFC 5936 §2.2.1: not authoritative for that zone.
+            _ => return Err(refuse(rcode::NOTAUTH, "not a zone served here")),
+        };
+        drop(catalog);
+        let question_end = HEADER_LEN + q.question.len();
+        let ixfr_from = if q.qtype == rtype::IXFR {
+            match ixfr_serial(pkt, question_end, q.qname()) {
+                Some(s) => Some(s),
+                None => {
+                    let why = "IXFR without a valid SOA in the authority section";
+                    return Err(refuse(rcode::FORMERR, why));
+                }
+            }
+        } else {
+            None
+        };
+        let key = verified.as_ref().map(|v| &v.key.name);
+        if !self.allowed(&zone.origin, peer.ip(), key) {
+            let why = format!(
+                "zone {} is not allowed to {} (key {})",
+                zone.origin,
+                peer.ip(),
+                key.map_or_else(|| "none".into(), ToString::to_string)
+            );
+            return Err(refuse(rcode::REFUSED, &why));
+        }
+        if self.any_unavailable.load(Ordering::Relaxed) && self.secondaries.unavailable(q.qname()) {
+            // An expired secondary zone must not be handed on (RFC 1035 §4.3.5).
+            return Err(refuse(rcode::SERVFAIL, "the zone is expired"));
+        }
+        Ok(Admitted {
+            q,
+            zone,
+            ixfr_from,
+            verified,
+        })
     }
 
     async fn single_soa<W: AsyncWrite + Unpin>(
@@ -1380,6 +1388,15 @@ impl Transfers {
     pub fn keys(&self) -> arc_swap::Guard<Arc<KeyRing>> {
         self.keys.load()
     }
+}
+
+/// A transfer request that passed [`Transfers::admit`].
+struct Admitted<'q> {
+    q: Query<'q>,
+    zone: Arc<Zone>,
+    /// The client's serial, for IXFR.
+    ixfr_from: Option<u32>,
+    verified: Option<tsig::Verified>,
 }
 
 /// A whole zone, SOA first and last.
