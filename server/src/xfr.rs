@@ -47,6 +47,7 @@ use crate::catalog::Catalog;
 use crate::changeset::Changeset;
 use crate::history::History;
 use crate::name::Name;
+use crate::proto::builder::{Compressor, MessageBuilder, Section, Suspended, WriteError};
 use crate::proto::reader::{Header, Reader};
 use crate::rr::{class, rtype, Record};
 use crate::tsig::{self, KeyRing, StreamSigner};
@@ -779,14 +780,14 @@ fn ixfr_serial(pkt: &[u8], question_end: usize, origin: &[u8]) -> Option<u32> {
 // ---------------------------------------------------------------------------------------
 // Writing transfer messages
 
-/// One transfer message being filled.
-struct Message<'a> {
+/// One transfer message being filled, with the [`MessageBuilder`] (set aside between
+/// records, because the stream awaits the client between messages). Owner and rdata
+/// names are compressed through an indexed table: a message holds hundreds of names.
+struct Message {
     buf: Vec<u8>,
-    /// Name suffix (exact bytes) -> offset where it can be pointed at.
-    names: HashMap<&'a [u8], u16, foldhash::fast::RandomState>,
-    /// The previous owner and its offset: RRsets of one name follow each other.
-    last_owner: Option<(&'a [u8], u16)>,
-    answers: u16,
+    comp: Compressor,
+    /// The message being filled; `None` before [`Message::start`].
+    state: Option<Suspended>,
 }
 
 /// Why a record cannot go into any message.
@@ -797,97 +798,72 @@ pub struct Oversized {
     len: usize,
 }
 
-impl<'a> Message<'a> {
-    fn new() -> Message<'a> {
+impl Message {
+    fn new() -> Message {
         Message {
             buf: Vec::with_capacity(MESSAGE_TARGET + 512),
-            names: HashMap::default(),
-            last_owner: None,
-            answers: 0,
+            comp: Compressor::indexed(),
+            state: None,
         }
     }
 
     /// Starts a message: header, and the question in the first one only (RFC 5936 §2.2).
     fn start(&mut self, id: u16, copy_flags: u16, question: Option<&[u8]>) {
-        self.buf.clear();
-        self.names.clear();
-        self.last_owner = None;
-        self.answers = 0;
-        let fl = flags::QR | flags::AA | copy_flags;
-        self.buf.extend_from_slice(&id.to_be_bytes());
-        self.buf.extend_from_slice(&fl.to_be_bytes());
-        let qd = u16::from(question.is_some());
-        self.buf.extend_from_slice(&qd.to_be_bytes());
-        self.buf.extend_from_slice(&[0; 6]);
-        if let Some(q) = question {
-            self.buf.extend_from_slice(q);
-        }
+        let q = question.unwrap_or_default();
+        let mut w = MessageBuilder::new(
+            &mut self.buf,
+            &mut self.comp,
+            id,
+            opcode::QUERY,
+            copy_flags,
+            q,
+        );
+        w.set_flags(flags::AA);
+        self.state = Some(w.suspend());
     }
 
-    fn name(&mut self, name: &'a [u8]) {
-        if let Some((last, off)) = self.last_owner {
-            if last == name {
-                self.buf.extend_from_slice(&(0xc000 | off).to_be_bytes());
-                return;
-            }
-        }
-        let base = self.buf.len();
-        let mut pos = 0;
-        let mut target = None;
-        while name[pos] != 0 {
-            if let Some(&off) = self.names.get(&name[pos..]) {
-                target = Some(off);
-                break;
-            }
-            pos += name[pos] as usize + 1;
-        }
-        self.buf.extend_from_slice(&name[..pos]);
-        match target {
-            Some(off) => self.buf.extend_from_slice(&(0xc000 | off).to_be_bytes()),
-            None => self.buf.push(0),
-        }
-        let mut p = 0;
-        while p < pos && base + p < 0x4000 {
-            self.names.insert(&name[p..], (base + p) as u16);
-            p += name[p] as usize + 1;
-        }
-        if base < 0x4000 {
-            self.last_owner = Some((name, base as u16));
-        }
+    fn builder(&mut self) -> MessageBuilder<'_> {
+        let s = self
+            .state
+            .expect("a transfer message is started before records go in");
+        MessageBuilder::resume(&mut self.buf, &mut self.comp, s)
     }
 
     /// Appends a record if it fits under `limit`; false when the message is full.
     fn record(
         &mut self,
         limit: usize,
-        owner: &'a [u8],
+        owner: &[u8],
         t: u16,
         ttl: u32,
         rdata: &[u8],
-    ) -> Result<bool, Oversized> {
+    ) -> Result<bool, StreamError> {
+        // Compression only shortens names: this is the most the record can take.
         let worst = owner.len() + 10 + rdata.len();
-        if self.buf.len() + worst > limit {
-            if self.answers == 0 {
-                return Err(Oversized {
-                    rtype: t,
-                    len: worst,
-                });
-            }
-            return Ok(false);
+        let mut w = self.builder();
+        let full = w.len() + worst > limit;
+        let empty = w.count(Section::Answer) == 0;
+        let written = if full {
+            Ok(false)
+        } else {
+            w.record(Section::Answer, owner, t, class::IN, ttl, rdata)
+                .map(|()| true)
+        };
+        self.state = Some(w.suspend());
+        if full && empty {
+            return Err(StreamError::Oversized(Oversized {
+                rtype: t,
+                len: worst,
+            }));
         }
-        self.name(owner);
-        self.buf.extend_from_slice(&t.to_be_bytes());
-        self.buf.extend_from_slice(&class::IN.to_be_bytes());
-        self.buf.extend_from_slice(&ttl.to_be_bytes());
-        self.buf
-            .extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-        self.buf.extend_from_slice(rdata);
-        self.answers += 1;
-        Ok(true)
+        Ok(written?)
     }
 
+    /// Writes the section counts; the message is then ready to sign and send.
     fn finish(&mut self) {
-        self.buf[6..8].copy_from_slice(&self.answers.to_be_bytes());
+        if self.state.is_some() {
+            self.builder().finish();
+        }
     }
 }
 
@@ -900,6 +876,8 @@ pub enum StreamError {
     Timeout(Duration),
     #[error(transparent)]
     Oversized(#[from] Oversized),
+    #[error("a record of the zone cannot be written: {0}")]
+    Write(#[from] WriteError),
     #[error("signing a message: {0}")]
     Sign(#[from] tsig::SignError),
 }
@@ -924,7 +902,7 @@ struct Stream<'w, W> {
 }
 
 impl<W: AsyncWrite + Unpin> Stream<'_, W> {
-    async fn send(&mut self, msg: &mut Message<'_>) -> Result<(), StreamError> {
+    async fn send(&mut self, msg: &mut Message) -> Result<(), StreamError> {
         msg.finish();
         if let Some(s) = &mut self.signer {
             s.sign(&mut msg.buf, unix_now())?;
@@ -941,7 +919,7 @@ impl<W: AsyncWrite + Unpin> Stream<'_, W> {
         Ok(())
     }
 
-    fn start<'a>(&mut self, msg: &mut Message<'a>) {
+    fn start(&mut self, msg: &mut Message) {
         let q = if self.first {
             Some(&self.question[..])
         } else {
@@ -952,13 +930,13 @@ impl<W: AsyncWrite + Unpin> Stream<'_, W> {
     }
 
     /// Appends a record, sending the message first when it is full.
-    async fn record<'a>(
+    async fn record(
         &mut self,
-        msg: &mut Message<'a>,
-        owner: &'a [u8],
+        msg: &mut Message,
+        owner: &[u8],
         t: u16,
         ttl: u32,
-        rdata: &'a [u8],
+        rdata: &[u8],
     ) -> Result<(), StreamError> {
         if !self.place(msg, owner, t, ttl, rdata)? {
             self.send(msg).await?;
@@ -970,16 +948,16 @@ impl<W: AsyncWrite + Unpin> Stream<'_, W> {
 
     /// Adds the record if it fits under `limit`, or — alone in an empty message — under
     /// `max`. `Ok(false)`: the message is full, send it and start another.
-    fn place<'a>(
+    fn place(
         &self,
-        msg: &mut Message<'a>,
-        owner: &'a [u8],
+        msg: &mut Message,
+        owner: &[u8],
         t: u16,
         ttl: u32,
-        rdata: &'a [u8],
-    ) -> Result<bool, Oversized> {
+        rdata: &[u8],
+    ) -> Result<bool, StreamError> {
         match msg.record(self.limit, owner, t, ttl, rdata) {
-            Err(_) => msg.record(self.max, owner, t, ttl, rdata),
+            Err(StreamError::Oversized(_)) => msg.record(self.max, owner, t, ttl, rdata),
             fits => fits,
         }
     }
@@ -1357,21 +1335,26 @@ impl Transfers {
         if ar > u16::from(q.edns.is_some()) {
             return None;
         }
-        let mut msg = Message::new();
-        msg.start(q.id, q.copy_flags & flags::RD, Some(q.question));
+        let mut buf = Vec::with_capacity(512);
+        let mut comp = Compressor::default();
+        let copy = q.copy_flags & flags::RD;
+        let mut w = MessageBuilder::new(&mut buf, &mut comp, q.id, q.opcode, copy, q.question);
+        w.set_flags(flags::AA);
         let owner = zone.apex().owner();
-        msg.record(usize::MAX, owner, rtype::SOA, zone.soa_ttl, &zone.soa_rdata)
-            .ok()?;
-        msg.finish();
+        w.record(
+            Section::Answer,
+            owner,
+            rtype::SOA,
+            class::IN,
+            zone.soa_ttl,
+            &zone.soa_rdata,
+        )
+        .ok()?;
         if let Some(e) = q.edns {
-            msg.buf.extend_from_slice(&[0, 0, 41]);
-            msg.buf
-                .extend_from_slice(&self.max_udp_payload.to_be_bytes());
-            msg.buf
-                .extend_from_slice(&[0, 0, if e.dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
-            msg.buf[10..12].copy_from_slice(&1u16.to_be_bytes());
+            w.opt(self.max_udp_payload, 0, e.dnssec_ok);
         }
-        *out = std::mem::take(&mut msg.buf);
+        w.finish();
+        *out = buf;
         self.metrics.out[3].fetch_add(1, Ordering::Relaxed);
         Some(Outcome::Reply {
             rcode: rcode::NOERROR,
@@ -1436,10 +1419,10 @@ async fn ixfr_stream<W: AsyncWrite + Unpin>(
 }
 
 /// Adds the zone's apex SOA, which opens and closes every transfer.
-async fn apex_soa<'a, W: AsyncWrite + Unpin>(
-    zone: &'a Zone,
+async fn apex_soa<W: AsyncWrite + Unpin>(
+    zone: &Zone,
     stream: &mut Stream<'_, W>,
-    msg: &mut Message<'a>,
+    msg: &mut Message,
 ) -> Result<(), StreamError> {
     let owner = zone.apex().owner();
     stream

@@ -47,19 +47,53 @@ impl Ede<'_> {
 
 /// Compression table: where each name suffix already written to the message starts.
 ///
-/// Messages are small and hold few distinct names, so a linear table beats a hash map.
+/// Answers are small and hold few distinct names, so a linear table beats a hash map.
+/// Zone transfer messages hold hundreds of names: [`Compressor::indexed`] adds a hash
+/// index so that a lookup does not scan every name written.
 #[derive(Default)]
 pub struct Compressor {
     /// (offset in message, length of the uncompressed suffix at that offset), in increasing
     /// offset order: names are only ever appended.
     entries: Vec<(u16, u8)>,
+    /// Hash of a suffix folded to lower case -> offset of the first entry with that hash.
+    index: Option<std::collections::HashMap<u64, u16>>,
 }
 
 impl Compressor {
+    /// A table with a hash index, for long messages.
+    pub fn indexed() -> Compressor {
+        Compressor {
+            entries: Vec::new(),
+            index: Some(std::collections::HashMap::new()),
+        }
+    }
+
     /// Forgets every name (for reuse of the same buffers across queries).
     pub fn clear(&mut self) {
         self.entries.clear();
+        if let Some(i) = &mut self.index {
+            i.clear();
+        }
     }
+
+    /// Forgets the names at or after offset `end` of the message.
+    fn forget_from(&mut self, end: usize) {
+        self.entries.retain(|&(off, _)| (off as usize) < end);
+        if let Some(i) = &mut self.index {
+            // Each key maps to its first offset; the bytes before `end` are unchanged.
+            i.retain(|_, off| (*off as usize) < end);
+        }
+    }
+}
+
+/// FNV-1a of a wire name folded to lower case, with its length: the index key.
+fn suffix_key(name: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ name.len() as u64;
+    for &b in name {
+        h ^= u64::from(b.to_ascii_lowercase());
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 /// A section of a message that holds records (RFC 1035 §4.1).
@@ -88,6 +122,13 @@ pub enum WriteError {
     /// A section count would pass 65535.
     #[error("more than 65535 records in one section")]
     TooManyRecords,
+}
+
+/// A message set aside between records (see [`MessageBuilder::suspend`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Suspended {
+    counts: [u16; 4],
+    question_end: usize,
 }
 
 /// A point in a message to roll back to (see [`MessageBuilder::checkpoint`]).
@@ -222,6 +263,30 @@ impl<'b> MessageBuilder<'b> {
         w
     }
 
+    /// Sets the message aside, to go on with [`MessageBuilder::resume`] on the same
+    /// buffer and table: a message filled across awaits (zone transfers).
+    pub fn suspend(self) -> Suspended {
+        Suspended {
+            counts: self.counts,
+            question_end: self.question_end,
+        }
+    }
+
+    /// Goes on with a message set aside by [`MessageBuilder::suspend`]; `buf` and `comp`
+    /// must be the ones it was built in, unchanged since.
+    pub fn resume(
+        buf: &'b mut Vec<u8>,
+        comp: &'b mut Compressor,
+        s: Suspended,
+    ) -> MessageBuilder<'b> {
+        MessageBuilder {
+            buf,
+            comp,
+            counts: s.counts,
+            question_end: s.question_end,
+        }
+    }
+
     /// Sets header flag bits.
     pub fn set_flags(&mut self, bits: u16) {
         let fl = self.header_flags() | bits;
@@ -275,6 +340,9 @@ impl<'b> MessageBuilder<'b> {
         self.buf.truncate(to.len);
         self.counts = to.counts;
         self.comp.entries.truncate(to.names);
+        if self.comp.index.is_some() {
+            self.comp.forget_from(to.len);
+        }
     }
 
     /// Drops every record, keeping header and question: the truncated (TC) form of the
@@ -282,8 +350,7 @@ impl<'b> MessageBuilder<'b> {
     pub fn clear_records(&mut self) {
         self.buf.truncate(self.question_end);
         self.counts = [self.counts[0], 0, 0, 0];
-        let end = self.question_end;
-        self.comp.entries.retain(|&(off, _)| (off as usize) < end);
+        self.comp.forget_from(self.question_end);
     }
 
     /// Appends one record. `owner` is an uncompressed wire name. The record is checked
@@ -474,6 +541,9 @@ impl<'b> MessageBuilder<'b> {
             // Pointers are 14 bits: names past 16 KiB cannot be targets.
             if off < 0x3fff {
                 self.comp.entries.push((off as u16, (name.len() - i) as u8));
+                if let Some(index) = &mut self.comp.index {
+                    index.entry(suffix_key(&name[i..])).or_insert(off as u16);
+                }
             }
             i += 1 + name[i] as usize;
         }
@@ -482,6 +552,14 @@ impl<'b> MessageBuilder<'b> {
     /// Finds an earlier occurrence of `suffix` in the message (see [`MessageBuilder::name`] for
     /// what `exact` means).
     fn find(&self, suffix: &[u8], exact: bool) -> Option<u16> {
+        if let Some(index) = &self.comp.index {
+            // The first name with this key; another one further on is not looked for
+            // (the name is then written out, which is valid, only longer).
+            let off = *index.get(&suffix_key(suffix))?;
+            let usable = (!exact || off as usize >= self.question_end)
+                && self.equals_at(off as usize, suffix, exact);
+            return usable.then_some(off);
+        }
         for &(off, len) in &self.comp.entries {
             if len as usize == suffix.len()
                 && (!exact || off as usize >= self.question_end)
@@ -719,5 +797,66 @@ mod tests {
         .unwrap();
         w.finish();
         assert_eq!(&buf[12 + q.question.len()..][..3], b"\x01b\x00");
+    }
+
+    /// The indexed table (zone transfers) compresses as the linear one does where the
+    /// first occurrence of a name is usable, and forgets names on rollback.
+    #[test]
+    fn indexed_table_compresses_and_rolls_back() {
+        let build = |mut comp: Compressor| {
+            let mut buf = Vec::new();
+            let mut w = MessageBuilder::new(&mut buf, &mut comp, 1, 0, 0, &[]);
+            for i in 0..50u8 {
+                let owner = [&[2, b'h', b'0' + i % 10][..], b"\x04zone\x04test\x00"].concat();
+                w.record(Section::Answer, &owner, rtype::A, 1, 60, &[10, 0, 0, i])
+                    .unwrap();
+                w.record(
+                    Section::Answer,
+                    &owner,
+                    rtype::NS,
+                    1,
+                    60,
+                    b"\x02ns\x04zone\x04test\x00",
+                )
+                .unwrap();
+            }
+            let mark = w.checkpoint();
+            w.record(
+                Section::Answer,
+                b"\x03new\x04test\x00",
+                rtype::A,
+                1,
+                60,
+                &[1; 4],
+            )
+            .unwrap();
+            w.rollback(mark);
+            w.record(
+                Section::Answer,
+                b"\x04else\x04test\x00",
+                rtype::A,
+                1,
+                60,
+                &[1; 4],
+            )
+            .unwrap();
+            w.record(
+                Section::Answer,
+                b"\x03new\x04test\x00",
+                rtype::A,
+                1,
+                60,
+                &[2; 4],
+            )
+            .unwrap();
+            w.finish();
+            buf
+        };
+        let linear = build(Compressor::default());
+        let indexed = build(Compressor::indexed());
+        assert_eq!(indexed, linear);
+        let m = hickory_proto::op::Message::from_vec(&indexed).unwrap();
+        assert_eq!(m.answers.len(), 102);
+        assert_eq!(m.answers[101].name.to_ascii(), "new.test.");
     }
 }
