@@ -207,8 +207,19 @@ pub fn is_server_owner(owner: &[u8]) -> bool {
 /// declaration, and one per configured size (`config`: owner name and size; names
 /// outside the zone are ignored). Sorted by node number.
 pub(crate) fn compute(zone: &Zone, config: &[(Name, u32)]) -> Vec<Gate> {
+    compute_from(zone, zone.nodes(), config)
+}
+
+/// [`compute`] with the names that may declare a size given: a patched zone
+/// ([`crate::zone::patch`]) passes the owners of its previous gates and the names it
+/// touched instead of every name. `candidates` must not repeat a name.
+pub(crate) fn compute_from<'z>(
+    zone: &'z Zone,
+    candidates: impl Iterator<Item = crate::zone::Node<'z>>,
+    config: &[(Name, u32)],
+) -> Vec<Gate> {
     let mut gates: Vec<Gate> = Vec::new();
-    for node in zone.nodes() {
+    for node in candidates {
         let Some(txt) = node.rrset(rtype::TXT) else {
             continue;
         };

@@ -137,7 +137,12 @@ pub fn precompile_in_background(
 /// path — correct answers, only slower — and the panic is counted and logged; the other
 /// zones are still precompiled. Nothing is shared with the serving threads but the zone,
 /// which is immutable apart from the one-shot install that a panic never reaches.
-fn precompile_zones(zones: &[Arc<Zone>], responder: &Responder, origins: &[Name], stats: &Stats) {
+pub(crate) fn precompile_zones(
+    zones: &[Arc<Zone>],
+    responder: &Responder,
+    origins: &[Name],
+    stats: &Stats,
+) {
     for zone in zones {
         let started = Instant::now();
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -431,6 +431,29 @@ impl ZoneData {
         added
     }
 
+    /// What `key` (lower-cased) holds, for patching a snapshot ([`crate::zone::Zone::patch`]).
+    pub fn content<'a>(&'a self, key: &'a Name) -> crate::zone::NameContent<'a> {
+        match self.nodes.get(key) {
+            Some(node) => crate::zone::NameContent {
+                owner: &node.owner,
+                sets: node
+                    .sets
+                    .iter()
+                    .filter(|s| !s.rdatas.is_empty())
+                    .map(|s| crate::zone::SetContent {
+                        rtype: s.rtype,
+                        ttl: s.ttl,
+                        rdatas: &s.rdatas,
+                    })
+                    .collect(),
+            },
+            None => crate::zone::NameContent {
+                owner: key,
+                sets: Vec::new(),
+            },
+        }
+    }
+
     /// The SOA record.
     pub fn soa_record(&self) -> Option<Record> {
         let apex = self.nodes.get(&self.origin)?;

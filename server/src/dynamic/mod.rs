@@ -41,7 +41,7 @@
 //! Limitations: policies are read at start only; keys that sign outgoing NOTIFY and
 //! secondary transfers are taken at start.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -69,6 +69,9 @@ use crate::update::{self, Grant, Limits, NameMatch, Policy, Reason, TypeMatch, Z
 use crate::wire::{opcode, rcode};
 use crate::writeback;
 use crate::zone::Zone;
+
+mod versions;
+use versions::{Compacted, Versions};
 
 /// Where journals live unless configured (the unit's `StateDirectory=musterd`).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/musterd";
@@ -1112,6 +1115,8 @@ struct ZoneWorker {
     unsaved: usize,
     unsaved_since: Option<Instant>,
     precompile_after: Option<Instant>,
+    /// The served snapshot, patched by each update and compacted in the background.
+    versions: Versions,
     /// A write-back running off the task, and where it reports.
     writing: bool,
     written_tx: mpsc::UnboundedSender<WriteOutcome>,
@@ -1124,6 +1129,14 @@ struct ZoneWorker {
     responder: Responder,
     stats: Arc<Stats>,
     metrics: Arc<UpdateMetrics>,
+}
+
+/// The names (lower-cased) whose records `changesets` change.
+fn touched_by<'a>(changesets: impl Iterator<Item = &'a Changeset>) -> BTreeSet<Name> {
+    changesets
+        .flat_map(|cs| cs.removed.iter().chain(&cs.added))
+        .map(|r| r.owner.to_lowercase())
+        .collect()
 }
 
 /// musterd's base copy of a zone, if it has one.
@@ -1204,6 +1217,7 @@ impl ZoneWorker {
             unsaved: 0,
             unsaved_since: None,
             precompile_after: None,
+            versions: Versions::new(),
             writing: false,
             written_tx,
             written_rx,
@@ -1256,8 +1270,11 @@ impl ZoneWorker {
                 message,
             })?;
             tracing::info!(zone = %origin, changesets = replayed, serial = zone.serial(), "journal replayed");
-            w.publish(zone);
+            w.publish(zone, None);
             w.precompile_now();
+        } else if let Some(served) = catalog.load().get(&origin) {
+            // The loaded snapshot holds what the task holds: updates patch it.
+            w.versions.published(served.clone(), None);
         }
         let unstamped = !matches!(writeback::file_state(&text), writeback::FileState::Unedited);
         if w.file_blocked.is_none() && (edited || ahead || unstamped) {
@@ -1426,8 +1443,23 @@ impl ZoneWorker {
         tokio::task::block_in_place(|| self.build())
     }
 
-    fn publish(&mut self, zone: Zone) {
+    /// The snapshot after the names `touched` (lower-cased) changed in `self.data`: patched
+    /// from the served one when the change allows, else rebuilt.
+    fn next_version(&self, touched: &BTreeSet<Name>) -> Result<Zone, String> {
+        match self.versions.patch(&self.data, touched) {
+            Ok(zone) => Ok(zone),
+            Err(why) => {
+                tracing::debug!(zone = %self.origin, ?why, "the zone is rebuilt, not patched");
+                self.build_blocking()
+            }
+        }
+    }
+
+    /// Serves `zone`; `touched` names what changed since the served version (`None`: all
+    /// of it may have).
+    fn publish(&mut self, zone: Zone, touched: Option<&BTreeSet<Name>>) {
         let zone = Arc::new(zone);
+        self.versions.published(zone.clone(), touched);
         let before = self.catalog.load().get(&self.origin).cloned();
         self.catalog.rcu(|current| {
             let mut next = (**current).clone();
@@ -1447,6 +1479,14 @@ impl ZoneWorker {
             return;
         };
         let origins = catalog.zones().map(|z| z.origin.clone()).collect();
+        if self.versions.wants_compaction() {
+            self.versions
+                .compact(self.responder.clone(), origins, self.stats.clone());
+            return;
+        }
+        if zone.is_patched() || zone.is_precompiled() {
+            return; // a compaction is running, or nothing is left to do
+        }
         crate::loader::precompile_in_background(
             vec![zone],
             self.responder.clone(),
@@ -1478,8 +1518,17 @@ impl ZoneWorker {
                     None => return,
                 },
                 Some(w) = self.written_rx.recv() => self.written(w),
+                Some(c) = self.versions.rx.recv() => self.compacted(c),
                 _ = sleep => self.on_timer().await,
             }
+        }
+    }
+
+    /// A compaction finished: served, with the updates made meanwhile patched in.
+    fn compacted(&mut self, c: Compacted) {
+        if let Some((zone, since)) = self.versions.finished(c, &self.data) {
+            tracing::debug!(zone = %self.origin, serial = zone.serial(), patched = since.len(), "compacted snapshot served");
+            self.publish(zone, Some(&since));
         }
     }
 
@@ -1741,9 +1790,13 @@ impl ZoneWorker {
         // Everything from `fail_from` on is taken back out and answered SERVFAIL.
         let mut fail_from: Option<(usize, &'static str)> = None;
         let mut zone = None;
+        let touched = touched_by(changed.iter().filter_map(|&i| match &results[i].0 {
+            Ok(a) => a.changeset.as_ref(),
+            Err(_) => None,
+        }));
         if !changed.is_empty() {
             let t = Instant::now();
-            let built = self.build_blocking();
+            let built = self.next_version(&touched);
             timing.0 = t.elapsed();
             match built {
                 Ok(z) => zone = Some(z),
@@ -1792,7 +1845,7 @@ impl ZoneWorker {
                 .iter()
                 .any(|(r, _)| matches!(r, Ok(a) if a.changeset.is_some()));
             if still_changed {
-                match self.build_blocking() {
+                match self.next_version(&touched) {
                     Ok(z) => zone = Some(z),
                     Err(message) => {
                         tracing::error!(zone = %self.origin, "cannot rebuild the zone: {message}")
@@ -1812,7 +1865,7 @@ impl ZoneWorker {
                     self.ixfr.record(&self.origin, cs.clone());
                 }
             }
-            self.publish(z);
+            self.publish(z, Some(&touched));
             timing.2 = t.elapsed();
         }
         tracing::debug!(
@@ -2056,7 +2109,8 @@ impl ZoneWorker {
             return false;
         }
         let previous = std::mem::replace(&mut self.data, next);
-        let zone = match self.build_blocking() {
+        let touched = touched_by(std::iter::once(&cs));
+        let zone = match self.next_version(&touched) {
             Ok(z) => z,
             Err(message) => {
                 self.data = previous;
@@ -2080,7 +2134,7 @@ impl ZoneWorker {
         );
         crate::stats::bump(&self.stats.reloads);
         self.ixfr.record(&self.origin, cs.clone());
-        self.publish(zone);
+        self.publish(zone, Some(&touched));
         self.remember(cs);
         true
     }

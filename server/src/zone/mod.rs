@@ -1,8 +1,9 @@
 //! Immutable zone snapshots and the name lookup that answers are built from
 //! (RFC 1034 §4.3.2, RFC 4592 wildcards, RFC 8020 empty non-terminals).
 //!
-//! A [`Zone`] is built once from records and never changed: a reload or (later) a dynamic
-//! update builds a new snapshot and swaps it in atomically, so readers never lock. Every
+//! A [`Zone`] is built once from records and never changed: a reload builds a new snapshot
+//! and a dynamic update patches one into a new snapshot ([`patch`]: the untouched names
+//! are shared, not copied), which is swapped in atomically, so readers never lock. Every
 //! name in the zone, including empty non-terminals, is in one hash table, and each node
 //! carries what the lookup would otherwise have to search for (is it a delegation, is it
 //! below one, does it have a wildcard child). Hits and misses therefore cost a handful of
@@ -26,6 +27,9 @@ use hashbrown::HashTable;
 
 use crate::name::{Name, MAX_NAME_LEN};
 use crate::rr::{check_rdata, class, is_meta_or_query_only, rtype, type_name, Origin, Record, Soa};
+
+pub mod patch;
+pub use patch::{NameContent, SetContent, Unpatchable};
 
 /// Hash map keyed by lower-cased wire names.
 pub type NameMap<V> = std::collections::HashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
@@ -55,6 +59,11 @@ enum CutRec {
 /// One name, in the flat storage.
 #[derive(Debug)]
 struct NodeRec {
+    /// Names directly below this one that exist (empty non-terminals included): a name
+    /// that loses its records is removed only when this is 0 (RFC 8020).
+    children: u32,
+    /// Removed by a patch: the overlay's record of a name that no longer exists.
+    gone: bool,
     /// Offset of the lower-cased wire name in `names`.
     key: u32,
     /// Offset of the name as written in the zone (equal to `key` when it was lower case).
@@ -73,8 +82,65 @@ struct NodeRec {
     fast: AtomicU32,
 }
 
+impl Clone for NodeRec {
+    /// A copy without precompiled answers (they belong to the arena of the original).
+    fn clone(&self) -> NodeRec {
+        NodeRec {
+            children: self.children,
+            gone: self.gone,
+            key: self.key,
+            owner: self.owner,
+            key_len: self.key_len,
+            wildcard_child: self.wildcard_child,
+            withheld: self.withheld,
+            cut: self.cut,
+            sets: self.sets,
+            nsets: self.nsets,
+            fast: AtomicU32::new(NONE),
+        }
+    }
+}
+
+/// The flat storage of some nodes: a built zone's, or a patch's. Offsets in a [`NodeRec`]
+/// and [`SetRec`] are into the `Arenas` that hold it.
+#[derive(Debug, Clone, Default)]
+struct Arenas {
+    nodes: Vec<NodeRec>,
+    sets: Vec<SetRec>,
+    /// Wire names (keys and owners), back to back.
+    names: Vec<u8>,
+    /// Rdatas, each prefixed with its length (native-endian u16).
+    rdata: Vec<u8>,
+}
+
+impl Arenas {
+    fn key_of(&self, local: usize) -> &[u8] {
+        let n = &self.nodes[local];
+        &self.names[n.key as usize..n.key as usize + n.key_len as usize]
+    }
+
+    fn bytes(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<NodeRec>()
+            + self.sets.capacity() * std::mem::size_of::<SetRec>()
+            + self.names.capacity()
+            + self.rdata.capacity()
+    }
+}
+
+/// What [`Zone::build`] made: every name of the zone, hashed, and the precompiled answers
+/// once they are computed. Shared by every snapshot patched from it.
+#[derive(Debug)]
+struct Base {
+    hasher: foldhash::fast::RandomState,
+    /// Node numbers, hashed by lower-cased wire name.
+    table: HashTable<u32>,
+    arenas: Arenas,
+    /// Precompiled answers of all nodes (see [`crate::fastpath`]), set once.
+    fast: OnceLock<Box<[u8]>>,
+}
+
 /// One RRset, in the flat storage.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SetRec {
     rtype: u16,
     ttl: u32,
@@ -156,7 +222,12 @@ impl std::fmt::Debug for Node<'_> {
 
 impl<'z> Node<'z> {
     fn rec(&self) -> &'z NodeRec {
-        &self.zone.nodes[self.id as usize]
+        let (arenas, local) = self.zone.locate(self.id);
+        &arenas.nodes[local]
+    }
+
+    fn arenas(&self) -> &'z Arenas {
+        self.zone.locate(self.id).0
     }
 
     /// The node's number in its zone (stable for the snapshot's life).
@@ -168,7 +239,7 @@ impl<'z> Node<'z> {
     pub fn owner(&self) -> &'z [u8] {
         let r = self.rec();
         let at = r.owner as usize;
-        &self.zone.names[at..at + r.key_len as usize]
+        &self.arenas().names[at..at + r.key_len as usize]
     }
 
     /// Owner name, lower-cased: the lookup key.
@@ -184,10 +255,10 @@ impl<'z> Node<'z> {
     /// The RRsets, sorted by type; none for an empty non-terminal.
     pub fn rrsets(&self) -> impl Iterator<Item = RRset<'z>> + 'z {
         let r = self.rec();
-        let zone = self.zone;
-        zone.sets[r.sets as usize..(r.sets + r.nsets) as usize]
+        let arenas = self.arenas();
+        arenas.sets[r.sets as usize..(r.sets + r.nsets) as usize]
             .iter()
-            .map(move |s| zone.view(s))
+            .map(move |s| view(arenas, s))
     }
 
     /// The first RRset by type (what ANY answers with, RFC 8482).
@@ -235,11 +306,20 @@ impl<'z> Node<'z> {
     /// The precompiled answers of this name (see [`crate::fastpath`]): the fast arena and
     /// where this node's block starts in it, once [`Zone::install_prebuilt`] ran.
     pub fn prebuilt(&self) -> Option<(&'z [u8], usize)> {
+        // A patched snapshot serves its names by the full path until the zone is
+        // compacted and precompiled again (`crate::dynamic`).
+        if self.zone.over.is_some() {
+            return None;
+        }
         let off = self.rec().fast.load(Ordering::Acquire);
         if off == NONE {
             return None;
         }
-        self.zone.fast.get().map(|arena| (&arena[..], off as usize))
+        self.zone
+            .base
+            .fast
+            .get()
+            .map(|arena| (&arena[..], off as usize))
     }
 }
 
@@ -261,18 +341,12 @@ pub enum Found<'z> {
 pub struct Zone {
     /// Apex, lower-cased.
     pub origin: Name,
-    hasher: foldhash::fast::RandomState,
-    /// Node numbers, hashed by lower-cased wire name.
-    table: HashTable<u32>,
-    nodes: Vec<NodeRec>,
-    sets: Vec<SetRec>,
-    /// Wire names (keys and owners), back to back.
-    names: Vec<u8>,
-    /// Rdatas, each prefixed with its length (native-endian u16).
-    rdata: Vec<u8>,
+    base: Arc<Base>,
+    /// The names a patch changed since the base was built; they shadow the base's.
+    over: Option<patch::Overlay>,
     apex: u32,
-    /// Precompiled answers of all nodes (see [`crate::fastpath`]), set once.
-    fast: OnceLock<Box<[u8]>>,
+    /// Names that exist, empty non-terminals included.
+    name_count: usize,
     /// The apex SOA.
     pub soa: Soa,
     /// SOA rdata as stored (for authority sections).
@@ -423,6 +497,8 @@ impl NodeTable {
             key_at + key.len() as u32
         };
         nodes.push(NodeRec {
+            children: 0,
+            gone: false,
             key: key_at,
             owner: owner_at,
             key_len: key.len() as u8,
@@ -436,6 +512,15 @@ impl NodeTable {
         self.table
             .insert_unique(h, id, |&i| hasher.hash_one(key_in(nodes, names, i)));
         id
+    }
+}
+
+fn view<'a>(arenas: &'a Arenas, s: &SetRec) -> RRset<'a> {
+    RRset {
+        rtype: s.rtype,
+        ttl: s.ttl,
+        count: s.count,
+        data: &arenas.rdata[s.data as usize..(s.data + s.len) as usize],
     }
 }
 
@@ -750,17 +835,24 @@ impl<'r> Builder<'r> {
         sets.shrink_to_fit();
         rdata.shrink_to_fit();
         let negative_ttl = soa_ttl.min(soa.minimum);
+        let name_count = nodes.len();
         (
             Zone {
                 origin: origin_lc,
-                hasher,
-                table,
-                nodes,
-                sets,
-                names,
-                rdata,
+                base: Arc::new(Base {
+                    hasher,
+                    table,
+                    arenas: Arenas {
+                        nodes,
+                        sets,
+                        names,
+                        rdata,
+                    },
+                    fast: OnceLock::new(),
+                }),
+                over: None,
                 apex,
-                fast: OnceLock::new(),
+                name_count,
                 soa,
                 soa_rdata,
                 soa_ttl,
@@ -776,6 +868,21 @@ impl<'r> Builder<'r> {
 }
 
 impl NodeTable {
+    /// How many names exist directly below each name (what a patch needs to know when a
+    /// name loses its last record).
+    fn count_children(&mut self, apex: u32) {
+        for id in 0..self.nodes.len() as u32 {
+            if id == apex {
+                continue;
+            }
+            let k = self.key_of(id);
+            let parent = &k[1 + k[0] as usize..];
+            if let Some(p) = self.find(parent) {
+                self.nodes[p as usize].children += 1;
+            }
+        }
+    }
+
     /// Empty non-terminals: every ancestor between an owner and the apex exists
     /// (RFC 8020), so a miss can stop at the first existing ancestor.
     fn add_empty_nonterminals(&mut self, apex_len: usize) {
@@ -861,8 +968,9 @@ impl Zone {
     ) -> Result<(Zone, Vec<ZoneWarning>), Vec<ZoneError>> {
         let (mut zone, warnings) = Zone::build_ungated(origin, records)?;
         let gates = crate::gate::compute(&zone, sizes);
+        let base = Arc::get_mut(&mut zone.base).expect("a new zone's base is not shared");
         for g in gates.iter().filter(|g| !g.open) {
-            if let Some(n) = zone.nodes.get_mut(g.node as usize) {
+            if let Some(n) = base.arenas.nodes.get_mut(g.node as usize) {
                 n.withheld = true;
             }
         }
@@ -915,20 +1023,25 @@ impl Zone {
         let apex_len = b.origin_lc.wire_len();
         b.t.add_empty_nonterminals(apex_len);
         b.t.mark_wildcards_and_cuts(&b.sets, apex, apex_len);
+        b.t.count_children(apex);
         Ok(b.finish(apex, soa))
     }
 
-    fn key_of(&self, id: u32) -> &[u8] {
-        key_in(&self.nodes, &self.names, id)
+    /// The storage holding node `id` and its number there: the base's nodes come first,
+    /// then the patch's.
+    fn locate(&self, id: u32) -> (&Arenas, usize) {
+        let base = &self.base.arenas;
+        match &self.over {
+            Some(o) if id as usize >= base.nodes.len() => {
+                (&o.arenas, id as usize - base.nodes.len())
+            }
+            _ => (base, id as usize),
+        }
     }
 
-    fn view(&self, s: &SetRec) -> RRset<'_> {
-        RRset {
-            rtype: s.rtype,
-            ttl: s.ttl,
-            count: s.count,
-            data: &self.rdata[s.data as usize..(s.data + s.len) as usize],
-        }
+    fn key_of(&self, id: u32) -> &[u8] {
+        let (arenas, local) = self.locate(id);
+        arenas.key_of(local)
     }
 
     fn node_at(&self, id: u32) -> Node<'_> {
@@ -942,9 +1055,17 @@ impl Zone {
 
     /// The node at exactly this lower-cased wire name.
     pub fn node(&self, key: &[u8]) -> Option<Node<'_>> {
-        let h = self.hasher.hash_one(key);
-        self.table
-            .find(h, |&id| self.key_of(id) == key)
+        let h = self.base.hasher.hash_one(key);
+        if let Some(o) = &self.over {
+            if let Some(id) = o.find(h, key) {
+                let node = self.node_at(id);
+                return (!node.rec().gone).then_some(node);
+            }
+        }
+        let base = &self.base.arenas;
+        self.base
+            .table
+            .find(h, |&id| base.key_of(id as usize) == key)
             .map(|&id| self.node_at(id))
     }
 
@@ -955,34 +1076,48 @@ impl Zone {
 
     /// Number of names, empty non-terminals included.
     pub fn name_count(&self) -> usize {
-        self.nodes.len()
+        self.name_count
     }
 
     /// Iterates over all nodes, in node-number order.
     pub fn nodes(&self) -> impl Iterator<Item = Node<'_>> {
-        (0..self.nodes.len() as u32).map(|id| self.node_at(id))
+        let total =
+            self.base.arenas.nodes.len() + self.over.as_ref().map_or(0, |o| o.arenas.nodes.len());
+        (0..total as u32)
+            .filter(move |&id| self.is_live(id))
+            .map(|id| self.node_at(id))
+    }
+
+    /// Whether node `id` is in this snapshot (not shadowed by a patch, not removed).
+    fn is_live(&self, id: u32) -> bool {
+        match &self.over {
+            None => true,
+            Some(o) => !o.hides(id) && !self.locate(id).0.nodes[self.locate(id).1].gone,
+        }
     }
 
     /// Bytes held by the snapshot's tables (for logs and the benchmark's reasoning).
     pub fn heap_bytes(&self) -> usize {
-        self.table.capacity() * 5
-            + self.nodes.capacity() * std::mem::size_of::<NodeRec>()
-            + self.sets.capacity() * std::mem::size_of::<SetRec>()
-            + self.names.capacity()
-            + self.rdata.capacity()
-            + self.fast.get().map_or(0, |a| a.len())
+        self.base.table.capacity() * 5
+            + self.base.arenas.bytes()
+            + self.base.fast.get().map_or(0, |a| a.len())
+            + self.over.as_ref().map_or(0, patch::Overlay::bytes)
     }
 
     /// Installs the precompiled answers: `arena` holds them all, `offsets` says where each
     /// node's start. Only the first call for a snapshot takes effect (a second precompile
     /// would compute the same).
     pub fn install_prebuilt(&self, arena: Vec<u8>, offsets: &[(u32, u32)]) {
-        if self.fast.set(arena.into_boxed_slice()).is_err() {
+        // A patched snapshot shares its base with others: it is compacted before its
+        // answers are precompiled (`Zone::compacted`).
+        if self.over.is_some() || self.base.fast.set(arena.into_boxed_slice()).is_err() {
             return;
         }
         // The arena is published before any offset: a reader that sees an offset finds it.
         for &(id, off) in offsets {
-            self.nodes[id as usize].fast.store(off, Ordering::Release);
+            self.base.arenas.nodes[id as usize]
+                .fast
+                .store(off, Ordering::Release);
         }
     }
 
