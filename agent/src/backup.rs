@@ -20,59 +20,32 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cli::{parse_path, parse_timeout_like, EtcdAccessArgs};
 use crate::etcd::{Client, Endpoint, EtcdError};
 use crate::ids::EtcdId;
 use crate::plan::{Plan, Start};
+use crate::plan_file::{self, PLAN_FILE};
 use crate::snapshot::{self, Meta, MetaMember, StoreError};
-use crate::{notify, restart, Error};
+use crate::{notify, Error};
 
-/// `muster-agent backup`.
-#[derive(Debug, clap::Args)]
-pub struct BackupArgs {
+/// What `backup` does, checked.
+#[derive(Debug, Clone)]
+pub struct BackupConfig {
     /// etcd's data dir, holding muster-plan.json (which says this member's client URL).
-    /// Default: $ETCD_DATA_DIR.
-    #[arg(long, env = "MUSTER_DATA_DIR", value_name = "DIR", value_parser = parse_path)]
-    pub data_dir: Option<PathBuf>,
-    /// The snapshot directory (local disk or a network mount), created if missing.
-    #[arg(long, env = "MUSTER_BACKUP_TO", value_name = "DEST", value_parser = parse_path)]
+    pub data_dir: PathBuf,
+    /// The snapshot directory, created if missing.
     pub to: PathBuf,
-    /// Keep running and take a snapshot this often (as a service); without it, one
-    /// snapshot and exit (as a timer's job).
-    #[arg(long, env = "MUSTER_BACKUP_EVERY", value_name = "DURATION", value_parser = parse_every)]
+    /// Keep running and take a snapshot this often; None: one snapshot.
     pub every: Option<Duration>,
-    /// After a snapshot, remove all but the newest N (the newest is always kept).
-    #[arg(long, env = "MUSTER_BACKUP_KEEP", value_name = "N")]
+    /// Keep the newest N snapshots.
     pub keep: Option<usize>,
-    /// After a snapshot, remove those older than this (the newest is always kept); with
-    /// --keep, a snapshot is kept when either keeps it.
-    #[arg(long, env = "MUSTER_BACKUP_KEEP_WITHIN", value_name = "DURATION", value_parser = parse_every)]
+    /// Keep the snapshots younger than this.
     pub keep_within: Option<Duration>,
-    /// The etcdctl program (searched in PATH): `etcdctl snapshot status` checks each
-    /// snapshot.
-    #[arg(
-        long,
-        env = "MUSTER_ETCDCTL",
-        value_name = "PATH",
-        default_value = "etcdctl"
-    )]
+    /// The etcdctl program.
     pub etcdctl: String,
-    /// With --every: serve Prometheus metrics (rounds by outcome, the newest snapshot's
-    /// age) on this address.
-    #[arg(
-        long,
-        env = "MUSTER_BACKUP_METRICS_LISTEN",
-        value_name = "ADDR:PORT",
-        requires = "every"
-    )]
+    /// With `every`: serve Prometheus metrics on this address.
     pub metrics_listen: Option<std::net::SocketAddr>,
-    /// TLS and authentication.
-    #[command(flatten)]
-    pub etcd: EtcdAccessArgs,
-}
-
-fn parse_every(s: &str) -> Result<Duration, String> {
-    parse_timeout_like(s, "1h or 30m")
+    /// TLS and authentication for etcd's client API.
+    pub access: crate::etcd::Access,
 }
 
 /// Why a backup failed.
@@ -104,13 +77,13 @@ pub enum Round {
 }
 
 /// Runs `backup`: once, or every `--every` until killed.
-pub fn run(args: &BackupArgs) -> Result<(), Error> {
-    let dir = crate::lifecycle::data_dir(&args.data_dir)?;
-    let plan = restart::load(&dir)?.ok_or_else(|| {
+pub fn run(args: &BackupConfig) -> Result<(), Error> {
+    let dir = &args.data_dir;
+    let plan = plan_file::load(dir)?.ok_or_else(|| {
         BackupError::NoPlan(format!(
             "{} is missing: start this member with muster-agent first (it says which member \
              this is and where its client URL is)",
-            dir.join(restart::PLAN_FILE).display()
+            dir.join(PLAN_FILE).display()
         ))
     })?;
     let Some(every) = args.every else {
@@ -181,10 +154,7 @@ fn report(r: &Round) {
 /// This member's own client URLs (dialled at its listen addresses).
 fn own_endpoints(plan: &Plan) -> Vec<Endpoint> {
     let n = plan.advertise_client_urls.len();
-    crate::join::plan_endpoints(plan)
-        .into_iter()
-        .take(n)
-        .collect()
+    crate::plan::endpoints(plan).into_iter().take(n).collect()
 }
 
 fn srv_record(plan: &Plan) -> String {
@@ -198,9 +168,9 @@ fn srv_record(plan: &Plan) -> String {
 }
 
 /// One round: leader check, snapshot, checks, store, garbage collection.
-pub fn round(args: &BackupArgs, plan: &Plan) -> Result<Round, BackupError> {
+pub fn round(args: &BackupConfig, plan: &Plan) -> Result<Round, BackupError> {
     let own = own_endpoints(plan);
-    let access = args.etcd.access();
+    let access = args.access.clone();
     let client = Client::new(own.clone(), access)?;
     // The first own URL that answers.
     let mut last = EtcdError::NoEndpoint;
@@ -223,15 +193,15 @@ pub fn round(args: &BackupArgs, plan: &Plan) -> Result<Round, BackupError> {
             url: url.clone(),
             addrs: vec![],
         });
-    if status.leader == 0 {
+    if status.leader == EtcdId(0) {
         return Err(BackupError::NoLeader(url));
     }
     if status.leader != status.member_id {
         return Ok(Round::Skipped(format!(
             "{} ({}) is not the leader; leader {} takes the snapshot",
             plan.name,
-            EtcdId(status.member_id).hex(),
-            EtcdId(status.leader).hex()
+            status.member_id.hex(),
+            status.leader.hex()
         )));
     }
     let membership = client.list_at(&url)?;
@@ -265,13 +235,13 @@ pub fn round(args: &BackupArgs, plan: &Plan) -> Result<Round, BackupError> {
         taken_at: humantime::format_rfc3339_seconds(at).to_string(),
         taken_from: plan.name.to_string(),
         srv_record: srv_record(plan),
-        cluster_id: EtcdId(membership.cluster_id).hex(),
+        cluster_id: membership.cluster_id.hex(),
         members: membership
             .members
             .iter()
             .map(|m| MetaMember {
                 name: m.name.clone(),
-                id: EtcdId(m.id).hex(),
+                id: m.id.hex(),
                 peer_urls: m.peer_urls.clone(),
             })
             .collect(),
@@ -310,8 +280,8 @@ fn dial_url(e: &Endpoint) -> String {
 /// `etcdctl snapshot save` into `part` (etcd's gRPC snapshot stream: about three times
 /// faster than the JSON gateway, which encodes every chunk in base64), then both hashes;
 /// refuses a file whose integrity hash fails.
-fn fetch(args: &BackupArgs, e: &Endpoint, part: &Path) -> Result<(String, u64), BackupError> {
-    let access = args.etcd.access();
+fn fetch(args: &BackupConfig, e: &Endpoint, part: &Path) -> Result<(String, u64), BackupError> {
+    let access = args.access.clone();
     let mut a = vec![
         format!("--endpoints={}", dial_url(e)),
         "--dial-timeout=5s".into(),
@@ -377,7 +347,7 @@ fn store(dest: &Path, part: &Path, meta: &Meta) -> Result<(), StoreError> {
 }
 
 /// Removes what `--keep` / `--keep-within` no longer keep; returns their IDs.
-fn gc(args: &BackupArgs) -> Result<Vec<String>, StoreError> {
+fn gc(args: &BackupConfig) -> Result<Vec<String>, StoreError> {
     let (entries, _) = snapshot::list(&args.to)?;
     let mut removed = Vec::new();
     for e in snapshot::to_remove(&entries, args.keep, args.keep_within, SystemTime::now()) {
@@ -392,68 +362,4 @@ fn gc(args: &BackupArgs) -> Result<Vec<String>, StoreError> {
         removed.push(e.meta.id.clone());
     }
     Ok(removed)
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use crate::cli::{Cli, Command, USAGE_EXIT};
-
-    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from([&["muster-agent"][..], args].concat())
-    }
-
-    #[test]
-    fn malformed_backup_and_restore_flags_are_usage_errors() {
-        for (args, flag) in [
-            (&["backup", "--to", "/b", "--every", "0s"][..], "--every"),
-            (
-                &["backup", "--to", "/b", "--keep-within", "soon"],
-                "--keep-within",
-            ),
-            (&["backup", "--to", "/b", "--keep", "many"], "--keep"),
-            (&["backup", "--to", ""], "--to"),
-            (&["backup"], "--to"),
-            (
-                &["restore", "--from", "/b", "--snapshot", "../x"],
-                "--snapshot",
-            ),
-            (&["restore"], "--from"),
-            (
-                &["restore", "--from", "/b", "--dry-run", "--no-start"],
-                "--no-start",
-            ),
-        ] {
-            let e = parse(args).expect_err(&format!("{args:?} must be refused"));
-            assert_eq!(e.exit_code(), i32::from(USAGE_EXIT), "{args:?}");
-            assert!(e.to_string().contains(flag), "{args:?}: {e}");
-        }
-    }
-
-    #[test]
-    fn backup_flags_parse() {
-        let cli = parse(&[
-            "backup",
-            "--to",
-            "/b",
-            "--every",
-            "1h",
-            "--keep",
-            "3",
-            "--keep-within",
-            "7d",
-        ])
-        .unwrap();
-        let Command::Backup(b) = cli.command else {
-            panic!("backup")
-        };
-        assert_eq!(b.every, Some(std::time::Duration::from_secs(3600)));
-        assert_eq!(b.keep, Some(3));
-        assert_eq!(
-            b.keep_within,
-            Some(std::time::Duration::from_secs(7 * 86400))
-        );
-        assert_eq!(b.etcdctl, "etcdctl");
-    }
 }

@@ -27,6 +27,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::ids::EtcdId;
+use crate::urls::EtcdUrl;
+
 /// A client URL and the addresses to dial for its host (empty: resolve with the system
 /// resolver).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,7 +62,7 @@ pub struct Access {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     /// Member ID.
-    pub id: u64,
+    pub id: EtcdId,
     /// Name; empty while the member was added but has not started.
     pub name: String,
     /// Peer URLs.
@@ -115,11 +118,28 @@ impl fmt::Display for Member {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
     /// Cluster ID from the response header.
-    pub cluster_id: u64,
+    pub cluster_id: EtcdId,
     /// The member that answered.
-    pub answered_by: u64,
+    pub answered_by: EtcdId,
     /// Every member.
     pub members: Vec<Member>,
+}
+
+impl Membership {
+    /// The client URLs a member list gives the members other than `except`, to be dialled as
+    /// etcd dials them (by name, with the system resolver): where they are now, which may not
+    /// be where a plan saved them.
+    pub fn client_endpoints(&self, except: EtcdId) -> Vec<Endpoint> {
+        self.members
+            .iter()
+            .filter(|m| m.id != except)
+            .flat_map(|m| &m.client_urls)
+            .map(|u| Endpoint {
+                url: u.clone(),
+                addrs: vec![],
+            })
+            .collect()
+    }
 }
 
 /// What went wrong talking to etcd.
@@ -495,6 +515,7 @@ impl Client {
         let cluster_id = resp
             .header("X-Etcd-Cluster-Id")
             .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+            .map(EtcdId)
             .ok_or_else(|| {
                 malformed("no X-Etcd-Cluster-Id header: not an etcd peer port".into())
             })?;
@@ -508,13 +529,13 @@ impl Client {
         let members = peer_members(&v).map_err(malformed)?;
         Ok(Membership {
             cluster_id,
-            answered_by: 0,
+            answered_by: EtcdId::default(),
             members,
         })
     }
 
     /// `member add --learner`: the new member's ID and the membership after the add.
-    pub fn add_learner(&self, peer_urls: &[String]) -> Result<(u64, Membership), EtcdError> {
+    pub fn add_learner(&self, peer_urls: &[EtcdUrl]) -> Result<(EtcdId, Membership), EtcdError> {
         let v = self.post(
             "/v3/cluster/member/add",
             &json!({"peerURLs": peer_urls, "isLearner": true}),
@@ -523,27 +544,35 @@ impl Client {
             url: "member add".into(),
             reason,
         };
-        let id = id_of(&v["member"]["ID"]).ok_or_else(|| bad("no member.ID".into()))?;
+        let id = id_of(&v["member"]["ID"])
+            .map(EtcdId)
+            .ok_or_else(|| bad("no member.ID".into()))?;
         Ok((id, membership(&v).map_err(bad)?))
     }
 
     /// `member promote`.
-    pub fn promote(&self, id: u64) -> Result<(), EtcdError> {
-        self.post("/v3/cluster/member/promote", &json!({"ID": id.to_string()}))
-            .map(drop)
+    pub fn promote(&self, id: EtcdId) -> Result<(), EtcdError> {
+        self.post(
+            "/v3/cluster/member/promote",
+            &json!({"ID": id.0.to_string()}),
+        )
+        .map(drop)
     }
 
     /// `member remove`.
-    pub fn remove(&self, id: u64) -> Result<(), EtcdError> {
-        self.post("/v3/cluster/member/remove", &json!({"ID": id.to_string()}))
-            .map(drop)
+    pub fn remove(&self, id: EtcdId) -> Result<(), EtcdError> {
+        self.post(
+            "/v3/cluster/member/remove",
+            &json!({"ID": id.0.to_string()}),
+        )
+        .map(drop)
     }
 
     /// `member update`: new peer URLs for a member.
-    pub fn update(&self, id: u64, peer_urls: &[String]) -> Result<(), EtcdError> {
+    pub fn update(&self, id: EtcdId, peer_urls: &[EtcdUrl]) -> Result<(), EtcdError> {
         self.post(
             "/v3/cluster/member/update",
-            &json!({"ID": id.to_string(), "peerURLs": peer_urls}),
+            &json!({"ID": id.0.to_string(), "peerURLs": peer_urls}),
         )
         .map(drop)
     }
@@ -553,11 +582,11 @@ impl Client {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Status {
     /// Cluster ID from the response header.
-    pub cluster_id: u64,
+    pub cluster_id: EtcdId,
     /// The member that answered.
-    pub member_id: u64,
+    pub member_id: EtcdId,
     /// The leader it sees (0: none).
-    pub leader: u64,
+    pub leader: EtcdId,
     /// Its current revision.
     pub revision: i64,
 }
@@ -571,9 +600,13 @@ impl Client {
             reason: reason.to_string(),
         };
         Ok(Status {
-            cluster_id: id_of(&v["header"]["cluster_id"]).ok_or_else(|| bad("no cluster_id"))?,
-            member_id: id_of(&v["header"]["member_id"]).ok_or_else(|| bad("no member_id"))?,
-            leader: id_of(&v["leader"]).unwrap_or_default(),
+            cluster_id: id_of(&v["header"]["cluster_id"])
+                .map(EtcdId)
+                .ok_or_else(|| bad("no cluster_id"))?,
+            member_id: id_of(&v["header"]["member_id"])
+                .map(EtcdId)
+                .ok_or_else(|| bad("no member_id"))?,
+            leader: EtcdId(id_of(&v["leader"]).unwrap_or_default()),
             revision: id_of(&v["header"]["revision"]).unwrap_or_default() as i64,
         })
     }
@@ -606,7 +639,7 @@ pub fn peer_members(v: &Value) -> Result<Vec<Member>, String> {
         .iter()
         .map(|m| {
             Ok(Member {
-                id: id_of(&m["id"]).ok_or("a member without id")?,
+                id: id_of(&m["id"]).map(EtcdId).ok_or("a member without id")?,
                 name: m["name"].as_str().unwrap_or_default().to_string(),
                 peer_urls: strings(&m["peerURLs"]),
                 client_urls: strings(&m["clientURLs"]),
@@ -619,15 +652,17 @@ pub fn peer_members(v: &Value) -> Result<Vec<Member>, String> {
 /// Reads a `member list` (or `member add`) answer.
 pub fn membership(v: &Value) -> Result<Membership, String> {
     let header = &v["header"];
-    let cluster_id = id_of(&header["cluster_id"]).ok_or("no header.cluster_id")?;
-    let answered_by = id_of(&header["member_id"]).unwrap_or_default();
+    let cluster_id = id_of(&header["cluster_id"])
+        .map(EtcdId)
+        .ok_or("no header.cluster_id")?;
+    let answered_by = EtcdId(id_of(&header["member_id"]).unwrap_or_default());
     let members = v["members"]
         .as_array()
         .ok_or("no members array")?
         .iter()
         .map(|m| {
             Ok(Member {
-                id: id_of(&m["ID"]).ok_or("a member without ID")?,
+                id: id_of(&m["ID"]).map(EtcdId).ok_or("a member without ID")?,
                 name: m["name"].as_str().unwrap_or_default().to_string(),
                 peer_urls: strings(&m["peerURLs"]),
                 client_urls: strings(&m["clientURLs"]),
@@ -652,8 +687,8 @@ mod tests {
     #[test]
     fn member_list_reads_decimal_ids_and_unstarted_learners() {
         let m = membership(&serde_json::from_str(LIST).unwrap()).unwrap();
-        assert_eq!(m.cluster_id, 15172527772512277119);
-        assert_eq!(m.answered_by, 11465625223646675324);
+        assert_eq!(m.cluster_id, EtcdId(15172527772512277119));
+        assert_eq!(m.answered_by, EtcdId(11465625223646675324));
         assert_eq!(m.members.len(), 2);
         assert!(m.members[0].started() && !m.members[0].is_learner);
         assert!(!m.members[1].started() && m.members[1].is_learner);
@@ -668,7 +703,7 @@ mod tests {
         let body = r#"[{"id":133647029687354924,"peerURLs":["http://127.0.0.1:60589"],"name":"b"},{"id":1672557605701516491,"peerURLs":["http://127.0.0.1:43463"],"name":"a","clientURLs":["http://127.0.0.1:2379"]}]"#;
         let m = peer_members(&serde_json::from_str(body).unwrap()).unwrap();
         assert_eq!(m.len(), 2);
-        assert_eq!(m[0].id, 133647029687354924);
+        assert_eq!(m[0].id, EtcdId(133647029687354924));
         assert!(!m[0].started() && m[1].started());
         assert!(peer_members(&serde_json::json!({"a": 1})).is_err());
     }

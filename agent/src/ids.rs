@@ -16,7 +16,7 @@ use sha1::{Digest, Sha1};
 
 /// A member or cluster ID. etcd prints it in hex (logs, `member list` tables) and as a
 /// decimal in JSON; the plan file keeps both, so reading one back checks that they agree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EtcdId(pub u64);
 
 impl EtcdId {
@@ -40,6 +40,13 @@ impl EtcdId {
             )),
             Some(_) => Ok(EtcdId(decimal)),
         }
+    }
+}
+
+/// `{:x}`: the hex form, as [`EtcdId::hex`].
+impl fmt::LowerHex for EtcdId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::LowerHex::fmt(&self.0, f)
     }
 }
 

@@ -129,7 +129,7 @@ mod tests {
 
     fn m(i: u64, learner: bool) -> Member {
         Member {
-            id: i,
+            id: crate::ids::EtcdId(i),
             name: format!("m{i}"),
             peer_urls: vec![format!("http://m{i}:2380")],
             client_urls: vec![],
@@ -151,7 +151,7 @@ mod tests {
         let three = [m(1, false), m(2, false), m(3, false)];
         assert_eq!(check(&three, &three[0], |_| true), Ok(()));
         // m3 is down: m2 alone is not a quorum of {m2, m3}.
-        let e = check(&three, &three[0], |x| x.id != 3).unwrap_err();
+        let e = check(&three, &three[0], |x| x.id != crate::ids::EtcdId(3)).unwrap_err();
         assert_eq!(
             e.to_string(),
             "removing m1 would break quorum: 1 of the 2 voting members left are up (m3 down), and 2 are needed; bring them back first, or pass --force"

@@ -5,26 +5,31 @@
 //! in 3.4 ignores plain-http `_etcd-server._tcp` records. muster-agent resolves the
 //! records itself and starts etcd with an explicit `--initial-cluster`.
 //!
-//! Architecture: [`cli`] parses and checks flags ([`urls`] for the URL flags) and [`run`]
-//! wires the effects — [`discover`] (DNS, interface addresses), [`wait`] (completeness and
-//! stability over rounds), [`restart`] (data-dir detection, persisted plan), [`envfile`] /
-//! [`exec`] (the two ways to hand the [`plan::Plan`] to etcd), [`notify`] (systemd) —
-//! around the pure core [`cluster`] (records + local addresses -> plan: completeness,
-//! identity, flags) and [`ids`] (etcd's member and cluster IDs).
+//! Architecture: parse, then a typed configuration, then run (top to bottom, each layer
+//! importing only those below it):
 //!
-//! The lifecycle (issue 10): [`decide`] (pure: restart, bootstrap, join or wait, with the
-//! reason kept in the plan), [`etcd`] (the member API through etcd's JSON gateway),
-//! [`join`] (remove a stale entry, add as learner), [`promote`], [`leave`], and
-//! [`lifecycle`] (the `promote` and `leave` commands).
+//! - [`cli`] holds the clap structs and builds, once, the checked configuration of the
+//!   chosen command ([`config::AgentConfig`] for the start commands, a config per other
+//!   command); [`run`] carries the command out. No module below imports them.
+//! - The commands: `plan`/`env`/`exec` in [`run`], [`lifecycle`] (`promote`, `leave`),
+//!   [`backup`], [`restore`], [`doctor`], [`register`].
+//! - [`decide`]: every start mode (restart, move, bootstrap, join, wait) with its reason;
+//!   [`join`] carries a join out, [`promote`] and [`leave`] the later membership changes.
+//! - Effects: [`discover`] (DNS, interface addresses), [`etcd`] (the member API through
+//!   etcd's JSON gateway), [`plan_file`] (the plan persisted in the data dir),
+//!   [`envfile`] / [`exec`] (the two ways to hand the [`plan::Plan`] to etcd),
+//!   [`snapshot`], [`notify`] (systemd).
+//! - The pure core: [`cluster`] (records + local addresses -> plan: completeness,
+//!   identity, flags), [`plan`], [`urls`], [`ids`] (etcd's member and cluster IDs).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod adopt;
 pub mod backup;
 pub mod backup_metrics;
 pub mod cli;
 pub mod cluster;
+pub mod config;
 pub mod decide;
 pub mod discover;
 pub mod doctor;
@@ -35,17 +40,16 @@ pub mod ids;
 pub mod join;
 pub mod leave;
 pub mod lifecycle;
+pub mod names;
 pub mod notify;
 pub mod plan;
+pub mod plan_file;
 pub mod promote;
 pub mod register;
-pub mod repair;
-pub mod restart;
 pub mod restore;
 pub mod run;
 pub mod snapshot;
 pub mod urls;
-pub mod wait;
 
 use std::path::PathBuf;
 
@@ -57,13 +61,16 @@ pub enum Error {
     Usage(String),
     /// The wait for complete records ended without a cluster.
     #[error(transparent)]
-    Wait(#[from] wait::WaitError),
+    Wait(#[from] decide::wait::WaitError),
     /// The records do not give this host a plan.
     #[error(transparent)]
     Plan(#[from] cluster::PlanError),
     /// The restart path failed.
     #[error(transparent)]
-    Restart(#[from] restart::RestartError),
+    Restart(#[from] decide::restart::RestartError),
+    /// The persisted plan cannot be read or written.
+    #[error(transparent)]
+    PlanFile(#[from] plan_file::PlanFileError),
     /// etcd cannot be executed as planned.
     #[error(transparent)]
     Exec(#[from] exec::ExecError),
@@ -109,7 +116,7 @@ pub enum Error {
     Backup(#[from] backup::BackupError),
     /// A data dir etcd cannot open, not started.
     #[error(transparent)]
-    Repair(#[from] repair::RepairError),
+    Repair(#[from] decide::repair::RepairError),
     /// `restore` failed or was refused.
     #[error(transparent)]
     Restore(#[from] restore::RestoreError),

@@ -15,9 +15,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{MemberName, Scheme};
 use crate::etcd::Endpoint;
 use crate::ids::EtcdId;
+use crate::names::MemberName;
+use crate::urls::{self, EtcdUrl, Scheme};
 
 /// Version of the JSON format (also of `<data-dir>/muster-plan.json`).
 pub const PLAN_VERSION: u32 = 1;
@@ -71,6 +72,69 @@ impl fmt::Display for ClusterState {
     }
 }
 
+/// `--initial-cluster`: every member as `NAME=PEER-URL` in etcd's comma-separated form
+/// (a member added but not started yet is named by its hex ID). Kept in the order given,
+/// which is the order etcd gets; serialised as that text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct InitialCluster(Vec<(String, EtcdUrl)>);
+
+impl InitialCluster {
+    /// The members in this order.
+    pub fn new(members: Vec<(String, EtcdUrl)>) -> InitialCluster {
+        InitialCluster(members)
+    }
+
+    /// Each member's name (or hex ID) and peer URL.
+    pub fn members(&self) -> &[(String, EtcdUrl)] {
+        &self.0
+    }
+}
+
+impl fmt::Display for InitialCluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (name, url)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{name}={url}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for InitialCluster {
+    type Err = String;
+    fn from_str(s: &str) -> Result<InitialCluster, String> {
+        if s.is_empty() {
+            return Ok(InitialCluster::default());
+        }
+        s.split(',')
+            .map(|entry| {
+                let (name, url) = entry
+                    .split_once('=')
+                    .filter(|(n, _)| !n.is_empty())
+                    .ok_or_else(|| format!("initial_cluster entry {entry:?} is not NAME=URL"))?;
+                Ok((name.to_string(), url.parse()?))
+            })
+            .collect::<Result<_, String>>()
+            .map(InitialCluster)
+    }
+}
+
+impl TryFrom<String> for InitialCluster {
+    type Error = String;
+    fn try_from(s: String) -> Result<InitialCluster, String> {
+        s.parse()
+    }
+}
+
+impl From<InitialCluster> for String {
+    fn from(c: InitialCluster) -> String {
+        c.to_string()
+    }
+}
+
 /// How etcd starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
@@ -82,14 +146,14 @@ pub enum Start {
         /// The bootstrap this data dir came from.
         bootstrapped: Option<Bootstrap>,
         /// Set when the records moved this member (mode `move`).
-        moved: Option<Moved>,
+        moved: Option<Box<Moved>>,
         /// The peer URL the membership has for this member (the one it was bootstrapped
         /// or added with, or moved to), passed as `--initial-advertise-peer-urls`: etcd
         /// ignores it for the membership on a restart but names it in the header of every
         /// message to its peers, and a learner that has not caught up learns its peers'
         /// URLs from those headers (without it etcd sends `http://localhost:2380`).
         /// Empty when unknown (a restart from flags without a persisted plan).
-        peer_urls: Vec<String>,
+        peer_urls: Vec<EtcdUrl>,
     },
     /// Into a running cluster, as a learner.
     Join(Join),
@@ -100,17 +164,17 @@ pub enum Start {
 #[serde(deny_unknown_fields)]
 pub struct Moved {
     /// The peer URL etcd had registered for this member.
-    pub peer_url_before: String,
+    pub peer_url_before: EtcdUrl,
     /// The peer URL from the records now (the same text when only addresses changed).
-    pub peer_url: String,
+    pub peer_url: EtcdUrl,
     /// What was done about the peer URL in the cluster's membership.
     pub member_update: MemberUpdate,
     /// `--listen-peer-urls` before.
-    pub listen_peer_urls_before: Vec<String>,
+    pub listen_peer_urls_before: Vec<EtcdUrl>,
     /// `--listen-client-urls` before.
-    pub listen_client_urls_before: Vec<String>,
+    pub listen_client_urls_before: Vec<EtcdUrl>,
     /// `--advertise-client-urls` before.
-    pub advertise_client_urls_before: Vec<String>,
+    pub advertise_client_urls_before: Vec<EtcdUrl>,
 }
 
 /// The `member update` of a move.
@@ -158,10 +222,10 @@ pub struct Join {
     /// How this host was identified.
     pub matched_by: String,
     /// `--initial-advertise-peer-urls`.
-    pub initial_advertise_peer_urls: Vec<String>,
+    pub initial_advertise_peer_urls: Vec<EtcdUrl>,
     /// `--initial-cluster`: the membership after the add (from the add response once
     /// added; predicted from the member list before that).
-    pub initial_cluster: String,
+    pub initial_cluster: InitialCluster,
     /// The running cluster's ID.
     pub cluster_id: EtcdId,
     /// The ID etcd gave this member at the add; `None` until added (`plan` adds nothing).
@@ -183,8 +247,8 @@ struct JoinJson {
     scheme: Scheme,
     matched_by: String,
     initial_cluster_state: ClusterState,
-    initial_advertise_peer_urls: Vec<String>,
-    initial_cluster: String,
+    initial_advertise_peer_urls: Vec<EtcdUrl>,
+    initial_cluster: InitialCluster,
     cluster_id: u64,
     cluster_id_hex: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -264,9 +328,9 @@ pub struct Bootstrap {
     /// `--initial-cluster-state`.
     pub initial_cluster_state: ClusterState,
     /// `--initial-advertise-peer-urls`.
-    pub initial_advertise_peer_urls: Vec<String>,
+    pub initial_advertise_peer_urls: Vec<EtcdUrl>,
     /// `--initial-cluster`.
-    pub initial_cluster: String,
+    pub initial_cluster: InitialCluster,
     /// The ID etcd will give this member.
     pub member_id: EtcdId,
     /// The ID etcd will give the cluster.
@@ -286,9 +350,9 @@ pub struct PlannedMember {
     /// Peer port.
     pub port: u16,
     /// Advertised peer URL.
-    pub peer_url: String,
+    pub peer_url: EtcdUrl,
     /// Advertised client URLs.
-    pub client_urls: Vec<String>,
+    pub client_urls: Vec<EtcdUrl>,
     /// A and AAAA addresses of the target.
     pub addresses: Vec<IpAddr>,
     /// Expected member ID.
@@ -306,11 +370,11 @@ pub struct Plan {
     /// `--data-dir`, when known.
     pub data_dir: Option<PathBuf>,
     /// `--listen-peer-urls`: local addresses, since etcd cannot bind names.
-    pub listen_peer_urls: Vec<String>,
+    pub listen_peer_urls: Vec<EtcdUrl>,
     /// `--listen-client-urls`.
-    pub listen_client_urls: Vec<String>,
+    pub listen_client_urls: Vec<EtcdUrl>,
     /// `--advertise-client-urls`: by name, like the peer URLs.
-    pub advertise_client_urls: Vec<String>,
+    pub advertise_client_urls: Vec<EtcdUrl>,
     /// Bootstrap, restart or join.
     pub start: Start,
     /// Why this start was chosen, printed at every start.
@@ -326,18 +390,18 @@ struct PlanJson {
     name: MemberName,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
-    listen_peer_urls: Vec<String>,
-    listen_client_urls: Vec<String>,
-    advertise_client_urls: Vec<String>,
+    listen_peer_urls: Vec<EtcdUrl>,
+    listen_client_urls: Vec<EtcdUrl>,
+    advertise_client_urls: Vec<EtcdUrl>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cluster: Option<Bootstrap>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     join: Option<Join>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    moved: Option<Moved>,
+    moved: Option<Box<Moved>>,
     /// A restart's or move's `--initial-advertise-peer-urls` (see [`Start::Restart`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    peer_urls: Vec<String>,
+    peer_urls: Vec<EtcdUrl>,
     /// Absent in plans written before the reason was kept.
     #[serde(default)]
     reason: String,
@@ -354,8 +418,8 @@ struct BootstrapJson {
     matched_by: String,
     token: String,
     initial_cluster_state: ClusterState,
-    initial_advertise_peer_urls: Vec<String>,
-    initial_cluster: String,
+    initial_advertise_peer_urls: Vec<EtcdUrl>,
+    initial_cluster: InitialCluster,
     member_id: u64,
     member_id_hex: String,
     cluster_id: u64,
@@ -370,8 +434,8 @@ struct MemberJson {
     name: MemberName,
     target: String,
     port: u16,
-    peer_url: String,
-    client_urls: Vec<String>,
+    peer_url: EtcdUrl,
+    client_urls: Vec<EtcdUrl>,
     addresses: Vec<IpAddr>,
     id: u64,
     id_hex: String,
@@ -577,32 +641,32 @@ impl Plan {
                 f.push(("data-dir", d.display().to_string()));
             }
         }
-        f.push(("listen-peer-urls", self.listen_peer_urls.join(",")));
-        f.push(("listen-client-urls", self.listen_client_urls.join(",")));
+        f.push(("listen-peer-urls", urls::join(&self.listen_peer_urls)));
+        f.push(("listen-client-urls", urls::join(&self.listen_client_urls)));
         f.push((
             "advertise-client-urls",
-            self.advertise_client_urls.join(","),
+            urls::join(&self.advertise_client_urls),
         ));
         if let Start::Bootstrap(c) = &self.start {
             f.push((
                 "initial-advertise-peer-urls",
-                c.initial_advertise_peer_urls.join(","),
+                urls::join(&c.initial_advertise_peer_urls),
             ));
-            f.push(("initial-cluster", c.initial_cluster.clone()));
+            f.push(("initial-cluster", c.initial_cluster.to_string()));
             f.push(("initial-cluster-state", c.initial_cluster_state.to_string()));
             f.push(("initial-cluster-token", c.token.clone()));
         }
         if let Start::Restart { peer_urls, .. } = &self.start {
             if !peer_urls.is_empty() {
-                f.push(("initial-advertise-peer-urls", peer_urls.join(",")));
+                f.push(("initial-advertise-peer-urls", urls::join(peer_urls)));
             }
         }
         if let Start::Join(j) = &self.start {
             f.push((
                 "initial-advertise-peer-urls",
-                j.initial_advertise_peer_urls.join(","),
+                urls::join(&j.initial_advertise_peer_urls),
             ));
-            f.push(("initial-cluster", j.initial_cluster.clone()));
+            f.push(("initial-cluster", j.initial_cluster.to_string()));
             f.push(("initial-cluster-state", ClusterState::Existing.to_string()));
         }
         f
@@ -611,151 +675,295 @@ impl Plan {
     /// The human-readable form printed by `muster-agent plan`.
     pub fn render_text(&self, with_data_dir: bool) -> String {
         let mut s = String::new();
-        // write! to a String cannot fail.
         match &self.start {
-            Start::Bootstrap(c) => {
-                let _ = writeln!(
-                    s,
-                    "bootstrap member {} of a new {}-member cluster from {} ({})",
-                    self.name,
-                    c.members.len(),
-                    c.srv_record,
-                    c.scheme
-                );
-                let _ = writeln!(
-                    s,
-                    "  this host      {} (matched by {})",
-                    self.name, c.matched_by
-                );
-                let _ = writeln!(s, "  token          {}", c.token);
-                let _ = writeln!(
-                    s,
-                    "  member id      {} ({})",
-                    c.member_id,
-                    c.member_id.hex()
-                );
-                let _ = writeln!(
-                    s,
-                    "  cluster id     {} ({})",
-                    c.cluster_id,
-                    c.cluster_id.hex()
-                );
-                let _ = writeln!(s, "  members");
-                let w = c
-                    .members
-                    .iter()
-                    .map(|m| m.name.as_str().len())
-                    .max()
-                    .unwrap_or(0);
-                for m in &c.members {
-                    let addrs: Vec<String> = m.addresses.iter().map(ToString::to_string).collect();
-                    let _ = writeln!(
-                        s,
-                        "    {:w$}  {}  {}  id {}{}",
-                        m.name.as_str(),
-                        m.peer_url,
-                        addrs.join(","),
-                        m.id.hex(),
-                        if m.this_host { "  <- this host" } else { "" },
-                    );
-                }
-            }
+            Start::Bootstrap(c) => self.render_bootstrap(&mut s, c),
             Start::Restart {
                 bootstrapped,
                 moved,
                 peer_urls,
-            } => {
-                let data = self
-                    .data_dir
-                    .as_ref()
-                    .map(|d| d.display().to_string())
-                    .unwrap_or_default();
-                let what = if moved.is_some() { "move" } else { "restart" };
-                let passed = if peer_urls.is_empty() {
-                    "no --initial-* flags are passed".to_string()
-                } else {
-                    format!(
-                        "of the --initial-* flags only --initial-advertise-peer-urls={} is \
-                         passed (the peer URL etcd names in its messages)",
-                        peer_urls.join(",")
-                    )
-                };
-                let _ = writeln!(
-                    s,
-                    "{what} member {}: {data}/member/wal exists, so etcd uses its stored \
-                     membership; {passed}",
-                    self.name
-                );
-                if let Some(m) = moved {
-                    let _ = writeln!(
-                        s,
-                        "  peer url       {} (was {}; member update: {})",
-                        m.peer_url,
-                        m.peer_url_before,
-                        m.member_update.as_str()
-                    );
-                    let _ = writeln!(
-                        s,
-                        "  listen before  {} {}",
-                        m.listen_peer_urls_before.join(","),
-                        m.listen_client_urls_before.join(",")
-                    );
-                }
-                if let Some(c) = bootstrapped {
-                    let _ = writeln!(
-                        s,
-                        "  bootstrapped as member {} of cluster {} ({} members from {})",
-                        c.member_id.hex(),
-                        c.cluster_id.hex(),
-                        c.members.len(),
-                        c.srv_record
-                    );
-                }
-            }
-            // Printed below, after the common part.
-            Start::Join(_) => {}
+            } => self.render_restart(&mut s, bootstrapped.as_ref(), moved.as_deref(), peer_urls),
+            Start::Join(j) => self.render_join(&mut s, j),
         }
-        if let Start::Join(j) = &self.start {
-            let _ = writeln!(
-                s,
-                "join cluster {} as member {} (learner, promoted once caught up)",
-                j.cluster_id.hex(),
-                self.name
-            );
-            let _ = writeln!(
-                s,
-                "  this host      {} (matched by {})",
-                self.name, j.matched_by
-            );
-            if let Some(r) = &j.removed {
-                let _ = writeln!(s, "  stale entry    {r} (removed before the add)");
-            }
-            match j.member_id {
-                Some(id) => {
-                    let _ = writeln!(s, "  member id      {id} ({}), given by the add", id.hex());
-                }
-                None => {
-                    let _ = writeln!(
-                        s,
-                        "  member id      assigned by etcd at the add (plan changes nothing)"
-                    );
-                }
-            }
-            let _ = writeln!(
-                s,
-                "  asked          {}",
-                j.endpoints
-                    .iter()
-                    .map(|e| e.url.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            );
-        }
+        // write! to a String cannot fail.
         let _ = writeln!(s, "decision: {} ({})", self.mode(), self.reason);
         let _ = writeln!(s, "etcd flags");
         for (k, v) in self.etcd_flags(with_data_dir) {
             let _ = writeln!(s, "  --{k}={v}");
         }
         s
+    }
+
+    fn render_bootstrap(&self, s: &mut String, c: &Bootstrap) {
+        let _ = writeln!(
+            s,
+            "bootstrap member {} of a new {}-member cluster from {} ({})",
+            self.name,
+            c.members.len(),
+            c.srv_record,
+            c.scheme
+        );
+        let _ = writeln!(
+            s,
+            "  this host      {} (matched by {})",
+            self.name, c.matched_by
+        );
+        let _ = writeln!(s, "  token          {}", c.token);
+        let _ = writeln!(
+            s,
+            "  member id      {} ({})",
+            c.member_id,
+            c.member_id.hex()
+        );
+        let _ = writeln!(
+            s,
+            "  cluster id     {} ({})",
+            c.cluster_id,
+            c.cluster_id.hex()
+        );
+        let _ = writeln!(s, "  members");
+        let w = c
+            .members
+            .iter()
+            .map(|m| m.name.as_str().len())
+            .max()
+            .unwrap_or(0);
+        for m in &c.members {
+            let addrs: Vec<String> = m.addresses.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                s,
+                "    {:w$}  {}  {}  id {}{}",
+                m.name.as_str(),
+                m.peer_url,
+                addrs.join(","),
+                m.id.hex(),
+                if m.this_host { "  <- this host" } else { "" },
+            );
+        }
+    }
+
+    fn render_restart(
+        &self,
+        s: &mut String,
+        bootstrapped: Option<&Bootstrap>,
+        moved: Option<&Moved>,
+        peer_urls: &[EtcdUrl],
+    ) {
+        let data = self
+            .data_dir
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        let what = if moved.is_some() { "move" } else { "restart" };
+        let passed = if peer_urls.is_empty() {
+            "no --initial-* flags are passed".to_string()
+        } else {
+            format!(
+                "of the --initial-* flags only --initial-advertise-peer-urls={} is \
+                 passed (the peer URL etcd names in its messages)",
+                urls::join(peer_urls)
+            )
+        };
+        let _ = writeln!(
+            s,
+            "{what} member {}: {data}/member/wal exists, so etcd uses its stored \
+             membership; {passed}",
+            self.name
+        );
+        if let Some(m) = moved {
+            let _ = writeln!(
+                s,
+                "  peer url       {} (was {}; member update: {})",
+                m.peer_url,
+                m.peer_url_before,
+                m.member_update.as_str()
+            );
+            let _ = writeln!(
+                s,
+                "  listen before  {} {}",
+                urls::join(&m.listen_peer_urls_before),
+                urls::join(&m.listen_client_urls_before)
+            );
+        }
+        if let Some(c) = bootstrapped {
+            let _ = writeln!(
+                s,
+                "  bootstrapped as member {} of cluster {} ({} members from {})",
+                c.member_id.hex(),
+                c.cluster_id.hex(),
+                c.members.len(),
+                c.srv_record
+            );
+        }
+    }
+
+    fn render_join(&self, s: &mut String, j: &Join) {
+        let _ = writeln!(
+            s,
+            "join cluster {} as member {} (learner, promoted once caught up)",
+            j.cluster_id.hex(),
+            self.name
+        );
+        let _ = writeln!(
+            s,
+            "  this host      {} (matched by {})",
+            self.name, j.matched_by
+        );
+        if let Some(r) = &j.removed {
+            let _ = writeln!(s, "  stale entry    {r} (removed before the add)");
+        }
+        match j.member_id {
+            Some(id) => {
+                let _ = writeln!(s, "  member id      {id} ({}), given by the add", id.hex());
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "  member id      assigned by etcd at the add (plan changes nothing)"
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "  asked          {}",
+            j.endpoints
+                .iter()
+                .map(|e| e.url.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
+}
+
+/// The other members' client URLs, with their addresses, from a skeleton plan.
+pub fn others(plan: &Plan) -> Vec<Endpoint> {
+    plan.cluster()
+        .map(|c| {
+            c.members
+                .iter()
+                .filter(|m| !m.this_host && !m.addresses.is_empty())
+                .flat_map(|m| {
+                    m.client_urls.iter().map(|u| Endpoint {
+                        url: u.to_string(),
+                        addrs: m.addresses.clone(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The other members' peer URLs, with their addresses, from a skeleton plan.
+pub fn other_peers(plan: &Plan) -> Vec<Endpoint> {
+    plan.cluster()
+        .map(|c| {
+            c.members
+                .iter()
+                .filter(|m| !m.this_host && !m.addresses.is_empty())
+                .map(|m| Endpoint {
+                    url: m.peer_url.to_string(),
+                    addrs: m.addresses.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The endpoints of a persisted plan: this member's own client URLs (dialled at its
+/// listen addresses) first, then the other members'.
+pub fn endpoints(plan: &Plan) -> Vec<Endpoint> {
+    let own_addrs: Vec<std::net::IpAddr> = plan
+        .listen_client_urls
+        .iter()
+        .filter_map(|u| match u.host {
+            urls::Host::Ip(a) if !a.is_unspecified() => Some(a),
+            _ => None,
+        })
+        .collect();
+    let mut v: Vec<Endpoint> = plan
+        .advertise_client_urls
+        .iter()
+        .map(|u| Endpoint {
+            url: u.to_string(),
+            addrs: own_addrs.clone(),
+        })
+        .collect();
+    match &plan.start {
+        Start::Join(j) => v.extend(j.endpoints.iter().cloned()),
+        _ => v.extend(others(plan)),
+    }
+    v
+}
+
+/// A sample plan for the tests of the modules that store, restart and move plans.
+#[cfg(test)]
+pub(crate) mod sample {
+    use super::*;
+    use crate::ids;
+
+    fn name(s: &str) -> MemberName {
+        MemberName::parse(s).unwrap()
+    }
+
+    /// A bootstrap plan of member m1 of m0..m2, as `env`/`exec` persist it.
+    pub(crate) fn stored() -> Plan {
+        let url = |i: usize| format!("http://m{i}.c.test:2380");
+        let members: Vec<PlannedMember> = (0..3)
+            .map(|i| PlannedMember {
+                name: name(&format!("m{i}")),
+                target: format!("m{i}.c.test."),
+                port: 2380,
+                peer_url: url(i).as_str().into(),
+                client_urls: vec![format!("http://m{i}.c.test:2379").as_str().into()],
+                addresses: vec![format!("10.0.0.{i}").parse().unwrap()],
+                id: EtcdId(ids::member_id(&[url(i)], "muster:c.test")),
+                this_host: i == 1,
+            })
+            .collect();
+        let member_ids: Vec<u64> = members.iter().map(|m| m.id.0).collect();
+        Plan {
+            reason: "the records describe a complete new 3-member cluster".into(),
+            name: name("m1"),
+            data_dir: Some("/old".into()),
+            listen_peer_urls: vec!["http://10.0.0.1:2380".into()],
+            listen_client_urls: vec!["http://10.0.0.1:2379".into()],
+            advertise_client_urls: vec!["http://m1.c.test:2379".into()],
+            start: Start::Bootstrap(Bootstrap {
+                domain: "c.test.".into(),
+                srv_name: None,
+                srv_record: "_etcd-server._tcp.c.test.".into(),
+                scheme: Scheme::Http,
+                matched_by: "--name m1".into(),
+                token: "muster:c.test".into(),
+                initial_cluster_state: ClusterState::New,
+                initial_advertise_peer_urls: vec![url(1).as_str().into()],
+                initial_cluster: (0..3)
+                    .map(|i| format!("m{i}={}", url(i)))
+                    .collect::<Vec<_>>()
+                    .join(",")
+                    .parse()
+                    .unwrap(),
+                member_id: members[1].id,
+                cluster_id: EtcdId(ids::cluster_id(&member_ids)),
+                members,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_cluster_reads_back_what_it_writes() {
+        let text = "1f=http://m1.c.test:2380,m0=https://[::1]:2380";
+        let c: InitialCluster = text.parse().unwrap();
+        assert_eq!(c.members().len(), 2);
+        assert_eq!(c.members()[0].0, "1f");
+        assert_eq!(c.to_string(), text);
+        assert_eq!("".parse::<InitialCluster>(), Ok(InitialCluster::default()));
+        for bad in ["m0", "=http://a:1", "m0=http://a", "m0=http://a:1,"] {
+            assert!(bad.parse::<InitialCluster>().is_err(), "{bad}");
+        }
     }
 }

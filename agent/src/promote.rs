@@ -14,6 +14,7 @@
 use std::time::{Duration, Instant};
 
 use crate::etcd::{msg, Access, Client, EtcdError};
+use crate::ids::EtcdId;
 use crate::plan::{Plan, Start};
 
 /// How promotion ended.
@@ -44,7 +45,7 @@ pub enum PromoteError {
         /// Member name.
         name: String,
         /// Its ID.
-        id: u64,
+        id: EtcdId,
     },
     /// `--timeout` passed.
     #[error("timed out after {} promoting learner {name}: {last}", humantime::format_duration(*timeout))]
@@ -81,10 +82,10 @@ pub fn promote(
     let start = Instant::now();
     for attempt in 0u32.. {
         let last = match client.list() {
-            Ok(list) => match list.members.iter().find(|m| m.id == id.0) {
-                None => return Err(PromoteError::Gone { name, id: id.0 }),
+            Ok(list) => match list.members.iter().find(|m| m.id == id) {
+                None => return Err(PromoteError::Gone { name, id }),
                 Some(m) if !m.is_learner => return Ok(Promoted::Already),
-                Some(_) => match client.promote(id.0) {
+                Some(_) => match client.promote(id) {
                     Ok(()) => return Ok(Promoted::Now),
                     Err(e) if e.says(msg::NOT_IN_SYNC) => {
                         "the learner is still catching up with the leader".to_string()

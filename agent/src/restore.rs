@@ -22,60 +22,35 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::cli::{parse_path, Common};
-use crate::cluster::{Identity, Overrides, PlanOptions, Service};
-use crate::discover::{self, DnsResolver};
+use crate::config::{AgentConfig, PLAN_NEEDS_DATA_DIR};
+use crate::decide::records::{records_plan, TO_RESTORE};
 use crate::etcd::{Access, Client, Endpoint};
 use crate::ids::EtcdId;
 use crate::plan::{Bootstrap, Plan, Start};
+use crate::plan_file::{self, PLAN_FILE};
 use crate::snapshot::{self, Entry, StoreError};
-use crate::urls::EtcdUrl;
-use crate::wait::{self, WaitOptions};
-use crate::{exec, notify, restart, Error};
+use crate::{exec, notify, Error};
 
-/// `muster-agent restore`.
-#[derive(Debug, clap::Args)]
-pub struct RestoreArgs {
-    /// Flags shared by every subcommand (the records are read as for a bootstrap).
-    #[command(flatten)]
-    pub common: Common,
-    /// The snapshot directory `backup --to` wrote, or one snapshot file (its `.json`
-    /// metadata next to it, if any, is read too).
-    #[arg(long, env = "MUSTER_RESTORE_FROM", value_name = "DEST|FILE", value_parser = parse_path)]
+/// What `restore` does, checked.
+#[derive(Debug, Clone)]
+pub struct RestoreConfig {
+    /// The start configuration (the records are read as for a bootstrap).
+    pub agent: AgentConfig,
+    /// The snapshot directory `backup --to` wrote, or one snapshot file.
     pub from: PathBuf,
-    /// Restore this snapshot (its ID, as `backup` printed it) instead of the newest that
-    /// passes its checksums.
-    #[arg(long, env = "MUSTER_SNAPSHOT", value_name = "ID", value_parser = snapshot::parse_id)]
+    /// Restore this snapshot ID instead of the newest that passes its checksums.
     pub snapshot: Option<String>,
-    /// Restore a snapshot of another discovery record than the records', or one older
-    /// than this host's data dir.
-    #[arg(long)]
+    /// Restore a snapshot of another discovery record, or an older one.
     pub force: bool,
-    /// The etcd program (searched in PATH).
-    #[arg(
-        long,
-        env = "MUSTER_ETCD_BIN",
-        value_name = "PATH",
-        default_value = "etcd"
-    )]
+    /// The etcd program.
     pub etcd_bin: String,
-    /// The etcdctl program (searched in PATH): `snapshot status` and `snapshot restore`.
-    #[arg(
-        long,
-        env = "MUSTER_ETCDCTL",
-        value_name = "PATH",
-        default_value = "etcdctl"
-    )]
+    /// The etcdctl program.
     pub etcdctl: String,
     /// Print etcd's argv after the checks instead of restoring and executing it.
-    #[arg(long)]
     pub dry_run: bool,
-    /// Restore, but do not start etcd: under systemd, `systemctl start etcd` then starts
-    /// it (a restart, from the plan written).
-    #[arg(long, conflicts_with = "dry_run")]
+    /// Restore, but do not start etcd.
     pub no_start: bool,
-    /// Extra etcd arguments (after `--`), e.g. --cert-file=... for TLS.
-    #[arg(last = true, value_name = "ETCD_ARGS")]
+    /// Extra etcd arguments.
     pub extra: Vec<String>,
 }
 
@@ -102,9 +77,13 @@ fn say(line: &str) {
 }
 
 /// Runs `restore`.
-pub fn run(args: &RestoreArgs) -> Result<(), Error> {
-    let dir = crate::lifecycle::data_dir(&args.common.data_dir)?;
-    let from_flag = args.common.data_dir.is_some();
+pub fn run(args: &RestoreConfig) -> Result<(), Error> {
+    let dir = args
+        .agent
+        .data_dir
+        .require(PLAN_NEEDS_DATA_DIR)?
+        .to_path_buf();
+    let from_flag = args.agent.data_dir.from_flag;
     let (candidates, chosen) = choose(args)?;
     let m = &chosen.meta;
     say(&format!(
@@ -125,12 +104,12 @@ pub fn run(args: &RestoreArgs) -> Result<(), Error> {
         m.total_keys,
         m.sha256
     ));
-    let base = match &args.common.token {
+    let base = match &args.agent.token {
         Some(t) => t.clone(),
-        None => service(&args.common)?.default_token(),
+        None => args.agent.service(TO_RESTORE)?.default_token(),
     };
     let token = snapshot::restore_token(&base, &m.sha256);
-    let mut plan = records_plan(&args.common, &dir, &token)?;
+    let mut plan = records_plan(&args.agent, &dir, &token)?;
     plan.reason = format!(
         "restored from snapshot {} (revision {}) with token {token}",
         m.id, m.revision
@@ -169,7 +148,7 @@ pub fn run(args: &RestoreArgs) -> Result<(), Error> {
         say(&format!(
             "{} already holds this restore (its {} has token {token}); starting etcd",
             dir.display(),
-            restart::PLAN_FILE
+            PLAN_FILE
         ));
     } else {
         check_local_revision(args, &dir, &chosen)?;
@@ -183,7 +162,7 @@ pub fn run(args: &RestoreArgs) -> Result<(), Error> {
 }
 
 /// The candidates in `--from` and the chosen one, whose checksums passed.
-fn choose(args: &RestoreArgs) -> Result<(Vec<Entry>, Entry), RestoreError> {
+fn choose(args: &RestoreConfig) -> Result<(Vec<Entry>, Entry), RestoreError> {
     let candidates = candidates(&args.from, &args.etcdctl)?;
     if let Some(id) = &args.snapshot {
         let e = candidates
@@ -300,72 +279,9 @@ fn candidates(from: &Path, etcdctl: &str) -> Result<Vec<Entry>, RestoreError> {
     }])
 }
 
-pub(crate) fn service(common: &Common) -> Result<Service, Error> {
-    let domain = common.domain.as_deref().ok_or_else(|| {
-        Error::Usage(
-            "--domain (or MUSTER_DOMAIN) is required to restore: the records say the members, \
-             their names and URLs"
-                .into(),
-        )
-    })?;
-    Service::new(domain, common.srv_name.as_deref()).map_err(Error::Usage)
-}
-
-fn url_texts(urls: &[EtcdUrl]) -> Vec<String> {
-    urls.iter().map(|u| u.as_str().to_string()).collect()
-}
-
-/// The bootstrap plan the records give this host with `token`: the same rules as a
-/// bootstrap (complete, stable, size known, this host identified), no cluster asked.
-pub(crate) fn records_plan(common: &Common, dir: &Path, token: &str) -> Result<Plan, Error> {
-    let service = service(common)?;
-    let servers = if common.nameserver.is_empty() {
-        discover::system_nameservers()
-    } else {
-        common.nameserver.clone()
-    };
-    let opts = WaitOptions {
-        plan: PlanOptions {
-            scheme: common.scheme.map(Into::into),
-            expect: common.expect.map(usize::from),
-            identity: Identity {
-                name: common.name.clone(),
-                advertise_peer_url: common.advertise_peer_url.clone(),
-            },
-            overrides: Overrides {
-                token: Some(token.to_string()),
-                default_client_port: common.client_port,
-                data_dir: Some(dir.to_path_buf()),
-                listen_peer_urls: url_texts(&common.listen_peer_url),
-                listen_client_urls: url_texts(&common.listen_client_url),
-                advertise_client_urls: url_texts(&common.advertise_client_url),
-            },
-        },
-        local: discover::local_addresses().map_err(Error::LocalAddrs)?,
-        timeout: common.timeout,
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)?;
-    runtime.block_on(async {
-        let resolver = DnsResolver::new(&servers).map_err(|e| Error::Resolver(e.to_string()))?;
-        let plan = wait::wait_for_plan(&resolver, &service, &opts, |round| {
-            let line = format!("{} ({:.1}s)", round.progress, round.elapsed.as_secs_f64());
-            eprintln!("muster-agent: {line}");
-            notify::waiting(
-                &format!("waiting for etcd discovery records: {line}"),
-                round.remaining,
-            );
-        })
-        .await?;
-        Ok(plan)
-    })
-}
-
 /// The cluster ID of the records' members restored with `token`.
-fn restored_cluster_id(b: &Bootstrap, token: &str) -> u64 {
-    crate::adopt::with_token(b.clone(), token).cluster_id.0
+fn restored_cluster_id(b: &Bootstrap, token: &str) -> EtcdId {
+    crate::decide::adopt::with_token(b.clone(), token).cluster_id
 }
 
 /// What the members' client URLs said.
@@ -379,7 +295,7 @@ enum Around {
 /// Asks every member's client URL; refuses a live old cluster, this host's own etcd
 /// still running, and a cluster restored from another snapshot.
 fn look_around(
-    args: &RestoreArgs,
+    args: &RestoreConfig,
     b: &Bootstrap,
     base: &str,
     candidates: &[Entry],
@@ -388,14 +304,14 @@ fn look_around(
     let ours = restored_cluster_id(b, &snapshot::restore_token(base, &chosen.meta.sha256));
     let access = Access {
         request_timeout: Duration::from_secs(2),
-        ..args.common.etcd.access()
+        ..args.agent.access.clone()
     };
     for m in &b.members {
         let endpoints: Vec<Endpoint> = m
             .client_urls
             .iter()
             .map(|u| Endpoint {
-                url: u.clone(),
+                url: u.to_string(),
                 addrs: m.addresses.clone(),
             })
             .collect();
@@ -406,7 +322,7 @@ fn look_around(
             let Ok(list) = client.list_at(&e.url) else {
                 continue;
             };
-            let id = EtcdId(list.cluster_id).hex();
+            let id = list.cluster_id.hex();
             let healthy = client.healthy_at(&e.url);
             if list.cluster_id == ours {
                 if m.this_host {
@@ -454,7 +370,7 @@ fn look_around(
                     m.name,
                     e.url,
                     chosen.meta.cluster_id,
-                    EtcdId(ours).hex()
+                    ours.hex()
                 )));
             }
             say(&format!(
@@ -469,8 +385,8 @@ fn look_around(
 /// True when `dir` already holds the restore made with `token` (a second run, or a
 /// restart after the restore).
 fn restored_here(dir: &Path, token: &str) -> bool {
-    restart::has_wal(dir)
-        && restart::load(dir)
+    plan_file::has_wal(dir)
+        && plan_file::load(dir)
             .ok()
             .flatten()
             .and_then(|p| p.cluster().map(|c| c.token == token))
@@ -479,7 +395,7 @@ fn restored_here(dir: &Path, token: &str) -> bool {
 
 /// Refuses a snapshot older than this host's data dir (unless --force): the restore
 /// would lose the newer writes this host holds.
-fn check_local_revision(args: &RestoreArgs, dir: &Path, chosen: &Entry) -> Result<(), Error> {
+fn check_local_revision(args: &RestoreConfig, dir: &Path, chosen: &Entry) -> Result<(), Error> {
     let db = dir.join("member").join("snap").join("db");
     if !db.exists() {
         return Ok(());
@@ -524,7 +440,7 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
 /// `etcdctl snapshot restore` into a fresh sibling directory, then the old data dir
 /// aside and the new one in its place, with the plan.
 fn restore_into(
-    args: &RestoreArgs,
+    args: &RestoreConfig,
     dir: &Path,
     chosen: &Entry,
     b: &Bootstrap,
@@ -546,7 +462,7 @@ fn restore_into(
             format!("--initial-cluster={}", b.initial_cluster),
             format!(
                 "--initial-advertise-peer-urls={}",
-                b.initial_advertise_peer_urls.join(",")
+                crate::urls::join(&b.initial_advertise_peer_urls)
             ),
             format!("--initial-cluster-token={}", b.token),
             format!("--data-dir={}", fresh.display()),
@@ -555,7 +471,7 @@ fn restore_into(
         Duration::from_secs(3600),
     )
     .map_err(|e| RestoreError::Failed(e.to_string()))?;
-    restart::save(&fresh, plan)?;
+    plan_file::save(&fresh, plan)?;
     if dir.exists() {
         let stamp: String = humantime::format_rfc3339_seconds(SystemTime::now())
             .to_string()
@@ -600,7 +516,7 @@ fn restore_into(
 /// Starts etcd on the restored data dir: a restart for etcd (its WAL holds the new
 /// membership), with this member's URLs from the plan.
 fn start(
-    args: &RestoreArgs,
+    args: &RestoreConfig,
     dir: &Path,
     from_flag: bool,
     plan: Plan,

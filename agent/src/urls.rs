@@ -1,6 +1,8 @@
-//! The URLs given on the command line (`--advertise-peer-url`, `--listen-*-url`,
-//! `--advertise-client-url`), parsed with a real URL parser (WHATWG URL, the `url`
-//! crate) so that a malformed one is refused before any work starts.
+//! etcd URLs as one type ([`EtcdUrl`], with its [`Scheme`]): the ones given on the
+//! command line (`--advertise-peer-url`, `--listen-*-url`, `--advertise-client-url`),
+//! parsed with a real URL parser (WHATWG URL, the `url` crate) so that a malformed one is
+//! refused before any work starts, and the ones derived from the records (by name, by
+//! address) that the plan carries to etcd.
 //!
 //! etcd reads these as `scheme://host:port` with nothing else: an explicit port, no path,
 //! query, fragment or user info. Listen URLs must name an address (or `localhost`):
@@ -10,12 +12,48 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::cluster::Scheme;
+/// URL scheme of a cluster's peers, decided by which SRV set publishes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Plain-text peers: `_etcd-server._tcp` / `_etcd-client._tcp`.
+    Http,
+    /// TLS peers: `_etcd-server-ssl._tcp` / `_etcd-client-ssl._tcp`.
+    Https,
+}
+
+impl Scheme {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scheme {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "http" => Ok(Scheme::Http),
+            "https" => Ok(Scheme::Https),
+            other => Err(format!("unknown scheme {other:?}: use http or https")),
+        }
+    }
+}
 
 /// The host part of a URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Host {
     /// A name, lower-case, without trailing dot.
     Name(String),
@@ -24,7 +62,9 @@ pub enum Host {
 }
 
 /// An etcd URL: `http[s]://host:port`, kept as given for etcd and parsed for matching.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialised as its text (plan JSON, env files, argv), read back with the same checks.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct EtcdUrl {
     text: String,
     /// `http` or `https`.
@@ -41,6 +81,56 @@ impl EtcdUrl {
         &self.text
     }
 
+    /// `scheme://name-without-dot:port`, lower-case: the form etcd hashes into member
+    /// IDs, so it must be byte-identical on every host.
+    pub fn of_name(scheme: Scheme, target: &str, port: u16) -> EtcdUrl {
+        let name = target.trim_end_matches('.').to_ascii_lowercase();
+        EtcdUrl {
+            text: format!("{scheme}://{name}:{port}"),
+            scheme,
+            host: Host::Name(name),
+            port,
+        }
+    }
+
+    /// `scheme://ip:port`, IPv6 in brackets (etcd listens on addresses, not names).
+    pub fn of_ip(scheme: Scheme, ip: IpAddr, port: u16) -> EtcdUrl {
+        let text = match ip {
+            IpAddr::V4(v4) => format!("{scheme}://{v4}:{port}"),
+            IpAddr::V6(v6) => format!("{scheme}://[{v6}]:{port}"),
+        };
+        EtcdUrl {
+            text,
+            scheme,
+            host: Host::Ip(ip),
+            port,
+        }
+    }
+
+    /// The same URL with another port (the text otherwise as it was).
+    pub fn with_port(&self, port: u16) -> EtcdUrl {
+        if port == self.port {
+            return self.clone();
+        }
+        let Ok(mut u) = Url::parse(&self.text) else {
+            return self.clone();
+        };
+        if u.set_port(Some(port)).is_err() {
+            return self.clone();
+        }
+        let text = u.as_str().trim_end_matches('/').to_string();
+        EtcdUrl {
+            text,
+            port,
+            ..self.clone()
+        }
+    }
+
+    /// True for a listen URL that binds every address (`0.0.0.0`, `[::]`).
+    pub fn is_unspecified(&self) -> bool {
+        matches!(self.host, Host::Ip(a) if a.is_unspecified())
+    }
+
     /// Parses a URL etcd listens on: as [`EtcdUrl`], and the host an address or
     /// `localhost`.
     pub fn parse_listen(s: &str) -> Result<EtcdUrl, String> {
@@ -54,6 +144,53 @@ impl EtcdUrl {
             )),
         }
     }
+}
+
+impl PartialEq<str> for EtcdUrl {
+    fn eq(&self, other: &str) -> bool {
+        self.text == other
+    }
+}
+
+impl PartialEq<&str> for EtcdUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
+}
+
+impl AsRef<str> for EtcdUrl {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl TryFrom<String> for EtcdUrl {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// Tests write URLs as literals.
+#[cfg(test)]
+impl From<&str> for EtcdUrl {
+    fn from(s: &str) -> EtcdUrl {
+        s.parse().expect("a test URL")
+    }
+}
+
+impl From<EtcdUrl> for String {
+    fn from(u: EtcdUrl) -> String {
+        u.text
+    }
+}
+
+/// URLs as etcd takes them in one flag: comma-separated.
+pub fn join(urls: &[EtcdUrl]) -> String {
+    urls.iter()
+        .map(EtcdUrl::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl fmt::Display for EtcdUrl {

@@ -25,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((journal, recovery)) = first {
         drop(journal);
         let (_, again) = Journal::open(&dir, &zone).expect("a recovered journal opens again");
-        assert_eq!(again.changesets, recovery.changesets, "a second open differs");
+        assert_eq!(
+            again.changesets, recovery.changesets,
+            "a second open differs"
+        );
         assert!(again.torn_tail.is_none(), "the torn tail was not cut");
     }
     let _ = std::fs::remove_file(&path);

@@ -40,8 +40,7 @@ struct World {
 
 fn build(origin: &str, text: &str) -> Arc<Zone> {
     let origin = Name::parse(origin, None).expect("a valid origin");
-    let records =
-        zonefile::parse_str(text, Path::new("fuzz.zone"), &origin).expect("a valid zone");
+    let records = zonefile::parse_str(text, Path::new("fuzz.zone"), &origin).expect("a valid zone");
     Arc::new(Zone::build(&origin, records).expect("a zone that builds").0)
 }
 
@@ -73,7 +72,11 @@ fn check_reply(what: &str, pkt: &[u8], buf: &[u8]) {
     if let Err(e) = hickory_proto::op::Message::from_vec(buf) {
         panic!("{what}: the reply does not decode: {e}\nquery {pkt:02x?}\nreply {buf:02x?}");
     }
-    assert_eq!(buf[..2], pkt[..2], "{what}: the reply's ID is not the query's");
+    assert_eq!(
+        buf[..2],
+        pkt[..2],
+        "{what}: the reply's ID is not the query's"
+    );
 }
 
 fuzz_target!(|pkt: &[u8]| {

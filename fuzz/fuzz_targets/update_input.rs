@@ -18,8 +18,11 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 
+use muster_server::answer::Responder;
 use muster_server::changeset::Changeset;
+use muster_server::fastpath;
 use muster_server::name::Name;
 use muster_server::rr::{class, rtype, Record};
 use muster_server::tsig::{self, KeyRing};
@@ -475,6 +478,7 @@ pub fn run(input: &[u8], ask: Ask) {
     let records =
         zonefile::parse_str(ZONE, Path::new("update.zone"), &origin).expect("the zone parses");
     let mut data = ZoneData::from_records(&origin, records).expect("the zone loads");
+    let mut served = Versions::new(&origin, &data);
     let guard = ReplayGuard::default();
     let mut b = Bytes {
         data: input,
@@ -549,6 +553,9 @@ pub fn run(input: &[u8], ask: Ask) {
             }
         }
         changed |= h.changeset.is_some();
+        if let Some(cs) = &h.changeset {
+            served.next(&origin, &data, cs);
+        }
         if h.changeset.is_some() && ask == Ask::EachChange {
             ask_everything(&origin, &data);
         }
@@ -556,6 +563,50 @@ pub fn run(input: &[u8], ask: Ask) {
     }
     if changed && ask == Ask::AtEnd {
         ask_everything(&origin, &data);
+    }
+}
+
+/// The served versions, each patched from the last as musterd's zone task does, checked
+/// against the zone rebuilt from the same records after every change.
+struct Versions {
+    served: Arc<Zone>,
+}
+
+impl Versions {
+    fn new(origin: &Name, data: &ZoneData) -> Versions {
+        let zone = Arc::new(
+            Zone::build(origin, data.to_records())
+                .expect("the zone builds")
+                .0,
+        );
+        fastpath::precompile(&zone, &Responder::default(), &[]);
+        Versions { served: zone }
+    }
+
+    fn next(&mut self, origin: &Name, data: &ZoneData, cs: &Changeset) {
+        let rebuilt = Arc::new(
+            Zone::build(origin, data.to_records())
+                .expect("checked in apply")
+                .0,
+        );
+        let keys: BTreeSet<Name> = cs
+            .removed
+            .iter()
+            .chain(&cs.added)
+            .map(|r| r.owner.to_lowercase())
+            .collect();
+        let contents: Vec<_> = keys.iter().map(|k| data.content(k)).collect();
+        match self.served.patch(&contents, data.record_count()) {
+            Ok(patched) => {
+                let patched = Arc::new(patched);
+                crate::common::same_answers(&patched, &rebuilt);
+                self.served = patched;
+            }
+            Err(_) => {
+                fastpath::precompile(&rebuilt, &Responder::default(), &[]);
+                self.served = rebuilt;
+            }
+        }
     }
 }
 

@@ -40,7 +40,13 @@ fuzz_target!(|data: &[u8]| {
     let again = zonefile::parse_str(&printed, Path::new("printed.zone"), &origin)
         .unwrap_or_else(|e| panic!("the printed zone does not parse: {e:?}\n{printed}"));
     let key = |r: &muster_server::rr::Record| {
-        (r.owner.to_lowercase(), r.rtype, r.class, r.ttl, r.rdata.clone())
+        (
+            r.owner.to_lowercase(),
+            r.rtype,
+            r.class,
+            r.ttl,
+            r.rdata.clone(),
+        )
     };
     assert_eq!(
         records.iter().map(key).collect::<Vec<_>>(),

@@ -116,6 +116,12 @@ pub trait Observer {
         let _ = (len, additional);
     }
 
+    /// The additional section looks up the addresses of `key` (lower-cased), whether or
+    /// not it exists: a precompiled answer is stale once that name changes.
+    fn additional_target(&mut self, key: &[u8]) {
+        let _ = key;
+    }
+
     /// The writer refused zone data, so the answer became SERVFAIL.
     fn refused(&mut self, error: WriteError) {
         let _ = error;
@@ -596,6 +602,7 @@ impl AdditionalTargets {
     ) -> Result<(), WriteError> {
         for &(s, l) in &self.names {
             let key = &self.storage[s..s + l];
+            observer.additional_target(key);
             let Some(zone) = catalog.find(key) else {
                 continue;
             };

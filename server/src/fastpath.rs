@@ -93,8 +93,10 @@ impl<'a> Prebuilt<'a> {
     }
 }
 
-/// The precompiled answer for `qtype` in the node block at `at`, if any.
-fn lookup(arena: &[u8], at: usize, qtype: u16) -> Option<Prebuilt<'_>> {
+/// The precompiled answer for `qtype` in the node block at `at`, if any. `nodata` false
+/// leaves NODATA answers to the full path: they carry the SOA, whose serial a patched
+/// version changed.
+fn lookup(arena: &[u8], at: usize, qtype: u16, nodata: bool) -> Option<Prebuilt<'_>> {
     let ntypes = rd16(arena, at) as usize;
     let t = if qtype == rtype::ANY {
         match rd16(arena, at + 2) {
@@ -107,7 +109,8 @@ fn lookup(arena: &[u8], at: usize, qtype: u16) -> Option<Prebuilt<'_>> {
     let entries = at + 8;
     let off = match (0..ntypes).find(|&i| rd16(arena, entries + 6 * i) == t) {
         Some(i) => rd32(arena, entries + 6 * i + 2),
-        None => rd32(arena, at + 4),
+        None if nodata => rd32(arena, at + 4),
+        None => NONE,
     };
     (off != NONE).then(|| Prebuilt::at(arena, at + off as usize))
 }
@@ -130,8 +133,8 @@ pub fn answer(
         return None;
     }
     let zone = catalog.find(q.qname())?;
-    let (arena, at) = zone.node(q.qname())?.prebuilt()?;
-    let pre = lookup(arena, at, q.qtype)?;
+    let (arena, at, patched) = zone.node(q.qname())?.prebuilt()?;
+    let pre = lookup(arena, at, q.qtype, !patched)?;
 
     let opt_len = if q.edns.is_some() { 11 } else { 0 };
     let head = HEADER_LEN + q.question.len();
@@ -245,13 +248,15 @@ pub fn precompile(zone: &Arc<Zone>, responder: &Responder, other_origins: &[Name
     }
     let mut arena = Vec::with_capacity(total);
     let mut offsets = Vec::with_capacity(parts.iter().map(|p| p.offsets.len()).sum());
+    let mut deps = Vec::with_capacity(parts.iter().map(|p| p.deps.len()).sum());
     for part in parts {
         let base = arena.len() as u32;
         arena.extend_from_slice(&part.arena);
         offsets.extend(part.offsets.into_iter().map(|(id, off)| (id, base + off)));
+        deps.extend(part.deps);
         report.merge(part.report);
     }
-    zone.install_prebuilt(arena, &offsets);
+    zone.install_prebuilt(arena, &offsets, deps);
     report
 }
 
@@ -261,6 +266,8 @@ struct Part {
     arena: Vec<u8>,
     /// (node number, offset of its block in `arena`).
     offsets: Vec<(u32, u32)>,
+    /// (name, node number): the node's answers read that name's addresses.
+    deps: Vec<(Box<[u8]>, u32)>,
     report: Precompiled,
 }
 
@@ -279,6 +286,7 @@ fn precompile_nodes(
     };
     let mut arena = Vec::new();
     let mut offsets = Vec::new();
+    let mut deps = Vec::new();
     let mut report = Precompiled::default();
     let mut types: Vec<u16> = Vec::new();
     for node in nodes {
@@ -309,6 +317,7 @@ fn precompile_nodes(
             arena.extend_from_slice(&NONE.to_ne_bytes());
         }
         let mut any = false;
+        probe.cuts.targets.clear();
         let probes = types
             .iter()
             .enumerate()
@@ -335,6 +344,7 @@ fn precompile_nodes(
         }
         if any {
             offsets.push((node.index(), start as u32));
+            deps.extend(probe.cuts.targets.drain(..).map(|t| (t, node.index())));
         } else {
             arena.truncate(start);
         }
@@ -342,6 +352,7 @@ fn precompile_nodes(
     Part {
         arena,
         offsets,
+        deps,
         report,
     }
 }
@@ -349,6 +360,8 @@ fn precompile_nodes(
 /// Records where the full path's response can be cut (see [`Observer`]).
 #[derive(Default)]
 struct CutRecorder {
+    /// Names whose addresses the additional sections of the current node looked up.
+    targets: Vec<Box<[u8]>>,
     /// (length, additional count): after answer and authority, then after each additional
     /// RRset.
     cuts: Vec<(usize, u16)>,
@@ -371,6 +384,12 @@ impl Observer for CutRecorder {
 
     fn refused(&mut self, error: WriteError) {
         self.refused = Some(error);
+    }
+
+    fn additional_target(&mut self, key: &[u8]) {
+        if !self.targets.iter().any(|t| **t == *key) {
+            self.targets.push(key.into());
+        }
     }
 
     fn withheld(&mut self) {
@@ -747,9 +766,9 @@ mod tests {
         assert!(!zone.gates()[0].open);
         precompile(&zone, &responder, std::slice::from_ref(&origin));
         let node = zone.node(&name(owner)).unwrap();
-        let (arena, at) = node.prebuilt().expect("TXT is precompiled");
-        assert!(lookup(arena, at, rtype::SRV).is_none());
-        assert!(lookup(arena, at, rtype::TXT).is_some());
+        let (arena, at, _) = node.prebuilt().expect("TXT is precompiled");
+        assert!(lookup(arena, at, rtype::SRV, true).is_none());
+        assert!(lookup(arena, at, rtype::TXT, true).is_some());
         let mut catalog = Catalog::new();
         catalog.insert(zone);
         let (mut b1, mut b2, mut scratch) = (Vec::new(), Vec::new(), Scratch::default());
@@ -802,8 +821,8 @@ mod tests {
         assert!(zone.gates()[0].open, "{}", zone.gates()[0].text);
         precompile(&zone, &responder, std::slice::from_ref(&origin));
         let node = zone.node(&name(owner)).unwrap();
-        let (arena, at) = node.prebuilt().unwrap();
-        assert!(lookup(arena, at, rtype::SRV).is_some());
+        let (arena, at, _) = node.prebuilt().unwrap();
+        assert!(lookup(arena, at, rtype::SRV, true).is_some());
     }
 
     /// A panic in a precompiling thread reaches the caller with its own message, and

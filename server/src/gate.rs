@@ -24,8 +24,11 @@ use crate::rr::rtype;
 use crate::zone::{Found, Zone};
 
 /// What a TXT record's first character-string starts with when it declares a size; the
-/// whole record must then be exactly one string `muster-size=N` (as muster-agent reads it).
-pub const SIZE_PREFIX: &str = "muster-size";
+/// whole record must then be exactly one string `muster-size=N` (the rule muster-agent
+/// reads too, in `muster_conventions::size`).
+pub use muster_conventions::size::SIZE_PREFIX;
+use muster_conventions::size::{size_record, SizeRecord};
+use muster_conventions::srv::{parse_owner_label, Role, SERVER};
 
 /// TTL of the SOA record in a withheld answer, so that caches ask again soon (RFC 2308 §5:
 /// a resolver caches NODATA for min(SOA TTL, MINIMUM)).
@@ -111,20 +114,10 @@ pub fn declared_size<'a>(
     let mut sizes: Vec<u32> = Vec::new();
     for rdata in rdatas {
         let strings = character_strings(rdata);
-        let Some(first) = strings.first() else {
-            continue;
-        };
-        if !first.starts_with(SIZE_PREFIX.as_bytes()) {
-            continue;
-        }
-        let n = match strings.as_slice() {
-            [one] => std::str::from_utf8(one)
-                .ok()
-                .and_then(|s| s.strip_prefix(SIZE_PREFIX)?.strip_prefix('='))
-                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|n| n.parse::<u32>().ok())
-                .filter(|&n| n > 0),
-            _ => None,
+        let n = match size_record(&strings) {
+            SizeRecord::NotSize => continue,
+            SizeRecord::Size(n) => Some(n),
+            SizeRecord::Malformed => None,
         };
         match n {
             Some(n) if !sizes.contains(&n) => sizes.push(n),
@@ -168,22 +161,13 @@ pub fn etcd_srv_owner(owner: &Name) -> Option<(&'static str, bool, String, Name)
     if !labels.next()?.eq_ignore_ascii_case(b"_tcp") {
         return None;
     }
-    let rest = first.strip_prefix("_etcd-")?;
-    let (kind, rest) = if let Some(r) = rest.strip_prefix("server") {
-        ("server", r)
-    } else {
-        ("client", rest.strip_prefix("client")?)
-    };
-    let (ssl, rest) = match rest.strip_prefix("-ssl") {
-        Some(r) => (true, r),
-        None => (false, rest),
-    };
-    let suffix = match rest {
-        "" => String::new(),
-        r => r.strip_prefix('-')?.to_string(),
+    let label = parse_owner_label(&first)?;
+    let kind = match label.role {
+        Role::Server => "server",
+        Role::Client => "client",
     };
     let domain = owner.parent()?.parent()?.to_lowercase();
-    Some((kind, ssl, suffix, domain))
+    Some((kind, label.tls, label.suffix, domain))
 }
 
 /// True for `_etcd-server…._tcp.…`: the SRV owner names stock etcd peers read. Gates are
@@ -193,12 +177,13 @@ pub fn is_server_owner(owner: &[u8]) -> bool {
         return false;
     };
     let len = len as usize;
-    if len < 12 || rest.len() < len + 5 {
+    let n = SERVER.len();
+    if len < n || rest.len() < len + 5 {
         return false;
     }
     let (first, rest) = rest.split_at(len);
-    first[..12].eq_ignore_ascii_case(b"_etcd-server")
-        && (first.len() == 12 || first[12] == b'-')
+    first[..n].eq_ignore_ascii_case(SERVER.as_bytes())
+        && (first.len() == n || first[n] == b'-')
         && rest[0] == 4
         && rest[1..5].eq_ignore_ascii_case(b"_tcp")
 }

@@ -27,7 +27,7 @@
 //! data); the "self" policy matches the key name itself, not Kerberos or TCP-self
 //! identities.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::changeset::Changeset;
 use crate::name::{wire_name_len, Name};
@@ -269,18 +269,95 @@ fn canonical_rdata(t: u16, rdata: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 // The zone as a mutable set of records
 
 /// One RRset: every record of one type at one name, with one TTL (RFC 2181 §5.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RRsetData {
     pub rtype: u16,
     pub ttl: u32,
-    pub rdatas: Vec<Box<[u8]>>,
+    /// In the order they were added: the order answers give them.
+    rdatas: Vec<Box<[u8]>>,
+    /// The rdatas in canonical form (names lower-cased) once the set is large, so that
+    /// finding one is a hash probe rather than a scan: loading or diffing an RRset of
+    /// 65,536 records took quadratic time.
+    index: Option<HashSet<Box<[u8]>, foldhash::fast::RandomState>>,
 }
 
+impl PartialEq for RRsetData {
+    fn eq(&self, other: &RRsetData) -> bool {
+        (self.rtype, self.ttl, &self.rdatas) == (other.rtype, other.ttl, &other.rdatas)
+    }
+}
+
+impl Eq for RRsetData {}
+
 impl RRsetData {
+    /// Up to this many records a scan is cheaper than hashing.
+    const INDEX_FROM: usize = 16;
+
+    /// An empty RRset (it gets its first record next).
+    pub fn new(rtype: u16, ttl: u32) -> RRsetData {
+        RRsetData {
+            rtype,
+            ttl,
+            rdatas: Vec::new(),
+            index: None,
+        }
+    }
+
+    /// The rdatas, in the order they were added.
+    pub fn rdatas(&self) -> &[Box<[u8]>] {
+        &self.rdatas
+    }
+
+    /// Whether the set holds `rdata` (compared as RFC 2136 §1.1.1 says).
+    pub fn contains(&self, rdata: &[u8]) -> bool {
+        match &self.index {
+            Some(ix) => ix.contains(&*canonical_rdata(self.rtype, rdata)),
+            None => self.position(rdata).is_some(),
+        }
+    }
+
     fn position(&self, rdata: &[u8]) -> Option<usize> {
         self.rdatas
             .iter()
             .position(|r| rdata_eq(self.rtype, r, rdata))
+    }
+
+    /// Adds `rdata`, which the set does not hold.
+    fn push(&mut self, rdata: Box<[u8]>) {
+        if let Some(ix) = &mut self.index {
+            ix.insert(canonical_rdata(self.rtype, &rdata).into());
+        }
+        self.rdatas.push(rdata);
+        if self.index.is_none() && self.rdatas.len() > Self::INDEX_FROM {
+            let t = self.rtype;
+            self.index = Some(
+                self.rdatas
+                    .iter()
+                    .map(|r| canonical_rdata(t, r).into())
+                    .collect(),
+            );
+        }
+    }
+
+    /// Removes `rdata`; false when the set does not hold it.
+    fn remove(&mut self, rdata: &[u8]) -> bool {
+        if self.index.is_some() && !self.contains(rdata) {
+            return false;
+        }
+        let Some(i) = self.position(rdata) else {
+            return false;
+        };
+        let gone = self.rdatas.remove(i);
+        if let Some(ix) = &mut self.index {
+            ix.remove(&*canonical_rdata(self.rtype, &gone));
+        }
+        true
+    }
+
+    /// Makes `rdata` the set's only record.
+    fn replace(&mut self, rdata: &[u8]) {
+        self.rdatas = vec![rdata.into()];
+        self.index = None;
     }
 }
 
@@ -302,7 +379,7 @@ impl NodeData {
     }
 
     fn records(&self) -> usize {
-        self.sets.iter().map(|s| s.rdatas.len()).sum()
+        self.sets.iter().map(|s| s.rdatas().len()).sum()
     }
 }
 
@@ -411,19 +488,17 @@ impl ZoneData {
         let added = match node.set_mut(t) {
             Some(set) => {
                 set.ttl = ttl;
-                if set.position(rdata).is_some() {
+                if set.contains(rdata) {
                     false
                 } else {
-                    set.rdatas.push(rdata.into());
+                    set.push(rdata.into());
                     true
                 }
             }
             None => {
-                node.sets.push(RRsetData {
-                    rtype: t,
-                    ttl,
-                    rdatas: vec![rdata.into()],
-                });
+                let mut set = RRsetData::new(t, ttl);
+                set.push(rdata.into());
+                node.sets.push(set);
                 true
             }
         };
@@ -439,11 +514,11 @@ impl ZoneData {
                 sets: node
                     .sets
                     .iter()
-                    .filter(|s| !s.rdatas.is_empty())
+                    .filter(|s| !s.rdatas().is_empty())
                     .map(|s| crate::zone::SetContent {
                         rtype: s.rtype,
                         ttl: s.ttl,
-                        rdatas: &s.rdatas,
+                        rdatas: s.rdatas(),
                     })
                     .collect(),
             },
@@ -463,7 +538,7 @@ impl ZoneData {
             rtype: rtype::SOA,
             class: class::IN,
             ttl: set.ttl,
-            rdata: set.rdatas.first()?.to_vec(),
+            rdata: set.rdatas().first()?.to_vec(),
             source: None,
         })
     }
@@ -483,7 +558,7 @@ impl ZoneData {
             .and_then(|n| n.set_mut(rtype::SOA))
         {
             set.ttl = ttl;
-            set.rdatas = vec![rdata.into()];
+            set.replace(rdata);
         }
     }
 
@@ -492,7 +567,7 @@ impl ZoneData {
         let mut out = Vec::with_capacity(self.records);
         for node in self.nodes.values() {
             for set in &node.sets {
-                for rd in &set.rdatas {
+                for rd in set.rdatas() {
                     out.push(Record {
                         owner: node.owner.clone(),
                         rtype: set.rtype,
@@ -527,7 +602,7 @@ impl ZoneData {
             let mut sets: Vec<&RRsetData> = node.sets.iter().collect();
             sets.sort_by_key(|s| (s.rtype != rtype::SOA, s.rtype));
             for set in sets {
-                for rd in &set.rdatas {
+                for rd in set.rdatas() {
                     let r = Record {
                         owner: node.owner.clone(),
                         rtype: set.rtype,
@@ -596,11 +671,10 @@ impl ZoneData {
         let Some(si) = node.sets.iter().position(|s| s.rtype == t) else {
             return false;
         };
-        let Some(ri) = node.sets[si].position(rdata) else {
+        if !node.sets[si].remove(rdata) {
             return false;
-        };
-        node.sets[si].rdatas.remove(ri);
-        if node.sets[si].rdatas.is_empty() {
+        }
+        if node.sets[si].rdatas().is_empty() {
             node.sets.remove(si);
         }
         if node.sets.is_empty() {
@@ -769,7 +843,7 @@ impl Policy {
     /// it would remove to be allowed.
     pub fn permits(&self, data: &ZoneData, key: &Name, u: &UpdateRecord) -> bool {
         let existing = |s: &RRsetData| {
-            s.rdatas
+            s.rdatas()
                 .iter()
                 .all(|d| self.allows_record(key, &u.owner, s.rtype, d))
         };
@@ -793,7 +867,7 @@ impl Policy {
             };
         }
         match data.node(&u.owner).and_then(|n| n.set(u.rtype)) {
-            Some(s) if !s.rdatas.is_empty() => existing(s),
+            Some(s) if !s.rdatas().is_empty() => existing(s),
             _ => self.allows(key, &u.owner, u.rtype),
         }
     }
@@ -1068,19 +1142,12 @@ fn check_prerequisites(data: &ZoneData, req: &Request) -> Result<(), Rejection> 
                 let set = match at {
                     Some(i) => &mut wanted[i].1,
                     None => {
-                        wanted.push((
-                            key,
-                            RRsetData {
-                                rtype: p.rtype,
-                                ttl: 0,
-                                rdatas: Vec::new(),
-                            },
-                        ));
+                        wanted.push((key, RRsetData::new(p.rtype, 0)));
                         &mut wanted.last_mut().expect("just pushed").1
                     }
                 };
-                if set.position(&p.rdata).is_none() {
-                    set.rdatas.push(p.rdata.clone().into_boxed_slice());
+                if !set.contains(&p.rdata) {
+                    set.push(p.rdata.clone().into_boxed_slice());
                 }
             }
             _ => {
@@ -1095,8 +1162,7 @@ fn check_prerequisites(data: &ZoneData, req: &Request) -> Result<(), Rejection> 
     for (key, want) in &wanted {
         let have = data.nodes.get(key).and_then(|n| n.set(want.rtype));
         let equal = have.is_some_and(|h| {
-            h.rdatas.len() == want.rdatas.len()
-                && want.rdatas.iter().all(|r| h.position(r).is_some())
+            h.rdatas().len() == want.rdatas().len() && want.rdatas().iter().all(|r| h.contains(r))
         });
         if !equal {
             return Err(reject(
@@ -1237,7 +1303,7 @@ fn apply(
                 let new_name = !data.nodes.contains_key(&key);
                 data.insert(&u.owner, u.rtype, u.ttl, &u.rdata);
                 let node = &data.nodes[&key];
-                let set_len = node.set(u.rtype).map_or(0, |s| s.rdatas.len());
+                let set_len = node.set(u.rtype).map_or(0, |s| s.rdatas().len());
                 if set_len > limits.max_rrset_records {
                     return Err(reject(
                         rcode::REFUSED,
@@ -1282,7 +1348,7 @@ fn apply(
                     .sets
                     .iter()
                     .filter(|s| (u.rtype == rtype::ANY || s.rtype == u.rtype) && !keep(s.rtype))
-                    .map(|s| s.rdatas.len())
+                    .map(|s| s.rdatas().len())
                     .sum();
                 if doomed == 0 {
                     continue;
@@ -1303,10 +1369,10 @@ fn apply(
                 let Some(set) = data.nodes.get(&key).and_then(|n| n.set(u.rtype)) else {
                     continue;
                 };
-                if set.position(&u.rdata).is_none() {
+                if !set.contains(&u.rdata) {
                     continue;
                 }
-                if at_apex && u.rtype == rtype::NS && set.rdatas.len() == 1 {
+                if at_apex && u.rtype == rtype::NS && set.rdatas().len() == 1 {
                     continue; // §3.4.2.4: never the last apex NS.
                 }
                 undo.save(data, &key);
@@ -1340,17 +1406,17 @@ fn changes(
         };
         let contains = |sets: &[RRsetData], t: u16, ttl: u32, rd: &[u8]| {
             sets.iter()
-                .any(|s| s.rtype == t && s.ttl == ttl && s.position(rd).is_some())
+                .any(|s| s.rtype == t && s.ttl == ttl && s.contains(rd))
         };
         for s in before_sets.iter().filter(|s| s.rtype != rtype::SOA) {
-            for rd in &s.rdatas {
+            for rd in s.rdatas() {
                 if !contains(after_sets, s.rtype, s.ttl, rd) {
                     removed.push(record(&owner, s.rtype, s.ttl, rd));
                 }
             }
         }
         for s in after_sets.iter().filter(|s| s.rtype != rtype::SOA) {
-            for rd in &s.rdatas {
+            for rd in s.rdatas() {
                 if !contains(before_sets, s.rtype, s.ttl, rd) {
                     added.push(record(&owner, s.rtype, s.ttl, rd));
                 }

@@ -198,6 +198,11 @@ class Server:
         wait_answer(self.port, last_name)
         return time.monotonic() - t0
 
+    def cpu_seconds(self):
+        """CPU time (user + system, every thread) the server has used so far."""
+        fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -203,7 +203,8 @@ def main():
     }
     wanted = [s for s in args.servers.split(",") if s == "musterd" or shutil.which("knotd")]
     print(f"work dir {work}; {args.seconds:.0f} s per figure; updates answered NOERROR per second")
-    print(f"{'server':11} {'zone':6} {'load s':>7} {'1 at a time/s':>14} {'p50 ms':>7} {'50 in flight/s':>15} {'p50 ms':>7} {'p99 ms':>7}")
+    print(f"{'server':11} {'zone':6} {'load s':>7} {'1 at a time/s':>14} {'p50 ms':>7} {'CPU ms':>7} "
+          f"{'50 in flight/s':>15} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms':>7}")
     for zkey in args.zones.split(","):
         zone = zones[zkey]
         for name in wanted:
@@ -211,13 +212,20 @@ def main():
             srv = makers[name](work, zone, port)
             load = srv.start(zone["last"])
             try:
+                # CPU ms: the server's CPU time (every thread: write-backs and compactions
+                # included) per acknowledged update.
+                c0 = srv.cpu_seconds()
                 one, p50a, _, bad1 = run_clients(port, zone["origin"], "s", 1, args.seconds)
+                c1 = srv.cpu_seconds()
                 fifty, p50b, p99b, bad50 = run_clients(port, zone["origin"], "c", 50, args.seconds)
+                c2 = srv.cpu_seconds()
             finally:
                 srv.stop()
+            cpu1 = 1000 * (c1 - c0) / max(one * args.seconds, 1)
+            cpu50 = 1000 * (c2 - c1) / max(fifty * args.seconds, 1)
             note = f"  other rcodes: {bad1} {bad50}" if bad1 or bad50 else ""
-            print(f"{name:11} {zkey:6} {load:7.2f} {one:14.0f} {p50a:7.2f} {fifty:15.0f} {p50b:7.2f} {p99b:7.2f}{note}",
-                  flush=True)
+            print(f"{name:11} {zkey:6} {load:7.2f} {one:14.0f} {p50a:7.2f} {cpu1:7.3f} "
+                  f"{fifty:15.0f} {p50b:7.2f} {p99b:7.2f} {cpu50:7.3f}{note}", flush=True)
 
 
 if __name__ == "__main__":

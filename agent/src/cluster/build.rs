@@ -13,7 +13,8 @@ use super::identity::Identified;
 use super::records::{ip_url, name_url, Scheme, Service};
 use super::settle::{Candidate, Members};
 use crate::ids::{self, EtcdId};
-use crate::plan::{Bootstrap, ClusterState, Plan, PlannedMember, Start};
+use crate::plan::{Bootstrap, ClusterState, InitialCluster, Plan, PlannedMember, Start};
+use crate::urls::EtcdUrl;
 
 /// What the operator fixed by flag.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,11 +26,11 @@ pub struct Overrides {
     /// The data dir, recorded in the plan.
     pub data_dir: Option<PathBuf>,
     /// `--listen-peer-url` overrides.
-    pub listen_peer_urls: Vec<String>,
+    pub listen_peer_urls: Vec<EtcdUrl>,
     /// `--listen-client-url` overrides.
-    pub listen_client_urls: Vec<String>,
+    pub listen_client_urls: Vec<EtcdUrl>,
     /// `--advertise-client-url` overrides.
-    pub advertise_client_urls: Vec<String>,
+    pub advertise_client_urls: Vec<EtcdUrl>,
 }
 
 /// The bootstrap plan of member `me` of `members`.
@@ -47,7 +48,7 @@ pub fn plan(
     let member_ids: Vec<u64> = planned.iter().map(|m| m.id.0).collect();
     let my_ips = local_ips(mine, local);
     let my_clients = client_ports(mine, scheme, o.default_client_port);
-    let or = |given: &Vec<String>, derived: Vec<String>| {
+    let or = |given: &Vec<EtcdUrl>, derived: Vec<EtcdUrl>| {
         if given.is_empty() {
             derived
         } else {
@@ -91,11 +92,12 @@ pub fn plan(
             matched_by: me.matched_by.clone(),
             initial_cluster_state: ClusterState::New,
             initial_advertise_peer_urls: vec![mine.peer_url(scheme)],
-            initial_cluster: planned
-                .iter()
-                .map(|m| format!("{}={}", m.name, m.peer_url))
-                .collect::<Vec<_>>()
-                .join(","),
+            initial_cluster: InitialCluster::new(
+                planned
+                    .iter()
+                    .map(|m| (m.name.to_string(), m.peer_url.clone()))
+                    .collect(),
+            ),
             member_id: planned[me.index].id,
             cluster_id: EtcdId(ids::cluster_id(&member_ids)),
             token,

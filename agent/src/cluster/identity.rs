@@ -112,7 +112,7 @@ fn by_url(
             members: listing(members),
             example: members
                 .first()
-                .map(|m| m.peer_url(scheme))
+                .map(|m| m.peer_url(scheme).to_string())
                 .unwrap_or_else(|| format!("{scheme}://infra0.example.com:2380")),
         })
 }

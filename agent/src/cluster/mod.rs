@@ -487,7 +487,7 @@ mod tests {
             ["http://m1.example.test:2380"]
         );
         assert_eq!(
-            c.initial_cluster,
+            c.initial_cluster.to_string(),
             "m0=http://m0.example.test:2380,m1=http://m1.example.test:2380,m2=http://m2.example.test:2380"
         );
         assert_eq!(c.token, "muster:example.test");

@@ -1,6 +1,7 @@
 //! The DNS words of etcd discovery as types: the service (domain and `--srv-name`), the
 //! SRV and TXT records one round reads, the answers (records, none, or a failed lookup),
-//! member names, and the URL forms etcd hashes into its IDs.
+//! and the URL forms etcd hashes into its IDs. Member names ([`MemberName`]) and URL
+//! schemes ([`Scheme`]) live below, in [`crate::names`] and [`crate::urls`].
 //!
 //! Owner names follow RFC 2782 (`_etcd-server-ssl[-S]._tcp.D`); etcd adds the `-ssl`
 //! part for TLS and the `-S` suffix for `--discovery-srv-name`.
@@ -11,55 +12,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
-
-/// URL scheme of a cluster's peers, decided by which SRV set publishes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scheme {
-    /// Plain-text peers: `_etcd-server._tcp` / `_etcd-client._tcp`.
-    Http,
-    /// TLS peers: `_etcd-server-ssl._tcp` / `_etcd-client-ssl._tcp`.
-    Https,
-}
-
-impl Scheme {
-    /// `http` or `https`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        }
-    }
-}
-
-impl fmt::Display for Scheme {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Scheme {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "http" => Ok(Scheme::Http),
-            "https" => Ok(Scheme::Https),
-            other => Err(format!("unknown scheme {other:?}: use http or https")),
-        }
-    }
-}
-
+pub use crate::names::MemberName;
+use crate::urls::EtcdUrl;
+pub use crate::urls::Scheme;
+use muster_conventions::srv::owner_name;
 /// Who looks the records up: etcd peers (`_etcd-server`) or clients (`_etcd-client`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Peer records, which define the members.
-    Server,
-    /// Client records, which give each member's client URLs.
-    Client,
-}
+pub use muster_conventions::srv::Role;
 
 /// Checks a discovery domain and returns it absolute and lower-case (queries must not go
 /// through a search list: Kubernetes pods use `ndots:5`).
@@ -121,20 +80,8 @@ impl Service {
 
     /// The SRV owner name for `role` and `scheme`, e.g. `_etcd-server-ssl-prod._tcp.d.`.
     pub fn record(&self, role: Role, scheme: Scheme) -> String {
-        let role = match role {
-            Role::Server => "_etcd-server",
-            Role::Client => "_etcd-client",
-        };
-        let ssl = match scheme {
-            Scheme::Https => "-ssl",
-            Scheme::Http => "",
-        };
-        let suffix = self
-            .srv_name
-            .as_ref()
-            .map(|s| format!("-{s}"))
-            .unwrap_or_default();
-        format!("{role}{ssl}{suffix}._tcp.{}", self.domain)
+        let tls = scheme == Scheme::Https;
+        owner_name(role, tls, self.srv_name.as_deref(), &self.domain)
     }
 
     /// The token used when `--token` is not given: `muster:<domain>` or
@@ -147,69 +94,6 @@ impl Service {
             Some(s) => format!("muster:{d}:{s}"),
             None => format!("muster:{d}"),
         }
-    }
-}
-
-/// An etcd member name: the first label of its SRV target.
-///
-/// DNS compares labels without regard to ASCII case (RFC 4343), so `--name M1` and the
-/// target `m1.example.com.` are the same member. The name is kept lower-case and the
-/// derived equality is the only comparison: bootstrap (`--name` against the records) and
-/// restart (`--name` against the persisted plan) cannot disagree about it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct MemberName(String);
-
-impl MemberName {
-    /// Checks a name (letters, digits, `-`, `_`; what a DNS label and etcd both accept)
-    /// and lower-cases it.
-    pub fn parse(name: &str) -> Result<MemberName, String> {
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(format!(
-                "{name:?} is not a member name: letters, digits, '-' and '_' only (the first label of its SRV target)"
-            ));
-        }
-        Ok(MemberName(name.to_ascii_lowercase()))
-    }
-
-    /// The name of the member an SRV target stands for: its first label.
-    pub fn of_target(target: &str) -> Result<MemberName, String> {
-        MemberName::parse(target.split('.').next().unwrap_or(target))
-    }
-
-    /// The name as etcd gets it.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for MemberName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl FromStr for MemberName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        MemberName::parse(s)
-    }
-}
-
-impl TryFrom<String> for MemberName {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        MemberName::parse(&s)
-    }
-}
-
-impl From<MemberName> for String {
-    fn from(n: MemberName) -> String {
-        n.0
     }
 }
 
@@ -282,20 +166,14 @@ pub struct RecordSet {
 }
 
 /// `scheme://name-without-dot:port`: the form etcd hashes into member IDs, so it must be
-/// byte-identical on every host.
-pub fn name_url(scheme: Scheme, target: &str, port: u16) -> String {
-    format!(
-        "{scheme}://{}:{port}",
-        target.trim_end_matches('.').to_ascii_lowercase()
-    )
+/// byte-identical on every host ([`EtcdUrl::of_name`]).
+pub fn name_url(scheme: Scheme, target: &str, port: u16) -> EtcdUrl {
+    EtcdUrl::of_name(scheme, target, port)
 }
 
-/// `scheme://ip:port`, IPv6 in brackets (etcd listens on addresses, not names).
-pub fn ip_url(scheme: Scheme, ip: IpAddr, port: u16) -> String {
-    match ip {
-        IpAddr::V4(v4) => format!("{scheme}://{v4}:{port}"),
-        IpAddr::V6(v6) => format!("{scheme}://[{v6}]:{port}"),
-    }
+/// `scheme://ip:port`, IPv6 in brackets ([`EtcdUrl::of_ip`]).
+pub fn ip_url(scheme: Scheme, ip: IpAddr, port: u16) -> EtcdUrl {
+    EtcdUrl::of_ip(scheme, ip, port)
 }
 
 #[cfg(test)]

@@ -22,10 +22,9 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::error::PlanError;
-use super::records::{Answer, MemberName, RecordSet, Role, Scheme, Service, Srv, Txt};
+use muster_conventions::size::{size_record, SizeRecord};
 
-/// The prefix that marks a TXT record as the cluster size.
-pub const SIZE_PREFIX: &str = "muster-size";
+use super::records::{Answer, MemberName, RecordSet, Role, Scheme, Service, Srv, Txt};
 
 /// Client (scheme, port) pairs by SRV target.
 type ClientPorts<'a> = BTreeMap<&'a str, Vec<(Scheme, u16)>>;
@@ -50,7 +49,7 @@ pub struct Candidate {
 
 impl Candidate {
     /// `scheme://target-without-dot:port`: the advertised peer URL, the same on every host.
-    pub fn peer_url(&self, scheme: Scheme) -> String {
+    pub fn peer_url(&self, scheme: Scheme) -> crate::urls::EtcdUrl {
         super::records::name_url(scheme, &self.target, self.port)
     }
 
@@ -493,34 +492,21 @@ pub enum TxtSizeError<'a> {
 }
 
 /// The size TXT records publish, the agent's one reader of `muster-size=N` (census and
-/// doctor): a record whose first character-string starts with `muster-size` must be
-/// exactly one string `muster-size=N`, N > 0; several records must agree. Ok(None) when no
+/// doctor): each record read by the rule musterd reads it with
+/// ([`muster_conventions::size`]); several records must agree. Ok(None) when no
 /// record starts with `muster-size`. Each item is one record's character-strings.
 pub fn txt_size<'a>(
     records: impl IntoIterator<Item = &'a [String]>,
 ) -> Result<Option<usize>, TxtSizeError<'a>> {
     let mut sizes = BTreeSet::new();
     for strings in records {
-        let Some(first) = strings.first() else {
-            continue;
-        };
-        if !first.starts_with(SIZE_PREFIX) {
-            continue;
-        }
-        let n = match strings {
-            [one] => one
-                .strip_prefix(SIZE_PREFIX)
-                .and_then(|r| r.strip_prefix('='))
-                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|n| n.parse::<usize>().ok())
-                .filter(|n| *n > 0),
-            _ => None,
-        };
-        match n {
-            Some(n) => {
-                sizes.insert(n);
+        match size_record(strings) {
+            SizeRecord::NotSize => {}
+            // Sizes are u32 in the shared rule; usize holds every u32 here.
+            SizeRecord::Size(n) => {
+                sizes.insert(n as usize);
             }
-            None => return Err(TxtSizeError::Malformed(strings)),
+            SizeRecord::Malformed => return Err(TxtSizeError::Malformed(strings)),
         }
     }
     match sizes.len() {

@@ -27,110 +27,36 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::ValueEnum;
 use serde::Serialize;
 
-use crate::cluster::{records, Role, Scheme, Service};
+use crate::cluster::{Role, Scheme, Service};
 use crate::urls::{EtcdUrl, Host as UrlHost};
 use crate::Error;
 use problems::{Problem, Severity};
 use replay::{Host, Outcome, Version, VersionReplay};
 use snapshot::{Found, Snapshot};
 
-/// `muster-agent doctor`.
-#[derive(Debug, clap::Args)]
-pub struct DoctorArgs {
-    /// Discovery domain, as etcd's --discovery-srv (e.g. example.com).
-    #[arg(long, env = "MUSTER_DOMAIN", value_name = "DOMAIN", value_parser = records::parse_domain)]
+/// `doctor`, checked.
+#[derive(Debug, Clone)]
+pub struct DoctorConfig {
+    /// Discovery domain.
     pub domain: String,
-    /// Service-name suffix, as etcd's --discovery-srv-name.
-    #[arg(long, env = "MUSTER_SRV_NAME", value_name = "S", value_parser = records::parse_srv_name)]
+    /// Service-name suffix.
     pub srv_name: Option<String>,
-    /// DNS server to ask, IP or IP:PORT (repeatable). Default: /etc/resolv.conf's.
-    #[arg(
-        long,
-        env = "MUSTER_NAMESERVER",
-        value_name = "IP[:PORT]",
-        value_delimiter = ',',
-        value_parser = crate::discover::parse_nameserver
-    )]
+    /// DNS servers given; empty: the system's.
     pub nameserver: Vec<SocketAddr>,
-    /// Which etcd to replay: 3.4, 3.5 (and later) or both. Only the chosen ones decide
-    /// the exit status.
-    #[arg(long, value_enum, default_value = "both")]
-    pub etcd_version: VersionArg,
-    /// How the host NAME sets --initial-advertise-peer-urls, if not by the name URL of
-    /// its SRV record (repeatable; several for one NAME are several URLs).
-    #[arg(long, value_name = "NAME=URL", value_parser = parse_advertise)]
+    /// The etcd versions replayed (only they decide the exit status).
+    pub versions: Vec<Version>,
+    /// How a host NAME sets --initial-advertise-peer-urls, if not by its name URL.
     pub advertise: Vec<(String, EtcdUrl)>,
-    /// The members' --initial-cluster-token (etcd's default: etcd-cluster); only the
-    /// printed member and cluster IDs depend on it.
-    #[arg(long, value_name = "TOKEN", default_value = "etcd-cluster")]
+    /// The members' --initial-cluster-token.
     pub initial_cluster_token: String,
-    /// A member's peer certificate (PEM) to check for the SANs etcd needs: FILE for
-    /// every member, NAME=FILE for one (repeatable).
-    #[arg(long, value_name = "[NAME=]FILE", value_parser = parse_cert_arg)]
+    /// Peer certificates to check: for one member (NAME) or every one.
     pub peer_cert: Vec<(Option<String>, PathBuf)>,
-    /// The members run with --peer-trusted-ca-file (then per-host SANs suffice; without
-    /// it etcd checks peers against the bare domain).
-    #[arg(long, value_name = "FILE")]
-    pub peer_trusted_ca_file: Option<PathBuf>,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: DoctorFormat,
-}
-
-/// `--etcd-version`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum VersionArg {
-    /// etcd 3.4.
-    #[value(name = "3.4")]
-    V3_4,
-    /// etcd 3.5 and later.
-    #[value(name = "3.5")]
-    V3_5,
-    /// Both.
-    Both,
-}
-
-impl VersionArg {
-    fn versions(self) -> Vec<Version> {
-        match self {
-            VersionArg::V3_4 => vec![Version::V3_4],
-            VersionArg::V3_5 => vec![Version::V3_5],
-            VersionArg::Both => vec![Version::V3_4, Version::V3_5],
-        }
-    }
-}
-
-/// `--format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DoctorFormat {
-    /// For people.
-    Text,
-    /// The whole report as JSON.
-    Json,
-}
-
-fn parse_advertise(s: &str) -> Result<(String, EtcdUrl), String> {
-    let (name, url) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?} is not NAME=URL, e.g. m1=https://10.0.0.1:2380"))?;
-    let name = crate::cluster::MemberName::parse(name.trim())?;
-    Ok((name.as_str().to_string(), url.parse()?))
-}
-
-fn parse_cert_arg(s: &str) -> Result<(Option<String>, PathBuf), String> {
-    if s.trim().is_empty() {
-        return Err("the path is empty".into());
-    }
-    // NAME=FILE only when the part before '=' can be a member name; a path may hold '='.
-    match s.split_once('=') {
-        Some((n, f)) if crate::cluster::MemberName::parse(n).is_ok() && !f.is_empty() => {
-            Ok((Some(n.to_ascii_lowercase()), PathBuf::from(f)))
-        }
-        _ => Ok((None, PathBuf::from(s))),
-    }
+    /// The members run with --peer-trusted-ca-file.
+    pub peer_trusted_ca: bool,
+    /// The report as JSON instead of text.
+    pub json: bool,
 }
 
 /// Doctor found problems that make etcd fail or split.
@@ -187,7 +113,7 @@ pub struct Report {
 }
 
 /// Runs `doctor`: prints the report; Err when etcd would fail or split.
-pub fn run(args: &DoctorArgs) -> Result<(), Error> {
+pub fn run(args: &DoctorConfig) -> Result<(), Error> {
     let service = Service::new(&args.domain, args.srv_name.as_deref()).map_err(Error::Usage)?;
     let certs = args
         .peer_cert
@@ -225,20 +151,21 @@ pub fn run(args: &DoctorArgs) -> Result<(), Error> {
     let report = diagnose(
         snap,
         hosts,
-        &args.etcd_version.versions(),
+        &args.versions,
         &args.initial_cluster_token,
         &certs,
-        args.peer_trusted_ca_file.is_some(),
+        args.peer_trusted_ca,
         now,
         cluster,
     );
-    match args.format {
+    if args.json {
         // Serialising plain data into a String cannot fail.
-        DoctorFormat::Json => println!(
+        println!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
-        ),
-        DoctorFormat::Text => print!("{}", render(&report)),
+        );
+    } else {
+        print!("{}", render(&report));
     }
     if report.failing > 0 {
         return Err(Error::Doctor(Failing {
@@ -256,7 +183,7 @@ pub fn hosts(snap: &Snapshot, advertise: &[(String, EtcdUrl)]) -> Result<Vec<Hos
     for scheme in [Scheme::Https, Scheme::Http] {
         for r in snap.server(scheme).records() {
             // A target Go refuses is no host etcd could run on; the record checks say so.
-            if !replay::go_is_domain_name(&r.target)
+            if !snapshot::go_is_domain_name(&r.target)
                 || r.target == "."
                 || seen.insert(r.key(), ()).is_some()
             {
@@ -591,12 +518,22 @@ fn found_line<T>(f: &Found<T>, each: impl Fn(&T) -> String) -> String {
 pub fn render(r: &Report) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let snap = &r.records;
     let _ = writeln!(
         s,
         "muster-agent doctor: stock etcd --discovery-srv {}",
         r.domain.trim_end_matches('.')
     );
+    render_records(&mut s, r);
+    render_hosts(&mut s, r);
+    render_certificates(&mut s, r);
+    render_problems(&mut s, r);
+    s
+}
+
+/// The records read.
+fn render_records(s: &mut String, r: &Report) {
+    use std::fmt::Write as _;
+    let snap = &r.records;
     let _ = writeln!(s, "\nrecords");
     let srv =
         |x: &snapshot::SrvRecord| format!("{} {} {} {}", x.priority, x.weight, x.port, x.target);
@@ -651,6 +588,11 @@ pub fn render(r: &Report) -> String {
         }
         let _ = writeln!(s, "  {name} {}", parts.join("; "));
     }
+}
+
+/// The hosts and what each etcd version does on them.
+fn render_hosts(s: &mut String, r: &Report) {
+    use std::fmt::Write as _;
     let _ = writeln!(s, "\nhosts (--name, --initial-advertise-peer-urls)");
     if r.hosts.is_empty() {
         let _ = writeln!(s, "  none: no SRV target to replay");
@@ -705,6 +647,11 @@ pub fn render(r: &Report) -> String {
             }
         }
     }
+}
+
+/// The certificates needed and checked, and the running cluster.
+fn render_certificates(s: &mut String, r: &Report) {
+    use std::fmt::Write as _;
     let _ = writeln!(s, "\ncertificates");
     if r.certificates.is_empty() {
         let _ = writeln!(s, "  none needed: no https peers");
@@ -741,6 +688,11 @@ pub fn render(r: &Report) -> String {
             }
         }
     }
+}
+
+/// The problems and the verdict.
+fn render_problems(s: &mut String, r: &Report) {
+    use std::fmt::Write as _;
     let _ = writeln!(s, "\nproblems");
     if r.problems.is_empty() {
         let _ = writeln!(s, "  none");
@@ -763,5 +715,4 @@ pub fn render(r: &Report) -> String {
             "etcd would bootstrap one cluster from these records".into()
         }
     );
-    s
 }

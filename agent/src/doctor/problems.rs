@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::replay::{go_is_domain_name, random_order, FailKind, Outcome, Version, VersionReplay};
-use super::snapshot::{Found, Snapshot, SrvRecord};
+use super::replay::{random_order, FailKind, Outcome, Version, VersionReplay};
+use super::snapshot::{go_is_domain_name, Found, Snapshot, SrvRecord};
 use crate::cluster::settle::{txt_size, TxtSizeError};
 use crate::cluster::{Scheme, Txt};
 
@@ -94,6 +94,15 @@ pub fn published_size(txt: &Found<Vec<String>>) -> Result<Option<usize>, String>
 /// Problems of the records, whatever version reads them.
 pub fn of_records(snap: &Snapshot) -> Vec<Problem> {
     let mut out = Vec::new();
+    of_sets(snap, &mut out);
+    of_targets(snap, &mut out);
+    of_sizes(snap, &mut out);
+    out
+}
+
+/// The two server SRV sets: failed lookups, sets a gate withholds, which set each etcd
+/// version reads.
+fn of_sets(snap: &Snapshot, out: &mut Vec<Problem>) {
     let ssl_owner = snap
         .service
         .record(crate::cluster::Role::Server, Scheme::Https);
@@ -162,6 +171,18 @@ pub fn of_records(snap: &Snapshot) -> Vec<Problem> {
         }
         _ => {}
     }
+}
+
+/// Each target: a name Go accepts, its addresses, aliases, shared endpoints.
+fn of_targets(snap: &Snapshot, out: &mut Vec<Problem>) {
+    let ssl_owner = snap
+        .service
+        .record(crate::cluster::Role::Server, Scheme::Https);
+    let plain_owner = snap
+        .service
+        .record(crate::cluster::Role::Server, Scheme::Http);
+    let ssl = snap.server_ssl.records();
+    let plain = snap.server_plain.records();
     // Each target once, with the owner names it is published at.
     let mut targets: BTreeMap<String, (SrvRecord, Vec<String>)> = BTreeMap::new();
     for (owner, records) in [(&ssl_owner, ssl), (&plain_owner, plain)] {
@@ -248,6 +269,10 @@ pub fn of_records(snap: &Snapshot) -> Vec<Problem> {
             ));
         }
     }
+}
+
+/// The size records and the size itself.
+fn of_sizes(snap: &Snapshot, out: &mut Vec<Problem>) {
     for scheme in [Scheme::Https, Scheme::Http] {
         let owner = snap.service.record(crate::cluster::Role::Server, scheme);
         let records = snap.server(scheme).records();
@@ -285,7 +310,6 @@ pub fn of_records(snap: &Snapshot) -> Vec<Problem> {
             ));
         }
     }
-    out
 }
 
 /// The ports a target is published with, in the server sets.

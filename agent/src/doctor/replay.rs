@@ -30,7 +30,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::snapshot::{Found, Snapshot, SrvRecord};
+use super::snapshot::{go_is_domain_name, Found, Snapshot, SrvRecord};
 use crate::cluster::Scheme;
 use crate::ids;
 use crate::urls::{EtcdUrl, Host as UrlHost};
@@ -212,16 +212,15 @@ fn owner(snap: &Snapshot, scheme: Scheme) -> String {
     snap.service.record(crate::cluster::Role::Server, scheme)
 }
 
-/// etcd's service word for a set: `etcd-server-ssl[-S]` or `etcd-server[-S]`.
+/// etcd's service word for a set: `etcd-server-ssl[-S]` or `etcd-server[-S]` (the SRV
+/// owner name's first label without its `_`).
 fn service_word(snap: &Snapshot, scheme: Scheme) -> String {
-    let ssl = if scheme == Scheme::Https { "-ssl" } else { "" };
-    let suffix = snap
-        .service
-        .srv_name
-        .as_ref()
-        .map(|s| format!("-{s}"))
-        .unwrap_or_default();
-    format!("etcd-server{ssl}{suffix}")
+    let label = muster_conventions::srv::owner_label(
+        crate::cluster::Role::Server,
+        scheme == Scheme::Https,
+        snap.service.srv_name.as_deref(),
+    );
+    label.trim_start_matches('_').to_string()
 }
 
 /// Where Go says a lookup went; the real text names the host's resolver.
@@ -231,51 +230,6 @@ const ON: &str = "on <resolver>";
 /// trailing dot.
 fn lookup_error(name: &str, what: &str) -> String {
     format!("lookup {} {ON}: {what}", name.trim_end_matches('.'))
-}
-
-/// Go's `net.isDomainName`, which `LookupSRV` applies to every target: letters, digits,
-/// `-` and `_`, labels of 1–63 bytes, no label starting or ending with `-`, at most 254
-/// bytes — and at least one non-digit, so `10.0.0.1.` is refused.
-pub fn go_is_domain_name(s: &str) -> bool {
-    if s == "." {
-        return true;
-    }
-    let mut l = s.len();
-    if l == 0 || l > 254 || (l == 254 && !s.ends_with('.')) {
-        return false;
-    }
-    let mut last = b'.';
-    let mut non_numeric = false;
-    let mut partlen = 0;
-    for c in s.bytes() {
-        match c {
-            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
-                non_numeric = true;
-                partlen += 1;
-            }
-            b'0'..=b'9' => partlen += 1,
-            b'-' => {
-                if last == b'.' {
-                    return false;
-                }
-                partlen += 1;
-                non_numeric = true;
-            }
-            b'.' => {
-                if last == b'.' || last == b'-' || partlen > 63 || partlen == 0 {
-                    return false;
-                }
-                partlen = 0;
-            }
-            _ => return false,
-        }
-        last = c;
-    }
-    l = partlen;
-    if last == b'-' || l > 63 {
-        return false;
-    }
-    non_numeric
 }
 
 /// The records in the order Go's `LookupSRV` returns them: by priority, then weight
@@ -662,18 +616,6 @@ mod tests {
             ("m2.d.test.", v4(&["10.0.0.2"])),
             ("m3.d.test.", v4(&["10.0.0.3"])),
         ]
-    }
-
-    #[test]
-    fn go_domain_names() {
-        assert!(go_is_domain_name("m1.d.test."));
-        assert!(go_is_domain_name("_x.d.test"));
-        assert!(!go_is_domain_name("10.0.0.1."));
-        assert!(!go_is_domain_name("-a.test."));
-        assert!(!go_is_domain_name("a-.test."));
-        assert!(!go_is_domain_name("a..test."));
-        assert!(!go_is_domain_name("a b.test."));
-        assert!(go_is_domain_name("."));
     }
 
     /// The worked example of docs/etcd-discovery.md §3.

@@ -272,7 +272,7 @@ impl Reader {
             .map(SrvRecord::key)
             .chain(extra.iter().map(|n| absolute_lower(n)))
             // Go refuses an answer with such a target outright and never resolves it.
-            .filter(|n| n != "." && super::replay::go_is_domain_name(n))
+            .filter(|n| n != "." && go_is_domain_name(n))
             .collect();
         wanted.sort();
         wanted.dedup();
@@ -333,4 +333,65 @@ impl Found<RData> {
 /// With one trailing dot, case kept.
 fn absolute(name: &str) -> String {
     format!("{}.", name.trim_end_matches('.'))
+}
+/// Go's `net.isDomainName`, which `LookupSRV` applies to every target: letters, digits,
+/// `-` and `_`, labels of 1–63 bytes, no label starting or ending with `-`, at most 254
+/// bytes — and at least one non-digit, so `10.0.0.1.` is refused.
+pub fn go_is_domain_name(s: &str) -> bool {
+    if s == "." {
+        return true;
+    }
+    let mut l = s.len();
+    if l == 0 || l > 254 || (l == 254 && !s.ends_with('.')) {
+        return false;
+    }
+    let mut last = b'.';
+    let mut non_numeric = false;
+    let mut partlen = 0;
+    for c in s.bytes() {
+        match c {
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                non_numeric = true;
+                partlen += 1;
+            }
+            b'0'..=b'9' => partlen += 1,
+            b'-' => {
+                if last == b'.' {
+                    return false;
+                }
+                partlen += 1;
+                non_numeric = true;
+            }
+            b'.' => {
+                if last == b'.' || last == b'-' || partlen > 63 || partlen == 0 {
+                    return false;
+                }
+                partlen = 0;
+            }
+            _ => return false,
+        }
+        last = c;
+    }
+    l = partlen;
+    if last == b'-' || l > 63 {
+        return false;
+    }
+    non_numeric
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_domain_names() {
+        assert!(go_is_domain_name("m1.d.test."));
+        assert!(go_is_domain_name("_x.d.test"));
+        assert!(!go_is_domain_name("10.0.0.1."));
+        assert!(!go_is_domain_name("-a.test."));
+        assert!(!go_is_domain_name("a-.test."));
+        assert!(!go_is_domain_name("a..test."));
+        assert!(!go_is_domain_name("a b.test."));
+        assert!(go_is_domain_name("."));
+    }
 }

@@ -102,7 +102,7 @@ impl Default for UpdateConfig {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             zones: Vec::new(),
             limits: Limits::default(),
-            writeback_changes: 100,
+            writeback_changes: 10_000,
             writeback_interval: Duration::from_secs(60),
             journal_history: 100,
         }
@@ -1470,6 +1470,9 @@ impl ZoneWorker {
         // address): log it and keep the gate metrics in step, as a reload does.
         crate::gate::announce(&self.stats, &self.origin, before.as_deref(), &zone);
         self.precompile_after = Some(Instant::now() + PRECOMPILE_QUIET);
+        if self.versions.overdue() {
+            self.precompile_now();
+        }
     }
 
     fn precompile_now(&mut self) {

@@ -52,7 +52,7 @@ impl ZoneData {
     fn each(&self, mut f: impl FnMut(&Name, &Name, u16, u32, &[u8])) {
         for (key, node) in &self.nodes {
             for s in &node.sets {
-                for rd in &s.rdatas {
+                for rd in s.rdatas() {
                     f(key, &node.owner, s.rtype, s.ttl, rd);
                 }
             }
@@ -64,7 +64,7 @@ impl ZoneData {
         self.nodes
             .get(key)
             .and_then(|n| n.set(t))
-            .is_some_and(|s| s.ttl == ttl && s.position(rdata).is_some())
+            .is_some_and(|s| s.ttl == ttl && s.contains(rdata))
     }
 
     /// True when the zone holds `r` with its TTL.

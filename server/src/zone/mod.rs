@@ -64,6 +64,9 @@ struct NodeRec {
     children: u32,
     /// Removed by a patch: the overlay's record of a name that no longer exists.
     gone: bool,
+    /// An overlay copy of a base node, moved only to drop its precompiled answers: its
+    /// data is still the base's, and the answers that depend on it are not yet dropped.
+    unchanged: bool,
     /// Offset of the lower-cased wire name in `names`.
     key: u32,
     /// Offset of the name as written in the zone (equal to `key` when it was lower case).
@@ -88,6 +91,7 @@ impl Clone for NodeRec {
         NodeRec {
             children: self.children,
             gone: self.gone,
+            unchanged: self.unchanged,
             key: self.key,
             owner: self.owner,
             key_len: self.key_len,
@@ -136,7 +140,16 @@ struct Base {
     table: HashTable<u32>,
     arenas: Arenas,
     /// Precompiled answers of all nodes (see [`crate::fastpath`]), set once.
-    fast: OnceLock<Box<[u8]>>,
+    fast: OnceLock<Fast>,
+}
+
+/// The precompiled answers of a built zone and what they depend on.
+#[derive(Debug)]
+struct Fast {
+    arena: Box<[u8]>,
+    /// Name (lower-cased) to the nodes whose answers hold its addresses (additional
+    /// section): a patch that changes the name drops those nodes' answers too.
+    dependants: NameMap<Vec<u32>>,
 }
 
 /// One RRset, in the flat storage.
@@ -303,23 +316,21 @@ impl<'z> Node<'z> {
             .map(|i| &gates[i])
     }
 
-    /// The precompiled answers of this name (see [`crate::fastpath`]): the fast arena and
-    /// where this node's block starts in it, once [`Zone::install_prebuilt`] ran.
-    pub fn prebuilt(&self) -> Option<(&'z [u8], usize)> {
-        // A patched snapshot serves its names by the full path until the zone is
-        // compacted and precompiled again (`crate::dynamic`).
-        if self.zone.over.is_some() {
-            return None;
+    /// The precompiled answers of this name (see [`crate::fastpath`]): the fast arena,
+    /// where this node's block starts in it, and whether the zone is patched (its NODATA
+    /// answers hold an older SOA then). Names a patch changed, and the names whose
+    /// answers depend on them, have none.
+    pub fn prebuilt(&self) -> Option<(&'z [u8], usize, bool)> {
+        let patched = self.zone.over.as_ref();
+        if patched.is_some_and(|o| !o.base_fast) {
+            return None; // patched before its base was precompiled: nothing was dropped
         }
         let off = self.rec().fast.load(Ordering::Acquire);
         if off == NONE {
             return None;
         }
-        self.zone
-            .base
-            .fast
-            .get()
-            .map(|arena| (&arena[..], off as usize))
+        let arena = &self.zone.base.fast.get()?.arena;
+        Some((&arena[..], off as usize, patched.is_some()))
     }
 }
 
@@ -499,6 +510,7 @@ impl NodeTable {
         nodes.push(NodeRec {
             children: 0,
             gone: false,
+            unchanged: false,
             key: key_at,
             owner: owner_at,
             key_len: key.len() as u8,
@@ -1100,17 +1112,34 @@ impl Zone {
     pub fn heap_bytes(&self) -> usize {
         self.base.table.capacity() * 5
             + self.base.arenas.bytes()
-            + self.base.fast.get().map_or(0, |a| a.len())
+            + self.base.fast.get().map_or(0, |f| f.arena.len())
             + self.over.as_ref().map_or(0, patch::Overlay::bytes)
     }
 
     /// Installs the precompiled answers: `arena` holds them all, `offsets` says where each
-    /// node's start. Only the first call for a snapshot takes effect (a second precompile
-    /// would compute the same).
-    pub fn install_prebuilt(&self, arena: Vec<u8>, offsets: &[(u32, u32)]) {
+    /// node's start, `deps` (name, node) which node's answers read which name's addresses.
+    /// Only the first call for a snapshot takes effect (a second precompile would compute
+    /// the same).
+    pub fn install_prebuilt(
+        &self,
+        arena: Vec<u8>,
+        offsets: &[(u32, u32)],
+        deps: Vec<(Box<[u8]>, u32)>,
+    ) {
         // A patched snapshot shares its base with others: it is compacted before its
         // answers are precompiled (`Zone::compacted`).
-        if self.over.is_some() || self.base.fast.set(arena.into_boxed_slice()).is_err() {
+        if self.over.is_some() {
+            return;
+        }
+        let mut dependants: NameMap<Vec<u32>> = NameMap::default();
+        for (name, node) in deps {
+            dependants.entry(name).or_default().push(node);
+        }
+        let fast = Fast {
+            arena: arena.into_boxed_slice(),
+            dependants,
+        };
+        if self.base.fast.set(fast).is_err() {
             return;
         }
         // The arena is published before any offset: a reader that sees an offset finds it.

@@ -12,10 +12,15 @@
 //! by side). Changes whose effect is not local — a delegation added, removed or touched
 //! below, a name outside the zone, data the builder would refuse — are not patched: the
 //! caller rebuilds. So does an overlay grown past [`Overlay::MAX_NODES`]; the zone's task
-//! also compacts a patched snapshot in the background once updates pause, which brings
-//! back the precompiled answers ([`crate::fastpath`]) that a patched snapshot does without.
+//! compacts a patched snapshot in the background once updates pause or the overlay passes
+//! [`COMPACT_AT`], which brings back the precompiled answers
+//! ([`crate::fastpath`]) of the names the patches touched and their dependants.
 
 use super::*;
+
+/// Past this many names in its overlay the zone's task compacts a patched version without
+/// waiting for updates to pause.
+pub const COMPACT_AT: usize = 4096;
 
 /// The names a patch changed, stored like a built zone's and found before the base's.
 #[derive(Debug, Clone)]
@@ -27,12 +32,17 @@ pub(super) struct Overlay {
     shadowed: Vec<u64>,
     /// Number of base nodes: overlay node `i` is node number `first + i`.
     first: u32,
+    /// The base's answers were precompiled when the first patch was made, so every patch
+    /// dropped the answers its changes made stale: the base's other answers stay usable.
+    pub(super) base_fast: bool,
+    /// Names this patch brought into the overlay: their dependants' answers go next.
+    entered: Vec<Box<[u8]>>,
 }
 
 impl Overlay {
     /// Past this many names (or [`Overlay::MAX_RDATA`] octets) a rebuild is cheaper than
     /// copying the overlay into every new version.
-    pub const MAX_NODES: usize = 4096;
+    pub const MAX_NODES: usize = 16384;
     const MAX_RDATA: usize = 4 << 20;
 
     fn new(base: &Base) -> Overlay {
@@ -41,6 +51,8 @@ impl Overlay {
             table: HashTable::new(),
             shadowed: vec![0; base.arenas.nodes.len().div_ceil(64)],
             first: base.arenas.nodes.len() as u32,
+            base_fast: base.fast.get().is_some(),
+            entered: Vec::new(),
         }
     }
 
@@ -132,11 +144,13 @@ impl Zone {
         for (c, key) in changes.iter().zip(&keys) {
             next.set(key.as_wire(), c);
         }
+        next.take_soa()?;
+        next.regate(&keys);
+        next.drop_dependants();
+        next.number_gates();
         if next.over.as_ref().is_some_and(Overlay::too_big) {
             return Err(Unpatchable::Large);
         }
-        next.take_soa()?;
-        next.regate(&keys);
         Ok(next)
     }
 
@@ -200,11 +214,48 @@ impl Zone {
     /// Node `id` as an overlay node, copied from the base (names, sets and rdata) first
     /// when it is a base node. Returns its number in the overlay.
     fn own(&mut self, id: u32) -> u32 {
+        let new = if id >= self.over().first {
+            let r = self.rec_mut(id);
+            if !std::mem::take(&mut r.unchanged) {
+                return id;
+            }
+            id
+        } else {
+            self.copy_in(id)
+        };
+        let o = self.over();
+        let key = o.arenas.key_of((new - o.first) as usize).into();
+        o.entered.push(key);
+        new
+    }
+
+    /// The answers that read the addresses of a name this patch changed are stale: their
+    /// nodes move into the overlay unchanged, where they have no precompiled answers.
+    fn drop_dependants(&mut self) {
+        let entered = std::mem::take(&mut self.over().entered);
+        if !self.over.as_ref().is_some_and(|o| o.base_fast) {
+            return;
+        }
+        let base = self.base.clone();
+        let Some(fast) = base.fast.get() else {
+            return;
+        };
+        for id in entered
+            .iter()
+            .filter_map(|k| fast.dependants.get(k))
+            .flatten()
+        {
+            if !self.over.as_ref().is_some_and(|o| o.hides(*id)) {
+                let copy = self.copy_in(*id);
+                self.rec_mut(copy).unchanged = true;
+            }
+        }
+    }
+
+    /// Copies base node `id` into the overlay; returns its new number.
+    fn copy_in(&mut self, id: u32) -> u32 {
         let base = self.base.clone();
         let o = self.over();
-        if id >= o.first {
-            return id;
-        }
         let rec = &base.arenas.nodes[id as usize];
         let a = &mut o.arenas;
         let key = base.arenas.key_of(id as usize);
@@ -253,12 +304,14 @@ impl Zone {
     /// A new overlay node for `key`, owning nothing yet.
     fn new_node(&mut self, key: &[u8]) -> u32 {
         let o = self.over();
+        o.entered.push(key.into());
         let a = &mut o.arenas;
         let key_at = a.names.len() as u32;
         a.names.extend_from_slice(key);
         a.nodes.push(NodeRec {
             children: 0,
             gone: false,
+            unchanged: false,
             key: key_at,
             owner: key_at,
             key_len: key.len() as u8,
@@ -355,9 +408,6 @@ impl Zone {
     /// A new name `key` exists: its parent counts it, and is created as an empty
     /// non-terminal when it did not exist (and so on up).
     fn link(&mut self, key: &[u8]) {
-        if key.len() >= 2 && key[0] == 1 && key[1] == b'*' {
-            self.flag_wildcard(&key[2..], true);
-        }
         let parent = &key[1 + key[0] as usize..];
         match self.slot(parent) {
             Some((id, false)) => {
@@ -373,6 +423,10 @@ impl Zone {
                 self.name_count += 1;
                 self.link(parent);
             }
+        }
+        // After the parent surely exists.
+        if key.len() >= 2 && key[0] == 1 && key[1] == b'*' {
+            self.flag_wildcard(parent, true);
         }
     }
 
@@ -444,7 +498,12 @@ impl Zone {
                 }
             }
         }
-        let mut gates = gates;
+        self.gates = gates.into_boxed_slice();
+    }
+
+    /// The gates' node numbers, once no node moves into the overlay any more.
+    fn number_gates(&mut self) {
+        let mut gates = std::mem::take(&mut self.gates).into_vec();
         for g in &mut gates {
             g.node = self.node(g.owner.as_wire()).map_or(u32::MAX, |n| n.index());
         }
@@ -479,6 +538,12 @@ impl Zone {
                 z
             });
         Some(built)
+    }
+
+    /// Names in the overlay of a patched version (0 for a built one): past
+    /// [`COMPACT_AT`] the zone's task compacts it without waiting for a pause.
+    pub fn overlay_names(&self) -> usize {
+        self.over.as_ref().map_or(0, |o| o.arenas.nodes.len())
     }
 
     /// True for a patched version (its answers come from the full path).

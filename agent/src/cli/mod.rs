@@ -1,4 +1,6 @@
-//! The `muster-agent` command line (clap derive: the doc comments are the `--help` text).
+//! The `muster-agent` command line (clap derive: the doc comments are the `--help` text),
+//! and the one place that turns it into the checked configuration of a command
+//! ([`crate::run::Task`]): the modules below never see a clap struct.
 //! Every flag can also come from a `MUSTER_*` variable; never `ETCD_*`, which etcd itself
 //! reads (and warns about when unknown).
 //!
@@ -16,7 +18,16 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::cluster::{records, MemberName, Scheme};
+use crate::config::{AgentConfig, DataDir, PLAN_NEEDS_DATA_DIR, START_NEEDS_DATA_DIR};
+use crate::lifecycle::{LeaveConfig, PromoteConfig};
+use crate::run::{ExecConfig, Output, Task};
 use crate::urls::EtcdUrl;
+use crate::Error;
+
+pub mod backup;
+pub mod doctor;
+pub mod register;
+pub mod restore;
 
 /// Exit status for a malformed command line (clap's own errors use it too).
 pub const USAGE_EXIT: u8 = 2;
@@ -55,17 +66,17 @@ pub enum Command {
     /// Replay what stock etcd 3.4 and 3.5+ `--discovery-srv` would do on every member host
     /// with the records as published now; print each problem with its fix. Exit status 1
     /// when etcd would fail or split the cluster.
-    Doctor(crate::doctor::DoctorArgs),
+    Doctor(doctor::DoctorArgs),
     /// Publish this host's A/AAAA records (and its etcd SRV records) with one TSIG-signed
     /// dynamic update (RFC 2136), for hosts whose addresses come from DHCP; idempotent.
     /// --deregister removes them.
-    Register(crate::register::RegisterArgs),
+    Register(register::RegisterArgs),
     /// Take a snapshot of the cluster (the leader only) into a directory, checked and
     /// with its metadata; --every runs it as a service; --keep / --keep-within prune.
-    Backup(crate::backup::BackupArgs),
+    Backup(backup::BackupArgs),
     /// Restore the cluster from a snapshot after a majority of members was lost: run the
     /// same command on every host; refuses while the old cluster has quorum.
-    Restore(crate::restore::RestoreArgs),
+    Restore(restore::RestoreArgs),
 }
 
 /// Flags shared by every subcommand.
@@ -166,8 +177,11 @@ pub struct Common {
     #[command(flatten)]
     pub etcd: EtcdAccessArgs,
     /// Register this host in DNS before discovery (`--register-*`).
-    #[command(flatten)]
-    pub register: crate::register::RegisterFirst,
+    #[command(
+        flatten,
+        next_help_heading = "Registering this host first (see `muster-agent register`)"
+    )]
+    pub register: register::RegisterFirst,
 }
 
 /// TLS and authentication for etcd's client API (join, promote, leave).
@@ -400,10 +414,109 @@ fn parse_token(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+impl EtcdAccessArgs {
+    fn to_args_and_access(&self) -> (Vec<String>, crate::etcd::Access) {
+        (self.to_args(), self.access())
+    }
+}
+
+impl Common {
+    /// The checked start configuration; `need_data_dir` says why the command needs one
+    /// (checked first, before the `--register-*` flags).
+    fn config_with(self, need_data_dir: Option<&str>) -> Result<AgentConfig, Error> {
+        let data_dir = DataDir::resolve(self.data_dir);
+        if let Some(why) = need_data_dir {
+            data_dir.require(why)?;
+        }
+        let register = register::first(
+            self.register,
+            self.domain.as_deref(),
+            self.srv_name.as_deref(),
+            self.scheme,
+        )?;
+        let (access_args, access) = self.etcd.to_args_and_access();
+        Ok(AgentConfig {
+            domain: self.domain,
+            srv_name: self.srv_name,
+            scheme: self.scheme.map(Into::into),
+            nameservers: self.nameserver,
+            name: self.name,
+            advertise_peer_url: self.advertise_peer_url,
+            data_dir,
+            expect: self.expect,
+            timeout: self.timeout,
+            token: self.token,
+            client_port: self.client_port,
+            listen_peer_urls: self.listen_peer_url,
+            listen_client_urls: self.listen_client_url,
+            advertise_client_urls: self.advertise_client_url,
+            backups: self.backups,
+            access,
+            access_args,
+            register,
+        })
+    }
+
+    /// The checked start configuration.
+    pub fn config(self) -> Result<AgentConfig, Error> {
+        self.config_with(None)
+    }
+}
+
+/// The data dir of a command that reads the persisted plan.
+fn plan_data_dir(flag: Option<PathBuf>) -> Result<PathBuf, Error> {
+    Ok(DataDir::resolve(flag)
+        .require(PLAN_NEEDS_DATA_DIR)?
+        .to_path_buf())
+}
+
+impl Cli {
+    /// The checked configuration of the chosen command.
+    pub fn task(self) -> Result<Task, Error> {
+        Ok(match self.command {
+            Command::Plan(a) => Task::Plan {
+                agent: a.common.config()?,
+                output: match a.format {
+                    Format::Text => Output::Text,
+                    Format::Json => Output::Json,
+                    Format::Env => Output::Env,
+                },
+            },
+            Command::Env(a) => Task::Env {
+                agent: a.common.config_with(Some(START_NEEDS_DATA_DIR))?,
+                out: a.out,
+            },
+            Command::Exec(a) => Task::Exec(ExecConfig {
+                agent: a.common.config_with(Some(START_NEEDS_DATA_DIR))?,
+                etcd_bin: a.etcd_bin,
+                dry_run: a.dry_run,
+                no_promote: a.no_promote,
+                extra: a.extra,
+            }),
+            Command::Promote(a) => Task::Promote(PromoteConfig {
+                data_dir: plan_data_dir(a.data_dir)?,
+                timeout: a.timeout,
+                access: a.etcd.access(),
+            }),
+            Command::Leave(a) => Task::Leave(LeaveConfig {
+                data_dir: plan_data_dir(a.data_dir)?,
+                force: a.force,
+                member: a.member,
+                timeout: a.timeout,
+                access: a.etcd.access(),
+            }),
+            Command::Doctor(a) => Task::Doctor(a.config()),
+            Command::Register(a) => Task::Register(a.config()?),
+            Command::Backup(a) => Task::Backup(a.config()?),
+            Command::Restore(a) => Task::Restore(a.config()?),
+        })
+    }
+}
+
 /// Runs a parsed command line; prints errors as `muster-agent: error: ...`. Exit status
 /// 2 for a missing or malformed flag, 1 for everything else.
 pub fn run(cli: Cli) -> ExitCode {
-    match crate::run::run(cli) {
+    match cli.task().and_then(crate::run::run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let msg = e.to_string();

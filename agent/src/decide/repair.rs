@@ -17,10 +17,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::cli::Common;
+use super::wait::{Probe, Probed, Targets};
+use crate::etcd::Access;
 use crate::etcd::Endpoint;
-use crate::wait::Probe;
-use crate::{restart, snapshot, Error};
+use crate::{plan_file, snapshot, Error};
 
 /// bbolt's magic number.
 const BOLT_MAGIC: u32 = 0xED0C_DAED;
@@ -127,7 +127,7 @@ pub fn damage(dir: &Path) -> Option<String> {
         d.filter_map(|e| e.ok())
             .any(|e| e.path().extension().is_some_and(|x| x == "wal"))
     });
-    if has_files && crate::adopt::read_wal_ids(dir).is_none() {
+    if has_files && super::adopt::read_wal_ids(dir).is_none() {
         return Some(
             "the first WAL file in member/wal has no readable metadata record (truncated or \
              overwritten)"
@@ -163,30 +163,35 @@ fn newest(dest: Option<&Path>) -> String {
 
 /// Checks the data dir before a start; see the module documentation. Ok means: start
 /// as usual (the dir is sound, or was moved aside so that this is a fresh start).
-pub fn check(common: &Common, dir: &Path, enact: bool) -> Result<(), Error> {
+pub fn check(
+    access: &Access,
+    backups: Option<&Path>,
+    dir: &Path,
+    enact: bool,
+) -> Result<(), Error> {
     let Some(why) = damage(dir) else {
         return Ok(());
     };
     eprintln!("muster-agent: etcd cannot open {}: {why}", dir.display());
-    let endpoints: Vec<Endpoint> = match restart::load(dir) {
+    let endpoints: Vec<Endpoint> = match plan_file::load(dir) {
         Ok(Some(plan)) => {
             let own = plan.advertise_client_urls.len();
-            crate::join::plan_endpoints(&plan)
+            crate::plan::endpoints(&plan)
                 .into_iter()
                 .skip(own)
                 .collect()
         }
         _ => Vec::new(),
     };
-    let probe = crate::join::EtcdProbe {
-        access: common.etcd.access(),
+    let probe = super::probe::EtcdProbe {
+        access: access.clone(),
     };
-    let targets = crate::wait::Targets {
+    let targets = Targets {
         clients: endpoints,
         peers: Vec::new(),
     };
     // Any healthy answer decides: the cluster has quorum.
-    let healthy = |p: &crate::wait::Probed| p.answered.as_ref().is_some_and(|a| a.healthy);
+    let healthy = |p: &Probed| p.answered.as_ref().is_some_and(|a| a.healthy);
     let answered = probe
         .probe(&targets, std::time::Duration::from_secs(5), &healthy)
         .answered
@@ -195,7 +200,7 @@ pub fn check(common: &Common, dir: &Path, enact: bool) -> Result<(), Error> {
         return Err(RepairError::NeedRestore {
             dir: dir.to_path_buf(),
             why,
-            newest: newest(common.backups.as_deref()),
+            newest: newest(backups),
         }
         .into());
     };

@@ -1,6 +1,7 @@
-//! The start decision, pure: from what the records say and what the running cluster (if
-//! any) answers, to *bootstrap*, *join* or *wait*. (*Restart* is decided before any of
-//! this, from the data dir alone, so that a restart needs no DNS.)
+//! A fresh start (no WAL), pure: from what the records say and what the running cluster
+//! (if any) answers, to *bootstrap*, *join* or *wait*. (*Restart* and *move* are decided
+//! before any of this, from the data dir ([`super::restart`]), so that a restart needs no
+//! DNS.)
 //!
 //! The rules, and why they are race-free when every member starts at once:
 //!
@@ -33,7 +34,8 @@
 
 use crate::etcd::{Member, Membership};
 use crate::ids::EtcdId;
-use crate::plan::Bootstrap;
+use crate::plan::{Bootstrap, InitialCluster};
+use crate::urls::EtcdUrl;
 
 /// What a running cluster answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,14 +108,14 @@ pub fn find_me<'a>(members: &'a [Member], me: Me<'_>) -> Option<&'a Member> {
 fn judge_peers(b: &Bootstrap, peers: &[PeerAnswer]) -> Option<Decision> {
     let first = peers.first()?;
     let cluster = b.cluster_id.hex();
-    let mut planned: Vec<u64> = b.members.iter().map(|m| m.id.0).collect();
+    let mut planned: Vec<EtcdId> = b.members.iter().map(|m| m.id).collect();
     planned.sort_unstable();
     for p in peers {
-        let theirs = EtcdId(p.membership.cluster_id).hex();
-        let mut ids: Vec<u64> = p.membership.members.iter().map(|m| m.id).collect();
+        let theirs = p.membership.cluster_id.hex();
+        let mut ids: Vec<EtcdId> = p.membership.members.iter().map(|m| m.id).collect();
         ids.sort_unstable();
-        let me = p.membership.members.iter().find(|m| m.id == b.member_id.0);
-        let why = if p.membership.cluster_id != b.cluster_id.0 {
+        let me = p.membership.members.iter().find(|m| m.id == b.member_id);
+        let why = if p.membership.cluster_id != b.cluster_id {
             format!(
                 "belongs to cluster {theirs}, not to cluster {cluster} that these records \
                  bootstrap: bootstrapping would start a second cluster beside it"
@@ -175,7 +177,7 @@ pub fn decide(
                 " (the member at {} answers on its peer port for cluster {}: that cluster is \
                  starting or has no quorum)",
                 p.url,
-                EtcdId(p.membership.cluster_id).hex()
+                p.membership.cluster_id.hex()
             ));
         }
         return match bootstrap {
@@ -198,11 +200,11 @@ pub fn decide(
             )),
         };
     };
-    let cluster = EtcdId(a.membership.cluster_id).hex();
+    let cluster = a.membership.cluster_id.hex();
     let entry = find_me(&a.membership.members, me);
     if let Some(m) = entry.filter(|m| !m.started()) {
         if let Some(b) = bootstrap {
-            if m.id == b.member_id.0 && a.membership.cluster_id == b.cluster_id.0 {
+            if m.id == b.member_id && a.membership.cluster_id == b.cluster_id {
                 return Decision::Bootstrap {
                     confirmed: true,
                     reason: format!(
@@ -253,21 +255,29 @@ pub fn decide(
 
 /// `--initial-cluster` for a join: every member after the add, by name (or by ID for one
 /// that has not started: etcd matches `existing` members by peer URL, but this host must
-/// appear under its own name).
-pub fn initial_cluster(members: &[Member], me_id: u64, me_name: &str) -> String {
-    let mut v: Vec<String> = members
-        .iter()
-        .flat_map(|m| {
-            let n = if m.id == me_id {
-                me_name.to_string()
-            } else {
-                m.label()
-            };
-            m.peer_urls.iter().map(move |u| format!("{n}={u}"))
-        })
-        .collect();
-    v.sort();
-    v.join(",")
+/// appear under its own name), sorted. Err names a peer URL in the member list that is
+/// not `scheme://host:port`.
+pub fn initial_cluster(
+    members: &[Member],
+    me_id: EtcdId,
+    me_name: &str,
+) -> Result<InitialCluster, String> {
+    let mut v: Vec<(String, EtcdUrl)> = Vec::new();
+    for m in members {
+        let n = if m.id == me_id {
+            me_name.to_string()
+        } else {
+            m.label()
+        };
+        for u in &m.peer_urls {
+            let url = u
+                .parse()
+                .map_err(|e| format!("member {m} has a peer URL etcd cannot be given: {e}"))?;
+            v.push((n.clone(), url));
+        }
+    }
+    v.sort_by_key(|(n, u)| format!("{n}={u}"));
+    Ok(InitialCluster::new(v))
 }
 
 #[cfg(test)]
@@ -294,7 +304,7 @@ mod tests {
                 name: MemberName::parse(&format!("m{i}")).unwrap(),
                 target: format!("m{i}.c.test."),
                 port: 2380,
-                peer_url: url(i),
+                peer_url: url(i).as_str().into(),
                 client_urls: vec![],
                 addresses: vec![],
                 id: EtcdId(id(i)),
@@ -309,8 +319,8 @@ mod tests {
             matched_by: "--name m2".into(),
             token: TOKEN.into(),
             initial_cluster_state: ClusterState::New,
-            initial_advertise_peer_urls: vec![url(2)],
-            initial_cluster: String::new(),
+            initial_advertise_peer_urls: vec![url(2).as_str().into()],
+            initial_cluster: InitialCluster::default(),
             member_id: EtcdId(id(2)),
             cluster_id: EtcdId(ids::cluster_id(&[id(0), id(1), id(2)])),
             members,
@@ -319,7 +329,7 @@ mod tests {
 
     fn member(i: usize, started: bool, learner: bool, mid: u64) -> Member {
         Member {
-            id: mid,
+            id: EtcdId(mid),
             // Initial members have their name before they start; added ones do not.
             name: if started || !learner {
                 format!("m{i}")
@@ -340,8 +350,8 @@ mod tests {
         Answered {
             endpoint: "http://m0.c.test:2379".into(),
             membership: Membership {
-                cluster_id,
-                answered_by: id(0),
+                cluster_id: EtcdId(cluster_id),
+                answered_by: EtcdId(id(0)),
                 members,
             },
             healthy,
@@ -433,7 +443,7 @@ mod tests {
                 stale: Some(s),
                 reason,
             } => {
-                assert_eq!(s.id, id(2));
+                assert_eq!(s.id, EtcdId(id(2)));
                 assert!(reason.contains("is stale (no data dir here)"), "{reason}");
             }
             d => panic!("{d:?}"),
@@ -445,7 +455,7 @@ mod tests {
             true,
         );
         assert!(
-            matches!(decide(None, ME, Some(&a), &[], &[]), Decision::Join { stale: Some(s), .. } if s.id == 77)
+            matches!(decide(None, ME, Some(&a), &[], &[]), Decision::Join { stale: Some(s), .. } if s.id == EtcdId(77))
         );
     }
 
@@ -469,8 +479,8 @@ mod tests {
         PeerAnswer {
             url: url(0),
             membership: Membership {
-                cluster_id,
-                answered_by: 0,
+                cluster_id: EtcdId(cluster_id),
+                answered_by: EtcdId(0),
                 members,
             },
         }
@@ -544,7 +554,7 @@ mod tests {
             member(2, false, true, 77),
         ];
         assert_eq!(
-            initial_cluster(&m, 77, "m2"),
+            initial_cluster(&m, EtcdId(77), "m2").unwrap().to_string(),
             "1f=http://m1.c.test:2380,m0=http://m0.c.test:2380,m2=http://m2.c.test:2380"
         );
     }

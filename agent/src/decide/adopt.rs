@@ -13,11 +13,12 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::cli::Common;
+use super::records::{self, TO_RESTORE};
+use super::restart::{self, RestartError};
+use crate::config::AgentConfig;
 use crate::ids::{self, EtcdId};
 use crate::plan::{Bootstrap, Plan, Start};
-use crate::restart::{self, RestartFlags};
-use crate::urls::EtcdUrl;
+use crate::plan_file::{self, PLAN_FILE};
 use crate::Error;
 
 /// etcd's WAL record type of the metadata record (`walpb` `metadataType`).
@@ -27,9 +28,9 @@ const METADATA_TYPE: u64 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WalIds {
     /// This member's ID.
-    pub member: u64,
+    pub member: EtcdId,
     /// The cluster's ID.
-    pub cluster: u64,
+    pub cluster: EtcdId,
 }
 
 /// A protobuf varint at `*at`, advancing it.
@@ -88,7 +89,10 @@ pub fn wal_ids(bytes: &[u8]) -> Option<WalIds> {
         let (kind, _crc, data) = fields(rec)?;
         if kind == METADATA_TYPE {
             let (member, cluster, _) = fields(data)?;
-            return Some(WalIds { member, cluster });
+            return Some(WalIds {
+                member: EtcdId(member),
+                cluster: EtcdId(cluster),
+            });
         }
     }
     None
@@ -124,23 +128,14 @@ pub fn with_token(mut b: Bootstrap, token: &str) -> Bootstrap {
     b
 }
 
-fn url_texts(urls: &[EtcdUrl]) -> Vec<String> {
-    urls.iter().map(|u| u.as_str().to_string()).collect()
-}
-
 /// The plan of a data dir that has a WAL but no `muster-plan.json`; None when it has a
 /// plan (an ordinary restart), or when neither the flags nor `--domain` can give one
 /// (the restart path then names the missing flags). With `enact`, the plan is written.
-pub fn without_plan(common: &Common, dir: &Path, enact: bool) -> Result<Option<Plan>, Error> {
-    if dir.join(restart::PLAN_FILE).exists() {
+pub fn without_plan(agent: &AgentConfig, dir: &Path, enact: bool) -> Result<Option<Plan>, Error> {
+    if dir.join(PLAN_FILE).exists() {
         return Ok(None);
     }
-    let flags = RestartFlags {
-        name: common.name.clone(),
-        listen_peer_urls: url_texts(&common.listen_peer_url),
-        listen_client_urls: url_texts(&common.listen_client_url),
-        advertise_client_urls: url_texts(&common.advertise_client_url),
-    };
+    let flags = agent.restart_flags();
     let complete = flags.name.is_some()
         && !flags.listen_peer_urls.is_empty()
         && !flags.listen_client_urls.is_empty()
@@ -149,8 +144,8 @@ pub fn without_plan(common: &Common, dir: &Path, enact: bool) -> Result<Option<P
     let found = match wal {
         Some(w) => format!(
             "its WAL is member {} of cluster {}",
-            EtcdId(w.member).hex(),
-            EtcdId(w.cluster).hex()
+            w.member.hex(),
+            w.cluster.hex()
         ),
         None => "its WAL metadata cannot be read".into(),
     };
@@ -159,20 +154,20 @@ pub fn without_plan(common: &Common, dir: &Path, enact: bool) -> Result<Option<P
         p.reason = format!(
             "{} has a WAL but no {} ({found}): a restart with the URLs given as flags",
             dir.display(),
-            restart::PLAN_FILE
+            PLAN_FILE
         );
         p
-    } else if common.domain.is_some() {
-        from_records(common, dir, wal, &found)?
+    } else if agent.domain.is_some() {
+        from_records(agent, dir, wal, &found)?
     } else {
         return Ok(None);
     };
     plan.data_dir = Some(dir.to_path_buf());
     if enact {
-        restart::save(dir, &plan)?;
+        plan_file::save(dir, &plan)?;
         plan.reason.push_str(&format!(
             "; wrote {} so that later restarts need nothing else",
-            dir.join(restart::PLAN_FILE).display()
+            dir.join(PLAN_FILE).display()
         ));
     }
     eprintln!("muster-agent: decision: {} ({})", plan.mode(), plan.reason);
@@ -181,17 +176,17 @@ pub fn without_plan(common: &Common, dir: &Path, enact: bool) -> Result<Option<P
 
 /// This member's URLs from the records; the cluster when a token explains the WAL's IDs.
 fn from_records(
-    common: &Common,
+    agent: &AgentConfig,
     dir: &Path,
     wal: Option<WalIds>,
     found: &str,
 ) -> Result<Plan, Error> {
-    let service = crate::restore::service(common)?;
+    let service = agent.service(TO_RESTORE)?;
     let default = service.default_token();
-    let token = common.token.clone().unwrap_or_else(|| default.clone());
-    let read = crate::restore::records_plan(common, dir, &token)?;
+    let token = agent.token.clone().unwrap_or_else(|| default.clone());
+    let read = records::records_plan(agent, dir, &token)?;
     let Some(b) = read.cluster().cloned() else {
-        return Err(restart::RestartError::NeedFlags {
+        return Err(RestartError::NeedFlags {
             data_dir: dir.to_path_buf(),
             missing: vec!["--name"],
         }
@@ -203,7 +198,7 @@ fn from_records(
         tokens
             .iter()
             .map(|t| with_token(b.clone(), t))
-            .find(|c| c.member_id.0 == w.member && c.cluster_id.0 == w.cluster)
+            .find(|c| c.member_id == w.member && c.cluster_id == w.cluster)
     });
     let (bootstrapped, how) = match matched {
         Some(c) => {
@@ -228,7 +223,7 @@ fn from_records(
             "{} has a WAL but no {} (a data dir made by etcdctl snapshot restore?): {found}, \
              {how}; a restart with the URLs from the records at {}",
             dir.display(),
-            restart::PLAN_FILE,
+            PLAN_FILE,
             b.srv_record
         ),
         start: Start::Restart {
@@ -259,8 +254,8 @@ mod tests {
     #[test]
     fn wal_metadata_gives_the_member_and_cluster_ids() {
         let ids = wal_ids(&bytes()).unwrap();
-        assert_eq!(ids.member, 13668033151171901709);
-        assert_eq!(ids.cluster, 15118495548433857066);
+        assert_eq!(ids.member, EtcdId(13668033151171901709));
+        assert_eq!(ids.cluster, EtcdId(15118495548433857066));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! Every round also asks the other members, all at once and within [`PROBE_BUDGET`] (and
 //! never past `--timeout`): their client URLs (`member list`, `/health`) and their peer
 //! URLs (`/members`, answered from the moment etcd starts, before quorum). See
-//! [`crate::decide`] for what the answers decide.
+//! [`super::fresh`] for what the answers decide.
 //!
 //! Time is `tokio::time`, so tests run the whole loop on a paused clock.
 
@@ -21,12 +21,13 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::time::Instant;
 
+use super::fresh::{self, Answered, Decision, PeerAnswer};
 use crate::cluster::{self, Missing, PlanError, PlanOptions, Progress, Scheme, Service, Unsettled};
-use crate::decide::{self, Answered, Decision, PeerAnswer};
 use crate::discover::{self, Resolve};
 use crate::etcd::{Endpoint, Member};
 use crate::ids::EtcdId;
 use crate::plan::{Join, Plan, Start};
+use crate::urls::EtcdUrl;
 
 /// How many consecutive identical complete reads make a record set stable.
 pub const STABLE_READS: u32 = 2;
@@ -210,42 +211,14 @@ fn skeleton(
     Ok(Some(plan))
 }
 
-/// The other members' client URLs, with their addresses, from a skeleton plan.
-pub fn others(plan: &Plan) -> Vec<Endpoint> {
-    plan.cluster()
-        .map(|c| {
-            c.members
-                .iter()
-                .filter(|m| !m.this_host && !m.addresses.is_empty())
-                .flat_map(|m| {
-                    m.client_urls.iter().map(|u| Endpoint {
-                        url: u.clone(),
-                        addrs: m.addresses.clone(),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The other members' peer URLs, with their addresses, from a skeleton plan.
-pub fn other_peers(plan: &Plan) -> Vec<Endpoint> {
-    plan.cluster()
-        .map(|c| {
-            c.members
-                .iter()
-                .filter(|m| !m.this_host && !m.addresses.is_empty())
-                .map(|m| Endpoint {
-                    url: m.peer_url.clone(),
-                    addrs: m.addresses.clone(),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The join plan: the skeleton's URLs, the membership predicted after the add.
-fn join_plan(skel: &Plan, stale: Option<&Member>, answered: &Answered, reason: String) -> Plan {
+/// The join plan: the skeleton's URLs, the membership predicted after the add. Err when
+/// the member list holds a peer URL `--initial-cluster` cannot carry.
+fn join_plan(
+    skel: &Plan,
+    stale: Option<&Member>,
+    answered: &Answered,
+    reason: String,
+) -> Result<Plan, String> {
     // The skeleton is built by cluster::build::plan, which always makes a bootstrap.
     let b = skel
         .cluster()
@@ -259,13 +232,21 @@ fn join_plan(skel: &Plan, stale: Option<&Member>, answered: &Answered, reason: S
         .cloned()
         .collect();
     after.push(Member {
-        id: 0,
+        id: EtcdId(0),
         name: skel.name.to_string(),
-        peer_urls: b.initial_advertise_peer_urls.clone(),
-        client_urls: skel.advertise_client_urls.clone(),
+        peer_urls: b
+            .initial_advertise_peer_urls
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        client_urls: skel
+            .advertise_client_urls
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         is_learner: true,
     });
-    Plan {
+    Ok(Plan {
         name: skel.name.clone(),
         data_dir: skel.data_dir.clone(),
         listen_peer_urls: skel.listen_peer_urls.clone(),
@@ -278,19 +259,105 @@ fn join_plan(skel: &Plan, stale: Option<&Member>, answered: &Answered, reason: S
             srv_record: b.srv_record,
             scheme: b.scheme,
             matched_by: b.matched_by,
-            initial_cluster: decide::initial_cluster(&after, 0, skel.name.as_str()),
+            initial_cluster: fresh::initial_cluster(&after, EtcdId(0), skel.name.as_str())?,
             initial_advertise_peer_urls: b.initial_advertise_peer_urls,
-            cluster_id: EtcdId(answered.membership.cluster_id),
+            cluster_id: answered.membership.cluster_id,
             member_id: None,
             removed: stale.map(ToString::to_string),
-            endpoints: others(skel),
+            endpoints: crate::plan::others(skel),
         }),
+    })
+}
+
+/// What asking the running cluster in one round gave.
+enum Asked {
+    /// A start: a confirmed or stable bootstrap, or a join.
+    Start(Box<Outcome>),
+    /// Keep waiting, with what the progress line must add.
+    Wait(Option<Missing>),
+    /// No time left to ask: deciding without the answers could bootstrap beside a
+    /// running cluster.
+    NoTime,
+}
+
+/// Asks the other members (the skeleton's client and peer URLs) and decides with the
+/// records' judgement ([`super::fresh::decide`]): `judged` is the bootstrap plan of
+/// complete records, `streak` how many identical complete reads there were.
+fn ask<P: Probe>(
+    probe: &P,
+    skel: &Plan,
+    judged: &Result<Plan, Unsettled>,
+    streak: u32,
+    deadline: Instant,
+) -> Asked {
+    let targets = Targets {
+        clients: crate::plan::others(skel),
+        peers: crate::plan::other_peers(skel),
+    };
+    let asked: Vec<String> = targets.clients.iter().map(|e| e.url.clone()).collect();
+    let me = fresh::Me {
+        name: skel.name.as_str(),
+        peer_url: skel
+            .cluster()
+            .and_then(|c| c.initial_advertise_peer_urls.first())
+            .map_or("", EtcdUrl::as_str),
+    };
+    let bootstrap = judged.as_ref().ok().and_then(Plan::cluster);
+    // The probe never outlasts --timeout; it stops early once what answered already
+    // confirms the bootstrap. (A join waits for every client URL's answer, which a
+    // running cluster gives at once, so that the member it names does not depend on
+    // which answered first.)
+    let budget = PROBE_BUDGET.min(deadline.saturating_duration_since(Instant::now()));
+    let decides = |p: &Probed| {
+        matches!(
+            fresh::decide(bootstrap, me, p.answered.as_ref(), &p.peers, &asked),
+            Decision::Bootstrap {
+                confirmed: true,
+                ..
+            }
+        )
+    };
+    if budget.is_zero() {
+        return Asked::NoTime;
+    }
+    let Probed { answered, peers } = probe.probe(&targets, budget, &decides);
+    match fresh::decide(bootstrap, me, answered.as_ref(), &peers, &asked) {
+        Decision::Bootstrap { confirmed, reason } => match judged.clone() {
+            // judged is Ok whenever decide saw a bootstrap.
+            Ok(mut plan) if confirmed || streak >= STABLE_READS => {
+                plan.reason = reason;
+                Asked::Start(Box::new(Outcome::Bootstrap(plan)))
+            }
+            Ok(_) => Asked::Wait(Some(Missing::NotStable)),
+            Err(_) => Asked::Wait(None),
+        },
+        Decision::Join { stale, reason } => match answered {
+            // answered is Some whenever decide chose a join.
+            Some(answered) => match join_plan(skel, stale.as_ref(), &answered, reason) {
+                Ok(plan) => Asked::Start(Box::new(Outcome::Join {
+                    plan,
+                    stale,
+                    answered,
+                })),
+                Err(why) => Asked::Wait(Some(Missing::Cluster(format!("cannot join: {why}")))),
+            },
+            None => Asked::Wait(None),
+        },
+        Decision::Wait(reason) => {
+            // Also when nobody answers and only the size is missing: that is a new
+            // member whose cluster is down, and it must read that a running cluster is
+            // what it waits for, not only how to declare a size.
+            let only_size = matches!(judged, Err(Unsettled::Pending(p))
+                if p.missing.iter().all(|m| matches!(m, Missing::UnknownSize { .. })));
+            let say = answered.is_some() || judged.is_ok() || (only_size && !asked.is_empty());
+            Asked::Wait(say.then_some(Missing::Cluster(reason)))
+        }
     }
 }
 
 /// Waits until this host has a start: a bootstrap from a complete, stable record set
 /// (or one the running cluster confirms), or a join of a healthy running cluster; see
-/// [`crate::decide`] for the rules. Calls `on_round` after each round that did not end
+/// [`super::fresh`] for the rules. Calls `on_round` after each round that did not end
 /// the wait.
 pub async fn wait_for_start<R: Resolve, P: Probe>(
     resolver: &R,
@@ -352,74 +419,14 @@ pub async fn wait_for_start<R: Resolve, P: Probe>(
             Err(Unsettled::Fatal(_)) => unreachable!("returned above"),
         };
         if let Some(skel) = &skel {
-            let targets = Targets {
-                clients: others(skel),
-                peers: other_peers(skel),
-            };
-            let asked: Vec<String> = targets.clients.iter().map(|e| e.url.clone()).collect();
-            let me = decide::Me {
-                name: skel.name.as_str(),
-                peer_url: skel
-                    .cluster()
-                    .and_then(|c| c.initial_advertise_peer_urls.first())
-                    .map_or("", String::as_str),
-            };
-            let bootstrap = judged.as_ref().ok().and_then(Plan::cluster);
-            // The probe never outlasts --timeout; it stops early once what answered
-            // already confirms the bootstrap. (A join waits for every client URL's
-            // answer, which a running cluster gives at once, so that the member it names
-            // does not depend on which answered first.)
-            let budget = PROBE_BUDGET.min(deadline.saturating_duration_since(Instant::now()));
-            let decides = |p: &Probed| {
-                matches!(
-                    decide::decide(bootstrap, me, p.answered.as_ref(), &p.peers, &asked),
-                    Decision::Bootstrap {
-                        confirmed: true,
-                        ..
-                    }
-                )
-            };
-            if budget.is_zero() {
-                // No time left to ask: deciding without the answers could bootstrap
-                // beside a running cluster.
-                return Err(WaitError::Timeout {
-                    timeout: opts.timeout,
-                    last,
-                });
-            }
-            let probed = probe.probe(&targets, budget, &decides);
-            let Probed { answered, peers } = probed;
-            match decide::decide(bootstrap, me, answered.as_ref(), &peers, &asked) {
-                Decision::Bootstrap { confirmed, reason } => {
-                    // judged is Ok whenever decide saw a bootstrap.
-                    if let Ok(mut plan) = judged.clone() {
-                        if confirmed || streak >= STABLE_READS {
-                            plan.reason = reason;
-                            return Ok(Outcome::Bootstrap(plan));
-                        }
-                        progress.missing.push(Missing::NotStable);
-                    }
-                }
-                Decision::Join { stale, reason } => {
-                    // answered is Some whenever decide chose a join.
-                    if let Some(answered) = answered {
-                        let plan = join_plan(skel, stale.as_ref(), &answered, reason);
-                        return Ok(Outcome::Join {
-                            plan,
-                            stale,
-                            answered,
-                        });
-                    }
-                }
-                Decision::Wait(reason) => {
-                    // Also when nobody answers and only the size is missing: that is a
-                    // new member whose cluster is down, and it must read that a running
-                    // cluster is what it waits for, not only how to declare a size.
-                    let only_size = matches!(&judged, Err(Unsettled::Pending(p))
-                        if p.missing.iter().all(|m| matches!(m, Missing::UnknownSize { .. })));
-                    if answered.is_some() || judged.is_ok() || (only_size && !asked.is_empty()) {
-                        progress.missing.push(Missing::Cluster(reason));
-                    }
+            match ask(probe, skel, &judged, streak, deadline) {
+                Asked::Start(outcome) => return Ok(*outcome),
+                Asked::Wait(missing) => progress.missing.extend(missing),
+                Asked::NoTime => {
+                    return Err(WaitError::Timeout {
+                        timeout: opts.timeout,
+                        last,
+                    })
                 }
             }
         } else if judged.is_ok() {
@@ -739,9 +746,9 @@ mod tests {
             .members
             .iter()
             .map(|m| Member {
-                id: m.id.0,
+                id: m.id,
                 name: m.name.to_string(),
-                peer_urls: vec![m.peer_url.clone()],
+                peer_urls: vec![m.peer_url.to_string()],
                 client_urls: vec![],
                 is_learner: false,
             })
@@ -750,10 +757,10 @@ mod tests {
             answer: RefCell::new(Probed {
                 answered: None,
                 peers: vec![PeerAnswer {
-                    url: c.members[1].peer_url.clone(),
+                    url: c.members[1].peer_url.to_string(),
                     membership: crate::etcd::Membership {
-                        cluster_id: c.cluster_id.0,
-                        answered_by: 0,
+                        cluster_id: c.cluster_id,
+                        answered_by: EtcdId(0),
                         members,
                     },
                 }],
@@ -774,7 +781,7 @@ mod tests {
         );
         assert_eq!(*probe.budgets.borrow(), [PROBE_BUDGET]);
         // Another cluster on the peer port: never a bootstrap.
-        probe.answer.borrow_mut().peers[0].membership.cluster_id ^= 1;
+        probe.answer.borrow_mut().peers[0].membership.cluster_id.0 ^= 1;
         let err = wait_for_start(&Fake(&z), &service(), &opts(Some(3), 2), &probe, |_| {})
             .await
             .unwrap_err()
