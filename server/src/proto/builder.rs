@@ -7,6 +7,9 @@
 //! are not well formed is refused with a [`WriteError`] before anything is written,
 //! because the compression search reads back every name it may point at.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
 use super::name::wire_name_len;
 use super::types::{rdata_names, rtype, RdataNames, Rtype};
 use super::{flags, HEADER_LEN};
@@ -56,7 +59,25 @@ pub struct Compressor {
     /// offset order: names are only ever appended.
     entries: Vec<(u16, u8)>,
     /// Hash of a suffix folded to lower case -> offset of the first entry with that hash.
-    index: Option<std::collections::HashMap<u64, u16>>,
+    index: Option<HashMap<u64, u16, BuildHasherDefault<KeyHasher>>>,
+}
+
+/// The index's keys are hashes already ([`suffix_key`]): used as they are.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl Compressor {
@@ -64,7 +85,7 @@ impl Compressor {
     pub fn indexed() -> Compressor {
         Compressor {
             entries: Vec::new(),
-            index: Some(std::collections::HashMap::new()),
+            index: Some(HashMap::default()),
         }
     }
 
