@@ -89,6 +89,7 @@ fuzz_target!(|pkt: &[u8]| {
             &w.responder,
             &w.catalog,
             pkt,
+            &muster_server::wire::parse_query(pkt),
             transport,
             &mut full,
             &mut scratch,

@@ -1,8 +1,10 @@
 //! musterd: an authoritative DNS server for etcd discovery zones.
 //!
 //! Architecture, from the wire inwards: [`listen`] owns the sockets (with [`mmsg`] for
-//! batched UDP), [`wire`] parses queries and writes responses, [`respond`] picks the path
-//! that answers: a precompiled answer from [`fastpath`] or [`answer`], which applies the
+//! batched UDP), [`dispatch`] parses each message's header once and routes it by opcode
+//! and transport (UPDATE, NOTIFY, zone transfers, queries), [`proto`] is the codec every
+//! module reads and writes messages with, [`respond`] picks the path that answers a
+//! query: a precompiled answer from [`fastpath`] or [`answer`], which applies the
 //! DNS answer rules to an immutable [`catalog::Catalog`] of [`zone::Zone`] snapshots.
 //! [`loader`] builds those from [`zonefile`] text and swaps them in on reload. [`check`]
 //! lints zones for etcd pitfalls.
@@ -16,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod discovery;
+pub mod dispatch;
 pub mod dynamic;
 pub mod example;
 pub mod fastpath;
@@ -25,8 +28,10 @@ pub mod journal;
 pub mod listen;
 pub mod loader;
 pub mod mmsg;
-pub mod name;
+/// Domain names: [`proto::name`], under the name the rest of the server uses.
+pub use proto::name;
 pub mod notify;
+pub mod proto;
 pub mod respond;
 pub mod rr;
 pub mod secondary;
@@ -47,7 +52,7 @@ pub mod zonefile;
 #[cfg(test)]
 pub(crate) const INJECT_PANIC: &[u8] = b"\x0cinject-panic";
 
-/// TXT rdata the response writer refuses in unit tests, to test what its callers do with
-/// a refusal now that zone data it would refuse cannot be loaded.
+/// TXT rdata the response writer refuses in unit tests (see
+/// [`proto::builder::INJECT_WRITE_ERROR`]).
 #[cfg(test)]
-pub(crate) const INJECT_WRITE_ERROR: &[u8] = b"\x0cinject-error";
+pub(crate) use proto::builder::INJECT_WRITE_ERROR;

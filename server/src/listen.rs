@@ -29,115 +29,25 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::answer::{Outcome, Responder, Scratch, Transport};
-use crate::catalog::Catalog;
+use crate::answer::Scratch;
+use crate::dispatch::TcpNext;
 use crate::loader::panic_message;
 use crate::mmsg::Batch;
-use crate::stats::{bump, PanicSite, Stats};
-use crate::wire::HEADER_LEN;
+use crate::proto::reader::{Header, Reader};
+use crate::proto::HEADER_LEN;
+use crate::stats::{bump, PanicSite};
 
-/// What every transport shares.
-pub struct Shared {
-    pub catalog: Arc<ArcSwap<Catalog>>,
-    /// Wait after a small batch under load (see [`udp_worker`]); zero disables it.
-    pub udp_coalesce: Duration,
-    pub responder: Responder,
-    pub stats: Arc<Stats>,
-    pub query_log: bool,
-    pub shutdown: AtomicBool,
-    /// Dynamic update, and the TSIG keys that signed queries are checked with; `None`
-    /// answers UPDATE with NOTIMP and ignores TSIG (unit tests of the query path).
-    pub updates: Option<Arc<crate::dynamic::Updates>>,
-    /// Zone transfers, NOTIFY and secondary zones; `None` when none are configured.
-    pub xfr: Option<Arc<crate::xfr::Transfers>>,
-}
-
-impl Shared {
-    /// Answers one packet into `out`; returns false when nothing is to be sent.
-    fn handle(
-        &self,
-        catalog: &Catalog,
-        pkt: &[u8],
-        transport: Transport,
-        peer: impl Fn() -> SocketAddr,
-        out: &mut Vec<u8>,
-        scratch: &mut Scratch,
-    ) -> bool {
-        #[cfg(test)]
-        if pkt
-            .windows(crate::INJECT_PANIC.len())
-            .any(|w| w == crate::INJECT_PANIC)
-        {
-            panic!("panic injected by a test");
-        }
-        // NOTIFY, IXFR over UDP and queries into expired secondary zones first; `None`
-        // leaves the packet to the query path.
-        let intercepted = self
-            .xfr
-            .as_deref()
-            .and_then(|x| x.intercept(pkt, transport, &peer, out));
-        let keys = self
-            .updates
-            .as_deref()
-            .map(|u| u.keys())
-            .filter(|k| !k.is_empty() && intercepted.is_none());
-        let signed = keys.and_then(|keys| {
-            crate::respond::respond_signed(
-                &self.responder,
-                catalog,
-                pkt,
-                transport,
-                out,
-                scratch,
-                &keys,
-            )
-        });
-        let outcome = intercepted.or(signed).unwrap_or_else(|| {
-            crate::respond::respond(&self.responder, catalog, pkt, transport, out, scratch)
-        });
-        match outcome {
-            Outcome::Drop(_) => {
-                bump(&self.stats.malformed_dropped);
-                false
-            }
-            Outcome::Reply { rcode, truncated } => {
-                self.stats.count_rcode(rcode);
-                if truncated {
-                    bump(&self.stats.truncated);
-                }
-                if self.query_log {
-                    log_query(pkt, peer(), transport, rcode, truncated);
-                }
-                true
-            }
-        }
-    }
-}
-
-/// Logs one query (only when the query log is on).
-fn log_query(pkt: &[u8], peer: SocketAddr, transport: Transport, rcode: u16, truncated: bool) {
-    let (name, qtype) = match crate::wire::parse_query(pkt) {
-        Ok(q) => (
-            crate::name::Name::from_wire(q.qname())
-                .map(|n| n.to_string())
-                .unwrap_or_default(),
-            crate::rr::type_name(q.qtype),
-        ),
-        Err(_) => ("<malformed>".into(), String::new()),
-    };
-    tracing::info!(target: "musterd::query", %peer, ?transport, %name, %qtype, rcode, truncated, "query");
-}
+pub use crate::dispatch::Shared;
 
 /// Binds `workers` UDP sockets sharing `addr` with SO_REUSEPORT. With port 0 the first
 /// socket picks the port and the others join it.
@@ -298,11 +208,11 @@ fn serve_udp(sock: &UdpSocket, shared: &Shared) {
     let mut catalog = arc_swap::Cache::new(shared.catalog.clone());
     // UPDATE messages are answered from the runtime (they wait for the journal's fsync),
     // through a clone of this socket.
-    let updates = shared
+    let update_socket = shared
         .updates
         .as_ref()
-        .and_then(|u| match sock.try_clone() {
-            Ok(s) => Some((u, Arc::new(s))),
+        .and_then(|_| match sock.try_clone() {
+            Ok(s) => Some(Arc::new(s)),
             Err(e) => {
                 tracing::error!("cannot clone the udp socket for update replies: {e}");
                 None
@@ -336,18 +246,11 @@ fn serve_udp(sock: &UdpSocket, shared: &Shared) {
                 bump(&shared.stats.malformed_dropped);
                 return false;
             }
-            if let Some((u, reply_sock)) = &updates {
-                if crate::update::is_update(datagram.bytes()) {
-                    u.submit_udp(datagram.bytes(), datagram.peer(), reply_sock);
-                    return false;
-                }
-            }
-            let peer = || datagram.peer();
-            shared.handle(
+            shared.udp(
                 cat,
                 datagram.bytes(),
-                Transport::Udp,
-                peer,
+                || datagram.peer(),
+                update_socket.as_ref(),
                 out,
                 &mut scratch,
             )
@@ -374,13 +277,14 @@ fn serve_udp(sock: &UdpSocket, shared: &Shared) {
 /// record if there was one (ours is always last and has no options). False when there is
 /// nothing to remove.
 fn truncate_to_tc(buf: &mut Vec<u8>) -> bool {
-    if buf.len() < HEADER_LEN || u16::from_be_bytes([buf[4], buf[5]]) != 1 {
+    if Header::parse(buf).is_none_or(|h| h.qdcount() != 1) {
         return false;
     }
-    let Some(qname) = crate::name::wire_name_len(&buf[HEADER_LEN..]) else {
+    let mut r = Reader::at(buf, HEADER_LEN);
+    if r.question().is_err() {
         return false;
-    };
-    let question_end = HEADER_LEN + qname + 4;
+    }
+    let question_end = r.pos();
     let len = buf.len();
     let ar = u16::from_be_bytes([buf[10], buf[11]]);
     let has_opt = ar > 0
@@ -546,37 +450,21 @@ async fn serve_tcp(mut stream: TcpStream, peer: SocketAddr, shared: &Shared, lim
             }
         }
         bump(&shared.stats.tcp_queries);
-        if let Some(x) = shared
-            .xfr
-            .as_ref()
-            .filter(|_| crate::xfr::is_transfer(&inbuf[..len]))
+        let pkt = &inbuf[..len];
+        match shared
+            .tcp(
+                pkt,
+                peer,
+                &mut stream,
+                limits.idle_timeout,
+                &mut out,
+                &mut scratch,
+            )
+            .await
         {
-            // AXFR and IXFR write as many messages as the zone needs, straight to the
-            // connection; a transfer cut short closes it.
-            match x
-                .serve_tcp(&inbuf[..len], peer, &mut stream, limits.idle_timeout)
-                .await
-            {
-                Ok(()) => continue,
-                Err(_) => return,
-            }
-        }
-        let catalog = shared.catalog.load();
-        let update = shared
-            .updates
-            .as_ref()
-            .filter(|_| crate::update::is_update(&inbuf[..len]));
-        if let Some(u) = update {
-            out = u.handle(&inbuf[..len]).await;
-        } else if !shared.handle(
-            &catalog,
-            &inbuf[..len],
-            Transport::Tcp,
-            || peer,
-            &mut out,
-            &mut scratch,
-        ) {
-            continue;
+            TcpNext::Reply => {}
+            TcpNext::Nothing => continue,
+            TcpNext::Close => return,
         }
         frame.clear();
         frame.extend_from_slice(&(out.len() as u16).to_be_bytes());
@@ -594,8 +482,13 @@ async fn serve_tcp(mut stream: TcpStream, peer: SocketAddr, shared: &Shared, lim
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::answer::Responder;
+    use crate::catalog::Catalog;
     use crate::config::ZoneSpec;
     use crate::name::Name;
+    use crate::stats::Stats;
+    use arc_swap::ArcSwap;
+    use std::sync::atomic::AtomicBool;
 
     /// What a transport needs, serving the built-in example zone.
     fn shared() -> Arc<Shared> {

@@ -1,5 +1,7 @@
-//! NOTIFY out (RFC 1996): telling secondaries that a zone's serial changed, so they
-//! refresh within seconds instead of at their next SOA refresh timer.
+//! NOTIFY (RFC 1996), both ways.
+//!
+//! Out: telling secondaries that a zone's serial changed, so they refresh within seconds
+//! instead of at their next SOA refresh timer.
 //!
 //! [`crate::xfr::Transfers::watch`] calls [`Notifier::serial_changed`] whenever a new
 //! serial of a zone is served, whatever changed it (reload, hand edit, dynamic update,
@@ -12,21 +14,28 @@
 //! that is down never holds anything up. A newer change replaces the task still retrying
 //! for an older one, so there is at most one task per zone and secondary (row 36: bounded).
 //!
-//! NOTIFY in (a primary telling us) is [`crate::secondary`]'s.
+//! In ([`answer_notify`], a primary telling us): from the configured primary's address
+//! (any port), for a secondary zone, TSIG-verified when signed: NOERROR, and a refresh
+//! of that zone ([`crate::secondary`]). From anyone else, or for another zone: REFUSED
+//! (as NSD; docs/dns-answer-rules.md §1.13), counted, no action.
 //!
 //! Limitations: only UDP (RFC 1996 §3.6 allows TCP; every secondary listens on UDP).
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::answer::Outcome;
 use crate::name::Name;
+use crate::proto::builder::{question, Compressor, MessageBuilder, Section};
+use crate::proto::reader::Header;
+use crate::proto::types::{Opcode, Rcode};
 use crate::rr::{class, rtype};
 use crate::tsig::{self, Key, KeyRing};
-use crate::wire::{flags, opcode, HEADER_LEN};
-use crate::xfr::{NotifyTarget, TransferConfig, XfrMetrics};
+use crate::wire::{flags, opcode, parse_query, rcode};
+use crate::xfr::{NotifyTarget, TransferConfig, Transfers, XfrMetrics};
 use crate::zone::Zone;
 
 /// Why one NOTIFY was not acknowledged.
@@ -34,8 +43,8 @@ use crate::zone::Zone;
 pub enum NotifyError {
     #[error("no answer after {0} attempts")]
     NoAnswer(u32),
-    #[error("the secondary answered rcode {0}")]
-    Rcode(u16),
+    #[error("the secondary answered {0}")]
+    Rcode(Rcode),
     #[error("socket: {0}")]
     Io(#[from] std::io::Error),
     #[error("signing: {0}")]
@@ -165,22 +174,79 @@ impl Notifier {
 
 /// The NOTIFY message for a zone: question = apex SOA, the SOA in the answer.
 pub fn message(id: u16, origin: &[u8], soa_ttl: u32, soa_rdata: &[u8]) -> Vec<u8> {
-    let fl = (u16::from(opcode::NOTIFY) << 11) | flags::AA;
     let mut m = Vec::with_capacity(64 + origin.len() + soa_rdata.len());
-    m.extend_from_slice(&id.to_be_bytes());
-    m.extend_from_slice(&fl.to_be_bytes());
-    m.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0]);
-    m.extend_from_slice(origin);
-    m.extend_from_slice(&rtype::SOA.to_be_bytes());
-    m.extend_from_slice(&class::IN.to_be_bytes());
-    // The answer's owner points at the question name.
-    m.extend_from_slice(&[0xc0, HEADER_LEN as u8]);
-    m.extend_from_slice(&rtype::SOA.to_be_bytes());
-    m.extend_from_slice(&class::IN.to_be_bytes());
-    m.extend_from_slice(&soa_ttl.to_be_bytes());
-    m.extend_from_slice(&(soa_rdata.len() as u16).to_be_bytes());
-    m.extend_from_slice(soa_rdata);
+    let mut comp = Compressor::default();
+    let q = question(origin, rtype::SOA, class::IN);
+    let mut w = MessageBuilder::request(&mut m, &mut comp, id, opcode::NOTIFY, flags::AA, &q);
+    // The zone's own SOA is valid wire data; were it not, the NOTIFY goes without it
+    // (the answer section is optional, RFC 1996 §3.7).
+    let _ = w.record(
+        Section::Answer,
+        origin,
+        rtype::SOA,
+        class::IN,
+        soa_ttl,
+        soa_rdata,
+    );
+    w.finish();
     m
+}
+
+/// Answers a NOTIFY that arrived (see the module documentation) into `out`.
+pub fn answer_notify(
+    transfers: &Transfers,
+    pkt: &[u8],
+    peer: SocketAddr,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    let now = unix_now();
+    let m = &transfers.metrics;
+    let reply = |rc: u16| Outcome::Reply {
+        rcode: rc,
+        truncated: false,
+    };
+    let verified = match tsig::verify_request(pkt, &transfers.keys(), now) {
+        Ok(v) => v,
+        Err(e) => {
+            m.notify_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%peer, "NOTIFY refused: {e}");
+            *out = crate::xfr::error_reply(pkt, e.rcode());
+            if let Some(t) = e.response() {
+                let _ = tsig::sign_response(out, &t, now);
+            }
+            return reply(e.rcode());
+        }
+    };
+    let finish = |out: &mut Vec<u8>, rc: u16| {
+        *out = crate::xfr::error_reply(pkt, rc);
+        if rc == rcode::NOERROR {
+            let fl = u16::from_be_bytes([out[2], out[3]]) | flags::AA;
+            out[2..4].copy_from_slice(&fl.to_be_bytes());
+        }
+        if let Some(v) = &verified {
+            let _ = tsig::sign_response(out, &v.response(), unix_now());
+        }
+        reply(rc)
+    };
+    let q = match parse_query(pkt) {
+        Ok(q) => q,
+        Err(_) => {
+            m.notify_refused.fetch_add(1, Ordering::Relaxed);
+            return finish(out, rcode::FORMERR);
+        }
+    };
+    let ip = match peer.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), IpAddr::V4),
+        v4 => v4,
+    };
+    let Some(zone) = transfers.secondaries.notified(q.qname(), q.qclass, ip) else {
+        m.notify_refused.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%peer, zone = %Name::from_wire(q.qname()).map(|n| n.to_string()).unwrap_or_default(), "NOTIFY refused: not a secondary zone of that primary");
+        return finish(out, rcode::REFUSED);
+    };
+    m.notify_received.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(%peer, zone = %zone, "NOTIFY received, refreshing");
+    finish(out, rcode::NOERROR)
 }
 
 /// A random message ID (RFC 5452: IDs must not be guessable).
@@ -241,19 +307,16 @@ async fn notify(
             };
             let r = &buf[..n];
             // Only the answer to this attempt: same ID, QR set, opcode NOTIFY.
-            if n < HEADER_LEN
-                || r[..2] != id.to_be_bytes()
-                || r[2] & 0x80 == 0
-                || (r[2] >> 3) & 0xf != opcode::NOTIFY
-            {
+            let Some(h) = Header::parse(r)
+                .filter(|h| h.id == id && h.is_response() && h.opcode() == Opcode::NOTIFY)
+            else {
                 continue;
-            }
+            };
             if let (Some(k), Some(mac)) = (&target.key, &mac) {
                 tsig::verify_response(r, k, mac, unix_now())?;
             }
-            let rc = u16::from(r[3] & 0xf);
-            if rc != 0 {
-                return Err(NotifyError::Rcode(rc));
+            if h.rcode() != Rcode::NOERROR {
+                return Err(NotifyError::Rcode(h.rcode()));
             }
             return Ok(attempt);
         }

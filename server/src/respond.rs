@@ -5,7 +5,7 @@
 
 use crate::answer::{Outcome, Responder, Scratch, Transport};
 use crate::catalog::Catalog;
-use crate::wire::parse_query;
+use crate::wire::{parse_query, Malformed, Query};
 
 /// Builds the response to `pkt` in `buf`.
 pub fn respond(
@@ -16,14 +16,30 @@ pub fn respond(
     buf: &mut Vec<u8>,
     scratch: &mut Scratch,
 ) -> Outcome {
-    let q = match parse_query(pkt) {
+    let query = parse_query(pkt);
+    respond_parsed(responder, catalog, pkt, &query, transport, buf, scratch)
+}
+
+/// [`respond`] for a query the dispatcher has parsed.
+pub fn respond_parsed(
+    responder: &Responder,
+    catalog: &Catalog,
+    pkt: &[u8],
+    query: &Result<Query<'_>, Malformed>,
+    transport: Transport,
+    buf: &mut Vec<u8>,
+    scratch: &mut Scratch,
+) -> Outcome {
+    let q = match query {
         Ok(q) => q,
-        Err(malformed) => return responder.reply_malformed(pkt, malformed, buf, &mut scratch.comp),
+        Err(malformed) => {
+            return responder.reply_malformed(pkt, *malformed, buf, &mut scratch.comp)
+        }
     };
-    if let Some(outcome) = crate::fastpath::answer(responder, catalog, &q, transport, buf) {
+    if let Some(outcome) = crate::fastpath::answer(responder, catalog, q, transport, buf) {
         return outcome;
     }
-    responder.answer(catalog, &q, transport, buf, scratch)
+    responder.answer(catalog, q, transport, buf, scratch)
 }
 
 /// Answers a TSIG-signed request (RFC 8945 §5.3): verified, answered by the full path
@@ -33,19 +49,22 @@ pub fn respond(
 /// limit; when it would not fit it is sent truncated (TC), signed. `None` when the
 /// request carries no TSIG: the caller answers it as usual, at no extra cost for a
 /// packet without additional records.
+#[allow(clippy::too_many_arguments)]
 pub fn respond_signed(
     responder: &Responder,
     catalog: &Catalog,
     pkt: &[u8],
+    query: &Result<Query<'_>, Malformed>,
     transport: Transport,
     buf: &mut Vec<u8>,
     scratch: &mut Scratch,
     keys: &crate::tsig::KeyRing,
 ) -> Option<Outcome> {
+    use crate::proto::reader::Header;
     use crate::tsig::{self, Malformed, TsigError};
-    use crate::wire::{flags, HEADER_LEN};
+    use crate::wire::{flags, Writer};
     // No additional record, no TSIG; QR=1 is dropped by the query path.
-    if pkt.len() < HEADER_LEN || pkt[10..12] == [0, 0] || pkt[2] & 0x80 != 0 {
+    if Header::parse(pkt).is_none_or(|h| h.arcount() == 0 || h.is_response()) {
         return None;
     }
     let now = std::time::SystemTime::now()
@@ -70,25 +89,27 @@ pub fn respond_signed(
         }
     };
     let tsig = verified.response();
-    let mut outcome = match parse_query(pkt) {
+    let mut outcome = match query {
         Ok(q) => {
-            let outcome = responder.answer(catalog, &q, transport, buf, scratch);
-            let limit = responder.limit(&q, transport);
+            let outcome = responder.answer(catalog, q, transport, buf, scratch);
+            let limit = responder.limit(q, transport);
             if transport == Transport::Udp && buf.len() + tsig.record_len() > limit {
                 // Header and question only, TC set, plus our OPT when the query had one:
                 // the client retries over TCP.
-                let keep = HEADER_LEN + q.question.len();
-                buf.truncate(keep);
-                let fl = u16::from_be_bytes([buf[2], buf[3]]) | flags::TC;
-                buf[2..4].copy_from_slice(&fl.to_be_bytes());
-                let ar = u16::from(q.edns.is_some());
-                buf[6..12].copy_from_slice(&[0, 0, 0, 0, 0, ar as u8]);
+                let answered = u16::from_be_bytes([buf[2], buf[3]]);
+                let mut w = Writer::new(
+                    buf,
+                    &mut scratch.comp,
+                    q.id,
+                    q.opcode,
+                    q.copy_flags,
+                    q.question,
+                );
+                w.set_flags(answered | flags::TC);
                 if let Some(e) = q.edns {
-                    buf.push(0);
-                    buf.extend_from_slice(&crate::rr::rtype::OPT.to_be_bytes());
-                    buf.extend_from_slice(&responder.config.max_udp_payload.to_be_bytes());
-                    buf.extend_from_slice(&[0, 0, if e.dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+                    w.opt(responder.config.max_udp_payload, 0, e.dnssec_ok);
                 }
+                w.finish();
                 match outcome {
                     Outcome::Reply { rcode, .. } => Outcome::Reply {
                         rcode,
@@ -100,7 +121,7 @@ pub fn respond_signed(
                 outcome
             }
         }
-        Err(malformed) => responder.reply_malformed(pkt, malformed, buf, &mut scratch.comp),
+        Err(malformed) => responder.reply_malformed(pkt, *malformed, buf, &mut scratch.comp),
     };
     if let Outcome::Reply { .. } = outcome {
         if let Err(e) = tsig::sign_response(buf, &tsig, now) {

@@ -10,36 +10,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::name::{wire_name_len, Name};
+use crate::proto::types::Rtype;
 
-/// Record type codes used by the server (IANA "Resource Record (RR) TYPEs").
-pub mod rtype {
-    pub const A: u16 = 1;
-    pub const NS: u16 = 2;
-    pub const CNAME: u16 = 5;
-    pub const SOA: u16 = 6;
-    pub const PTR: u16 = 12;
-    pub const HINFO: u16 = 13;
-    pub const MX: u16 = 15;
-    pub const TXT: u16 = 16;
-    pub const AAAA: u16 = 28;
-    pub const SRV: u16 = 33;
-    pub const DNAME: u16 = 39;
-    pub const OPT: u16 = 41;
-    pub const DS: u16 = 43;
-    pub const RRSIG: u16 = 46;
-    pub const NSEC: u16 = 47;
-    pub const DNSKEY: u16 = 48;
-    pub const DHCID: u16 = 49;
-    pub const NSEC3: u16 = 50;
-    pub const TKEY: u16 = 249;
-    pub const TSIG: u16 = 250;
-    pub const IXFR: u16 = 251;
-    pub const AXFR: u16 = 252;
-    pub const MAILB: u16 = 253;
-    pub const MAILA: u16 = 254;
-    pub const ANY: u16 = 255;
-    pub const CAA: u16 = 257;
-}
+pub use crate::proto::types::{class, rdata_names, rtype, rtype_more, RdataNames};
 
 /// True for the type codes that name no data a zone can hold: the reserved type 0, the
 /// meta-TYPEs OPT, TSIG and TKEY, and the query-only QTYPEs IXFR, AXFR, MAILB, MAILA and
@@ -59,81 +32,14 @@ pub fn is_meta_or_query_only(t: u16) -> bool {
     )
 }
 
-/// Class codes (RFC 1035 §3.2.4, RFC 2136 §1.3).
-pub mod class {
-    pub const IN: u16 = 1;
-    pub const CH: u16 = 3;
-    pub const HS: u16 = 4;
-    pub const NONE: u16 = 254;
-    pub const ANY: u16 = 255;
-}
-
-/// Mnemonic for a type code, or `TYPEnnn` (RFC 3597 §5).
+/// Mnemonic for a type code, or `TYPEnnn` (RFC 3597 §5): [`Rtype`]'s table.
 pub fn type_name(t: u16) -> String {
-    let s = match t {
-        rtype::A => "A",
-        rtype::NS => "NS",
-        rtype::CNAME => "CNAME",
-        rtype::SOA => "SOA",
-        rtype::PTR => "PTR",
-        rtype::HINFO => "HINFO",
-        rtype::MX => "MX",
-        rtype::TXT => "TXT",
-        rtype::AAAA => "AAAA",
-        rtype::SRV => "SRV",
-        rtype::DNAME => "DNAME",
-        rtype::OPT => "OPT",
-        rtype::DS => "DS",
-        rtype::RRSIG => "RRSIG",
-        rtype::NSEC => "NSEC",
-        rtype::DNSKEY => "DNSKEY",
-        rtype::DHCID => "DHCID",
-        rtype::NSEC3 => "NSEC3",
-        rtype_more::SSHFP => "SSHFP",
-        rtype_more::TLSA => "TLSA",
-        rtype_more::SPF => "SPF",
-        rtype::TKEY => "TKEY",
-        rtype::TSIG => "TSIG",
-        rtype::IXFR => "IXFR",
-        rtype::AXFR => "AXFR",
-        rtype::ANY => "ANY",
-        rtype::CAA => "CAA",
-        _ => return format!("TYPE{t}"),
-    };
-    s.to_string()
+    Rtype(t).to_string()
 }
 
-/// Type code for a mnemonic or `TYPEnnn`, case-insensitive.
+/// Type code for a mnemonic or `TYPEnnn`, case-insensitive: [`Rtype::from_text`].
 pub fn type_from_name(s: &str) -> Option<u16> {
-    let up = s.to_ascii_uppercase();
-    let t = match up.as_str() {
-        "A" => rtype::A,
-        "NS" => rtype::NS,
-        "CNAME" => rtype::CNAME,
-        "SOA" => rtype::SOA,
-        "PTR" => rtype::PTR,
-        "HINFO" => rtype::HINFO,
-        "MX" => rtype::MX,
-        "TXT" => rtype::TXT,
-        "AAAA" => rtype::AAAA,
-        "SRV" => rtype::SRV,
-        "DNAME" => rtype::DNAME,
-        "DS" => rtype::DS,
-        "RRSIG" => rtype::RRSIG,
-        "NSEC" => rtype::NSEC,
-        "DNSKEY" => rtype::DNSKEY,
-        "DHCID" => rtype::DHCID,
-        "NSEC3" => rtype::NSEC3,
-        "SSHFP" => rtype_more::SSHFP,
-        "TLSA" => rtype_more::TLSA,
-        "SPF" => rtype_more::SPF,
-        "CAA" => rtype::CAA,
-        "ANY" => rtype::ANY,
-        "AXFR" => rtype::AXFR,
-        "IXFR" => rtype::IXFR,
-        _ => return up.strip_prefix("TYPE")?.parse().ok(),
-    };
-    Some(t)
+    Rtype::from_text(s).map(u16::from)
 }
 
 /// Where a record came from, for error messages and lints.
@@ -222,66 +128,6 @@ impl Srv {
             target,
         })
     }
-}
-
-/// Where the embedded names of a type's rdata sit, for compression and additional-section
-/// processing. Only the types RFC 3597 §4 allows to be compressed are listed.
-pub enum RdataNames {
-    /// The rdata is one name (NS, CNAME, PTR).
-    Whole,
-    /// A 2-byte preference then a name (MX).
-    AfterU16,
-    /// Two names then 20 bytes (SOA).
-    Soa,
-    /// No compressible names.
-    None,
-}
-
-/// How names in rdata of type `t` may be compressed on output.
-pub fn rdata_names(t: u16) -> RdataNames {
-    match t {
-        rtype::NS | rtype::CNAME | rtype::PTR => RdataNames::Whole,
-        rtype::MX => RdataNames::AfterU16,
-        rtype::SOA => RdataNames::Soa,
-        _ => RdataNames::None,
-    }
-}
-
-/// Type codes whose rdata has a structure [`check_rdata`] knows, beyond those in
-/// [`rtype`]. Names as in the IANA registry.
-pub mod rtype_more {
-    pub const MD: u16 = 3;
-    pub const MF: u16 = 4;
-    pub const MB: u16 = 7;
-    pub const MG: u16 = 8;
-    pub const MR: u16 = 9;
-    pub const WKS: u16 = 11;
-    pub const MINFO: u16 = 14;
-    pub const RP: u16 = 17;
-    pub const AFSDB: u16 = 18;
-    pub const X25: u16 = 19;
-    pub const ISDN: u16 = 20;
-    pub const RT: u16 = 21;
-    pub const SIG: u16 = 24;
-    pub const KEY: u16 = 25;
-    pub const NAPTR: u16 = 35;
-    pub const KX: u16 = 36;
-    pub const CERT: u16 = 37;
-    pub const SSHFP: u16 = 44;
-    pub const IPSECKEY: u16 = 45;
-    pub const NSEC3PARAM: u16 = 51;
-    pub const TLSA: u16 = 52;
-    pub const SMIMEA: u16 = 53;
-    pub const CDS: u16 = 59;
-    pub const CDNSKEY: u16 = 60;
-    pub const CSYNC: u16 = 62;
-    pub const ZONEMD: u16 = 63;
-    pub const SVCB: u16 = 64;
-    pub const HTTPS: u16 = 65;
-    pub const SPF: u16 = 99;
-    pub const EUI48: u16 = 108;
-    pub const EUI64: u16 = 109;
-    pub const URI: u16 = 256;
 }
 
 /// Checks that `rdata` is well-formed uncompressed wire data of type `t`: every fixed

@@ -26,15 +26,14 @@
 //! the refresh fails (logged with the zone and the primary) and the copy we hold stays
 //! served, so a runaway or hostile primary cannot exhaust our memory or disk.
 //!
-//! NOTIFY in: from the configured primary's address (any port), for a secondary zone,
-//! TSIG-verified when signed: NOERROR, and a refresh. From anyone else, or for another
-//! zone: REFUSED (as NSD; docs/dns-answer-rules.md §1.13), counted, no action.
+//! NOTIFY in is answered by [`crate::notify`], which pokes the zone's task through
+//! [`Secondaries::notified`].
 //!
 //! Limitations: one primary per zone; the SOA query goes over TCP only; the saved copy
 //! keeps no IXFR history, so the first refresh after a restart that needs changes asks
 //! for them from the saved serial like any other.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,14 +43,15 @@ use arc_swap::ArcSwap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::answer::Outcome;
 use crate::catalog::Catalog;
 use crate::changeset::Changeset;
 use crate::name::Name;
+use crate::proto::reader::{Header, Reader};
+use crate::proto::types::Rcode;
 use crate::rr::{class, rtype, Record, Soa};
 use crate::tsig::{self, Key, KeyRing, StreamVerifier};
-use crate::wire::{flags, parse_query, rcode, Compressor, Ede, Query, Writer, HEADER_LEN};
-use crate::xfr::{read_name, serial_gt, InLimits, SecondarySpec, Transfers, XfrMetrics};
+use crate::wire::{opcode, rcode, Compressor, Ede, Query, Section, Writer};
+use crate::xfr::{serial_gt, InLimits, SecondarySpec, Transfers, XfrMetrics};
 use crate::zone::Zone;
 
 /// RFC 8914 §4.23: "No Reachable Authority".
@@ -89,7 +89,7 @@ pub enum RefreshError {
     Io(#[from] std::io::Error),
     #[error("the primary did not answer within {0:?}")]
     Timeout(Duration),
-    #[error("the primary answered {}", rcode_name(*.0))]
+    #[error("the primary answered {}", Rcode(*.0))]
     Rcode(u16),
     #[error("malformed answer from the primary: {0}")]
     Malformed(&'static str),
@@ -110,17 +110,6 @@ pub enum RefreshError {
          hold stays served (raise the limit if the zone is meant to be this large)"
     )]
     TooLarge { key: &'static str, limit: u64 },
-}
-
-fn rcode_name(rc: u16) -> String {
-    match rc {
-        rcode::FORMERR => "FORMERR".into(),
-        rcode::SERVFAIL => "SERVFAIL".into(),
-        rcode::NOTIMP => "NOTIMP".into(),
-        rcode::REFUSED => "REFUSED".into(),
-        9 => "NOTAUTH".into(),
-        other => format!("rcode {other}"),
-    }
 }
 
 /// Where a secondary zone is saved: `<state-dir>/<zone>.secondary.zone`, the zone named
@@ -318,67 +307,17 @@ impl Secondaries {
         })
     }
 
-    /// Answers a NOTIFY (see the module documentation).
-    pub fn notify_in(
-        &self,
-        transfers: &Transfers,
-        pkt: &[u8],
-        peer: SocketAddr,
-        out: &mut Vec<u8>,
-    ) -> Outcome {
-        let now = unix_now();
-        let m = &transfers.metrics;
-        let reply = |rc: u16| Outcome::Reply {
-            rcode: rc,
-            truncated: false,
-        };
-        let verified = match tsig::verify_request(pkt, &transfers.keys(), now) {
-            Ok(v) => v,
-            Err(e) => {
-                m.notify_refused.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(%peer, "NOTIFY refused: {e}");
-                *out = crate::xfr::error_reply(pkt, e.rcode());
-                if let Some(t) = e.response() {
-                    let _ = tsig::sign_response(out, &t, now);
-                }
-                return reply(e.rcode());
-            }
-        };
-        let finish = |out: &mut Vec<u8>, rc: u16| {
-            *out = crate::xfr::error_reply(pkt, rc);
-            if rc == rcode::NOERROR {
-                let fl = u16::from_be_bytes([out[2], out[3]]) | flags::AA;
-                out[2..4].copy_from_slice(&fl.to_be_bytes());
-            }
-            if let Some(v) = &verified {
-                let _ = tsig::sign_response(out, &v.response(), unix_now());
-            }
-            reply(rc)
-        };
-        let q = match parse_query(pkt) {
-            Ok(q) => q,
-            Err(_) => {
-                m.notify_refused.fetch_add(1, Ordering::Relaxed);
-                return finish(out, rcode::FORMERR);
-            }
-        };
-        let ip = match peer.ip() {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), std::net::IpAddr::V4),
-            v4 => v4,
-        };
+    /// A NOTIFY for `qname` (lower-cased wire) and `qclass` came from `from`: the
+    /// secondary zone of that name whose primary is `from` refreshes now. `None` when
+    /// there is no such zone.
+    pub(crate) fn notified(&self, qname: &[u8], qclass: u16, from: IpAddr) -> Option<&Name> {
         let zone = self
             .zones
             .iter()
-            .find(|z| z.spec.origin.as_wire() == q.qname() && q.qclass == class::IN);
-        let Some(zone) = zone.filter(|z| z.spec.primary.ip() == ip) else {
-            m.notify_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(%peer, zone = %Name::from_wire(q.qname()).map(|n| n.to_string()).unwrap_or_default(), "NOTIFY refused: not a secondary zone of that primary");
-            return finish(out, rcode::REFUSED);
-        };
-        m.notify_received.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(%peer, zone = %zone.spec.origin, "NOTIFY received, refreshing");
+            .find(|z| z.spec.origin.as_wire() == qname && qclass == class::IN)
+            .filter(|z| z.spec.primary.ip() == from)?;
         zone.poke.notify_one();
-        finish(out, rcode::NOERROR)
+        Some(&zone.spec.origin)
     }
 }
 
@@ -719,21 +658,8 @@ async fn exchange(
         .map_err(|e| RefreshError::Connect(primary, e))?;
     let _ = stream.set_nodelay(true);
     let id = crate::notify::random_id();
-    let mut q = Vec::with_capacity(128);
-    q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, u8::from(ixfr_soa.is_some()), 0, 0]);
-    let origin = zone.spec.origin.as_wire();
-    q.extend_from_slice(origin);
-    q.extend_from_slice(&qtype.to_be_bytes());
-    q.extend_from_slice(&class::IN.to_be_bytes());
-    if let Some(soa) = ixfr_soa {
-        q.extend_from_slice(&[0xc0, HEADER_LEN as u8]);
-        q.extend_from_slice(&rtype::SOA.to_be_bytes());
-        q.extend_from_slice(&class::IN.to_be_bytes());
-        q.extend_from_slice(&soa.ttl.to_be_bytes());
-        q.extend_from_slice(&(soa.rdata.len() as u16).to_be_bytes());
-        q.extend_from_slice(&soa.rdata);
-    }
+    let q = query_message(id, zone.spec.origin.as_wire(), qtype, ixfr_soa);
+    let mut q = q;
     let mut verifier = match &zone.key {
         Some(k) => {
             let mac = tsig::sign_request(&mut q, k, tsig::DEFAULT_FUDGE, unix_now())?;
@@ -768,18 +694,17 @@ async fn exchange(
             });
         }
         let msg = &buf[..n];
-        if n < HEADER_LEN || msg[..2] != id.to_be_bytes() || msg[2] & 0x80 == 0 {
+        let Some(h) = Header::parse(msg).filter(|h| h.id == id && h.is_response()) else {
             return Err(RefreshError::Malformed(
                 "an answer with another ID, or not an answer",
             ));
-        }
+        };
         let signed = match &mut verifier {
             Some(v) => v.verify(msg, unix_now())?,
             None => true,
         };
-        let rc = u16::from(msg[3] & 0xf);
-        if rc != rcode::NOERROR {
-            return Err(RefreshError::Rcode(rc));
+        if h.rcode() != Rcode::NOERROR {
+            return Err(RefreshError::Rcode(h.rcode().into()));
         }
         let before = records.len();
         parse_answers(msg, &mut records)?;
@@ -806,6 +731,28 @@ async fn exchange(
             return Ok(records);
         }
     }
+}
+
+/// The query for `qtype` of the zone `origin`; an IXFR carries the SOA of the copy we
+/// hold in the authority section (RFC 1995 §3).
+fn query_message(id: u16, origin: &[u8], qtype: u16, ixfr_soa: Option<&Record>) -> Vec<u8> {
+    let mut q = Vec::with_capacity(128);
+    let mut comp = Compressor::default();
+    let question = crate::proto::builder::question(origin, qtype, class::IN);
+    let mut w = Writer::request(&mut q, &mut comp, id, opcode::QUERY, 0, &question);
+    if let Some(soa) = ixfr_soa {
+        // Our copy's SOA passed the zone checks, so the builder takes it.
+        let _ = w.record(
+            Section::Authority,
+            origin,
+            rtype::SOA,
+            class::IN,
+            soa.ttl,
+            &soa.rdata,
+        );
+    }
+    w.finish();
+    q
 }
 
 /// Tells when an AXFR or IXFR answer is complete (RFC 5936 §2.2, RFC 1995 §4).
@@ -877,78 +824,28 @@ impl Ending {
 /// Appends the answer records of one message.
 fn parse_answers(msg: &[u8], out: &mut Vec<Record>) -> Result<(), RefreshError> {
     let bad = RefreshError::Malformed;
-    let qd = u16::from_be_bytes([msg[4], msg[5]]);
-    let an = u16::from_be_bytes([msg[6], msg[7]]);
-    let mut pos = HEADER_LEN;
-    for _ in 0..qd {
-        pos = read_name(msg, pos).ok_or(bad("question name"))?.1 + 4;
+    let (h, mut r) = Reader::after_header(msg).map_err(|_| bad("header"))?;
+    for _ in 0..h.qdcount() {
+        r.question().map_err(|_| bad("question name"))?;
     }
-    for _ in 0..an {
-        let (owner, p) = read_name(msg, pos).ok_or(bad("owner name"))?;
-        let fixed = msg.get(p..p + 10).ok_or(bad("record cut short"))?;
-        let t = u16::from_be_bytes([fixed[0], fixed[1]]);
-        let cl = u16::from_be_bytes([fixed[2], fixed[3]]);
-        let ttl = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
-        let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
-        let start = p + 10;
-        let end = start + rdlen;
-        if end > msg.len() {
-            return Err(bad("record data cut short"));
-        }
-        if cl != class::IN {
+    for _ in 0..h.ancount() {
+        let rec = r
+            .record()
+            .map_err(|_| bad("a record is cut short or its owner name is malformed"))?;
+        if rec.class != class::IN {
             return Err(bad("a record of another class"));
         }
-        let rdata = decompress_rdata(msg, t, start, end).ok_or(bad("record data"))?;
+        let rdata = r.rdata_uncompressed(&rec).map_err(|_| bad("record data"))?;
         out.push(Record {
-            owner: Name::from_wire(&owner).map_err(|_| bad("owner name"))?,
-            rtype: t,
-            class: cl,
-            ttl,
+            owner: Name::from_wire(&rec.owner).map_err(|_| bad("owner name"))?,
+            rtype: rec.rtype,
+            class: rec.class,
+            ttl: rec.ttl,
             rdata,
             source: None,
         });
-        pos = end;
     }
     Ok(())
-}
-
-/// Rdata with its embedded names uncompressed, for the types whose names a sender may
-/// compress (RFC 3597 §4: RFC 1035 types and, on receipt, RP, AFSDB, RT, KX, NAPTR, SRV).
-fn decompress_rdata(msg: &[u8], t: u16, start: usize, end: usize) -> Option<Vec<u8>> {
-    use crate::rr::rtype_more::{AFSDB, KX, MB, MD, MF, MG, MINFO, MR, NAPTR, RP, RT};
-    let raw = &msg[start..end];
-    // (fixed octets before the names, names, fixed octets after)
-    let (before, names, after) = match t {
-        rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME | MD | MF | MB | MG | MR => (0, 1, 0),
-        rtype::MX | AFSDB | RT | KX => (2, 1, 0),
-        rtype::SOA => (0, 2, 20),
-        MINFO | RP => (0, 2, 0),
-        rtype::SRV => (6, 1, 0),
-        NAPTR => {
-            // order, preference, then flags, services and regexp as character-strings.
-            let mut p = 4;
-            for _ in 0..3 {
-                p += 1 + *raw.get(p)? as usize;
-            }
-            (p, 1, 0)
-        }
-        _ => return Some(raw.to_vec()),
-    };
-    let mut out = raw.get(..before)?.to_vec();
-    let mut pos = start + before;
-    for _ in 0..names {
-        let (name, next) = read_name(msg, pos)?;
-        if next > end {
-            return None;
-        }
-        out.extend_from_slice(&name);
-        pos = next;
-    }
-    if end - pos != after {
-        return None;
-    }
-    out.extend_from_slice(&msg[pos..end]);
-    Some(out)
 }
 
 #[cfg(test)]
@@ -1033,16 +930,20 @@ mod tests {
         // A message: header, then "d.test." at 12, then an MX whose name points to 12.
         let mut msg = vec![0u8; 12];
         msg.extend_from_slice(b"\x01d\x04test\x00");
+        msg.extend_from_slice(&[0xc0, 12, 0, 15, 0, 1, 0, 0, 0, 60, 0, 7]);
         let start = msg.len();
         msg.extend_from_slice(&[0, 10, 0x02, b'm', b'x', 0xc0, 12]);
-        let end = msg.len();
-        let out = decompress_rdata(&msg, rtype::MX, start, end).unwrap();
-        assert_eq!(out, b"\x00\x0a\x02mx\x01d\x04test\x00");
+        let rdata = |msg: &[u8]| {
+            let mut r = Reader::at(msg, start - 12);
+            let rec = r.record().unwrap();
+            r.rdata_uncompressed(&rec)
+        };
+        assert_eq!(rdata(&msg).unwrap(), b"\x00\x0a\x02mx\x01d\x04test\x00");
         // A pointer forwards is refused.
         let mut fwd = msg.clone();
         let l = fwd.len();
         fwd[l - 1] = 200;
-        assert!(decompress_rdata(&fwd, rtype::MX, start, end).is_none());
+        assert!(rdata(&fwd).is_err());
     }
 
     #[test]

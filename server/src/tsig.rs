@@ -34,29 +34,28 @@ use std::sync::Arc;
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 
-use crate::name::{wire_name_len, Name, MAX_LABEL_LEN, MAX_NAME_LEN};
-use crate::rr::{class, rtype};
+use crate::name::{wire_name_len, Name};
+use crate::proto::reader::Reader;
+use crate::proto::types::{class, rtype, Rcode};
+use crate::proto::HEADER_LEN;
 
 /// The fudge BIND, Knot and nsupdate use: five minutes of clock difference either way
 /// (RFC 8945 §10 recommends 300 seconds).
 pub const DEFAULT_FUDGE: u16 = 300;
 
-/// Length of the DNS header (RFC 1035 §4.1.1).
-const HEADER_LEN: usize = 12;
-
 /// Response codes TSIG processing answers with (RFC 1035 §4.1.1, RFC 2136 §2.2).
 pub mod rcode {
-    pub const FORMERR: u16 = 1;
-    pub const NOTAUTH: u16 = 9;
+    pub use crate::proto::types::rcode::{FORMERR, NOTAUTH};
 }
 
-/// Values of the TSIG Error field (RFC 8945 §3, IANA "DNS RCODEs").
+/// Values of the TSIG Error field (RFC 8945 §3), from [`Rcode`]'s table.
 pub mod error_code {
-    pub const NOERROR: u16 = 0;
-    pub const BADSIG: u16 = 16;
-    pub const BADKEY: u16 = 17;
-    pub const BADTIME: u16 = 18;
-    pub const BADTRUNC: u16 = 22;
+    use crate::proto::types::Rcode;
+    pub const NOERROR: u16 = Rcode::NOERROR.to_u16();
+    pub const BADSIG: u16 = Rcode::BADSIG.to_u16();
+    pub const BADKEY: u16 = Rcode::BADKEY.to_u16();
+    pub const BADTIME: u16 = Rcode::BADTIME.to_u16();
+    pub const BADTRUNC: u16 = Rcode::BADTRUNC.to_u16();
 }
 
 /// A TSIG MAC algorithm musterd implements (RFC 8945 §6).
@@ -753,88 +752,19 @@ struct TsigRecord<'a> {
     other: &'a [u8],
 }
 
-/// Reads a possibly compressed name at `start`: the decompressed name and the offset just
-/// past it. Follows the RFC 9267 rules of the query parser: pointers go strictly
-/// backwards and never into the header, labels are normal labels of at most 63 octets,
-/// and the whole name is at most 255 octets, which also bounds the work.
-fn read_name(msg: &[u8], start: usize) -> Option<(Name, usize)> {
-    let mut out = [0u8; MAX_NAME_LEN];
-    let mut len = 0usize;
-    let mut pos = start;
-    let mut end_after: Option<usize> = None;
-    let mut lowest = start;
-    loop {
-        let b = *msg.get(pos)?;
-        match b & 0xc0 {
-            0x00 => {
-                let l = b as usize;
-                if l > MAX_LABEL_LEN || pos + 1 + l > msg.len() || len + 1 + l > MAX_NAME_LEN {
-                    return None;
-                }
-                out[len..len + 1 + l].copy_from_slice(&msg[pos..pos + 1 + l]);
-                len += 1 + l;
-                pos += 1 + l;
-                if l == 0 {
-                    let name = Name::from_wire(&out[..len]).ok()?;
-                    return Some((name, end_after.unwrap_or(pos)));
-                }
-            }
-            0xc0 => {
-                let b2 = *msg.get(pos + 1)?;
-                let target = (((b & 0x3f) as usize) << 8) | b2 as usize;
-                if target < HEADER_LEN || target >= lowest {
-                    return None;
-                }
-                end_after.get_or_insert(pos + 2);
-                lowest = target;
-                pos = target;
-            }
-            _ => return None,
-        }
-    }
-}
-
-/// Offset just past the name at `start`, without building it.
-fn skip_name(msg: &[u8], start: usize) -> Option<usize> {
-    read_name(msg, start).map(|(_, end)| end)
-}
-
-fn u16_at(msg: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*msg.get(at)?, *msg.get(at + 1)?]))
-}
-
-fn u48_at(msg: &[u8], at: usize) -> Option<u64> {
-    let b = msg.get(at..at + 6)?;
-    Some(b.iter().fold(0u64, |acc, &x| (acc << 8) | x as u64))
-}
-
 /// Finds the message's TSIG record, if it has one, and checks where it is and how it is
 /// formed (RFC 8945 §5.1: the last record of the additional section, exactly one, class
 /// ANY, TTL 0).
 fn find_tsig(msg: &[u8]) -> Result<Option<TsigRecord<'_>>, Malformed> {
-    if msg.len() < HEADER_LEN {
-        return Err(Malformed::Short);
-    }
-    let count = |i: usize| u16::from_be_bytes([msg[4 + 2 * i], msg[5 + 2 * i]]) as usize;
-    let (qd, an, ns, ar) = (count(0), count(1), count(2), count(3));
-    let mut pos = HEADER_LEN;
+    let (h, mut r) = Reader::after_header(msg).map_err(|_| Malformed::Short)?;
+    let [qd, an, ns, ar] = h.counts.map(usize::from);
     for _ in 0..qd {
-        pos = skip_name(msg, pos).ok_or(Malformed::Truncated)? + 4;
-        if pos > msg.len() {
-            return Err(Malformed::Truncated);
-        }
+        r.question().map_err(|_| Malformed::Truncated)?;
     }
     let total = an + ns + ar;
     let mut found: Option<(usize, usize)> = None; // (record index, start offset)
     for i in 0..total {
-        let start = pos;
-        let p = skip_name(msg, pos).ok_or(Malformed::Truncated)?;
-        let t = u16_at(msg, p).ok_or(Malformed::Truncated)?;
-        let rdlen = u16_at(msg, p + 8).ok_or(Malformed::Truncated)? as usize;
-        pos = p + 10 + rdlen;
-        if pos > msg.len() {
-            return Err(Malformed::Truncated);
-        }
+        let (t, start) = r.skip_record().map_err(|_| Malformed::Truncated)?;
         if t == rtype::TSIG {
             if found.is_some() {
                 return Err(Malformed::Several);
@@ -848,35 +778,43 @@ fn find_tsig(msg: &[u8]) -> Result<Option<TsigRecord<'_>>, Malformed> {
     if index + 1 != total || ar == 0 {
         return Err(Malformed::NotLast);
     }
-    if pos != msg.len() {
+    if r.remaining() != 0 {
         // The MAC covers nothing past the TSIG record, so bytes there would be unsigned.
         return Err(Malformed::TrailingData);
     }
-    let (key_name, p) = read_name(msg, start).ok_or(Malformed::Truncated)?;
-    if u16_at(msg, p + 2) != Some(class::ANY) {
+    let rec = Reader::at(msg, start)
+        .record()
+        .map_err(|_| Malformed::Truncated)?;
+    let key_name = Name::from_wire(&rec.owner).map_err(|_| Malformed::Truncated)?;
+    if rec.class != class::ANY {
         return Err(Malformed::WrongClass);
     }
-    if msg[p + 4..p + 8] != [0, 0, 0, 0] {
+    if rec.ttl != 0 {
         return Err(Malformed::NonZeroTtl);
     }
-    let rd = &msg[p + 10..];
+    tsig_rdata(start, key_name, rec.rdata).map_err(|_| Malformed::BadRdata)
+}
+
+/// The fields of TSIG rdata (RFC 8945 §4.2), which must fill it exactly.
+fn tsig_rdata(
+    start: usize,
+    key_name: Name,
+    rd: &[u8],
+) -> Result<Option<TsigRecord<'_>>, crate::proto::ReadError> {
+    let mut d = Reader::new(rd);
     // RFC 8945 §4.2: the algorithm name is never compressed.
-    let alg_len = wire_name_len(rd).ok_or(Malformed::BadRdata)?;
-    let algorithm = &rd[..alg_len];
-    let mut q = alg_len;
-    let time_signed = u48_at(rd, q).ok_or(Malformed::BadRdata)?;
-    let fudge = u16_at(rd, q + 6).ok_or(Malformed::BadRdata)?;
-    let mac_len = u16_at(rd, q + 8).ok_or(Malformed::BadRdata)? as usize;
-    q += 10;
-    let mac = rd.get(q..q + mac_len).ok_or(Malformed::BadRdata)?;
-    q += mac_len;
-    let original_id = u16_at(rd, q).ok_or(Malformed::BadRdata)?;
-    let error = u16_at(rd, q + 2).ok_or(Malformed::BadRdata)?;
-    let other_len = u16_at(rd, q + 4).ok_or(Malformed::BadRdata)? as usize;
-    q += 6;
-    let other = rd.get(q..q + other_len).ok_or(Malformed::BadRdata)?;
-    if q + other_len != rd.len() {
-        return Err(Malformed::BadRdata);
+    let alg_len = wire_name_len(rd).ok_or(crate::proto::ReadError::BadRdata)?;
+    let algorithm = d.bytes(alg_len)?;
+    let time_signed = d.u48()?;
+    let fudge = d.u16()?;
+    let mac_len = d.u16()?;
+    let mac = d.bytes(mac_len.into())?;
+    let original_id = d.u16()?;
+    let error = d.u16()?;
+    let other_len = d.u16()?;
+    let other = d.bytes(other_len.into())?;
+    if d.remaining() != 0 {
+        return Err(crate::proto::ReadError::BadRdata);
     }
     Ok(Some(TsigRecord {
         start,
@@ -1463,14 +1401,9 @@ pub enum ResponseError {
 
 /// The name of a TSIG error code, as `dig` and nsupdate print it.
 pub fn tsig_error_name(code: u16) -> String {
-    match code {
-        error_code::NOERROR => "NOERROR".into(),
-        error_code::BADSIG => "BADSIG".into(),
-        error_code::BADKEY => "BADKEY".into(),
-        error_code::BADTIME => "BADTIME".into(),
-        error_code::BADTRUNC => "BADTRUNC".into(),
-        other => other.to_string(),
-    }
+    Rcode(code)
+        .tsig_mnemonic()
+        .map_or_else(|| code.to_string(), str::to_string)
 }
 
 /// A response whose TSIG checked out.
@@ -1508,7 +1441,7 @@ pub fn verify_response(
     }
     if t.error != error_code::NOERROR {
         let server_time = (t.error == error_code::BADTIME)
-            .then(|| u48_at(t.other, 0))
+            .then(|| Reader::new(t.other).u48().ok())
             .flatten();
         return Err(ResponseError::ServerError {
             error: t.error,
@@ -1778,7 +1711,11 @@ key "update-key" {
 
     /// The response header and question for `req`: QR set, counts for the question only.
     fn response_to(req: &[u8], rcode: u16) -> Vec<u8> {
-        let qend = skip_name(req, HEADER_LEN).unwrap() + 4;
+        let qend = {
+            let mut r = Reader::at(req, HEADER_LEN);
+            r.question().unwrap();
+            r.pos()
+        };
         let mut r = req[..qend].to_vec();
         r[2] |= 0x84; // QR, AA
         r[3] = (r[3] & 0xf0) | (rcode as u8 & 0xf);

@@ -30,25 +30,16 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::changeset::Changeset;
-use crate::name::{wire_name_len, Name, MAX_LABEL_LEN, MAX_NAME_LEN};
+use crate::name::{wire_name_len, Name};
+use crate::proto::reader::{Header, ReadError, Reader};
 use crate::rr::{check_rdata, class, is_meta_or_query_only, rtype, rtype_more, Record, Soa};
-use crate::wire::{flags, opcode, rcode, HEADER_LEN};
+use crate::wire::{flags, rcode, HEADER_LEN};
 
-/// RFC 2136 rcodes beyond those of [`crate::wire::rcode`].
+/// The RFC 2136 rcodes, from [`crate::proto::types::Rcode`]'s table.
 pub mod update_rcode {
-    pub const YXDOMAIN: u16 = 6;
-    pub const YXRRSET: u16 = 7;
-    pub const NXRRSET: u16 = 8;
-    pub const NOTAUTH: u16 = 9;
-    pub const NOTZONE: u16 = 10;
+    pub use crate::proto::types::rcode::{NOTAUTH, NOTZONE, NXRRSET, YXDOMAIN, YXRRSET};
 }
 use update_rcode::{NOTZONE, NXRRSET, YXDOMAIN, YXRRSET};
-
-/// True when `pkt` is a request with opcode UPDATE: such packets go to
-/// [`crate::dynamic`] instead of the query path.
-pub fn is_update(pkt: &[u8]) -> bool {
-    pkt.len() >= HEADER_LEN && pkt[2] & 0x80 == 0 && (pkt[2] >> 3) & 0xf == opcode::UPDATE
-}
 
 // ---------------------------------------------------------------------------------------
 // Serial numbers
@@ -122,20 +113,19 @@ pub enum FormatError {
 /// The response header and zone section for a request, as far as it could be read:
 /// ID, RD copied, and the zone section bytes when they were well formed.
 pub fn echo_of(pkt: &[u8]) -> (u16, u16, &[u8]) {
-    if pkt.len() < HEADER_LEN {
+    let Some(h) = Header::parse(pkt) else {
         return (0, 0, &[]);
+    };
+    let fl = h.flags & flags::RD;
+    if h.counts[0] != 1 {
+        return (h.id, fl, &[]);
     }
-    let id = u16::from_be_bytes([pkt[0], pkt[1]]);
-    let fl = u16::from_be_bytes([pkt[2], pkt[3]]) & flags::RD;
-    let zo = u16::from_be_bytes([pkt[4], pkt[5]]);
-    if zo != 1 {
-        return (id, fl, &[]);
-    }
-    match read_name(pkt, HEADER_LEN) {
-        Ok((name, end)) if end + 4 <= pkt.len() && name.wire_len() == end - HEADER_LEN => {
-            (id, fl, &pkt[HEADER_LEN..end + 4])
-        }
-        _ => (id, fl, &[]),
+    // The zone name right after the header cannot be compressed (a pointer would point
+    // into the header), so the section is echoed as it is.
+    let mut r = Reader::at(pkt, HEADER_LEN);
+    match r.question() {
+        Ok(_) => (h.id, fl, &pkt[HEADER_LEN..r.pos()]),
+        Err(_) => (h.id, fl, &[]),
     }
 }
 
@@ -150,66 +140,12 @@ pub fn response(
     rc: u16,
     edns: Option<u16>,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + zone_section.len() + 11 + 200);
-    out.extend_from_slice(&id.to_be_bytes());
-    let fl = flags::QR | ((op as u16 & 0xf) << 11) | copy_flags | (rc & 0xf);
-    out.extend_from_slice(&fl.to_be_bytes());
-    let zo = u16::from(!zone_section.is_empty());
-    let ar = u16::from(edns.is_some());
-    for c in [zo, 0, 0, ar] {
-        out.extend_from_slice(&c.to_be_bytes());
-    }
-    out.extend_from_slice(zone_section);
-    if let Some(size) = edns {
-        out.push(0);
-        out.extend_from_slice(&rtype::OPT.to_be_bytes());
-        out.extend_from_slice(&size.to_be_bytes());
-        out.extend_from_slice(&[(rc >> 4) as u8, 0, 0, 0, 0, 0]);
-    }
-    out
-}
-
-/// Reads a possibly compressed name at `start` (RFC 9267: pointers strictly backwards,
-/// never into the header, at most 255 octets): the name and the offset past it.
-fn read_name(msg: &[u8], start: usize) -> Result<(Name, usize), FormatError> {
-    let mut out = Vec::with_capacity(32);
-    let mut pos = start;
-    let mut lowest = start;
-    let mut end = None;
-    loop {
-        let b = *msg.get(pos).ok_or(FormatError::BadName)?;
-        match b & 0xc0 {
-            0 => {
-                let l = b as usize;
-                if l > MAX_LABEL_LEN || pos + 1 + l > msg.len() || out.len() + 1 + l > MAX_NAME_LEN
-                {
-                    return Err(FormatError::BadName);
-                }
-                out.extend_from_slice(&msg[pos..pos + 1 + l]);
-                pos += 1 + l;
-                if l == 0 {
-                    let name = Name::from_wire(&out).map_err(|_| FormatError::BadName)?;
-                    return Ok((name, end.unwrap_or(pos)));
-                }
-            }
-            0xc0 => {
-                let b2 = *msg.get(pos + 1).ok_or(FormatError::BadName)?;
-                let target = ((b as usize & 0x3f) << 8) | b2 as usize;
-                if target < HEADER_LEN || target >= lowest {
-                    return Err(FormatError::BadName);
-                }
-                end.get_or_insert(pos + 2);
-                lowest = target;
-                pos = target;
-            }
-            _ => return Err(FormatError::BadName),
-        }
-    }
+    crate::proto::builder::bare_response(op, id, copy_flags, zone_section, rc, edns)
 }
 
 /// Where the compressible names of a type's rdata sit: (octets before the first name,
-/// number of names). RFC 3597 §4 lets senders compress the names of the RFC 1035 types;
-/// the others listed are decompressed too because old senders compress them.
+/// number of names), for comparing rdata (RFC 2136 §1.1.1). RFC 3597 §4 lets senders
+/// compress the names of the RFC 1035 types; the others listed are compared the same way.
 fn rdata_name_layout(t: u16) -> Option<(usize, usize)> {
     use rtype_more as m;
     match t {
@@ -223,52 +159,22 @@ fn rdata_name_layout(t: u16) -> Option<(usize, usize)> {
     }
 }
 
-/// The rdata of the record whose data starts at `start` (length `len`), with names
-/// decompressed.
-fn read_rdata(msg: &[u8], t: u16, start: usize, len: usize) -> Result<Vec<u8>, FormatError> {
-    let end = start + len;
-    let raw = &msg[start..end];
-    let Some((fixed, names)) = rdata_name_layout(t) else {
-        return Ok(raw.to_vec());
-    };
-    if len == 0 {
-        // Class ANY/NONE deletes and prerequisites carry no data.
-        return Ok(Vec::new());
-    }
-    if len < fixed {
-        return Err(FormatError::BadRdata);
-    }
-    let mut out = raw[..fixed].to_vec();
-    let mut pos = start + fixed;
-    for _ in 0..names {
-        if pos >= end {
-            return Err(FormatError::BadRdata);
-        }
-        let (name, next) = read_name(&msg[..end], pos).map_err(|_| FormatError::BadRdata)?;
-        out.extend_from_slice(name.as_wire());
-        pos = next;
-    }
-    out.extend_from_slice(&msg[pos..end]);
-    Ok(out)
+fn bad_name(_: ReadError) -> FormatError {
+    FormatError::BadName
 }
 
 /// Parses an UPDATE message (RFC 2136 §2). TSIG and OPT records in the additional
 /// section are skipped (TSIG is checked by [`crate::tsig`] before this), other
 /// additional records are ignored as §2.5 allows.
 pub fn parse(pkt: &[u8]) -> Result<Request, FormatError> {
-    if pkt.len() < HEADER_LEN {
-        return Err(FormatError::Short);
-    }
-    let count = |i: usize| u16::from_be_bytes([pkt[4 + 2 * i], pkt[5 + 2 * i]]);
-    let (zo, pr, up, ad) = (count(0), count(1), count(2), count(3));
+    let (h, mut r) = Reader::after_header(pkt).map_err(|_| FormatError::Short)?;
+    let [zo, pr, up, ad] = h.counts;
     if zo != 1 {
         return Err(FormatError::ZoneCount(zo));
     }
-    let (zone, mut pos) = read_name(pkt, HEADER_LEN)?;
-    let b = pkt.get(pos..pos + 4).ok_or(FormatError::Truncated)?;
-    let ztype = u16::from_be_bytes([b[0], b[1]]);
-    let zclass = u16::from_be_bytes([b[2], b[3]]);
-    pos += 4;
+    let zone = r.name().map_err(bad_name)?;
+    let ztype = r.u16().map_err(|_| FormatError::Truncated)?;
+    let zclass = r.u16().map_err(|_| FormatError::Truncated)?;
     if ztype != rtype::SOA {
         return Err(FormatError::ZoneType(ztype));
     }
@@ -276,34 +182,36 @@ pub fn parse(pkt: &[u8]) -> Result<Request, FormatError> {
     let mut edns = false;
     for (section, n) in [(0usize, pr), (1, up), (2, ad)] {
         for _ in 0..n {
-            let (owner, p) = read_name(pkt, pos)?;
-            let h = pkt.get(p..p + 10).ok_or(FormatError::Truncated)?;
-            let t = u16::from_be_bytes([h[0], h[1]]);
-            let c = u16::from_be_bytes([h[2], h[3]]);
-            let ttl = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
-            let rdlen = u16::from_be_bytes([h[8], h[9]]) as usize;
-            let start = p + 10;
-            if start + rdlen > pkt.len() {
-                return Err(FormatError::Truncated);
-            }
-            pos = start + rdlen;
+            let at = r.pos();
+            let rec = r
+                .record()
+                .map_err(|_| match Reader::at(pkt, at).skip_name() {
+                    Ok(()) => FormatError::Truncated,
+                    Err(_) => FormatError::BadName,
+                })?;
             if section == 2 {
-                edns |= t == rtype::OPT;
+                edns |= rec.rtype == rtype::OPT;
                 continue;
             }
-            let rdata = read_rdata(pkt, t, start, rdlen)?;
+            // Class ANY/NONE deletes and prerequisites carry no data.
+            let rdata = if rec.rdata.is_empty() {
+                Vec::new()
+            } else {
+                r.rdata_uncompressed(&rec)
+                    .map_err(|_| FormatError::BadRdata)?
+            };
             sections[section].push(UpdateRecord {
-                owner,
-                rtype: t,
-                class: c,
-                ttl,
+                owner: Name::from_wire(&rec.owner).map_err(|_| FormatError::BadName)?,
+                rtype: rec.rtype,
+                class: rec.class,
+                ttl: rec.ttl,
                 rdata,
             });
         }
     }
     let [prerequisites, updates] = sections;
     Ok(Request {
-        id: u16::from_be_bytes([pkt[0], pkt[1]]),
+        id: h.id,
         zone,
         zclass,
         prerequisites,

@@ -46,10 +46,12 @@ use crate::answer::{Outcome, Transport};
 use crate::catalog::Catalog;
 use crate::changeset::Changeset;
 use crate::history::History;
-use crate::name::{wire_name_len, Name};
+use crate::name::Name;
+use crate::proto::builder::{Compressor, MessageBuilder, Section, Suspended, WriteError};
+use crate::proto::reader::{Header, Reader};
 use crate::rr::{class, rtype, Record};
 use crate::tsig::{self, KeyRing, StreamSigner};
-use crate::wire::{flags, opcode, parse_query, rcode, HEADER_LEN};
+use crate::wire::{flags, opcode, rcode, Malformed, Query, HEADER_LEN};
 use crate::zone::Zone;
 
 /// Largest transfer message before its TSIG: every offset in it can be a compression
@@ -136,7 +138,7 @@ impl AclEntry {
     pub fn parse(text: &str) -> Result<AclEntry, String> {
         let text = text.trim();
         if let Some(k) = text.strip_prefix("key:") {
-            return absolute(k)
+            return Name::parse_absolute(k)
                 .map(AclEntry::Key)
                 .map_err(|e| format!("key name {k:?}: {e}"));
         }
@@ -144,15 +146,6 @@ impl AclEntry {
             "expected an address prefix (10.0.0.0/8, ::1/128, 127.0.0.1) or key:KEYNAME".into()
         })
     }
-}
-
-fn absolute(text: &str) -> Result<Name, crate::name::NameError> {
-    let abs = if text.ends_with('.') {
-        text.to_string()
-    } else {
-        format!("{text}.")
-    };
-    Name::parse(&abs, None)
 }
 
 /// `[transfer]` in the config file; see deploy/musterd.toml.
@@ -339,7 +332,7 @@ impl TransferConfig {
 }
 
 fn zone_name(text: &str) -> Result<Name, ConfigError> {
-    absolute(text)
+    Name::parse_absolute(text)
         .map(|n| n.to_lowercase())
         .map_err(|source| ConfigError::Zone {
             text: text.into(),
@@ -381,7 +374,7 @@ fn addr_and_key(
         let Some(k) = p.trim().strip_prefix("key:") else {
             return Err(bad(format!("{p:?}: expected key:KEYNAME")));
         };
-        key = Some(absolute(k).map_err(|e| bad(format!("key name {k:?}: {e}")))?);
+        key = Some(Name::parse_absolute(k).map_err(|e| bad(format!("key name {k:?}: {e}")))?);
     }
     Ok((addr, key))
 }
@@ -441,7 +434,7 @@ pub fn resolve(
     let mut secondaries: Vec<(String, SocketAddr, Option<Name>)> = Vec::new();
     for s in &file.secondary {
         let key = match &s.key {
-            Some(k) => Some(absolute(k).map_err(|e| ConfigError::Value {
+            Some(k) => Some(Name::parse_absolute(k).map_err(|e| ConfigError::Value {
                 key: "transfer.secondary.key",
                 value: k.clone(),
                 message: e.to_string(),
@@ -765,103 +758,36 @@ pub fn diff(old: &Zone, new: &Zone) -> Changeset {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Reading messages (shared with the secondary's client)
-
-/// Reads a possibly compressed name at `pos` of `msg`: the uncompressed wire name and the
-/// offset after it. Pointers must go strictly backwards (RFC 9267), so it terminates.
-pub fn read_name(msg: &[u8], mut pos: usize) -> Option<(Vec<u8>, usize)> {
-    let mut out = Vec::with_capacity(32);
-    let mut end = None;
-    let mut lowest = pos;
-    loop {
-        let b = *msg.get(pos)?;
-        match b & 0xc0 {
-            0x00 => {
-                let l = b as usize;
-                let label = msg.get(pos + 1..pos + 1 + l)?;
-                out.push(b);
-                out.extend_from_slice(label);
-                if out.len() > 255 {
-                    return None;
-                }
-                pos += 1 + l;
-                if l == 0 {
-                    return Some((out, end.unwrap_or(pos)));
-                }
-            }
-            0xc0 => {
-                let target = (usize::from(b & 0x3f) << 8) | usize::from(*msg.get(pos + 1)?);
-                if target >= lowest {
-                    return None;
-                }
-                end.get_or_insert(pos + 2);
-                lowest = target;
-                pos = target;
-            }
-            _ => return None,
-        }
-    }
-}
-
 /// The serial of the SOA a client put in the authority section of its IXFR request
 /// (RFC 1995 §3); `None` for anything else: no SOA, another owner, malformed data
 /// (docs/dns-answer-rules.md §1.12: FORMERR).
 fn ixfr_serial(pkt: &[u8], question_end: usize, origin: &[u8]) -> Option<u32> {
-    let an = u16::from_be_bytes([pkt[6], pkt[7]]);
-    let ns = u16::from_be_bytes([pkt[8], pkt[9]]);
-    if an != 0 || ns != 1 {
+    let h = Header::parse(pkt)?;
+    if h.ancount() != 0 || h.nscount() != 1 {
         return None;
     }
-    let (owner, p) = read_name(pkt, question_end)?;
-    let fixed = pkt.get(p..p + 10)?;
-    let t = u16::from_be_bytes([fixed[0], fixed[1]]);
-    let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
-    if t != rtype::SOA || !owner.eq_ignore_ascii_case(origin) {
+    let r = Reader::at(pkt, question_end);
+    let rec = r.clone().record().ok()?;
+    if rec.rtype != rtype::SOA || !rec.owner.eq_ignore_ascii_case(origin) {
         return None;
     }
-    let start = p + 10;
-    let end = start + rdlen;
-    if end > pkt.len() {
-        return None;
-    }
-    let (_, after_mname) = read_name(pkt, start)?;
-    let (_, after_rname) = read_name(pkt, after_mname)?;
-    if after_rname + 20 != end {
-        return None;
-    }
-    Some(u32::from_be_bytes(
-        pkt[after_rname..after_rname + 4].try_into().ok()?,
-    ))
-}
-
-/// True when `pkt` is a query for AXFR or IXFR: such queries over TCP are streamed by
-/// [`Transfers::serve_tcp`] instead of the query path.
-pub fn is_transfer(pkt: &[u8]) -> bool {
-    if pkt.len() < HEADER_LEN || pkt[2] & 0x80 != 0 || (pkt[2] >> 3) & 0xf != opcode::QUERY {
-        return false;
-    }
-    let Some(n) = wire_name_len(&pkt[HEADER_LEN..]) else {
-        return false;
-    };
-    let at = HEADER_LEN + n;
-    match pkt.get(at..at + 2) {
-        Some(t) => matches!(u16::from_be_bytes([t[0], t[1]]), rtype::AXFR | rtype::IXFR),
-        None => false,
-    }
+    // Two names and the 20 octets of serial and timers, exactly.
+    let soa = r.rdata_uncompressed(&rec).ok()?;
+    let serial = soa.get(soa.len() - 20..soa.len() - 16)?;
+    Some(u32::from_be_bytes(serial.try_into().ok()?))
 }
 
 // ---------------------------------------------------------------------------------------
 // Writing transfer messages
 
-/// One transfer message being filled.
-struct Message<'a> {
+/// One transfer message being filled, with the [`MessageBuilder`] (set aside between
+/// records, because the stream awaits the client between messages). Owner and rdata
+/// names are compressed through an indexed table: a message holds hundreds of names.
+struct Message {
     buf: Vec<u8>,
-    /// Name suffix (exact bytes) -> offset where it can be pointed at.
-    names: HashMap<&'a [u8], u16, foldhash::fast::RandomState>,
-    /// The previous owner and its offset: RRsets of one name follow each other.
-    last_owner: Option<(&'a [u8], u16)>,
-    answers: u16,
+    comp: Compressor,
+    /// The message being filled; `None` before [`Message::start`].
+    state: Option<Suspended>,
 }
 
 /// Why a record cannot go into any message.
@@ -872,97 +798,72 @@ pub struct Oversized {
     len: usize,
 }
 
-impl<'a> Message<'a> {
-    fn new() -> Message<'a> {
+impl Message {
+    fn new() -> Message {
         Message {
             buf: Vec::with_capacity(MESSAGE_TARGET + 512),
-            names: HashMap::default(),
-            last_owner: None,
-            answers: 0,
+            comp: Compressor::indexed(),
+            state: None,
         }
     }
 
     /// Starts a message: header, and the question in the first one only (RFC 5936 §2.2).
     fn start(&mut self, id: u16, copy_flags: u16, question: Option<&[u8]>) {
-        self.buf.clear();
-        self.names.clear();
-        self.last_owner = None;
-        self.answers = 0;
-        let fl = flags::QR | flags::AA | copy_flags;
-        self.buf.extend_from_slice(&id.to_be_bytes());
-        self.buf.extend_from_slice(&fl.to_be_bytes());
-        let qd = u16::from(question.is_some());
-        self.buf.extend_from_slice(&qd.to_be_bytes());
-        self.buf.extend_from_slice(&[0; 6]);
-        if let Some(q) = question {
-            self.buf.extend_from_slice(q);
-        }
+        let q = question.unwrap_or_default();
+        let mut w = MessageBuilder::new(
+            &mut self.buf,
+            &mut self.comp,
+            id,
+            opcode::QUERY,
+            copy_flags,
+            q,
+        );
+        w.set_flags(flags::AA);
+        self.state = Some(w.suspend());
     }
 
-    fn name(&mut self, name: &'a [u8]) {
-        if let Some((last, off)) = self.last_owner {
-            if last == name {
-                self.buf.extend_from_slice(&(0xc000 | off).to_be_bytes());
-                return;
-            }
-        }
-        let base = self.buf.len();
-        let mut pos = 0;
-        let mut target = None;
-        while name[pos] != 0 {
-            if let Some(&off) = self.names.get(&name[pos..]) {
-                target = Some(off);
-                break;
-            }
-            pos += name[pos] as usize + 1;
-        }
-        self.buf.extend_from_slice(&name[..pos]);
-        match target {
-            Some(off) => self.buf.extend_from_slice(&(0xc000 | off).to_be_bytes()),
-            None => self.buf.push(0),
-        }
-        let mut p = 0;
-        while p < pos && base + p < 0x4000 {
-            self.names.insert(&name[p..], (base + p) as u16);
-            p += name[p] as usize + 1;
-        }
-        if base < 0x4000 {
-            self.last_owner = Some((name, base as u16));
-        }
+    fn builder(&mut self) -> MessageBuilder<'_> {
+        let s = self
+            .state
+            .expect("a transfer message is started before records go in");
+        MessageBuilder::resume(&mut self.buf, &mut self.comp, s)
     }
 
     /// Appends a record if it fits under `limit`; false when the message is full.
     fn record(
         &mut self,
         limit: usize,
-        owner: &'a [u8],
+        owner: &[u8],
         t: u16,
         ttl: u32,
         rdata: &[u8],
-    ) -> Result<bool, Oversized> {
+    ) -> Result<bool, StreamError> {
+        // Compression only shortens names: this is the most the record can take.
         let worst = owner.len() + 10 + rdata.len();
-        if self.buf.len() + worst > limit {
-            if self.answers == 0 {
-                return Err(Oversized {
-                    rtype: t,
-                    len: worst,
-                });
-            }
-            return Ok(false);
+        let mut w = self.builder();
+        let full = w.len() + worst > limit;
+        let empty = w.count(Section::Answer) == 0;
+        let written = if full {
+            Ok(false)
+        } else {
+            w.record(Section::Answer, owner, t, class::IN, ttl, rdata)
+                .map(|()| true)
+        };
+        self.state = Some(w.suspend());
+        if full && empty {
+            return Err(StreamError::Oversized(Oversized {
+                rtype: t,
+                len: worst,
+            }));
         }
-        self.name(owner);
-        self.buf.extend_from_slice(&t.to_be_bytes());
-        self.buf.extend_from_slice(&class::IN.to_be_bytes());
-        self.buf.extend_from_slice(&ttl.to_be_bytes());
-        self.buf
-            .extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-        self.buf.extend_from_slice(rdata);
-        self.answers += 1;
-        Ok(true)
+        Ok(written?)
     }
 
+    /// Writes the section counts; the message is then ready to sign and send.
     fn finish(&mut self) {
-        self.buf[6..8].copy_from_slice(&self.answers.to_be_bytes());
+        if self.state.is_some() {
+            self.builder().finish();
+        }
     }
 }
 
@@ -975,6 +876,8 @@ pub enum StreamError {
     Timeout(Duration),
     #[error(transparent)]
     Oversized(#[from] Oversized),
+    #[error("a record of the zone cannot be written: {0}")]
+    Write(#[from] WriteError),
     #[error("signing a message: {0}")]
     Sign(#[from] tsig::SignError),
 }
@@ -999,7 +902,7 @@ struct Stream<'w, W> {
 }
 
 impl<W: AsyncWrite + Unpin> Stream<'_, W> {
-    async fn send(&mut self, msg: &mut Message<'_>) -> Result<(), StreamError> {
+    async fn send(&mut self, msg: &mut Message) -> Result<(), StreamError> {
         msg.finish();
         if let Some(s) = &mut self.signer {
             s.sign(&mut msg.buf, unix_now())?;
@@ -1016,7 +919,7 @@ impl<W: AsyncWrite + Unpin> Stream<'_, W> {
         Ok(())
     }
 
-    fn start<'a>(&mut self, msg: &mut Message<'a>) {
+    fn start(&mut self, msg: &mut Message) {
         let q = if self.first {
             Some(&self.question[..])
         } else {
@@ -1027,13 +930,13 @@ impl<W: AsyncWrite + Unpin> Stream<'_, W> {
     }
 
     /// Appends a record, sending the message first when it is full.
-    async fn record<'a>(
+    async fn record(
         &mut self,
-        msg: &mut Message<'a>,
-        owner: &'a [u8],
+        msg: &mut Message,
+        owner: &[u8],
         t: u16,
         ttl: u32,
-        rdata: &'a [u8],
+        rdata: &[u8],
     ) -> Result<(), StreamError> {
         if !self.place(msg, owner, t, ttl, rdata)? {
             self.send(msg).await?;
@@ -1045,16 +948,16 @@ impl<W: AsyncWrite + Unpin> Stream<'_, W> {
 
     /// Adds the record if it fits under `limit`, or — alone in an empty message — under
     /// `max`. `Ok(false)`: the message is full, send it and start another.
-    fn place<'a>(
+    fn place(
         &self,
-        msg: &mut Message<'a>,
-        owner: &'a [u8],
+        msg: &mut Message,
+        owner: &[u8],
         t: u16,
         ttl: u32,
-        rdata: &'a [u8],
-    ) -> Result<bool, Oversized> {
+        rdata: &[u8],
+    ) -> Result<bool, StreamError> {
         match msg.record(self.limit, owner, t, ttl, rdata) {
-            Err(_) => msg.record(self.max, owner, t, ttl, rdata),
+            Err(StreamError::Oversized(_)) => msg.record(self.max, owner, t, ttl, rdata),
             fits => fits,
         }
     }
@@ -1221,87 +1124,20 @@ impl Transfers {
     pub async fn serve_tcp<W: AsyncWrite + Unpin>(
         &self,
         pkt: &[u8],
+        query: Result<Query<'_>, Malformed>,
         peer: SocketAddr,
         out: &mut W,
         timeout: Duration,
     ) -> Result<(), StreamError> {
-        let now = unix_now();
-        let verified = match tsig::verify_request(pkt, &self.keys.load(), now) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::info!(%peer, "zone transfer refused: {e}");
-                self.metrics.out_refused.fetch_add(1, Ordering::Relaxed);
-                let mut msg = error_reply(pkt, e.rcode());
-                if let Some(t) = e.response() {
-                    let _ = tsig::sign_response(&mut msg, &t, now);
-                }
-                return write_frame(out, &msg, timeout).await;
-            }
+        let Admitted {
+            q,
+            zone,
+            ixfr_from,
+            verified,
+        } = match self.admit(pkt, query, peer) {
+            Ok(a) => a,
+            Err(refusal) => return write_frame(out, &refusal, timeout).await,
         };
-        let refuse = |rc: u16, why: &str| {
-            tracing::info!(%peer, "zone transfer refused: {why}");
-            self.metrics.out_refused.fetch_add(1, Ordering::Relaxed);
-            let mut msg = error_reply(pkt, rc);
-            if let Some(v) = &verified {
-                let _ = tsig::sign_response(&mut msg, &v.response(), unix_now());
-            }
-            msg
-        };
-        let q = match parse_query(pkt) {
-            Ok(q) if q.qclass == class::IN => q,
-            _ => {
-                return write_frame(out, &refuse(rcode::FORMERR, "malformed request"), timeout)
-                    .await
-            }
-        };
-        let catalog = self.catalog.load();
-        let zone = match catalog.find(q.qname()) {
-            Some(z) if z.origin.as_wire() == q.qname() => z.clone(),
-            _ => {
-                // RFC 5936 §2.2.1: not authoritative for that zone.
-                let why = "not a zone served here";
-                return write_frame(out, &refuse(crate::tsig::rcode::NOTAUTH, why), timeout).await;
-            }
-        };
-        drop(catalog);
-        let question_end = HEADER_LEN + q.question.len();
-        let ixfr_from = if q.qtype == rtype::IXFR {
-            match ixfr_serial(pkt, question_end, q.qname()) {
-                Some(s) => Some(s),
-                None => {
-                    return write_frame(
-                        out,
-                        &refuse(
-                            rcode::FORMERR,
-                            "IXFR without a valid SOA in the authority section",
-                        ),
-                        timeout,
-                    )
-                    .await
-                }
-            }
-        } else {
-            None
-        };
-        let key = verified.as_ref().map(|v| &v.key.name);
-        if !self.allowed(&zone.origin, peer.ip(), key) {
-            let why = format!(
-                "zone {} is not allowed to {} (key {})",
-                zone.origin,
-                peer.ip(),
-                key.map_or_else(|| "none".into(), ToString::to_string)
-            );
-            return write_frame(out, &refuse(rcode::REFUSED, &why), timeout).await;
-        }
-        if self.any_unavailable.load(Ordering::Relaxed) && self.secondaries.unavailable(q.qname()) {
-            // An expired secondary zone must not be handed on (RFC 1035 §4.3.5).
-            return write_frame(
-                out,
-                &refuse(rcode::SERVFAIL, "the zone is expired"),
-                timeout,
-            )
-            .await;
-        }
         let signer = verified.as_ref().map(StreamSigner::new);
         let tsig_room = verified.as_ref().map_or(0, |v| v.response().record_len());
         let mut stream = Stream {
@@ -1352,6 +1188,82 @@ impl Transfers {
         result
     }
 
+    /// Checks a transfer request in the order of RFC 8945 §5.2 and RFC 5936 §2.2: TSIG,
+    /// the question, the zone, an IXFR's SOA, the ACL, an expired secondary zone. `Err`
+    /// is the refusal to send (signed when the request was).
+    fn admit<'q>(
+        &self,
+        pkt: &[u8],
+        query: Result<Query<'q>, Malformed>,
+        peer: SocketAddr,
+    ) -> Result<Admitted<'q>, Vec<u8>> {
+        let now = unix_now();
+        let verified = match tsig::verify_request(pkt, &self.keys.load(), now) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::info!(%peer, "zone transfer refused: {e}");
+                self.metrics.out_refused.fetch_add(1, Ordering::Relaxed);
+                let mut msg = error_reply(pkt, e.rcode());
+                if let Some(t) = e.response() {
+                    let _ = tsig::sign_response(&mut msg, &t, now);
+                }
+                return Err(msg);
+            }
+        };
+        let refuse = |rc: u16, why: &str| {
+            tracing::info!(%peer, "zone transfer refused: {why}");
+            self.metrics.out_refused.fetch_add(1, Ordering::Relaxed);
+            let mut msg = error_reply(pkt, rc);
+            if let Some(v) = &verified {
+                let _ = tsig::sign_response(&mut msg, &v.response(), unix_now());
+            }
+            msg
+        };
+        let q = match query {
+            Ok(q) if q.qclass == class::IN => q,
+            _ => return Err(refuse(rcode::FORMERR, "malformed request")),
+        };
+        let catalog = self.catalog.load();
+        let zone = match catalog.find(q.qname()) {
+            Some(z) if z.origin.as_wire() == q.qname() => z.clone(),
+            // RFC 5936 §2.2.1: not authoritative for that zone.
+            _ => return Err(refuse(rcode::NOTAUTH, "not a zone served here")),
+        };
+        drop(catalog);
+        let question_end = HEADER_LEN + q.question.len();
+        let ixfr_from = if q.qtype == rtype::IXFR {
+            match ixfr_serial(pkt, question_end, q.qname()) {
+                Some(s) => Some(s),
+                None => {
+                    let why = "IXFR without a valid SOA in the authority section";
+                    return Err(refuse(rcode::FORMERR, why));
+                }
+            }
+        } else {
+            None
+        };
+        let key = verified.as_ref().map(|v| &v.key.name);
+        if !self.allowed(&zone.origin, peer.ip(), key) {
+            let why = format!(
+                "zone {} is not allowed to {} (key {})",
+                zone.origin,
+                peer.ip(),
+                key.map_or_else(|| "none".into(), ToString::to_string)
+            );
+            return Err(refuse(rcode::REFUSED, &why));
+        }
+        if self.any_unavailable.load(Ordering::Relaxed) && self.secondaries.unavailable(q.qname()) {
+            // An expired secondary zone must not be handed on (RFC 1035 §4.3.5).
+            return Err(refuse(rcode::SERVFAIL, "the zone is expired"));
+        }
+        Ok(Admitted {
+            q,
+            zone,
+            ixfr_from,
+            verified,
+        })
+    }
+
     async fn single_soa<W: AsyncWrite + Unpin>(
         &self,
         zone: &Zone,
@@ -1366,44 +1278,30 @@ impl Transfers {
         stream.send(&mut msg).await
     }
 
-    /// What the query path cannot answer alone when transfers are on: NOTIFY, IXFR over
-    /// UDP, and queries for secondary zones that are expired or not loaded yet. `None`
-    /// leaves the packet to the query path. Never blocks.
+    /// What the query path cannot answer alone when transfers are on: IXFR over UDP, and
+    /// queries for secondary zones that are expired or not loaded yet. `None` leaves the
+    /// query to the query path. Never blocks.
     pub fn intercept(
         &self,
         pkt: &[u8],
+        q: &Query<'_>,
         transport: Transport,
         peer: &dyn Fn() -> SocketAddr,
         out: &mut Vec<u8>,
     ) -> Option<Outcome> {
-        if pkt.len() < HEADER_LEN || pkt[2] & 0x80 != 0 {
-            return None;
-        }
-        let op = (pkt[2] >> 3) & 0xf;
-        if op == opcode::NOTIFY {
-            return Some(self.secondaries.notify_in(self, pkt, peer(), out));
-        }
-        if op != opcode::QUERY {
+        if q.opcode != opcode::QUERY {
             return None;
         }
         let unavailable = self.any_unavailable.load(Ordering::Relaxed);
-        let n = wire_name_len(&pkt[HEADER_LEN..])?;
-        let qtype = pkt.get(HEADER_LEN + n..HEADER_LEN + n + 2)?;
-        let ixfr_udp =
-            transport == Transport::Udp && u16::from_be_bytes([qtype[0], qtype[1]]) == rtype::IXFR;
-        if !unavailable && !ixfr_udp {
-            return None;
-        }
-        let q = parse_query(pkt).ok()?;
         if unavailable && q.qclass == class::IN && self.secondaries.unavailable(q.qname()) {
-            *out = crate::secondary::servfail(&q, self.max_udp_payload);
+            *out = crate::secondary::servfail(q, self.max_udp_payload);
             return Some(Outcome::Reply {
                 rcode: rcode::SERVFAIL,
                 truncated: false,
             });
         }
-        if ixfr_udp {
-            return self.ixfr_udp(pkt, &q, peer(), out);
+        if transport == Transport::Udp && q.qtype == rtype::IXFR {
+            return self.ixfr_udp(pkt, q, peer(), out);
         }
         None
     }
@@ -1414,7 +1312,7 @@ impl Transfers {
     fn ixfr_udp(
         &self,
         pkt: &[u8],
-        q: &crate::wire::Query<'_>,
+        q: &Query<'_>,
         peer: SocketAddr,
         out: &mut Vec<u8>,
     ) -> Option<Outcome> {
@@ -1437,21 +1335,26 @@ impl Transfers {
         if ar > u16::from(q.edns.is_some()) {
             return None;
         }
-        let mut msg = Message::new();
-        msg.start(q.id, q.copy_flags & flags::RD, Some(q.question));
+        let mut buf = Vec::with_capacity(512);
+        let mut comp = Compressor::default();
+        let copy = q.copy_flags & flags::RD;
+        let mut w = MessageBuilder::new(&mut buf, &mut comp, q.id, q.opcode, copy, q.question);
+        w.set_flags(flags::AA);
         let owner = zone.apex().owner();
-        msg.record(usize::MAX, owner, rtype::SOA, zone.soa_ttl, &zone.soa_rdata)
-            .ok()?;
-        msg.finish();
+        w.record(
+            Section::Answer,
+            owner,
+            rtype::SOA,
+            class::IN,
+            zone.soa_ttl,
+            &zone.soa_rdata,
+        )
+        .ok()?;
         if let Some(e) = q.edns {
-            msg.buf.extend_from_slice(&[0, 0, 41]);
-            msg.buf
-                .extend_from_slice(&self.max_udp_payload.to_be_bytes());
-            msg.buf
-                .extend_from_slice(&[0, 0, if e.dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
-            msg.buf[10..12].copy_from_slice(&1u16.to_be_bytes());
+            w.opt(self.max_udp_payload, 0, e.dnssec_ok);
         }
-        *out = std::mem::take(&mut msg.buf);
+        w.finish();
+        *out = buf;
         self.metrics.out[3].fetch_add(1, Ordering::Relaxed);
         Some(Outcome::Reply {
             rcode: rcode::NOERROR,
@@ -1468,6 +1371,15 @@ impl Transfers {
     pub fn keys(&self) -> arc_swap::Guard<Arc<KeyRing>> {
         self.keys.load()
     }
+}
+
+/// A transfer request that passed [`Transfers::admit`].
+struct Admitted<'q> {
+    q: Query<'q>,
+    zone: Arc<Zone>,
+    /// The client's serial, for IXFR.
+    ixfr_from: Option<u32>,
+    verified: Option<tsig::Verified>,
 }
 
 /// A whole zone, SOA first and last.
@@ -1507,10 +1419,10 @@ async fn ixfr_stream<W: AsyncWrite + Unpin>(
 }
 
 /// Adds the zone's apex SOA, which opens and closes every transfer.
-async fn apex_soa<'a, W: AsyncWrite + Unpin>(
-    zone: &'a Zone,
+async fn apex_soa<W: AsyncWrite + Unpin>(
+    zone: &Zone,
     stream: &mut Stream<'_, W>,
-    msg: &mut Message<'a>,
+    msg: &mut Message,
 ) -> Result<(), StreamError> {
     let owner = zone.apex().owner();
     stream
@@ -1520,34 +1432,19 @@ async fn apex_soa<'a, W: AsyncWrite + Unpin>(
 
 /// A response with no records: the header and question of `pkt` with `rc`.
 pub fn error_reply(pkt: &[u8], rc: u16) -> Vec<u8> {
-    let id = [
-        pkt.first().copied().unwrap_or(0),
-        pkt.get(1).copied().unwrap_or(0),
-    ];
-    let op = pkt.get(2).map_or(0, |b| b & 0x78);
-    let rd = pkt.get(2).map_or(0, |b| b & 0x01);
-    let mut msg = vec![
-        id[0],
-        id[1],
-        0x80 | op | rd,
-        (rc & 0xf) as u8,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-    ];
-    let question = wire_name_len(pkt.get(HEADER_LEN..).unwrap_or_default())
-        .map(|n| HEADER_LEN + n + 4)
-        .filter(|&end| end <= pkt.len() && u16::from_be_bytes([pkt[4], pkt[5]]) == 1);
-    if let Some(end) = question {
-        msg[5] = 1;
-        msg.extend_from_slice(&pkt[HEADER_LEN..end]);
-    }
-    msg
+    // Whatever of the ID and flags there is, even in a message shorter than a header.
+    let id = match pkt {
+        [a, b, ..] => u16::from_be_bytes([*a, *b]),
+        _ => 0,
+    };
+    let fl = pkt.get(2).map_or(0, |&f| u16::from(f) << 8);
+    let mut r = Reader::at(pkt, HEADER_LEN);
+    let question = match Header::parse(pkt) {
+        Some(h) if h.qdcount() == 1 && r.question().is_ok() => &pkt[HEADER_LEN..r.pos()],
+        _ => &[],
+    };
+    let op = ((fl >> 11) & 0xf) as u8;
+    crate::proto::builder::bare_response(op, id, fl & flags::RD, question, rc, None)
 }
 
 async fn write_frame<W: AsyncWrite + Unpin>(
@@ -1676,6 +1573,10 @@ mod tests {
         let mut loop_ptr = pkt.clone();
         loop_ptr[qend..qend + 2].copy_from_slice(&[0xc0, qend as u8]);
         assert_eq!(ixfr_serial(&loop_ptr, qend, origin), None);
+        // RFC 9267: never into the header (this reader once followed such pointers).
+        let mut into_header = pkt.clone();
+        into_header[qend + 1] = 4;
+        assert_eq!(ixfr_serial(&into_header, qend, origin), None);
     }
 
     /// The AXFR of `z` (zone d.test.) as written to TCP, length-prefixed messages, and
@@ -1725,18 +1626,13 @@ mod tests {
             let len = u16::from_be_bytes([out[pos], out[pos + 1]]) as usize;
             let msg = &out[pos + 2..pos + 2 + len];
             assert!(len <= MESSAGE_TARGET);
-            let qd = u16::from_be_bytes([msg[4], msg[5]]);
-            let an = u16::from_be_bytes([msg[6], msg[7]]);
-            let mut p = HEADER_LEN;
-            for _ in 0..qd {
-                p = read_name(msg, p).unwrap().1 + 4;
+            let (h, mut r) = Reader::after_header(msg).unwrap();
+            for _ in 0..h.qdcount() {
+                r.question().unwrap();
             }
-            for _ in 0..an {
-                let (owner, q) = read_name(msg, p).unwrap();
-                let t = u16::from_be_bytes([msg[q], msg[q + 1]]);
-                let rdlen = u16::from_be_bytes([msg[q + 8], msg[q + 9]]) as usize;
-                records.push((Name::from_wire(&owner).unwrap().to_string(), t));
-                p = q + 10 + rdlen;
+            for _ in 0..h.ancount() {
+                let rec = r.record().unwrap();
+                records.push((Name::from_wire(&rec.owner).unwrap().to_string(), rec.rtype));
             }
             pos += 2 + len;
         }

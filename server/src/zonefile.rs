@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::name::Name;
+use crate::proto::types::Rclass;
 use crate::rr::{check_rdata, class, rtype, rtype_more, type_from_name, type_name, Origin, Record};
 
 /// Most errors collected from one file before giving up.
@@ -341,17 +342,6 @@ pub fn parse_ttl(s: &str) -> Option<u32> {
     u32::try_from(total).ok()
 }
 
-fn class_of(s: &str) -> Option<u16> {
-    match s.to_ascii_uppercase().as_str() {
-        "IN" => Some(class::IN),
-        "CH" | "CHAOS" => Some(class::CH),
-        "HS" => Some(class::HS),
-        "NONE" => Some(class::NONE),
-        "ANY" => Some(class::ANY),
-        u => u.strip_prefix("CLASS")?.parse().ok(),
-    }
-}
-
 fn snippet(text: &str, e: &Entry) -> String {
     let raw = &text[e.start..e.end.max(e.start)];
     let one: String = raw.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -602,7 +592,7 @@ impl Parser {
                 break;
             }
             if cls.is_none() {
-                if let Some(c) = class_of(t.text) {
+                if let Some(c) = Rclass::from_text(t.text).map(u16::from) {
                     cls = Some(c);
                     toks.next();
                     continue;
@@ -629,7 +619,7 @@ impl Parser {
         if cls != class::IN {
             return Err(syntax(format!(
                 "class {} is not served; only IN records belong in a zone file",
-                class_name(cls)
+                Rclass(cls)
             )));
         }
         let type_tok = toks.next().ok_or_else(|| {
@@ -678,16 +668,6 @@ impl Parser {
             rdata,
             source: None,
         })
-    }
-}
-
-fn class_name(c: u16) -> String {
-    match c {
-        class::CH => "CH".into(),
-        class::HS => "HS".into(),
-        class::NONE => "NONE".into(),
-        class::ANY => "ANY".into(),
-        n => format!("CLASS{n}"),
     }
 }
 

@@ -64,6 +64,17 @@ impl Name {
         Ok(Name(parse_wire(text, origin)?[..].into()))
     }
 
+    /// Parses a name that is absolute whether or not it ends with a dot, as key names,
+    /// zone names in the config and command-line names are (`update-key` is
+    /// `update-key.`).
+    pub fn parse_absolute(text: &str) -> Result<Name, NameError> {
+        if text.ends_with('.') {
+            Name::parse(text, None)
+        } else {
+            Name::parse(&format!("{text}."), None)
+        }
+    }
+
     /// The uncompressed wire bytes, root label included.
     pub fn as_wire(&self) -> &[u8] {
         &self.0
@@ -196,8 +207,18 @@ pub fn wire_name_len(wire: &[u8]) -> Option<usize> {
 /// be read without a heap allocation each (a large zone has hundreds of thousands).
 #[derive(Clone, Copy)]
 pub struct WireBuf {
-    buf: [u8; MAX_NAME_LEN],
-    len: usize,
+    pub(super) buf: [u8; MAX_NAME_LEN],
+    pub(super) len: usize,
+}
+
+impl WireBuf {
+    /// No name yet (length 0), to be filled by the reader.
+    pub(super) fn empty() -> WireBuf {
+        WireBuf {
+            buf: [0; MAX_NAME_LEN],
+            len: 0,
+        }
+    }
 }
 
 impl std::ops::Deref for WireBuf {

@@ -1,0 +1,451 @@
+//! DNS vocabulary: record types, classes, response codes and opcodes, each as a type with
+//! one table that maps numbers to mnemonics and back.
+//!
+//! The bare `u16`/`u8` constant modules ([`rtype`], [`class`], [`rcode`], [`opcode`])
+//! remain for code that keeps numbers (zone snapshots store `u16` types); each constant is
+//! defined once, here, and the typed values wrap the same numbers.
+
+use std::fmt;
+
+/// Record type codes used by the server (IANA "Resource Record (RR) TYPEs").
+pub mod rtype {
+    pub const A: u16 = 1;
+    pub const NS: u16 = 2;
+    pub const CNAME: u16 = 5;
+    pub const SOA: u16 = 6;
+    pub const PTR: u16 = 12;
+    pub const HINFO: u16 = 13;
+    pub const MX: u16 = 15;
+    pub const TXT: u16 = 16;
+    pub const AAAA: u16 = 28;
+    pub const SRV: u16 = 33;
+    pub const DNAME: u16 = 39;
+    pub const OPT: u16 = 41;
+    pub const DS: u16 = 43;
+    pub const RRSIG: u16 = 46;
+    pub const NSEC: u16 = 47;
+    pub const DNSKEY: u16 = 48;
+    pub const DHCID: u16 = 49;
+    pub const NSEC3: u16 = 50;
+    pub const TKEY: u16 = 249;
+    pub const TSIG: u16 = 250;
+    pub const IXFR: u16 = 251;
+    pub const AXFR: u16 = 252;
+    pub const MAILB: u16 = 253;
+    pub const MAILA: u16 = 254;
+    pub const ANY: u16 = 255;
+    pub const CAA: u16 = 257;
+}
+
+/// Type codes whose rdata has a structure the record checks know, beyond those in
+/// [`rtype`]. Names as in the IANA registry.
+pub mod rtype_more {
+    pub const MD: u16 = 3;
+    pub const MF: u16 = 4;
+    pub const MB: u16 = 7;
+    pub const MG: u16 = 8;
+    pub const MR: u16 = 9;
+    pub const WKS: u16 = 11;
+    pub const MINFO: u16 = 14;
+    pub const RP: u16 = 17;
+    pub const AFSDB: u16 = 18;
+    pub const X25: u16 = 19;
+    pub const ISDN: u16 = 20;
+    pub const RT: u16 = 21;
+    pub const SIG: u16 = 24;
+    pub const KEY: u16 = 25;
+    pub const NAPTR: u16 = 35;
+    pub const KX: u16 = 36;
+    pub const CERT: u16 = 37;
+    pub const SSHFP: u16 = 44;
+    pub const IPSECKEY: u16 = 45;
+    pub const NSEC3PARAM: u16 = 51;
+    pub const TLSA: u16 = 52;
+    pub const SMIMEA: u16 = 53;
+    pub const CDS: u16 = 59;
+    pub const CDNSKEY: u16 = 60;
+    pub const CSYNC: u16 = 62;
+    pub const ZONEMD: u16 = 63;
+    pub const SVCB: u16 = 64;
+    pub const HTTPS: u16 = 65;
+    pub const SPF: u16 = 99;
+    pub const EUI48: u16 = 108;
+    pub const EUI64: u16 = 109;
+    pub const URI: u16 = 256;
+}
+
+/// Class codes (RFC 1035 §3.2.4, RFC 2136 §1.3).
+pub mod class {
+    pub const IN: u16 = 1;
+    pub const CH: u16 = 3;
+    pub const HS: u16 = 4;
+    pub const NONE: u16 = 254;
+    pub const ANY: u16 = 255;
+}
+
+/// Response codes as bare numbers, including the EDNS extended BADVERS (RFC 6891 §6.1.3);
+/// the values come from [`Rcode`].
+pub mod rcode {
+    use super::Rcode;
+    pub const NOERROR: u16 = Rcode::NOERROR.to_u16();
+    pub const FORMERR: u16 = Rcode::FORMERR.to_u16();
+    pub const SERVFAIL: u16 = Rcode::SERVFAIL.to_u16();
+    pub const NXDOMAIN: u16 = Rcode::NXDOMAIN.to_u16();
+    pub const NOTIMP: u16 = Rcode::NOTIMP.to_u16();
+    pub const REFUSED: u16 = Rcode::REFUSED.to_u16();
+    pub const YXDOMAIN: u16 = Rcode::YXDOMAIN.to_u16();
+    pub const YXRRSET: u16 = Rcode::YXRRSET.to_u16();
+    pub const NXRRSET: u16 = Rcode::NXRRSET.to_u16();
+    pub const NOTAUTH: u16 = Rcode::NOTAUTH.to_u16();
+    pub const NOTZONE: u16 = Rcode::NOTZONE.to_u16();
+    pub const BADVERS: u16 = Rcode::BADVERS.to_u16();
+}
+
+/// Opcodes as bare numbers (RFC 1035, RFC 1996, RFC 2136); the values come from [`Opcode`].
+pub mod opcode {
+    use super::Opcode;
+    pub const QUERY: u8 = Opcode::QUERY.to_u8();
+    pub const NOTIFY: u8 = Opcode::NOTIFY.to_u8();
+    pub const UPDATE: u8 = Opcode::UPDATE.to_u8();
+}
+
+/// A record type (RFC 1035 §3.2.2, IANA registry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Rtype(pub u16);
+
+/// The one table of type mnemonics: (code, mnemonic, accepted in master-file text).
+/// Meta-types have a mnemonic for messages but are not record types a zone file can name.
+const RTYPES: &[(u16, &str, bool)] = &[
+    (rtype::A, "A", true),
+    (rtype::NS, "NS", true),
+    (rtype::CNAME, "CNAME", true),
+    (rtype::SOA, "SOA", true),
+    (rtype::PTR, "PTR", true),
+    (rtype::HINFO, "HINFO", true),
+    (rtype::MX, "MX", true),
+    (rtype::TXT, "TXT", true),
+    (rtype::AAAA, "AAAA", true),
+    (rtype::SRV, "SRV", true),
+    (rtype::DNAME, "DNAME", true),
+    (rtype::OPT, "OPT", false),
+    (rtype::DS, "DS", true),
+    (rtype::RRSIG, "RRSIG", true),
+    (rtype::NSEC, "NSEC", true),
+    (rtype::DNSKEY, "DNSKEY", true),
+    (rtype::DHCID, "DHCID", true),
+    (rtype::NSEC3, "NSEC3", true),
+    (rtype_more::SSHFP, "SSHFP", true),
+    (rtype_more::TLSA, "TLSA", true),
+    (rtype_more::SPF, "SPF", true),
+    (rtype::TKEY, "TKEY", false),
+    (rtype::TSIG, "TSIG", false),
+    (rtype::IXFR, "IXFR", true),
+    (rtype::AXFR, "AXFR", true),
+    (rtype::ANY, "ANY", true),
+    (rtype::CAA, "CAA", true),
+];
+
+impl Rtype {
+    pub const A: Rtype = Rtype(rtype::A);
+    pub const NS: Rtype = Rtype(rtype::NS);
+    pub const CNAME: Rtype = Rtype(rtype::CNAME);
+    pub const SOA: Rtype = Rtype(rtype::SOA);
+    pub const PTR: Rtype = Rtype(rtype::PTR);
+    pub const MX: Rtype = Rtype(rtype::MX);
+    pub const TXT: Rtype = Rtype(rtype::TXT);
+    pub const AAAA: Rtype = Rtype(rtype::AAAA);
+    pub const SRV: Rtype = Rtype(rtype::SRV);
+    pub const OPT: Rtype = Rtype(rtype::OPT);
+    pub const TSIG: Rtype = Rtype(rtype::TSIG);
+    pub const IXFR: Rtype = Rtype(rtype::IXFR);
+    pub const AXFR: Rtype = Rtype(rtype::AXFR);
+    pub const ANY: Rtype = Rtype(rtype::ANY);
+
+    pub const fn to_u16(self) -> u16 {
+        self.0
+    }
+
+    /// The registry mnemonic, when the table has one.
+    pub fn mnemonic(self) -> Option<&'static str> {
+        RTYPES.iter().find(|e| e.0 == self.0).map(|e| e.1)
+    }
+
+    /// A type written in master-file text: a mnemonic or `TYPEnnn` (RFC 3597 §5),
+    /// case-insensitive. Meta-types (OPT, TSIG, TKEY) are not record types and give `None`.
+    pub fn from_text(s: &str) -> Option<Rtype> {
+        if let Some(e) = RTYPES.iter().find(|e| e.2 && e.1.eq_ignore_ascii_case(s)) {
+            return Some(Rtype(e.0));
+        }
+        let digits = s.get(..4)?.eq_ignore_ascii_case("TYPE").then(|| &s[4..])?;
+        digits.parse().ok().map(Rtype)
+    }
+}
+
+impl fmt::Display for Rtype {
+    /// The mnemonic, or `TYPEnnn` (RFC 3597 §5).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.mnemonic() {
+            Some(m) => f.write_str(m),
+            None => write!(f, "TYPE{}", self.0),
+        }
+    }
+}
+
+impl From<u16> for Rtype {
+    fn from(t: u16) -> Rtype {
+        Rtype(t)
+    }
+}
+
+impl From<Rtype> for u16 {
+    fn from(t: Rtype) -> u16 {
+        t.0
+    }
+}
+
+/// A record class (RFC 1035 §3.2.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rclass(pub u16);
+
+/// The one table of class mnemonics: (code, mnemonic). `CHAOS` is read as CH too.
+const RCLASSES: &[(u16, &str)] = &[
+    (class::IN, "IN"),
+    (class::CH, "CH"),
+    (class::HS, "HS"),
+    (class::NONE, "NONE"),
+    (class::ANY, "ANY"),
+];
+
+impl Rclass {
+    pub const IN: Rclass = Rclass(class::IN);
+    pub const CH: Rclass = Rclass(class::CH);
+    pub const NONE: Rclass = Rclass(class::NONE);
+    pub const ANY: Rclass = Rclass(class::ANY);
+
+    pub const fn to_u16(self) -> u16 {
+        self.0
+    }
+
+    pub fn mnemonic(self) -> Option<&'static str> {
+        RCLASSES.iter().find(|e| e.0 == self.0).map(|e| e.1)
+    }
+
+    /// A class in master-file text: a mnemonic, `CHAOS`, or `CLASSnnn` (RFC 3597 §5).
+    pub fn from_text(s: &str) -> Option<Rclass> {
+        if s.eq_ignore_ascii_case("CHAOS") {
+            return Some(Rclass::CH);
+        }
+        if let Some(e) = RCLASSES.iter().find(|e| e.1.eq_ignore_ascii_case(s)) {
+            return Some(Rclass(e.0));
+        }
+        let digits = s.get(..5)?.eq_ignore_ascii_case("CLASS").then(|| &s[5..])?;
+        digits.parse().ok().map(Rclass)
+    }
+}
+
+impl fmt::Display for Rclass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.mnemonic() {
+            Some(m) => f.write_str(m),
+            None => write!(f, "CLASS{}", self.0),
+        }
+    }
+}
+
+impl From<u16> for Rclass {
+    fn from(c: u16) -> Rclass {
+        Rclass(c)
+    }
+}
+
+impl From<Rclass> for u16 {
+    fn from(c: Rclass) -> u16 {
+        c.0
+    }
+}
+
+/// A response code: the 4 header bits, extended to 12 by an OPT record (RFC 6891 §6.1.3),
+/// and the values of the TSIG Error field (RFC 8945 §3), which share the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rcode(pub u16);
+
+/// The one table of rcode mnemonics (IANA "DNS RCODEs"). 16 is BADVERS in an OPT record
+/// and BADSIG in a TSIG record (RFC 8945 §3): [`Rcode::tsig_mnemonic`] says which.
+const RCODES: &[(u16, &str)] = &[
+    (0, "NOERROR"),
+    (1, "FORMERR"),
+    (2, "SERVFAIL"),
+    (3, "NXDOMAIN"),
+    (4, "NOTIMP"),
+    (5, "REFUSED"),
+    (6, "YXDOMAIN"),
+    (7, "YXRRSET"),
+    (8, "NXRRSET"),
+    (9, "NOTAUTH"),
+    (10, "NOTZONE"),
+    (16, "BADVERS"),
+    (17, "BADKEY"),
+    (18, "BADTIME"),
+    (22, "BADTRUNC"),
+];
+
+impl Rcode {
+    pub const NOERROR: Rcode = Rcode(0);
+    pub const FORMERR: Rcode = Rcode(1);
+    pub const SERVFAIL: Rcode = Rcode(2);
+    pub const NXDOMAIN: Rcode = Rcode(3);
+    pub const NOTIMP: Rcode = Rcode(4);
+    pub const REFUSED: Rcode = Rcode(5);
+    pub const YXDOMAIN: Rcode = Rcode(6);
+    pub const YXRRSET: Rcode = Rcode(7);
+    pub const NXRRSET: Rcode = Rcode(8);
+    pub const NOTAUTH: Rcode = Rcode(9);
+    pub const NOTZONE: Rcode = Rcode(10);
+    pub const BADVERS: Rcode = Rcode(16);
+    /// TSIG Error field values (RFC 8945 §3).
+    pub const BADSIG: Rcode = Rcode(16);
+    pub const BADKEY: Rcode = Rcode(17);
+    pub const BADTIME: Rcode = Rcode(18);
+    pub const BADTRUNC: Rcode = Rcode(22);
+
+    pub const fn to_u16(self) -> u16 {
+        self.0
+    }
+
+    /// The mnemonic as a header or OPT rcode (16 is BADVERS).
+    pub fn mnemonic(self) -> Option<&'static str> {
+        RCODES.iter().find(|e| e.0 == self.0).map(|e| e.1)
+    }
+
+    /// The mnemonic as a TSIG Error field value, as `dig` and nsupdate print it (16 is
+    /// BADSIG).
+    pub fn tsig_mnemonic(self) -> Option<&'static str> {
+        if self == Rcode::BADSIG {
+            return Some("BADSIG");
+        }
+        self.mnemonic()
+    }
+}
+
+impl fmt::Display for Rcode {
+    /// The mnemonic, or `rcode N` for a code the table does not name.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.mnemonic() {
+            Some(m) => f.write_str(m),
+            None => write!(f, "rcode {}", self.0),
+        }
+    }
+}
+
+impl From<u16> for Rcode {
+    fn from(c: u16) -> Rcode {
+        Rcode(c)
+    }
+}
+
+impl From<Rcode> for u16 {
+    fn from(c: Rcode) -> u16 {
+        c.0
+    }
+}
+
+/// A message's opcode (the 4 header bits after QR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Opcode(pub u8);
+
+/// The one table of opcode mnemonics (IANA "DNS OpCodes").
+const OPCODES: &[(u8, &str)] = &[
+    (0, "QUERY"),
+    (1, "IQUERY"),
+    (2, "STATUS"),
+    (4, "NOTIFY"),
+    (5, "UPDATE"),
+];
+
+impl Opcode {
+    pub const QUERY: Opcode = Opcode(0);
+    pub const NOTIFY: Opcode = Opcode(4);
+    pub const UPDATE: Opcode = Opcode(5);
+
+    pub const fn to_u8(self) -> u8 {
+        self.0
+    }
+
+    pub fn mnemonic(self) -> Option<&'static str> {
+        OPCODES.iter().find(|e| e.0 == self.0).map(|e| e.1)
+    }
+}
+
+impl fmt::Display for Opcode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.mnemonic() {
+            Some(m) => f.write_str(m),
+            None => write!(f, "opcode {}", self.0),
+        }
+    }
+}
+
+impl From<u8> for Opcode {
+    fn from(o: u8) -> Opcode {
+        Opcode(o & 0xf)
+    }
+}
+
+/// Where the embedded names of a type's rdata sit, for compression and additional-section
+/// processing on output. Only the types RFC 3597 §4 allows to be compressed are listed.
+pub enum RdataNames {
+    /// The rdata is one name (NS, CNAME, PTR).
+    Whole,
+    /// A 2-byte preference then a name (MX).
+    AfterU16,
+    /// Two names then 20 bytes (SOA).
+    Soa,
+    /// No compressible names.
+    None,
+}
+
+/// How names in rdata of type `t` may be compressed on output.
+pub fn rdata_names(t: u16) -> RdataNames {
+    match t {
+        rtype::NS | rtype::CNAME | rtype::PTR => RdataNames::Whole,
+        rtype::MX => RdataNames::AfterU16,
+        rtype::SOA => RdataNames::Soa,
+        _ => RdataNames::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_round_trip() {
+        for &(t, m, text) in RTYPES {
+            assert_eq!(Rtype(t).to_string(), m);
+            assert_eq!(Rtype::from_text(m), text.then_some(Rtype(t)), "{m}");
+            assert_eq!(
+                Rtype::from_text(&m.to_lowercase()),
+                text.then_some(Rtype(t))
+            );
+        }
+        assert_eq!(Rtype(65280).to_string(), "TYPE65280");
+        assert_eq!(Rtype::from_text("type65280"), Some(Rtype(65280)));
+        assert_eq!(Rtype::from_text("TYPE"), None);
+        assert_eq!(Rtype::from_text("TYP"), None);
+        assert_eq!(Rtype::from_text("OPT"), None);
+        for &(c, m) in RCLASSES {
+            assert_eq!(Rclass::from_text(m), Some(Rclass(c)));
+            assert_eq!(Rclass(c).to_string(), m);
+        }
+        assert_eq!(Rclass::from_text("chaos"), Some(Rclass::CH));
+        assert_eq!(Rclass::from_text("CLASS32"), Some(Rclass(32)));
+        assert_eq!(Rclass(32).to_string(), "CLASS32");
+        assert_eq!(Rcode::NOTAUTH.to_string(), "NOTAUTH");
+        assert_eq!(Rcode(11).to_string(), "rcode 11");
+        assert_eq!(Rcode(16).to_string(), "BADVERS");
+        assert_eq!(Rcode(16).tsig_mnemonic(), Some("BADSIG"));
+        assert_eq!(Opcode::from(0x14).to_string(), "NOTIFY");
+        assert_eq!(opcode::UPDATE, 5);
+        assert_eq!(rcode::NOTZONE, 10);
+    }
+}
