@@ -3,9 +3,10 @@
 //! Whoever publishes a new version of a zone records its changeset here *before* the
 //! version becomes visible, so a secondary that sees the new serial (in a NOTIFY or an SOA
 //! query) always finds the change: the zones that take dynamic updates record the
-//! changesets they journal, and start from the journal's history after a restart. Zones
-//! changed only by reloads and transfers are recorded by [`crate::xfr`]'s watcher, which
-//! diffs successive snapshots.
+//! changesets they journal, and start from the journal's history after a restart; secondary
+//! zones record each refresh's change and journal it too ([`crate::secondary`]). Zones
+//! changed only by reloads are recorded by [`crate::xfr`]'s watcher, which diffs
+//! successive snapshots.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -104,6 +105,14 @@ impl History {
         {
             h.clear();
         }
+    }
+
+    /// Every changeset kept for `origin`, oldest first.
+    pub fn changesets(&self, origin: &Name) -> Vec<Arc<Changeset>> {
+        let zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        zones
+            .get(&origin.to_lowercase())
+            .map_or_else(Vec::new, |h| h.iter().cloned().collect())
     }
 
     /// The changesets from `serial` to `current`, if the history reaches that far back.

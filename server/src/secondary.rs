@@ -29,9 +29,13 @@
 //! NOTIFY in is answered by [`crate::notify`], which pokes the zone's task through
 //! [`Secondaries::notified`].
 //!
-//! Limitations: one primary per zone; the SOA query goes over TCP only; the saved copy
-//! keeps no IXFR history, so the first refresh after a restart that needs changes asks
-//! for them from the saved serial like any other.
+//! IXFR out: each refresh records its change (the difference between the copy served
+//! before and the new one) in the IXFR history and appends it to `<zone>.journal` in the
+//! state directory before the new copy is served, so a further secondary gets the change
+//! incrementally at once, and after a restart (the journal, cut to what leads to the
+//! saved copy, starts the history again).
+//!
+//! Limitations: one primary per zone; the SOA query goes over TCP only.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -45,6 +49,8 @@ use tokio::net::TcpStream;
 
 use crate::catalog::Catalog;
 use crate::changeset::Changeset;
+use crate::history::History;
+use crate::journal::Journal;
 use crate::name::Name;
 use crate::proto::reader::{Header, Reader};
 use crate::proto::types::Rcode;
@@ -146,6 +152,8 @@ struct State {
     timers: Option<Timers>,
     /// Unix time of the last good refresh.
     refreshed: Option<u64>,
+    /// Changesets in the journal file.
+    journaled: usize,
 }
 
 /// One secondary zone.
@@ -160,6 +168,10 @@ pub struct SecondaryZone {
     state: Mutex<State>,
     /// Expired, or never loaded: answered SERVFAIL.
     unavailable: AtomicBool,
+    /// The changes of each refresh, in `<state-dir>/<zone>.journal`: the IXFR history this
+    /// zone serves to further secondaries, also after a restart (`None` when it cannot be
+    /// opened: the history is then kept in memory only).
+    journal: Option<Journal>,
 }
 
 impl SecondaryZone {
@@ -193,6 +205,7 @@ impl Secondaries {
         state_dir: &Path,
         catalog: &Arc<ArcSwap<Catalog>>,
         metrics: &XfrMetrics,
+        history: &History,
     ) -> Result<Secondaries, SecondaryError> {
         if !specs.is_empty() {
             std::fs::create_dir_all(state_dir).map_err(|source| SecondaryError::StateDir {
@@ -212,6 +225,7 @@ impl Secondaries {
                 full: AtomicBool::new(false),
                 state: Mutex::new(State::default()),
                 unavailable: AtomicBool::new(true),
+                journal: None,
             };
             if z.file.exists() {
                 match load_saved(&z.file, &spec.origin) {
@@ -247,6 +261,13 @@ impl Secondaries {
                         z.file.display()
                     ),
                 }
+            }
+            let mut z = z;
+            let serial = z.lock().serial;
+            if let Some((journal, in_file)) = open_history(state_dir, &spec.origin, serial, history)
+            {
+                z.journal = Some(journal);
+                z.lock().journaled = in_file;
             }
             zones.push(Arc::new(z));
         }
@@ -491,6 +512,7 @@ async fn refresh(zone: &SecondaryZone, transfers: &Transfers) -> Result<(), Refr
     let serial = built.serial();
     let timers = Timers::of(&built.soa);
     let built = Arc::new(built);
+    record_change(zone, transfers, current.clone(), &built).await;
     transfers.catalog().rcu(|c| {
         let mut next = (**c).clone();
         next.insert(built.clone());
@@ -518,6 +540,81 @@ async fn refresh(zone: &SecondaryZone, transfers: &Transfers) -> Result<(), Refr
         );
     }
     Ok(())
+}
+
+/// Opens `origin`'s journal and starts its IXFR history with the changes that lead to the
+/// saved copy's `serial` (a journal ahead of the copy, cut off by a crash, is not used).
+fn open_history(
+    state_dir: &Path,
+    origin: &Name,
+    serial: Option<u32>,
+    history: &History,
+) -> Option<(Journal, usize)> {
+    let (journal, recovery) = match Journal::open(state_dir, origin) {
+        Ok(opened) => opened,
+        Err(e) => {
+            tracing::warn!(zone = %origin, "the IXFR history of the secondary zone is kept in memory only: {e}");
+            history.reset(origin, []);
+            return None;
+        }
+    };
+    let mut chain = recovery.changesets;
+    let in_file = chain.len();
+    let end = serial.and_then(|s| chain.iter().rposition(|c| c.to_serial == s));
+    chain.truncate(end.map_or(0, |i| i + 1));
+    history.reset(origin, chain);
+    Some((journal, in_file))
+}
+
+/// Records the change from `old` to `new` in the zone's history and journal before `new`
+/// is served, so that a further secondary asking IXFR the moment it sees the new serial
+/// gets it incrementally (also after our restart). A copy with no predecessor, or one
+/// whose serial did not move forward, starts the history anew.
+async fn record_change(
+    zone: &SecondaryZone,
+    transfers: &Transfers,
+    old: Option<Arc<Zone>>,
+    new: &Arc<Zone>,
+) {
+    let origin = &zone.spec.origin;
+    let history = transfers.history();
+    let cs = match old {
+        Some(old) if serial_gt(new.serial(), old.serial()) => {
+            let new = new.clone();
+            tokio::task::spawn_blocking(move || crate::xfr::diff(&old, &new))
+                .await
+                .ok()
+        }
+        _ => None,
+    };
+    let Some(cs) = cs else {
+        history.forget(origin);
+        if let Some(j) = &zone.journal {
+            if j.rewrite(&[]).await.is_ok() {
+                zone.lock().journaled = 0;
+            }
+        }
+        return;
+    };
+    history.record_change(origin, Some(cs.clone()), new.record_count);
+    let Some(j) = &zone.journal else {
+        return;
+    };
+    let kept = history.changesets(origin);
+    let journaled = zone.lock().journaled;
+    let written = if journaled >= 2 * kept.len().max(1) {
+        // Bounded like the history: rewritten with what it keeps.
+        let keep: Vec<Changeset> = kept.iter().map(|c| (**c).clone()).collect();
+        j.rewrite(&keep).await.map(|()| kept.len())
+    } else {
+        j.append(&cs).await.map(|()| journaled + 1)
+    };
+    if let Ok(n) = written {
+        zone.lock().journaled = n;
+    }
+    if let Err(e) = written {
+        tracing::warn!(zone = %origin, "the secondary zone's IXFR history is not saved ({e}); after a restart its first IXFR answers are full transfers");
+    }
 }
 
 /// Marks the copy as confirmed current now (and the saved file with it).

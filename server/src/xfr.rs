@@ -1026,6 +1026,7 @@ impl Transfers {
             state_dir,
             &catalog,
             &metrics,
+            &history,
         )?;
         let t = Transfers {
             acl: config.allow.iter().cloned().collect(),
@@ -1363,6 +1364,11 @@ impl Transfers {
     }
 
     /// The catalog the transfers serve from.
+    /// The IXFR history every zone's publisher records into.
+    pub(crate) fn history(&self) -> &History {
+        &self.history
+    }
+
     pub fn catalog(&self) -> &Arc<ArcSwap<Catalog>> {
         &self.catalog
     }

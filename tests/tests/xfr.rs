@@ -623,6 +623,9 @@ fn musterd_is_a_secondary_of_knot() {
         "+short",
     ]);
     assert_eq!(a.trim(), "10.0.0.3");
+    // Handed on incrementally to a further secondary at once: the refresh recorded the
+    // change before serving serial 5.
+    assert_incremental_from_1(&transfer(m.addr, "k.test.", "IXFR=1", false));
     let maddr: SocketAddr = format!("127.0.0.1:{metrics}").parse().unwrap();
     // The gauges follow within the watcher's 100 ms poll.
     wait_for(
@@ -639,6 +642,8 @@ fn musterd_is_a_secondary_of_knot() {
     knot.stop();
     let m = Musterd::start_with_args(&args);
     assert_eq!(serial(m.addr, "k.test."), Some(5), "{}", m.log_text());
+    // The history came back from the zone's journal.
+    assert_incremental_from_1(&transfer(m.addr, "k.test.", "IXFR=1", false));
     // Past EXPIRE (10 s after the last good refresh): SERVFAIL with EDE 22.
     wait_for("k.test. expires", Duration::from_secs(20), || {
         dig(&[
@@ -658,6 +663,23 @@ fn musterd_is_a_secondary_of_knot() {
         "A",
     ]);
     assert!(out.contains("EDE: 22"), "{out}");
+}
+
+/// An incremental IXFR answer from serial 1 to 5 that adds m3 (RFC 1995 §4: new SOA, old
+/// SOA, removals, new SOA, additions, new SOA), not the whole zone.
+fn assert_incremental_from_1(lines: &[String]) {
+    let field = |i: usize, f: usize| {
+        lines
+            .get(i)
+            .and_then(|l| l.split(' ').nth(f).map(str::to_string))
+    };
+    assert_eq!(field(1, 3).as_deref(), Some("soa"), "{lines:#?}");
+    assert_eq!(field(1, 6).as_deref(), Some("1"), "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("m3.k.test.")),
+        "{lines:#?}"
+    );
+    assert_eq!(lines.len(), 5, "{lines:#?}");
 }
 
 /// Row 35: transfers taken while the zone keeps changing are each one version: the
