@@ -14,17 +14,31 @@ use std::sync::{Arc, Mutex};
 use crate::changeset::Changeset;
 use crate::name::Name;
 
+/// About the octets a changeset's records take in an IXFR answer (uncompressed).
+fn octets(cs: &Changeset) -> usize {
+    cs.removed
+        .iter()
+        .chain(&cs.added)
+        .map(|r| r.owner.wire_len() + 10 + r.rdata.len())
+        .sum()
+}
+
 /// RFC 1982 §3.2: `a` is greater than `b` in serial number arithmetic.
 fn serial_gt(a: u32, b: u32) -> bool {
     a != b && a.wrapping_sub(b) < 0x8000_0000
 }
+
+/// The changesets kept for each zone, oldest first, with the octets each holds.
+type Changes = VecDeque<(Arc<Changeset>, usize)>;
 
 /// The changesets kept for each zone, oldest first.
 #[derive(Debug)]
 pub struct History {
     /// How many changesets are kept per zone (`ixfr_history`).
     keep: usize,
-    zones: Mutex<HashMap<Name, VecDeque<Arc<Changeset>>>>,
+    /// How many octets of records they may hold per zone (`ixfr_history_bytes`).
+    max_bytes: usize,
+    zones: Mutex<HashMap<Name, Changes>>,
     /// Zones whose publisher records their changes itself (see the module docs).
     owned: Mutex<HashSet<Name>>,
 }
@@ -32,8 +46,15 @@ pub struct History {
 impl History {
     /// An empty history keeping the last `keep` changesets of each zone.
     pub fn new(keep: usize) -> History {
+        History::bounded(keep, usize::MAX)
+    }
+
+    /// An empty history keeping the last `keep` changesets of each zone, and fewer when
+    /// they would hold more than `max_bytes` octets of records.
+    pub fn bounded(keep: usize, max_bytes: usize) -> History {
         History {
             keep,
+            max_bytes,
             zones: Mutex::default(),
             owned: Mutex::default(),
         }
@@ -73,13 +94,15 @@ impl History {
             return;
         }
         if h.back()
-            .is_some_and(|last| last.to_serial != cs.from_serial)
+            .is_some_and(|(last, _)| last.to_serial != cs.from_serial)
         {
             h.clear();
         }
-        h.push_back(Arc::new(cs));
-        while h.len() > self.keep {
-            h.pop_front();
+        let size = octets(&cs);
+        h.push_back((Arc::new(cs), size));
+        let mut total: usize = h.iter().map(|(_, n)| n).sum();
+        while h.len() > self.keep || (total > self.max_bytes && h.len() > 1) {
+            total -= h.pop_front().map_or(0, |(_, n)| n);
         }
     }
 
@@ -112,16 +135,64 @@ impl History {
         let zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
         zones
             .get(&origin.to_lowercase())
-            .map_or_else(Vec::new, |h| h.iter().cloned().collect())
+            .map_or_else(Vec::new, |h| h.iter().map(|(cs, _)| cs.clone()).collect())
     }
 
     /// The changesets from `serial` to `current`, if the history reaches that far back.
     pub fn since(&self, origin: &Name, serial: u32, current: u32) -> Option<Vec<Arc<Changeset>>> {
         let zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
         let h = zones.get(&origin.to_lowercase())?;
-        let start = h.iter().position(|cs| cs.from_serial == serial)?;
-        let chain: Vec<Arc<Changeset>> = h.iter().skip(start).cloned().collect();
+        let start = h.iter().position(|(cs, _)| cs.from_serial == serial)?;
+        let chain: Vec<Arc<Changeset>> = h.iter().skip(start).map(|(cs, _)| cs.clone()).collect();
         let chained = chain.windows(2).all(|w| w[0].to_serial == w[1].from_serial);
         (chained && chain.last()?.to_serial == current).then_some(chain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rr::{rtype, Record};
+
+    fn change(from: u32, records: usize) -> Changeset {
+        let rec = |i: usize| {
+            crate::testutil::record(&format!("n{i}.h.test."), rtype::A, 60, vec![10, 0, 0, 1])
+        };
+        let soa =
+            |s: u32| crate::testutil::record("h.test.", rtype::SOA, 60, s.to_be_bytes().to_vec());
+        Changeset {
+            from_serial: from,
+            to_serial: from + 1,
+            removed: vec![soa(from)],
+            added: std::iter::once(soa(from + 1))
+                .chain((0..records).map(rec))
+                .collect::<Vec<Record>>(),
+        }
+    }
+
+    /// The history holds at most `keep` changesets and, oldest first dropped, no more
+    /// octets than allowed; the newest stays even when it alone is larger.
+    #[test]
+    fn the_history_is_bounded_by_count_and_octets() {
+        let origin = Name::parse("h.test.", None).unwrap();
+        let one = octets(&change(1, 10));
+        let h = History::bounded(5, 3 * one);
+        for s in 1..=8 {
+            h.record(&origin, change(s, 10));
+        }
+        let kept: Vec<u32> = h
+            .changesets(&origin)
+            .iter()
+            .map(|c| c.from_serial)
+            .collect();
+        assert_eq!(kept, vec![6, 7, 8]);
+        assert!(h.since(&origin, 6, 9).is_some() && h.since(&origin, 5, 9).is_none());
+        h.record(&origin, change(9, 1000));
+        assert_eq!(h.changesets(&origin).len(), 1, "the newest stays alone");
+        let h = History::new(5);
+        for s in 1..=8 {
+            h.record(&origin, change(s, 10));
+        }
+        assert_eq!(h.changesets(&origin).len(), 5);
     }
 }

@@ -63,7 +63,10 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
         .map_err(ServeError::Load)?;
     // The changes IXFR serves: recorded by whoever publishes a version, before it is
     // visible.
-    let history = Arc::new(crate::history::History::new(config.transfer.ixfr_history));
+    let history = Arc::new(crate::history::History::bounded(
+        config.transfer.ixfr_history,
+        config.transfer.ixfr_history_bytes,
+    ));
     // The TSIG keys, read again on every reload.
     let keys: crate::dynamic::SharedKeys =
         Arc::new(arc_swap::ArcSwap::new(config.updates.keys.clone()));

@@ -161,6 +161,7 @@ pub struct FileTransfer {
     pub notify_retries: Option<u32>,
     pub notify_timeout: Option<String>,
     pub ixfr_history: Option<usize>,
+    pub ixfr_history_bytes: Option<usize>,
     pub in_max_bytes: Option<u64>,
     pub in_max_records: Option<usize>,
     /// `[[transfer.secondary]]`: zones pulled from a primary.
@@ -271,6 +272,8 @@ pub struct TransferConfig {
     pub notify_timeout: Duration,
     /// Changesets kept per zone for IXFR.
     pub ixfr_history: usize,
+    /// Octets of records those changesets may hold per zone.
+    pub ixfr_history_bytes: usize,
     /// Bounds on incoming transfers.
     pub in_limits: InLimits,
 }
@@ -284,6 +287,7 @@ impl Default for TransferConfig {
             notify_retries: 5,
             notify_timeout: Duration::from_secs(1),
             ixfr_history: 100,
+            ixfr_history_bytes: 16 << 20,
             in_limits: InLimits::default(),
         }
     }
@@ -391,6 +395,7 @@ pub fn resolve(
     let mut cfg = TransferConfig {
         notify_retries: file.notify_retries.unwrap_or(d.notify_retries),
         ixfr_history: file.ixfr_history.unwrap_or(d.ixfr_history),
+        ixfr_history_bytes: file.ixfr_history_bytes.unwrap_or(d.ixfr_history_bytes),
         ..d
     };
     if let Some(t) = &file.notify_timeout {
