@@ -60,6 +60,8 @@ pub struct Compressor {
     entries: Vec<(u16, u8)>,
     /// Hash of a suffix folded to lower case -> offset of the first entry with that hash.
     index: Option<HashMap<u64, u16, BuildHasherDefault<KeyHasher>>>,
+    /// With the index: where the last owner name can be read, and its length.
+    last_owner: Option<(u16, u8)>,
 }
 
 /// The index's keys are hashes already ([`suffix_key`]): used as they are.
@@ -86,6 +88,7 @@ impl Compressor {
         Compressor {
             entries: Vec::new(),
             index: Some(HashMap::default()),
+            last_owner: None,
         }
     }
 
@@ -95,6 +98,7 @@ impl Compressor {
         if let Some(i) = &mut self.index {
             i.clear();
         }
+        self.last_owner = None;
     }
 
     /// Forgets the names at or after offset `end` of the message.
@@ -104,6 +108,7 @@ impl Compressor {
             // Each key maps to its first offset; the bytes before `end` are unchanged.
             i.retain(|_, off| (*off as usize) < end);
         }
+        self.last_owner = self.last_owner.filter(|&(off, _)| (off as usize) < end);
     }
 }
 
@@ -531,6 +536,17 @@ impl<'b> MessageBuilder<'b> {
     /// after the question. That also makes the bytes after the question independent of the
     /// query's case, which the precompiled answers rely on.
     fn name(&mut self, name: &[u8], exact: bool) {
+        // Indexed (transfer) messages: the records of an RRset follow each other, so an
+        // owner is most often the previous one, compared without hashing.
+        let indexed = self.comp.index.is_some() && !exact;
+        if indexed {
+            if let Some((off, len)) = self.comp.last_owner {
+                if len as usize == name.len() && self.equals_at(off as usize, name, false) {
+                    self.buf.extend_from_slice(&(0xc000 | off).to_be_bytes());
+                    return;
+                }
+            }
+        }
         let mut i = 0;
         while i < name.len() && name[i] != 0 {
             let suffix = &name[i..];
@@ -539,6 +555,11 @@ impl<'b> MessageBuilder<'b> {
                 self.buf.extend_from_slice(&name[..i]);
                 self.remember_prefix(start, name, i);
                 self.buf.extend_from_slice(&(0xc000 | off).to_be_bytes());
+                if indexed {
+                    // Where the whole name can be read from.
+                    let at = if i == 0 { off as usize } else { start };
+                    self.comp.last_owner = (at < 0x3fff).then_some((at as u16, name.len() as u8));
+                }
                 return;
             }
             i += 1 + name[i] as usize;
@@ -546,6 +567,9 @@ impl<'b> MessageBuilder<'b> {
         let start = self.buf.len();
         self.buf.extend_from_slice(name);
         self.remember(start, name);
+        if indexed {
+            self.comp.last_owner = (start < 0x3fff).then_some((start as u16, name.len() as u8));
+        }
     }
 
     /// Records every suffix of a name written uncompressed at `start`.
