@@ -29,6 +29,9 @@
 //! NOTIFY in is answered by [`crate::notify`], which pokes the zone's task through
 //! [`Secondaries::notified`].
 //!
+//! An incremental transfer patches the served copy with the names its changes touched
+//! ([`Zone::patch`], as a dynamic update does); a full transfer is built anew.
+//!
 //! IXFR out: each refresh records its change (the difference between the copy served
 //! before and the new one) in the IXFR history and appends it to `<zone>.journal` in the
 //! state directory before the new copy is served, so a further secondary gets the change
@@ -37,6 +40,7 @@
 //!
 //! Limitations: one primary per zone; the SOA query goes over TCP only.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,7 +62,7 @@ use crate::rr::{class, rtype, Record, Soa};
 use crate::tsig::{self, Key, KeyRing, StreamVerifier};
 use crate::wire::{opcode, rcode, Compressor, Ede, Query, Section, Writer};
 use crate::xfr::{serial_gt, InLimits, SecondarySpec, Transfers, XfrMetrics};
-use crate::zone::Zone;
+use crate::zone::{NameContent, SetContent, Zone};
 
 /// RFC 8914 §4.23: "No Reachable Authority".
 pub const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;
@@ -482,28 +486,38 @@ async fn refresh(zone: &SecondaryZone, transfers: &Transfers) -> Result<(), Refr
             return Ok(());
         }
     }
-    let (records, kind) = match &current {
+    let (records, touched, kind) = match &current {
         Some(cur) => match ixfr(zone, cur).await {
-            Ok(Some(records)) => (records, 1),
-            Ok(None) => (axfr(zone).await?, 0),
+            Ok(Some((records, touched))) => (records, touched, 1),
+            Ok(None) => (axfr(zone).await?, BTreeSet::new(), 0),
             Err(e) => {
                 tracing::info!(zone = %origin, "IXFR failed ({e}); asking for AXFR");
-                (axfr(zone).await?, 0)
+                (axfr(zone).await?, BTreeSet::new(), 0)
             }
         },
-        None => (axfr(zone).await?, 0),
+        None => (axfr(zone).await?, BTreeSet::new(), 0),
     };
-    let (built, warnings) = Zone::build(origin, records.clone()).map_err(|e| {
-        RefreshError::Invalid(
-            e.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
-    for w in warnings {
-        tracing::debug!(zone = %origin, "{}", w.message);
-    }
+    // An incremental change patches the served copy, as an update does; the rest is built.
+    let built = match current
+        .as_deref()
+        .and_then(|cur| patched(cur, &records, &touched))
+    {
+        Some(z) => z,
+        None => {
+            let (built, warnings) = Zone::build(origin, records.clone()).map_err(|e| {
+                RefreshError::Invalid(
+                    e.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
+            for w in warnings {
+                tracing::debug!(zone = %origin, "{}", w.message);
+            }
+            built
+        }
+    };
     let text = zone_text(origin, zone.spec.primary, &records);
     let file = zone.file.clone();
     tokio::task::spawn_blocking(move || crate::journal::write_atomically(&file, text.as_bytes()))
@@ -511,6 +525,7 @@ async fn refresh(zone: &SecondaryZone, transfers: &Transfers) -> Result<(), Refr
         .map_err(|e| RefreshError::Apply(format!("saving task: {e}")))??;
     let serial = built.serial();
     let timers = Timers::of(&built.soa);
+    let patched = built.is_patched();
     let built = Arc::new(built);
     record_change(zone, transfers, current.clone(), &built).await;
     transfers.catalog().rcu(|c| {
@@ -527,7 +542,7 @@ async fn refresh(zone: &SecondaryZone, transfers: &Transfers) -> Result<(), Refr
     transfers.metrics.inbound[kind].fetch_add(1, Ordering::Relaxed);
     transfers.metrics.set_refreshed(origin, unix_now());
     update_expiry(zone, transfers);
-    tracing::info!(zone = %origin, serial, from = ours, kind = ["axfr", "ixfr"][kind], records = records.len(), "secondary zone refreshed");
+    tracing::info!(zone = %origin, serial, from = ours, kind = ["axfr", "ixfr"][kind], records = records.len(), patched, "secondary zone refreshed");
     // Precompiled answers, as for a reload.
     let catalog = transfers.catalog().load();
     if let Some(z) = catalog.get(origin).cloned() {
@@ -638,8 +653,13 @@ async fn axfr(zone: &SecondaryZone) -> Result<Vec<Record>, RefreshError> {
     Ok(records)
 }
 
-/// The zone after an IXFR from `current`; `None` when the primary sent only its SOA.
-async fn ixfr(zone: &SecondaryZone, current: &Zone) -> Result<Option<Vec<Record>>, RefreshError> {
+/// The zone after an IXFR from `current`, and the names its changes touched (lower-cased;
+/// empty when the primary answered with the whole zone); `None` when the primary sent only
+/// its SOA.
+async fn ixfr(
+    zone: &SecondaryZone,
+    current: &Zone,
+) -> Result<Option<(Vec<Record>, BTreeSet<Name>)>, RefreshError> {
     let ours = crate::xfr::soa_record(current);
     let records = exchange(zone, rtype::IXFR, Some(&ours)).await?;
     if records.len() < 2 {
@@ -649,14 +669,64 @@ async fn ixfr(zone: &SecondaryZone, current: &Zone) -> Result<Option<Vec<Record>
     if !incremental {
         let mut all = records;
         all.pop();
-        return Ok(Some(all));
+        return Ok(Some((all, BTreeSet::new())));
     }
     let changes = split_changesets(&records)?;
     let mut data = crate::xfr::zone_records(current);
     for cs in &changes {
         apply(&mut data, cs)?;
     }
-    Ok(Some(data))
+    let touched = changes
+        .iter()
+        .flat_map(|cs| cs.removed.iter().chain(&cs.added))
+        .map(|r| r.owner.to_lowercase())
+        .collect();
+    Ok(Some((data, touched)))
+}
+
+/// The next version after an incremental transfer: `current` patched with what each of
+/// the `touched` names holds in `records` (the zone after the transfer), as the build
+/// would take them (duplicates dropped, an RRset's lowest TTL). `None` when the change
+/// cannot be patched (the caller builds the zone from `records`).
+fn patched(current: &Zone, records: &[Record], touched: &BTreeSet<Name>) -> Option<Zone> {
+    if touched.is_empty() {
+        return None;
+    }
+    // name -> (owner as written, type -> (TTL, rdatas in order))
+    type Sets = BTreeMap<u16, (u32, Vec<Box<[u8]>>)>;
+    let mut names: BTreeMap<Name, (Name, Sets)> = touched
+        .iter()
+        .map(|k| (k.clone(), (k.clone(), Sets::new())))
+        .collect();
+    for r in records {
+        let key = r.owner.to_lowercase();
+        let Some((owner, sets)) = names.get_mut(&key) else {
+            continue;
+        };
+        if sets.is_empty() {
+            *owner = r.owner.clone();
+        }
+        let (ttl, rdatas) = sets.entry(r.rtype).or_insert((r.ttl, Vec::new()));
+        *ttl = (*ttl).min(r.ttl);
+        if !rdatas.iter().any(|d| **d == *r.rdata) {
+            rdatas.push(r.rdata.clone().into_boxed_slice());
+        }
+    }
+    let contents: Vec<NameContent<'_>> = names
+        .values()
+        .map(|(owner, sets)| NameContent {
+            owner,
+            sets: sets
+                .iter()
+                .map(|(&rtype, (ttl, rdatas))| SetContent {
+                    rtype,
+                    ttl: *ttl,
+                    rdatas,
+                })
+                .collect(),
+        })
+        .collect();
+    current.patch(&contents, records.len()).ok()
 }
 
 /// Cuts an incremental IXFR answer into its changesets (RFC 1995 §4).

@@ -623,6 +623,8 @@ fn musterd_is_a_secondary_of_knot() {
         "+short",
     ]);
     assert_eq!(a.trim(), "10.0.0.3");
+    // The incremental change patched the served copy (as an update does).
+    assert!(m.log_text().contains("patched=true"), "{}", m.log_text());
     // Handed on incrementally to a further secondary at once: the refresh recorded the
     // change before serving serial 5.
     assert_incremental_from_1(&transfer(m.addr, "k.test.", "IXFR=1", false));
