@@ -11,10 +11,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::answer::AnswerConfig;
+
+pub mod update;
 use crate::name::Name;
 
 /// The commented template shipped as `deploy/musterd.toml`.
-pub const TEMPLATE: &str = include_str!("../../deploy/musterd.toml");
+pub const TEMPLATE: &str = include_str!("../../../deploy/musterd.toml");
 
 /// Where the built-in example zone is served when no zone is configured.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
@@ -53,7 +55,7 @@ pub struct ServerConfig {
     /// The etcd discovery service; `None` when it is off.
     pub discovery: Option<crate::discovery::DiscoveryConfig>,
     /// TSIG keys, update policies, journals ([`crate::dynamic`]).
-    pub updates: crate::dynamic::UpdateConfig,
+    pub updates: update::UpdateConfig,
     /// Zone transfer, NOTIFY and secondary zones ([`crate::xfr`]).
     pub transfer: crate::xfr::TransferConfig,
 }
@@ -108,7 +110,7 @@ pub enum ConfigError {
     #[error(transparent)]
     Discovery(#[from] crate::discovery::ConfigError),
     #[error(transparent)]
-    Update(#[from] crate::dynamic::ConfigError),
+    Update(#[from] update::ConfigError),
     #[error(transparent)]
     Transfer(#[from] crate::xfr::ConfigError),
 }
@@ -137,8 +139,8 @@ pub struct FileConfig {
     pub transfer: Option<crate::xfr::FileTransfer>,
     pub state_dir: Option<PathBuf>,
     pub key_files: Option<Vec<PathBuf>>,
-    pub key: Option<Vec<crate::dynamic::FileKey>>,
-    pub update: Option<crate::dynamic::FileUpdate>,
+    pub key: Option<Vec<update::FileKey>>,
+    pub update: Option<update::FileUpdate>,
 }
 
 /// A `[[zone]]` table.
@@ -154,7 +156,7 @@ pub struct FileZone {
     /// Keys that may change anything in the zone (dynamic update).
     pub allow_update: Option<Vec<String>>,
     /// `[[zone.update_policy]]`: finer-grained grants.
-    pub update_policy: Option<Vec<crate::dynamic::FileGrant>>,
+    pub update_policy: Option<Vec<update::FileGrant>>,
 }
 
 /// Flag values that override the file (`None`/empty = not given).
@@ -270,7 +272,7 @@ pub fn resolve(
 ) -> Result<ServerConfig, ConfigError> {
     let defaults = AnswerConfig::default();
     let mut zones = Vec::new();
-    let mut update_sources = crate::dynamic::Sources::default();
+    let mut update_sources = update::Sources::default();
     if flags.zones.is_empty() {
         for z in file.zone.unwrap_or_default() {
             let path = match file_dir {
@@ -374,11 +376,9 @@ pub fn resolve(
     update_sources.keys = file.key.unwrap_or_default();
     update_sources.update = file.update.unwrap_or_default();
     for a in &flags.allow_update {
-        update_sources
-            .allow
-            .push(crate::dynamic::parse_allow_flag(a)?);
+        update_sources.allow.push(update::parse_allow_flag(a)?);
     }
-    let updates = crate::dynamic::resolve(update_sources, &zones, file_dir)?;
+    let updates = update::resolve(update_sources, &zones, file_dir)?;
     transfer.check_keys(&updates.keys)?;
     Ok(ServerConfig {
         listen,
