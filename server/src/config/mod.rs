@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::answer::AnswerConfig;
 
+pub mod transfer;
 pub mod update;
 use crate::name::Name;
 
@@ -57,7 +58,7 @@ pub struct ServerConfig {
     /// TSIG keys, update policies, journals ([`crate::dynamic`]).
     pub updates: update::UpdateConfig,
     /// Zone transfer, NOTIFY and secondary zones ([`crate::xfr`]).
-    pub transfer: crate::xfr::TransferConfig,
+    pub transfer: transfer::TransferConfig,
 }
 
 /// Where `musterd ctl`'s socket is unless configured: the unit's
@@ -112,7 +113,7 @@ pub enum ConfigError {
     #[error(transparent)]
     Update(#[from] update::ConfigError),
     #[error(transparent)]
-    Transfer(#[from] crate::xfr::ConfigError),
+    Transfer(#[from] transfer::ConfigError),
 }
 
 /// The TOML file, every key optional.
@@ -136,7 +137,7 @@ pub struct FileConfig {
     pub metrics_listen: Option<SocketAddr>,
     pub control_socket: Option<PathBuf>,
     pub discovery: Option<crate::discovery::FileSection>,
-    pub transfer: Option<crate::xfr::FileTransfer>,
+    pub transfer: Option<transfer::FileTransfer>,
     pub state_dir: Option<PathBuf>,
     pub key_files: Option<Vec<PathBuf>>,
     pub key: Option<Vec<update::FileKey>>,
@@ -174,7 +175,7 @@ pub struct Overrides {
     pub discovery_listen: Option<SocketAddr>,
     pub discovery_state: Option<PathBuf>,
     /// `--allow-transfer`, `--notify`, `--secondary`, added to the file's `[transfer]`.
-    pub transfer: crate::xfr::TransferFlags,
+    pub transfer: transfer::TransferFlags,
     /// `--key-file`, added to the file's `key_files`.
     pub key_files: Vec<PathBuf>,
     /// `--allow-update ZONE=KEY[,KEY]`, added to the file's `allow_update`.
@@ -307,7 +308,7 @@ pub fn resolve(
         }
     }
     let file_zones: Vec<Name> = zones.iter().map(|z| z.origin.to_lowercase()).collect();
-    let transfer = crate::xfr::resolve(file.transfer, &flags.transfer, &file_zones)?;
+    let transfer = transfer::resolve(file.transfer, &flags.transfer, &file_zones)?;
     let discovery = crate::discovery::resolve(
         file.discovery,
         file_dir,
