@@ -356,16 +356,6 @@ fn describe(g: &Gate) -> String {
     s
 }
 
-/// One gate's state for the metrics endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GateSample {
-    pub zone: String,
-    pub owner: String,
-    pub open: bool,
-    pub have: u32,
-    pub need: u32,
-}
-
 /// Logs what changed in `after`'s gates since `before` (see [`log_changes`]) and puts
 /// its gates into the metrics: call whenever a new snapshot of a zone goes into service
 /// (load, reload, dynamic update).
@@ -374,7 +364,7 @@ pub fn announce(stats: &crate::stats::Stats, origin: &Name, before: Option<&Zone
     let zone = origin.to_lowercase().to_string();
     let mut samples = stats.gates.lock().unwrap_or_else(|e| e.into_inner());
     samples.retain(|s| s.zone != zone);
-    samples.extend(after.gates().iter().map(|g| GateSample {
+    samples.extend(after.gates().iter().map(|g| crate::stats::GateSample {
         zone: zone.clone(),
         owner: g.owner.to_string(),
         open: g.open,
@@ -382,51 +372,6 @@ pub fn announce(stats: &crate::stats::Stats, origin: &Name, before: Option<&Zone
         need: g.need,
     }));
     samples.sort_by(|a, b| (&a.zone, &a.owner).cmp(&(&b.zone, &b.owner)));
-}
-
-/// Prometheus gauges of every gate: `musterd_gate_open` (1 served, 0 withheld),
-/// `musterd_gate_have` (targets with an address) and `musterd_gate_need` (the size),
-/// labelled by zone and SRV owner name.
-pub fn render_metrics(samples: &[GateSample], out: &mut String) {
-    if samples.is_empty() {
-        return;
-    }
-    for (metric, help, value) in [
-        (
-            "gate_open",
-            "Completeness gates: 1 while the SRV set is served, 0 while it is withheld.",
-            (|s: &GateSample| u32::from(s.open)) as fn(&GateSample) -> u32,
-        ),
-        (
-            "gate_have",
-            "Distinct SRV targets with an A/AAAA record in the zone, per gate.",
-            |s: &GateSample| s.have,
-        ),
-        (
-            "gate_need",
-            "Declared cluster size (muster-size=N or configured), per gate.",
-            |s: &GateSample| s.need,
-        ),
-    ] {
-        let _ = writeln!(out, "# HELP musterd_{metric} {help}");
-        let _ = writeln!(out, "# TYPE musterd_{metric} gauge");
-        for s in samples {
-            let _ = writeln!(
-                out,
-                "musterd_{metric}{{zone=\"{}\",name=\"{}\"}} {}",
-                label(&s.zone),
-                label(&s.owner),
-                value(s)
-            );
-        }
-    }
-}
-
-/// A Prometheus label value: backslash, quote and newline escaped.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Logs each gate whose state differs from `before` (all of them when there was no
@@ -690,7 +635,6 @@ mod tests {
         assert_eq!(text.matches("musterd_gate_open{").count(), 1);
         announce(&stats, &origin, Some(&open), &zone("", &[]));
         assert!(!stats.render().contains("musterd_gate_"));
-        assert_eq!(label("a\"b\\c"), "a\\\"b\\\\c");
     }
 
     #[test]

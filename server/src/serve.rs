@@ -58,6 +58,9 @@ fn notify(state: &[NotifyState<'_>]) {
 pub fn run(config: ServerConfig) -> Result<(), ServeError> {
     crate::loader::tune_allocator();
     let stats = Arc::new(Stats::default());
+    // The discovery service's metrics are exported (as zeros) also when it is off.
+    let discovery_metrics = Arc::new(crate::discovery::Metrics::default());
+    stats.register(discovery_metrics.clone());
     let responder = Responder::new(config.answer.clone());
     let mut zones = Zones::load_all(&config.zones, stats.clone(), responder.clone())
         .map_err(ServeError::Load)?;
@@ -85,6 +88,8 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
         .map_err(ServeError::Updates)?,
     );
     zones.manage(&updates.origins());
+    let xfr_metrics = Arc::new(crate::xfr::XfrMetrics::default());
+    stats.register(xfr_metrics.clone());
     // Transfers, NOTIFY and secondary zones, whose saved copies are served from here on.
     let transfers = if config.transfer.is_empty() {
         None
@@ -97,6 +102,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
             history,
             responder.clone(),
             stats.clone(),
+            xfr_metrics,
             &config.listen,
         )?)
     };
@@ -170,7 +176,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
         }
         let started = std::time::Instant::now();
         if let Some(d) = config.discovery.clone() {
-            crate::discovery::start(d, stats.discovery.clone()).await?;
+            crate::discovery::start(d, discovery_metrics.clone()).await?;
         }
         updates.start();
         if let Some(t) = &transfers {
@@ -408,10 +414,7 @@ async fn serve_metrics(listener: tokio::net::TcpListener, stats: Arc<Stats>) {
         tokio::spawn(async move {
             let mut req = [0u8; 1024];
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s.read(&mut req)).await;
-            let mut body = stats.render();
-            stats.discovery.render(&mut body);
-            stats.updates.render(&mut body);
-            stats.xfr.render(&mut body);
+            let body = stats.render();
             let resp = format!(
                 "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
                 body.len(),

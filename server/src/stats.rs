@@ -7,6 +7,13 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Every counter the server keeps.
+/// Metrics a module keeps itself (counters it bumps where they happen) and registers with
+/// [`Stats::register`], so that this module, which every layer uses, imports none of them.
+pub trait Family: Send + Sync + std::fmt::Debug {
+    /// Appends the Prometheus text of these metrics.
+    fn render(&self, out: &mut String);
+}
+
 #[derive(Debug, Default)]
 pub struct Stats {
     pub udp_queries: AtomicU64,
@@ -35,16 +42,10 @@ pub struct Stats {
     pub panics: [AtomicU64; PanicSite::ALL.len()],
     /// The state of every completeness gate (gauges, replaced per zone by
     /// [`crate::gate::announce`] when a snapshot goes into service).
-    pub gates: std::sync::Mutex<Vec<crate::gate::GateSample>>,
-    /// Zone transfer, NOTIFY and secondary zone counters and gauges (`musterd_xfr_*`,
-    /// `musterd_notify_*`, `musterd_zone_*`, rendered by [`crate::xfr::XfrMetrics::render`]).
-    pub xfr: std::sync::Arc<crate::xfr::XfrMetrics>,
-    /// Dynamic update counters (`musterd_updates_*`, rendered by
-    /// [`crate::dynamic::UpdateMetrics::render`] after these).
-    pub updates: std::sync::Arc<crate::dynamic::UpdateMetrics>,
-    /// The etcd discovery service's counters and gauges (`musterd_discovery_*`, rendered
-    /// by [`crate::discovery::Metrics::render`] after these; zero when it is off).
-    pub discovery: std::sync::Arc<crate::discovery::Metrics>,
+    pub gates: std::sync::Mutex<Vec<GateSample>>,
+    /// The metrics the modules keep themselves (dynamic update, zone transfer, the
+    /// discovery service), rendered after these in the order they were registered.
+    families: std::sync::Mutex<Vec<std::sync::Arc<dyn Family>>>,
 }
 
 /// Where a panic was caught, and what was done about it (see [`crate::listen`] for why
@@ -99,6 +100,14 @@ const RCODE_NAMES: [&str; 17] = [
 ];
 
 impl Stats {
+    /// Renders `family` with these metrics from now on.
+    pub fn register(&self, family: std::sync::Arc<dyn Family>) {
+        self.families
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(family);
+    }
+
     /// Counts a response with this (possibly extended) rcode.
     pub fn count_rcode(&self, rcode: u16) {
         if let Some(c) = self.rcodes.get(rcode as usize) {
@@ -208,9 +217,73 @@ impl Stats {
             );
         }
         let gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
-        crate::gate::render_metrics(&gates, &mut out);
+        render_gates(&gates, &mut out);
+        drop(gates);
+        for family in self
+            .families
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            family.render(&mut out);
+        }
         out
     }
+}
+
+/// One gate's state for the metrics endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateSample {
+    pub zone: String,
+    pub owner: String,
+    pub open: bool,
+    pub have: u32,
+    pub need: u32,
+}
+
+/// Prometheus gauges of every gate: `musterd_gate_open` (1 served, 0 withheld),
+/// `musterd_gate_have` (targets with an address) and `musterd_gate_need` (the size),
+/// labelled by zone and SRV owner name.
+fn render_gates(samples: &[GateSample], out: &mut String) {
+    if samples.is_empty() {
+        return;
+    }
+    for (metric, help, value) in [
+        (
+            "gate_open",
+            "Completeness gates: 1 while the SRV set is served, 0 while it is withheld.",
+            (|s: &GateSample| u32::from(s.open)) as fn(&GateSample) -> u32,
+        ),
+        (
+            "gate_have",
+            "Distinct SRV targets with an A/AAAA record in the zone, per gate.",
+            |s: &GateSample| s.have,
+        ),
+        (
+            "gate_need",
+            "Declared cluster size (muster-size=N or configured), per gate.",
+            |s: &GateSample| s.need,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP musterd_{metric} {help}");
+        let _ = writeln!(out, "# TYPE musterd_{metric} gauge");
+        for s in samples {
+            let _ = writeln!(
+                out,
+                "musterd_{metric}{{zone=\"{}\",name=\"{}\"}} {}",
+                escape(&s.zone),
+                escape(&s.owner),
+                value(s)
+            );
+        }
+    }
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -222,6 +295,12 @@ mod tests {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or_else(|| panic!("{name} not in:\n{text}"))
+    }
+
+    /// Gate labels are escaped as Prometheus label values.
+    #[test]
+    fn gate_labels_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 
     /// Review issue 8: failed reloads were also counted as reloads.

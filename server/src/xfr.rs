@@ -95,6 +95,12 @@ pub struct XfrMetrics {
     pub zones: Mutex<std::collections::BTreeMap<String, (u32, u64, bool)>>,
 }
 
+impl crate::stats::Family for XfrMetrics {
+    fn render(&self, out: &mut String) {
+        XfrMetrics::render(self, out);
+    }
+}
+
 impl XfrMetrics {
     /// Records the serial now served for `zone`.
     pub fn set_serial(&self, zone: &Name, serial: u32) {
@@ -556,11 +562,12 @@ impl Transfers {
         history: Arc<History>,
         responder: crate::answer::Responder,
         stats: Arc<crate::stats::Stats>,
+        xfr_metrics: Arc<XfrMetrics>,
         listen: &[std::net::SocketAddr],
     ) -> Result<Arc<Transfers>, StartError> {
         let loaded = keys.load_full();
         config.check_keys(&loaded)?;
-        let metrics = stats.xfr.clone();
+        let metrics = xfr_metrics;
         let secondaries = crate::secondary::Secondaries::load(
             &config.secondaries,
             config.in_limits,

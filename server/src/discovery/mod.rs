@@ -255,6 +255,12 @@ pub struct Metrics {
     pub tokens: AtomicU64,
 }
 
+impl crate::stats::Family for Metrics {
+    fn render(&self, out: &mut String) {
+        Metrics::render(self, out);
+    }
+}
+
 impl Metrics {
     /// Appends the Prometheus text exposition (`musterd_discovery_*`).
     pub fn render(&self, out: &mut String) {

@@ -121,6 +121,12 @@ pub struct UpdateMetrics {
     writeback_blocked: AtomicU64,
 }
 
+impl crate::stats::Family for UpdateMetrics {
+    fn render(&self, out: &mut String) {
+        UpdateMetrics::render(self, out);
+    }
+}
+
 impl UpdateMetrics {
     fn refused(&self, reason: Reason) {
         let i = Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
@@ -324,7 +330,8 @@ impl Updates {
         stats: Arc<Stats>,
     ) -> Result<Updates, OpenError> {
         let (udp_tx, udp_rx) = mpsc::channel(UDP_QUEUE);
-        let metrics = stats.updates.clone();
+        let metrics = Arc::new(UpdateMetrics::default());
+        stats.register(metrics.clone());
         let mut zones = HashMap::new();
         let mut workers = Vec::new();
         for (origin, policy) in &config.zones {
@@ -349,6 +356,7 @@ impl Updates {
                 history.clone(),
                 responder.clone(),
                 stats.clone(),
+                metrics.clone(),
             )?;
             zones.insert(origin.to_lowercase(), tx);
             workers.push(worker);
@@ -773,6 +781,7 @@ impl ZoneWorker {
         ixfr: Arc<History>,
         responder: Responder,
         stats: Arc<Stats>,
+        metrics: Arc<UpdateMetrics>,
     ) -> Result<ZoneWorker, OpenError> {
         let origin = loaded.origin.clone();
         let file = spec
@@ -831,7 +840,7 @@ impl ZoneWorker {
             ixfr,
             responder,
             stats: stats.clone(),
-            metrics: stats.updates.clone(),
+            metrics,
         };
         let replayed = w.replay(recovery.changesets)?;
         w.ixfr.reset(&origin, w.history.iter().cloned());
@@ -1904,6 +1913,7 @@ mod tests {
             Arc::new(History::new(10)),
             Responder::new(Default::default()),
             Arc::new(Stats::default()),
+            Arc::new(UpdateMetrics::default()),
         )
         .unwrap()
     }
