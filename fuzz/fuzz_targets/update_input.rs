@@ -589,12 +589,7 @@ impl Versions {
                 .expect("checked in apply")
                 .0,
         );
-        let keys: BTreeSet<Name> = cs
-            .removed
-            .iter()
-            .chain(&cs.added)
-            .map(|r| r.owner.to_lowercase())
-            .collect();
+        let keys = cs.touched_names();
         let contents: Vec<_> = keys.iter().map(|k| data.content(k)).collect();
         match self.served.patch(&contents, data.record_count()) {
             Ok(patched) => {

@@ -92,6 +92,16 @@ pub enum ChangesetError {
 }
 
 impl Changeset {
+    /// The names (lower-cased) whose records this changeset removes or adds: what a patch
+    /// of the served snapshot must touch ([`crate::zone::Zone::patch`]).
+    pub fn touched_names(&self) -> std::collections::BTreeSet<Name> {
+        self.removed
+            .iter()
+            .chain(&self.added)
+            .map(|r| r.owner.to_lowercase())
+            .collect()
+    }
+
     /// Checks what decoding checks: every record is zone data with well-formed rdata,
     /// each list starts with an SOA carrying its serial, both SOAs have the same owner,
     /// and no other SOA appears. Encoding refuses what this refuses, so a journal never

@@ -676,11 +676,7 @@ async fn ixfr(
     for cs in &changes {
         apply(&mut data, cs)?;
     }
-    let touched = changes
-        .iter()
-        .flat_map(|cs| cs.removed.iter().chain(&cs.added))
-        .map(|r| r.owner.to_lowercase())
-        .collect();
+    let touched = changes.iter().flat_map(Changeset::touched_names).collect();
     Ok(Some((data, touched)))
 }
 

@@ -746,10 +746,7 @@ struct ZoneWorker {
 
 /// The names (lower-cased) whose records `changesets` change.
 fn touched_by<'a>(changesets: impl Iterator<Item = &'a Changeset>) -> BTreeSet<Name> {
-    changesets
-        .flat_map(|cs| cs.removed.iter().chain(&cs.added))
-        .map(|r| r.owner.to_lowercase())
-        .collect()
+    changesets.flat_map(Changeset::touched_names).collect()
 }
 
 /// musterd's base copy of a zone, if it has one.

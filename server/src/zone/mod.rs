@@ -235,8 +235,7 @@ impl std::fmt::Debug for Node<'_> {
 
 impl<'z> Node<'z> {
     fn rec(&self) -> &'z NodeRec {
-        let (arenas, local) = self.zone.locate(self.id);
-        &arenas.nodes[local]
+        self.zone.rec(self.id)
     }
 
     fn arenas(&self) -> &'z Arenas {
@@ -1056,6 +1055,12 @@ impl Zone {
         arenas.key_of(local)
     }
 
+    /// Node `id`'s record, in the base or the patch.
+    fn rec(&self, id: u32) -> &NodeRec {
+        let (arenas, local) = self.locate(id);
+        &arenas.nodes[local]
+    }
+
     fn node_at(&self, id: u32) -> Node<'_> {
         Node { zone: self, id }
     }
@@ -1104,7 +1109,7 @@ impl Zone {
     fn is_live(&self, id: u32) -> bool {
         match &self.over {
             None => true,
-            Some(o) => !o.hides(id) && !self.locate(id).0.nodes[self.locate(id).1].gone,
+            Some(o) => !o.hides(id) && !self.rec(id).gone,
         }
     }
 

@@ -202,7 +202,7 @@ impl Zone {
     fn slot(&self, key: &[u8]) -> Option<(u32, bool)> {
         let h = self.base.hasher.hash_one(key);
         if let Some(id) = self.over.as_ref().and_then(|o| o.find(h, key)) {
-            return Some((id, self.locate(id).0.nodes[self.locate(id).1].gone));
+            return Some((id, self.rec(id).gone));
         }
         let base = &self.base.arenas;
         self.base
@@ -334,7 +334,7 @@ impl Zone {
                 if !c.sets.is_empty() {
                     let id = self.own(id);
                     self.write(id, c);
-                } else if self.locate(id).0.nodes[self.locate(id).1].children > 0 {
+                } else if self.rec(id).children > 0 {
                     // Still the parent of other names: an empty non-terminal now.
                     let id = self.own(id);
                     let r = self.rec_mut(id);
@@ -492,7 +492,7 @@ impl Zone {
         for key in was.iter().chain(&now) {
             let withheld = now.contains(key);
             if let Some((id, false)) = self.slot(key.as_wire()) {
-                if self.locate(id).0.nodes[self.locate(id).1].withheld != withheld {
+                if self.rec(id).withheld != withheld {
                     let id = self.own(id);
                     self.rec_mut(id).withheld = withheld;
                 }
