@@ -139,13 +139,27 @@ impl History {
     }
 
     /// The changesets from `serial` to `current`, if the history reaches that far back.
+    /// Changes past `current` are left out: a publisher records a change just before the
+    /// version that holds it is served, so an IXFR asked in that moment must still be
+    /// answered up to the served serial (it was answered AXFR style).
     pub fn since(&self, origin: &Name, serial: u32, current: u32) -> Option<Vec<Arc<Changeset>>> {
         let zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
         let h = zones.get(&origin.to_lowercase())?;
         let start = h.iter().position(|(cs, _)| cs.from_serial == serial)?;
-        let chain: Vec<Arc<Changeset>> = h.iter().skip(start).map(|(cs, _)| cs.clone()).collect();
-        let chained = chain.windows(2).all(|w| w[0].to_serial == w[1].from_serial);
-        (chained && chain.last()?.to_serial == current).then_some(chain)
+        let mut chain: Vec<Arc<Changeset>> = Vec::new();
+        for (cs, _) in h.iter().skip(start) {
+            if chain
+                .last()
+                .is_some_and(|last| last.to_serial != cs.from_serial)
+            {
+                return None;
+            }
+            chain.push(cs.clone());
+            if cs.to_serial == current {
+                return Some(chain);
+            }
+        }
+        None
     }
 }
 
@@ -194,5 +208,23 @@ mod tests {
             h.record(&origin, change(s, 10));
         }
         assert_eq!(h.changesets(&origin).len(), 5);
+    }
+
+    /// A change recorded just before its version is served (serial 9 recorded, 8 served):
+    /// an IXFR from 5 gets the changes up to the served 8.
+    #[test]
+    fn changes_recorded_ahead_of_the_served_serial_are_left_out() {
+        let origin = Name::parse("h.test.", None).unwrap();
+        let h = History::new(10);
+        for s in 1..=8 {
+            h.record(&origin, change(s, 1));
+        }
+        let to = |c: Option<Vec<Arc<Changeset>>>| {
+            c.map(|c| c.iter().map(|c| c.to_serial).collect::<Vec<_>>())
+        };
+        assert_eq!(to(h.since(&origin, 5, 8)), Some(vec![6, 7, 8]));
+        assert_eq!(to(h.since(&origin, 5, 9)), Some(vec![6, 7, 8, 9]));
+        assert_eq!(to(h.since(&origin, 5, 10)), None, "beyond the history");
+        assert_eq!(to(h.since(&origin, 0, 8)), None, "before the history");
     }
 }
