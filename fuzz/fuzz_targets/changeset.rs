@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use muster_server::changeset::Changeset;
+use muster_server::zone::changeset::Changeset;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(cs) = Changeset::decode(data) {

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use muster_server::answer::{Outcome, Responder, Scratch, Transport};
-use muster_server::catalog::Catalog;
-use muster_server::fastpath;
-use muster_server::rr::{rtype, Record};
+use muster_server::proto::rr::{rtype, Record};
+use muster_server::query::answer::{Outcome, Responder, Scratch, Transport};
+use muster_server::query::fastpath;
+use muster_server::zone::catalog::Catalog;
 use muster_server::zone::Zone;
 
 /// False for the records hickory-proto cannot read although they are valid DNS, which are
@@ -99,7 +99,7 @@ pub fn ask_everything(zone: Zone, extra_types: &[u16]) {
                         }
                         decode("full path", &full);
                         if fast_path {
-                            let out2 = muster_server::respond::respond(
+                            let out2 = muster_server::query::respond::respond(
                                 &responder,
                                 &catalog,
                                 &q,
@@ -158,7 +158,7 @@ pub fn same_answers(patched: &Arc<Zone>, rebuilt: &Arc<Zone>) {
         for &t in &types {
             for transport in [Transport::Udp, Transport::Tcp] {
                 let q = query(0x1234, name, t, false);
-                muster_server::respond::respond(
+                muster_server::query::respond::respond(
                     &responder,
                     &a,
                     &q,

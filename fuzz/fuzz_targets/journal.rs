@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 
 use libfuzzer_sys::fuzz_target;
-use muster_server::journal::{file_name, Journal};
-use muster_server::name::Name;
+use muster_server::update::journal::{file_name, Journal};
+use muster_server::proto::name::Name;
 
 fn dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("muster-fuzz-journal-{}", std::process::id()));

@@ -8,11 +8,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use muster_server::answer::Transport;
-use muster_server::dispatch::{route, Route};
-use muster_server::name::Name;
+use muster_server::query::answer::Transport;
+use muster_server::net::dispatch::{route, Route};
+use muster_server::proto::name::Name;
 use muster_server::proto::reader::{Header, Reader};
-use muster_server::{update, wire, xfr};
+use muster_server::proto::wire;
+use muster_server::transfer::xfr;
+use muster_server::update;
 
 fn walk(data: &[u8]) {
     let Ok((h, mut r)) = Reader::after_header(data) else {

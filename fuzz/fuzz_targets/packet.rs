@@ -10,11 +10,14 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use muster_server::answer::{Outcome, Responder, Scratch, Transport};
-use muster_server::catalog::Catalog;
-use muster_server::name::Name;
+use muster_server::query::answer::{Outcome, Responder, Scratch, Transport};
+use muster_server::zone::catalog::Catalog;
+use muster_server::proto::name::Name;
 use muster_server::zone::Zone;
-use muster_server::{example, fastpath, respond, tsig, zonefile};
+use muster_server::example;
+use muster_server::proto::tsig;
+use muster_server::query::{fastpath, respond};
+use muster_server::zone::zonefile;
 
 /// A zone whose SRV set declares 3 members but has 2: the gate withholds it.
 const GATED: &str = "\
@@ -89,7 +92,7 @@ fuzz_target!(|pkt: &[u8]| {
             &w.responder,
             &w.catalog,
             pkt,
-            &muster_server::wire::parse_query(pkt),
+            &muster_server::proto::wire::parse_query(pkt),
             transport,
             &mut full,
             &mut scratch,

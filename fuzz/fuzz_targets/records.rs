@@ -9,8 +9,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use muster_server::name::Name;
-use muster_server::rr::{class, rtype, Record};
+use muster_server::proto::name::Name;
+use muster_server::proto::rr::{class, rtype, Record};
 use muster_server::zone::Zone;
 
 #[path = "common.rs"]

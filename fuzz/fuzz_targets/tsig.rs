@@ -7,5 +7,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    muster_server::tsig::fuzz_verify(data);
+    muster_server::proto::tsig::fuzz_verify(data);
 });

@@ -20,17 +20,17 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use muster_server::answer::Responder;
-use muster_server::changeset::Changeset;
-use muster_server::fastpath;
-use muster_server::name::Name;
-use muster_server::rr::{class, rtype, Record};
-use muster_server::tsig::{self, KeyRing};
+use muster_server::proto::name::Name;
+use muster_server::proto::rr::{class, rtype, Record};
+use muster_server::proto::tsig::{self, KeyRing};
+use muster_server::proto::wire::{opcode, rcode};
+use muster_server::query::answer::Responder;
+use muster_server::query::fastpath;
 use muster_server::update::replay::{Admission, ReplayGuard};
 use muster_server::update::{self, Grant, Limits, NameMatch, Policy, TypeMatch, ZoneData};
-use muster_server::wire::{opcode, rcode};
+use muster_server::zone::changeset::Changeset;
+use muster_server::zone::zonefile;
 use muster_server::zone::Zone;
-use muster_server::zonefile;
 
 const ORIGIN: &str = "u.test.";
 const ZONE: &str = "$ORIGIN u.test.

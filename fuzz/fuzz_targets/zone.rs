@@ -6,9 +6,9 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use muster_server::name::Name;
+use muster_server::proto::name::Name;
 use muster_server::zone::Zone;
-use muster_server::zonefile;
+use muster_server::zone::zonefile;
 
 #[path = "common.rs"]
 mod common;
@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let again = zonefile::parse_str(&printed, Path::new("printed.zone"), &origin)
         .unwrap_or_else(|e| panic!("the printed zone does not parse: {e:?}\n{printed}"));
-    let key = |r: &muster_server::rr::Record| {
+    let key = |r: &muster_server::proto::rr::Record| {
         (
             r.owner.to_lowercase(),
             r.rtype,

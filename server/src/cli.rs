@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Overrides};
-use crate::name::Name;
+use crate::proto::name::Name;
 
 /// musterd: an authoritative DNS server for etcd discovery zones.
 #[derive(Debug, Parser)]
@@ -236,14 +236,14 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             key_files: args.key_file,
             allow_update: args.allow_update,
             state_dir: args.state_dir,
-            transfer: crate::xfr::TransferFlags {
+            transfer: crate::transfer::xfr::TransferFlags {
                 allow: args.allow_transfer,
                 notify: args.notify,
                 secondary: args.secondary,
             },
         },
     )?;
-    for f in crate::check_policy::key_files(&cfg.updates) {
+    for f in crate::check::policy::key_files(&cfg.updates) {
         let file = f.file.as_deref().unwrap_or(std::path::Path::new("?"));
         tracing::warn!("{}: {}; {}", file.display(), f.message, f.hint);
     }
@@ -284,7 +284,7 @@ fn check(args: CheckArgs) -> ExitCode {
         };
         let dir = path.parent().map(|p| p.to_path_buf());
         match config::resolve(file, dir.as_deref(), Overrides::default()) {
-            Ok(cfg) => findings.extend(crate::check_policy::check_config(path, &cfg)),
+            Ok(cfg) => findings.extend(crate::check::policy::check_config(path, &cfg)),
             Err(e) => {
                 eprintln!("musterd check: {e}");
                 return ExitCode::from(2);

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::name::Name;
+use crate::proto::name::Name;
 
 pub use crate::config::DEFAULT_CONTROL_SOCKET as DEFAULT_SOCKET;
 
@@ -312,7 +312,8 @@ fn edit_checked(file: &Path, zone: &Name) -> Result<bool, String> {
     let _ = std::fs::remove_file(&copy);
     match outcome? {
         Some(text) => {
-            crate::journal::write_atomically(file, text.as_bytes()).map_err(|e| e.to_string())?;
+            crate::update::journal::write_atomically(file, text.as_bytes())
+                .map_err(|e| e.to_string())?;
             Ok(true)
         }
         None => Ok(false),
@@ -321,7 +322,7 @@ fn edit_checked(file: &Path, zone: &Name) -> Result<bool, String> {
 
 /// The zone checks that a reload would make: it parses and builds.
 fn check_text(text: &str, file: &Path, zone: &Name) -> Result<(), String> {
-    let records = crate::zonefile::parse_str(text, file, zone).map_err(|e| e.to_string())?;
+    let records = crate::zone::zonefile::parse_str(text, file, zone).map_err(|e| e.to_string())?;
     crate::zone::Zone::build(zone, records)
         .map(|_| ())
         .map_err(|errors| {

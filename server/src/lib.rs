@@ -9,43 +9,24 @@
 //! [`loader`] builds those from [`zonefile`] text and swaps them in on reload. [`check`]
 //! lints zones for etcd pitfalls.
 
-pub mod answer;
-pub mod catalog;
-pub mod changeset;
 pub mod check;
-pub mod check_policy;
 pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod discovery;
-pub mod dispatch;
 pub mod dynamic;
 pub mod example;
-pub mod fastpath;
-pub mod gate;
-pub mod history;
-pub mod journal;
-pub mod listen;
 pub mod loader;
-pub mod mmsg;
-/// Domain names: [`proto::name`], under the name the rest of the server uses.
-pub use proto::name;
-pub mod notify;
+pub mod net;
 pub mod proto;
-pub mod respond;
-pub mod rr;
-pub mod secondary;
+pub mod query;
 pub mod serve;
 pub mod stats;
 #[cfg(test)]
 mod testutil;
-pub mod tsig;
+pub mod transfer;
 pub mod update;
-pub mod wire;
-pub mod writeback;
-pub mod xfr;
 pub mod zone;
-pub mod zonefile;
 
 /// A label that makes the UDP and TCP handlers and the precompiler panic in unit tests
 /// (`inject-panic`), to test that panics are contained.

@@ -10,13 +10,13 @@ use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use crate::answer::Responder;
-use crate::catalog::Catalog;
 use crate::config::ZoneSpec;
-use crate::name::Name;
+use crate::proto::name::Name;
+use crate::query::answer::Responder;
 use crate::stats::{bump, PanicSite, Stats};
+use crate::zone::catalog::Catalog;
+use crate::zone::zonefile;
 use crate::zone::{Zone, ZoneError};
-use crate::zonefile;
 
 /// Why a zone could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +151,7 @@ pub(crate) fn precompile_zones(
         }
         let started = Instant::now();
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crate::fastpath::precompile(zone, responder, origins)
+            crate::query::fastpath::precompile(zone, responder, origins)
         }));
         let report = match run {
             Ok(report) => report,
@@ -175,7 +175,7 @@ pub(crate) fn precompile_zones(
                 "{} answer(s) cannot be written from the zone data and are answered SERVFAIL, \
                  the first for {owner} {}: {error}",
                 report.refused,
-                crate::rr::type_name(*rtype)
+                crate::proto::rr::type_name(*rtype)
             );
         }
         tracing::debug!(
@@ -262,7 +262,7 @@ impl Zones {
                         ms = started.elapsed().as_millis() as u64,
                         "zone loaded"
                     );
-                    crate::gate::announce(&stats, &spec.origin, None, &zone);
+                    crate::zone::gate::announce(&stats, &spec.origin, None, &zone);
                     let files = zone.files.clone();
                     slots.push(Slot {
                         spec: spec.clone(),
@@ -404,7 +404,7 @@ impl Zones {
                         "zone reloaded"
                     );
                     let serving = current.get(&slot.spec.origin).map(|z| &**z);
-                    crate::gate::announce(&self.stats, &slot.spec.origin, serving, &zone);
+                    crate::zone::gate::announce(&self.stats, &slot.spec.origin, serving, &zone);
                     slot.files = zone.files.clone();
                     slot.fingerprint = if before.len() == slot.files.len() {
                         before

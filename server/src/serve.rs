@@ -9,10 +9,10 @@ use sd_notify::NotifyState;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::answer::Responder;
 use crate::config::ServerConfig;
-use crate::listen::{self, Shared, TcpLimits};
 use crate::loader::{LoadError, Zones};
+use crate::net::listen::{self, Shared, TcpLimits};
+use crate::query::answer::Responder;
 use crate::stats::Stats;
 
 /// Why the server could not start.
@@ -46,7 +46,7 @@ pub enum ServeError {
     #[error("{0}")]
     Updates(crate::dynamic::OpenError),
     #[error(transparent)]
-    Transfers(#[from] crate::xfr::StartError),
+    Transfers(#[from] crate::transfer::xfr::StartError),
 }
 
 fn notify(state: &[NotifyState<'_>]) {
@@ -66,7 +66,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
         .map_err(ServeError::Load)?;
     // The changes IXFR serves: recorded by whoever publishes a version, before it is
     // visible.
-    let history = Arc::new(crate::history::History::bounded(
+    let history = Arc::new(crate::zone::history::History::bounded(
         config.transfer.ixfr_history,
         config.transfer.ixfr_history_bytes,
     ));
@@ -88,13 +88,13 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
         .map_err(ServeError::Updates)?,
     );
     zones.manage(&updates.origins());
-    let xfr_metrics = Arc::new(crate::xfr::XfrMetrics::default());
+    let xfr_metrics = Arc::new(crate::transfer::xfr::XfrMetrics::default());
     stats.register(xfr_metrics.clone());
     // Transfers, NOTIFY and secondary zones, whose saved copies are served from here on.
     let transfers = if config.transfer.is_empty() {
         None
     } else {
-        Some(crate::xfr::Transfers::new(
+        Some(crate::transfer::xfr::Transfers::new(
             &config.transfer,
             keys,
             &config.updates.state_dir,
@@ -275,7 +275,7 @@ fn reload_keys(updates: &crate::dynamic::Updates) -> usize {
 struct Control<'a> {
     zones: &'a mut Zones,
     updates: &'a crate::dynamic::Updates,
-    transfers: Option<&'a crate::xfr::Transfers>,
+    transfers: Option<&'a crate::transfer::xfr::Transfers>,
     started: std::time::Instant,
 }
 
@@ -284,7 +284,7 @@ impl Control<'_> {
         use crate::ctl::{Reply, Request};
         use crate::dynamic::ZoneControl;
         let catalog = self.zones.catalog().load_full();
-        let known = |z: &crate::name::Name| catalog.get(z).is_some();
+        let known = |z: &crate::proto::name::Name| catalog.get(z).is_some();
         match req {
             Request::Status => Reply::ok(self.status(&catalog)),
             Request::Reload(None) => {
@@ -355,7 +355,7 @@ impl Control<'_> {
         }
     }
 
-    fn status(&self, catalog: &crate::catalog::Catalog) -> String {
+    fn status(&self, catalog: &crate::zone::catalog::Catalog) -> String {
         let mut out = format!(
             "musterd {}\nup {}s\nzones:\n",
             env!("CARGO_PKG_VERSION"),
@@ -369,8 +369,8 @@ impl Control<'_> {
 
     async fn zone_status(
         &self,
-        z: &crate::name::Name,
-        catalog: &crate::catalog::Catalog,
+        z: &crate::proto::name::Name,
+        catalog: &crate::zone::catalog::Catalog,
     ) -> String {
         let zone = catalog.get(z).expect("known");
         let mut out = match self

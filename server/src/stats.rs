@@ -41,14 +41,14 @@ pub struct Stats {
     /// Panics caught and contained, by [`PanicSite`].
     pub panics: [AtomicU64; PanicSite::ALL.len()],
     /// The state of every completeness gate (gauges, replaced per zone by
-    /// [`crate::gate::announce`] when a snapshot goes into service).
+    /// [`crate::zone::gate::announce`] when a snapshot goes into service).
     pub gates: std::sync::Mutex<Vec<GateSample>>,
     /// The metrics the modules keep themselves (dynamic update, zone transfer, the
     /// discovery service), rendered after these in the order they were registered.
     families: std::sync::Mutex<Vec<std::sync::Arc<dyn Family>>>,
 }
 
-/// Where a panic was caught, and what was done about it (see [`crate::listen`] for why
+/// Where a panic was caught, and what was done about it (see [`crate::net::listen`] for why
 /// panics are contained rather than fatal).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PanicSite {

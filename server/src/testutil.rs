@@ -1,7 +1,7 @@
 //! Helpers shared by the unit tests of several modules.
 
-use crate::name::Name;
-use crate::rr::{class, Record};
+use crate::proto::name::Name;
+use crate::proto::rr::{class, Record};
 
 /// A record of class IN, the owner in text.
 pub(crate) fn record(owner: &str, t: u16, ttl: u32, rdata: Vec<u8>) -> Record {

@@ -15,13 +15,16 @@
 
 use std::path::{Path, PathBuf};
 
-use muster_server::answer::{Outcome, Responder, Scratch, Transport};
-use muster_server::catalog::Catalog;
-use muster_server::changeset::Changeset;
-use muster_server::name::Name;
-use muster_server::rr::Record;
+use muster_server::proto::name::Name;
+use muster_server::proto::rr::Record;
+use muster_server::proto::tsig;
+use muster_server::query::answer::{Outcome, Responder, Scratch, Transport};
+use muster_server::query::{fastpath, respond};
+use muster_server::zone::catalog::Catalog;
+use muster_server::zone::changeset::Changeset;
+use muster_server::zone::zonefile;
 use muster_server::zone::Zone;
-use muster_server::{check, example, fastpath, respond, tsig, zonefile};
+use muster_server::{check, example};
 use muster_tests::workspace_root;
 use proptest::prelude::*;
 

@@ -29,7 +29,7 @@ struct QuerySpec {
 }
 
 fn parse_type(s: &str) -> u16 {
-    muster_server::rr::type_from_name(s).unwrap_or_else(|| panic!("unknown type {s}"))
+    muster_server::proto::rr::type_from_name(s).unwrap_or_else(|| panic!("unknown type {s}"))
 }
 
 /// Renders a response in a stable, reviewable text form.

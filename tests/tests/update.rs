@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use muster_server::tsig;
+use muster_server::proto::tsig;
 use muster_tests::{
     free_port, metric, query::Query, require_program, run, udp_exchange, Musterd, TempDir,
 };

@@ -17,12 +17,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use muster_server::name::Name;
-use muster_server::rr::{class, rtype, Record};
+use muster_server::proto::name::Name;
+use muster_server::proto::rr::{class, rtype, Record};
+use muster_server::proto::wire::rcode;
 use muster_server::update::{
     self, process, Grant, Limits, NameMatch, Policy, Request, TypeMatch, UpdateRecord, ZoneData,
 };
-use muster_server::wire::rcode;
 use muster_server::zone::Zone;
 use proptest::prelude::*;
 
@@ -517,9 +517,12 @@ fn canonical(z: &ZoneData) -> BTreeSet<(Vec<u8>, u16, u32, Vec<u8>)> {
 }
 
 fn start() -> ZoneData {
-    let records =
-        muster_server::zonefile::parse_str(ZONE, std::path::Path::new("model.zone"), &origin())
-            .expect("the start zone parses");
+    let records = muster_server::zone::zonefile::parse_str(
+        ZONE,
+        std::path::Path::new("model.zone"),
+        &origin(),
+    )
+    .expect("the start zone parses");
     ZoneData::from_records(&origin(), records).expect("the start zone loads")
 }
 

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::answer::AnswerConfig;
+use crate::query::answer::AnswerConfig;
 
 pub mod transfer;
 pub mod update;
-use crate::name::Name;
+use crate::proto::name::Name;
 
 /// The commented template shipped as `deploy/musterd.toml`.
 pub const TEMPLATE: &str = include_str!("../../../deploy/musterd.toml");
@@ -29,7 +29,7 @@ pub struct ZoneSpec {
     /// `None` for the built-in example zone.
     pub file: Option<PathBuf>,
     /// Configured cluster sizes (etcd server SRV owner name, size): completeness gates
-    /// that win over `muster-size` TXT records ([`crate::gate`]).
+    /// that win over `muster-size` TXT records ([`crate::zone::gate`]).
     pub sizes: Vec<(Name, u32)>,
 }
 
@@ -47,7 +47,7 @@ pub struct ServerConfig {
     /// How often zone files are checked for changes; zero disables watching.
     pub watch_interval: Duration,
     /// How long a busy UDP worker waits for more packets after a small batch; zero
-    /// disables it (see [`crate::listen::udp_worker`]).
+    /// disables it (see [`crate::net::listen::udp_worker`]).
     pub udp_coalesce: Duration,
     pub query_log: bool,
     pub metrics_listen: Option<SocketAddr>,
@@ -57,7 +57,7 @@ pub struct ServerConfig {
     pub discovery: Option<crate::discovery::DiscoveryConfig>,
     /// TSIG keys, update policies, journals ([`crate::dynamic`]).
     pub updates: update::UpdateConfig,
-    /// Zone transfer, NOTIFY and secondary zones ([`crate::xfr`]).
+    /// Zone transfer, NOTIFY and secondary zones ([`crate::transfer::xfr`]).
     pub transfer: transfer::TransferConfig,
 }
 
@@ -98,7 +98,7 @@ pub enum ConfigError {
     #[error("zone origin {origin:?}: {source}")]
     Origin {
         origin: String,
-        source: crate::name::NameError,
+        source: crate::proto::name::NameError,
     },
     #[error("{key} = {value:?}: {message}")]
     Value {
@@ -221,7 +221,7 @@ fn zone_sizes(
         if !name.is_subdomain_of(&origin.to_lowercase()) {
             return Err(bad(format!("{name} is outside the zone {origin}")));
         }
-        if !crate::gate::is_server_owner(name.as_wire()) {
+        if !crate::zone::gate::is_server_owner(name.as_wire()) {
             return Err(bad(
                 "not an etcd server SRV owner name (write e.g. \"_etcd-server-ssl._tcp\")".into(),
             ));

@@ -2,7 +2,7 @@
 //! zones copied from a primary and the bounds on incoming transfers, from the
 //! `[transfer]` table and the `--allow-transfer`, `--notify` and `--secondary` flags,
 //! resolved into one [`TransferConfig`] before anything starts. Lives here, below the
-//! transfer code that uses it ([`crate::xfr`], [`crate::secondary`], [`crate::notify`]),
+//! transfer code that uses it ([`crate::transfer::xfr`], [`crate::transfer::secondary`], [`crate::transfer::notify`]),
 //! so that reading the configuration imports none of it.
 
 use std::net::{IpAddr, SocketAddr};
@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::name::Name;
-use crate::tsig::KeyRing;
+use crate::proto::name::Name;
+use crate::proto::tsig::KeyRing;
 
 /// An address prefix, `10.0.0.0/8` or `2001:db8::/32` (a bare address is a /32 or /128).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +142,7 @@ pub enum ConfigError {
     #[error("zone name {text:?}: {source}")]
     Zone {
         text: String,
-        source: crate::name::NameError,
+        source: crate::proto::name::NameError,
     },
     #[error("{what} names zone {zone}, which is not served; add it with --zone, [[zone]] or as a secondary")]
     UnknownZone { what: &'static str, zone: Name },
@@ -162,7 +162,7 @@ pub enum ConfigError {
     },
 }
 
-/// A zone pulled from a primary ([`crate::secondary`]).
+/// A zone pulled from a primary ([`crate::transfer::secondary`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecondarySpec {
     pub origin: Name,
@@ -192,7 +192,7 @@ impl Default for InLimits {
     }
 }
 
-/// A secondary to NOTIFY ([`crate::notify`]).
+/// A secondary to NOTIFY ([`crate::transfer::notify`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyTarget {
     pub addr: SocketAddr,

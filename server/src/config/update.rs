@@ -12,9 +12,9 @@ use arc_swap::ArcSwap;
 use serde::Deserialize;
 
 use crate::config::ZoneSpec;
-use crate::name::Name;
-use crate::rr::type_from_name;
-use crate::tsig::{self, KeyRing};
+use crate::proto::name::Name;
+use crate::proto::rr::type_from_name;
+use crate::proto::tsig::{self, KeyRing};
 use crate::update::{Grant, Limits, NameMatch, Policy, TypeMatch};
 
 /// Where journals live unless configured (the unit's `StateDirectory=musterd`).
@@ -79,7 +79,7 @@ pub enum ConfigError {
     #[error("name {text:?}: {source}")]
     Name {
         text: String,
-        source: crate::name::NameError,
+        source: crate::proto::name::NameError,
     },
 }
 
@@ -187,7 +187,7 @@ fn host_match(key: &Name, origin: &Name, srv: &[String]) -> Result<NameMatch, St
         if !owner.is_subdomain_of(origin) {
             return Err(format!("srv {owner} is outside the zone"));
         }
-        if crate::gate::etcd_srv_owner(&owner).is_none() {
+        if crate::zone::gate::etcd_srv_owner(&owner).is_none() {
             return Err(format!(
                 "srv {owner} is not an etcd SRV owner name (write e.g. \"_etcd-server-ssl._tcp\")"
             ));
@@ -359,7 +359,9 @@ pub fn resolve(
                     let mut ts = Vec::new();
                     for t in list {
                         match type_from_name(t) {
-                            Some(code) if !crate::rr::is_meta_or_query_only(code) => ts.push(code),
+                            Some(code) if !crate::proto::rr::is_meta_or_query_only(code) => {
+                                ts.push(code)
+                            }
                             _ => return Err(bad(format!("unknown record type {t:?}"))),
                         }
                     }

@@ -21,14 +21,14 @@
 //!
 //! Hand edits (SIGHUP, or the file watcher) are merged three ways
 //! ([`ZoneData::merge_edit`]) against the version the file's stamp names
-//! ([`crate::writeback`]), rebuilt from the served zone and the changeset history, so
+//! ([`crate::update::writeback`]), rebuilt from the served zone and the changeset history, so
 //! updates made since the editor opened the file stay; the serial becomes
 //! max(file, served) + 1 and the merged zone is written back at once, keeping the file's
 //! layout. A write-back never replaces a file that changed since musterd last read or
 //! wrote it (the change is merged first) nor one that does not load or holds a refused
 //! edit (it waits, logged and counted, until the operator saves the file again).
 //!
-//! Every changeset is recorded in the IXFR history ([`crate::history`]) before its version
+//! Every changeset is recorded in the IXFR history ([`crate::zone::history`]) before its version
 //! is served; at start the history is the journal's.
 //!
 //! A panic while processing an update is contained: that update is answered SERVFAIL and
@@ -53,19 +53,19 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::answer::Responder;
-use crate::catalog::Catalog;
-use crate::changeset::Changeset;
 use crate::config::ZoneSpec;
-use crate::history::History;
-use crate::journal::{self, Journal, JournalError};
-use crate::name::Name;
+use crate::proto::name::Name;
+use crate::proto::tsig::{self, KeyRing};
+use crate::proto::wire::{opcode, rcode};
+use crate::query::answer::Responder;
 use crate::stats::Stats;
-use crate::tsig::{self, KeyRing};
+use crate::update::journal::{self, Journal, JournalError};
 use crate::update::replay::{Admission, ReplayGuard};
+use crate::update::writeback;
 use crate::update::{self, Limits, Policy, Reason, ZoneData};
-use crate::wire::{opcode, rcode};
-use crate::writeback;
+use crate::zone::catalog::Catalog;
+use crate::zone::changeset::Changeset;
+use crate::zone::history::History;
 use crate::zone::Zone;
 
 mod versions;
@@ -82,7 +82,7 @@ pub use crate::config::update::*;
 const EXTRA_REFUSALS: [&str; 4] = ["tsig", "notauth", "replay", "frozen"];
 
 /// RFC 8914 Extended DNS Error 18, Prohibited: what a frozen zone answers an update.
-const EDE_PROHIBITED: u16 = crate::wire::ede::PROHIBITED;
+const EDE_PROHIBITED: u16 = crate::proto::wire::ede::PROHIBITED;
 
 /// Adds an Extended DNS Error option to the OPT record a response ends with (built by
 /// [`update::response`], before its TSIG). A response without OPT is left alone: the
@@ -92,7 +92,7 @@ fn add_ede(msg: &mut Vec<u8>, code: u16, text: &str) {
     let n = msg.len();
     if n < OPT_LEN + 12
         || msg[n - OPT_LEN] != 0
-        || msg[n - 10..n - 8] != crate::rr::rtype::OPT.to_be_bytes()
+        || msg[n - 10..n - 8] != crate::proto::rr::rtype::OPT.to_be_bytes()
         || msg[n - 2..] != [0, 0]
     {
         return;
@@ -100,7 +100,7 @@ fn add_ede(msg: &mut Vec<u8>, code: u16, text: &str) {
     let text = &text.as_bytes()[..text.len().min(400)];
     let opt_len = (text.len() + 6) as u16;
     msg[n - 2..].copy_from_slice(&opt_len.to_be_bytes());
-    msg.extend_from_slice(&crate::wire::ede::OPTION.to_be_bytes());
+    msg.extend_from_slice(&crate::proto::wire::ede::OPTION.to_be_bytes());
     msg.extend_from_slice(&((text.len() + 2) as u16).to_be_bytes());
     msg.extend_from_slice(&code.to_be_bytes());
     msg.extend_from_slice(text);
@@ -476,8 +476,8 @@ impl Updates {
         let Some(tx) = self.zones.get(&req.zone.to_lowercase()) else {
             // RFC 2136 §3.1.1: a zone we do not serve is NOTAUTH; one we serve that takes
             // no updates is refused like an update without permission.
-            let served =
-                req.zclass == crate::rr::class::IN && self.catalog.load().get(&req.zone).is_some();
+            let served = req.zclass == crate::proto::rr::class::IN
+                && self.catalog.load().get(&req.zone).is_some();
             if served {
                 self.metrics.refused(Reason::Policy);
                 tracing::info!(zone = %req.zone, "update refused: the zone takes no updates");
@@ -486,7 +486,7 @@ impl Updates {
             self.metrics.refused_extra("notauth");
             return finish(update::update_rcode::NOTAUTH);
         };
-        if req.zclass != crate::rr::class::IN {
+        if req.zclass != crate::proto::rr::class::IN {
             self.metrics.refused_extra("notauth");
             return finish(update::update_rcode::NOTAUTH);
         }
@@ -760,7 +760,7 @@ fn read_base(base: &Path, origin: &Name) -> Result<Option<ZoneData>, OpenError> 
         return Ok(None);
     };
     let records =
-        crate::zonefile::parse_str(&text, base, origin).map_err(|e| error(e.to_string()))?;
+        crate::zone::zonefile::parse_str(&text, base, origin).map_err(|e| error(e.to_string()))?;
     ZoneData::from_records(origin, records)
         .map(Some)
         .map_err(|e| error(e.to_string()))
@@ -1089,7 +1089,7 @@ impl ZoneWorker {
         });
         // An update can open or close a completeness gate (a host registering its
         // address): log it and keep the gate metrics in step, as a reload does.
-        crate::gate::announce(&self.stats, &self.origin, before.as_deref(), &zone);
+        crate::zone::gate::announce(&self.stats, &self.origin, before.as_deref(), &zone);
         self.precompile_after = Some(Instant::now() + PRECOMPILE_QUIET);
         if self.versions.overdue() {
             self.precompile_now();
@@ -1729,8 +1729,8 @@ fn read_zone_file(
         if state == writeback::FileState::Unedited {
             return Ok(None);
         }
-        let records =
-            crate::zonefile::parse_str(&text, file, origin).map_err(|e| broken(e.to_string()))?;
+        let records = crate::zone::zonefile::parse_str(&text, file, origin)
+            .map_err(|e| broken(e.to_string()))?;
         if let Err(errors) = Zone::build_with_sizes(origin, records.clone(), sizes) {
             let text = errors
                 .iter()
@@ -1858,12 +1858,12 @@ mod tests {
         let req = update::Request {
             id: 1,
             zone: n("d.test."),
-            zclass: crate::rr::class::IN,
+            zclass: crate::proto::rr::class::IN,
             prerequisites: Vec::new(),
             updates: vec![UpdateRecord {
                 owner: n(owner),
-                rtype: crate::rr::rtype::A,
-                class: crate::rr::class::IN,
+                rtype: crate::proto::rr::rtype::A,
+                class: crate::proto::rr::class::IN,
                 ttl: 60,
                 rdata: ip.to_vec(),
             }],
@@ -1877,7 +1877,7 @@ mod tests {
         let origin = n("d.test.");
         let file = dir.join("d.test.zone");
         std::fs::write(&file, ZONE).unwrap();
-        let records = crate::zonefile::parse_file(&file, &origin).unwrap();
+        let records = crate::zone::zonefile::parse_file(&file, &origin).unwrap();
         let (zone, _) = Zone::build_with_sizes(&origin, records, &[]).unwrap();
         let zone = Arc::new(zone);
         let mut catalog = Catalog::new();

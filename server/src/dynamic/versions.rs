@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::answer::Responder;
-use crate::name::Name;
+use crate::proto::name::Name;
+use crate::query::answer::Responder;
 use crate::stats::Stats;
 use crate::update::ZoneData;
 use crate::zone::{Unpatchable, Zone};
@@ -143,10 +143,10 @@ impl Versions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::answer::{AnswerConfig, Scratch, Transport};
-    use crate::catalog::Catalog;
-    use crate::changeset::Changeset;
-    use crate::rr::{class, rtype, Record};
+    use crate::proto::rr::{class, rtype, Record};
+    use crate::query::answer::{AnswerConfig, Scratch, Transport};
+    use crate::zone::catalog::Catalog;
+    use crate::zone::changeset::Changeset;
 
     struct Rng(u64);
     impl Rng {
@@ -253,7 +253,7 @@ mod tests {
         pkt.extend_from_slice(&qtype.to_be_bytes());
         pkt.extend_from_slice(&class::IN.to_be_bytes());
         let transport = if tcp { Transport::Tcp } else { Transport::Udp };
-        crate::respond::respond(
+        crate::query::respond::respond(
             &responder,
             catalog,
             &pkt,
@@ -361,7 +361,7 @@ mod tests {
         let mut data = ZoneData::from_records(&origin, records.clone()).unwrap();
         let (first, _) = Zone::build(&origin, records).unwrap();
         let first = Arc::new(first);
-        crate::fastpath::precompile(&first, &responder, std::slice::from_ref(&origin));
+        crate::query::fastpath::precompile(&first, &responder, std::slice::from_ref(&origin));
         let mut versions = Versions::new();
         versions.published(first, None);
         let (mut rng, mut patched, mut rebuilt) = (Rng(seed | 1), 0, 0);
@@ -421,7 +421,7 @@ mod tests {
             let (got, want) = (Arc::new(got), Arc::new(want));
             if !got.is_patched() && rng.below(2) == 0 {
                 // Precompiled before the next patch, as a quiet moment allows.
-                crate::fastpath::precompile(&got, &responder, std::slice::from_ref(&origin));
+                crate::query::fastpath::precompile(&got, &responder, std::slice::from_ref(&origin));
             }
             assert_same(&got, &want, step);
             if got.is_patched() {
@@ -431,7 +431,11 @@ mod tests {
             if step % 50 == 49 && got.is_patched() {
                 // A compaction, precompiled: the fast path answers again, alike.
                 let compacted = Arc::new(got.compacted().unwrap().unwrap());
-                crate::fastpath::precompile(&compacted, &responder, std::slice::from_ref(&origin));
+                crate::query::fastpath::precompile(
+                    &compacted,
+                    &responder,
+                    std::slice::from_ref(&origin),
+                );
                 assert!(compacted.is_precompiled());
                 assert_same(&compacted, &want, step);
                 versions.published(compacted, None);

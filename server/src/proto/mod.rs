@@ -14,7 +14,10 @@ pub mod builder;
 pub mod name;
 pub mod query;
 pub mod reader;
+pub mod rr;
+pub mod tsig;
 pub mod types;
+pub mod wire;
 
 /// Length of the fixed DNS header (RFC 1035 §4.1.1).
 pub const HEADER_LEN: usize = 12;

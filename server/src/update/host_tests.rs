@@ -2,7 +2,7 @@
 //! records, and can neither add nor delete another host's.
 
 use super::*;
-use crate::zonefile::parse_str;
+use crate::zone::zonefile::parse_str;
 use std::path::Path;
 
 const ZONE: &str = "$ORIGIN d.test.
@@ -52,7 +52,7 @@ fn rr(owner: &str, t: u16, c: u16, ttl: u32, rdata: &str) -> UpdateRecord {
     } else {
         let text = format!(
             "$ORIGIN d.test.\nx 1 IN {} {rdata}\n",
-            crate::rr::type_name(t)
+            crate::proto::rr::type_name(t)
         );
         parse_str(&text, Path::new("r"), &n("d.test."))
             .unwrap()

@@ -15,8 +15,8 @@
 //! too, or adds one an update added too, agrees with it.
 
 use super::{canonical_rdata, record, serial_after, set_serial, Changeset, DataError, ZoneData};
-use crate::name::Name;
-use crate::rr::{rtype, type_name, Record};
+use crate::proto::name::Name;
+use crate::proto::rr::{rtype, type_name, Record};
 
 /// Why a hand edit cannot be merged with the served zone.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -15,8 +15,8 @@ use std::sync::Mutex;
 
 use tokio::sync::watch;
 
-use crate::tsig::Verified;
-use crate::wire::rcode;
+use crate::proto::tsig::Verified;
+use crate::proto::wire::rcode;
 
 /// MACs remembered at most: at 1,000 updates a second with nsupdate's 300 s fudge, 300,000
 /// are live. Past the cap new signed updates are refused (never forgotten early, which

@@ -1,5 +1,5 @@
 use super::*;
-use crate::zonefile::parse_str;
+use crate::zone::zonefile::parse_str;
 use std::path::Path;
 
 const ZONE: &str = "$ORIGIN d.test.
@@ -49,7 +49,7 @@ fn rr(owner: &str, t: u16, c: u16, ttl: u32, rdata: &str) -> UpdateRecord {
         let origin = n("d.test.");
         let text = format!(
             "$ORIGIN d.test.\nx 1 IN {} {rdata}\n",
-            crate::rr::type_name(t)
+            crate::proto::rr::type_name(t)
         );
         parse_str(&text, Path::new("r"), &origin)
             .unwrap()
@@ -808,7 +808,7 @@ fn an_soa_changed_by_update_survives_an_edit_that_left_the_soa_alone() {
     served.apply_changeset(&cs).unwrap();
     let soa = served.soa_record().unwrap();
     assert_eq!(soa.ttl, 600);
-    let text = crate::zonefile::rdata_to_text(rtype::SOA, &soa.rdata);
+    let text = crate::zone::zonefile::rdata_to_text(rtype::SOA, &soa.rdata);
     assert!(
         text.contains("admin.d.test. 2001 7200 900 604800 30"),
         "{text}"

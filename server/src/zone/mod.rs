@@ -25,10 +25,17 @@ use std::sync::{Arc, OnceLock};
 
 use hashbrown::HashTable;
 
-use crate::name::{Name, MAX_NAME_LEN};
-use crate::rr::{check_rdata, class, is_meta_or_query_only, rtype, type_name, Origin, Record, Soa};
+use crate::proto::name::{Name, MAX_NAME_LEN};
+use crate::proto::rr::{
+    check_rdata, class, is_meta_or_query_only, rtype, type_name, Origin, Record, Soa,
+};
 
+pub mod catalog;
+pub mod changeset;
+pub mod gate;
+pub mod history;
 pub mod patch;
+pub mod zonefile;
 pub use patch::{NameContent, SetContent, Unpatchable};
 
 /// Hash map keyed by lower-cased wire names.
@@ -74,7 +81,7 @@ struct NodeRec {
     key_len: u8,
     wildcard_child: bool,
     /// A closed completeness gate is at this name: its SRV RRset is withheld
-    /// ([`crate::gate`]).
+    /// ([`crate::zone::gate`]).
     withheld: bool,
     cut: CutRec,
     /// First RRset in `sets` and how many; none for an empty non-terminal.
@@ -139,7 +146,7 @@ struct Base {
     /// Node numbers, hashed by lower-cased wire name.
     table: HashTable<u32>,
     arenas: Arenas,
-    /// Precompiled answers of all nodes (see [`crate::fastpath`]), set once.
+    /// Precompiled answers of all nodes (see [`crate::query::fastpath`]), set once.
     fast: OnceLock<Fast>,
 }
 
@@ -303,8 +310,8 @@ impl<'z> Node<'z> {
     }
 
     /// The closed completeness gate at this name, if any: its SRV RRset must not be
-    /// served ([`crate::gate`]). One flag test for every other name.
-    pub fn withheld(&self) -> Option<&'z crate::gate::Gate> {
+    /// served ([`crate::zone::gate`]). One flag test for every other name.
+    pub fn withheld(&self) -> Option<&'z crate::zone::gate::Gate> {
         if !self.rec().withheld {
             return None;
         }
@@ -315,7 +322,7 @@ impl<'z> Node<'z> {
             .map(|i| &gates[i])
     }
 
-    /// The precompiled answers of this name (see [`crate::fastpath`]): the fast arena,
+    /// The precompiled answers of this name (see [`crate::query::fastpath`]): the fast arena,
     /// where this node's block starts in it, and whether the zone is patched (its NODATA
     /// answers hold an older SOA then). Names a patch changed, and the names whose
     /// answers depend on them, have none.
@@ -368,8 +375,8 @@ pub struct Zone {
     pub record_count: usize,
     /// Every file the zone was read from (for change detection).
     pub files: Vec<PathBuf>,
-    /// Completeness gates, sorted by node number ([`crate::gate`]).
-    gates: Box<[crate::gate::Gate]>,
+    /// Completeness gates, sorted by node number ([`crate::zone::gate`]).
+    gates: Box<[crate::zone::gate::Gate]>,
     /// The configured cluster sizes this snapshot was built with (owner name, size): a
     /// rebuild of the zone passes them on ([`Zone::build_with_sizes`]).
     gate_sizes: Box<[(Name, u32)]>,
@@ -905,7 +912,7 @@ impl NodeTable {
                 buf[..k.len()].copy_from_slice(k);
                 k.len()
             };
-            for suffix in crate::name::suffixes(&buf[..len]).skip(1) {
+            for suffix in crate::proto::name::suffixes(&buf[..len]).skip(1) {
                 if suffix.len() < apex_len || self.find(suffix).is_some() {
                     // A real owner fills its own chain; an inserted one was filled with ours.
                     break;
@@ -941,7 +948,7 @@ impl NodeTable {
         // A node below a delegation: find the highest cut above it.
         for id in 0..self.nodes.len() as u32 {
             let mut highest = None;
-            for suffix in crate::name::suffixes(self.key_of(id)).skip(1) {
+            for suffix in crate::proto::name::suffixes(self.key_of(id)).skip(1) {
                 if suffix.len() <= apex_len {
                     break;
                 }
@@ -978,7 +985,7 @@ impl Zone {
         sizes: &[(Name, u32)],
     ) -> Result<(Zone, Vec<ZoneWarning>), Vec<ZoneError>> {
         let (mut zone, warnings) = Zone::build_ungated(origin, records)?;
-        let gates = crate::gate::compute(&zone, sizes);
+        let gates = crate::zone::gate::compute(&zone, sizes);
         let base = Arc::get_mut(&mut zone.base).expect("a new zone's base is not shared");
         for g in gates.iter().filter(|g| !g.open) {
             if let Some(n) = base.arenas.nodes.get_mut(g.node as usize) {
@@ -991,7 +998,7 @@ impl Zone {
     }
 
     /// The completeness gates of this snapshot, sorted by node number.
-    pub fn gates(&self) -> &[crate::gate::Gate] {
+    pub fn gates(&self) -> &[crate::zone::gate::Gate] {
         &self.gates
     }
 
@@ -1170,7 +1177,7 @@ impl Zone {
         // Closest encloser: the first existing ancestor. The apex always exists, so this
         // ends there at the latest.
         let mut encloser = None;
-        for suffix in crate::name::suffixes(qname).skip(1) {
+        for suffix in crate::proto::name::suffixes(qname).skip(1) {
             if let Some(n) = self.node(suffix) {
                 encloser = Some((suffix, n));
                 break;

@@ -14,7 +14,7 @@
 //! caller rebuilds. So does an overlay grown past [`Overlay::MAX_NODES`]; the zone's task
 //! compacts a patched snapshot in the background once updates pause or the overlay passes
 //! [`COMPACT_AT`], which brings back the precompiled answers
-//! ([`crate::fastpath`]) of the names the patches touched and their dependants.
+//! ([`crate::query::fastpath`]) of the names the patches touched and their dependants.
 
 use super::*;
 
@@ -479,9 +479,9 @@ impl Zone {
         keys.dedup();
         let gates = {
             let candidates = keys.iter().filter_map(|k| self.node(k.as_wire()));
-            crate::gate::compute_from(self, candidates, &self.gate_sizes)
+            crate::zone::gate::compute_from(self, candidates, &self.gate_sizes)
         };
-        let closed = |gates: &[crate::gate::Gate]| -> Vec<Name> {
+        let closed = |gates: &[crate::zone::gate::Gate]| -> Vec<Name> {
             gates
                 .iter()
                 .filter(|g| !g.open)

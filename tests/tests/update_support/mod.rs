@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use muster_server::tsig;
+use muster_server::proto::tsig;
 use muster_tests::{query::wire_name, query::Query, udp_exchange};
 
 /// An UPDATE of `zone` adding `name` A `ip` and TXT `tag` (two records, so that an update

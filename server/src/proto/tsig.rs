@@ -34,7 +34,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 
-use crate::name::{wire_name_len, Name};
+use crate::proto::name::{wire_name_len, Name};
 use crate::proto::reader::Reader;
 use crate::proto::types::{class, rtype, Rcode};
 use crate::proto::HEADER_LEN;

@@ -16,9 +16,11 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::name::Name;
+use crate::proto::name::Name;
+use crate::proto::rr::{
+    check_rdata, class, rtype, rtype_more, type_from_name, type_name, Origin, Record,
+};
 use crate::proto::types::Rclass;
-use crate::rr::{check_rdata, class, rtype, rtype_more, type_from_name, type_name, Origin, Record};
 
 /// Most errors collected from one file before giving up.
 const MAX_ERRORS: usize = 50;
@@ -649,7 +651,7 @@ impl Parser {
             }
         };
         let ttl = if rt == rtype::SOA {
-            let soa = crate::rr::Soa::from_rdata(&rdata);
+            let soa = crate::proto::rr::Soa::from_rdata(&rdata);
             self.ttl.soa_minimum = soa.as_ref().map(|s| s.minimum);
             if ttl == 0 && self.ttl.default.is_none() {
                 soa.map_or(0, |s| s.minimum)
@@ -692,8 +694,8 @@ fn number<T: TryFrom<u64>>(s: &str, what: &str, max: u64) -> Result<T, String> {
     T::try_from(v).map_err(|_| format!("{what} {v} out of range"))
 }
 
-fn name_field(s: &str, origin: &Name, what: &str) -> Result<crate::name::WireBuf, String> {
-    crate::name::parse_wire(s, Some(origin)).map_err(|e| format!("bad {what}: {e}"))
+fn name_field(s: &str, origin: &Name, what: &str) -> Result<crate::proto::name::WireBuf, String> {
+    crate::proto::name::parse_wire(s, Some(origin)).map_err(|e| format!("bad {what}: {e}"))
 }
 
 /// Decodes `\X` and `\DDD` escapes of a character-string.
@@ -953,7 +955,7 @@ fn generic(data: &[u8]) -> String {
 /// Rdata in presentation form (RFC 3597 `\#` form when not decodable).
 pub fn rdata_to_text(rt: u16, d: &[u8]) -> String {
     let name_at = |i: usize| -> Option<(String, usize)> {
-        let l = crate::name::wire_name_len(&d[i..])?;
+        let l = crate::proto::name::wire_name_len(&d[i..])?;
         Some((Name::from_wire(&d[i..i + l]).ok()?.to_string(), i + l))
     };
     let text = match rt {
@@ -976,7 +978,7 @@ pub fn rdata_to_text(rt: u16, d: &[u8]) -> String {
                 u16::from_be_bytes([d[4], d[5]])
             )
         }),
-        rtype::SOA => crate::rr::Soa::from_rdata(d).map(|s| {
+        rtype::SOA => crate::proto::rr::Soa::from_rdata(d).map(|s| {
             format!(
                 "{} {} {} {} {} {} {}",
                 s.mname, s.rname, s.serial, s.refresh, s.retry, s.expire, s.minimum

@@ -8,6 +8,8 @@
 //! etcd (a smaller cluster bootstraps), 3.5+ merges `-ssl` and plain sets, 3.4 reads only
 //! `-ssl` for peers, CNAME targets leak the alias into URLs, and so on.
 
+pub mod policy;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -15,11 +17,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::gate::etcd_srv_owner;
-use crate::name::Name;
-use crate::rr::{rtype, type_name, Record, Srv};
+use crate::proto::name::Name;
+use crate::proto::rr::{rtype, type_name, Record, Srv};
+use crate::zone::gate::etcd_srv_owner;
+use crate::zone::zonefile;
 use crate::zone::Zone;
-use crate::zonefile;
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -277,7 +279,7 @@ fn zone_errors(origin: &Name, records: &[Record]) -> Vec<Finding> {
         .collect()
 }
 
-/// The completeness gates the server would compute ([`crate::gate`]): an unusable or
+/// The completeness gates the server would compute ([`crate::zone::gate`]): an unusable or
 /// conflicting size declaration is an error, a closed gate a warning naming what is
 /// missing (musterd withholds that SRV set until it is complete). Gives the targets a
 /// closed gate waits for: their missing addresses are a rollout in progress, not an
@@ -297,7 +299,7 @@ fn lint_gates(
         let txt = index.of_type(&g.owner, rtype::TXT).into_iter().find(|r| {
             r.rdata
                 .get(1..)
-                .is_some_and(|d| d.starts_with(crate::gate::SIZE_PREFIX.as_bytes()))
+                .is_some_and(|d| d.starts_with(crate::zone::gate::SIZE_PREFIX.as_bytes()))
         });
         let at = txt.or_else(|| index.of_type(&g.owner, rtype::SRV).first().copied());
         if let Some(p) = &g.problem {

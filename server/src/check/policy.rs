@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use crate::check::{finding, Finding, Severity};
 use crate::dynamic::{key_host, UpdateConfig};
-use crate::name::Name;
-use crate::rr::{rtype, Record, Srv};
+use crate::proto::name::Name;
+use crate::proto::rr::{rtype, Record, Srv};
 use crate::update::{NameMatch, Policy};
 
 /// The policy and key findings of a configuration (`config` names its file).
@@ -38,7 +38,7 @@ fn hosts(records: &[Record]) -> BTreeSet<Name> {
             rtype::A | rtype::AAAA => {
                 out.insert(r.owner.to_lowercase());
             }
-            rtype::SRV if crate::gate::etcd_srv_owner(&r.owner).is_some() => {
+            rtype::SRV if crate::zone::gate::etcd_srv_owner(&r.owner).is_some() => {
                 if let Some(s) = Srv::from_rdata(&r.rdata) {
                     out.insert(s.target.to_lowercase());
                 }

@@ -5,7 +5,7 @@
 //! [`Responder::answer`] is a pure function of (catalog, query, transport) into a
 //! caller-owned buffer: the transports own the sockets and buffers, this module owns the
 //! DNS rules. Which path answers a packet (this one or a precompiled answer) is decided
-//! in [`crate::respond`]; precompiling watches this path through an [`Observer`].
+//! in [`crate::query::respond`]; precompiling watches this path through an [`Observer`].
 //!
 //! Nothing is allocated per query once the caller's buffer and [`Scratch`] have grown to
 //! the largest answer seen: the additional-section targets and the CNAME chain live in the
@@ -18,20 +18,20 @@
 //! Zone data the writer refuses (see [`wire::WriteError`]) gives SERVFAIL with empty
 //! sections, never a panic or a partial record.
 //!
-//! An SRV RRset behind a closed completeness gate ([`crate::gate`]) is answered NODATA
+//! An SRV RRset behind a closed completeness gate ([`crate::zone::gate`]) is answered NODATA
 //! with a short negative TTL. When the query has EDNS, withheld answers and refusals
 //! carry an Extended DNS Error (RFC 8914): 14 "Not Ready" with the gate's state, 20 "Not
 //! Authoritative" for names outside the served zones (as Knot and NSD do), 18
 //! "Prohibited" for what policy refuses (identity names not configured, zone transfers).
 
-use crate::catalog::Catalog;
-use crate::gate::WITHHELD_NEGATIVE_TTL;
-use crate::name::{wire_name_len, MAX_NAME_LEN};
-use crate::rr::{class, is_meta_or_query_only, rtype};
-use crate::wire::{
+use crate::proto::name::{wire_name_len, MAX_NAME_LEN};
+use crate::proto::rr::{class, is_meta_or_query_only, rtype};
+use crate::proto::wire::{
     self, ede, flags, opcode, parse_query, rcode, Compressor, Ede, Malformed, Query, Section,
     WriteError, Writer,
 };
+use crate::zone::catalog::Catalog;
+use crate::zone::gate::WITHHELD_NEGATIVE_TTL;
 use crate::zone::{Found, Node, RRset, Zone};
 
 /// Smallest UDP payload any DNS client must accept (RFC 1035 §4.2.1, RFC 6891 §6.2.5).
@@ -167,7 +167,7 @@ impl Responder {
         Responder { config }
     }
 
-    /// Builds the response to `pkt` in `buf` by the full path only. [`crate::respond`]
+    /// Builds the response to `pkt` in `buf` by the full path only. [`crate::query::respond`]
     /// also uses precompiled answers; this is the reference they are tested against.
     pub fn respond_full(
         &self,
@@ -515,7 +515,8 @@ fn select<'z>(node: Node<'z>, qtype: u16) -> Option<RRset<'z>> {
 
 fn in_zone(target: &[u8], zone: &Zone) -> bool {
     let origin = zone.origin.as_wire();
-    crate::name::suffixes(target).any(|s| s.len() == origin.len() && s.eq_ignore_ascii_case(origin))
+    crate::proto::name::suffixes(target)
+        .any(|s| s.len() == origin.len() && s.eq_ignore_ascii_case(origin))
 }
 
 fn write_rrset(
@@ -631,8 +632,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::name::Name;
-    use crate::rr::Record;
+    use crate::proto::name::Name;
+    use crate::proto::rr::Record;
 
     /// Counts the allocations of the current thread, so a test can show that answering
     /// allocates nothing (other tests run on other threads and are not counted).
@@ -781,7 +782,7 @@ mod tests {
                     allocations() - before,
                     0,
                     "{:?} over {transport:?} allocated ({outcome:?})",
-                    crate::wire::parse_query(q).map(|q| q.qname().to_vec())
+                    crate::proto::wire::parse_query(q).map(|q| q.qname().to_vec())
                 );
             }
         }

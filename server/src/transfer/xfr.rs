@@ -14,10 +14,10 @@
 //! one match allows (as a BIND `allow-transfer` list does). Nothing configured, nothing
 //! allowed: REFUSED (as NSD; §1.11). A signed request is verified first (RFC 8945 §5.2:
 //! errors answered NOTAUTH with the TSIG error) and every message of the answer is signed
-//! with [`crate::tsig::StreamSigner`] (RFC 8945 §5.3.1 asks for the first and last and at
+//! with [`crate::proto::tsig::StreamSigner`] (RFC 8945 §5.3.1 asks for the first and last and at
 //! most 99 unsigned in a row; signing each costs one HMAC per 16 KiB).
 //!
-//! IXFR history ([`crate::history`]): a zone that takes dynamic updates records each
+//! IXFR history ([`crate::zone::history`]): a zone that takes dynamic updates records each
 //! changeset it journals (updates and hand edits) before the new version is visible, and
 //! starts from its journal after a restart; for other zones [`Transfers::watch`] notices
 //! every new snapshot in the catalog (a reload or a transfer in) and records the
@@ -41,16 +41,16 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::answer::{Outcome, Transport};
-use crate::catalog::Catalog;
-use crate::changeset::Changeset;
-use crate::history::History;
-use crate::name::Name;
 use crate::proto::builder::{Compressor, MessageBuilder, Section, Suspended, WriteError};
+use crate::proto::name::Name;
 use crate::proto::reader::{Header, Reader};
-use crate::rr::{class, rtype, Record};
-use crate::tsig::{self, KeyRing, StreamSigner};
-use crate::wire::{flags, opcode, rcode, Malformed, Query, HEADER_LEN};
+use crate::proto::rr::{class, rtype, Record};
+use crate::proto::tsig::{self, KeyRing, StreamSigner};
+use crate::proto::wire::{flags, opcode, rcode, Malformed, Query, HEADER_LEN};
+use crate::query::answer::{Outcome, Transport};
+use crate::zone::catalog::Catalog;
+use crate::zone::changeset::Changeset;
+use crate::zone::history::History;
 use crate::zone::Zone;
 
 /// Largest transfer message before its TSIG: every offset in it can be a compression
@@ -340,7 +340,7 @@ struct Message {
 
 /// Why a record cannot go into any message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a {} record of {len} octets does not fit in a transfer message", crate::rr::type_name(*rtype))]
+#[error("a {} record of {len} octets does not fit in a transfer message", crate::proto::rr::type_name(*rtype))]
 pub struct Oversized {
     rtype: u16,
     len: usize,
@@ -521,14 +521,14 @@ pub struct Transfers {
     acl: HashMap<Name, Vec<AclEntry>>,
     history: Arc<History>,
     pub metrics: Arc<XfrMetrics>,
-    pub(crate) notifier: crate::notify::Notifier,
-    pub(crate) secondaries: crate::secondary::Secondaries,
+    pub(crate) notifier: crate::transfer::notify::Notifier,
+    pub(crate) secondaries: crate::transfer::secondary::Secondaries,
     /// Set while some secondary zone is expired or not loaded yet: only then does the
-    /// query path look at [`crate::secondary::Secondaries::unavailable`].
+    /// query path look at [`crate::transfer::secondary::Secondaries::unavailable`].
     pub(crate) any_unavailable: AtomicBool,
     max_udp_payload: u16,
     /// For precompiling the answers of refreshed secondary zones, as a reload does.
-    pub(crate) responder: crate::answer::Responder,
+    pub(crate) responder: crate::query::answer::Responder,
     pub(crate) stats: Arc<crate::stats::Stats>,
 }
 
@@ -546,7 +546,7 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Secondary(#[from] crate::secondary::SecondaryError),
+    Secondary(#[from] crate::transfer::secondary::SecondaryError),
 }
 
 impl Transfers {
@@ -560,7 +560,7 @@ impl Transfers {
         state_dir: &Path,
         catalog: Arc<ArcSwap<Catalog>>,
         history: Arc<History>,
-        responder: crate::answer::Responder,
+        responder: crate::query::answer::Responder,
         stats: Arc<crate::stats::Stats>,
         xfr_metrics: Arc<XfrMetrics>,
         listen: &[std::net::SocketAddr],
@@ -568,7 +568,7 @@ impl Transfers {
         let loaded = keys.load_full();
         config.check_keys(&loaded)?;
         let metrics = xfr_metrics;
-        let secondaries = crate::secondary::Secondaries::load(
+        let secondaries = crate::transfer::secondary::Secondaries::load(
             &config.secondaries,
             config.in_limits,
             &loaded,
@@ -579,7 +579,12 @@ impl Transfers {
         )?;
         let t = Transfers {
             acl: config.allow.iter().cloned().collect(),
-            notifier: crate::notify::Notifier::new(config, &loaded, metrics.clone(), listen),
+            notifier: crate::transfer::notify::Notifier::new(
+                config,
+                &loaded,
+                metrics.clone(),
+                listen,
+            ),
             any_unavailable: AtomicBool::new(secondaries.any_unavailable()),
             secondaries,
             catalog,
@@ -595,14 +600,14 @@ impl Transfers {
 
     /// Where secondary zones are saved.
     pub fn state_file(state_dir: &Path, zone: &Name) -> PathBuf {
-        crate::secondary::state_file(state_dir, zone)
+        crate::transfer::secondary::state_file(state_dir, zone)
     }
 
     /// Starts the catalog watcher and the secondary zones' refresh tasks. Call once,
     /// inside the runtime.
     pub fn start(self: &Arc<Self>) {
         tokio::spawn(self.clone().watch());
-        crate::secondary::start(self);
+        crate::transfer::secondary::start(self);
     }
 
     /// Watches the catalog for new snapshots: records each zone's change for IXFR,
@@ -844,7 +849,7 @@ impl Transfers {
         }
         let unavailable = self.any_unavailable.load(Ordering::Relaxed);
         if unavailable && q.qclass == class::IN && self.secondaries.unavailable(q.qname()) {
-            *out = crate::secondary::servfail(q, self.max_udp_payload);
+            *out = crate::transfer::secondary::servfail(q, self.max_udp_payload);
             return Some(Outcome::Reply {
                 rcode: rcode::SERVFAIL,
                 truncated: false,
@@ -1024,7 +1029,7 @@ mod tests {
     fn zone(origin: &str, serial: u32, body: &str) -> Zone {
         let o = Name::parse(origin, None).unwrap();
         let text = format!("$ORIGIN {origin}\n$TTL 60\n@ IN SOA ns1 host {serial} 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 10.0.0.1\n{body}");
-        let records = crate::zonefile::parse_str(&text, Path::new("t.zone"), &o).unwrap();
+        let records = crate::zone::zonefile::parse_str(&text, Path::new("t.zone"), &o).unwrap();
         Zone::build(&o, records).unwrap().0
     }
 

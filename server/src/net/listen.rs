@@ -39,15 +39,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::answer::Scratch;
-use crate::dispatch::TcpNext;
 use crate::loader::panic_message;
-use crate::mmsg::Batch;
+use crate::net::dispatch::TcpNext;
+use crate::net::mmsg::Batch;
 use crate::proto::reader::{Header, Reader};
 use crate::proto::HEADER_LEN;
+use crate::query::answer::Scratch;
 use crate::stats::{bump, PanicSite};
 
-pub use crate::dispatch::Shared;
+pub use crate::net::dispatch::Shared;
 
 /// Binds `workers` UDP sockets sharing `addr` with SO_REUSEPORT. With port 0 the first
 /// socket picks the port and the others join it.
@@ -290,7 +290,7 @@ fn truncate_to_tc(buf: &mut Vec<u8>) -> bool {
     let has_opt = ar > 0
         && len >= question_end + 11
         && buf[len - 11] == 0
-        && buf[len - 10..len - 8] == crate::rr::rtype::OPT.to_be_bytes()
+        && buf[len - 10..len - 8] == crate::proto::rr::rtype::OPT.to_be_bytes()
         && buf[len - 2..] == [0, 0];
     let new_len = question_end + if has_opt { 11 } else { 0 };
     if new_len >= len {
@@ -300,7 +300,7 @@ fn truncate_to_tc(buf: &mut Vec<u8>) -> bool {
         buf.copy_within(len - 11.., question_end);
     }
     buf.truncate(new_len);
-    let fl = u16::from_be_bytes([buf[2], buf[3]]) | crate::wire::flags::TC;
+    let fl = u16::from_be_bytes([buf[2], buf[3]]) | crate::proto::wire::flags::TC;
     buf[2..4].copy_from_slice(&fl.to_be_bytes());
     buf[6..12].copy_from_slice(&[0, 0, 0, 0, 0, has_opt as u8]);
     true
@@ -482,11 +482,11 @@ async fn serve_tcp(mut stream: TcpStream, peer: SocketAddr, shared: &Shared, lim
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::answer::Responder;
-    use crate::catalog::Catalog;
     use crate::config::ZoneSpec;
-    use crate::name::Name;
+    use crate::proto::name::Name;
+    use crate::query::answer::Responder;
     use crate::stats::Stats;
+    use crate::zone::catalog::Catalog;
     use arc_swap::ArcSwap;
     use std::sync::atomic::AtomicBool;
 

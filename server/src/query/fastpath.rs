@@ -17,18 +17,18 @@
 //! wildcard-synthesised and non-existent names, CNAME chains for other types, answers whose
 //! additional section depends on another zone, answers whose zone data the writer
 //! refuses (counted and logged by the loader), SRV answers withheld by a closed
-//! completeness gate ([`crate::gate`]: they carry an Extended DNS Error, which the stored
+//! completeness gate ([`crate::zone::gate`]: they carry an Extended DNS Error, which the stored
 //! form has no room for), and every non-IN, non-QUERY or meta query. A zone without
 //! gates costs the fast path nothing: the check happens once, while precompiling.
-//! Which path answers a query is decided in [`crate::respond`].
+//! Which path answers a query is decided in [`crate::query::respond`].
 
 use std::sync::Arc;
 
-use crate::answer::{Observer, Outcome, Responder, Scratch, Transport};
-use crate::catalog::Catalog;
-use crate::name::Name;
-use crate::rr::{class, is_meta_or_query_only, rtype};
-use crate::wire::{flags, opcode, parse_query, Query, WriteError, HEADER_LEN};
+use crate::proto::name::Name;
+use crate::proto::rr::{class, is_meta_or_query_only, rtype};
+use crate::proto::wire::{flags, opcode, parse_query, Query, WriteError, HEADER_LEN};
+use crate::query::answer::{Observer, Outcome, Responder, Scratch, Transport};
+use crate::zone::catalog::Catalog;
 use crate::zone::{Cut, Node, Zone};
 
 // Storage. All precompiled answers of a zone live in one byte arena (see
@@ -297,7 +297,7 @@ fn precompile_nodes(
         }
         if nested
             .iter()
-            .any(|o| crate::name::suffixes(key).any(|s| s == o.as_wire()))
+            .any(|o| crate::proto::name::suffixes(key).any(|s| s == o.as_wire()))
         {
             continue; // answered from the nested zone
         }
@@ -498,8 +498,8 @@ impl Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::answer::AnswerConfig;
-    use crate::rr::Record;
+    use crate::proto::rr::Record;
+    use crate::query::answer::AnswerConfig;
 
     use crate::testutil::wire_name as name;
 
@@ -656,7 +656,7 @@ mod tests {
                             if answer(&responder, &catalog, &parsed, transport, &mut b1).is_some() {
                                 fast_hits += 1;
                             }
-                            crate::respond::respond(
+                            crate::query::respond::respond(
                                 &responder,
                                 &catalog,
                                 &pkt,
@@ -717,7 +717,7 @@ mod tests {
         let (mut buf, mut scratch) = (Vec::new(), Scratch::default());
         let mut ask = |qtype, transport| {
             let pkt = query("a.z.test.", qtype, None, 9);
-            let outcome = crate::respond::respond(
+            let outcome = crate::query::respond::respond(
                 &responder,
                 &catalog,
                 &pkt,
@@ -729,7 +729,7 @@ mod tests {
         };
         for transport in [Transport::Udp, Transport::Tcp] {
             let (outcome, m) = ask(rtype::TXT, transport);
-            let servfail = crate::wire::rcode::SERVFAIL;
+            let servfail = crate::proto::wire::rcode::SERVFAIL;
             assert_eq!(
                 outcome,
                 Outcome::Reply {
@@ -779,7 +779,7 @@ mod tests {
         ] {
             for edns in [None, Some((1232, false))] {
                 let pkt = query(n, t, edns, 7);
-                crate::respond::respond(
+                crate::query::respond::respond(
                     &responder,
                     &catalog,
                     &pkt,
@@ -792,7 +792,7 @@ mod tests {
             }
         }
         let pkt = query(owner, rtype::SRV, Some((1232, false)), 7);
-        crate::respond::respond(
+        crate::query::respond::respond(
             &responder,
             &catalog,
             &pkt,
@@ -802,7 +802,10 @@ mod tests {
         );
         let m = hickory_proto::op::Message::from_vec(&b1).unwrap();
         assert!(m.answers.is_empty());
-        assert_eq!(m.authorities[0].ttl, crate::gate::WITHHELD_NEGATIVE_TTL);
+        assert_eq!(
+            m.authorities[0].ttl,
+            crate::zone::gate::WITHHELD_NEGATIVE_TTL
+        );
         let opts = m.edns.as_ref().unwrap().options().as_ref();
         assert!(
             matches!(opts, [(_, hickory_proto::rr::rdata::opt::EdnsOption::Unknown(15, d))] if d[..2] == [0, 14]),

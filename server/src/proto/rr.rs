@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::name::{wire_name_len, Name};
+use crate::proto::name::{wire_name_len, Name};
 use crate::proto::types::Rtype;
 
 pub use crate::proto::types::{class, rdata_names, rtype, rtype_more, RdataNames};

@@ -3,7 +3,7 @@
 //! Out: telling secondaries that a zone's serial changed, so they refresh within seconds
 //! instead of at their next SOA refresh timer.
 //!
-//! [`crate::xfr::Transfers::watch`] calls [`Notifier::serial_changed`] whenever a new
+//! [`crate::transfer::xfr::Transfers::watch`] calls [`Notifier::serial_changed`] whenever a new
 //! serial of a zone is served, whatever changed it (reload, hand edit, dynamic update,
 //! transfer in). Each configured secondary then gets its own task: a NOTIFY over UDP
 //! (opcode 4, AA, the apex SOA as question and, as BIND and Knot do, in the answer so the
@@ -16,7 +16,7 @@
 //!
 //! In ([`answer_notify`], a primary telling us): from the configured primary's address
 //! (any port), for a secondary zone, TSIG-verified when signed: NOERROR, and a refresh
-//! of that zone ([`crate::secondary`]). From anyone else, or for another zone: REFUSED
+//! of that zone ([`crate::transfer::secondary`]). From anyone else, or for another zone: REFUSED
 //! (as NSD; docs/dns-answer-rules.md §1.13), counted, no action.
 //!
 //! Limitations: only UDP (RFC 1996 §3.6 allows TCP; every secondary listens on UDP).
@@ -27,15 +27,15 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::answer::Outcome;
-use crate::name::Name;
 use crate::proto::builder::{question, Compressor, MessageBuilder, Section};
+use crate::proto::name::Name;
 use crate::proto::reader::Header;
+use crate::proto::rr::{class, rtype};
+use crate::proto::tsig::{self, Key, KeyRing};
 use crate::proto::types::{Opcode, Rcode};
-use crate::rr::{class, rtype};
-use crate::tsig::{self, Key, KeyRing};
-use crate::wire::{flags, opcode, parse_query, rcode};
-use crate::xfr::{NotifyTarget, TransferConfig, Transfers, XfrMetrics};
+use crate::proto::wire::{flags, opcode, parse_query, rcode};
+use crate::query::answer::Outcome;
+use crate::transfer::xfr::{NotifyTarget, TransferConfig, Transfers, XfrMetrics};
 use crate::zone::Zone;
 
 /// Why one NOTIFY was not acknowledged.
@@ -210,7 +210,7 @@ pub fn answer_notify(
         Err(e) => {
             m.notify_refused.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%peer, "NOTIFY refused: {e}");
-            *out = crate::xfr::error_reply(pkt, e.rcode());
+            *out = crate::transfer::xfr::error_reply(pkt, e.rcode());
             if let Some(t) = e.response() {
                 let _ = tsig::sign_response(out, &t, now);
             }
@@ -218,7 +218,7 @@ pub fn answer_notify(
         }
     };
     let finish = |out: &mut Vec<u8>, rc: u16| {
-        *out = crate::xfr::error_reply(pkt, rc);
+        *out = crate::transfer::xfr::error_reply(pkt, rc);
         if rc == rcode::NOERROR {
             let fl = u16::from_be_bytes([out[2], out[3]]) | flags::AA;
             out[2..4].copy_from_slice(&fl.to_be_bytes());

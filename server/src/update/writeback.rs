@@ -18,10 +18,10 @@
 
 use std::path::Path;
 
-use crate::name::Name;
-use crate::rr::{rtype, Record};
+use crate::proto::name::Name;
+use crate::proto::rr::{rtype, Record};
 use crate::update::ZoneData;
-use crate::zonefile::{format_record, parse_str};
+use crate::zone::zonefile::{format_record, parse_str};
 
 /// The first line of a stamped file, up to the version.
 const STAMP: &str = "; musterd zone version: serial ";
@@ -243,7 +243,7 @@ fn patch(body: &str, path: &Path, records: &[Record], target: &ZoneData) -> Resu
             return Err(format!(
                 "{} {} changed in the included file {}",
                 r.owner,
-                crate::rr::type_name(r.rtype),
+                crate::proto::rr::type_name(r.rtype),
                 src.file.display()
             ));
         }

@@ -26,7 +26,7 @@
 //! the refresh fails (logged with the zone and the primary) and the copy we hold stays
 //! served, so a runaway or hostile primary cannot exhaust our memory or disk.
 //!
-//! NOTIFY in is answered by [`crate::notify`], which pokes the zone's task through
+//! NOTIFY in is answered by [`crate::transfer::notify`], which pokes the zone's task through
 //! [`Secondaries::notified`].
 //!
 //! An incremental transfer patches the served copy with the names its changes touched
@@ -51,17 +51,17 @@ use arc_swap::ArcSwap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::catalog::Catalog;
-use crate::changeset::Changeset;
-use crate::history::History;
-use crate::journal::Journal;
-use crate::name::Name;
+use crate::proto::name::Name;
 use crate::proto::reader::{Header, Reader};
+use crate::proto::rr::{class, rtype, Record, Soa};
+use crate::proto::tsig::{self, Key, KeyRing, StreamVerifier};
 use crate::proto::types::Rcode;
-use crate::rr::{class, rtype, Record, Soa};
-use crate::tsig::{self, Key, KeyRing, StreamVerifier};
-use crate::wire::{opcode, rcode, Compressor, Ede, Query, Section, Writer};
-use crate::xfr::{serial_gt, InLimits, SecondarySpec, Transfers, XfrMetrics};
+use crate::proto::wire::{opcode, rcode, Compressor, Ede, Query, Section, Writer};
+use crate::transfer::xfr::{serial_gt, InLimits, SecondarySpec, Transfers, XfrMetrics};
+use crate::update::journal::Journal;
+use crate::zone::catalog::Catalog;
+use crate::zone::changeset::Changeset;
+use crate::zone::history::History;
 use crate::zone::{NameContent, SetContent, Zone};
 
 /// RFC 8914 §4.23: "No Reachable Authority".
@@ -114,7 +114,7 @@ pub enum RefreshError {
     #[error("the transferred zone is not valid: {0}")]
     Invalid(String),
     #[error("saving the zone: {0}")]
-    Save(#[from] crate::journal::JournalError),
+    Save(#[from] crate::update::journal::JournalError),
     #[error(
         "the transfer is larger than transfer.{key} = {limit} and was cut off; the copy we \
          hold stays served (raise the limit if the zone is meant to be this large)"
@@ -125,7 +125,7 @@ pub enum RefreshError {
 /// Where a secondary zone is saved: `<state-dir>/<zone>.secondary.zone`, the zone named
 /// as the journal names it (so no name escapes the directory).
 pub fn state_file(state_dir: &Path, zone: &Name) -> PathBuf {
-    let journal = crate::journal::file_name(zone);
+    let journal = crate::update::journal::file_name(zone);
     let stem = journal.strip_suffix(".journal").unwrap_or(&journal);
     state_dir.join(format!("{stem}.secondary.zone"))
 }
@@ -328,7 +328,7 @@ impl Secondaries {
     pub fn unavailable(&self, qname: &[u8]) -> bool {
         self.zones.iter().any(|z| {
             z.unavailable.load(Ordering::Relaxed)
-                && crate::name::suffixes(qname).any(|s| s == z.spec.origin.as_wire())
+                && crate::proto::name::suffixes(qname).any(|s| s == z.spec.origin.as_wire())
         })
     }
 
@@ -372,7 +372,7 @@ pub fn servfail(q: &Query<'_>, max_udp_payload: u16) -> Vec<u8> {
 
 /// Reads a saved copy; returns it with the time it was last confirmed current.
 fn load_saved(path: &Path, origin: &Name) -> Result<(Zone, u64), String> {
-    let records = crate::zonefile::parse_file(path, origin).map_err(|e| e.to_string())?;
+    let records = crate::zone::zonefile::parse_file(path, origin).map_err(|e| e.to_string())?;
     let (zone, _) = Zone::build(origin, records).map_err(|e| {
         e.iter()
             .map(ToString::to_string)
@@ -394,7 +394,7 @@ fn zone_text(origin: &Name, primary: SocketAddr, records: &[Record]) -> String {
          transfer, do not edit\n"
     );
     for r in records {
-        text.push_str(&crate::zonefile::format_record(r, None));
+        text.push_str(&crate::zone::zonefile::format_record(r, None));
         text.push('\n');
     }
     text
@@ -520,9 +520,11 @@ async fn refresh(zone: &SecondaryZone, transfers: &Transfers) -> Result<(), Refr
     };
     let text = zone_text(origin, zone.spec.primary, &records);
     let file = zone.file.clone();
-    tokio::task::spawn_blocking(move || crate::journal::write_atomically(&file, text.as_bytes()))
-        .await
-        .map_err(|e| RefreshError::Apply(format!("saving task: {e}")))??;
+    tokio::task::spawn_blocking(move || {
+        crate::update::journal::write_atomically(&file, text.as_bytes())
+    })
+    .await
+    .map_err(|e| RefreshError::Apply(format!("saving task: {e}")))??;
     let serial = built.serial();
     let timers = Timers::of(&built.soa);
     let patched = built.is_patched();
@@ -596,7 +598,7 @@ async fn record_change(
     let cs = match old {
         Some(old) if serial_gt(new.serial(), old.serial()) => {
             let new = new.clone();
-            tokio::task::spawn_blocking(move || crate::xfr::diff(&old, &new))
+            tokio::task::spawn_blocking(move || crate::transfer::xfr::diff(&old, &new))
                 .await
                 .ok()
         }
@@ -660,7 +662,7 @@ async fn ixfr(
     zone: &SecondaryZone,
     current: &Zone,
 ) -> Result<Option<(Vec<Record>, BTreeSet<Name>)>, RefreshError> {
-    let ours = crate::xfr::soa_record(current);
+    let ours = crate::transfer::xfr::soa_record(current);
     let records = exchange(zone, rtype::IXFR, Some(&ours)).await?;
     if records.len() < 2 {
         return Ok(None);
@@ -672,7 +674,7 @@ async fn ixfr(
         return Ok(Some((all, BTreeSet::new())));
     }
     let changes = split_changesets(&records)?;
-    let mut data = crate::xfr::zone_records(current);
+    let mut data = crate::transfer::xfr::zone_records(current);
     for cs in &changes {
         apply(&mut data, cs)?;
     }
@@ -786,7 +788,7 @@ fn apply(data: &mut Vec<Record>, cs: &Changeset) -> Result<(), RefreshError> {
             return Err(RefreshError::Apply(format!(
                 "removal of {} {} which we do not hold",
                 r.owner,
-                crate::rr::type_name(r.rtype)
+                crate::proto::rr::type_name(r.rtype)
             )));
         };
         slots[i] = None;
@@ -820,7 +822,7 @@ async fn exchange(
         .map_err(|_| RefreshError::Timeout(IO_TIMEOUT))?
         .map_err(|e| RefreshError::Connect(primary, e))?;
     let _ = stream.set_nodelay(true);
-    let id = crate::notify::random_id();
+    let id = crate::transfer::notify::random_id();
     let q = query_message(id, zone.spec.origin.as_wire(), qtype, ixfr_soa);
     let mut q = q;
     let mut verifier = match &zone.key {

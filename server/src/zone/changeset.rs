@@ -12,15 +12,15 @@
 //! ```
 //!
 //! All integers are big-endian. [`Changeset::decode`] checks every length, name, count and
-//! record data (with the same [`crate::rr::check_rdata`] the zone loader uses), refuses
+//! record data (with the same [`crate::proto::rr::check_rdata`] the zone loader uses), refuses
 //! meta and query-only types (RFC 6895 §3.1), checks the SOA rules, never panics, and
 //! says what is wrong at which offset.
 //!
 //! Limitations: types without a known layout (RFC 3597) are carried as opaque bytes, as
 //! DHCID is meant to be (RFC 4701).
 
-use crate::name::{wire_name_len, Name};
-use crate::rr::{check_rdata, is_meta_or_query_only, rtype, type_name, Record, Soa};
+use crate::proto::name::{wire_name_len, Name};
+use crate::proto::rr::{check_rdata, is_meta_or_query_only, rtype, type_name, Record, Soa};
 
 /// The encoding version written by [`Changeset::encode`].
 pub const FORMAT_VERSION: u8 = 1;
@@ -312,7 +312,7 @@ impl Reader<'_> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::rr::class;
+    use crate::proto::rr::class;
 
     pub(crate) fn name(s: &str) -> Name {
         Name::parse(s, None).unwrap()

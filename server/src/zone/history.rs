@@ -4,15 +4,15 @@
 //! version becomes visible, so a secondary that sees the new serial (in a NOTIFY or an SOA
 //! query) always finds the change: the zones that take dynamic updates record the
 //! changesets they journal, and start from the journal's history after a restart; secondary
-//! zones record each refresh's change and journal it too ([`crate::secondary`]). Zones
-//! changed only by reloads are recorded by [`crate::xfr`]'s watcher, which diffs
+//! zones record each refresh's change and journal it too ([`crate::transfer::secondary`]). Zones
+//! changed only by reloads are recorded by [`crate::transfer::xfr`]'s watcher, which diffs
 //! successive snapshots.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use crate::changeset::Changeset;
-use crate::name::Name;
+use crate::proto::name::Name;
+use crate::zone::changeset::Changeset;
 
 /// About the octets a changeset's records take in an IXFR answer (uncompressed).
 fn octets(cs: &Changeset) -> usize {
@@ -166,7 +166,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rr::{rtype, Record};
+    use crate::proto::rr::{rtype, Record};
 
     fn change(from: u32, records: usize) -> Changeset {
         let rec = |i: usize| {

@@ -1,6 +1,6 @@
 //! Batched UDP with `recvmmsg(2)` and `sendmmsg(2)`: one system call moves a whole batch of
 //! datagrams, which is most of what makes the UDP path cheap (see
-//! [`crate::listen::udp_worker`]).
+//! [`crate::net::listen::udp_worker`]).
 //!
 //! All the unsafe code of the UDP path is here, behind an API of slices and `Vec`s. The
 //! kernel's header arrays (`mmsghdr`, `iovec`) point into the batch's own buffers and are

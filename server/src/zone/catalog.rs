@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::name::{suffixes, Name};
+use crate::proto::name::{suffixes, Name};
 use crate::zone::{NameMap, Zone};
 
 /// Zones keyed by lower-cased apex.

@@ -29,11 +29,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::changeset::Changeset;
-use crate::name::{wire_name_len, Name};
+use crate::proto::name::{wire_name_len, Name};
 use crate::proto::reader::{Header, ReadError, Reader};
-use crate::rr::{check_rdata, class, is_meta_or_query_only, rtype, rtype_more, Record, Soa};
-use crate::wire::{flags, rcode, HEADER_LEN};
+use crate::proto::rr::{check_rdata, class, is_meta_or_query_only, rtype, rtype_more, Record, Soa};
+use crate::proto::wire::{flags, rcode, HEADER_LEN};
+use crate::zone::changeset::Changeset;
 
 /// The RFC 2136 rcodes, from [`crate::proto::types::Rcode`]'s table.
 pub mod update_rcode {
@@ -164,7 +164,7 @@ fn bad_name(_: ReadError) -> FormatError {
 }
 
 /// Parses an UPDATE message (RFC 2136 §2). TSIG and OPT records in the additional
-/// section are skipped (TSIG is checked by [`crate::tsig`] before this), other
+/// section are skipped (TSIG is checked by [`crate::proto::tsig`] before this), other
 /// additional records are ignored as §2.5 allows.
 pub fn parse(pkt: &[u8]) -> Result<Request, FormatError> {
     let (h, mut r) = Reader::after_header(pkt).map_err(|_| FormatError::Short)?;
@@ -614,7 +614,7 @@ impl ZoneData {
                     let _ = writeln!(
                         out,
                         "{}",
-                        crate::zonefile::format_record(&r, Some(&self.origin))
+                        crate::zone::zonefile::format_record(&r, Some(&self.origin))
                     );
                 }
             }
@@ -636,7 +636,7 @@ impl ZoneData {
             if !self.remove_record(&r.owner, r.rtype, &r.rdata) {
                 return Err(DataError::Missing {
                     owner: r.owner.clone(),
-                    rtype: crate::rr::type_name(r.rtype),
+                    rtype: crate::proto::rr::type_name(r.rtype),
                 });
             }
         }
@@ -644,14 +644,14 @@ impl ZoneData {
             if let Err(reason) = check_rdata(r.rtype, &r.rdata) {
                 return Err(DataError::Invalid {
                     owner: r.owner.clone(),
-                    rtype: crate::rr::type_name(r.rtype),
+                    rtype: crate::proto::rr::type_name(r.rtype),
                     reason,
                 });
             }
             if !r.owner.is_subdomain_of(&self.origin) {
                 return Err(DataError::Invalid {
                     owner: r.owner.clone(),
-                    rtype: crate::rr::type_name(r.rtype),
+                    rtype: crate::proto::rr::type_name(r.rtype),
                     reason: format!("outside the zone {}", self.origin),
                 });
             }
@@ -803,7 +803,8 @@ impl Grant {
                 t == rtype::SRV
                     && srv_owners.iter().any(|o| o.eq_ignore_case(owner))
                     && rdata.is_none_or(|d| {
-                        crate::rr::Srv::from_rdata(d).is_some_and(|s| s.target.eq_ignore_case(host))
+                        crate::proto::rr::Srv::from_rdata(d)
+                            .is_some_and(|s| s.target.eq_ignore_case(host))
                     })
             }
             _ => self.covers_name(key, owner),
@@ -874,7 +875,7 @@ impl Policy {
 }
 
 #[cfg(test)]
-#[path = "update/host_tests.rs"]
+#[path = "host_tests.rs"]
 mod host_tests;
 
 /// Limits that keep one key from growing a zone without bound (RFC 2136 §7 leaves this
@@ -1098,7 +1099,7 @@ fn check_prerequisites(data: &ZoneData, req: &Request) -> Result<(), Rejection> 
                         format!(
                             "{} {} does not exist",
                             p.owner,
-                            crate::rr::type_name(p.rtype)
+                            crate::proto::rr::type_name(p.rtype)
                         ),
                     ));
                 }
@@ -1123,7 +1124,11 @@ fn check_prerequisites(data: &ZoneData, req: &Request) -> Result<(), Rejection> 
                     return Err(reject(
                         YXRRSET,
                         Reason::Prerequisite,
-                        format!("{} {} exists", p.owner, crate::rr::type_name(p.rtype)),
+                        format!(
+                            "{} {} exists",
+                            p.owner,
+                            crate::proto::rr::type_name(p.rtype)
+                        ),
                     ));
                 }
             }
@@ -1171,7 +1176,7 @@ fn check_prerequisites(data: &ZoneData, req: &Request) -> Result<(), Rejection> 
                 format!(
                     "{} {} does not hold exactly the values given",
                     Name::from_wire(key.as_wire()).unwrap_or_else(|_| Name::root()),
-                    crate::rr::type_name(want.rtype)
+                    crate::proto::rr::type_name(want.rtype)
                 ),
             ));
         }
@@ -1210,7 +1215,11 @@ fn prescan(
             reject(
                 rcode::FORMERR,
                 Reason::Format,
-                format!("{} {}: {why}", u.owner, crate::rr::type_name(u.rtype)),
+                format!(
+                    "{} {}: {why}",
+                    u.owner,
+                    crate::proto::rr::type_name(u.rtype)
+                ),
             )
         };
         match u.class {
@@ -1251,7 +1260,7 @@ fn prescan(
                 format!(
                     "key {key} may not change {} {}",
                     u.owner,
-                    crate::rr::type_name(u.rtype)
+                    crate::proto::rr::type_name(u.rtype)
                 ),
             ));
         }
@@ -1311,7 +1320,7 @@ fn apply(
                         format!(
                             "{} {} would hold {set_len} records, more than the limit of {}",
                             u.owner,
-                            crate::rr::type_name(u.rtype),
+                            crate::proto::rr::type_name(u.rtype),
                             limits.max_rrset_records
                         ),
                     ));
@@ -1446,9 +1455,11 @@ fn changes(
     })
 }
 
+pub mod journal;
 mod merge;
 pub use merge::MergeConflict;
 pub mod replay;
+pub mod writeback;
 
 #[cfg(test)]
 mod tests;

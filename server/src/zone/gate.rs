@@ -19,8 +19,8 @@
 
 use std::fmt::Write as _;
 
-use crate::name::Name;
-use crate::rr::rtype;
+use crate::proto::name::Name;
+use crate::proto::rr::rtype;
 use crate::zone::{Found, Zone};
 
 /// What a TXT record's first character-string starts with when it declares a size; the
@@ -404,7 +404,7 @@ pub fn log_changes(origin: &Name, before: Option<&Zone>, after: &Zone) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zonefile;
+    use crate::zone::zonefile;
     use std::path::Path;
 
     fn zone(body: &str, config: &[(&str, u32)]) -> Zone {

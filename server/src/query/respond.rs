@@ -1,11 +1,11 @@
-//! Which path answers a packet: a precompiled answer ([`crate::fastpath`]) when the
-//! queried name has one, the full RFC 1034 algorithm ([`crate::answer`]) otherwise. Both
+//! Which path answers a packet: a precompiled answer ([`crate::query::fastpath`]) when the
+//! queried name has one, the full RFC 1034 algorithm ([`crate::query::answer`]) otherwise. Both
 //! transports come through here, so the choice is made in one place and the two paths do
 //! not know about each other.
 
-use crate::answer::{Outcome, Responder, Scratch, Transport};
-use crate::catalog::Catalog;
-use crate::wire::{parse_query, Malformed, Query};
+use crate::proto::wire::{parse_query, Malformed, Query};
+use crate::query::answer::{Outcome, Responder, Scratch, Transport};
+use crate::zone::catalog::Catalog;
 
 /// Builds the response to `pkt` in `buf`.
 pub fn respond(
@@ -36,7 +36,7 @@ pub fn respond_parsed(
             return responder.reply_malformed(pkt, *malformed, buf, &mut scratch.comp)
         }
     };
-    if let Some(outcome) = crate::fastpath::answer(responder, catalog, q, transport, buf) {
+    if let Some(outcome) = crate::query::fastpath::answer(responder, catalog, q, transport, buf) {
         return outcome;
     }
     responder.answer(catalog, q, transport, buf, scratch)
@@ -58,11 +58,11 @@ pub fn respond_signed(
     transport: Transport,
     buf: &mut Vec<u8>,
     scratch: &mut Scratch,
-    keys: &crate::tsig::KeyRing,
+    keys: &crate::proto::tsig::KeyRing,
 ) -> Option<Outcome> {
     use crate::proto::reader::Header;
-    use crate::tsig::{self, Malformed, TsigError};
-    use crate::wire::{flags, Writer};
+    use crate::proto::tsig::{self, Malformed, TsigError};
+    use crate::proto::wire::{flags, Writer};
     // No additional record, no TSIG; QR=1 is dropped by the query path.
     if Header::parse(pkt).is_none_or(|h| h.arcount() == 0 || h.is_response()) {
         return None;
@@ -126,7 +126,7 @@ pub fn respond_signed(
     if let Outcome::Reply { .. } = outcome {
         if let Err(e) = tsig::sign_response(buf, &tsig, now) {
             tracing::debug!("cannot sign the response: {e}");
-            outcome = Outcome::Drop(crate::wire::DropReason::Short);
+            outcome = Outcome::Drop(crate::proto::wire::DropReason::Short);
         }
     }
     Some(outcome)

@@ -38,8 +38,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
-use crate::changeset::{Changeset, ChangesetError};
-use crate::name::Name;
+use crate::proto::name::Name;
+use crate::zone::changeset::{Changeset, ChangesetError};
 
 /// First eight octets of every journal file.
 pub const MAGIC: &[u8; 8] = b"MUSTRJNL";
@@ -650,7 +650,7 @@ pub fn write_atomically_if(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::changeset::tests::sample;
+    use crate::zone::changeset::tests::sample;
     use std::io::{BufRead, BufReader};
     use std::time::{Duration, Instant};
 

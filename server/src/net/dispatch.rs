@@ -5,10 +5,10 @@
 //! |---------------------------------|----------------------------------------------------|
 //! | shorter than a header, or QR=1  | dropped (counted)                                  |
 //! | UPDATE                          | the zone's change pipeline ([`crate::dynamic`])    |
-//! | NOTIFY                          | the secondary zones ([`crate::notify`])            |
-//! | AXFR or IXFR over TCP           | a zone transfer ([`crate::xfr`])                   |
-//! | any other query (IXFR over UDP) | [`crate::xfr`] when it must answer it, else the    |
-//! |                                 | query path ([`crate::respond`]), signed or not     |
+//! | NOTIFY                          | the secondary zones ([`crate::transfer::notify`])            |
+//! | AXFR or IXFR over TCP           | a zone transfer ([`crate::transfer::xfr`])                   |
+//! | any other query (IXFR over UDP) | [`crate::transfer::xfr`] when it must answer it, else the    |
+//! |                                 | query path ([`crate::query::respond`]), signed or not     |
 //!
 //! A service that is not configured leaves its messages to the query path, which answers
 //! NOTIMP for opcodes it does not serve. Queries are parsed once, here, and the parsed
@@ -21,18 +21,18 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::answer::{Outcome, Responder, Scratch, Transport};
-use crate::catalog::Catalog;
 use crate::proto::query::{parse_query_with, DropReason, Malformed, Query};
 use crate::proto::reader::{Header, Reader};
 use crate::proto::types::{rtype, Opcode};
 use crate::proto::HEADER_LEN;
+use crate::query::answer::{Outcome, Responder, Scratch, Transport};
 use crate::stats::{bump, Stats};
+use crate::zone::catalog::Catalog;
 
 /// What every transport shares.
 pub struct Shared {
     pub catalog: Arc<ArcSwap<Catalog>>,
-    /// Wait after a small batch under load (see [`crate::listen::udp_worker`]); zero
+    /// Wait after a small batch under load (see [`crate::net::listen::udp_worker`]); zero
     /// disables it.
     pub udp_coalesce: Duration,
     pub responder: Responder,
@@ -43,7 +43,7 @@ pub struct Shared {
     /// answers UPDATE with NOTIMP and ignores TSIG (unit tests of the query path).
     pub updates: Option<Arc<crate::dynamic::Updates>>,
     /// Zone transfers, NOTIFY and secondary zones; `None` when none are configured.
-    pub xfr: Option<Arc<crate::xfr::Transfers>>,
+    pub xfr: Option<Arc<crate::transfer::xfr::Transfers>>,
 }
 
 /// Where one message goes, decided from its header (and, for queries, its question).
@@ -200,7 +200,10 @@ impl Shared {
                     .xfr
                     .as_deref()
                     .expect("routed to NOTIFY only with transfers");
-                (crate::notify::answer_notify(x, pkt, peer(), out), None)
+                (
+                    crate::transfer::notify::answer_notify(x, pkt, peer(), out),
+                    None,
+                )
             }
             // Routed to the transfer service only over TCP, which handles it itself.
             Route::Update | Route::Transfer(_) => (Outcome::Drop(DropReason::Short), None),
@@ -253,7 +256,7 @@ impl Shared {
             .map(|u| u.keys())
             .filter(|k| !k.is_empty());
         let signed = keys.and_then(|keys| {
-            crate::respond::respond_signed(
+            crate::query::respond::respond_signed(
                 &self.responder,
                 catalog,
                 pkt,
@@ -265,7 +268,7 @@ impl Shared {
             )
         });
         signed.unwrap_or_else(|| {
-            crate::respond::respond_parsed(
+            crate::query::respond::respond_parsed(
                 &self.responder,
                 catalog,
                 pkt,
@@ -288,10 +291,10 @@ fn log_query(
 ) {
     let (name, qtype) = match query {
         Some(q) => (
-            crate::name::Name::from_wire(q.qname())
+            crate::proto::name::Name::from_wire(q.qname())
                 .map(|n| n.to_string())
                 .unwrap_or_default(),
-            crate::rr::type_name(q.qtype),
+            crate::proto::rr::type_name(q.qtype),
         ),
         None => ("<malformed>".into(), String::new()),
     };
