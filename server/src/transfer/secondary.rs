@@ -62,7 +62,8 @@ use crate::update::journal::Journal;
 use crate::zone::catalog::Catalog;
 use crate::zone::changeset::Changeset;
 use crate::zone::history::History;
-use crate::zone::{NameContent, SetContent, Zone};
+use crate::zone::patch::{NameContent, SetContent};
+use crate::zone::Zone;
 
 /// RFC 8914 §4.23: "No Reachable Authority".
 pub const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;

@@ -1012,7 +1012,11 @@ mod tests {
             let delay = Duration::from_millis(seed % 250);
             let mut child = std::process::Command::new(&exe)
                 .args([
-                    "journal::tests::crash_child_writer",
+                    // The test's path without the crate name, as the harness names it.
+                    &format!(
+                        "{}::crash_child_writer",
+                        module_path!().split_once("::").unwrap().1
+                    ),
                     "--exact",
                     "--ignored",
                     "--nocapture",

@@ -507,22 +507,22 @@ impl ZoneData {
     }
 
     /// What `key` (lower-cased) holds, for patching a snapshot ([`crate::zone::Zone::patch`]).
-    pub fn content<'a>(&'a self, key: &'a Name) -> crate::zone::NameContent<'a> {
+    pub fn content<'a>(&'a self, key: &'a Name) -> crate::zone::patch::NameContent<'a> {
         match self.nodes.get(key) {
-            Some(node) => crate::zone::NameContent {
+            Some(node) => crate::zone::patch::NameContent {
                 owner: &node.owner,
                 sets: node
                     .sets
                     .iter()
                     .filter(|s| !s.rdatas().is_empty())
-                    .map(|s| crate::zone::SetContent {
+                    .map(|s| crate::zone::patch::SetContent {
                         rtype: s.rtype,
                         ttl: s.ttl,
                         rdatas: s.rdatas(),
                     })
                     .collect(),
             },
-            None => crate::zone::NameContent {
+            None => crate::zone::patch::NameContent {
                 owner: key,
                 sets: Vec::new(),
             },
