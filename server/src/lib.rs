@@ -14,6 +14,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod ctl;
 pub mod discovery;

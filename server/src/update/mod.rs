@@ -44,10 +44,8 @@ use update_rcode::{NOTZONE, NXRRSET, YXDOMAIN, YXRRSET};
 // ---------------------------------------------------------------------------------------
 // Serial numbers
 
-/// RFC 1982 §3.2: `a` is greater than `b` in serial number arithmetic.
-pub fn serial_gt(a: u32, b: u32) -> bool {
-    a != b && a.wrapping_sub(b) < 0x8000_0000
-}
+/// RFC 1982 serial arithmetic, as the update rules use it.
+pub use crate::proto::types::serial_gt;
 
 /// RFC 1982 §3.1: one more than `s`.
 pub fn serial_next(s: u32) -> u32 {
