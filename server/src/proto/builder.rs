@@ -195,12 +195,27 @@ pub fn bare_response(
     rc: u16,
     edns: Option<u16>,
 ) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(HEADER_LEN + question.len() + 11 + 200);
+    bare_response_with_ede(op, id, copy_flags, question, rc, edns, None)
+}
+
+/// [`bare_response`] whose OPT record carries an Extended DNS Error. Without `edns` the
+/// error is left out: the client did not send EDNS and could not read the option.
+pub fn bare_response_with_ede(
+    op: u8,
+    id: u16,
+    copy_flags: u16,
+    question: &[u8],
+    rc: u16,
+    edns: Option<u16>,
+    ede: Option<Ede<'_>>,
+) -> Vec<u8> {
+    let ede_len = ede.map_or(0, |e| e.wire_len());
+    let mut buf = Vec::with_capacity(HEADER_LEN + question.len() + 11 + 200 + ede_len);
     let mut comp = Compressor::default();
     let mut w = MessageBuilder::new(&mut buf, &mut comp, id, op, copy_flags, question);
     w.set_rcode(rc);
     if let Some(size) = edns {
-        w.opt(size, rc, false);
+        w.opt_with_ede(size, rc, false, ede);
     }
     w.finish();
     buf
