@@ -822,6 +822,30 @@ mod tests {
         );
     }
 
+    /// An UPDATE answer carries its Extended DNS Error only when the client sent EDNS.
+    #[test]
+    fn bare_response_carries_an_ede_only_with_edns() {
+        let zone = b"\x01d\x04test\x00\x00\x06\x00\x01";
+        let e = Ede {
+            code: ede::PROHIBITED,
+            text: "zone d.test. is frozen",
+        };
+        let with = bare_response_with_ede(5, 7, 0, zone, 5, Some(1232), Some(e));
+        let m = hickory_proto::op::Message::from_vec(&with).unwrap();
+        let opts = m.edns.expect("OPT").options().as_ref().to_vec();
+        assert!(
+            matches!(
+                &opts[..],
+                [(_, hickory_proto::rr::rdata::opt::EdnsOption::Unknown(15, d))]
+                    if d[..2] == [0, 18] && d[2..] == *b"zone d.test. is frozen"
+            ),
+            "{opts:?}"
+        );
+        let without = bare_response_with_ede(5, 7, 0, zone, 5, None, Some(e));
+        assert_eq!(without, bare_response(5, 7, 0, zone, 5, None));
+        assert_eq!(without.len(), 12 + zone.len());
+    }
+
     #[test]
     fn rollback_forgets_records_and_their_names() {
         let p = query(b"\x01a\x04test\x00", rtype::NS);
