@@ -252,14 +252,7 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn check(args: CheckArgs) -> ExitCode {
-    let origin = match args.origin.as_deref().map(|o| {
-        let abs = if o.ends_with('.') {
-            o.to_string()
-        } else {
-            format!("{o}.")
-        };
-        Name::parse(&abs, None)
-    }) {
+    let origin = match args.origin.as_deref().map(Name::parse_absolute) {
         None => None,
         Some(Ok(n)) => Some(n),
         Some(Err(e)) => {

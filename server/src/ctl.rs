@@ -48,12 +48,7 @@ impl Request {
         let words: Vec<&str> = line.split_whitespace().collect();
         let zone = |w: Option<&&str>| -> Result<Name, String> {
             let w = w.ok_or("this command needs a zone name")?;
-            let abs = if w.ends_with('.') {
-                (*w).to_string()
-            } else {
-                format!("{w}.")
-            };
-            Name::parse(&abs, None).map_err(|e| format!("{w}: {e}"))
+            Name::parse_absolute(w).map_err(|e| format!("{w}: {e}"))
         };
         let (cmd, rest) = words.split_first().ok_or("empty request")?;
         let zone_arg = rest.first();

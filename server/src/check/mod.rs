@@ -97,12 +97,7 @@ fn guess_origin(path: &Path, text: Option<&str>) -> Option<Name> {
         .strip_suffix(".zone")
         .or_else(|| stem.strip_suffix(".db"))
         .unwrap_or(stem);
-    let abs = if stem.ends_with('.') {
-        stem.to_string()
-    } else {
-        format!("{stem}.")
-    };
-    Name::parse(&abs, None).ok()
+    Name::parse_absolute(stem).ok()
 }
 
 /// Parses and lints each file; parse errors become findings. With `origin` every file

@@ -193,12 +193,7 @@ fn duration(key: &'static str, v: &str) -> Result<Duration, ConfigError> {
 
 fn origin(text: &str) -> Result<Name, ConfigError> {
     // Origins are absolute whether or not the trailing dot was written.
-    let abs = if text.ends_with('.') {
-        text.to_string()
-    } else {
-        format!("{text}.")
-    };
-    Name::parse(&abs, None).map_err(|source| ConfigError::Origin {
+    Name::parse_absolute(text).map_err(|source| ConfigError::Origin {
         origin: text.into(),
         source,
     })

@@ -163,13 +163,9 @@ pub fn parse_allow_flag(flag: &str) -> Result<(String, Vec<String>), ConfigError
     Ok((zone.into(), keys))
 }
 
+/// A zone or key name from the update configuration, absolute with or without its dot.
 fn absolute(text: &str) -> Result<Name, ConfigError> {
-    let abs = if text.ends_with('.') {
-        text.to_string()
-    } else {
-        format!("{text}.")
-    };
-    Name::parse(&abs, None).map_err(|source| ConfigError::Name {
+    Name::parse_absolute(text).map_err(|source| ConfigError::Name {
         text: text.into(),
         source,
     })

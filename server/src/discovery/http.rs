@@ -510,29 +510,7 @@ impl Service {
     ) -> Response<Body> {
         bump(&self.metrics.requests);
         let (parts, body) = req.into_parts();
-        let too_long = parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|n| n > self.config.max_body as u64);
-        let body = if too_long {
-            Err(Refusal::too_large(self.config.max_body))
-        } else {
-            match tokio::time::timeout(
-                self.config.request_timeout,
-                read_body(body, self.config.max_body),
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(Refusal::bad(
-                    protocol::ErrorCode::InvalidForm,
-                    "the request body did not arrive in time",
-                )),
-            }
-        };
-        let body = match body {
+        let body = match self.body(&parts.headers, body).await {
             Ok(b) => b,
             Err(r) => {
                 self.count_refusal(&r);
@@ -574,32 +552,7 @@ impl Service {
                         None => format!("{scheme}://{local}"),
                     },
                 };
-                let name = match new_token_name() {
-                    Ok(n) => n,
-                    Err(e) => {
-                        tracing::error!("discovery: no random numbers for a token: {e}");
-                        return respond(Reply::text(
-                            500,
-                            "cannot make a token: no random numbers\n",
-                        ));
-                    }
-                };
-                let ttl = self.config.token_ttl.as_secs();
-                let limits = self.config.limits;
-                let n = name.clone();
-                let reply = self
-                    .change(move |reg, now| reg.plan_token(&n, size, now, ttl, &limits))
-                    .await;
-                if reply.status == 201 {
-                    respond(Reply::text(200, format!("{base}/{name}\n")))
-                } else {
-                    // Errors of /new are text, as its answer is: the refusal's cause.
-                    let cause = serde_json::from_str::<serde_json::Value>(&reply.body)
-                        .ok()
-                        .and_then(|v| v["cause"].as_str().map(str::to_owned))
-                        .unwrap_or(reply.body);
-                    respond(Reply::text(reply.status, format!("{cause}\n")))
-                }
+                self.new_token(size, base).await
             }
             Op::Get { token, key, sorted } => respond(self.lock_state().registry.get(
                 &token,
@@ -635,6 +588,53 @@ impl Service {
                     .await,
             ),
         }
+    }
+
+    /// The request body, refused when it says or turns out to be longer than
+    /// `max_body`, or does not arrive within `request_timeout`.
+    async fn body(&self, headers: &hyper::HeaderMap, body: Incoming) -> Result<Vec<u8>, Refusal> {
+        let too_long = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > self.config.max_body as u64);
+        if too_long {
+            return Err(Refusal::too_large(self.config.max_body));
+        }
+        let read = read_body(body, self.config.max_body);
+        match tokio::time::timeout(self.config.request_timeout, read).await {
+            Ok(r) => r,
+            Err(_) => Err(Refusal::bad(
+                protocol::ErrorCode::InvalidForm,
+                "the request body did not arrive in time",
+            )),
+        }
+    }
+
+    /// `GET /new`: a fresh token of `size`, answered with its URL under `base` as text
+    /// (errors too: the refusal's cause).
+    async fn new_token(self: &Arc<Self>, size: u32, base: String) -> Response<Body> {
+        let name = match new_token_name() {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!("discovery: no random numbers for a token: {e}");
+                return respond(Reply::text(500, "cannot make a token: no random numbers\n"));
+            }
+        };
+        let ttl = self.config.token_ttl.as_secs();
+        let limits = self.config.limits;
+        let n = name.clone();
+        let reply = self
+            .change(move |reg, now| reg.plan_token(&n, size, now, ttl, &limits))
+            .await;
+        if reply.status == 201 {
+            return respond(Reply::text(200, format!("{base}/{name}\n")));
+        }
+        let cause = serde_json::from_str::<serde_json::Value>(&reply.body)
+            .ok()
+            .and_then(|v| v["cause"].as_str().map(str::to_owned))
+            .unwrap_or(reply.body);
+        respond(Reply::text(reply.status, format!("{cause}\n")))
     }
 
     /// Plans, persists and applies one change in a task of its own (see the module docs)

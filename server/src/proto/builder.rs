@@ -196,12 +196,27 @@ pub fn bare_response(
     rc: u16,
     edns: Option<u16>,
 ) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(HEADER_LEN + question.len() + 11 + 200);
+    bare_response_with_ede(op, id, copy_flags, question, rc, edns, None)
+}
+
+/// [`bare_response`] whose OPT record carries an Extended DNS Error. Without `edns` the
+/// error is left out: the client did not send EDNS and could not read the option.
+pub fn bare_response_with_ede(
+    op: u8,
+    id: u16,
+    copy_flags: u16,
+    question: &[u8],
+    rc: u16,
+    edns: Option<u16>,
+    ede: Option<Ede<'_>>,
+) -> Vec<u8> {
+    let ede_len = ede.map_or(0, |e| e.wire_len());
+    let mut buf = Vec::with_capacity(HEADER_LEN + question.len() + 11 + 200 + ede_len);
     let mut comp = Compressor::default();
     let mut w = MessageBuilder::new(&mut buf, &mut comp, id, op, copy_flags, question);
     w.set_rcode(rc);
     if let Some(size) = edns {
-        w.opt(size, rc, false);
+        w.opt_with_ede(size, rc, false, ede);
     }
     w.finish();
     buf
@@ -823,6 +838,30 @@ mod tests {
             ),
             "{opts:?}"
         );
+    }
+
+    /// An UPDATE answer carries its Extended DNS Error only when the client sent EDNS.
+    #[test]
+    fn bare_response_carries_an_ede_only_with_edns() {
+        let zone = b"\x01d\x04test\x00\x00\x06\x00\x01";
+        let e = Ede {
+            code: ede::PROHIBITED,
+            text: "zone d.test. is frozen",
+        };
+        let with = bare_response_with_ede(5, 7, 0, zone, 5, Some(1232), Some(e));
+        let m = hickory_proto::op::Message::from_vec(&with).unwrap();
+        let opts = m.edns.expect("OPT").options().as_ref().to_vec();
+        assert!(
+            matches!(
+                &opts[..],
+                [(_, hickory_proto::rr::rdata::opt::EdnsOption::Unknown(15, d))]
+                    if d[..2] == [0, 18] && d[2..] == *b"zone d.test. is frozen"
+            ),
+            "{opts:?}"
+        );
+        let without = bare_response_with_ede(5, 7, 0, zone, 5, None, Some(e));
+        assert_eq!(without, bare_response(5, 7, 0, zone, 5, None));
+        assert_eq!(without.len(), 12 + zone.len());
     }
 
     #[test]

@@ -1000,6 +1000,10 @@ mod tests {
     fn kill_9_loses_no_acknowledged_append() {
         let dir = tempfile::tempdir().unwrap();
         let exe = std::env::current_exe().unwrap();
+        // The child's test name as the harness spells it: the module path without the
+        // crate, so that moving this module does not silently break the test.
+        let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+        let child_test = format!("{module}::crash_child_writer");
         let mut acked: Vec<u32> = Vec::new();
         let mut torn_rounds = 0;
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
@@ -1012,11 +1016,7 @@ mod tests {
             let delay = Duration::from_millis(seed % 250);
             let mut child = std::process::Command::new(&exe)
                 .args([
-                    // The test's path without the crate name, as the harness names it.
-                    &format!(
-                        "{}::crash_child_writer",
-                        module_path!().split_once("::").unwrap().1
-                    ),
+                    &child_test,
                     "--exact",
                     "--ignored",
                     "--nocapture",

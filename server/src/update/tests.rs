@@ -1,3 +1,4 @@
+use super::update_rcode::{NOTZONE, NXRRSET, YXDOMAIN, YXRRSET};
 use super::*;
 use crate::zone::zonefile::parse_str;
 use std::path::Path;
