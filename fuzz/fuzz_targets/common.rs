@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use muster_server::proto::rr::{rtype, Record};
+use muster_server::proto::rr::{Record, Rtype};
 use muster_server::query::answer::{Outcome, Responder, Scratch, Transport};
 use muster_server::query::fastpath;
 use muster_server::zone::catalog::Catalog;
@@ -14,13 +14,13 @@ use muster_server::zone::Zone;
 /// outside an UPDATE message (hickory refuses the whole message; RFC 3597 allows `\# 0`),
 /// and the private-use type 65305, which hickory reads as its ANAME draft (a domain name).
 pub fn hickory_reads(r: &Record) -> bool {
-    !r.rdata.is_empty() && r.rtype != 65305
+    !r.rdata.is_empty() && r.rtype != Rtype(65305)
 }
 
 /// Most names queried per input, so that one input stays fast.
 const MAX_NAMES: usize = 48;
 
-fn query(id: u16, qname: &[u8], qtype: u16, edns: bool) -> Vec<u8> {
+fn query(id: u16, qname: &[u8], qtype: Rtype, edns: bool) -> Vec<u8> {
     let mut p = id.to_be_bytes().to_vec();
     p.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, edns as u8]);
     p.extend_from_slice(qname);
@@ -43,18 +43,18 @@ fn decode(what: &str, buf: &[u8]) {
 /// `extra_types`, over UDP and TCP, with and without EDNS; then precompiles it and asks
 /// again. Every answer must decode, and the precompiled answer must equal the full
 /// path's.
-pub fn ask_everything(zone: Zone, extra_types: &[u16]) {
+pub fn ask_everything(zone: Zone, extra_types: &[Rtype]) {
     let mut types = vec![
-        rtype::A,
-        rtype::AAAA,
-        rtype::SRV,
-        rtype::TXT,
-        rtype::MX,
-        rtype::NS,
-        rtype::CNAME,
-        rtype::SOA,
-        rtype::ANY,
-        rtype::PTR,
+        Rtype::A,
+        Rtype::AAAA,
+        Rtype::SRV,
+        Rtype::TXT,
+        Rtype::MX,
+        Rtype::NS,
+        Rtype::CNAME,
+        Rtype::SOA,
+        Rtype::ANY,
+        Rtype::PTR,
     ];
     for &t in extra_types {
         if !types.contains(&t) && types.len() < 24 {
@@ -126,16 +126,16 @@ pub fn ask_everything(zone: Zone, extra_types: &[u16]) {
 /// version must answer byte for byte as the zone rebuilt from the same records.
 pub fn same_answers(patched: &Arc<Zone>, rebuilt: &Arc<Zone>) {
     let types = [
-        rtype::A,
-        rtype::AAAA,
-        rtype::SRV,
-        rtype::TXT,
-        rtype::MX,
-        rtype::NS,
-        rtype::CNAME,
-        rtype::SOA,
-        rtype::ANY,
-        65000,
+        Rtype::A,
+        Rtype::AAAA,
+        Rtype::SRV,
+        Rtype::TXT,
+        Rtype::MX,
+        Rtype::NS,
+        Rtype::CNAME,
+        Rtype::SOA,
+        Rtype::ANY,
+        Rtype(65000),
     ];
     let (mut a, mut b) = (Catalog::new(), Catalog::new());
     a.insert(patched.clone());

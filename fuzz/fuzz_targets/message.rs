@@ -13,7 +13,7 @@ use muster_server::net::dispatch::{route, Route};
 use muster_server::proto::name::Name;
 use muster_server::proto::reader::{Header, Reader};
 use muster_server::proto::wire;
-use muster_server::transfer::xfr;
+
 use muster_server::update;
 
 fn walk(data: &[u8]) {
@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = update::parse(data);
     let _ = update::echo_of(data);
-    let reply = xfr::error_reply(data, 1);
+    let reply = muster_server::proto::builder::error_reply(data, 1);
     if let Err(e) = hickory_proto::op::Message::from_vec(&reply) {
         panic!("the error reply does not decode: {e}: {reply:?}");
     }

@@ -10,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use muster_server::proto::name::Name;
-use muster_server::proto::rr::{class, rtype, Record};
+use muster_server::proto::rr::{class, Rtype, Record};
 use muster_server::zone::Zone;
 
 #[path = "common.rs"]
@@ -38,7 +38,7 @@ fn name(s: &str) -> Name {
     Name::parse(s, None).unwrap()
 }
 
-fn record(owner: &str, rtype: u16, rdata: Vec<u8>) -> Record {
+fn record(owner: &str, rtype: Rtype, rdata: Vec<u8>) -> Record {
     Record {
         owner: name(owner),
         rtype,
@@ -56,16 +56,16 @@ fuzz_target!(|data: &[u8]| {
         soa.extend_from_slice(&v.to_be_bytes());
     }
     let mut records = vec![
-        record("x.", rtype::SOA, soa),
-        record("x.", rtype::NS, name("ns.x.").as_wire().to_vec()),
-        record("ns.x.", rtype::A, vec![10, 0, 0, 1]),
-        record("sub.x.", rtype::NS, name("ns.sub.x.").as_wire().to_vec()),
+        record("x.", Rtype::SOA, soa),
+        record("x.", Rtype::NS, name("ns.x.").as_wire().to_vec()),
+        record("ns.x.", Rtype::A, vec![10, 0, 0, 1]),
+        record("sub.x.", Rtype::NS, name("ns.sub.x.").as_wire().to_vec()),
     ];
     let mut rest = data;
     while let [owner, sel, tail @ ..] = rest {
         let (t, tail) = match (*sel as usize, tail) {
-            (s, tail) if s < TYPES.len() => (TYPES[s], tail),
-            (_, [hi, lo, tail @ ..]) => (u16::from_be_bytes([*hi, *lo]), tail),
+            (s, tail) if s < TYPES.len() => (Rtype(TYPES[s]), tail),
+            (_, [hi, lo, tail @ ..]) => (Rtype::from_be_bytes([*hi, *lo]), tail),
             _ => break,
         };
         let [len, tail @ ..] = tail else { break };
@@ -77,7 +77,7 @@ fuzz_target!(|data: &[u8]| {
             records.push(r);
         }
     }
-    let types: Vec<u16> = records.iter().map(|r| r.rtype).collect();
+    let types: Vec<Rtype> = records.iter().map(|r| r.rtype).collect();
     if let Ok((zone, _warnings)) = Zone::build(&name("x."), records) {
         common::ask_everything(zone, &types);
     }

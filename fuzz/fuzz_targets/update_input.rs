@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use muster_server::proto::name::Name;
-use muster_server::proto::rr::{class, rtype, Record};
+use muster_server::proto::rr::{class, Record, Rtype};
 use muster_server::proto::tsig::{self, KeyRing};
 use muster_server::proto::wire::{opcode, rcode};
 use muster_server::query::answer::Responder;
@@ -79,21 +79,21 @@ const TARGETS: [&str; 5] = [
     "new.u.test.",
     "elsewhere.example.",
 ];
-const TYPES: [u16; 14] = [
-    rtype::A,
-    rtype::AAAA,
-    rtype::TXT,
-    rtype::CNAME,
-    rtype::NS,
-    rtype::MX,
-    rtype::SRV,
-    rtype::PTR,
-    rtype::SOA,
-    39, // DNAME
-    13, // HINFO
-    65280,
-    rtype::ANY,
-    41, // OPT: a meta type
+const TYPES: [Rtype; 14] = [
+    Rtype::A,
+    Rtype::AAAA,
+    Rtype::TXT,
+    Rtype::CNAME,
+    Rtype::NS,
+    Rtype::MX,
+    Rtype::SRV,
+    Rtype::PTR,
+    Rtype::SOA,
+    Rtype::DNAME,
+    Rtype::HINFO,
+    Rtype(65280),
+    Rtype::ANY,
+    Rtype::OPT, // a meta type
 ];
 
 /// Reads the fuzz input byte by byte; zeros once it runs out.
@@ -139,31 +139,31 @@ fn soa_rdata(serial: u32) -> Vec<u8> {
 }
 
 /// Record data of type `t` chosen by the input.
-fn rdata(b: &mut Bytes, t: u16, serial: u32) -> Vec<u8> {
+fn rdata(b: &mut Bytes, t: Rtype, serial: u32) -> Vec<u8> {
     let i = b.u8();
     let target = wire(TARGETS[i as usize % TARGETS.len()]);
     match t {
-        rtype::A => vec![10, 0, 0, i % 8],
-        rtype::AAAA => {
+        Rtype::A => vec![10, 0, 0, i % 8],
+        Rtype::AAAA => {
             let mut v = vec![0x20, 0x01, 0x0d, 0xb8];
             v.resize(15, 0);
             v.push(i % 8);
             v
         }
-        rtype::TXT => vec![1, b'a' + i % 4],
-        rtype::CNAME | rtype::NS | rtype::PTR | 39 => target,
-        rtype::MX => {
+        Rtype::TXT => vec![1, b'a' + i % 4],
+        Rtype::CNAME | Rtype::NS | Rtype::PTR | Rtype::DNAME => target,
+        Rtype::MX => {
             let mut v = vec![0, i % 3];
             v.extend(target);
             v
         }
-        rtype::SRV => {
+        Rtype::SRV => {
             let mut v = vec![0, 0, 0, i % 2, 0x09, 0x4c];
             v.extend(target);
             v
         }
-        rtype::SOA => soa_rdata(serial.wrapping_add(u32::from(i % 4)).wrapping_sub(1)),
-        13 => vec![1, b'x', 1, b'y'],
+        Rtype::SOA => soa_rdata(serial.wrapping_add(u32::from(i % 4)).wrapping_sub(1)),
+        Rtype::HINFO => vec![1, b'x', 1, b'y'],
         _ => {
             let n = usize::from(b.u8() % 6);
             b.take(n)
@@ -218,10 +218,10 @@ fn built_message(b: &mut Bytes, serial: u32) -> Vec<u8> {
     }
     if zo == 1 {
         let (zone, zclass, ztype) = match zone_kind {
-            13 => ("other.test.", class::IN, rtype::SOA),
-            14 => (ORIGIN, 3, rtype::SOA),
-            15 => (ORIGIN, class::IN, rtype::A),
-            _ => (ORIGIN, class::IN, rtype::SOA),
+            13 => ("other.test.", class::IN, Rtype::SOA),
+            14 => (ORIGIN, 3, Rtype::SOA),
+            15 => (ORIGIN, class::IN, Rtype::A),
+            _ => (ORIGIN, class::IN, Rtype::SOA),
         };
         m.extend(wire(zone));
         m.extend_from_slice(&ztype.to_be_bytes());
@@ -309,12 +309,19 @@ fn name_len(d: &[u8]) -> usize {
 
 /// Record data with its domain names lower-cased, for the types whose names RFC 2136
 /// compares without regard to case (as `update::rdata_eq`: the RFC 1035 types).
-fn canon(t: u16, rd: &[u8]) -> Vec<u8> {
+fn canon(t: Rtype, rd: &[u8]) -> Vec<u8> {
     let (fixed, names) = match t {
-        2 | 3 | 4 | 5 | 7 | 8 | 9 | 12 => (0, 1),
-        15 | 18 | 21 | 36 => (2, 1),
-        33 => (6, 1),
-        6 | 14 | 17 => (0, 2),
+        Rtype::NS
+        | Rtype::MD
+        | Rtype::MF
+        | Rtype::CNAME
+        | Rtype::MB
+        | Rtype::MG
+        | Rtype::MR
+        | Rtype::PTR => (0, 1),
+        Rtype::MX | Rtype::AFSDB | Rtype::RT | Rtype::KX => (2, 1),
+        Rtype::SRV => (6, 1),
+        Rtype::SOA | Rtype::MINFO | Rtype::RP => (0, 2),
         _ => return rd.to_vec(),
     };
     let mut v = rd.to_vec();
@@ -326,7 +333,7 @@ fn canon(t: u16, rd: &[u8]) -> Vec<u8> {
     v
 }
 
-type Canonical = BTreeSet<(Vec<u8>, u16, u32, Vec<u8>)>;
+type Canonical = BTreeSet<(Vec<u8>, Rtype, u32, Vec<u8>)>;
 
 /// The zone's records in a form that compares as RFC 2136 compares them.
 fn canonical(z: &ZoneData) -> Canonical {
@@ -611,7 +618,7 @@ fn ask_everything(origin: &Name, data: &ZoneData) {
     if !records.iter().all(crate::common::hickory_reads) {
         return;
     }
-    let types: Vec<u16> = records.iter().map(|r| r.rtype).collect();
+    let types: Vec<Rtype> = records.iter().map(|r| r.rtype).collect();
     let zone = Zone::build(origin, records).expect("checked in apply").0;
     crate::common::ask_everything(zone, &types);
 }

@@ -54,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
         "records differ after printing and parsing again:\n{printed}"
     );
     records.retain(common::hickory_reads);
-    let types: Vec<u16> = records.iter().map(|r| r.rtype).collect();
+    let types: Vec<muster_server::proto::types::Rtype> = records.iter().map(|r| r.rtype).collect();
     if let Ok((zone, _warnings)) = Zone::build(&origin, records) {
         common::ask_everything(zone, &types);
     }

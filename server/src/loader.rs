@@ -175,7 +175,7 @@ pub(crate) fn precompile_zones(
                 "{} answer(s) cannot be written from the zone data and are answered SERVFAIL, \
                  the first for {owner} {}: {error}",
                 report.refused,
-                crate::proto::rr::type_name(*rtype)
+                rtype
             );
         }
         tracing::debug!(

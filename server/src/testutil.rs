@@ -2,9 +2,10 @@
 
 use crate::proto::name::Name;
 use crate::proto::rr::{class, Record};
+use crate::proto::types::Rtype;
 
 /// A record of class IN, the owner in text.
-pub(crate) fn record(owner: &str, t: u16, ttl: u32, rdata: Vec<u8>) -> Record {
+pub(crate) fn record(owner: &str, t: Rtype, ttl: u32, rdata: Vec<u8>) -> Record {
     Record {
         owner: Name::parse(owner, None).unwrap(),
         rtype: t,

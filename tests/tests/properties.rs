@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use muster_server::proto::name::Name;
 use muster_server::proto::rr::Record;
 use muster_server::proto::tsig;
+use muster_server::proto::types::Rtype;
 use muster_server::query::answer::{Outcome, Responder, Scratch, Transport};
 use muster_server::query::{fastpath, respond};
 use muster_server::zone::catalog::Catalog;
@@ -81,7 +82,7 @@ fn zone_invariants(text: &str) {
     };
     round_trips(&origin, &records);
     records.retain(common::hickory_reads);
-    let types: Vec<u16> = records.iter().map(|r| r.rtype).collect();
+    let types: Vec<Rtype> = records.iter().map(|r| r.rtype).collect();
     if let Ok((zone, _warnings)) = Zone::build(&origin, records) {
         common::ask_everything(zone, &types);
     }

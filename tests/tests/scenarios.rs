@@ -29,7 +29,9 @@ struct QuerySpec {
 }
 
 fn parse_type(s: &str) -> u16 {
-    muster_server::proto::rr::type_from_name(s).unwrap_or_else(|| panic!("unknown type {s}"))
+    muster_server::proto::types::Rtype::from_text(s)
+        .unwrap_or_else(|| panic!("unknown type {s}"))
+        .to_u16()
 }
 
 /// Renders a response in a stable, reviewable text form.

@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use muster_server::proto::name::Name;
-use muster_server::proto::rr::{class, rtype, Record};
+use muster_server::proto::rr::{class, Record, Rtype};
 use muster_server::proto::wire::rcode;
 use muster_server::update::{
     self, process, Grant, Limits, NameMatch, Policy, Request, TypeMatch, UpdateRecord, ZoneData,
@@ -50,7 +50,7 @@ const NAMES: [&str; 9] = [
     "elsewhere.test.",
 ];
 const IN_ZONE: usize = NAMES.len() - 1;
-const TYPES: [u16; 5] = [rtype::A, rtype::TXT, rtype::CNAME, rtype::NS, rtype::MX];
+const TYPES: [Rtype; 5] = [Rtype::A, Rtype::TXT, Rtype::CNAME, Rtype::NS, Rtype::MX];
 const TTLS: [u32; 2] = [60, 120];
 /// Record data per type (see [`rdata`]).
 const RDATAS: usize = 4;
@@ -65,18 +65,18 @@ fn origin() -> Name {
 
 /// Record data number `i` (0..RDATAS) of type `t`: names in two spellings (and the apex
 /// NS's target), TXT in two cases.
-fn rdata(t: u16, i: usize) -> Vec<u8> {
+fn rdata(t: Rtype, i: usize) -> Vec<u8> {
     let targets = ["a.m.test.", "A.m.TEST.", "d.m.test.", "ns1.m.test."];
     match t {
-        rtype::A => vec![10, 0, 0, 1 + i as u8],
-        rtype::TXT => {
+        Rtype::A => vec![10, 0, 0, 1 + i as u8],
+        Rtype::TXT => {
             let s = ["t1", "T1", "t2", "t3"][i];
             let mut v = vec![s.len() as u8];
             v.extend_from_slice(s.as_bytes());
             v
         }
-        rtype::CNAME | rtype::NS => name(targets[i]).as_wire().to_vec(),
-        rtype::MX => {
+        Rtype::CNAME | Rtype::NS => name(targets[i]).as_wire().to_vec(),
+        Rtype::MX => {
             let mut v = [10u16, 10, 20, 30][i].to_be_bytes().to_vec();
             v.extend_from_slice(name(targets[i]).as_wire());
             v
@@ -95,10 +95,10 @@ fn soa_rdata(serial: u32, minimum: u32) -> Vec<u8> {
 }
 
 /// Data compared as RFC 2136 §1.1.1 says: the names in it without regard to case.
-fn canon(t: u16, rd: &[u8]) -> Vec<u8> {
+fn canon(t: Rtype, rd: &[u8]) -> Vec<u8> {
     match t {
-        rtype::CNAME | rtype::NS | rtype::SOA => rd.to_ascii_lowercase(),
-        rtype::MX => {
+        Rtype::CNAME | Rtype::NS | Rtype::SOA => rd.to_ascii_lowercase(),
+        Rtype::MX => {
             let mut v = rd.to_vec();
             v[2..].make_ascii_lowercase();
             v
@@ -212,7 +212,7 @@ fn msg() -> impl Strategy<Value = Msg> {
 // ---------------------------------------------------------------------------------------
 // The message as musterd reads it
 
-fn rec(owner: usize, t: u16, c: u16, ttl: u32, rdata: Vec<u8>) -> UpdateRecord {
+fn rec(owner: usize, t: Rtype, c: u16, ttl: u32, rdata: Vec<u8>) -> UpdateRecord {
     UpdateRecord {
         owner: name(NAMES[owner]),
         rtype: t,
@@ -227,15 +227,15 @@ fn to_request(m: &Msg, serial: u32) -> Request {
         .prereqs
         .iter()
         .flat_map(|p| match p {
-            Prereq::InUse(n) => vec![rec(*n, rtype::ANY, class::ANY, 0, vec![])],
-            Prereq::NotInUse(n) => vec![rec(*n, rtype::ANY, class::NONE, 0, vec![])],
+            Prereq::InUse(n) => vec![rec(*n, Rtype::ANY, class::ANY, 0, vec![])],
+            Prereq::NotInUse(n) => vec![rec(*n, Rtype::ANY, class::NONE, 0, vec![])],
             Prereq::Exists(n, t) => vec![rec(*n, TYPES[*t], class::ANY, 0, vec![])],
             Prereq::NotExists(n, t) => vec![rec(*n, TYPES[*t], class::NONE, 0, vec![])],
             Prereq::Values(n, t, rs) => rs
                 .iter()
                 .map(|r| rec(*n, TYPES[*t], class::IN, 0, rdata(TYPES[*t], *r)))
                 .collect(),
-            Prereq::BadTtl(n) => vec![rec(*n, rtype::ANY, class::ANY, 30, vec![])],
+            Prereq::BadTtl(n) => vec![rec(*n, Rtype::ANY, class::ANY, 30, vec![])],
         })
         .collect();
     let updates = m
@@ -246,21 +246,21 @@ fn to_request(m: &Msg, serial: u32) -> Request {
                 rec(*n, TYPES[*t], class::IN, TTLS[*ttl], rdata(TYPES[*t], *r))
             }
             Op::DeleteSet(n, t) => {
-                let t = TYPES.get(*t).copied().unwrap_or(rtype::SOA);
+                let t = TYPES.get(*t).copied().unwrap_or(Rtype::SOA);
                 rec(*n, t, class::ANY, 0, vec![])
             }
-            Op::DeleteAll(n) => rec(*n, rtype::ANY, class::ANY, 0, vec![]),
+            Op::DeleteAll(n) => rec(*n, Rtype::ANY, class::ANY, 0, vec![]),
             Op::DeleteRr(n, t, r) => rec(*n, TYPES[*t], class::NONE, 0, rdata(TYPES[*t], *r)),
             Op::Soa { at_apex, step, ttl } => rec(
                 if *at_apex { 0 } else { 2 },
-                rtype::SOA,
+                Rtype::SOA,
                 class::IN,
                 [300, 600][*ttl],
                 soa_rdata(serial.wrapping_add(*step), [60, 30][*ttl]),
             ),
-            Op::DeleteSoa => rec(0, rtype::SOA, class::NONE, 0, soa_rdata(serial, 60)),
-            Op::BadDelete(n) => rec(*n, rtype::A, class::ANY, 5, vec![]),
-            Op::AddAny(n) => rec(*n, rtype::ANY, class::IN, 60, vec![]),
+            Op::DeleteSoa => rec(0, Rtype::SOA, class::NONE, 0, soa_rdata(serial, 60)),
+            Op::BadDelete(n) => rec(*n, Rtype::A, class::ANY, 5, vec![]),
+            Op::AddAny(n) => rec(*n, Rtype::ANY, class::IN, 60, vec![]),
         })
         .collect();
     Request {
@@ -277,7 +277,7 @@ fn to_request(m: &Msg, serial: u32) -> Request {
 // The model
 
 /// Owner (lower-cased wire) and type to TTL and data (compared as [`canon`]).
-type Sets = BTreeMap<(Vec<u8>, u16), (u32, Vec<Vec<u8>>)>;
+type Sets = BTreeMap<(Vec<u8>, Rtype), (u32, Vec<Vec<u8>>)>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Model {
@@ -302,7 +302,7 @@ impl Model {
             soa: Vec::new(),
         };
         for r in z.to_records() {
-            if r.rtype == rtype::SOA {
+            if r.rtype == Rtype::SOA {
                 (m.soa_ttl, m.soa) = (r.ttl, r.rdata);
                 continue;
             }
@@ -323,8 +323,8 @@ impl Model {
         owner == 0 || self.sets.keys().any(|(o, _)| *o == key_of(owner))
     }
 
-    fn has(&self, owner: usize, t: u16) -> bool {
-        (owner == 0 && t == rtype::SOA) || self.sets.contains_key(&(key_of(owner), t))
+    fn has(&self, owner: usize, t: Rtype) -> bool {
+        (owner == 0 && t == Rtype::SOA) || self.sets.contains_key(&(key_of(owner), t))
     }
 
     /// RFC 2136 §3.2–§3.4 for one message; the rcode.
@@ -367,7 +367,7 @@ impl Model {
 
     fn prerequisites(&self, m: &Msg) -> Result<(), u16> {
         use update::update_rcode::{NOTZONE, NXRRSET, YXDOMAIN, YXRRSET};
-        let mut wanted: Vec<(usize, u16, BTreeSet<Vec<u8>>)> = Vec::new();
+        let mut wanted: Vec<(usize, Rtype, BTreeSet<Vec<u8>>)> = Vec::new();
         for p in &m.prereqs {
             let owner = match p {
                 Prereq::InUse(n) | Prereq::NotInUse(n) | Prereq::BadTtl(n) => *n,
@@ -418,9 +418,9 @@ impl Model {
         match o {
             Op::Add(n, t, r, ttl) => self.add(*n, TYPES[*t], TTLS[*ttl], rdata(TYPES[*t], *r)),
             Op::DeleteSet(n, t) => {
-                let t = TYPES.get(*t).copied().unwrap_or(rtype::SOA);
+                let t = TYPES.get(*t).copied().unwrap_or(Rtype::SOA);
                 // The SOA and the apex NS RRset are never deleted.
-                if *n == 0 && (t == rtype::NS || t == rtype::SOA) {
+                if *n == 0 && (t == Rtype::NS || t == Rtype::SOA) {
                     return;
                 }
                 self.sets.remove(&(key_of(*n), t));
@@ -428,7 +428,7 @@ impl Model {
             Op::DeleteAll(n) => {
                 let k = key_of(*n);
                 self.sets
-                    .retain(|(o, t), _| *o != k || (*n == 0 && *t == rtype::NS));
+                    .retain(|(o, t), _| *o != k || (*n == 0 && *t == Rtype::NS));
             }
             Op::DeleteRr(n, t, r) => {
                 let (t, rd) = (TYPES[*t], rdata(TYPES[*t], *r));
@@ -439,7 +439,7 @@ impl Model {
                 let Some(i) = v.iter().position(|x| canon(t, x) == canon(t, &rd)) else {
                     return;
                 };
-                if *n == 0 && t == rtype::NS && v.len() == 1 {
+                if *n == 0 && t == Rtype::NS && v.len() == 1 {
                     return; // never the last apex NS
                 }
                 v.remove(i);
@@ -458,15 +458,15 @@ impl Model {
         }
     }
 
-    fn add(&mut self, n: usize, t: u16, ttl: u32, rd: Vec<u8>) {
+    fn add(&mut self, n: usize, t: Rtype, ttl: u32, rd: Vec<u8>) {
         let k = key_of(n);
-        let has_cname = self.sets.contains_key(&(k.clone(), rtype::CNAME));
+        let has_cname = self.sets.contains_key(&(k.clone(), Rtype::CNAME));
         let has_other = n == 0
             || self
                 .sets
                 .keys()
-                .any(|(o, ot)| *o == k && *ot != rtype::CNAME);
-        if t == rtype::CNAME {
+                .any(|(o, ot)| *o == k && *ot != Rtype::CNAME);
+        if t == Rtype::CNAME {
             if has_other {
                 return; // CNAME beside other data: ignored
             }
@@ -485,13 +485,13 @@ impl Model {
     }
 
     /// Every record, comparable with [`canonical`] of the served zone.
-    fn canonical(&self) -> BTreeSet<(Vec<u8>, u16, u32, Vec<u8>)> {
+    fn canonical(&self) -> BTreeSet<(Vec<u8>, Rtype, u32, Vec<u8>)> {
         let mut out = BTreeSet::new();
         out.insert((
             name(ORIGIN).as_wire().to_vec(),
-            rtype::SOA,
+            Rtype::SOA,
             self.soa_ttl,
-            canon(rtype::SOA, &self.soa),
+            canon(Rtype::SOA, &self.soa),
         ));
         for ((o, t), (ttl, v)) in &self.sets {
             for rd in v {
@@ -502,7 +502,7 @@ impl Model {
     }
 }
 
-fn canonical(z: &ZoneData) -> BTreeSet<(Vec<u8>, u16, u32, Vec<u8>)> {
+fn canonical(z: &ZoneData) -> BTreeSet<(Vec<u8>, Rtype, u32, Vec<u8>)> {
     z.to_records()
         .into_iter()
         .map(|r: Record| {
@@ -640,7 +640,7 @@ fn the_model_answers_known_cases() {
     };
     assert_eq!(m.apply(&ns), rcode::NOERROR);
     assert_eq!(m.serial(), 11);
-    assert!(m.has(0, rtype::NS));
+    assert!(m.has(0, Rtype::NS));
     // And the same cases agree with musterd.
     run(&[cname_at_a, b_in_use, add_delete, order, ns]).unwrap();
 }

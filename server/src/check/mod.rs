@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::proto::name::Name;
-use crate::proto::rr::{rtype, type_name, Record, Srv};
+use crate::proto::rr::{type_name, Record, Rtype, Srv};
 use crate::zone::gate::etcd_srv_owner;
 use crate::zone::zonefile;
 use crate::zone::Zone;
@@ -219,7 +219,7 @@ pub(crate) fn lint_zones_sized(
 /// The addresses that have a PTR record among `records`.
 fn ptr_addresses<'a>(records: impl Iterator<Item = &'a Record>) -> BTreeSet<IpAddr> {
     records
-        .filter(|r| r.rtype == rtype::PTR)
+        .filter(|r| r.rtype == Rtype::PTR)
         .filter_map(|r| reverse_to_ip(&r.owner))
         .collect()
 }
@@ -291,12 +291,12 @@ fn lint_gates(
         return waiting;
     };
     for g in zone.gates() {
-        let txt = index.of_type(&g.owner, rtype::TXT).into_iter().find(|r| {
+        let txt = index.of_type(&g.owner, Rtype::TXT).into_iter().find(|r| {
             r.rdata
                 .get(1..)
                 .is_some_and(|d| d.starts_with(crate::zone::gate::SIZE_PREFIX.as_bytes()))
         });
-        let at = txt.or_else(|| index.of_type(&g.owner, rtype::SRV).first().copied());
+        let at = txt.or_else(|| index.of_type(&g.owner, Rtype::SRV).first().copied());
         if let Some(p) = &g.problem {
             out.push(finding(
                 Severity::Error,
@@ -355,7 +355,7 @@ impl<'a> ByName<'a> {
     }
 
     /// The records of type `t` at `n`, in file order.
-    fn of_type(&self, n: &Name, t: u16) -> Vec<&'a Record> {
+    fn of_type(&self, n: &Name, t: Rtype) -> Vec<&'a Record> {
         self.0
             .get(&n.to_lowercase())
             .map(|v| v.iter().copied().filter(|r| r.rtype == t).collect())
@@ -364,8 +364,8 @@ impl<'a> ByName<'a> {
 }
 
 fn lint_apex_ns(origin: &Name, index: &ByName<'_>, out: &mut Vec<Finding>) {
-    let soa = index.of_type(origin, rtype::SOA);
-    if index.of_type(origin, rtype::NS).is_empty() && !soa.is_empty() {
+    let soa = index.of_type(origin, Rtype::SOA);
+    if index.of_type(origin, Rtype::NS).is_empty() && !soa.is_empty() {
         out.push(finding(
             Severity::Error,
             "no-apex-ns",
@@ -380,7 +380,7 @@ fn lint_apex_ns(origin: &Name, index: &ByName<'_>, out: &mut Vec<Finding>) {
 /// Mixed TTLs within an RRset, and duplicate records.
 fn lint_ttls_and_duplicates(records: &[Record], out: &mut Vec<Finding>) {
     // (owner, type) -> (first TTL, rdatas seen)
-    type Seen<'a> = BTreeMap<(Name, u16), (u32, Vec<&'a [u8]>)>;
+    type Seen<'a> = BTreeMap<(Name, Rtype), (u32, Vec<&'a [u8]>)>;
     let mut seen: Seen<'_> = BTreeMap::new();
     for r in records {
         let e = seen
@@ -416,11 +416,11 @@ fn lint_ttls_and_duplicates(records: &[Record], out: &mut Vec<Finding>) {
 
 /// In-zone NS targets need addresses.
 fn lint_ns_targets(origin: &Name, records: &[Record], index: &ByName<'_>, out: &mut Vec<Finding>) {
-    for r in records.iter().filter(|r| r.rtype == rtype::NS) {
+    for r in records.iter().filter(|r| r.rtype == Rtype::NS) {
         if let Ok(t) = Name::from_wire(&r.rdata) {
             if t.is_subdomain_of(origin)
-                && index.of_type(&t, rtype::A).is_empty()
-                && index.of_type(&t, rtype::AAAA).is_empty()
+                && index.of_type(&t, Rtype::A).is_empty()
+                && index.of_type(&t, Rtype::AAAA).is_empty()
             {
                 out.push(finding(
                     Severity::Error,
@@ -448,7 +448,7 @@ fn lint_etcd_srv_sets(
     out: &mut Vec<Finding>,
 ) {
     let mut sets: BTreeMap<SrvSetKey, Vec<&Record>> = BTreeMap::new();
-    for r in records.iter().filter(|r| r.rtype == rtype::SRV) {
+    for r in records.iter().filter(|r| r.rtype == Rtype::SRV) {
         if let Some((kind, ssl, suffix, domain)) = etcd_srv_owner(&r.owner) {
             sets.entry((domain, suffix, kind, ssl)).or_default().push(r);
         }
@@ -562,12 +562,12 @@ fn lint_srv_target_addresses(
         ));
         return;
     }
-    if let Some(cname) = index.of_type(t, rtype::CNAME).first() {
+    if let Some(cname) = index.of_type(t, Rtype::CNAME).first() {
         out.push(finding(Severity::Warning, "srv-target-cname", Some(cname), owner, format!("SRV target {t} is a CNAME"), "etcd keeps the alias in its URLs and RFC 2782 forbids aliases as targets: point the SRV record at the canonical name"));
         return;
     }
-    let a = index.of_type(t, rtype::A);
-    let aaaa = index.of_type(t, rtype::AAAA);
+    let a = index.of_type(t, Rtype::A);
+    let aaaa = index.of_type(t, Rtype::AAAA);
     if a.is_empty() && aaaa.is_empty() {
         if waiting.contains(&t.to_lowercase()) {
             out.push(finding(Severity::Warning, "srv-target-no-address", Some(r), owner, format!("SRV target {t} has no A or AAAA record yet: the completeness gate waits for it"), "musterd withholds the set until the address is published (a host registers itself when it starts), so etcd cannot bootstrap a smaller cluster meanwhile"));

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::check::{finding, Finding, Severity};
 use crate::dynamic::{key_host, UpdateConfig};
 use crate::proto::name::Name;
-use crate::proto::rr::{rtype, Record, Srv};
+use crate::proto::rr::{Record, Rtype, Srv};
 use crate::update::{NameMatch, Policy};
 
 /// The policy and key findings of a configuration (`config` names its file).
@@ -35,10 +35,10 @@ fn hosts(records: &[Record]) -> BTreeSet<Name> {
     let mut out = BTreeSet::new();
     for r in records {
         match r.rtype {
-            rtype::A | rtype::AAAA => {
+            Rtype::A | Rtype::AAAA => {
                 out.insert(r.owner.to_lowercase());
             }
-            rtype::SRV if crate::zone::gate::etcd_srv_owner(&r.owner).is_some() => {
+            Rtype::SRV if crate::zone::gate::etcd_srv_owner(&r.owner).is_some() => {
                 if let Some(s) = Srv::from_rdata(&r.rdata) {
                     out.insert(s.target.to_lowercase());
                 }

@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use crate::config::ZoneSpec;
 use crate::proto::name::Name;
-use crate::proto::rr::type_from_name;
 use crate::proto::tsig::{self, KeyRing};
+use crate::proto::types::Rtype;
 use crate::update::{Grant, Limits, NameMatch, Policy, TypeMatch};
 
 /// Where journals live unless configured (the unit's `StateDirectory=musterd`).
@@ -354,7 +354,7 @@ pub fn resolve(
                 Some(list) => {
                     let mut ts = Vec::new();
                     for t in list {
-                        match type_from_name(t) {
+                        match Rtype::from_text(t) {
                             Some(code) if !crate::proto::rr::is_meta_or_query_only(code) => {
                                 ts.push(code)
                             }

@@ -318,7 +318,7 @@ mod tests {
             prerequisites: Vec::new(),
             updates: vec![UpdateRecord {
                 owner: n(owner),
-                rtype: crate::proto::rr::rtype::A,
+                rtype: crate::proto::types::Rtype::A,
                 class: crate::proto::rr::class::IN,
                 ttl: 60,
                 rdata: ip.to_vec(),

@@ -144,7 +144,7 @@ impl Versions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::rr::{class, rtype, Record};
+    use crate::proto::rr::{class, Record, Rtype};
     use crate::query::answer::{AnswerConfig, Scratch, Transport};
     use crate::zone::catalog::Catalog;
     use crate::zone::changeset::Changeset;
@@ -163,7 +163,7 @@ mod tests {
         Name::parse(s, None).unwrap()
     }
 
-    fn rec(owner: &str, t: u16, rdata: Vec<u8>) -> Record {
+    fn rec(owner: &str, t: Rtype, rdata: Vec<u8>) -> Record {
         crate::testutil::record(owner, t, 300, rdata)
     }
 
@@ -173,7 +173,7 @@ mod tests {
         for n in [serial, 3600, 600, 86400, 60] {
             v.extend_from_slice(&n.to_be_bytes());
         }
-        rec("p.test.", rtype::SOA, v)
+        rec("p.test.", Rtype::SOA, v)
     }
 
     fn srv(target: &str) -> Vec<u8> {
@@ -210,21 +210,21 @@ mod tests {
             "z.w.p.test.",
         ];
         let (t, rdata) = match rng.below(9) {
-            0 | 1 => (rtype::A, vec![10, 0, 0, rng.below(4) as u8]),
-            2 => (rtype::AAAA, [[0xfd; 8], [rng.below(3) as u8; 8]].concat()),
-            3 => (rtype::TXT, b"\x0dmuster-size=2".to_vec()),
-            4 | 5 => (rtype::SRV, srv(host[rng.below(host.len())])),
+            0 | 1 => (Rtype::A, vec![10, 0, 0, rng.below(4) as u8]),
+            2 => (Rtype::AAAA, [[0xfd; 8], [rng.below(3) as u8; 8]].concat()),
+            3 => (Rtype::TXT, b"\x0dmuster-size=2".to_vec()),
+            4 | 5 => (Rtype::SRV, srv(host[rng.below(host.len())])),
             6 => (
-                rtype::CNAME,
+                Rtype::CNAME,
                 name(host[rng.below(host.len())]).as_wire().to_vec(),
             ),
             7 => (
-                rtype::MX,
+                Rtype::MX,
                 [&[0, 5][..], name(host[rng.below(3)]).as_wire()].concat(),
             ),
             _ => {
                 owner = "sub.p.test."; // the one delegation: a rebuild whenever touched
-                (rtype::NS, name("ns.sub.p.test.").as_wire().to_vec())
+                (Rtype::NS, name("ns.sub.p.test.").as_wire().to_vec())
             }
         };
         rec(owner, t, rdata)
@@ -247,7 +247,7 @@ mod tests {
         names
     }
 
-    fn ask(catalog: &Catalog, qname: &[u8], qtype: u16, tcp: bool, out: &mut Vec<u8>) {
+    fn ask(catalog: &Catalog, qname: &[u8], qtype: Rtype, tcp: bool, out: &mut Vec<u8>) {
         let responder = Responder::new(AnswerConfig::default());
         let mut pkt = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         pkt.extend_from_slice(qname);
@@ -291,17 +291,17 @@ mod tests {
         let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
         for qname in query_names(&[patched, rebuilt]) {
             for qtype in [
-                rtype::A,
-                rtype::AAAA,
-                rtype::TXT,
-                rtype::SRV,
-                rtype::CNAME,
-                rtype::MX,
-                rtype::NS,
-                rtype::SOA,
-                rtype::ANY,
-                rtype::DS,
-                65000,
+                Rtype::A,
+                Rtype::AAAA,
+                Rtype::TXT,
+                Rtype::SRV,
+                Rtype::CNAME,
+                Rtype::MX,
+                Rtype::NS,
+                Rtype::SOA,
+                Rtype::ANY,
+                Rtype::DS,
+                Rtype(65000),
             ] {
                 for tcp in [false, true] {
                     ask(&a, &qname, qtype, tcp, &mut out_a);
@@ -337,27 +337,27 @@ mod tests {
         let responder = Responder::new(AnswerConfig::default());
         let mut records = vec![
             soa(1),
-            rec("p.test.", rtype::NS, name("ns1.p.test.").as_wire().to_vec()),
-            rec("ns1.p.test.", rtype::A, vec![10, 9, 9, 9]),
+            rec("p.test.", Rtype::NS, name("ns1.p.test.").as_wire().to_vec()),
+            rec("ns1.p.test.", Rtype::A, vec![10, 9, 9, 9]),
             rec(
                 "_etcd-server-ssl._tcp.k.p.test.",
-                rtype::TXT,
+                Rtype::TXT,
                 b"\x0dmuster-size=2".to_vec(),
             ),
             rec(
                 "_etcd-server-ssl._tcp.k.p.test.",
-                rtype::SRV,
+                Rtype::SRV,
                 srv("h1.p.test."),
             ),
             rec(
                 "_etcd-server-ssl._tcp.k.p.test.",
-                rtype::SRV,
+                Rtype::SRV,
                 srv("h2.p.test."),
             ),
-            rec("h1.p.test.", rtype::A, vec![10, 0, 0, 1]),
+            rec("h1.p.test.", Rtype::A, vec![10, 0, 0, 1]),
         ];
         for i in 0..50u8 {
-            records.push(rec(&format!("n{i}.p.test."), rtype::A, vec![10, 1, 0, i]));
+            records.push(rec(&format!("n{i}.p.test."), Rtype::A, vec![10, 1, 0, i]));
         }
         let mut data = ZoneData::from_records(&origin, records.clone()).unwrap();
         let (first, _) = Zone::build(&origin, records).unwrap();
@@ -386,7 +386,7 @@ mod tests {
                     ))
                 });
                 let candidates: Vec<&Record> =
-                    all.iter().filter(|r| r.rtype != rtype::SOA).collect();
+                    all.iter().filter(|r| r.rtype != Rtype::SOA).collect();
                 if rng.below(3) == 0 && !candidates.is_empty() {
                     let r = candidates[rng.below(candidates.len())].clone();
                     if !cs

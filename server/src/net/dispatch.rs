@@ -23,7 +23,7 @@ use arc_swap::ArcSwap;
 
 use crate::proto::query::{parse_query_with, DropReason, Malformed, Query};
 use crate::proto::reader::{Header, Reader};
-use crate::proto::types::{rtype, Opcode};
+use crate::proto::types::{Opcode, Rtype};
 use crate::proto::HEADER_LEN;
 use crate::query::answer::{Outcome, Responder, Scratch, Transport};
 use crate::stats::{bump, Stats};
@@ -83,7 +83,7 @@ pub fn route(pkt: &[u8], transport: Transport, updates: bool, transfers: bool) -
             Ok(q) => Some(q.qtype),
             Err(_) => first_qtype(pkt),
         };
-        if matches!(qtype, Some(rtype::AXFR | rtype::IXFR)) {
+        if matches!(qtype, Some(Rtype::AXFR | Rtype::IXFR)) {
             return Route::Transfer(query);
         }
     }
@@ -92,7 +92,7 @@ pub fn route(pkt: &[u8], transport: Transport, updates: bool, transfers: bool) -
 
 /// The type of the first question, read on its own (for a message the query parser
 /// refused).
-fn first_qtype(pkt: &[u8]) -> Option<u16> {
+fn first_qtype(pkt: &[u8]) -> Option<Rtype> {
     Reader::at(pkt, HEADER_LEN).question().ok().map(|q| q.qtype)
 }
 

@@ -43,6 +43,7 @@ use crate::loader::panic_message;
 use crate::net::dispatch::TcpNext;
 use crate::net::mmsg::Batch;
 use crate::proto::reader::{Header, Reader};
+use crate::proto::types::Rtype;
 use crate::proto::HEADER_LEN;
 use crate::query::answer::Scratch;
 use crate::stats::{bump, PanicSite};
@@ -290,7 +291,7 @@ fn truncate_to_tc(buf: &mut Vec<u8>) -> bool {
     let has_opt = ar > 0
         && len >= question_end + 11
         && buf[len - 11] == 0
-        && buf[len - 10..len - 8] == crate::proto::rr::rtype::OPT.to_be_bytes()
+        && buf[len - 10..len - 8] == Rtype::OPT.to_be_bytes()
         && buf[len - 2..] == [0, 0];
     let new_len = question_end + if has_opt { 11 } else { 0 };
     if new_len >= len {

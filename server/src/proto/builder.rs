@@ -12,7 +12,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use super::name::wire_name_len;
 use super::reader::{Header, Reader};
-use super::types::{rdata_names, rtype, RdataNames, Rtype};
+use super::types::{rdata_names, RdataNames, Rtype};
 use super::{flags, HEADER_LEN};
 
 /// TXT rdata the builder refuses in unit tests, to test what its callers do with a
@@ -141,8 +141,8 @@ pub enum WriteError {
     BadOwner,
     /// The rdata does not have the layout its type requires (a name that is cut short or
     /// runs past the end, a wrong fixed-size part).
-    #[error("the {} record data is malformed", Rtype(*rtype))]
-    BadRdata { rtype: u16 },
+    #[error("the {rtype} record data is malformed")]
+    BadRdata { rtype: Rtype },
     /// Rdata longer than the 16-bit RDLENGTH can say.
     #[error("the record data is longer than 65535 octets")]
     RdataTooLong,
@@ -180,7 +180,7 @@ pub struct MessageBuilder<'b> {
 
 /// A question entry (RFC 1035 §4.1.2) for [`MessageBuilder::new`]: `name` (uncompressed
 /// wire form), type and class.
-pub fn question(name: &[u8], qtype: u16, qclass: u16) -> Vec<u8> {
+pub fn question(name: &[u8], qtype: Rtype, qclass: u16) -> Vec<u8> {
     [name, &qtype.to_be_bytes(), &qclass.to_be_bytes()].concat()
 }
 
@@ -229,10 +229,10 @@ fn is_wire_name(name: &[u8]) -> bool {
 
 /// Checks rdata of type `t` for what the writer relies on: the embedded names it
 /// compresses or points at must be whole names that end exactly where RFC 1035 says.
-fn check_rdata(t: u16, rdata: &[u8]) -> Result<(), WriteError> {
+fn check_rdata(t: Rtype, rdata: &[u8]) -> Result<(), WriteError> {
     let bad = WriteError::BadRdata { rtype: t };
     #[cfg(test)]
-    if t == rtype::TXT && rdata == INJECT_WRITE_ERROR {
+    if t == Rtype::TXT && rdata == INJECT_WRITE_ERROR {
         return Err(bad);
     }
     match rdata_names(t) {
@@ -247,7 +247,7 @@ fn check_rdata(t: u16, rdata: &[u8]) -> Result<(), WriteError> {
             }
             Ok(())
         }
-        _ if t == rtype::SRV && (rdata.len() < 7 || !is_wire_name(&rdata[6..])) => Err(bad),
+        _ if t == Rtype::SRV && (rdata.len() < 7 || !is_wire_name(&rdata[6..])) => Err(bad),
         _ => Ok(()),
     }
 }
@@ -401,7 +401,7 @@ impl<'b> MessageBuilder<'b> {
         &mut self,
         section: Section,
         owner: &[u8],
-        t: u16,
+        t: Rtype,
         class: u16,
         ttl: u32,
         rdata: &[u8],
@@ -436,7 +436,7 @@ impl<'b> MessageBuilder<'b> {
                 self.name(&rdata[l1..l1 + l2], true);
                 self.buf.extend_from_slice(&rdata[l1 + l2..]);
             }
-            _ if t == rtype::SRV => {
+            _ if t == Rtype::SRV => {
                 // RFC 2782: the target is never compressed, but later owners (the glue for
                 // this target) may point at it.
                 let start = self.buf.len() + 6;
@@ -472,7 +472,7 @@ impl<'b> MessageBuilder<'b> {
             .checked_add(1)
             .ok_or(WriteError::TooManyRecords)?;
         self.name(owner, false);
-        self.buf.extend_from_slice(&rtype::TXT.to_be_bytes());
+        self.buf.extend_from_slice(&Rtype::TXT.to_be_bytes());
         self.buf.extend_from_slice(&class.to_be_bytes());
         self.buf.extend_from_slice(&ttl.to_be_bytes());
         let len_pos = self.buf.len();
@@ -504,7 +504,7 @@ impl<'b> MessageBuilder<'b> {
         ede: Option<Ede<'_>>,
     ) {
         self.buf.push(0);
-        self.buf.extend_from_slice(&rtype::OPT.to_be_bytes());
+        self.buf.extend_from_slice(&Rtype::OPT.to_be_bytes());
         self.buf.extend_from_slice(&udp_payload.to_be_bytes());
         self.buf.push((ext_rcode >> 4) as u8);
         self.buf.push(0);
@@ -685,7 +685,7 @@ mod tests {
     use super::*;
     use crate::proto::query::parse_query;
 
-    fn query(name: &[u8], qtype: u16) -> Vec<u8> {
+    fn query(name: &[u8], qtype: Rtype) -> Vec<u8> {
         let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
         p.extend_from_slice(name);
         p.extend_from_slice(&qtype.to_be_bytes());
@@ -695,7 +695,7 @@ mod tests {
 
     #[test]
     fn writer_compresses_owners_but_not_srv_targets() {
-        let p = query(b"\x04_srv\x04_tcp\x07example\x04test\x00", rtype::SRV);
+        let p = query(b"\x04_srv\x04_tcp\x07example\x04test\x00", Rtype::SRV);
         let q = parse_query(&p).unwrap();
         let mut buf = Vec::new();
         let mut comp = Compressor::default();
@@ -703,12 +703,12 @@ mod tests {
         let target = b"\x02m0\x07example\x04test\x00";
         let mut rdata = vec![0, 0, 0, 0, 0x09, 0x4c];
         rdata.extend_from_slice(target);
-        w.record(Section::Answer, q.qname(), rtype::SRV, 1, 30, &rdata)
+        w.record(Section::Answer, q.qname(), Rtype::SRV, 1, 30, &rdata)
             .unwrap();
         w.record(
             Section::Additional,
             target,
-            rtype::A,
+            Rtype::A,
             1,
             30,
             &[127, 0, 0, 1],
@@ -735,31 +735,31 @@ mod tests {
     /// panicked the writer on the second record, which compared against the first.
     #[test]
     fn writer_refuses_names_cut_short_in_rdata() {
-        let p = query(b"\x01a\x04test\x00", rtype::MX);
+        let p = query(b"\x01a\x04test\x00", Rtype::MX);
         let q = parse_query(&p).unwrap();
         let mut buf = Vec::new();
         let mut comp = Compressor::default();
         let mut w = MessageBuilder::new(&mut buf, &mut comp, q.id, 0, q.copy_flags, q.question);
-        let bad = WriteError::BadRdata { rtype: rtype::MX };
+        let bad = WriteError::BadRdata { rtype: Rtype::MX };
         for _ in 0..2 {
             let before = w.len();
             assert_eq!(
-                w.record(Section::Answer, q.qname(), rtype::MX, 1, 30, &[0, 1, 3, 1]),
+                w.record(Section::Answer, q.qname(), Rtype::MX, 1, 30, &[0, 1, 3, 1]),
                 Err(bad)
             );
             assert_eq!(w.len(), before, "nothing written for a refused record");
         }
         // The other layouts the writer looks into.
-        let cases: [(u16, &[u8]); 9] = [
-            (rtype::MX, &[0, 1]),
-            (rtype::MX, b"\x00\x01\x01a\x00\x00"),
-            (rtype::NS, b"\x02ns"),
-            (rtype::CNAME, b"\x01a\x00\x01"),
-            (rtype::PTR, b""),
-            (rtype::SRV, &[0, 0, 0, 0, 0, 53]),
-            (rtype::SRV, b"\x00\x00\x00\x00\x00\x35\x05ab\x00"),
-            (rtype::SOA, b"\x01a\x00\x01b\x00"),
-            (rtype::SOA, b"\x01a\x00\x01b"),
+        let cases: [(Rtype, &[u8]); 9] = [
+            (Rtype::MX, &[0, 1]),
+            (Rtype::MX, b"\x00\x01\x01a\x00\x00"),
+            (Rtype::NS, b"\x02ns"),
+            (Rtype::CNAME, b"\x01a\x00\x01"),
+            (Rtype::PTR, b""),
+            (Rtype::SRV, &[0, 0, 0, 0, 0, 53]),
+            (Rtype::SRV, b"\x00\x00\x00\x00\x00\x35\x05ab\x00"),
+            (Rtype::SOA, b"\x01a\x00\x01b\x00"),
+            (Rtype::SOA, b"\x01a\x00\x01b"),
         ];
         for (t, rdata) in cases {
             assert_eq!(
@@ -772,7 +772,7 @@ mod tests {
             w.record(
                 Section::Answer,
                 b"\x05ab\x00",
-                rtype::A,
+                Rtype::A,
                 1,
                 30,
                 &[1, 2, 3, 4]
@@ -780,18 +780,25 @@ mod tests {
             Err(WriteError::BadOwner)
         );
         assert_eq!(
-            w.record(Section::Answer, q.qname(), 99, 1, 30, &vec![0; 65536]),
+            w.record(
+                Section::Answer,
+                q.qname(),
+                Rtype(99),
+                1,
+                30,
+                &vec![0; 65536]
+            ),
             Err(WriteError::RdataTooLong)
         );
         // A section count cannot pass 65535.
         let mark = w.checkpoint();
         let mut full = Ok(());
         for _ in 0..u16::MAX {
-            full = full.and(w.record(Section::Additional, b"\x00", rtype::A, 1, 0, &[0; 4]));
+            full = full.and(w.record(Section::Additional, b"\x00", Rtype::A, 1, 0, &[0; 4]));
         }
         assert_eq!(full, Ok(()));
         assert_eq!(
-            w.record(Section::Additional, b"\x00", rtype::A, 1, 0, &[0; 4]),
+            w.record(Section::Additional, b"\x00", Rtype::A, 1, 0, &[0; 4]),
             Err(WriteError::TooManyRecords)
         );
         w.rollback(mark);
@@ -799,7 +806,7 @@ mod tests {
         w.record(
             Section::Answer,
             q.qname(),
-            rtype::MX,
+            Rtype::MX,
             1,
             30,
             b"\x00\x01\x01a\x04test\x00",
@@ -813,7 +820,7 @@ mod tests {
     /// RFC 8914 §2: OPTION-CODE 15, OPTION-LENGTH, INFO-CODE, EXTRA-TEXT without a NUL.
     #[test]
     fn opt_carries_an_extended_dns_error() {
-        let p = query(b"\x01a\x04test\x00", rtype::SRV);
+        let p = query(b"\x01a\x04test\x00", Rtype::SRV);
         let q = parse_query(&p).unwrap();
         let mut buf = Vec::new();
         let mut comp = Compressor::default();
@@ -866,7 +873,7 @@ mod tests {
 
     #[test]
     fn rollback_forgets_records_and_their_names() {
-        let p = query(b"\x01a\x04test\x00", rtype::NS);
+        let p = query(b"\x01a\x04test\x00", Rtype::NS);
         let q = parse_query(&p).unwrap();
         let mut buf = Vec::new();
         let mut comp = Compressor::default();
@@ -875,7 +882,7 @@ mod tests {
         w.record(
             Section::Answer,
             q.qname(),
-            rtype::NS,
+            Rtype::NS,
             1,
             30,
             b"\x02ns\x01b\x00",
@@ -891,7 +898,7 @@ mod tests {
         w.record(
             Section::Additional,
             b"\x01b\x00",
-            rtype::A,
+            Rtype::A,
             1,
             30,
             &[1, 2, 3, 4],
@@ -910,12 +917,12 @@ mod tests {
             let mut w = MessageBuilder::new(&mut buf, &mut comp, 1, 0, 0, &[]);
             for i in 0..50u8 {
                 let owner = [&[2, b'h', b'0' + i % 10][..], b"\x04zone\x04test\x00"].concat();
-                w.record(Section::Answer, &owner, rtype::A, 1, 60, &[10, 0, 0, i])
+                w.record(Section::Answer, &owner, Rtype::A, 1, 60, &[10, 0, 0, i])
                     .unwrap();
                 w.record(
                     Section::Answer,
                     &owner,
-                    rtype::NS,
+                    Rtype::NS,
                     1,
                     60,
                     b"\x02ns\x04zone\x04test\x00",
@@ -926,7 +933,7 @@ mod tests {
             w.record(
                 Section::Answer,
                 b"\x03new\x04test\x00",
-                rtype::A,
+                Rtype::A,
                 1,
                 60,
                 &[1; 4],
@@ -936,7 +943,7 @@ mod tests {
             w.record(
                 Section::Answer,
                 b"\x04else\x04test\x00",
-                rtype::A,
+                Rtype::A,
                 1,
                 60,
                 &[1; 4],
@@ -945,7 +952,7 @@ mod tests {
             w.record(
                 Section::Answer,
                 b"\x03new\x04test\x00",
-                rtype::A,
+                Rtype::A,
                 1,
                 60,
                 &[2; 4],

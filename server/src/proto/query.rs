@@ -10,7 +10,7 @@
 
 use super::name::MAX_NAME_LEN;
 use super::reader::{Header, Reader};
-use super::types::{rcode, rtype};
+use super::types::{rcode, Rtype};
 use super::{flags, HEADER_LEN};
 
 /// The EDNS(0) parameters of a query's OPT record.
@@ -37,7 +37,7 @@ pub struct Query<'a> {
     /// The question name folded to lower case, uncompressed wire form.
     qname_lower: [u8; MAX_NAME_LEN],
     qname_len: u8,
-    pub qtype: u16,
+    pub qtype: Rtype,
     pub qclass: u16,
     pub edns: Option<Edns>,
 }
@@ -115,7 +115,7 @@ pub fn parse_query_with<'a>(pkt: &'a [u8], h: &Header) -> Result<Query<'a>, Malf
     let Ok(&[t0, t1, c0, c1]) = r.array::<4>() else {
         return Err(reply(rcode::FORMERR, 0, None));
     };
-    let qtype = u16::from_be_bytes([t0, t1]);
+    let qtype = Rtype::from_be_bytes([t0, t1]);
     let qclass = u16::from_be_bytes([c0, c1]);
     let question_len = r.pos() - HEADER_LEN;
 
@@ -137,7 +137,7 @@ pub fn parse_query_with<'a>(pkt: &'a [u8], h: &Header) -> Result<Query<'a>, Malf
             if r.bytes(rdlen).is_err() {
                 return Err(reply(rcode::FORMERR, question_len, None));
             }
-            if u16::from_be_bytes([f[0], f[1]]) == rtype::OPT {
+            if Rtype::from_be_bytes([f[0], f[1]]) == Rtype::OPT {
                 if section != 3 || edns.is_some() || !root_owner {
                     edns_bad = true;
                 }
@@ -176,7 +176,7 @@ pub fn parse_query_with<'a>(pkt: &'a [u8], h: &Header) -> Result<Query<'a>, Malf
 mod tests {
     use super::*;
 
-    fn query(name: &[u8], qtype: u16) -> Vec<u8> {
+    fn query(name: &[u8], qtype: Rtype) -> Vec<u8> {
         let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
         p.extend_from_slice(name);
         p.extend_from_slice(&qtype.to_be_bytes());
@@ -186,11 +186,11 @@ mod tests {
 
     #[test]
     fn parses_simple_query_and_lowercases() {
-        let p = query(b"\x03WwW\x07example\x04test\x00", 1);
+        let p = query(b"\x03WwW\x07example\x04test\x00", Rtype(1));
         let q = parse_query(&p).unwrap();
         assert_eq!(q.qname(), b"\x03www\x07example\x04test\x00");
         assert_eq!(q.question, &p[12..]);
-        assert_eq!(q.qtype, 1);
+        assert_eq!(q.qtype, Rtype::A);
         assert_eq!(q.copy_flags, flags::RD);
         assert!(q.edns.is_none());
     }
@@ -203,7 +203,7 @@ mod tests {
                 Malformed::Drop(DropReason::Short)
             );
         }
-        let mut p = query(b"\x00", 1);
+        let mut p = query(b"\x00", Rtype(1));
         p[2] |= 0x80;
         assert_eq!(
             parse_query(&p).unwrap_err(),
@@ -222,7 +222,7 @@ mod tests {
     fn rejects_bad_names_and_counts() {
         // Pointer into the header, forward pointer, loop, label type 0x40, too long.
         for name in [&b"\xc0\x00"[..], b"\xc0\x20", b"\xc0\x0c", b"\x41a\x00"] {
-            assert_eq!(rcode_of(&query(name, 1)), rcode::FORMERR, "{name:?}");
+            assert_eq!(rcode_of(&query(name, Rtype(1))), rcode::FORMERR, "{name:?}");
         }
         let long: Vec<u8> = std::iter::repeat_n(
             b"\x3faaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".to_vec(),
@@ -231,12 +231,12 @@ mod tests {
         .flatten()
         .chain([0])
         .collect();
-        assert_eq!(rcode_of(&query(&long, 1)), rcode::FORMERR);
-        let mut p = query(b"\x00", 1);
+        assert_eq!(rcode_of(&query(&long, Rtype(1))), rcode::FORMERR);
+        let mut p = query(b"\x00", Rtype(1));
         p[6] = 0xff;
         p[7] = 0xff;
         assert_eq!(rcode_of(&p), rcode::FORMERR);
-        let mut p = query(b"\x00", 1);
+        let mut p = query(b"\x00", Rtype(1));
         p[5] = 2;
         assert_eq!(rcode_of(&p), rcode::FORMERR);
         p[5] = 0;
@@ -248,7 +248,7 @@ mod tests {
     /// "b."), and one owned by a last pointer at the end of that chain. Reading the second
     /// owner follows `hops` pointers.
     fn pointer_chain_query(hops: u16) -> Vec<u8> {
-        let mut p = query(b"\x01a\x00", 1);
+        let mut p = query(b"\x01a\x00", Rtype(1));
         p[11] = 2; // ARCOUNT: the chain is parsed, not ignored as trailing bytes.
         let first = p.len();
         let rdlen = (hops - 1) * 2;
@@ -283,7 +283,7 @@ mod tests {
 
     #[test]
     fn edns_rules() {
-        let p = with_opt(query(b"\x00", 1), b"\x00", 0);
+        let p = with_opt(query(b"\x00", Rtype(1)), b"\x00", 0);
         let q = parse_query(&p).unwrap();
         assert_eq!(
             q.edns,
@@ -294,14 +294,14 @@ mod tests {
             })
         );
         assert_eq!(
-            rcode_of(&with_opt(query(b"\x00", 1), b"\x00", 1)),
+            rcode_of(&with_opt(query(b"\x00", Rtype(1)), b"\x00", 1)),
             rcode::BADVERS
         );
         assert_eq!(
-            rcode_of(&with_opt(query(b"\x00", 1), b"\x01a\x00", 0)),
+            rcode_of(&with_opt(query(b"\x00", Rtype(1)), b"\x01a\x00", 0)),
             rcode::FORMERR
         );
-        let two = with_opt(with_opt(query(b"\x00", 1), b"\x00", 0), b"\x00", 0);
+        let two = with_opt(with_opt(query(b"\x00", Rtype(1)), b"\x00", 0), b"\x00", 0);
         assert_eq!(rcode_of(&two), rcode::FORMERR);
     }
 }

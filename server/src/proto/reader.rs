@@ -18,7 +18,7 @@
 //! and the work is linear in the input.
 
 use super::name::{Name, WireBuf, MAX_LABEL_LEN, MAX_NAME_LEN};
-use super::types::{rtype, rtype_more, Opcode, Rcode};
+use super::types::{Opcode, Rcode, Rtype};
 use super::{flags, HEADER_LEN};
 
 /// The most compression pointers followed in one name (RFC 9267 §2).
@@ -169,7 +169,7 @@ impl Header {
 #[derive(Clone, Copy)]
 pub struct Question {
     pub name: WireBuf,
-    pub qtype: u16,
+    pub qtype: Rtype,
     pub qclass: u16,
 }
 
@@ -181,7 +181,7 @@ pub struct RecordRef<'a> {
     /// Offset of the record (its owner name) in the message.
     pub start: usize,
     pub owner: WireBuf,
-    pub rtype: u16,
+    pub rtype: Rtype,
     pub class: u16,
     pub ttl: u32,
     /// Offset of the rdata in the message.
@@ -308,7 +308,7 @@ impl<'a> Reader<'a> {
         };
         Ok(Question {
             name,
-            qtype: u16::from_be_bytes([f[0], f[1]]),
+            qtype: Rtype::from_be_bytes([f[0], f[1]]),
             qclass: u16::from_be_bytes([f[2], f[3]]),
         })
     }
@@ -337,7 +337,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Steps over one record; returns its type and the offset where it starts.
-    pub fn skip_record(&mut self) -> Result<(u16, usize), ReadError> {
+    pub fn skip_record(&mut self) -> Result<(Rtype, usize), ReadError> {
         let start = self.pos;
         self.skip_name()?;
         match self.record_fixed() {
@@ -351,13 +351,13 @@ impl<'a> Reader<'a> {
 
     /// Type, class, TTL and rdata after an owner name.
     #[allow(clippy::type_complexity)]
-    fn record_fixed(&mut self) -> Result<(u16, u16, u32, usize, &'a [u8]), ReadError> {
+    fn record_fixed(&mut self) -> Result<(Rtype, u16, u32, usize, &'a [u8]), ReadError> {
         let f = self.array::<10>()?;
         let rdlen = u16::from_be_bytes([f[8], f[9]]) as usize;
         let rdata_start = self.pos;
         let rdata = self.bytes(rdlen)?;
         Ok((
-            u16::from_be_bytes([f[0], f[1]]),
+            Rtype::from_be_bytes([f[0], f[1]]),
             u16::from_be_bytes([f[2], f[3]]),
             u32::from_be_bytes([f[4], f[5], f[6], f[7]]),
             rdata_start,
@@ -394,15 +394,22 @@ impl<'a> Reader<'a> {
 /// Where the names a sender may have compressed sit in received rdata of type `t`:
 /// (octets before the first name, number of names, octets after them). `None` for types
 /// whose rdata is copied as it is.
-fn received_names(t: u16, rdata: &[u8]) -> Result<Option<(usize, usize, usize)>, ReadError> {
-    use rtype_more::{AFSDB, KX, MB, MD, MF, MG, MINFO, MR, NAPTR, RP, RT};
+fn received_names(t: Rtype, rdata: &[u8]) -> Result<Option<(usize, usize, usize)>, ReadError> {
     Ok(Some(match t {
-        rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME | MD | MF | MB | MG | MR => (0, 1, 0),
-        rtype::MX | AFSDB | RT | KX => (2, 1, 0),
-        rtype::SOA => (0, 2, 20),
-        MINFO | RP => (0, 2, 0),
-        rtype::SRV => (6, 1, 0),
-        NAPTR => {
+        Rtype::NS
+        | Rtype::CNAME
+        | Rtype::PTR
+        | Rtype::DNAME
+        | Rtype::MD
+        | Rtype::MF
+        | Rtype::MB
+        | Rtype::MG
+        | Rtype::MR => (0, 1, 0),
+        Rtype::MX | Rtype::AFSDB | Rtype::RT | Rtype::KX => (2, 1, 0),
+        Rtype::SOA => (0, 2, 20),
+        Rtype::MINFO | Rtype::RP => (0, 2, 0),
+        Rtype::SRV => (6, 1, 0),
+        Rtype::NAPTR => {
             // order, preference, then flags, services and regexp as character-strings.
             let mut p = 4;
             for _ in 0..3 {
@@ -518,10 +525,10 @@ mod tests {
         let question = r.question().unwrap();
         assert_eq!(
             (&*question.name, question.qtype),
-            (&b"\x01A\x04TeSt\x00"[..], 1)
+            (&b"\x01A\x04TeSt\x00"[..], Rtype::A)
         );
         let rec = r.record().unwrap();
-        assert_eq!((rec.rtype, rec.ttl, rec.rdata.len()), (rtype::MX, 60, 4));
+        assert_eq!((rec.rtype, rec.ttl, rec.rdata.len()), (Rtype::MX, 60, 4));
         assert_eq!(r.rdata_uncompressed(&rec).unwrap(), b"\x00\x0a\x04TeSt\x00");
         assert_eq!(r.remaining(), 0);
         assert_eq!(r.record().err(), Some(ReadError::Short));

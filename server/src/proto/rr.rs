@@ -10,36 +10,30 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::proto::name::{wire_name_len, Name};
-use crate::proto::types::Rtype;
-
-pub use crate::proto::types::{class, rdata_names, rtype, rtype_more, RdataNames};
+pub use crate::proto::types::{class, rdata_names, RdataNames, Rtype};
 
 /// True for the type codes that name no data a zone can hold: the reserved type 0, the
 /// meta-TYPEs OPT, TSIG and TKEY, and the query-only QTYPEs IXFR, AXFR, MAILB, MAILA and
 /// ANY (RFC 6895 §3.1). A zone refuses records of these types, and a query for one is not
 /// answered from zone data (each has its own rule: FORMERR, NOTIMP, REFUSED, RFC 8482).
-pub fn is_meta_or_query_only(t: u16) -> bool {
+pub fn is_meta_or_query_only(t: Rtype) -> bool {
     matches!(
         t,
-        0 | rtype::OPT
-            | rtype::TKEY
-            | rtype::TSIG
-            | rtype::IXFR
-            | rtype::AXFR
-            | rtype::MAILB
-            | rtype::MAILA
-            | rtype::ANY
+        Rtype(0)
+            | Rtype::OPT
+            | Rtype::TKEY
+            | Rtype::TSIG
+            | Rtype::IXFR
+            | Rtype::AXFR
+            | Rtype::MAILB
+            | Rtype::MAILA
+            | Rtype::ANY
     )
 }
 
 /// Mnemonic for a type code, or `TYPEnnn` (RFC 3597 §5): [`Rtype`]'s table.
-pub fn type_name(t: u16) -> String {
-    Rtype(t).to_string()
-}
-
-/// Type code for a mnemonic or `TYPEnnn`, case-insensitive: [`Rtype::from_text`].
-pub fn type_from_name(s: &str) -> Option<u16> {
-    Rtype::from_text(s).map(u16::from)
+pub fn type_name(t: Rtype) -> String {
+    t.to_string()
 }
 
 /// Where a record came from, for error messages and lints.
@@ -62,7 +56,7 @@ impl std::fmt::Display for Origin {
 pub struct Record {
     /// Owner name, case as written.
     pub owner: Name,
-    pub rtype: u16,
+    pub rtype: Rtype,
     pub class: u16,
     pub ttl: u32,
     /// Rdata in uncompressed wire form.
@@ -139,45 +133,44 @@ impl Srv {
 /// [`crate::zone::Zone::build`] go through this one check, so whatever a zone holds can be
 /// written into an answer and parsed back by a resolver. It only reads the bytes; it does
 /// not allocate.
-pub fn check_rdata(t: u16, rdata: &[u8]) -> Result<(), String> {
-    use rtype_more as m;
+pub fn check_rdata(t: Rtype, rdata: &[u8]) -> Result<(), String> {
     let mut f = Fields { d: rdata, at: 0 };
     match t {
-        rtype::A => f.fixed(4, "IPv4 address")?,
-        rtype::AAAA => f.fixed(16, "IPv6 address")?,
-        m::EUI48 => f.fixed(6, "EUI-48 address")?,
-        m::EUI64 => f.fixed(8, "EUI-64 address")?,
-        rtype::NS
-        | m::MD
-        | m::MF
-        | rtype::CNAME
-        | m::MB
-        | m::MG
-        | m::MR
-        | rtype::PTR
-        | rtype::DNAME => f.name("target name")?,
-        rtype::SOA => {
+        Rtype::A => f.fixed(4, "IPv4 address")?,
+        Rtype::AAAA => f.fixed(16, "IPv6 address")?,
+        Rtype::EUI48 => f.fixed(6, "EUI-48 address")?,
+        Rtype::EUI64 => f.fixed(8, "EUI-64 address")?,
+        Rtype::NS
+        | Rtype::MD
+        | Rtype::MF
+        | Rtype::CNAME
+        | Rtype::MB
+        | Rtype::MG
+        | Rtype::MR
+        | Rtype::PTR
+        | Rtype::DNAME => f.name("target name")?,
+        Rtype::SOA => {
             f.name("SOA mname")?;
             f.name("SOA rname")?;
             f.fixed(20, "SOA serial, refresh, retry, expire and minimum")?;
         }
-        m::WKS => {
+        Rtype::WKS => {
             f.fixed(5, "WKS address and protocol")?;
             f.rest();
         }
-        rtype::HINFO => {
+        Rtype::HINFO => {
             f.string("HINFO CPU")?;
             f.string("HINFO OS")?;
         }
-        m::MINFO | m::RP => {
+        Rtype::MINFO | Rtype::RP => {
             f.name("first name")?;
             f.name("second name")?;
         }
-        rtype::MX | m::AFSDB | m::RT | m::KX => {
+        Rtype::MX | Rtype::AFSDB | Rtype::RT | Rtype::KX => {
             f.fixed(2, "preference")?;
             f.name("exchange name")?;
         }
-        rtype::TXT | m::SPF => {
+        Rtype::TXT | Rtype::SPF => {
             if rdata.is_empty() {
                 return Err("needs at least one character-string".into());
             }
@@ -185,20 +178,20 @@ pub fn check_rdata(t: u16, rdata: &[u8]) -> Result<(), String> {
                 f.string("character-string")?;
             }
         }
-        m::X25 => {
+        Rtype::X25 => {
             f.string("PSDN address")?;
         }
-        m::ISDN => {
+        Rtype::ISDN => {
             f.string("ISDN address")?;
             if !f.done() {
                 f.string("ISDN subaddress")?;
             }
         }
-        rtype::SRV => {
+        Rtype::SRV => {
             f.fixed(6, "SRV priority, weight and port")?;
             f.name("SRV target")?;
         }
-        m::NAPTR => {
+        Rtype::NAPTR => {
             f.fixed(4, "NAPTR order and preference")?;
             // RFC 3403 §4.1: flags are letters and digits; resolvers refuse others.
             let flags = f.string_bytes("NAPTR flags")?;
@@ -212,19 +205,19 @@ pub fn check_rdata(t: u16, rdata: &[u8]) -> Result<(), String> {
             f.string("NAPTR regexp")?;
             f.name("NAPTR replacement")?;
         }
-        m::CERT => {
+        Rtype::CERT => {
             f.fixed(5, "CERT type, key tag and algorithm")?;
             f.nonempty_rest("CERT certificate")?;
         }
-        rtype::DS | m::CDS => {
+        Rtype::DS | Rtype::CDS => {
             f.fixed(4, "key tag, algorithm and digest type")?;
             f.nonempty_rest("digest")?;
         }
-        m::SSHFP => {
+        Rtype::SSHFP => {
             f.fixed(2, "SSHFP algorithm and fingerprint type")?;
             f.rest();
         }
-        m::IPSECKEY => {
+        Rtype::IPSECKEY => {
             f.fixed(3, "IPSECKEY precedence, gateway type and algorithm")?;
             match rdata[1] {
                 0 => {}
@@ -235,7 +228,7 @@ pub fn check_rdata(t: u16, rdata: &[u8]) -> Result<(), String> {
             }
             f.rest();
         }
-        rtype::RRSIG | m::SIG => {
+        Rtype::RRSIG | Rtype::SIG => {
             f.fixed(
                 18,
                 "type covered, algorithm, labels, TTL, times and key tag",
@@ -243,19 +236,19 @@ pub fn check_rdata(t: u16, rdata: &[u8]) -> Result<(), String> {
             f.name("signer name")?;
             f.nonempty_rest("signature")?;
         }
-        rtype::NSEC => {
+        Rtype::NSEC => {
             f.name("next owner name")?;
             f.type_bitmap()?;
         }
-        rtype::DNSKEY | m::CDNSKEY | m::KEY => {
+        Rtype::DNSKEY | Rtype::CDNSKEY | Rtype::KEY => {
             f.fixed(4, "flags, protocol and algorithm")?;
             f.rest();
         }
-        rtype::DHCID => {
+        Rtype::DHCID => {
             f.fixed(3, "DHCID identifier type and digest type")?;
             f.nonempty_rest("DHCID digest")?;
         }
-        rtype::NSEC3 => {
+        Rtype::NSEC3 => {
             f.fixed(4, "hash algorithm, flags and iterations")?;
             f.string("salt")?;
             if f.string("next hashed owner name")? == 0 {
@@ -263,15 +256,15 @@ pub fn check_rdata(t: u16, rdata: &[u8]) -> Result<(), String> {
             }
             f.type_bitmap()?;
         }
-        m::NSEC3PARAM => {
+        Rtype::NSEC3PARAM => {
             f.fixed(4, "hash algorithm, flags and iterations")?;
             f.string("salt")?;
         }
-        m::TLSA | m::SMIMEA => {
+        Rtype::TLSA | Rtype::SMIMEA => {
             f.fixed(3, "usage, selector and matching type")?;
             f.rest();
         }
-        m::CSYNC => {
+        Rtype::CSYNC => {
             f.fixed(6, "CSYNC serial and flags")?;
             // Only the immediate and soaminimum flags are defined (RFC 7477 §2.1.1.2);
             // resolvers refuse data with others set.
@@ -283,23 +276,23 @@ pub fn check_rdata(t: u16, rdata: &[u8]) -> Result<(), String> {
             }
             f.type_bitmap()?;
         }
-        m::ZONEMD => {
+        Rtype::ZONEMD => {
             f.fixed(6, "ZONEMD serial, scheme and hash algorithm")?;
             // RFC 8976 §2.2.4: a digest shorter than 12 octets is invalid.
             if f.rest().len() < 12 {
                 return Err("the ZONEMD digest is shorter than 12 octets".into());
             }
         }
-        m::SVCB | m::HTTPS => {
+        Rtype::SVCB | Rtype::HTTPS => {
             f.fixed(2, "SvcPriority")?;
             f.name("target name")?;
             f.svc_params()?;
         }
-        m::URI => {
+        Rtype::URI => {
             f.fixed(4, "URI priority and weight")?;
             f.nonempty_rest("URI target")?;
         }
-        rtype::CAA => {
+        Rtype::CAA => {
             f.fixed(1, "CAA flags")?;
             let tag = f.string_bytes("CAA tag")?;
             // RFC 8659 §4.1: a tag is 1-15 letters and digits; resolvers refuse others.
@@ -498,25 +491,25 @@ mod tests {
     #[test]
     fn check_rdata_refuses_every_truncation() {
         let cases = [
-            (rtype::A, "0a000001"),
-            (rtype::AAAA, "20010db8000000000000000000000001"),
-            (rtype::NS, "036e7331 0178 00"),
-            (rtype::MX, "000a01610178 00"),
-            (rtype::SRV, "000100020003016100"),
-            (rtype::HINFO, "01610162"),
-            (rtype::CAA, "000569737375 65"),
+            (Rtype::A, "0a000001"),
+            (Rtype::AAAA, "20010db8000000000000000000000001"),
+            (Rtype::NS, "036e7331 0178 00"),
+            (Rtype::MX, "000a01610178 00"),
+            (Rtype::SRV, "000100020003016100"),
+            (Rtype::HINFO, "01610162"),
+            (Rtype::CAA, "000569737375 65"),
             (
-                rtype::SOA,
+                Rtype::SOA,
                 "016100 016200 00000001 00000002 00000003 00000004 00000005",
             ),
-            (rtype_more::NAPTR, "000a0014 01 53 00 00 0161 00"),
+            (Rtype::NAPTR, "000a0014 01 53 00 00 0161 00"),
             (
-                rtype::RRSIG,
+                Rtype::RRSIG,
                 "0001 08 02 0000012c 00000001 00000002 1234 0178 00 ab",
             ),
-            (rtype::NSEC3, "01 00 000a 02 abcd 01 ff"),
-            (rtype::DS, "1234 08 02 ab"),
-            (rtype::DHCID, "0002 01 ab"),
+            (Rtype::NSEC3, "01 00 000a 02 abcd 01 ff"),
+            (Rtype::DS, "1234 08 02 ab"),
+            (Rtype::DHCID, "0002 01 ab"),
         ];
         for (t, data) in cases {
             let d = hex(data);
@@ -531,7 +524,7 @@ mod tests {
             let mut longer = d.clone();
             longer.push(0);
             // These end with a field that takes the rest of the data.
-            let open_ended = [rtype::RRSIG, rtype::DS, rtype::DHCID, rtype::CAA];
+            let open_ended = [Rtype::RRSIG, Rtype::DS, Rtype::DHCID, Rtype::CAA];
             if !open_ended.contains(&t) {
                 assert!(
                     check_rdata(t, &longer).is_err(),
@@ -541,10 +534,10 @@ mod tests {
             }
         }
         // Unknown types hold anything, nothing included.
-        assert_eq!(check_rdata(65534, &[]), Ok(()));
-        assert_eq!(check_rdata(65534, &[0xc0, 0x0c]), Ok(()));
+        assert_eq!(check_rdata(Rtype(65534), &[]), Ok(()));
+        assert_eq!(check_rdata(Rtype(65534), &[0xc0, 0x0c]), Ok(()));
         // A compression pointer is never a name inside stored rdata.
-        assert!(check_rdata(rtype::CNAME, &[0xc0, 0x0c]).is_err());
+        assert!(check_rdata(Rtype::CNAME, &[0xc0, 0x0c]).is_err());
     }
 
     #[test]
@@ -552,7 +545,7 @@ mod tests {
         let nsec = |bitmap: &str| {
             let mut d = vec![1, b'a', 0];
             d.extend(hex(bitmap));
-            check_rdata(rtype::NSEC, &d)
+            check_rdata(Rtype::NSEC, &d)
         };
         assert_eq!(nsec(""), Ok(()));
         assert_eq!(nsec("000160 010140"), Ok(()));
@@ -562,7 +555,7 @@ mod tests {
         let svcb = |params: &str| {
             let mut d = vec![0, 1, 0];
             d.extend(hex(params));
-            check_rdata(rtype_more::SVCB, &d)
+            check_rdata(Rtype::SVCB, &d)
         };
         assert_eq!(svcb("0001 0003 026832"), Ok(()));
         assert!(
@@ -581,10 +574,10 @@ mod tests {
     #[test]
     fn meta_and_query_only_types() {
         for t in [0, 41, 249, 250, 251, 252, 253, 254, 255] {
-            assert!(is_meta_or_query_only(t), "{t}");
+            assert!(is_meta_or_query_only(Rtype(t)), "{t}");
         }
         for t in [1, 2, 6, 16, 28, 33, 46, 257, 65534] {
-            assert!(!is_meta_or_query_only(t), "{t}");
+            assert!(!is_meta_or_query_only(Rtype(t)), "{t}");
         }
     }
 }

@@ -1,78 +1,11 @@
 //! DNS vocabulary: record types, classes, response codes and opcodes, each as a type with
 //! one table that maps numbers to mnemonics and back.
 //!
-//! The bare `u16`/`u8` constant modules ([`rtype`], [`class`], [`rcode`], [`opcode`])
-//! remain for code that keeps numbers (zone snapshots store `u16` types); each constant is
+//! Record types are [`Rtype`] everywhere above the octets. The bare constant modules
+//! ([`class`], [`rcode`], [`opcode`]) remain for code that keeps numbers; each constant is
 //! defined once, here, and the typed values wrap the same numbers.
 
 use std::fmt;
-
-/// Record type codes used by the server (IANA "Resource Record (RR) TYPEs").
-pub mod rtype {
-    pub const A: u16 = 1;
-    pub const NS: u16 = 2;
-    pub const CNAME: u16 = 5;
-    pub const SOA: u16 = 6;
-    pub const PTR: u16 = 12;
-    pub const HINFO: u16 = 13;
-    pub const MX: u16 = 15;
-    pub const TXT: u16 = 16;
-    pub const AAAA: u16 = 28;
-    pub const SRV: u16 = 33;
-    pub const DNAME: u16 = 39;
-    pub const OPT: u16 = 41;
-    pub const DS: u16 = 43;
-    pub const RRSIG: u16 = 46;
-    pub const NSEC: u16 = 47;
-    pub const DNSKEY: u16 = 48;
-    pub const DHCID: u16 = 49;
-    pub const NSEC3: u16 = 50;
-    pub const TKEY: u16 = 249;
-    pub const TSIG: u16 = 250;
-    pub const IXFR: u16 = 251;
-    pub const AXFR: u16 = 252;
-    pub const MAILB: u16 = 253;
-    pub const MAILA: u16 = 254;
-    pub const ANY: u16 = 255;
-    pub const CAA: u16 = 257;
-}
-
-/// Type codes whose rdata has a structure the record checks know, beyond those in
-/// [`rtype`]. Names as in the IANA registry.
-pub mod rtype_more {
-    pub const MD: u16 = 3;
-    pub const MF: u16 = 4;
-    pub const MB: u16 = 7;
-    pub const MG: u16 = 8;
-    pub const MR: u16 = 9;
-    pub const WKS: u16 = 11;
-    pub const MINFO: u16 = 14;
-    pub const RP: u16 = 17;
-    pub const AFSDB: u16 = 18;
-    pub const X25: u16 = 19;
-    pub const ISDN: u16 = 20;
-    pub const RT: u16 = 21;
-    pub const SIG: u16 = 24;
-    pub const KEY: u16 = 25;
-    pub const NAPTR: u16 = 35;
-    pub const KX: u16 = 36;
-    pub const CERT: u16 = 37;
-    pub const SSHFP: u16 = 44;
-    pub const IPSECKEY: u16 = 45;
-    pub const NSEC3PARAM: u16 = 51;
-    pub const TLSA: u16 = 52;
-    pub const SMIMEA: u16 = 53;
-    pub const CDS: u16 = 59;
-    pub const CDNSKEY: u16 = 60;
-    pub const CSYNC: u16 = 62;
-    pub const ZONEMD: u16 = 63;
-    pub const SVCB: u16 = 64;
-    pub const HTTPS: u16 = 65;
-    pub const SPF: u16 = 99;
-    pub const EUI48: u16 = 108;
-    pub const EUI64: u16 = 109;
-    pub const URI: u16 = 256;
-}
 
 /// Class codes (RFC 1035 §3.2.4, RFC 2136 §1.3).
 pub mod class {
@@ -115,66 +48,121 @@ pub struct Rtype(pub u16);
 
 /// The one table of type mnemonics: (code, mnemonic, accepted in master-file text).
 /// Meta-types have a mnemonic for messages but are not record types a zone file can name.
-const RTYPES: &[(u16, &str, bool)] = &[
-    (rtype::A, "A", true),
-    (rtype::NS, "NS", true),
-    (rtype::CNAME, "CNAME", true),
-    (rtype::SOA, "SOA", true),
-    (rtype::PTR, "PTR", true),
-    (rtype::HINFO, "HINFO", true),
-    (rtype::MX, "MX", true),
-    (rtype::TXT, "TXT", true),
-    (rtype::AAAA, "AAAA", true),
-    (rtype::SRV, "SRV", true),
-    (rtype::DNAME, "DNAME", true),
-    (rtype::OPT, "OPT", false),
-    (rtype::DS, "DS", true),
-    (rtype::RRSIG, "RRSIG", true),
-    (rtype::NSEC, "NSEC", true),
-    (rtype::DNSKEY, "DNSKEY", true),
-    (rtype::DHCID, "DHCID", true),
-    (rtype::NSEC3, "NSEC3", true),
-    (rtype_more::SSHFP, "SSHFP", true),
-    (rtype_more::TLSA, "TLSA", true),
-    (rtype_more::SPF, "SPF", true),
-    (rtype::TKEY, "TKEY", false),
-    (rtype::TSIG, "TSIG", false),
-    (rtype::IXFR, "IXFR", true),
-    (rtype::AXFR, "AXFR", true),
-    (rtype::ANY, "ANY", true),
-    (rtype::CAA, "CAA", true),
+const RTYPES: &[(Rtype, &str, bool)] = &[
+    (Rtype::A, "A", true),
+    (Rtype::NS, "NS", true),
+    (Rtype::CNAME, "CNAME", true),
+    (Rtype::SOA, "SOA", true),
+    (Rtype::PTR, "PTR", true),
+    (Rtype::HINFO, "HINFO", true),
+    (Rtype::MX, "MX", true),
+    (Rtype::TXT, "TXT", true),
+    (Rtype::AAAA, "AAAA", true),
+    (Rtype::SRV, "SRV", true),
+    (Rtype::DNAME, "DNAME", true),
+    (Rtype::OPT, "OPT", false),
+    (Rtype::DS, "DS", true),
+    (Rtype::RRSIG, "RRSIG", true),
+    (Rtype::NSEC, "NSEC", true),
+    (Rtype::DNSKEY, "DNSKEY", true),
+    (Rtype::DHCID, "DHCID", true),
+    (Rtype::NSEC3, "NSEC3", true),
+    (Rtype::SSHFP, "SSHFP", true),
+    (Rtype::TLSA, "TLSA", true),
+    (Rtype::SPF, "SPF", true),
+    (Rtype::TKEY, "TKEY", false),
+    (Rtype::TSIG, "TSIG", false),
+    (Rtype::IXFR, "IXFR", true),
+    (Rtype::AXFR, "AXFR", true),
+    (Rtype::ANY, "ANY", true),
+    (Rtype::CAA, "CAA", true),
 ];
 
 impl Rtype {
-    pub const A: Rtype = Rtype(rtype::A);
-    pub const NS: Rtype = Rtype(rtype::NS);
-    pub const CNAME: Rtype = Rtype(rtype::CNAME);
-    pub const SOA: Rtype = Rtype(rtype::SOA);
-    pub const PTR: Rtype = Rtype(rtype::PTR);
-    pub const MX: Rtype = Rtype(rtype::MX);
-    pub const TXT: Rtype = Rtype(rtype::TXT);
-    pub const AAAA: Rtype = Rtype(rtype::AAAA);
-    pub const SRV: Rtype = Rtype(rtype::SRV);
-    pub const OPT: Rtype = Rtype(rtype::OPT);
-    pub const TSIG: Rtype = Rtype(rtype::TSIG);
-    pub const IXFR: Rtype = Rtype(rtype::IXFR);
-    pub const AXFR: Rtype = Rtype(rtype::AXFR);
-    pub const ANY: Rtype = Rtype(rtype::ANY);
+    pub const A: Rtype = Rtype(1);
+    pub const NS: Rtype = Rtype(2);
+    pub const CNAME: Rtype = Rtype(5);
+    pub const SOA: Rtype = Rtype(6);
+    pub const PTR: Rtype = Rtype(12);
+    pub const HINFO: Rtype = Rtype(13);
+    pub const MX: Rtype = Rtype(15);
+    pub const TXT: Rtype = Rtype(16);
+    pub const AAAA: Rtype = Rtype(28);
+    pub const SRV: Rtype = Rtype(33);
+    pub const DNAME: Rtype = Rtype(39);
+    pub const OPT: Rtype = Rtype(41);
+    pub const DS: Rtype = Rtype(43);
+    pub const RRSIG: Rtype = Rtype(46);
+    pub const NSEC: Rtype = Rtype(47);
+    pub const DNSKEY: Rtype = Rtype(48);
+    pub const DHCID: Rtype = Rtype(49);
+    pub const NSEC3: Rtype = Rtype(50);
+    pub const TKEY: Rtype = Rtype(249);
+    pub const TSIG: Rtype = Rtype(250);
+    pub const IXFR: Rtype = Rtype(251);
+    pub const AXFR: Rtype = Rtype(252);
+    pub const MAILB: Rtype = Rtype(253);
+    pub const MAILA: Rtype = Rtype(254);
+    pub const ANY: Rtype = Rtype(255);
+    pub const CAA: Rtype = Rtype(257);
+    // Types whose rdata has a structure the record checks know (IANA names).
+    pub const MD: Rtype = Rtype(3);
+    pub const MF: Rtype = Rtype(4);
+    pub const MB: Rtype = Rtype(7);
+    pub const MG: Rtype = Rtype(8);
+    pub const MR: Rtype = Rtype(9);
+    pub const WKS: Rtype = Rtype(11);
+    pub const MINFO: Rtype = Rtype(14);
+    pub const RP: Rtype = Rtype(17);
+    pub const AFSDB: Rtype = Rtype(18);
+    pub const X25: Rtype = Rtype(19);
+    pub const ISDN: Rtype = Rtype(20);
+    pub const RT: Rtype = Rtype(21);
+    pub const SIG: Rtype = Rtype(24);
+    pub const KEY: Rtype = Rtype(25);
+    pub const NAPTR: Rtype = Rtype(35);
+    pub const KX: Rtype = Rtype(36);
+    pub const CERT: Rtype = Rtype(37);
+    pub const SSHFP: Rtype = Rtype(44);
+    pub const IPSECKEY: Rtype = Rtype(45);
+    pub const NSEC3PARAM: Rtype = Rtype(51);
+    pub const TLSA: Rtype = Rtype(52);
+    pub const SMIMEA: Rtype = Rtype(53);
+    pub const CDS: Rtype = Rtype(59);
+    pub const CDNSKEY: Rtype = Rtype(60);
+    pub const CSYNC: Rtype = Rtype(62);
+    pub const ZONEMD: Rtype = Rtype(63);
+    pub const SVCB: Rtype = Rtype(64);
+    pub const HTTPS: Rtype = Rtype(65);
+    pub const SPF: Rtype = Rtype(99);
+    pub const EUI48: Rtype = Rtype(108);
+    pub const EUI64: Rtype = Rtype(109);
+    pub const URI: Rtype = Rtype(256);
 
     pub const fn to_u16(self) -> u16 {
         self.0
     }
 
+    /// The type as it goes on the wire.
+    pub const fn to_be_bytes(self) -> [u8; 2] {
+        self.0.to_be_bytes()
+    }
+
+    /// The type as it comes off the wire.
+    pub const fn from_be_bytes(b: [u8; 2]) -> Rtype {
+        Rtype(u16::from_be_bytes(b))
+    }
+
     /// The registry mnemonic, when the table has one.
     pub fn mnemonic(self) -> Option<&'static str> {
-        RTYPES.iter().find(|e| e.0 == self.0).map(|e| e.1)
+        RTYPES.iter().find(|e| e.0 == self).map(|e| e.1)
     }
 
     /// A type written in master-file text: a mnemonic or `TYPEnnn` (RFC 3597 §5),
     /// case-insensitive. Meta-types (OPT, TSIG, TKEY) are not record types and give `None`.
     pub fn from_text(s: &str) -> Option<Rtype> {
         if let Some(e) = RTYPES.iter().find(|e| e.2 && e.1.eq_ignore_ascii_case(s)) {
-            return Some(Rtype(e.0));
+            return Some(e.0);
         }
         let digits = s.get(..4)?.eq_ignore_ascii_case("TYPE").then(|| &s[4..])?;
         digits.parse().ok().map(Rtype)
@@ -405,11 +393,11 @@ pub enum RdataNames {
 }
 
 /// How names in rdata of type `t` may be compressed on output.
-pub fn rdata_names(t: u16) -> RdataNames {
+pub fn rdata_names(t: Rtype) -> RdataNames {
     match t {
-        rtype::NS | rtype::CNAME | rtype::PTR => RdataNames::Whole,
-        rtype::MX => RdataNames::AfterU16,
-        rtype::SOA => RdataNames::Soa,
+        Rtype::NS | Rtype::CNAME | Rtype::PTR => RdataNames::Whole,
+        Rtype::MX => RdataNames::AfterU16,
+        Rtype::SOA => RdataNames::Soa,
         _ => RdataNames::None,
     }
 }
@@ -426,12 +414,9 @@ mod tests {
     #[test]
     fn tables_round_trip() {
         for &(t, m, text) in RTYPES {
-            assert_eq!(Rtype(t).to_string(), m);
-            assert_eq!(Rtype::from_text(m), text.then_some(Rtype(t)), "{m}");
-            assert_eq!(
-                Rtype::from_text(&m.to_lowercase()),
-                text.then_some(Rtype(t))
-            );
+            assert_eq!(t.to_string(), m);
+            assert_eq!(Rtype::from_text(m), text.then_some(t), "{m}");
+            assert_eq!(Rtype::from_text(&m.to_lowercase()), text.then_some(t));
         }
         assert_eq!(Rtype(65280).to_string(), "TYPE65280");
         assert_eq!(Rtype::from_text("type65280"), Some(Rtype(65280)));

@@ -25,7 +25,7 @@
 //! "Prohibited" for what policy refuses (identity names not configured, zone transfers).
 
 use crate::proto::name::{wire_name_len, MAX_NAME_LEN};
-use crate::proto::rr::{class, is_meta_or_query_only, rtype};
+use crate::proto::rr::{class, is_meta_or_query_only, Rtype};
 use crate::proto::wire::{
     self, ede, flags, opcode, parse_query, rcode, Compressor, Ede, Malformed, Query, Section,
     WriteError, Writer,
@@ -287,7 +287,7 @@ impl Responder {
             }
         };
         let filled = filled.unwrap_or_else(|error| {
-            tracing::debug!(%error, qtype = q.qtype, "zone data refused by the writer: SERVFAIL");
+            tracing::debug!(%error, qtype = %q.qtype, "zone data refused by the writer: SERVFAIL");
             observer.refused(error);
             w.clear_records();
             w.clear_flags(flags::AA);
@@ -334,7 +334,7 @@ impl Responder {
             return Ok(Filled::refused(ede::PROHIBITED));
         };
         w.set_flags(flags::AA);
-        if q.qtype == rtype::TXT || q.qtype == rtype::ANY {
+        if q.qtype == Rtype::TXT || q.qtype == Rtype::ANY {
             w.txt_record(Section::Answer, q.qname(), class::CH, 0, text.as_bytes())?;
         }
         Ok(Filled::rcode(rcode::NOERROR))
@@ -351,15 +351,15 @@ impl Responder {
     ) -> Result<Filled<'c>, WriteError> {
         // Types that name no zone data (RFC 6895 §3.1) each have a rule of their own; ANY
         // is answered from the zone (RFC 8482).
-        if q.qtype != rtype::ANY && is_meta_or_query_only(q.qtype) {
+        if q.qtype != Rtype::ANY && is_meta_or_query_only(q.qtype) {
             return Ok(Filled::rcode(match q.qtype {
                 // Zone transfer is only defined over TCP (RFC 5936 §4.2); over TCP it is
                 // not allowed until transfer ACLs exist.
-                rtype::AXFR | rtype::IXFR => match transport {
+                Rtype::AXFR | Rtype::IXFR => match transport {
                     Transport::Udp => rcode::NOTIMP,
                     Transport::Tcp => return Ok(Filled::refused(ede::PROHIBITED)),
                 },
-                rtype::TKEY | rtype::MAILA | rtype::MAILB => rcode::NOTIMP,
+                Rtype::TKEY | Rtype::MAILA | Rtype::MAILB => rcode::NOTIMP,
                 // Type 0, OPT and TSIG cannot be asked for (RFC 6891 §6.1.1, RFC 8945).
                 _ => rcode::FORMERR,
             }));
@@ -393,7 +393,7 @@ impl Responder {
             let owner = &owner_buf[..owner_len];
             let found = match zone.find(key) {
                 // A DS query at a delegation point is answered from the parent side.
-                Found::Referral(cut) if q.qtype == rtype::DS && cut.key() == key => {
+                Found::Referral(cut) if q.qtype == Rtype::DS && cut.key() == key => {
                     Found::Exact(cut)
                 }
                 f => f,
@@ -401,7 +401,7 @@ impl Responder {
             match found {
                 Found::Exact(node) | Found::Wildcard(node) => {
                     if let Some(set) = select(node, q.qtype) {
-                        if set.rtype == rtype::SRV {
+                        if set.rtype == Rtype::SRV {
                             if let Some(gate) = node.withheld() {
                                 // The set is incomplete: NODATA, cached briefly.
                                 let ttl = zone.negative_ttl.min(WITHHELD_NEGATIVE_TTL);
@@ -418,8 +418,8 @@ impl Responder {
                         targets.collect(set, cap);
                         break rcode::NOERROR;
                     }
-                    if q.qtype != rtype::CNAME {
-                        if let Some(cname) = node.rrset(rtype::CNAME) {
+                    if q.qtype != Rtype::CNAME {
+                        if let Some(cname) = node.rrset(Rtype::CNAME) {
                             write_rrset(w, Section::Answer, owner, cname)?;
                             chain += 1;
                             let target = cname.first();
@@ -449,7 +449,7 @@ impl Responder {
                         // A referral is not authoritative (RFC 1034 §4.3.2 step 3b).
                         w.clear_flags(flags::AA);
                     }
-                    if let Some(ns) = cut.rrset(rtype::NS) {
+                    if let Some(ns) = cut.rrset(Rtype::NS) {
                         write_rrset(w, Section::Authority, cut.owner(), ns)?;
                         targets.collect(ns, cap);
                     }
@@ -506,8 +506,8 @@ impl Chain<'_> {
 
 /// The RRset answering `qtype` at `node`; for ANY the first RRset by type (RFC 8482 §4.2:
 /// one RRset, over UDP and TCP alike, as Knot and NSD do).
-fn select<'z>(node: Node<'z>, qtype: u16) -> Option<RRset<'z>> {
-    if qtype == rtype::ANY {
+fn select<'z>(node: Node<'z>, qtype: Rtype) -> Option<RRset<'z>> {
+    if qtype == Rtype::ANY {
         return node.first_rrset();
     }
     node.rrset(qtype)
@@ -537,7 +537,7 @@ fn write_negative(w: &mut Writer<'_>, zone: &Zone, ttl: u32) -> Result<(), Write
     w.record(
         Section::Authority,
         zone.apex().owner(),
-        rtype::SOA,
+        Rtype::SOA,
         class::IN,
         ttl,
         &zone.soa_rdata,
@@ -562,9 +562,9 @@ impl AdditionalTargets {
     fn collect(&mut self, set: RRset<'_>, cap: usize) {
         for rdata in set.rdatas() {
             let name = match set.rtype {
-                rtype::SRV if rdata.len() > 6 => &rdata[6..],
-                rtype::MX if rdata.len() > 2 => &rdata[2..],
-                rtype::NS => rdata,
+                Rtype::SRV if rdata.len() > 6 => &rdata[6..],
+                Rtype::MX if rdata.len() > 2 => &rdata[2..],
+                Rtype::NS => rdata,
                 _ => return,
             };
             if name.len() <= 1 || wire_name_len(name) != Some(name.len()) {
@@ -609,7 +609,7 @@ impl AdditionalTargets {
             };
             // Exact node only: glue below a cut is wanted here, wildcards are not.
             let Some(node) = zone.node(key) else { continue };
-            for t in [rtype::A, rtype::AAAA] {
+            for t in [Rtype::A, Rtype::AAAA] {
                 if let Some(set) = node.rrset(t) {
                     let before = w.checkpoint();
                     write_rrset(w, Section::Additional, node.owner(), set)?;
@@ -680,11 +680,11 @@ mod tests {
 
     use crate::testutil::wire_name as name;
 
-    fn rec(owner: &str, t: u16, rdata: Vec<u8>) -> Record {
+    fn rec(owner: &str, t: Rtype, rdata: Vec<u8>) -> Record {
         crate::testutil::record(owner, t, 30, rdata)
     }
 
-    fn query(name_text: &str, qtype: u16, qclass: u16) -> Vec<u8> {
+    fn query(name_text: &str, qtype: Rtype, qclass: u16) -> Vec<u8> {
         let mut p = vec![0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
         p.extend(name(name_text));
         p.extend_from_slice(&qtype.to_be_bytes());
@@ -706,19 +706,19 @@ mod tests {
             v
         };
         let mut records = vec![
-            rec("z.test.", rtype::SOA, soa),
-            rec("z.test.", rtype::NS, name("ns1.z.test.")),
-            rec("ns1.z.test.", rtype::A, vec![127, 0, 0, 1]),
-            rec("www.z.test.", rtype::CNAME, name("alias.z.test.")),
-            rec("alias.z.test.", rtype::CNAME, name("m0.z.test.")),
-            rec("loop1.z.test.", rtype::CNAME, name("loop2.z.test.")),
-            rec("loop2.z.test.", rtype::CNAME, name("loop1.z.test.")),
-            rec("*.wild.z.test.", rtype::TXT, b"\x03abc".to_vec()),
-            rec("sub.z.test.", rtype::NS, name("ns.sub.z.test.")),
-            rec("ns.sub.z.test.", rtype::A, vec![10, 9, 9, 9]),
+            rec("z.test.", Rtype::SOA, soa),
+            rec("z.test.", Rtype::NS, name("ns1.z.test.")),
+            rec("ns1.z.test.", Rtype::A, vec![127, 0, 0, 1]),
+            rec("www.z.test.", Rtype::CNAME, name("alias.z.test.")),
+            rec("alias.z.test.", Rtype::CNAME, name("m0.z.test.")),
+            rec("loop1.z.test.", Rtype::CNAME, name("loop2.z.test.")),
+            rec("loop2.z.test.", Rtype::CNAME, name("loop1.z.test.")),
+            rec("*.wild.z.test.", Rtype::TXT, b"\x03abc".to_vec()),
+            rec("sub.z.test.", Rtype::NS, name("ns.sub.z.test.")),
+            rec("ns.sub.z.test.", Rtype::A, vec![10, 9, 9, 9]),
             rec(
                 "mx.z.test.",
-                rtype::MX,
+                Rtype::MX,
                 b"\x00\x0a\x02m1\x01z\x04test\x00".to_vec(),
             ),
         ];
@@ -726,11 +726,11 @@ mod tests {
             let target = format!("m{m}.z.test.");
             records.push(rec(
                 "_etcd-server-ssl._tcp.z.test.",
-                rtype::SRV,
+                Rtype::SRV,
                 srv(2380, &target),
             ));
-            records.push(rec(&target, rtype::A, vec![10, 0, 0, m]));
-            records.push(rec(&target, rtype::AAAA, [0xfd; 16].to_vec()));
+            records.push(rec(&target, Rtype::A, vec![10, 0, 0, m]));
+            records.push(rec(&target, Rtype::AAAA, [0xfd; 16].to_vec()));
         }
         let origin = Name::parse("z.test.", None).unwrap();
         let (zone, _) = Zone::build(&origin, records).unwrap();
@@ -750,17 +750,17 @@ mod tests {
             ..AnswerConfig::default()
         });
         let queries: Vec<Vec<u8>> = [
-            ("_etcd-server-ssl._tcp.z.test.", rtype::SRV, class::IN),
-            ("www.z.test.", rtype::A, class::IN),
-            ("loop1.z.test.", rtype::A, class::IN),
-            ("mx.z.test.", rtype::MX, class::IN),
-            ("z.test.", rtype::NS, class::IN),
-            ("nx.z.test.", rtype::A, class::IN),
-            ("a.b.wild.z.test.", rtype::TXT, class::IN),
-            ("deep.sub.z.test.", rtype::A, class::IN),
-            ("m0.z.test.", rtype::ANY, class::IN),
-            ("other.test.", rtype::A, class::IN),
-            ("version.bind.", rtype::TXT, class::CH),
+            ("_etcd-server-ssl._tcp.z.test.", Rtype::SRV, class::IN),
+            ("www.z.test.", Rtype::A, class::IN),
+            ("loop1.z.test.", Rtype::A, class::IN),
+            ("mx.z.test.", Rtype::MX, class::IN),
+            ("z.test.", Rtype::NS, class::IN),
+            ("nx.z.test.", Rtype::A, class::IN),
+            ("a.b.wild.z.test.", Rtype::TXT, class::IN),
+            ("deep.sub.z.test.", Rtype::A, class::IN),
+            ("m0.z.test.", Rtype::ANY, class::IN),
+            ("other.test.", Rtype::A, class::IN),
+            ("version.bind.", Rtype::TXT, class::CH),
         ]
         .iter()
         .map(|&(n, t, c)| query(n, t, c))
@@ -805,7 +805,7 @@ mod tests {
             ..AnswerConfig::default()
         });
         let mut buf = Vec::new();
-        let q = query("version.bind.", rtype::TXT, class::CH);
+        let q = query("version.bind.", Rtype::TXT, class::CH);
         responder.respond_full(
             &Catalog::new(),
             &q,

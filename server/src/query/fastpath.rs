@@ -25,7 +25,7 @@
 use std::sync::Arc;
 
 use crate::proto::name::Name;
-use crate::proto::rr::{class, is_meta_or_query_only, rtype};
+use crate::proto::rr::{class, is_meta_or_query_only, Rtype};
 use crate::proto::wire::{flags, opcode, parse_query, Query, WriteError, HEADER_LEN};
 use crate::query::answer::{Observer, Outcome, Responder, Scratch, Transport};
 use crate::zone::catalog::Catalog;
@@ -93,21 +93,24 @@ impl<'a> Prebuilt<'a> {
     }
 }
 
+/// Type 0 in the arena: the NODATA answer of a name (no record type has code 0).
+const NO_TYPE: Rtype = Rtype(0);
+
 /// The precompiled answer for `qtype` in the node block at `at`, if any. `nodata` false
 /// leaves NODATA answers to the full path: they carry the SOA, whose serial a patched
 /// version changed.
-fn lookup(arena: &[u8], at: usize, qtype: u16, nodata: bool) -> Option<Prebuilt<'_>> {
+fn lookup(arena: &[u8], at: usize, qtype: Rtype, nodata: bool) -> Option<Prebuilt<'_>> {
     let ntypes = rd16(arena, at) as usize;
-    let t = if qtype == rtype::ANY {
-        match rd16(arena, at + 2) {
-            0 => return None,
+    let t = if qtype == Rtype::ANY {
+        match Rtype(rd16(arena, at + 2)) {
+            NO_TYPE => return None,
             t => t,
         }
     } else {
         qtype
     };
     let entries = at + 8;
-    let off = match (0..ntypes).find(|&i| rd16(arena, entries + 6 * i) == t) {
+    let off = match (0..ntypes).find(|&i| Rtype(rd16(arena, entries + 6 * i)) == t) {
         Some(i) => rd32(arena, entries + 6 * i + 2),
         None if nodata => rd32(arena, at + 4),
         None => NONE,
@@ -117,8 +120,8 @@ fn lookup(arena: &[u8], at: usize, qtype: u16, nodata: bool) -> Option<Prebuilt<
 
 /// Query types the full path answers by a rule of their own, before looking at zone
 /// data: every meta or query-only type but ANY, which the fast path answers (RFC 8482).
-fn is_special(qtype: u16) -> bool {
-    qtype != rtype::ANY && is_meta_or_query_only(qtype)
+fn is_special(qtype: Rtype) -> bool {
+    qtype != Rtype::ANY && is_meta_or_query_only(qtype)
 }
 
 /// Answers from precompiled data, or `None` when the full path must answer.
@@ -160,7 +163,7 @@ pub fn answer(
     if let Some(e) = q.edns {
         // Same OPT as the full path writes: our payload, version 0, DO echoed.
         buf.push(0);
-        buf.extend_from_slice(&rtype::OPT.to_be_bytes());
+        buf.extend_from_slice(&Rtype::OPT.to_be_bytes());
         buf.extend_from_slice(&responder.config.max_udp_payload.to_be_bytes());
         buf.extend_from_slice(&[
             (pre.rcode >> 4) as u8,
@@ -184,7 +187,7 @@ pub struct Precompiled {
     /// answers those queries with SERVFAIL).
     pub refused: u64,
     /// The first of them: owner, type and why.
-    pub first_refused: Option<(Name, u16, WriteError)>,
+    pub first_refused: Option<(Name, Rtype, WriteError)>,
 }
 
 impl Precompiled {
@@ -288,7 +291,7 @@ fn precompile_nodes(
     let mut offsets = Vec::new();
     let mut deps = Vec::new();
     let mut report = Precompiled::default();
-    let mut types: Vec<u16> = Vec::new();
+    let mut types: Vec<Rtype> = Vec::new();
     for node in nodes {
         let key = node.key();
         #[cfg(test)]
@@ -301,7 +304,7 @@ fn precompile_nodes(
         {
             continue; // answered from the nested zone
         }
-        let has_cname = node.rrset(rtype::CNAME).is_some();
+        let has_cname = node.rrset(Rtype::CNAME).is_some();
         // NODATA answers are precompiled only for empty non-terminals (where they are the
         // only answer): for other names they are rare, and skipping them saves a third of
         // the load time and memory of a large zone. Type 0 asks the full path for it.
@@ -310,10 +313,16 @@ fn precompile_nodes(
         let nodata = !has_cname && node.is_empty_nonterminal();
         let start = arena.len();
         arena.extend_from_slice(&(types.len() as u16).to_ne_bytes());
-        arena.extend_from_slice(&node.first_rrset().map_or(0, |s| s.rtype).to_ne_bytes());
+        arena.extend_from_slice(
+            &node
+                .first_rrset()
+                .map_or(NO_TYPE, |s| s.rtype)
+                .0
+                .to_ne_bytes(),
+        );
         arena.extend_from_slice(&NONE.to_ne_bytes());
         for &t in &types {
-            arena.extend_from_slice(&t.to_ne_bytes());
+            arena.extend_from_slice(&t.0.to_ne_bytes());
             arena.extend_from_slice(&NONE.to_ne_bytes());
         }
         let mut any = false;
@@ -322,9 +331,9 @@ fn precompile_nodes(
             .iter()
             .enumerate()
             .map(|(i, &t)| (t, start + 8 + 6 * i + 2))
-            .chain(nodata.then_some((0, start + 4)));
+            .chain(nodata.then_some((NO_TYPE, start + 4)));
         for (t, slot) in probes.collect::<Vec<_>>() {
-            if t != 0 && is_special(t) {
+            if t != NO_TYPE && is_special(t) {
                 continue;
             }
             let at = arena.len();
@@ -422,12 +431,16 @@ impl Probe {
         responder: &Responder,
         catalog: &Catalog,
         key: &[u8],
-        qtype: u16,
+        qtype: Rtype,
         nested: &[Name],
         arena: &mut Vec<u8>,
     ) -> Built {
         // An unused type code stands for "any type this name lacks".
-        let probe = if qtype == 0 { 65534 } else { qtype };
+        let probe = if qtype == NO_TYPE {
+            Rtype(65534)
+        } else {
+            qtype
+        };
         let pkt = &mut self.pkt;
         pkt.clear();
         pkt.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
@@ -473,7 +486,7 @@ impl Probe {
         }
         // Additional targets inside a nested zone come from that zone: leave such answers
         // to the full path (nested zones are rare; being conservative costs only speed).
-        if !nested.is_empty() && matches!(probe, rtype::SRV | rtype::MX | rtype::NS) {
+        if !nested.is_empty() && matches!(probe, Rtype::SRV | Rtype::MX | Rtype::NS) {
             return Built::FullPath;
         }
         let fl = u16::from_be_bytes([buf[2], buf[3]]);
@@ -503,7 +516,7 @@ mod tests {
 
     use crate::testutil::wire_name as name;
 
-    fn rec(owner: &str, t: u16, rdata: Vec<u8>) -> Record {
+    fn rec(owner: &str, t: Rtype, rdata: Vec<u8>) -> Record {
         crate::testutil::record(owner, t, 30, rdata)
     }
 
@@ -522,15 +535,15 @@ mod tests {
             soa.extend_from_slice(&n.to_be_bytes());
         }
         let mut rs = vec![
-            rec("z.test.", rtype::SOA, soa),
-            rec("z.test.", rtype::NS, name("ns1.z.test.")),
-            rec("ns1.z.test.", rtype::A, vec![127, 0, 0, 1]),
-            rec("www.z.test.", rtype::CNAME, name("m0.c0.z.test.")),
-            rec("ext.z.test.", rtype::CNAME, name("elsewhere.example.")),
-            rec("*.wild.z.test.", rtype::TXT, b"\x03abc".to_vec()),
-            rec("sub.z.test.", rtype::NS, name("ns.sub.z.test.")),
-            rec("ns.sub.z.test.", rtype::A, vec![10, 9, 9, 9]),
-            rec("outside.z.test.", rtype::SRV, srv(1, "host.other.test.")),
+            rec("z.test.", Rtype::SOA, soa),
+            rec("z.test.", Rtype::NS, name("ns1.z.test.")),
+            rec("ns1.z.test.", Rtype::A, vec![127, 0, 0, 1]),
+            rec("www.z.test.", Rtype::CNAME, name("m0.c0.z.test.")),
+            rec("ext.z.test.", Rtype::CNAME, name("elsewhere.example.")),
+            rec("*.wild.z.test.", Rtype::TXT, b"\x03abc".to_vec()),
+            rec("sub.z.test.", Rtype::NS, name("ns.sub.z.test.")),
+            rec("ns.sub.z.test.", Rtype::A, vec![10, 9, 9, 9]),
+            rec("outside.z.test.", Rtype::SRV, srv(1, "host.other.test.")),
         ];
         for c in 0..clusters {
             let members = if c % 4 == 0 { 5 } else { 3 };
@@ -543,7 +556,7 @@ mod tests {
                 for m in 0..members {
                     rs.push(rec(
                         &format!("{owner}.c{c}.z.test."),
-                        rtype::SRV,
+                        Rtype::SRV,
                         srv(2380, &format!("m{m}.c{c}.z.test.")),
                     ));
                 }
@@ -551,12 +564,12 @@ mod tests {
             for m in 0..members {
                 rs.push(rec(
                     &format!("m{m}.c{c}.z.test."),
-                    rtype::A,
+                    Rtype::A,
                     vec![10, (c >> 8) as u8, c as u8, m as u8],
                 ));
                 rs.push(rec(
                     &format!("m{m}.c{c}.z.test."),
-                    rtype::AAAA,
+                    Rtype::AAAA,
                     [
                         0xfdu8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, c as u8, 0, m as u8,
                     ]
@@ -567,7 +580,7 @@ mod tests {
         rs
     }
 
-    fn query(name_text: &str, qtype: u16, edns: Option<(u16, bool)>, id: u16) -> Vec<u8> {
+    fn query(name_text: &str, qtype: Rtype, edns: Option<(u16, bool)>, id: u16) -> Vec<u8> {
         let mut p = id.to_be_bytes().to_vec();
         p.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, edns.is_some() as u8]);
         p.extend(Name::parse(name_text, None).unwrap().as_wire());
@@ -631,16 +644,16 @@ mod tests {
             let mut compared = 0;
             for (i, n) in names.iter().enumerate() {
                 for qtype in [
-                    rtype::SRV,
-                    rtype::A,
-                    rtype::AAAA,
-                    rtype::TXT,
-                    rtype::CNAME,
-                    rtype::NS,
-                    rtype::SOA,
-                    rtype::ANY,
-                    rtype::MX,
-                    rtype::DS,
+                    Rtype::SRV,
+                    Rtype::A,
+                    Rtype::AAAA,
+                    Rtype::TXT,
+                    Rtype::CNAME,
+                    Rtype::NS,
+                    Rtype::SOA,
+                    Rtype::ANY,
+                    Rtype::MX,
+                    Rtype::DS,
                 ] {
                     for edns in [
                         None,
@@ -699,17 +712,17 @@ mod tests {
         let mut records = zone_records(1);
         records.push(rec(
             "a.z.test.",
-            rtype::TXT,
+            Rtype::TXT,
             crate::INJECT_WRITE_ERROR.to_vec(),
         ));
-        records.push(rec("a.z.test.", rtype::A, vec![10, 0, 0, 1]));
+        records.push(rec("a.z.test.", Rtype::A, vec![10, 0, 0, 1]));
         let (zone, _) = Zone::build(&origin, records).unwrap();
         let zone = Arc::new(zone);
         let report = precompile(&zone, &responder, std::slice::from_ref(&origin));
         assert_eq!(report.refused, 1);
         let (owner, t, error) = report.first_refused.unwrap();
-        assert_eq!((owner.to_string().as_str(), t), ("a.z.test.", rtype::TXT));
-        assert_eq!(error, WriteError::BadRdata { rtype: rtype::TXT });
+        assert_eq!((owner.to_string().as_str(), t), ("a.z.test.", Rtype::TXT));
+        assert_eq!(error, WriteError::BadRdata { rtype: Rtype::TXT });
         assert!(zone.node(&name("a.z.test.")).unwrap().prebuilt().is_some());
 
         let mut catalog = Catalog::new();
@@ -728,7 +741,7 @@ mod tests {
             (outcome, hickory_proto::op::Message::from_vec(&buf).unwrap())
         };
         for transport in [Transport::Udp, Transport::Tcp] {
-            let (outcome, m) = ask(rtype::TXT, transport);
+            let (outcome, m) = ask(Rtype::TXT, transport);
             let servfail = crate::proto::wire::rcode::SERVFAIL;
             assert_eq!(
                 outcome,
@@ -740,7 +753,7 @@ mod tests {
             assert!(m.answers.is_empty() && m.authorities.is_empty());
             assert!(!m.metadata.authoritative);
             // The name's other answers are unaffected.
-            let (outcome, m) = ask(rtype::A, transport);
+            let (outcome, m) = ask(Rtype::A, transport);
             assert!(matches!(outcome, Outcome::Reply { rcode: 0, .. }));
             assert_eq!(m.answers.len(), 1);
         }
@@ -757,8 +770,8 @@ mod tests {
         let mut txt = b"\x0dmuster-size=".to_vec();
         txt.push(b'3');
         let mut records = zone_records(2);
-        records.push(rec(owner, rtype::TXT, txt.clone()));
-        records.push(rec("alias.z.test.", rtype::CNAME, name(owner)));
+        records.push(rec(owner, Rtype::TXT, txt.clone()));
+        records.push(rec("alias.z.test.", Rtype::CNAME, name(owner)));
         let mut open_records = records.clone();
         // c0 has 5 members: the gate of 3 is closed.
         let (zone, _) = Zone::build(&origin, records).unwrap();
@@ -767,15 +780,15 @@ mod tests {
         precompile(&zone, &responder, std::slice::from_ref(&origin));
         let node = zone.node(&name(owner)).unwrap();
         let (arena, at, _) = node.prebuilt().expect("TXT is precompiled");
-        assert!(lookup(arena, at, rtype::SRV, true).is_none());
-        assert!(lookup(arena, at, rtype::TXT, true).is_some());
+        assert!(lookup(arena, at, Rtype::SRV, true).is_none());
+        assert!(lookup(arena, at, Rtype::TXT, true).is_some());
         let mut catalog = Catalog::new();
         catalog.insert(zone);
         let (mut b1, mut b2, mut scratch) = (Vec::new(), Vec::new(), Scratch::default());
         for (n, t) in [
-            (owner, rtype::SRV),
-            ("alias.z.test.", rtype::SRV),
-            (owner, rtype::TXT),
+            (owner, Rtype::SRV),
+            ("alias.z.test.", Rtype::SRV),
+            (owner, Rtype::TXT),
         ] {
             for edns in [None, Some((1232, false))] {
                 let pkt = query(n, t, edns, 7);
@@ -791,7 +804,7 @@ mod tests {
                 assert_eq!(b1, b2, "{n} {t} {edns:?}");
             }
         }
-        let pkt = query(owner, rtype::SRV, Some((1232, false)), 7);
+        let pkt = query(owner, Rtype::SRV, Some((1232, false)), 7);
         crate::query::respond::respond(
             &responder,
             &catalog,
@@ -815,7 +828,7 @@ mod tests {
         // Gate of 5: open, the SRV answer is precompiled.
         for r in open_records
             .iter_mut()
-            .filter(|r| r.rtype == rtype::TXT && r.rdata == txt)
+            .filter(|r| r.rtype == Rtype::TXT && r.rdata == txt)
         {
             r.rdata = b"\x0dmuster-size=5".to_vec();
         }
@@ -825,7 +838,7 @@ mod tests {
         precompile(&zone, &responder, std::slice::from_ref(&origin));
         let node = zone.node(&name(owner)).unwrap();
         let (arena, at, _) = node.prebuilt().unwrap();
-        assert!(lookup(arena, at, rtype::SRV, true).is_some());
+        assert!(lookup(arena, at, Rtype::SRV, true).is_some());
     }
 
     /// A panic in a precompiling thread reaches the caller with its own message, and
@@ -835,7 +848,7 @@ mod tests {
         let responder = Responder::new(AnswerConfig::default());
         let origin = Name::parse("z.test.", None).unwrap();
         let mut records = zone_records(1);
-        records.push(rec("inject-panic.z.test.", rtype::A, vec![1, 2, 3, 4]));
+        records.push(rec("inject-panic.z.test.", Rtype::A, vec![1, 2, 3, 4]));
         let (zone, _) = Zone::build(&origin, records).unwrap();
         let zone = Arc::new(zone);
         let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -55,7 +55,7 @@ use crate::clock::unix_now;
 use crate::config::transfer::{InLimits, SecondarySpec};
 use crate::proto::name::Name;
 use crate::proto::reader::{Header, Reader};
-use crate::proto::rr::{class, rtype, Record, Soa};
+use crate::proto::rr::{class, Record, Rtype, Soa};
 use crate::proto::tsig::{self, Key, KeyRing, StreamVerifier};
 use crate::proto::types::serial_gt;
 use crate::proto::types::Rcode;
@@ -484,10 +484,10 @@ async fn refresh(zone: &SecondaryZone, ctx: &Refreshing) -> Result<(), RefreshEr
     let full = zone.full.swap(false, Ordering::Relaxed);
     let current = ctx.catalog.load().get(origin).cloned().filter(|_| !full);
     let ours = current.as_ref().map(|z| z.serial());
-    let answer = exchange(zone, rtype::SOA, None).await?;
+    let answer = exchange(zone, Rtype::SOA, None).await?;
     let theirs = answer
         .first()
-        .filter(|r| r.rtype == rtype::SOA)
+        .filter(|r| r.rtype == Rtype::SOA)
         .and_then(|r| Soa::from_rdata(&r.rdata))
         .ok_or(RefreshError::Malformed(
             "no SOA in the answer to the SOA query",
@@ -660,7 +660,7 @@ fn confirm(zone: &SecondaryZone, ctx: &Refreshing) {
 }
 
 async fn axfr(zone: &SecondaryZone) -> Result<Vec<Record>, RefreshError> {
-    let mut records = exchange(zone, rtype::AXFR, None).await?;
+    let mut records = exchange(zone, Rtype::AXFR, None).await?;
     if records.len() < 2 {
         return Err(RefreshError::Incomplete);
     }
@@ -677,11 +677,11 @@ async fn ixfr(
     current: &Zone,
 ) -> Result<Option<(Vec<Record>, BTreeSet<Name>)>, RefreshError> {
     let ours = crate::transfer::stream::soa_record(current);
-    let records = exchange(zone, rtype::IXFR, Some(&ours)).await?;
+    let records = exchange(zone, Rtype::IXFR, Some(&ours)).await?;
     if records.len() < 2 {
         return Ok(None);
     }
-    let incremental = records[1].rtype == rtype::SOA && records.len() > 2;
+    let incremental = records[1].rtype == Rtype::SOA && records.len() > 2;
     if !incremental {
         let mut all = records;
         all.pop();
@@ -705,7 +705,7 @@ fn patched(current: &Zone, records: &[Record], touched: &BTreeSet<Name>) -> Opti
         return None;
     }
     // name -> (owner as written, type -> (TTL, rdatas in order))
-    type Sets = BTreeMap<u16, (u32, Vec<Box<[u8]>>)>;
+    type Sets = BTreeMap<Rtype, (u32, Vec<Box<[u8]>>)>;
     let mut names: BTreeMap<Name, (Name, Sets)> = touched
         .iter()
         .map(|k| (k.clone(), (k.clone(), Sets::new())))
@@ -751,12 +751,12 @@ fn split_changesets(records: &[Record]) -> Result<Vec<Changeset>, RefreshError> 
     let mut i = 0;
     while i < body.len() {
         let old = &body[i];
-        if old.rtype != rtype::SOA {
+        if old.rtype != Rtype::SOA {
             return Err(bad);
         }
         let mut removed = vec![old.clone()];
         i += 1;
-        while i < body.len() && body[i].rtype != rtype::SOA {
+        while i < body.len() && body[i].rtype != Rtype::SOA {
             removed.push(body[i].clone());
             i += 1;
         }
@@ -765,7 +765,7 @@ fn split_changesets(records: &[Record]) -> Result<Vec<Changeset>, RefreshError> 
             .ok_or(RefreshError::Malformed("a change without its new SOA"))?;
         let mut added = vec![new.clone()];
         i += 1;
-        while i < body.len() && body[i].rtype != rtype::SOA {
+        while i < body.len() && body[i].rtype != Rtype::SOA {
             added.push(body[i].clone());
             i += 1;
         }
@@ -789,7 +789,7 @@ fn apply(data: &mut Vec<Record>, cs: &Changeset) -> Result<(), RefreshError> {
             serial.unwrap_or(0)
         )));
     }
-    type Key = (Name, u16, Vec<u8>);
+    type Key = (Name, Rtype, Vec<u8>);
     let key = |r: &Record| -> Key { (r.owner.to_lowercase(), r.rtype, r.rdata.clone()) };
     let mut slots: Vec<Option<Record>> = data.drain(1..).map(Some).collect();
     let mut index: std::collections::HashMap<Key, usize> = slots
@@ -827,7 +827,7 @@ fn apply(data: &mut Vec<Record>, cs: &Changeset) -> Result<(), RefreshError> {
 /// transfer is complete (see [`Ending`]).
 async fn exchange(
     zone: &SecondaryZone,
-    qtype: u16,
+    qtype: Rtype,
     ixfr_soa: Option<&Record>,
 ) -> Result<Vec<Record>, RefreshError> {
     let primary = zone.spec.primary;
@@ -899,9 +899,9 @@ async fn exchange(
             }
             ending.feed(r);
         }
-        let done = qtype == rtype::SOA
+        let done = qtype == Rtype::SOA
             || ending.done
-            || (first && records.len() == 1 && qtype == rtype::IXFR);
+            || (first && records.len() == 1 && qtype == Rtype::IXFR);
         first = false;
         if done {
             if !signed {
@@ -914,7 +914,7 @@ async fn exchange(
 
 /// The query for `qtype` of the zone `origin`; an IXFR carries the SOA of the copy we
 /// hold in the authority section (RFC 1995 §3).
-fn query_message(id: u16, origin: &[u8], qtype: u16, ixfr_soa: Option<&Record>) -> Vec<u8> {
+fn query_message(id: u16, origin: &[u8], qtype: Rtype, ixfr_soa: Option<&Record>) -> Vec<u8> {
     let mut q = Vec::with_capacity(128);
     let mut comp = Compressor::default();
     let question = crate::proto::builder::question(origin, qtype, class::IN);
@@ -924,7 +924,7 @@ fn query_message(id: u16, origin: &[u8], qtype: u16, ixfr_soa: Option<&Record>) 
         let _ = w.record(
             Section::Authority,
             origin,
-            rtype::SOA,
+            Rtype::SOA,
             class::IN,
             soa.ttl,
             &soa.rdata,
@@ -953,9 +953,9 @@ enum Part {
 }
 
 impl Ending {
-    fn new(qtype: u16) -> Ending {
+    fn new(qtype: Rtype) -> Ending {
         Ending {
-            ixfr: qtype == rtype::IXFR,
+            ixfr: qtype == Rtype::IXFR,
             first_serial: None,
             count: 0,
             state: Part::Start,
@@ -965,7 +965,7 @@ impl Ending {
 
     fn feed(&mut self, r: &Record) {
         let soa =
-            (r.rtype == rtype::SOA).then(|| Soa::from_rdata(&r.rdata).map_or(0, |s| s.serial));
+            (r.rtype == Rtype::SOA).then(|| Soa::from_rdata(&r.rdata).map_or(0, |s| s.serial));
         self.count += 1;
         if self.done {
             return;
@@ -1031,21 +1031,21 @@ fn parse_answers(msg: &[u8], out: &mut Vec<Record>) -> Result<(), RefreshError> 
 mod tests {
     use super::*;
 
-    fn rec(owner: &str, t: u16, rdata: Vec<u8>) -> Record {
+    fn rec(owner: &str, t: Rtype, rdata: Vec<u8>) -> Record {
         crate::testutil::record(owner, t, 60, rdata)
     }
 
     fn soa(serial: u32) -> Record {
         rec(
             "d.test.",
-            rtype::SOA,
+            Rtype::SOA,
             [&[0u8, 0][..], &serial.to_be_bytes(), &[0; 16]].concat(),
         )
     }
 
     #[test]
     fn endings_of_axfr_and_ixfr() {
-        let a = rec("a.d.test.", rtype::A, vec![10, 0, 0, 1]);
+        let a = rec("a.d.test.", Rtype::A, vec![10, 0, 0, 1]);
         let feed = |qtype, recs: &[Record]| {
             let mut e = Ending::new(qtype);
             recs.iter()
@@ -1056,12 +1056,12 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(
-            feed(rtype::AXFR, &[soa(5), a.clone(), soa(5)]),
+            feed(Rtype::AXFR, &[soa(5), a.clone(), soa(5)]),
             [false, false, true]
         );
         // IXFR, AXFR style.
         assert_eq!(
-            feed(rtype::IXFR, &[soa(5), a.clone(), soa(5)]),
+            feed(Rtype::IXFR, &[soa(5), a.clone(), soa(5)]),
             [false, false, true]
         );
         // IXFR, two changes 3 -> 4 -> 5.
@@ -1076,7 +1076,7 @@ mod tests {
             soa(5),
         ];
         assert_eq!(
-            feed(rtype::IXFR, &inc),
+            feed(Rtype::IXFR, &inc),
             [false, false, false, false, false, false, false, true]
         );
         let cs = split_changesets(&inc).unwrap();
@@ -1092,7 +1092,7 @@ mod tests {
         let mut data = vec![
             soa(3),
             a.clone(),
-            rec("b.d.test.", rtype::A, vec![10, 0, 0, 2]),
+            rec("b.d.test.", Rtype::A, vec![10, 0, 0, 2]),
         ];
         for c in &cs {
             apply(&mut data, c).unwrap();

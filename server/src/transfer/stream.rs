@@ -11,7 +11,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::clock::unix_now;
 use crate::proto::builder::{Compressor, MessageBuilder, Section, Suspended, WriteError};
 use crate::proto::name::Name;
-use crate::proto::rr::{class, rtype, Record};
+use crate::proto::rr::{class, Record, Rtype};
 use crate::proto::tsig::{self, StreamSigner};
 use crate::proto::wire::{flags, opcode};
 use crate::zone::changeset::Changeset;
@@ -34,7 +34,7 @@ pub fn zone_records(zone: &Zone) -> Vec<Record> {
 }
 
 /// A record as stored in a snapshot (owner and rdata in wire form), as a [`Record`].
-fn record(owner: &[u8], t: u16, ttl: u32, rdata: &[u8]) -> Record {
+fn record(owner: &[u8], t: Rtype, ttl: u32, rdata: &[u8]) -> Record {
     Record {
         owner: Name::from_wire(owner).expect("stored names are valid"),
         rtype: t,
@@ -46,12 +46,12 @@ fn record(owner: &[u8], t: u16, ttl: u32, rdata: &[u8]) -> Record {
 }
 
 /// Every record of the zone except the apex SOA, in node order: owner, type, TTL, rdata.
-fn zone_rrs(zone: &Zone) -> impl Iterator<Item = (&[u8], u16, u32, &[u8])> {
+fn zone_rrs(zone: &Zone) -> impl Iterator<Item = (&[u8], Rtype, u32, &[u8])> {
     let apex = zone.apex().index();
     zone.nodes().flat_map(move |node| {
         let owner = node.owner();
         node.rrsets()
-            .filter(move |set| !(set.rtype == rtype::SOA && node.index() == apex))
+            .filter(move |set| !(set.rtype == Rtype::SOA && node.index() == apex))
             .flat_map(move |set| {
                 set.rdatas()
                     .map(move |rdata| (owner, set.rtype, set.ttl, rdata))
@@ -63,7 +63,7 @@ fn zone_rrs(zone: &Zone) -> impl Iterator<Item = (&[u8], u16, u32, &[u8])> {
 pub fn soa_record(zone: &Zone) -> Record {
     Record {
         owner: zone.apex().owner_name(),
-        rtype: rtype::SOA,
+        rtype: Rtype::SOA,
         class: class::IN,
         ttl: zone.soa_ttl,
         rdata: zone.soa_rdata.to_vec(),
@@ -83,7 +83,7 @@ pub fn diff(old: &Zone, new: &Zone) -> Changeset {
         for node in a.nodes() {
             let other = b.node(node.key());
             for set in node.rrsets() {
-                if set.rtype == rtype::SOA && node.index() == apex {
+                if set.rtype == Rtype::SOA && node.index() == apex {
                     continue;
                 }
                 let twin = other
@@ -124,7 +124,7 @@ pub(super) struct Message {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("a {} record of {len} octets does not fit in a transfer message", crate::proto::rr::type_name(*rtype))]
 pub struct Oversized {
-    rtype: u16,
+    rtype: Rtype,
     len: usize,
 }
 
@@ -164,7 +164,7 @@ impl Message {
         &mut self,
         limit: usize,
         owner: &[u8],
-        t: u16,
+        t: Rtype,
         ttl: u32,
         rdata: &[u8],
     ) -> Result<bool, StreamError> {
@@ -264,7 +264,7 @@ impl<W: AsyncWrite + Unpin> Stream<'_, W> {
         &mut self,
         msg: &mut Message,
         owner: &[u8],
-        t: u16,
+        t: Rtype,
         ttl: u32,
         rdata: &[u8],
     ) -> Result<(), StreamError> {
@@ -282,7 +282,7 @@ impl<W: AsyncWrite + Unpin> Stream<'_, W> {
         &self,
         msg: &mut Message,
         owner: &[u8],
-        t: u16,
+        t: Rtype,
         ttl: u32,
         rdata: &[u8],
     ) -> Result<bool, StreamError> {
@@ -337,7 +337,7 @@ async fn apex_soa<W: AsyncWrite + Unpin>(
 ) -> Result<(), StreamError> {
     let owner = zone.apex().owner();
     stream
-        .record(msg, owner, rtype::SOA, zone.soa_ttl, &zone.soa_rdata)
+        .record(msg, owner, Rtype::SOA, zone.soa_ttl, &zone.soa_rdata)
         .await
 }
 
@@ -451,8 +451,8 @@ mod tests {
             pos += 2 + len;
         }
         assert_eq!(records.len(), z.record_count + 1);
-        assert_eq!(records.first().unwrap().1, rtype::SOA);
-        assert_eq!(records.last().unwrap().1, rtype::SOA);
+        assert_eq!(records.first().unwrap().1, Rtype::SOA);
+        assert_eq!(records.last().unwrap().1, Rtype::SOA);
         assert!(records.iter().any(|(o, _)| o == "h1999.d.test."));
     }
 

@@ -49,7 +49,7 @@ use crate::proto::builder::error_reply;
 use crate::proto::builder::{Compressor, MessageBuilder, Section};
 use crate::proto::name::Name;
 use crate::proto::reader::{Header, Reader};
-use crate::proto::rr::{class, rtype};
+use crate::proto::rr::{class, Rtype};
 use crate::proto::tsig::{self, KeyRing, StreamSigner};
 use crate::proto::types::serial_gt;
 use crate::proto::wire::{flags, opcode, rcode, Malformed, Query, HEADER_LEN};
@@ -76,7 +76,7 @@ fn ixfr_serial(pkt: &[u8], question_end: usize, origin: &[u8]) -> Option<u32> {
     }
     let r = Reader::at(pkt, question_end);
     let rec = r.clone().record().ok()?;
-    if rec.rtype != rtype::SOA || !rec.owner.eq_ignore_ascii_case(origin) {
+    if rec.rtype != Rtype::SOA || !rec.owner.eq_ignore_ascii_case(origin) {
         return None;
     }
     // Two names and the 20 octets of serial and timers, exactly.
@@ -363,7 +363,7 @@ impl Transfers {
         };
         drop(catalog);
         let question_end = HEADER_LEN + q.question.len();
-        let ixfr_from = if q.qtype == rtype::IXFR {
+        let ixfr_from = if q.qtype == Rtype::IXFR {
             match ixfr_serial(pkt, question_end, q.qname()) {
                 Some(s) => Some(s),
                 None => {
@@ -405,7 +405,7 @@ impl Transfers {
         let mut msg = Message::new();
         stream.start(&mut msg);
         stream
-            .record(&mut msg, owner, rtype::SOA, zone.soa_ttl, &zone.soa_rdata)
+            .record(&mut msg, owner, Rtype::SOA, zone.soa_ttl, &zone.soa_rdata)
             .await?;
         stream.send(&mut msg).await
     }
@@ -431,7 +431,7 @@ impl Transfers {
                 truncated: false,
             });
         }
-        if transport == Transport::Udp && q.qtype == rtype::IXFR {
+        if transport == Transport::Udp && q.qtype == Rtype::IXFR {
             return self.ixfr_udp(pkt, q, peer(), out);
         }
         None
@@ -475,7 +475,7 @@ impl Transfers {
         w.record(
             Section::Answer,
             owner,
-            rtype::SOA,
+            Rtype::SOA,
             class::IN,
             zone.soa_ttl,
             &zone.soa_rdata,

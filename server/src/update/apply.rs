@@ -8,7 +8,7 @@ use super::{
     Rejection, Request, Undo, UpdateRecord, ZoneData,
 };
 use crate::proto::name::Name;
-use crate::proto::rr::{check_rdata, class, is_meta_or_query_only, rtype, type_name, Record, Soa};
+use crate::proto::rr::{check_rdata, class, is_meta_or_query_only, type_name, Record, Rtype, Soa};
 use crate::proto::wire::rcode;
 use crate::zone::changeset::Changeset;
 
@@ -59,7 +59,7 @@ pub(super) fn prescan(
                 if u.ttl != 0 || !u.rdata.is_empty() {
                     return Err(format("a class ANY delete must have TTL 0 and no data"));
                 }
-                if u.rtype != rtype::ANY && is_meta_or_query_only(u.rtype) {
+                if u.rtype != Rtype::ANY && is_meta_or_query_only(u.rtype) {
                     return Err(format("a meta or query type cannot be deleted"));
                 }
             }
@@ -120,7 +120,7 @@ fn add(
     limits: &Limits,
     undo: &mut Undo,
 ) -> Result<(), Rejection> {
-    if u.rtype == rtype::SOA {
+    if u.rtype == Rtype::SOA {
         let new = Soa::from_rdata(&u.rdata).map(|s| s.serial);
         if *key != data.origin || !new.is_some_and(|n| serial_gt(n, data.serial())) {
             return Ok(()); // §3.4.2.2: not at the apex, or the serial is not higher.
@@ -130,9 +130,9 @@ fn add(
         return Ok(());
     }
     let node = data.nodes.get(key);
-    let has_cname = node.is_some_and(|n| n.set(rtype::CNAME).is_some());
-    let has_other = node.is_some_and(|n| n.sets.iter().any(|s| s.rtype != rtype::CNAME));
-    if u.rtype == rtype::CNAME {
+    let has_cname = node.is_some_and(|n| n.set(Rtype::CNAME).is_some());
+    let has_other = node.is_some_and(|n| n.sets.iter().any(|s| s.rtype != Rtype::CNAME));
+    if u.rtype == Rtype::CNAME {
         if has_other {
             return Ok(()); // §3.4.2.2: CNAME where other data exists.
         }
@@ -207,11 +207,11 @@ fn delete_rrsets(data: &mut ZoneData, u: &UpdateRecord, key: &Name, undo: &mut U
         return;
     };
     let at_apex = *key == data.origin;
-    let keep = |t: u16| at_apex && (t == rtype::SOA || t == rtype::NS);
+    let keep = |t: Rtype| at_apex && (t == Rtype::SOA || t == Rtype::NS);
     let doomed: usize = node
         .sets
         .iter()
-        .filter(|s| (u.rtype == rtype::ANY || s.rtype == u.rtype) && !keep(s.rtype))
+        .filter(|s| (u.rtype == Rtype::ANY || s.rtype == u.rtype) && !keep(s.rtype))
         .map(|s| s.rdatas().len())
         .sum();
     if doomed == 0 {
@@ -220,7 +220,7 @@ fn delete_rrsets(data: &mut ZoneData, u: &UpdateRecord, key: &Name, undo: &mut U
     undo.save(data, key);
     let node = data.nodes.get_mut(key).expect("present above");
     node.sets
-        .retain(|s| !((u.rtype == rtype::ANY || s.rtype == u.rtype) && !keep(s.rtype)));
+        .retain(|s| !((u.rtype == Rtype::ANY || s.rtype == u.rtype) && !keep(s.rtype)));
     if node.sets.is_empty() {
         data.nodes.remove(key);
     }
@@ -230,7 +230,7 @@ fn delete_rrsets(data: &mut ZoneData, u: &UpdateRecord, key: &Name, undo: &mut U
 /// §3.4.2.4 (class NONE): deletes the one record `u` at `key`, never the SOA nor the
 /// apex's last NS.
 fn delete_record(data: &mut ZoneData, u: &UpdateRecord, key: &Name, undo: &mut Undo) {
-    if u.rtype == rtype::SOA {
+    if u.rtype == Rtype::SOA {
         return; // §3.4.2.4: the SOA is never deleted.
     }
     let Some(set) = data.nodes.get(key).and_then(|n| n.set(u.rtype)) else {
@@ -239,7 +239,7 @@ fn delete_record(data: &mut ZoneData, u: &UpdateRecord, key: &Name, undo: &mut U
     if !set.contains(&u.rdata) {
         return;
     }
-    if *key == data.origin && u.rtype == rtype::NS && set.rdatas().len() == 1 {
+    if *key == data.origin && u.rtype == Rtype::NS && set.rdatas().len() == 1 {
         return; // §3.4.2.4: never the last apex NS.
     }
     undo.save(data, key);
@@ -266,18 +266,18 @@ pub(super) fn changes(
         let Some(owner) = after.or(before.as_ref()).map(|n| n.owner.clone()) else {
             continue;
         };
-        let contains = |sets: &[RRsetData], t: u16, ttl: u32, rd: &[u8]| {
+        let contains = |sets: &[RRsetData], t: Rtype, ttl: u32, rd: &[u8]| {
             sets.iter()
                 .any(|s| s.rtype == t && s.ttl == ttl && s.contains(rd))
         };
-        for s in before_sets.iter().filter(|s| s.rtype != rtype::SOA) {
+        for s in before_sets.iter().filter(|s| s.rtype != Rtype::SOA) {
             for rd in s.rdatas() {
                 if !contains(after_sets, s.rtype, s.ttl, rd) {
                     removed.push(record(&owner, s.rtype, s.ttl, rd));
                 }
             }
         }
-        for s in after_sets.iter().filter(|s| s.rtype != rtype::SOA) {
+        for s in after_sets.iter().filter(|s| s.rtype != Rtype::SOA) {
             for rd in s.rdatas() {
                 if !contains(before_sets, s.rtype, s.ttl, rd) {
                     added.push(record(&owner, s.rtype, s.ttl, rd));

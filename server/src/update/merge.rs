@@ -16,7 +16,7 @@
 
 use super::{canonical_rdata, record, serial_after, set_serial, Changeset, DataError, ZoneData};
 use crate::proto::name::Name;
-use crate::proto::rr::{rtype, type_name, Record};
+use crate::proto::rr::{type_name, Record, Rtype};
 
 /// Why a hand edit cannot be merged with the served zone.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,7 +49,7 @@ impl ZoneData {
 
     /// Calls `f` with (lower-cased key, owner as written, type, TTL, rdata) for every
     /// record.
-    fn each(&self, mut f: impl FnMut(&Name, &Name, u16, u32, &[u8])) {
+    fn each(&self, mut f: impl FnMut(&Name, &Name, Rtype, u32, &[u8])) {
         for (key, node) in &self.nodes {
             for s in &node.sets {
                 for rd in s.rdatas() {
@@ -60,7 +60,7 @@ impl ZoneData {
     }
 
     /// True when the zone holds this record with this TTL.
-    fn holds(&self, key: &Name, t: u16, ttl: u32, rdata: &[u8]) -> bool {
+    fn holds(&self, key: &Name, t: Rtype, ttl: u32, rdata: &[u8]) -> bool {
         self.nodes
             .get(key)
             .and_then(|n| n.set(t))
@@ -73,7 +73,7 @@ impl ZoneData {
     }
 
     /// The TTL of the RRset `t` at `key`, when there is one.
-    fn ttl_of(&self, key: &Name, t: u16) -> Option<u32> {
+    fn ttl_of(&self, key: &Name, t: Rtype) -> Option<u32> {
         self.nodes.get(key).and_then(|n| n.set(t)).map(|s| s.ttl)
     }
 
@@ -110,7 +110,7 @@ impl ZoneData {
         let mut added = Vec::new();
         let missing = |a: &ZoneData, b: &ZoneData, out: &mut Vec<Record>| {
             a.each(|key, owner, t, ttl, rd| {
-                let apex_soa = t == rtype::SOA && *key == a.origin;
+                let apex_soa = t == Rtype::SOA && *key == a.origin;
                 if !apex_soa && !b.holds(key, t, ttl, rd) {
                     out.push(record(owner, t, ttl, rd));
                 }
@@ -142,13 +142,13 @@ impl ZoneData {
         let mut next = self.clone();
         // Removed by the edit: in base, not in the file (with its TTL).
         base.each(|key, owner, t, ttl, rd| {
-            if t != rtype::SOA && !file.holds(key, t, ttl, rd) {
+            if t != Rtype::SOA && !file.holds(key, t, ttl, rd) {
                 next.remove_record(owner, t, rd);
             }
         });
         // Added by the edit: in the file, not in base.
         file.each(|key, owner, t, ttl, rd| {
-            if t != rtype::SOA && !base.holds(key, t, ttl, rd) {
+            if t != Rtype::SOA && !base.holds(key, t, ttl, rd) {
                 next.insert(owner, t, ttl, rd);
             }
         });
@@ -192,7 +192,7 @@ impl ZoneData {
     /// RRsets whose TTL the edit and an update both changed, differently.
     fn ttl_conflicts(&self, base: &ZoneData, file: &ZoneData) -> Result<(), MergeConflict> {
         for (key, node) in &file.nodes {
-            for s in node.sets.iter().filter(|s| s.rtype != rtype::SOA) {
+            for s in node.sets.iter().filter(|s| s.rtype != Rtype::SOA) {
                 let (Some(b), Some(o)) = (base.ttl_of(key, s.rtype), self.ttl_of(key, s.rtype))
                 else {
                     continue;
@@ -215,7 +215,7 @@ impl ZoneData {
     pub fn records_missing_from(&self, other: &ZoneData, limit: usize) -> Vec<Record> {
         let mut out = Vec::new();
         self.each(|key, owner, t, ttl, rd| {
-            if out.len() < limit && t != rtype::SOA && !other.holds(key, t, ttl, rd) {
+            if out.len() < limit && t != Rtype::SOA && !other.holds(key, t, ttl, rd) {
                 out.push(record(owner, t, ttl, rd));
             }
         });
@@ -233,7 +233,7 @@ fn soa_key(z: &ZoneData) -> Option<(Vec<u8>, u32)> {
 /// A record's hash for [`ZoneData::digest`], which is written into zone files: built from
 /// CRC-32C (a fixed, published function) so that it stays the same across builds and
 /// versions of musterd. Two CRCs with different seeds give 64 bits.
-fn stable_hash(key: &Name, t: u16, ttl: u32, rdata: &[u8]) -> u64 {
+fn stable_hash(key: &Name, t: Rtype, ttl: u32, rdata: &[u8]) -> u64 {
     let mut bytes = Vec::with_capacity(key.as_wire().len() + 6 + rdata.len());
     bytes.extend_from_slice(key.as_wire());
     bytes.extend_from_slice(&t.to_be_bytes());

@@ -4,14 +4,14 @@
 
 use crate::proto::name::{wire_name_len, Name};
 use crate::proto::reader::{Header, ReadError, Reader};
-use crate::proto::rr::{rtype, rtype_more};
+use crate::proto::rr::Rtype;
 use crate::proto::wire::{flags, HEADER_LEN};
 
 /// One record of the prerequisite or update section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpdateRecord {
     pub owner: Name,
-    pub rtype: u16,
+    pub rtype: Rtype,
     pub class: u16,
     pub ttl: u32,
     /// Uncompressed.
@@ -39,7 +39,7 @@ pub enum FormatError {
     #[error("the zone section must hold exactly one record, not {0}")]
     ZoneCount(u16),
     #[error("the zone section's type must be SOA, not {0}")]
-    ZoneType(u16),
+    ZoneType(Rtype),
     #[error("a name is malformed or runs past the end of the message")]
     BadName,
     #[error("a record runs past the end of the message")]
@@ -84,15 +84,19 @@ pub fn response(
 /// Where the compressible names of a type's rdata sit: (octets before the first name,
 /// number of names), for comparing rdata (RFC 2136 §1.1.1). RFC 3597 §4 lets senders
 /// compress the names of the RFC 1035 types; the others listed are compared the same way.
-fn rdata_name_layout(t: u16) -> Option<(usize, usize)> {
-    use rtype_more as m;
+fn rdata_name_layout(t: Rtype) -> Option<(usize, usize)> {
     match t {
-        rtype::NS | rtype::CNAME | rtype::PTR | m::MD | m::MF | m::MB | m::MG | m::MR => {
-            Some((0, 1))
-        }
-        rtype::MX | m::AFSDB | m::RT | m::KX => Some((2, 1)),
-        rtype::SRV => Some((6, 1)),
-        rtype::SOA | m::MINFO | m::RP => Some((0, 2)),
+        Rtype::NS
+        | Rtype::CNAME
+        | Rtype::PTR
+        | Rtype::MD
+        | Rtype::MF
+        | Rtype::MB
+        | Rtype::MG
+        | Rtype::MR => Some((0, 1)),
+        Rtype::MX | Rtype::AFSDB | Rtype::RT | Rtype::KX => Some((2, 1)),
+        Rtype::SRV => Some((6, 1)),
+        Rtype::SOA | Rtype::MINFO | Rtype::RP => Some((0, 2)),
         _ => None,
     }
 }
@@ -111,9 +115,9 @@ pub fn parse(pkt: &[u8]) -> Result<Request, FormatError> {
         return Err(FormatError::ZoneCount(zo));
     }
     let zone = r.name().map_err(bad_name)?;
-    let ztype = r.u16().map_err(|_| FormatError::Truncated)?;
+    let ztype = Rtype(r.u16().map_err(|_| FormatError::Truncated)?);
     let zclass = r.u16().map_err(|_| FormatError::Truncated)?;
-    if ztype != rtype::SOA {
+    if ztype != Rtype::SOA {
         return Err(FormatError::ZoneType(ztype));
     }
     let mut sections: [Vec<UpdateRecord>; 2] = [Vec::new(), Vec::new()];
@@ -128,7 +132,7 @@ pub fn parse(pkt: &[u8]) -> Result<Request, FormatError> {
                     Err(_) => FormatError::BadName,
                 })?;
             if section == 2 {
-                edns |= rec.rtype == rtype::OPT;
+                edns |= rec.rtype == Rtype::OPT;
                 continue;
             }
             // Class ANY/NONE deletes and prerequisites carry no data.
@@ -163,7 +167,7 @@ pub fn parse(pkt: &[u8]) -> Result<Request, FormatError> {
 
 /// (start, end) of the part of `rdata` that holds domain names, compared without regard
 /// to case; everything else is compared octet by octet.
-pub(super) fn name_span(t: u16, rdata: &[u8]) -> (usize, usize) {
+pub(super) fn name_span(t: Rtype, rdata: &[u8]) -> (usize, usize) {
     let Some((fixed, names)) = rdata_name_layout(t) else {
         return (0, 0);
     };
@@ -178,7 +182,7 @@ pub(super) fn name_span(t: u16, rdata: &[u8]) -> (usize, usize) {
 }
 
 /// RFC 2136 §1.1.1 record data equality: names case-insensitive, the rest exact.
-pub fn rdata_eq(t: u16, a: &[u8], b: &[u8]) -> bool {
+pub fn rdata_eq(t: Rtype, a: &[u8], b: &[u8]) -> bool {
     if a == b {
         return true;
     }
@@ -193,7 +197,7 @@ pub fn rdata_eq(t: u16, a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `rdata` with its names lower-cased, for hashing records that compare equal alike.
-pub(super) fn canonical_rdata(t: u16, rdata: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+pub(super) fn canonical_rdata(t: Rtype, rdata: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     let (s, e) = name_span(t, rdata);
     if s == e || !rdata[s..e].iter().any(u8::is_ascii_uppercase) {
         return rdata.into();

@@ -30,7 +30,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::proto::name::Name;
-use crate::proto::rr::{check_rdata, class, rtype, Record, Soa};
+use crate::proto::rr::{check_rdata, class, Record, Rtype, Soa};
 use crate::proto::wire::rcode;
 use crate::zone::changeset::Changeset;
 
@@ -68,7 +68,7 @@ pub fn serial_after(served: u32, file: u32) -> u32 {
 /// One RRset: every record of one type at one name, with one TTL (RFC 2181 §5.2).
 #[derive(Debug, Clone)]
 pub struct RRsetData {
-    pub rtype: u16,
+    pub rtype: Rtype,
     pub ttl: u32,
     /// In the order they were added: the order answers give them.
     rdatas: Vec<Box<[u8]>>,
@@ -91,7 +91,7 @@ impl RRsetData {
     const INDEX_FROM: usize = 16;
 
     /// An empty RRset (it gets its first record next).
-    pub fn new(rtype: u16, ttl: u32) -> RRsetData {
+    pub fn new(rtype: Rtype, ttl: u32) -> RRsetData {
         RRsetData {
             rtype,
             ttl,
@@ -167,11 +167,11 @@ pub struct NodeData {
 }
 
 impl NodeData {
-    fn set(&self, t: u16) -> Option<&RRsetData> {
+    fn set(&self, t: Rtype) -> Option<&RRsetData> {
         self.sets.iter().find(|s| s.rtype == t)
     }
 
-    fn set_mut(&mut self, t: u16) -> Option<&mut RRsetData> {
+    fn set_mut(&mut self, t: Rtype) -> Option<&mut RRsetData> {
         self.sets.iter_mut().find(|s| s.rtype == t)
     }
 
@@ -274,7 +274,7 @@ impl ZoneData {
 
     /// Adds a record; returns false when an equal record was there (its RRset then takes
     /// the new TTL all the same).
-    fn insert(&mut self, owner: &Name, t: u16, ttl: u32, rdata: &[u8]) -> bool {
+    fn insert(&mut self, owner: &Name, t: Rtype, ttl: u32, rdata: &[u8]) -> bool {
         let node = self
             .nodes
             .entry(owner.to_lowercase())
@@ -329,10 +329,10 @@ impl ZoneData {
     /// The SOA record.
     pub fn soa_record(&self) -> Option<Record> {
         let apex = self.nodes.get(&self.origin)?;
-        let set = apex.set(rtype::SOA)?;
+        let set = apex.set(Rtype::SOA)?;
         Some(Record {
             owner: apex.owner.clone(),
-            rtype: rtype::SOA,
+            rtype: Rtype::SOA,
             class: class::IN,
             ttl: set.ttl,
             rdata: set.rdatas().first()?.to_vec(),
@@ -352,7 +352,7 @@ impl ZoneData {
         if let Some(set) = self
             .nodes
             .get_mut(&self.origin)
-            .and_then(|n| n.set_mut(rtype::SOA))
+            .and_then(|n| n.set_mut(Rtype::SOA))
         {
             set.ttl = ttl;
             set.replace(rdata);
@@ -397,7 +397,7 @@ impl ZoneData {
         for k in keys {
             let node = &self.nodes[k];
             let mut sets: Vec<&RRsetData> = node.sets.iter().collect();
-            sets.sort_by_key(|s| (s.rtype != rtype::SOA, s.rtype));
+            sets.sort_by_key(|s| (s.rtype != Rtype::SOA, s.rtype));
             for set in sets {
                 for rd in set.rdatas() {
                     let r = Record {
@@ -460,7 +460,7 @@ impl ZoneData {
     }
 
     /// Removes one record; false when it was not there.
-    fn remove_record(&mut self, owner: &Name, t: u16, rdata: &[u8]) -> bool {
+    fn remove_record(&mut self, owner: &Name, t: Rtype, rdata: &[u8]) -> bool {
         let key = owner.to_lowercase();
         let Some(node) = self.nodes.get_mut(&key) else {
             return false;
@@ -482,7 +482,7 @@ impl ZoneData {
     }
 }
 
-fn record(owner: &Name, t: u16, ttl: u32, rdata: &[u8]) -> Record {
+fn record(owner: &Name, t: Rtype, ttl: u32, rdata: &[u8]) -> Record {
     Record {
         owner: owner.clone(),
         rtype: t,
@@ -495,7 +495,7 @@ fn record(owner: &Name, t: u16, ttl: u32, rdata: &[u8]) -> Record {
 
 /// Writes `serial` into SOA rdata (the first of the five numbers after the two names).
 fn set_serial(rdata: &mut [u8], serial: u32) {
-    let (_, e) = name_span(rtype::SOA, rdata);
+    let (_, e) = name_span(Rtype::SOA, rdata);
     if e != 0 && rdata.len() >= e + 4 {
         rdata[e..e + 4].copy_from_slice(&serial.to_be_bytes());
     }

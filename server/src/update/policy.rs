@@ -3,7 +3,7 @@
 
 use super::{RRsetData, UpdateRecord, ZoneData};
 use crate::proto::name::Name;
-use crate::proto::rr::{class, rtype};
+use crate::proto::rr::{class, Rtype};
 
 /// Which names a grant covers, as BIND's `update-policy` match types.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +35,7 @@ pub enum NameMatch {
 }
 
 /// The types a host key may change at its own name.
-pub const HOST_TYPES: [u16; 3] = [rtype::A, rtype::AAAA, rtype::DHCID];
+pub const HOST_TYPES: [Rtype; 3] = [Rtype::A, Rtype::AAAA, Rtype::DHCID];
 
 /// Which types a grant covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,13 +46,13 @@ pub enum TypeMatch {
     /// Every type, SOA and NS included (`types = ["ANY"]`, and `--allow-update`).
     All,
     /// These types only.
-    Only(Vec<u16>),
+    Only(Vec<Rtype>),
 }
 
 impl TypeMatch {
-    fn covers(&self, t: u16) -> bool {
+    fn covers(&self, t: Rtype) -> bool {
         match self {
-            TypeMatch::Default => t != rtype::SOA && t != rtype::NS,
+            TypeMatch::Default => t != Rtype::SOA && t != Rtype::NS,
             TypeMatch::All => true,
             TypeMatch::Only(ts) => ts.contains(&t),
         }
@@ -89,7 +89,7 @@ impl Grant {
     /// Whether this grant lets `key` change the record `t`/`rdata` at `owner`; `rdata`
     /// `None` asks for the type at the name regardless of data (a delete of an RRset
     /// that does not exist).
-    fn covers_record(&self, key: &Name, owner: &Name, t: u16, rdata: Option<&[u8]>) -> bool {
+    fn covers_record(&self, key: &Name, owner: &Name, t: Rtype, rdata: Option<&[u8]>) -> bool {
         if !self.key.eq_ignore_case(key) || !self.types.covers(t) {
             return false;
         }
@@ -98,7 +98,7 @@ impl Grant {
                 if owner.eq_ignore_case(host) {
                     return HOST_TYPES.contains(&t);
                 }
-                t == rtype::SRV
+                t == Rtype::SRV
                     && srv_owners.iter().any(|o| o.eq_ignore_case(owner))
                     && rdata.is_none_or(|d| {
                         crate::proto::rr::Srv::from_rdata(d)
@@ -124,14 +124,14 @@ impl Policy {
     }
 
     /// Whether `key` may change records of type `t` at `owner` (whatever their data).
-    pub fn allows(&self, key: &Name, owner: &Name, t: u16) -> bool {
+    pub fn allows(&self, key: &Name, owner: &Name, t: Rtype) -> bool {
         self.grants
             .iter()
             .any(|g| g.covers_record(key, owner, t, None))
     }
 
     /// Whether `key` may add or delete the record `t`/`rdata` at `owner`.
-    pub fn allows_record(&self, key: &Name, owner: &Name, t: u16, rdata: &[u8]) -> bool {
+    pub fn allows_record(&self, key: &Name, owner: &Name, t: Rtype, rdata: &[u8]) -> bool {
         self.grants
             .iter()
             .any(|g| g.covers_record(key, owner, t, Some(rdata)))
@@ -149,13 +149,13 @@ impl Policy {
         if u.class != class::ANY {
             return self.allows_record(key, &u.owner, u.rtype, &u.rdata);
         }
-        if u.rtype == rtype::ANY {
+        if u.rtype == Rtype::ANY {
             // Deleting everything at a name needs every record that is there (the apex
             // SOA and NS are never deleted this way, RFC 2136 §3.4.2.3).
             return match data.node(&u.owner) {
                 Some(n) => n.sets.iter().all(|s| {
                     existing(s)
-                        || (s.rtype == rtype::SOA || s.rtype == rtype::NS)
+                        || (s.rtype == Rtype::SOA || s.rtype == Rtype::NS)
                             && u.owner.eq_ignore_case(&data.origin)
                 }),
                 // Nothing there to delete: any grant for the name will do.

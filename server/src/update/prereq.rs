@@ -4,7 +4,7 @@
 use super::update_rcode::{NOTZONE, NXRRSET, YXDOMAIN, YXRRSET};
 use super::{in_zone, reject, RRsetData, Reason, Rejection, Request, UpdateRecord, ZoneData};
 use crate::proto::name::Name;
-use crate::proto::rr::{class, is_meta_or_query_only, rtype, type_name};
+use crate::proto::rr::{class, is_meta_or_query_only, type_name, Rtype};
 use crate::proto::wire::rcode;
 
 /// RFC 2136 §3.2.
@@ -52,7 +52,7 @@ fn in_use(data: &ZoneData, p: &UpdateRecord) -> Result<(), Rejection> {
         ));
     }
     let node = data.node(&p.owner);
-    if p.rtype == rtype::ANY {
+    if p.rtype == Rtype::ANY {
         if node.is_none() {
             return Err(reject(
                 rcode::NXDOMAIN,
@@ -81,7 +81,7 @@ fn not_in_use(data: &ZoneData, p: &UpdateRecord) -> Result<(), Rejection> {
         ));
     }
     let node = data.node(&p.owner);
-    if p.rtype == rtype::ANY {
+    if p.rtype == Rtype::ANY {
         if node.is_some() {
             return Err(reject(
                 YXDOMAIN,
@@ -101,7 +101,7 @@ fn not_in_use(data: &ZoneData, p: &UpdateRecord) -> Result<(), Rejection> {
 
 /// The zone's class (RFC 2136 §2.4.2): adds the record to the RRset it must be part of.
 fn gather(wanted: &mut Vec<(Name, RRsetData)>, p: &UpdateRecord) -> Result<(), Rejection> {
-    if p.rtype == rtype::ANY || is_meta_or_query_only(p.rtype) {
+    if p.rtype == Rtype::ANY || is_meta_or_query_only(p.rtype) {
         return Err(reject(
             rcode::FORMERR,
             Reason::Format,

@@ -1,5 +1,6 @@
 use super::update_rcode::{NOTZONE, NXRRSET, YXDOMAIN, YXRRSET};
 use super::*;
+use crate::proto::types::Rtype;
 use crate::zone::zonefile::parse_str;
 use std::path::Path;
 
@@ -43,7 +44,7 @@ fn all() -> Policy {
 }
 
 /// A record from `owner type class ttl rdata-text` (rdata parsed as zone-file text).
-fn rr(owner: &str, t: u16, c: u16, ttl: u32, rdata: &str) -> UpdateRecord {
+fn rr(owner: &str, t: Rtype, c: u16, ttl: u32, rdata: &str) -> UpdateRecord {
     let rdata = if rdata.is_empty() {
         Vec::new()
     } else {
@@ -83,7 +84,7 @@ fn run(z: &mut ZoneData, r: &Request) -> Result<Option<Changeset>, u16> {
         .map_err(|e| e.rcode)
 }
 
-fn rdatas(z: &ZoneData, owner: &str, t: u16) -> Vec<Vec<u8>> {
+fn rdatas(z: &ZoneData, owner: &str, t: Rtype) -> Vec<Vec<u8>> {
     z.node(&n(owner))
         .and_then(|n| n.set(t))
         .map(|s| s.rdatas().iter().map(|r| r.to_vec()).collect())
@@ -97,34 +98,34 @@ fn a(ip: [u8; 4]) -> Vec<u8> {
 #[test]
 fn every_prerequisite_kind_has_its_exact_rcode_and_changes_nothing() {
     use class::{ANY, IN, NONE};
-    let add = || vec![rr("new.d.test.", rtype::A, IN, 60, "10.9.9.9")];
+    let add = || vec![rr("new.d.test.", Rtype::A, IN, 60, "10.9.9.9")];
     let cases: Vec<(UpdateRecord, Result<(), u16>)> = vec![
         // Name is in use.
-        (rr("www.d.test.", rtype::ANY, ANY, 0, ""), Ok(())),
+        (rr("www.d.test.", Rtype::ANY, ANY, 0, ""), Ok(())),
         (
-            rr("nope.d.test.", rtype::ANY, ANY, 0, ""),
+            rr("nope.d.test.", Rtype::ANY, ANY, 0, ""),
             Err(rcode::NXDOMAIN),
         ),
         // An empty non-terminal is not in use (RFC 2136 §2.4.4).
         (
-            rr("_tcp.d.test.", rtype::ANY, ANY, 0, ""),
+            rr("_tcp.d.test.", Rtype::ANY, ANY, 0, ""),
             Err(rcode::NXDOMAIN),
         ),
         // Name is not in use.
-        (rr("nope.d.test.", rtype::ANY, NONE, 0, ""), Ok(())),
-        (rr("www.d.test.", rtype::ANY, NONE, 0, ""), Err(YXDOMAIN)),
+        (rr("nope.d.test.", Rtype::ANY, NONE, 0, ""), Ok(())),
+        (rr("www.d.test.", Rtype::ANY, NONE, 0, ""), Err(YXDOMAIN)),
         // RRset exists (value independent).
-        (rr("www.d.test.", rtype::A, ANY, 0, ""), Ok(())),
-        (rr("www.d.test.", rtype::AAAA, ANY, 0, ""), Err(NXRRSET)),
+        (rr("www.d.test.", Rtype::A, ANY, 0, ""), Ok(())),
+        (rr("www.d.test.", Rtype::AAAA, ANY, 0, ""), Err(NXRRSET)),
         // RRset does not exist.
-        (rr("www.d.test.", rtype::AAAA, NONE, 0, ""), Ok(())),
-        (rr("www.d.test.", rtype::A, NONE, 0, ""), Err(YXRRSET)),
+        (rr("www.d.test.", Rtype::AAAA, NONE, 0, ""), Ok(())),
+        (rr("www.d.test.", Rtype::A, NONE, 0, ""), Err(YXRRSET)),
         // Outside the zone.
-        (rr("www.other.", rtype::A, ANY, 0, ""), Err(NOTZONE)),
+        (rr("www.other.", Rtype::A, ANY, 0, ""), Err(NOTZONE)),
         // TTL must be 0; data must be empty.
-        (rr("www.d.test.", rtype::A, ANY, 5, ""), Err(rcode::FORMERR)),
+        (rr("www.d.test.", Rtype::A, ANY, 5, ""), Err(rcode::FORMERR)),
         (
-            rr("www.d.test.", rtype::A, ANY, 0, "10.0.0.1"),
+            rr("www.d.test.", Rtype::A, ANY, 0, "10.0.0.1"),
             Err(rcode::FORMERR),
         ),
     ];
@@ -145,10 +146,10 @@ fn every_prerequisite_kind_has_its_exact_rcode_and_changes_nothing() {
 #[test]
 fn value_dependent_prerequisites_compare_whole_rrsets() {
     use class::IN;
-    let add = || vec![rr("new.d.test.", rtype::A, IN, 60, "10.9.9.9")];
+    let add = || vec![rr("new.d.test.", Rtype::A, IN, 60, "10.9.9.9")];
     let pre = |ips: &[&str]| {
         ips.iter()
-            .map(|ip| rr("www.d.test.", rtype::A, IN, 0, ip))
+            .map(|ip| rr("www.d.test.", Rtype::A, IN, 0, ip))
             .collect::<Vec<_>>()
     };
     assert!(run(&mut zone(), &req(pre(&["10.0.0.2", "10.0.0.1"]), add())).is_ok());
@@ -164,7 +165,7 @@ fn value_dependent_prerequisites_compare_whole_rrsets() {
         Err(NXRRSET)
     );
     // Names in rdata compare without regard to case.
-    let p = vec![rr("alias.d.test.", rtype::CNAME, IN, 0, "WWW.d.test.")];
+    let p = vec![rr("alias.d.test.", Rtype::CNAME, IN, 0, "WWW.d.test.")];
     assert!(run(&mut zone(), &req(p, add())).is_ok());
     // DHCID is opaque: one octet of difference is another value.
     let mut z = zone();
@@ -174,7 +175,7 @@ fn value_dependent_prerequisites_compare_whole_rrsets() {
             vec![],
             vec![rr(
                 "h.d.test.",
-                rtype::DHCID,
+                Rtype::DHCID,
                 IN,
                 60,
                 "AAIBY2/AuCccgoJbsaxcQc9TUapptP69lOjxfNuVAA2kjEA=",
@@ -184,14 +185,14 @@ fn value_dependent_prerequisites_compare_whole_rrsets() {
     .unwrap();
     let ok = vec![rr(
         "h.d.test.",
-        rtype::DHCID,
+        Rtype::DHCID,
         IN,
         0,
         "AAIBY2/AuCccgoJbsaxcQc9TUapptP69lOjxfNuVAA2kjEA=",
     )];
     let other = vec![rr(
         "h.d.test.",
-        rtype::DHCID,
+        Rtype::DHCID,
         IN,
         0,
         "BAIBY2/AuCccgoJbsaxcQc9TUapptP69lOjxfNuVAA2kjEA=",
@@ -207,7 +208,7 @@ fn every_update_kind() {
     // Add, and the serial goes up by one.
     let cs = run(
         &mut z,
-        &req(vec![], vec![rr("h.d.test.", rtype::A, IN, 60, "10.0.0.9")]),
+        &req(vec![], vec![rr("h.d.test.", Rtype::A, IN, 60, "10.0.0.9")]),
     )
     .unwrap()
     .unwrap();
@@ -219,15 +220,15 @@ fn every_update_kind() {
         &mut z,
         &req(
             vec![],
-            vec![rr("www.d.test.", rtype::A, NONE, 0, "10.0.0.1")],
+            vec![rr("www.d.test.", Rtype::A, NONE, 0, "10.0.0.1")],
         ),
     )
     .unwrap();
-    assert_eq!(rdatas(&z, "www.d.test.", rtype::A), vec![a([10, 0, 0, 2])]);
+    assert_eq!(rdatas(&z, "www.d.test.", Rtype::A), vec![a([10, 0, 0, 2])]);
     // Delete an RRset.
     run(
         &mut z,
-        &req(vec![], vec![rr("www.d.test.", rtype::A, ANY, 0, "")]),
+        &req(vec![], vec![rr("www.d.test.", Rtype::A, ANY, 0, "")]),
     )
     .unwrap();
     assert!(z.node(&n("www.d.test.")).is_none());
@@ -237,8 +238,8 @@ fn every_update_kind() {
         &req(
             vec![],
             vec![
-                rr("h.d.test.", rtype::TXT, IN, 60, "\"x\""),
-                rr("h.d.test.", rtype::ANY, ANY, 0, ""),
+                rr("h.d.test.", Rtype::TXT, IN, 60, "\"x\""),
+                rr("h.d.test.", Rtype::ANY, ANY, 0, ""),
             ],
         ),
     )
@@ -248,7 +249,7 @@ fn every_update_kind() {
     // Deleting what is not there changes nothing: NOERROR, no serial bump.
     let r = run(
         &mut z,
-        &req(vec![], vec![rr("gone.d.test.", rtype::ANY, ANY, 0, "")]),
+        &req(vec![], vec![rr("gone.d.test.", Rtype::ANY, ANY, 0, "")]),
     );
     assert_eq!(r, Ok(None));
     assert_eq!(z.serial(), 14);
@@ -257,7 +258,7 @@ fn every_update_kind() {
         &mut z,
         &req(
             vec![],
-            vec![rr("ns1.d.test.", rtype::A, IN, 30, "127.0.0.1")],
+            vec![rr("ns1.d.test.", Rtype::A, IN, 30, "127.0.0.1")],
         ),
     );
     assert_eq!(r, Ok(None));
@@ -269,31 +270,31 @@ fn rfc2136_silent_ignores() {
     let before = zone().to_zone_file();
     for u in [
         // CNAME where other data exists, other data where a CNAME exists.
-        rr("www.d.test.", rtype::CNAME, IN, 60, "ns1"),
-        rr("alias.d.test.", rtype::A, IN, 60, "10.0.0.7"),
+        rr("www.d.test.", Rtype::CNAME, IN, 60, "ns1"),
+        rr("alias.d.test.", Rtype::A, IN, 60, "10.0.0.7"),
         // SOA deletes.
-        rr("d.test.", rtype::SOA, ANY, 0, ""),
+        rr("d.test.", Rtype::SOA, ANY, 0, ""),
         rr(
             "d.test.",
-            rtype::SOA,
+            Rtype::SOA,
             NONE,
             0,
             "ns1 hostmaster 10 3600 600 86400 60",
         ),
         // Apex NS RRset, last apex NS.
-        rr("d.test.", rtype::NS, ANY, 0, ""),
-        rr("d.test.", rtype::NS, NONE, 0, "ns1"),
+        rr("d.test.", Rtype::NS, ANY, 0, ""),
+        rr("d.test.", Rtype::NS, NONE, 0, "ns1"),
         // A lower or equal serial.
         rr(
             "d.test.",
-            rtype::SOA,
+            Rtype::SOA,
             IN,
             300,
             "ns1 hostmaster 9 3600 600 86400 60",
         ),
         rr(
             "d.test.",
-            rtype::SOA,
+            Rtype::SOA,
             IN,
             300,
             "ns1 hostmaster 10 3600 600 86400 60",
@@ -301,7 +302,7 @@ fn rfc2136_silent_ignores() {
         // SOA away from the apex.
         rr(
             "www.d.test.",
-            rtype::SOA,
+            Rtype::SOA,
             IN,
             300,
             "ns1 hostmaster 99 3600 600 86400 60",
@@ -322,26 +323,26 @@ fn rfc2136_silent_ignores() {
         &req(
             vec![],
             vec![
-                rr("d.test.", rtype::TXT, IN, 60, "\"t\""),
-                rr("d.test.", rtype::ANY, ANY, 0, ""),
+                rr("d.test.", Rtype::TXT, IN, 60, "\"t\""),
+                rr("d.test.", Rtype::ANY, ANY, 0, ""),
             ],
         ),
     )
     .unwrap();
-    assert_eq!(rdatas(&z, "d.test.", rtype::NS).len(), 1);
-    assert_eq!(rdatas(&z, "d.test.", rtype::TXT).len(), 0);
+    assert_eq!(rdatas(&z, "d.test.", Rtype::NS).len(), 1);
+    assert_eq!(rdatas(&z, "d.test.", Rtype::TXT).len(), 0);
     // A CNAME replaces a CNAME.
     let mut z = zone();
     run(
         &mut z,
         &req(
             vec![],
-            vec![rr("alias.d.test.", rtype::CNAME, IN, 60, "ns1")],
+            vec![rr("alias.d.test.", Rtype::CNAME, IN, 60, "ns1")],
         ),
     )
     .unwrap();
     assert_eq!(
-        rdatas(&z, "alias.d.test.", rtype::CNAME),
+        rdatas(&z, "alias.d.test.", Rtype::CNAME),
         vec![n("ns1.d.test.").as_wire().to_vec()]
     );
 }
@@ -355,7 +356,7 @@ fn a_higher_soa_serial_is_taken_and_wraps_by_rfc1982() {
             vec![],
             vec![rr(
                 "d.test.",
-                rtype::SOA,
+                Rtype::SOA,
                 class::IN,
                 300,
                 "ns1 hostmaster 2000000000 3600 600 86400 60",
@@ -381,33 +382,33 @@ fn all_or_nothing_outside_the_zone_and_malformed() {
     let cases = [
         (
             vec![
-                rr("ok.d.test.", rtype::A, IN, 60, "10.0.0.1"),
-                rr("x.other.", rtype::A, IN, 60, "10.0.0.1"),
+                rr("ok.d.test.", Rtype::A, IN, 60, "10.0.0.1"),
+                rr("x.other.", Rtype::A, IN, 60, "10.0.0.1"),
             ],
             NOTZONE,
         ),
         (
             vec![
-                rr("ok.d.test.", rtype::A, IN, 60, "10.0.0.1"),
-                rr("x.d.test.", rtype::A, class::ANY, 0, "10.0.0.1"),
+                rr("ok.d.test.", Rtype::A, IN, 60, "10.0.0.1"),
+                rr("x.d.test.", Rtype::A, class::ANY, 0, "10.0.0.1"),
             ],
             rcode::FORMERR,
         ),
         (
             vec![
-                rr("ok.d.test.", rtype::A, IN, 60, "10.0.0.1"),
-                rr("x.d.test.", rtype::ANY, IN, 60, ""),
+                rr("ok.d.test.", Rtype::A, IN, 60, "10.0.0.1"),
+                rr("x.d.test.", Rtype::ANY, IN, 60, ""),
             ],
             rcode::FORMERR,
         ),
         (
-            vec![rr("x.d.test.", rtype::A, class::CH, 60, "10.0.0.1")],
+            vec![rr("x.d.test.", Rtype::A, class::CH, 60, "10.0.0.1")],
             rcode::FORMERR,
         ),
         (
             vec![UpdateRecord {
                 owner: n("x.d.test."),
-                rtype: rtype::A,
+                rtype: Rtype::A,
                 class: IN,
                 ttl: 60,
                 rdata: vec![1, 2, 3],
@@ -443,7 +444,7 @@ fn limits_are_refused_and_undone() {
             .map(|i| {
                 rr(
                     "www.d.test.",
-                    rtype::A,
+                    Rtype::A,
                     class::IN,
                     30,
                     &format!("10.0.0.{i}"),
@@ -454,15 +455,15 @@ fn limits_are_refused_and_undone() {
     assert_eq!(go(ips(4)), refused);
     assert_eq!(go(ips(6)), refused);
     let types = vec![
-        rr("m0.d.test.", rtype::TXT, class::IN, 30, "\"a\""),
-        rr("m0.d.test.", rtype::AAAA, class::IN, 30, "::1"),
+        rr("m0.d.test.", Rtype::TXT, class::IN, 30, "\"a\""),
+        rr("m0.d.test.", Rtype::AAAA, class::IN, 30, "::1"),
     ];
     assert_eq!(go(types), refused);
     let names = (0..2)
         .map(|i| {
             rr(
                 &format!("n{i}.d.test."),
-                rtype::A,
+                Rtype::A,
                 class::IN,
                 30,
                 "10.0.0.1",
@@ -480,7 +481,7 @@ fn policies_exact_subdomain_wildcard_self_and_types() {
             Grant {
                 key: host.clone(),
                 names: NameMatch::SelfName,
-                types: TypeMatch::Only(vec![rtype::A, rtype::AAAA]),
+                types: TypeMatch::Only(vec![Rtype::A, Rtype::AAAA]),
             },
             Grant {
                 key: key(),
@@ -495,23 +496,23 @@ fn policies_exact_subdomain_wildcard_self_and_types() {
             Grant {
                 key: key(),
                 names: NameMatch::Exact(n("x.d.test.")),
-                types: TypeMatch::Only(vec![rtype::TXT]),
+                types: TypeMatch::Only(vec![Rtype::TXT]),
             },
         ],
     };
-    assert!(p.allows(&host, &n("H1.d.test."), rtype::A));
-    assert!(!p.allows(&host, &n("h2.d.test."), rtype::A));
-    assert!(!p.allows(&host, &n("h1.d.test."), rtype::TXT));
-    assert!(p.allows(&key(), &n("dyn.d.test."), rtype::A));
-    assert!(p.allows(&key(), &n("a.b.dyn.d.test."), rtype::SRV));
+    assert!(p.allows(&host, &n("H1.d.test."), Rtype::A));
+    assert!(!p.allows(&host, &n("h2.d.test."), Rtype::A));
+    assert!(!p.allows(&host, &n("h1.d.test."), Rtype::TXT));
+    assert!(p.allows(&key(), &n("dyn.d.test."), Rtype::A));
+    assert!(p.allows(&key(), &n("a.b.dyn.d.test."), Rtype::SRV));
     assert!(
-        !p.allows(&key(), &n("dyn.d.test."), rtype::NS),
+        !p.allows(&key(), &n("dyn.d.test."), Rtype::NS),
         "NS and SOA need types = [\"ANY\"]"
     );
-    assert!(p.allows(&key(), &n("a.w.d.test."), rtype::A));
-    assert!(!p.allows(&key(), &n("w.d.test."), rtype::A));
-    assert!(p.allows(&key(), &n("x.d.test."), rtype::TXT));
-    assert!(!p.allows(&key(), &n("x.d.test."), rtype::A));
+    assert!(p.allows(&key(), &n("a.w.d.test."), Rtype::A));
+    assert!(!p.allows(&key(), &n("w.d.test."), Rtype::A));
+    assert!(p.allows(&key(), &n("x.d.test."), Rtype::TXT));
+    assert!(!p.allows(&key(), &n("x.d.test."), Rtype::A));
     // An update with one record outside the grant is refused whole.
     let mut z = zone();
     let r = process(
@@ -519,8 +520,8 @@ fn policies_exact_subdomain_wildcard_self_and_types() {
         &req(
             vec![],
             vec![
-                rr("h1.d.test.", rtype::A, class::IN, 60, "10.0.0.5"),
-                rr("h2.d.test.", rtype::A, class::IN, 60, "10.0.0.6"),
+                rr("h1.d.test.", Rtype::A, class::IN, 60, "10.0.0.5"),
+                rr("h2.d.test.", Rtype::A, class::IN, 60, "10.0.0.6"),
             ],
         ),
         Some(&host),
@@ -560,16 +561,16 @@ fn add_then_delete_on_an_unused_name_is_no_change() {
     let mut z = zone();
     let before = z.to_zone_file();
     for delete in [
-        rr("new3.d.test.", rtype::A, class::NONE, 0, "10.0.0.9"),
-        rr("new3.d.test.", rtype::A, class::ANY, 0, ""),
-        rr("new3.d.test.", rtype::ANY, class::ANY, 0, ""),
+        rr("new3.d.test.", Rtype::A, class::NONE, 0, "10.0.0.9"),
+        rr("new3.d.test.", Rtype::A, class::ANY, 0, ""),
+        rr("new3.d.test.", Rtype::ANY, class::ANY, 0, ""),
     ] {
         let r = run(
             &mut z,
             &req(
                 vec![],
                 vec![
-                    rr("new3.d.test.", rtype::A, class::IN, 300, "10.0.0.9"),
+                    rr("new3.d.test.", Rtype::A, class::IN, 300, "10.0.0.9"),
                     delete,
                 ],
             ),
@@ -582,7 +583,7 @@ fn add_then_delete_on_an_unused_name_is_no_change() {
         &mut z,
         &req(
             vec![],
-            vec![rr("new3.d.test.", rtype::A, class::IN, 300, "10.0.0.9")],
+            vec![rr("new3.d.test.", Rtype::A, class::IN, 300, "10.0.0.9")],
         ),
     )
     .unwrap()
@@ -599,8 +600,8 @@ fn undo_restores_the_zone_exactly() {
         &req(
             vec![],
             vec![
-                rr("www.d.test.", rtype::A, class::ANY, 0, ""),
-                rr("n.d.test.", rtype::A, class::IN, 5, "10.0.0.1"),
+                rr("www.d.test.", Rtype::A, class::ANY, 0, ""),
+                rr("n.d.test.", Rtype::A, class::IN, 5, "10.0.0.1"),
             ],
         ),
         Some(&key()),
@@ -620,19 +621,19 @@ fn changesets_replay_to_the_same_zone_and_round_trip() {
     let mut replayed = zone();
     let updates = [
         vec![
-            rr("h.d.test.", rtype::A, class::IN, 60, "10.0.0.9"),
+            rr("h.d.test.", Rtype::A, class::IN, 60, "10.0.0.9"),
             rr(
                 "h.d.test.",
-                rtype::DHCID,
+                Rtype::DHCID,
                 class::IN,
                 60,
                 "AAIBY2/AuCccgoJbsaxcQc9TUapptP69lOjxfNuVAA2kjEA=",
             ),
         ],
-        vec![rr("www.d.test.", rtype::A, class::IN, 99, "10.0.0.3")],
+        vec![rr("www.d.test.", Rtype::A, class::IN, 99, "10.0.0.3")],
         vec![
-            rr("www.d.test.", rtype::A, class::NONE, 0, "10.0.0.1"),
-            rr("alias.d.test.", rtype::ANY, class::ANY, 0, ""),
+            rr("www.d.test.", Rtype::A, class::NONE, 0, "10.0.0.1"),
+            rr("alias.d.test.", Rtype::ANY, class::ANY, 0, ""),
         ],
     ];
     for u in updates {
@@ -642,14 +643,14 @@ fn changesets_replay_to_the_same_zone_and_round_trip() {
     }
     assert_eq!(replayed.to_zone_file(), live.to_zone_file());
     // A TTL change is a removal and an addition; the RRset keeps one TTL.
-    let www = live.node(&n("www.d.test.")).unwrap().set(rtype::A).unwrap();
+    let www = live.node(&n("www.d.test.")).unwrap().set(Rtype::A).unwrap();
     assert_eq!(www.ttl, 99);
     // A changeset that does not start at the zone's serial is refused.
     let cs = run(
         &mut live.clone(),
         &req(
             vec![],
-            vec![rr("q.d.test.", rtype::A, class::IN, 1, "10.0.0.1")],
+            vec![rr("q.d.test.", Rtype::A, class::IN, 1, "10.0.0.1")],
         ),
     )
     .unwrap()
@@ -670,7 +671,7 @@ fn the_zone_file_written_back_reads_back_the_same() {
             vec![],
             vec![rr(
                 "h.d.test.",
-                rtype::DHCID,
+                Rtype::DHCID,
                 class::IN,
                 60,
                 "AAIBY2/AuCccgoJbsaxcQc9TUapptP69lOjxfNuVAA2kjEA=",
@@ -696,7 +697,7 @@ fn hand_edits_merge_with_updates_made_since_the_files_version() {
         &mut served,
         &req(
             vec![],
-            vec![rr("h.d.test.", rtype::A, class::IN, 60, "10.0.0.9")],
+            vec![rr("h.d.test.", Rtype::A, class::IN, 60, "10.0.0.9")],
         ),
     )
     .unwrap();
@@ -715,24 +716,24 @@ fn hand_edits_merge_with_updates_made_since_the_files_version() {
     assert_eq!((cs.from_serial, cs.to_serial), (11, 12));
     served.apply_changeset(&cs).unwrap();
     assert_eq!(
-        rdatas(&served, "h.d.test.", rtype::A),
+        rdatas(&served, "h.d.test.", Rtype::A),
         vec![a([10, 0, 0, 9])],
         "the update stays"
     );
     assert_eq!(
-        rdatas(&served, "www.d.test.", rtype::A),
+        rdatas(&served, "www.d.test.", Rtype::A),
         vec![a([10, 0, 0, 1])]
     );
     assert_eq!(
         served
             .node(&n("m0.d.test."))
             .unwrap()
-            .set(rtype::A)
+            .set(Rtype::A)
             .unwrap()
             .ttl,
         120
     );
-    assert_eq!(rdatas(&served, "edit.d.test.", rtype::TXT).len(), 1);
+    assert_eq!(rdatas(&served, "edit.d.test.", Rtype::TXT).len(), 1);
     // A file serial above the served one wins: max(file, served) + 1.
     let file = ZoneData::from_records(
         &origin,
@@ -759,7 +760,7 @@ fn a_version_is_rebuilt_from_the_history_and_matches_its_digest() {
     for (name, ip) in [("p.d.test.", "10.0.0.1"), ("q.d.test.", "10.0.0.2")] {
         let applied = run(
             &mut served,
-            &req(vec![], vec![rr(name, rtype::A, class::IN, 60, ip)]),
+            &req(vec![], vec![rr(name, Rtype::A, class::IN, 60, ip)]),
         )
         .unwrap();
         history.push(applied.unwrap());
@@ -787,7 +788,7 @@ fn an_soa_changed_by_update_survives_an_edit_that_left_the_soa_alone() {
             vec![],
             vec![rr(
                 "d.test.",
-                rtype::SOA,
+                Rtype::SOA,
                 class::IN,
                 600,
                 "ns1.d.test. admin.d.test. 2000 7200 900 604800 30",
@@ -809,7 +810,7 @@ fn an_soa_changed_by_update_survives_an_edit_that_left_the_soa_alone() {
     served.apply_changeset(&cs).unwrap();
     let soa = served.soa_record().unwrap();
     assert_eq!(soa.ttl, 600);
-    let text = crate::zone::zonefile::rdata_to_text(rtype::SOA, &soa.rdata);
+    let text = crate::zone::zonefile::rdata_to_text(Rtype::SOA, &soa.rdata);
     assert!(
         text.contains("admin.d.test. 2001 7200 900 604800 30"),
         "{text}"
@@ -826,7 +827,7 @@ fn conflicting_ttls_refuse_the_edit() {
         &mut served,
         &req(
             vec![],
-            vec![rr("www.d.test.", rtype::A, class::IN, 900, "10.0.0.1")],
+            vec![rr("www.d.test.", Rtype::A, class::IN, 900, "10.0.0.1")],
         ),
     )
     .unwrap();
@@ -875,7 +876,7 @@ fn parses_compressed_messages_and_refuses_malformed_ones() {
     assert_eq!(parse(&bad), Err(FormatError::ZoneCount(2)));
     let mut bad = m.clone();
     bad[21] = 1;
-    assert_eq!(parse(&bad), Err(FormatError::ZoneType(1)));
+    assert_eq!(parse(&bad), Err(FormatError::ZoneType(Rtype::A)));
     for cut in 12..m.len() {
         assert!(parse(&m[..cut]).is_err(), "cut at {cut}");
     }
@@ -901,7 +902,7 @@ fn a_huge_rrset_loads_diffs_and_updates_in_linear_time() {
     for i in 0..65_536u32 {
         records.push(crate::testutil::record(
             "big.d.test.",
-            rtype::MX,
+            Rtype::MX,
             300,
             mx(i),
         ));
@@ -911,13 +912,13 @@ fn a_huge_rrset_loads_diffs_and_updates_in_linear_time() {
     dup[2..].make_ascii_lowercase();
     records.push(crate::testutil::record(
         "big.d.test.",
-        rtype::MX,
+        Rtype::MX,
         300,
         dup.clone(),
     ));
     let mut z = ZoneData::from_records(&origin, records).unwrap();
-    assert_eq!(rdatas(&z, "big.d.test.", rtype::MX).len(), 65_536);
-    let set = z.node(&n("big.d.test.")).unwrap().set(rtype::MX).unwrap();
+    assert_eq!(rdatas(&z, "big.d.test.", Rtype::MX).len(), 65_536);
+    let set = z.node(&n("big.d.test.")).unwrap().set(Rtype::MX).unwrap();
     assert!(set.contains(&dup) && set.contains(&mx(65_535)) && !set.contains(&mx(65_536)));
 
     let before = z.clone();
@@ -927,7 +928,7 @@ fn a_huge_rrset_loads_diffs_and_updates_in_linear_time() {
             vec![],
             vec![rr(
                 "big.d.test.",
-                rtype::MX,
+                Rtype::MX,
                 class::NONE,
                 0,
                 "10 mx7.d.test.",
@@ -944,7 +945,7 @@ fn a_huge_rrset_loads_diffs_and_updates_in_linear_time() {
         (2, 1),
         "the SOAs and one MX"
     );
-    assert_eq!(rdatas(&z, "big.d.test.", rtype::MX).len(), 65_535);
+    assert_eq!(rdatas(&z, "big.d.test.", Rtype::MX).len(), 65_535);
     let diff = before.diff_to(&z);
     assert_eq!((diff.removed.len(), diff.added.len()), (2, 1));
     applied.undo(&mut z);
@@ -952,7 +953,7 @@ fn a_huge_rrset_loads_diffs_and_updates_in_linear_time() {
     assert!(z
         .node(&n("big.d.test."))
         .unwrap()
-        .set(rtype::MX)
+        .set(Rtype::MX)
         .unwrap()
         .contains(&mx(7)));
 }

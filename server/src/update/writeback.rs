@@ -19,7 +19,7 @@
 use std::path::Path;
 
 use crate::proto::name::Name;
-use crate::proto::rr::{rtype, Record};
+use crate::proto::rr::{Record, Rtype};
 use crate::update::ZoneData;
 use crate::zone::zonefile::{format_record, parse_str};
 
@@ -234,7 +234,7 @@ fn patch(body: &str, path: &Path, records: &[Record], target: &ZoneData) -> Resu
     let file_data =
         ZoneData::from_records(origin, records.iter().cloned()).map_err(|e| e.to_string())?;
     for r in records {
-        let apex_soa = r.rtype == rtype::SOA && r.owner.eq_ignore_case(origin);
+        let apex_soa = r.rtype == Rtype::SOA && r.owner.eq_ignore_case(origin);
         if target.holds_record(r) {
             continue;
         }

@@ -14,7 +14,7 @@ use hashbrown::HashTable;
 use super::error::{at, record_error, zone_error, ZoneError, ZoneErrorKind, ZoneWarning};
 use super::{lower, Arenas, Base, CutRec, NodeRec, SetRec, Zone, NONE};
 use crate::proto::name::{Name, MAX_NAME_LEN};
-use crate::proto::rr::{check_rdata, class, is_meta_or_query_only, rtype, type_name, Record, Soa};
+use crate::proto::rr::{check_rdata, class, is_meta_or_query_only, type_name, Record, Rtype, Soa};
 
 /// Nodes and their names while a zone is being built.
 struct NodeTable {
@@ -184,7 +184,7 @@ impl<'r> Builder<'r> {
             }
             let key_len = lower(r.owner.as_wire(), &mut key_buf);
             let key = &key_buf[..key_len];
-            if r.rtype == rtype::SOA {
+            if r.rtype == Rtype::SOA {
                 if let Err(kind) = self.take_soa(r, key) {
                     self.errors.push((i, record_error(r, kind)));
                     continue;
@@ -260,7 +260,7 @@ impl<'r> Builder<'r> {
         // Scratch lists reused for every node.
         let mut idx: Vec<u32> = Vec::new();
         let mut kept: Vec<u32> = Vec::new();
-        let mut order: Vec<(u32, u16)> = Vec::new();
+        let mut order: Vec<(u32, Rtype)> = Vec::new();
         for id in 0..self.head.len() {
             idx.clear();
             let mut i = self.head[id];
@@ -316,7 +316,7 @@ impl<'r> Builder<'r> {
             if seen.contains(records, kept, &r.rdata) {
                 continue;
             }
-            if r.rtype == rtype::CNAME && !kept.is_empty() {
+            if r.rtype == Rtype::CNAME && !kept.is_empty() {
                 self.errors.push((
                     i as usize,
                     record_error(
@@ -460,7 +460,7 @@ impl NodeTable {
             let n = &self.nodes[id as usize];
             let has_ns = sets[n.sets as usize..(n.sets + n.nsets) as usize]
                 .iter()
-                .any(|s| s.rtype == rtype::NS);
+                .any(|s| s.rtype == Rtype::NS);
             if id != apex && has_ns {
                 self.nodes[id as usize].cut = CutRec::Delegation;
                 any_cut = true;
@@ -564,7 +564,7 @@ impl Zone {
 /// stands alone (RFC 1034 §3.6.2) and not at the apex.
 fn cname_conflicts(
     records: &[Record],
-    order: &mut [(u32, u16)],
+    order: &mut [(u32, Rtype)],
     is_apex: bool,
     errors: &mut Vec<(usize, ZoneError)>,
 ) {
@@ -572,11 +572,11 @@ fn cname_conflicts(
     let mut has_cname = false;
     for (n, &(i, t)) in order.iter().enumerate() {
         let r = &records[i as usize];
-        has_cname |= t == rtype::CNAME;
+        has_cname |= t == Rtype::CNAME;
         if has_cname && n > 0 {
             let other = order[..=n]
                 .iter()
-                .filter(|(_, t)| *t != rtype::CNAME)
+                .filter(|(_, t)| *t != Rtype::CNAME)
                 .map(|(_, t)| type_name(*t))
                 .collect::<Vec<_>>()
                 .join(", ");
@@ -591,7 +591,7 @@ fn cname_conflicts(
                 ),
             ));
         }
-        if t == rtype::CNAME && is_apex {
+        if t == Rtype::CNAME && is_apex {
             errors.push((
                 i as usize,
                 record_error(

@@ -20,7 +20,7 @@
 //! DHCID is meant to be (RFC 4701).
 
 use crate::proto::name::{wire_name_len, Name};
-use crate::proto::rr::{check_rdata, is_meta_or_query_only, rtype, type_name, Record, Soa};
+use crate::proto::rr::{check_rdata, is_meta_or_query_only, type_name, Record, Rtype, Soa};
 
 /// The encoding version written by [`Changeset::encode`].
 pub const FORMAT_VERSION: u8 = 1;
@@ -57,16 +57,16 @@ pub enum ChangesetError {
     #[error("at offset {offset}: {} record data is malformed: {reason}", type_name(*rtype))]
     BadRdata {
         offset: usize,
-        rtype: u16,
+        rtype: Rtype,
         reason: String,
     },
     #[error("at offset {offset}: type {} cannot be zone data", type_name(*rtype))]
-    MetaType { offset: usize, rtype: u16 },
+    MetaType { offset: usize, rtype: Rtype },
     #[error("{list} record {index} ({}): {reason}", type_name(*rtype))]
     BadRecord {
         list: &'static str,
         index: usize,
-        rtype: u16,
+        rtype: Rtype,
         reason: String,
     },
     #[error("at offset {offset}: {left} octets follow the last record")]
@@ -205,7 +205,7 @@ fn check_soa_list<'a>(
 ) -> Result<&'a Name, ChangesetError> {
     let first = list
         .first()
-        .filter(|r| r.rtype == rtype::SOA)
+        .filter(|r| r.rtype == Rtype::SOA)
         .ok_or(ChangesetError::MissingSoa { list: name })?;
     let soa = Soa::from_rdata(&first.rdata).ok_or(ChangesetError::BadSoa { list: name })?;
     if soa.serial != serial {
@@ -215,7 +215,7 @@ fn check_soa_list<'a>(
             found: soa.serial,
         });
     }
-    if let Some(index) = list.iter().skip(1).position(|r| r.rtype == rtype::SOA) {
+    if let Some(index) = list.iter().skip(1).position(|r| r.rtype == Rtype::SOA) {
         return Err(ChangesetError::ExtraSoa {
             list: name,
             index: index + 1,
@@ -285,7 +285,7 @@ impl Reader<'_> {
         let owner =
             Name::from_wire(&rest[..len]).map_err(|_| ChangesetError::BadOwner { offset })?;
         self.pos += len;
-        let rtype = self.u16("a record type")?;
+        let rtype = Rtype(self.u16("a record type")?);
         let class = self.u16("a record class")?;
         let ttl = self.u32("a record TTL")?;
         let rdlen = self.u16("a record data length")? as usize;
@@ -327,7 +327,7 @@ pub(crate) mod tests {
         }
         Record {
             owner: name(zone),
-            rtype: rtype::SOA,
+            rtype: Rtype::SOA,
             class: class::IN,
             ttl: 3600,
             rdata,
@@ -338,7 +338,7 @@ pub(crate) mod tests {
     pub(crate) fn a(owner: &str, last: u8) -> Record {
         Record {
             owner: name(owner),
-            rtype: rtype::A,
+            rtype: Rtype::A,
             class: class::IN,
             ttl: 300,
             rdata: vec![192, 0, 2, last],
@@ -357,7 +357,7 @@ pub(crate) mod tests {
                 a(&format!("h{serial}.{zone}"), (serial % 250) as u8),
                 Record {
                     owner: name(&format!("h{serial}.{zone}")),
-                    rtype: rtype::DHCID,
+                    rtype: Rtype::DHCID,
                     class: class::IN,
                     ttl: 300,
                     rdata: vec![0, 1, 1, 0xde, 0xad],
@@ -444,7 +444,7 @@ pub(crate) mod tests {
             ChangesetError::BadRecord {
                 list: "removed",
                 index: 1,
-                rtype: rtype::A,
+                rtype: Rtype::A,
                 ..
             }
         ));
@@ -458,24 +458,24 @@ pub(crate) mod tests {
         match Changeset::decode(&bytes).unwrap_err() {
             ChangesetError::BadRdata {
                 offset: o,
-                rtype: rtype::A,
+                rtype: Rtype::A,
                 ..
             } => assert_eq!(o, offset),
             other => panic!("{other}"),
         }
         let mut cs = sample("example.", 7);
-        cs.added[1].rtype = rtype::TSIG;
+        cs.added[1].rtype = Rtype::TSIG;
         assert!(matches!(
             cs.encode().unwrap_err(),
             ChangesetError::BadRecord { .. }
         ));
         let mut bytes = sample("example.", 7).encode().unwrap();
         let tsig_at = bytes.len() - 5 - 2 - 4 - 2 - 2; // type of the last (DHCID) record
-        bytes[tsig_at..tsig_at + 2].copy_from_slice(&rtype::TSIG.to_be_bytes());
+        bytes[tsig_at..tsig_at + 2].copy_from_slice(&Rtype::TSIG.to_be_bytes());
         assert!(matches!(
             Changeset::decode(&bytes).unwrap_err(),
             ChangesetError::MetaType {
-                rtype: rtype::TSIG,
+                rtype: Rtype::TSIG,
                 ..
             }
         ));
@@ -510,7 +510,7 @@ pub(crate) mod tests {
         assert_eq!(cs.encode().unwrap_err(), ChangesetError::SoaOwnerMismatch);
         let mut cs = sample("example.", 7);
         // A private-use type (RFC 6895 §3.1), whose data is opaque, but too long.
-        cs.added[1].rtype = 65280;
+        cs.added[1].rtype = Rtype(65280);
         cs.added[1].rdata = vec![0; 70_000];
         assert_eq!(cs.encode().unwrap_err(), ChangesetError::RdataTooLong);
     }

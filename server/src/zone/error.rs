@@ -3,6 +3,7 @@
 
 use crate::proto::name::Name;
 use crate::proto::rr::{Origin, Record};
+use crate::proto::types::Rtype;
 
 /// Why a set of records is not a valid zone: what is wrong and, when one record is at
 /// fault, where it came from.
@@ -59,7 +60,7 @@ pub enum ZoneErrorKind {
     #[error("zone {origin} holds more than 4 GiB of record data; split it into several zones")]
     TooLarge { origin: Name },
     #[error("{what} record type {t} cannot be stored in a zone")]
-    MetaType { what: String, t: u16 },
+    MetaType { what: String, t: Rtype },
 }
 
 impl ZoneErrorKind {

@@ -162,14 +162,14 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::rr::{rtype, Record};
+    use crate::proto::rr::{Record, Rtype};
 
     fn change(from: u32, records: usize) -> Changeset {
         let rec = |i: usize| {
-            crate::testutil::record(&format!("n{i}.h.test."), rtype::A, 60, vec![10, 0, 0, 1])
+            crate::testutil::record(&format!("n{i}.h.test."), Rtype::A, 60, vec![10, 0, 0, 1])
         };
         let soa =
-            |s: u32| crate::testutil::record("h.test.", rtype::SOA, 60, s.to_be_bytes().to_vec());
+            |s: u32| crate::testutil::record("h.test.", Rtype::SOA, 60, s.to_be_bytes().to_vec());
         Changeset {
             from_serial: from,
             to_serial: from + 1,

@@ -33,7 +33,7 @@ use std::sync::{Arc, OnceLock};
 use hashbrown::HashTable;
 
 use crate::proto::name::{Name, MAX_NAME_LEN};
-use crate::proto::rr::{check_rdata, class, is_meta_or_query_only, rtype, Record, Soa};
+use crate::proto::rr::{check_rdata, class, is_meta_or_query_only, Record, Rtype, Soa};
 
 mod build;
 pub mod catalog;
@@ -170,7 +170,7 @@ struct Fast {
 /// One RRset, in the flat storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SetRec {
-    rtype: u16,
+    rtype: Rtype,
     ttl: u32,
     count: u32,
     /// Offset and length in `rdata` of `count` length-prefixed rdatas.
@@ -181,7 +181,7 @@ struct SetRec {
 /// All records of one type at one name (RFC 2181 §5): a view into a [`Zone`].
 #[derive(Debug, Clone, Copy)]
 pub struct RRset<'z> {
-    pub rtype: u16,
+    pub rtype: Rtype,
     pub ttl: u32,
     count: u32,
     data: &'z [u8],
@@ -299,7 +299,7 @@ impl<'z> Node<'z> {
     }
 
     /// The RRset of type `t`, if present.
-    pub fn rrset(&self, t: u16) -> Option<RRset<'z>> {
+    pub fn rrset(&self, t: Rtype) -> Option<RRset<'z>> {
         self.rrsets().find(|s| s.rtype == t)
     }
 
@@ -617,7 +617,7 @@ mod tests {
     use super::*;
     use crate::proto::rr::Origin;
 
-    pub(crate) fn rec(owner: &str, t: u16, rdata: &[u8]) -> Record {
+    pub(crate) fn rec(owner: &str, t: Rtype, rdata: &[u8]) -> Record {
         crate::testutil::record(owner, t, 300, rdata.to_vec())
     }
 
@@ -632,10 +632,10 @@ mod tests {
 
     fn zone(extra: Vec<Record>) -> Zone {
         let mut rs = vec![
-            rec("x.", rtype::SOA, &soa_rdata()),
+            rec("x.", Rtype::SOA, &soa_rdata()),
             rec(
                 "x.",
-                rtype::NS,
+                Rtype::NS,
                 Name::parse("ns1.x.", None).unwrap().as_wire(),
             ),
         ];
@@ -651,7 +651,7 @@ mod tests {
 
     #[test]
     fn exact_ent_nxdomain() {
-        let z = zone(vec![rec("a.b.c.x.", rtype::A, &[1, 2, 3, 4])]);
+        let z = zone(vec![rec("a.b.c.x.", Rtype::A, &[1, 2, 3, 4])]);
         assert!(matches!(z.find(&key("a.b.c.x.")), Found::Exact(n) if n.rrsets().count() == 1));
         assert!(matches!(z.find(&key("b.c.x.")), Found::Exact(n) if n.is_empty_nonterminal()));
         assert!(matches!(z.find(&key("c.x.")), Found::Exact(n) if n.is_empty_nonterminal()));
@@ -663,9 +663,9 @@ mod tests {
     #[test]
     fn wildcards_follow_rfc4592() {
         let z = zone(vec![
-            rec("*.wild.x.", rtype::A, &[1, 1, 1, 1]),
-            rec("sub.*.wild.x.", rtype::A, &[2, 2, 2, 2]),
-            rec("host.wild.x.", rtype::A, &[3, 3, 3, 3]),
+            rec("*.wild.x.", Rtype::A, &[1, 1, 1, 1]),
+            rec("sub.*.wild.x.", Rtype::A, &[2, 2, 2, 2]),
+            rec("host.wild.x.", Rtype::A, &[3, 3, 3, 3]),
         ]);
         assert!(matches!(z.find(&key("a.wild.x.")), Found::Wildcard(_)));
         assert!(matches!(z.find(&key("a.b.wild.x.")), Found::Wildcard(_)));
@@ -679,9 +679,9 @@ mod tests {
     #[test]
     fn delegations_give_referrals() {
         let z = zone(vec![
-            rec("sub.x.", rtype::NS, &key("ns.sub.x.")),
-            rec("ns.sub.x.", rtype::A, &[9, 9, 9, 9]),
-            rec("*.x.", rtype::A, &[1, 1, 1, 1]),
+            rec("sub.x.", Rtype::NS, &key("ns.sub.x.")),
+            rec("ns.sub.x.", Rtype::A, &[9, 9, 9, 9]),
+            rec("*.x.", Rtype::A, &[1, 1, 1, 1]),
         ]);
         for q in ["sub.x.", "ns.sub.x.", "deep.in.sub.x."] {
             assert!(
@@ -698,25 +698,25 @@ mod tests {
         let errs = Zone::build(
             &origin,
             vec![
-                rec("x.", rtype::SOA, &soa_rdata()),
-                rec("c.x.", rtype::CNAME, &key("t.x.")),
-                rec("c.x.", rtype::A, &[1, 2, 3, 4]),
-                rec("y.", rtype::A, &[1, 2, 3, 4]),
+                rec("x.", Rtype::SOA, &soa_rdata()),
+                rec("c.x.", Rtype::CNAME, &key("t.x.")),
+                rec("c.x.", Rtype::A, &[1, 2, 3, 4]),
+                rec("y.", Rtype::A, &[1, 2, 3, 4]),
             ],
         )
         .unwrap_err();
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(matches!(errs[0].kind, ZoneErrorKind::CnameAndOther { .. }));
         assert!(matches!(errs[1].kind, ZoneErrorKind::OutOfZone { .. }));
-        let errs = Zone::build(&origin, vec![rec("a.x.", rtype::A, &[1, 2, 3, 4])]).unwrap_err();
+        let errs = Zone::build(&origin, vec![rec("a.x.", Rtype::A, &[1, 2, 3, 4])]).unwrap_err();
         assert!(matches!(errs[0].kind, ZoneErrorKind::NoSoa { .. }));
         // Without an SOA the other problems are still reported, the SOA last.
         let errs = Zone::build(
             &origin,
             vec![
-                rec("c.x.", rtype::CNAME, &key("t.x.")),
-                rec("c.x.", rtype::A, &[1, 2, 3, 4]),
-                rec("big.x.", rtype::TXT, &vec![0x61; 65600]),
+                rec("c.x.", Rtype::CNAME, &key("t.x.")),
+                rec("c.x.", Rtype::A, &[1, 2, 3, 4]),
+                rec("big.x.", Rtype::TXT, &vec![0x61; 65600]),
             ],
         )
         .unwrap_err();
@@ -735,7 +735,7 @@ mod tests {
     #[test]
     fn issue8_build_refuses_malformed_rdata() {
         let origin = Name::parse("x.", None).unwrap();
-        let mut with_source = rec("a.x.", rtype::MX, &[0, 1, 3, 1]);
+        let mut with_source = rec("a.x.", Rtype::MX, &[0, 1, 3, 1]);
         with_source.source = Some(Origin {
             file: Arc::new(PathBuf::from("z/x.zone")),
             line: 7,
@@ -743,11 +743,11 @@ mod tests {
         let errs = Zone::build(
             &origin,
             vec![
-                rec("x.", rtype::SOA, &soa_rdata()),
+                rec("x.", Rtype::SOA, &soa_rdata()),
                 with_source,
-                rec("a.x.", rtype::MX, &[0, 2, 3, 1]),
-                rec("b.x.", rtype::TXT, &[5, b'a']),
-                rec("c.x.", rtype::A, &[1, 2, 3]),
+                rec("a.x.", Rtype::MX, &[0, 2, 3, 1]),
+                rec("b.x.", Rtype::TXT, &[5, b'a']),
+                rec("c.x.", Rtype::A, &[1, 2, 3]),
             ],
         )
         .unwrap_err();
@@ -769,7 +769,7 @@ mod tests {
     #[test]
     fn errors_carry_their_position() {
         let origin = Name::parse("x.", None).unwrap();
-        let mut out = rec("y.", rtype::A, &[1, 2, 3, 4]);
+        let mut out = rec("y.", Rtype::A, &[1, 2, 3, 4]);
         out.source = Some(Origin {
             file: Arc::new(PathBuf::from("dir: odd/x.zone")),
             line: 3,
@@ -789,10 +789,10 @@ mod tests {
     #[test]
     fn meta_types_are_refused() {
         let origin = Name::parse("x.", None).unwrap();
-        for t in [0, rtype::OPT, rtype::TSIG, rtype::ANY, rtype::AXFR] {
+        for t in [Rtype(0), Rtype::OPT, Rtype::TSIG, Rtype::ANY, Rtype::AXFR] {
             let errs = Zone::build(
                 &origin,
-                vec![rec("x.", rtype::SOA, &soa_rdata()), rec("a.x.", t, &[])],
+                vec![rec("x.", Rtype::SOA, &soa_rdata()), rec("a.x.", t, &[])],
             )
             .unwrap_err();
             assert!(
@@ -804,16 +804,16 @@ mod tests {
 
     #[test]
     fn mixed_ttls_warn_and_use_lowest() {
-        let mut low = rec("a.x.", rtype::A, &[1, 2, 3, 5]);
+        let mut low = rec("a.x.", Rtype::A, &[1, 2, 3, 5]);
         low.ttl = 30;
         let origin = Name::parse("x.", None).unwrap();
         let (z, warnings) = Zone::build(
             &origin,
             vec![
-                rec("x.", rtype::SOA, &soa_rdata()),
-                rec("a.x.", rtype::A, &[1, 2, 3, 4]),
+                rec("x.", Rtype::SOA, &soa_rdata()),
+                rec("a.x.", Rtype::A, &[1, 2, 3, 4]),
                 low,
-                rec("a.x.", rtype::A, &[1, 2, 3, 4]),
+                rec("a.x.", Rtype::A, &[1, 2, 3, 4]),
             ],
         )
         .unwrap();
@@ -837,9 +837,9 @@ mod tests {
     fn large_rrset_dedup_is_fast_and_keeps_the_rules() {
         let origin = Name::parse("x.", None).unwrap();
         let a = |i: u32, ttl: u32| {
-            crate::testutil::record("big.x.", rtype::A, ttl, i.to_be_bytes().to_vec())
+            crate::testutil::record("big.x.", Rtype::A, ttl, i.to_be_bytes().to_vec())
         };
-        let mut rs = vec![rec("x.", rtype::SOA, &soa_rdata())];
+        let mut rs = vec![rec("x.", Rtype::SOA, &soa_rdata())];
         rs.extend((0..65_536u32).map(|i| a(i, 300)));
         // A duplicate with a lower TTL is dropped, not used for the RRset's TTL.
         rs.push(a(7, 5));
@@ -853,7 +853,7 @@ mod tests {
         let Found::Exact(n) = z.find(&key("big.x.")) else {
             panic!()
         };
-        let set = n.rrset(rtype::A).unwrap();
+        let set = n.rrset(Rtype::A).unwrap();
         assert_eq!(set.ttl, 60);
         let want: Vec<[u8; 4]> = (0..65_536u32)
             .chain([70_000])
@@ -869,10 +869,10 @@ mod tests {
     #[test]
     fn many_cnames_keep_the_first_and_refuse_the_rest() {
         let origin = Name::parse("x.", None).unwrap();
-        let mut rs = vec![rec("x.", rtype::SOA, &soa_rdata())];
+        let mut rs = vec![rec("x.", Rtype::SOA, &soa_rdata())];
         for i in 0..40u32 {
             let target = Name::parse(&format!("t{}.x.", i % 20), None).unwrap();
-            rs.push(rec("c.x.", rtype::CNAME, target.as_wire()));
+            rs.push(rec("c.x.", Rtype::CNAME, target.as_wire()));
         }
         let errs = Zone::build(&origin, rs).unwrap_err();
         // t0 twice is a duplicate of the kept one; t1..t19 twice each are refused.

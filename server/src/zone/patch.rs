@@ -17,6 +17,7 @@
 //! ([`crate::query::fastpath`]) of the names the patches touched and their dependants.
 
 use super::*;
+use crate::proto::types::Rtype;
 
 /// Past this many names in its overlay the zone's task compacts a patched version without
 /// waiting for updates to pause.
@@ -56,7 +57,7 @@ pub struct NameContent<'a> {
 /// One RRset of a [`NameContent`].
 #[derive(Debug, Clone, Copy)]
 pub struct SetContent<'a> {
-    pub rtype: u16,
+    pub rtype: Rtype,
     pub ttl: u32,
     /// The rdatas, no duplicates, in the order answers give them.
     pub rdatas: &'a [Box<[u8]>],
@@ -128,11 +129,11 @@ impl Zone {
         }
         let apex = *key == self.origin;
         if matches!(self.find(key.as_wire()), Found::Referral(_))
-            || (!apex && c.sets.iter().any(|s| s.rtype == rtype::NS))
+            || (!apex && c.sets.iter().any(|s| s.rtype == Rtype::NS))
         {
             return Err(Unpatchable::Delegation);
         }
-        let cname = c.sets.iter().find(|s| s.rtype == rtype::CNAME);
+        let cname = c.sets.iter().find(|s| s.rtype == Rtype::CNAME);
         if cname.is_some_and(|s| apex || c.sets.len() > 1 || s.rdatas.len() > 1) {
             return Err(Unpatchable::Refused);
         }
@@ -141,7 +142,7 @@ impl Zone {
         } in &c.sets
         {
             if is_meta_or_query_only(t)
-                || (t == rtype::SOA && (!apex || rdatas.len() != 1))
+                || (t == Rtype::SOA && (!apex || rdatas.len() != 1))
                 || rdatas.is_empty()
                 || rdatas
                     .iter()
@@ -428,7 +429,7 @@ impl Zone {
 
     /// The SOA fields from the (possibly changed) apex.
     fn take_soa(&mut self) -> Result<(), Unpatchable> {
-        let set = self.apex().rrset(rtype::SOA).ok_or(Unpatchable::NoSoa)?;
+        let set = self.apex().rrset(Rtype::SOA).ok_or(Unpatchable::NoSoa)?;
         let (rdata, ttl): (Box<[u8]>, u32) = (set.first().into(), set.ttl);
         let soa = Soa::from_rdata(&rdata).ok_or(Unpatchable::NoSoa)?;
         self.negative_ttl = ttl.min(soa.minimum);

@@ -5,7 +5,7 @@
 use super::gate::{declared_size, describe, is_server_owner, Gate, SizeSource};
 use super::{Found, Node, Zone};
 use crate::proto::name::Name;
-use crate::proto::rr::rtype;
+use crate::proto::rr::Rtype;
 
 /// The gates of a built zone: one per etcd server SRV owner name with a TXT size
 /// declaration, and one per configured size (`config`: owner name and size; names
@@ -24,7 +24,7 @@ pub(crate) fn compute_from<'z>(
 ) -> Vec<Gate> {
     let mut gates: Vec<Gate> = Vec::new();
     for node in candidates {
-        let Some(txt) = node.rrset(rtype::TXT) else {
+        let Some(txt) = node.rrset(Rtype::TXT) else {
             continue;
         };
         if !is_server_owner(node.key()) {
@@ -93,7 +93,7 @@ pub(crate) fn compute_from<'z>(
 fn count_targets(zone: &Zone, g: &mut Gate) {
     let Some(srv) = zone
         .node(g.owner.as_wire())
-        .and_then(|n| n.rrset(rtype::SRV))
+        .and_then(|n| n.rrset(Rtype::SRV))
     else {
         return;
     };
@@ -125,7 +125,7 @@ fn has_address(zone: &Zone, target: &Name) -> bool {
     }
     match zone.find(target.as_wire()) {
         Found::Exact(n) | Found::Wildcard(n) => {
-            n.rrset(rtype::A).is_some() || n.rrset(rtype::AAAA).is_some()
+            n.rrset(Rtype::A).is_some() || n.rrset(Rtype::AAAA).is_some()
         }
         Found::Referral(_) | Found::NxDomain => false,
     }

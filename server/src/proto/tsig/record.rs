@@ -4,7 +4,7 @@
 use super::{Algorithm, Key};
 use crate::proto::name::{wire_name_len, Name};
 use crate::proto::reader::Reader;
-use crate::proto::types::{class, rtype};
+use crate::proto::types::{class, Rtype};
 use crate::proto::HEADER_LEN;
 
 /// Why a message's TSIG is malformed or misplaced: the answer is FORMERR without a TSIG
@@ -63,7 +63,7 @@ pub(super) fn find_tsig(msg: &[u8]) -> Result<Option<TsigRecord<'_>>, Malformed>
     let mut found: Option<(usize, usize)> = None; // (record index, start offset)
     for i in 0..total {
         let (t, start) = r.skip_record().map_err(|_| Malformed::Truncated)?;
-        if t == rtype::TSIG {
+        if t == Rtype::TSIG {
             if found.is_some() {
                 return Err(Malformed::Several);
             }
@@ -303,7 +303,7 @@ pub(super) fn append_tsig(
     }
     let rdlen = (rr_len - key_name.wire_len() - 10) as u16;
     msg.extend_from_slice(key_name.as_wire());
-    msg.extend_from_slice(&rtype::TSIG.to_be_bytes());
+    msg.extend_from_slice(&Rtype::TSIG.to_be_bytes());
     msg.extend_from_slice(&class::ANY.to_be_bytes());
     msg.extend_from_slice(&0u32.to_be_bytes());
     msg.extend_from_slice(&rdlen.to_be_bytes());

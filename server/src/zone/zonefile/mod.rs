@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::proto::name::Name;
-use crate::proto::rr::{class, rtype, type_from_name, type_name, Origin, Record};
+use crate::proto::rr::{class, type_name, Origin, Record, Rtype};
 use crate::proto::types::Rclass;
 
 use lex::{lex, Entry, Token};
@@ -480,7 +480,7 @@ impl Parser {
                 snippet(text, e)
             ))
         })?;
-        let rt = type_from_name(type_tok.text)
+        let rt = Rtype::from_text(type_tok.text)
             .ok_or_else(|| syntax(format!("unknown record type \"{}\"", type_tok.text)))?;
         let rest = &tokens[tokens.len() - toks.len()..];
         let rdata =
@@ -494,14 +494,14 @@ impl Parser {
             .or(self.ttl.soa_minimum)
         {
             Some(t) => t,
-            None if rt == rtype::SOA => 0, // fixed below from MINIMUM
+            None if rt == Rtype::SOA => 0, // fixed below from MINIMUM
             None => {
                 return Err(syntax(
                     "record has no TTL and no $TTL is set; add \"$TTL 300\" at the top".into(),
                 ))
             }
         };
-        let ttl = if rt == rtype::SOA {
+        let ttl = if rt == Rtype::SOA {
             let soa = crate::proto::rr::Soa::from_rdata(&rdata);
             self.ttl.soa_minimum = soa.as_ref().map(|s| s.minimum);
             if ttl == 0 && self.ttl.default.is_none() {

@@ -3,7 +3,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::proto::name::Name;
-use crate::proto::rr::{rtype, rtype_more, type_name, Record};
+use crate::proto::rr::{type_name, Record, Rtype};
 
 /// Text of one record in master-file form, readable back by [`parse_str`].
 pub fn format_record(r: &Record, origin: Option<&Name>) -> String {
@@ -45,24 +45,24 @@ pub(super) fn generic(data: &[u8]) -> String {
 }
 
 /// Rdata in presentation form (RFC 3597 `\#` form when not decodable).
-pub fn rdata_to_text(rt: u16, d: &[u8]) -> String {
+pub fn rdata_to_text(rt: Rtype, d: &[u8]) -> String {
     let name_at = |i: usize| -> Option<(String, usize)> {
         let l = crate::proto::name::wire_name_len(&d[i..])?;
         Some((Name::from_wire(&d[i..i + l]).ok()?.to_string(), i + l))
     };
     let text = match rt {
-        rtype::A if d.len() == 4 => Some(Ipv4Addr::new(d[0], d[1], d[2], d[3]).to_string()),
-        rtype::AAAA if d.len() == 16 => {
+        Rtype::A if d.len() == 4 => Some(Ipv4Addr::new(d[0], d[1], d[2], d[3]).to_string()),
+        Rtype::AAAA if d.len() == 16 => {
             let a: [u8; 16] = d.try_into().expect("length checked");
             Some(Ipv6Addr::from(a).to_string())
         }
-        rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME => {
+        Rtype::NS | Rtype::CNAME | Rtype::PTR | Rtype::DNAME => {
             name_at(0).filter(|(_, e)| *e == d.len()).map(|(n, _)| n)
         }
-        rtype::MX if d.len() > 2 => name_at(2)
+        Rtype::MX if d.len() > 2 => name_at(2)
             .filter(|(_, e)| *e == d.len())
             .map(|(n, _)| format!("{} {n}", u16::from_be_bytes([d[0], d[1]]))),
-        rtype::SRV if d.len() > 6 => name_at(6).filter(|(_, e)| *e == d.len()).map(|(n, _)| {
+        Rtype::SRV if d.len() > 6 => name_at(6).filter(|(_, e)| *e == d.len()).map(|(n, _)| {
             format!(
                 "{} {} {} {n}",
                 u16::from_be_bytes([d[0], d[1]]),
@@ -70,13 +70,13 @@ pub fn rdata_to_text(rt: u16, d: &[u8]) -> String {
                 u16::from_be_bytes([d[4], d[5]])
             )
         }),
-        rtype::SOA => crate::proto::rr::Soa::from_rdata(d).map(|s| {
+        Rtype::SOA => crate::proto::rr::Soa::from_rdata(d).map(|s| {
             format!(
                 "{} {} {} {} {} {} {}",
                 s.mname, s.rname, s.serial, s.refresh, s.retry, s.expire, s.minimum
             )
         }),
-        rtype::TXT | rtype_more::SPF | rtype::HINFO => {
+        Rtype::TXT | Rtype::SPF | Rtype::HINFO => {
             let mut parts = Vec::new();
             let mut i = 0;
             let mut ok = true;
@@ -91,7 +91,7 @@ pub fn rdata_to_text(rt: u16, d: &[u8]) -> String {
             }
             (ok && !parts.is_empty()).then(|| parts.join(" "))
         }
-        rtype::CAA if d.len() >= 2 && 2 + d[1] as usize <= d.len() => {
+        Rtype::CAA if d.len() >= 2 && 2 + d[1] as usize <= d.len() => {
             let tl = d[1] as usize;
             Some(format!(
                 "{} {} {}",

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use super::lex::Token;
 use super::parse_ttl;
 use crate::proto::name::Name;
-use crate::proto::rr::{check_rdata, rtype, rtype_more, type_name};
+use crate::proto::rr::{check_rdata, type_name, Rtype};
 
 fn want(rest: &[Token<'_>], n: usize, what: &str) -> Result<(), String> {
     if rest.len() != n {
@@ -116,7 +116,7 @@ fn base64(s: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Rdata in the RFC 3597 form `\# LENGTH HEX...` (`rest` starts at the `\#`), for any type.
-fn generic(rt: u16, rest: &[Token<'_>]) -> Result<Vec<u8>, String> {
+fn generic(rt: Rtype, rest: &[Token<'_>]) -> Result<Vec<u8>, String> {
     let len: usize = rest
         .get(1)
         .ok_or("the \\# form needs a length, e.g. \\# 4 0a000001")?
@@ -143,33 +143,33 @@ fn generic(rt: u16, rest: &[Token<'_>]) -> Result<Vec<u8>, String> {
 }
 
 /// Rdata of type `rt` from its text fields.
-pub(super) fn from_text(rt: u16, rest: &[Token<'_>], origin: &Name) -> Result<Vec<u8>, String> {
+pub(super) fn from_text(rt: Rtype, rest: &[Token<'_>], origin: &Name) -> Result<Vec<u8>, String> {
     if rest.first().is_some_and(|t| !t.quoted && t.text == "\\#") {
         return generic(rt, rest);
     }
     let t = |i: usize| rest[i].text;
     let mut out = Vec::new();
     match rt {
-        rtype::A => {
+        Rtype::A => {
             want(rest, 1, "an IPv4 address")?;
             let a: Ipv4Addr = t(0).parse().map_err(|_| format!("invalid IPv4 address \"{}\"", t(0)))?;
             out.extend_from_slice(&a.octets());
         }
-        rtype::AAAA => {
+        Rtype::AAAA => {
             want(rest, 1, "an IPv6 address")?;
             let a: Ipv6Addr = t(0).parse().map_err(|_| format!("invalid IPv6 address \"{}\"", t(0)))?;
             out.extend_from_slice(&a.octets());
         }
-        rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME => {
+        Rtype::NS | Rtype::CNAME | Rtype::PTR | Rtype::DNAME => {
             want(rest, 1, "a domain name")?;
             out.extend_from_slice(&name_field(t(0), origin, "target name")?);
         }
-        rtype::MX => {
+        Rtype::MX => {
             want(rest, 2, "preference and exchange")?;
             out.extend_from_slice(&number::<u16>(t(0), "MX preference", 65535)?.to_be_bytes());
             out.extend_from_slice(&name_field(t(1), origin, "mail exchange")?);
         }
-        rtype::SOA => {
+        Rtype::SOA => {
             want(rest, 7, "mname rname serial refresh retry expire minimum")?;
             out.extend_from_slice(&name_field(t(0), origin, "SOA mname")?);
             out.extend_from_slice(&name_field(t(1), origin, "SOA rname")?);
@@ -180,7 +180,7 @@ pub(super) fn from_text(rt: u16, rest: &[Token<'_>], origin: &Name) -> Result<Ve
                 out.extend_from_slice(&v.to_be_bytes());
             }
         }
-        rtype::TXT | rtype_more::SPF => {
+        Rtype::TXT | Rtype::SPF => {
             if rest.is_empty() {
                 return Err("needs at least one string".into());
             }
@@ -188,19 +188,19 @@ pub(super) fn from_text(rt: u16, rest: &[Token<'_>], origin: &Name) -> Result<Ve
                 char_string(&mut out, tok)?;
             }
         }
-        rtype::HINFO => {
+        Rtype::HINFO => {
             want(rest, 2, "CPU and OS strings")?;
             char_string(&mut out, &rest[0])?;
             char_string(&mut out, &rest[1])?;
         }
-        rtype::SRV => {
+        Rtype::SRV => {
             want(rest, 4, "priority weight port target")?;
             out.extend_from_slice(&number::<u16>(t(0), "SRV priority", 65535)?.to_be_bytes());
             out.extend_from_slice(&number::<u16>(t(1), "SRV weight", 65535)?.to_be_bytes());
             out.extend_from_slice(&number::<u16>(t(2), "SRV port", 65535)?.to_be_bytes());
             out.extend_from_slice(&name_field(t(3), origin, "SRV target")?);
         }
-        rtype::CAA => {
+        Rtype::CAA => {
             want(rest, 3, "flags tag value")?;
             out.push(number::<u8>(t(0), "CAA flags", 255)?);
             let tag = t(1);
@@ -211,13 +211,13 @@ pub(super) fn from_text(rt: u16, rest: &[Token<'_>], origin: &Name) -> Result<Ve
             out.extend_from_slice(tag.as_bytes());
             out.extend(unescape(t(2))?);
         }
-        rtype::DHCID => {
+        Rtype::DHCID => {
             if rest.is_empty() {
                 return Err("needs base64 data".into());
             }
             out = base64(&rest.iter().map(|t| t.text).collect::<String>())?;
         }
-        rtype_more::SSHFP => {
+        Rtype::SSHFP => {
             // SSHFP: algorithm, fingerprint type, hex fingerprint.
             if rest.len() < 3 {
                 return Err("needs algorithm, type and fingerprint".into());
@@ -226,7 +226,7 @@ pub(super) fn from_text(rt: u16, rest: &[Token<'_>], origin: &Name) -> Result<Ve
             out.push(number::<u8>(t(1), "SSHFP type", 255)?);
             out.extend(hex(&rest[2..].iter().map(|t| t.text).collect::<String>())?);
         }
-        rtype_more::TLSA => {
+        Rtype::TLSA => {
             // TLSA: usage, selector, matching type, hex data.
             if rest.len() < 4 {
                 return Err("needs usage, selector, matching type and data".into());

@@ -1,4 +1,5 @@
 use super::*;
+use crate::proto::types::Rtype;
 
 fn origin() -> Name {
     Name::parse("example.test.", None).unwrap()
@@ -23,18 +24,18 @@ fn parses_records_and_directives() {
     assert_eq!(rs[2].owner.to_string(), "ns1.example.test.");
     assert_eq!(rs[2].ttl, 60);
     assert_eq!(rs[3].owner.to_string(), "ns1.example.test.");
-    assert_eq!(rs[3].rtype, rtype::AAAA);
+    assert_eq!(rs[3].rtype, Rtype::AAAA);
     assert_eq!(
-        rdata_to_text(rtype::SRV, &rs[4].rdata),
+        rdata_to_text(Rtype::SRV, &rs[4].rdata),
         "0 0 2380 infra0.example.test."
     );
     assert_eq!(
-        rdata_to_text(rtype::TXT, &rs[5].rdata),
+        rdata_to_text(Rtype::TXT, &rs[5].rdata),
         "\"a \\\"b\\\"\" \"c\""
     );
     assert_eq!(rs[6].owner.to_string(), "x.sub.example.test.");
     assert_eq!(rs[6].ttl, 3600);
-    assert_eq!(rs[8].rtype, 65534);
+    assert_eq!(rs[8].rtype, Rtype(65534));
     assert_eq!(rs[8].rdata, vec![10, 0, 0, 1]);
     assert_eq!(rs[1].source.as_ref().unwrap().line, 4);
 }
@@ -151,7 +152,7 @@ fn issue8_generic_form_of_known_types_is_validated() {
     ];
     for (t, data, want) in bad {
         let e = first_error(&format!("{HEAD}a {t} \\# {data}\n"));
-        let name = type_name(type_from_name(t).unwrap());
+        let name = Rtype::from_text(t).unwrap().to_string();
         assert!(
             e.starts_with(&format!(
                 "t/x.zone:4: bad {name} record: the \\# data is not valid {name} rdata:"
@@ -217,7 +218,7 @@ fn includes_are_confined() {
 fn records_round_trip_through_text() {
     let tricky = Record {
         owner: Name::parse("t.example.test.", None).unwrap(),
-        rtype: rtype::TXT,
+        rtype: Rtype::TXT,
         class: class::IN,
         ttl: 30,
         rdata: b"\x13a\n$INCLUDE x \"q\" \\;".to_vec(),
