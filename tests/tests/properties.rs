@@ -11,6 +11,9 @@
 //! - UPDATE messages, signed and unsigned, against a zone: all or nothing, serial
 //!   monotonic, every answer decodes, copies not applied again, fast path = full path
 //!   after each change (`fuzz/fuzz_targets/update_input.rs`, shared with the `update`
+//!   target);
+//! - BIND key files: musterd and muster-agent read the same keys, and printed key blocks
+//!   read back the same (`fuzz/fuzz_targets/keyfile_input.rs`, shared with the `keyfile`
 //!   target).
 
 use std::path::{Path, PathBuf};
@@ -35,6 +38,9 @@ mod common;
 
 #[path = "../../fuzz/fuzz_targets/update_input.rs"]
 mod update_input;
+
+#[path = "../../fuzz/fuzz_targets/keyfile_input.rs"]
+mod keyfile_input;
 
 /// The zone's origin: its first `$ORIGIN`, else `example.test.` (as the `zone` target).
 fn origin_of(text: &str) -> Name {
@@ -257,5 +263,59 @@ proptest! {
     #[test]
     fn update_messages_keep_their_invariants(data in proptest::collection::vec(any::<u8>(), 0..400)) {
         update_input::run(&data, update_input::Ask::AtEnd);
+    }
+}
+
+/// Key-file text from the pieces key files are made of: whole `key` blocks as
+/// `tsig-keygen` prints them, other statements, comments, and single tokens and bytes that
+/// break them (quotes, backslashes, braces, a `/*` never closed).
+fn key_file_text() -> impl Strategy<Value = String> {
+    let pieces = prop::sample::select(vec![
+        "key \"host1\" {\n\talgorithm hmac-sha256;\n\tsecret \"aGVsbG8gd29ybGQ=\";\n};\n",
+        "key other. { algorithm HMAC-SHA512.; secret \"YWJj\"; };\n",
+        "key \"a\\\"b\" { algorithm hmac-sha1; secret \" YW Jj \"; };\n",
+        "options { directory \"/x\"; };\n",
+        "# comment\n",
+        "// comment\n",
+        "/* block\n comment */",
+        "key",
+        "\"k\"",
+        "k.",
+        "{",
+        "}",
+        ";",
+        " ",
+        "\n",
+        "\t",
+        "algorithm",
+        "secret",
+        "hmac-sha256",
+        "hmac-md5",
+        "\"AAAA\"",
+        "\"!!\"",
+        "\"\"",
+        "\"",
+        "\\",
+        "/*",
+        "*/",
+        "/",
+        "#",
+        "é",
+        "port 53;",
+    ]);
+    prop::collection::vec(pieces, 0..24).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn key_files_read_alike_by_server_and_agent(text in key_file_text()) {
+        keyfile_input::check(&text);
+    }
+
+    #[test]
+    fn key_file_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..256)) {
+        keyfile_input::check(&String::from_utf8_lossy(&data));
     }
 }

@@ -257,6 +257,14 @@ impl Iterator for Statements {
     }
 }
 
+/// One `FIELD VALUE;` of a key block, with the lines of the field and of its value.
+struct Field {
+    word: String,
+    line: u32,
+    value: String,
+    value_line: u32,
+}
+
 /// A position in the token list while one statement is read.
 struct Cursor<'t> {
     toks: &'t [(Token, u32)],
@@ -307,19 +315,25 @@ impl Cursor<'_> {
         self.expect(Token::Open, || format!("after key {name:?}"))?;
         let mut algorithm: Option<(String, u32)> = None;
         let mut secret: Option<Vec<u8>> = None;
-        while let Some((field, l, value, vl)) = self.field(&name)? {
-            let twice = || syntax(l, format!("key {name:?} has a second `{field}` statement"));
-            if field.eq_ignore_ascii_case("algorithm") {
+        while let Some(Field {
+            word,
+            line: l,
+            value,
+            value_line,
+        }) = self.field(&name)?
+        {
+            let twice = || syntax(l, format!("key {name:?} has a second `{word}` statement"));
+            if word.eq_ignore_ascii_case("algorithm") {
                 if algorithm.is_some() {
                     return Err(twice());
                 }
-                algorithm = Some((value, vl));
-            } else if field.eq_ignore_ascii_case("secret") {
+                algorithm = Some((value, value_line));
+            } else if word.eq_ignore_ascii_case("secret") {
                 if secret.is_some() {
                     return Err(twice());
                 }
                 secret = Some(decode_secret(&value).map_err(|reason| Error {
-                    line: vl,
+                    line: value_line,
                     kind: ErrorKind::BadSecret {
                         key: name.clone(),
                         reason,
@@ -329,7 +343,7 @@ impl Cursor<'_> {
                 return Err(syntax(
                     l,
                     format!(
-                        "unknown statement `{field}` in key {name:?} \
+                        "unknown statement `{word}` in key {name:?} \
                          (a key has only `algorithm` and `secret`)"
                     ),
                 ));
@@ -352,10 +366,8 @@ impl Cursor<'_> {
         })
     }
 
-    /// The next `FIELD VALUE;` of key `name` with the lines of field and value, or `None`
-    /// at its closing `}`.
-    #[allow(clippy::type_complexity)]
-    fn field(&mut self, name: &str) -> Result<Option<(String, u32, String, u32)>, Error> {
+    /// The next `FIELD VALUE;` of key `name`, or `None` at its closing `}`.
+    fn field(&mut self, name: &str) -> Result<Option<Field>, Error> {
         let (field, l) = match self.next("`}`")? {
             (Token::Close, _) => return Ok(None),
             (Token::Word(w), l) => (w, l),
@@ -378,7 +390,12 @@ impl Cursor<'_> {
             }
         };
         self.expect(Token::Semicolon, || format!("after `{field} {value}`"))?;
-        Ok(Some((field, l, value, vl)))
+        Ok(Some(Field {
+            word: field,
+            line: l,
+            value,
+            value_line: vl,
+        }))
     }
 
     /// The next token must be `want`; `after` says where, for the error.

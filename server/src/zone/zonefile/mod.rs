@@ -6,10 +6,15 @@
 //! `\DDD` escapes, blank owners (the previous owner), TTL and class in either order, TTL
 //! units (`1h30m`), A, AAAA, NS, CNAME, PTR, DNAME, SOA, MX, TXT, SPF, SRV, CAA, HINFO,
 //! DHCID, SSHFP, TLSA, and any type in the RFC 3597 form `TYPE65534 \# 4 0a000001`.
-//! Whichever form a record is written in, its data goes through [`check_rdata`]: a known
-//! type's `\#` data must have that type's structure, as its text form would.
+//! Whichever form a record is written in, its data goes through
+//! [`check_rdata`](crate::proto::rr::check_rdata): a known type's `\#` data must have that
+//! type's structure, as its text form would.
 //!
 //! Limitations: no `$GENERATE`; DNSSEC types only in RFC 3597 form; class IN only.
+//!
+//! Here: directives, owners, TTLs and classes. `lex` splits the text into entries (on
+//! the scanner key files share, `muster_conventions::text`), `rdata` reads each type's
+//! data, `print` writes records back as text.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
