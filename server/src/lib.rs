@@ -1,16 +1,20 @@
 //! musterd: an authoritative DNS server for etcd discovery zones.
 //!
-//! Architecture, from the wire inwards: [`listen`] owns the sockets (with [`mmsg`] for
-//! batched UDP), [`dispatch`] parses each message's header once and routes it by opcode
-//! and transport (UPDATE, NOTIFY, zone transfers, queries), [`proto`] is the codec every
-//! module reads and writes messages with, [`respond`] picks the path that answers a
-//! query: a precompiled answer from [`fastpath`] or [`answer`], which applies the
-//! DNS answer rules to an immutable [`catalog::Catalog`] of [`zone::Zone`] snapshots.
-//! [`loader`] builds those from [`zonefile`] text and swaps them in on reload. [`check`]
-//! lints zones for etcd pitfalls.
+//! Architecture, from the wire inwards, one folder a layer (lower layers never import
+//! upper ones): [`net`] owns the sockets and dispatches each message by opcode and
+//! transport; [`query`] answers queries from the immutable [`zone::Zone`] snapshots of the
+//! [`zone::catalog::Catalog`]; [`update`] applies RFC 2136 updates and [`dynamic`] runs one
+//! change pipeline per zone (journal, versions, write-back, hand edits); [`transfer`] serves
+//! and pulls zones (AXFR, IXFR, NOTIFY); [`discovery`] is etcd's discovery service. Below
+//! them, [`zone`] holds snapshots, master files, changesets and completeness gates, and
+//! [`proto`] is the one codec (names, records, TSIG) every module reads and writes
+//! messages with. [`config`] is read and checked before anything starts; [`loader`]
+//! builds the zone set and swaps it in on reload; [`check`] lints zones for etcd
+//! pitfalls; [`stats`] imports nothing; [`serve`] wires it all.
 
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod ctl;
 pub mod discovery;

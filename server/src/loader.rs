@@ -262,7 +262,7 @@ impl Zones {
                         ms = started.elapsed().as_millis() as u64,
                         "zone loaded"
                     );
-                    crate::zone::gate::announce(&stats, &spec.origin, None, &zone);
+                    crate::zone::withheld::announce(&stats, &spec.origin, None, &zone);
                     let files = zone.files.clone();
                     slots.push(Slot {
                         spec: spec.clone(),
@@ -404,7 +404,7 @@ impl Zones {
                         "zone reloaded"
                     );
                     let serving = current.get(&slot.spec.origin).map(|z| &**z);
-                    crate::zone::gate::announce(&self.stats, &slot.spec.origin, serving, &zone);
+                    crate::zone::withheld::announce(&self.stats, &slot.spec.origin, serving, &zone);
                     slot.files = zone.files.clone();
                     slot.fingerprint = if before.len() == slot.files.len() {
                         before

@@ -138,7 +138,7 @@ impl Services {
             .map_err(ServeError::Updates)?,
         );
         zones.manage(&updates.origins());
-        let xfr_metrics = Arc::new(crate::transfer::xfr::XfrMetrics::default());
+        let xfr_metrics = Arc::new(crate::transfer::metrics::XfrMetrics::default());
         stats.register(xfr_metrics.clone());
         // Transfers, NOTIFY and secondary zones, whose saved copies are served from here on.
         let transfers = if config.transfer.is_empty() {

@@ -41,7 +41,7 @@ pub struct Stats {
     /// Panics caught and contained, by [`PanicSite`].
     pub panics: [AtomicU64; PanicSite::ALL.len()],
     /// The state of every completeness gate (gauges, replaced per zone by
-    /// [`crate::zone::gate::announce`] when a snapshot goes into service).
+    /// [`crate::zone::withheld::announce`] when a snapshot goes into service).
     pub gates: std::sync::Mutex<Vec<GateSample>>,
     /// The metrics the modules keep themselves (dynamic update, zone transfer, the
     /// discovery service), rendered after these in the order they were registered.

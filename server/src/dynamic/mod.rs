@@ -51,7 +51,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot};
@@ -191,12 +191,6 @@ const BATCH_MAX: usize = 256;
 /// Quiet time after the last change before a zone's answers are precompiled again.
 const PRECOMPILE_QUIET: Duration = Duration::from_millis(200);
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl Updates {
     /// Opens the journal of every updatable zone, applies it to the zone as loaded from
     /// its file and swaps the result into `catalog`. Call before serving; then
@@ -332,7 +326,7 @@ impl Updates {
             let (op, rc) = (opcode::UPDATE, answer.rcode);
             crate::proto::builder::bare_response_with_ede(op, id, copy, zone_section, rc, edns, ede)
         };
-        let now = unix_now();
+        let now = crate::clock::unix_now();
         let verified = match tsig::verify_request(pkt, &self.keys.load(), now) {
             Ok(v) => v,
             Err(e) => {
@@ -355,7 +349,7 @@ impl Updates {
         };
         let mut msg = respond(&answer);
         if let Some(v) = &verified {
-            if let Err(e) = tsig::sign_response(&mut msg, &v.response(), unix_now()) {
+            if let Err(e) = tsig::sign_response(&mut msg, &v.response(), crate::clock::unix_now()) {
                 tracing::warn!("cannot sign the update response: {e}");
             }
         }

@@ -14,7 +14,8 @@ use crate::proto::name::Name;
 use crate::query::answer::Responder;
 use crate::stats::Stats;
 use crate::update::ZoneData;
-use crate::zone::{Unpatchable, Zone};
+use crate::zone::patch::Unpatchable;
+use crate::zone::Zone;
 
 /// A compacted (and precompiled) snapshot of publish number `from`.
 pub(super) struct Compacted {

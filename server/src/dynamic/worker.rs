@@ -127,7 +127,7 @@ impl ZoneWorker {
         });
         // An update can open or close a completeness gate (a host registering its
         // address): log it and keep the gate metrics in step, as a reload does.
-        crate::zone::gate::announce(&self.stats, &self.origin, before.as_deref(), &zone);
+        crate::zone::withheld::announce(&self.stats, &self.origin, before.as_deref(), &zone);
         self.precompile_after = Some(Instant::now() + PRECOMPILE_QUIET);
         if self.versions.overdue() {
             self.precompile_now();

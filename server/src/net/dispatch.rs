@@ -201,7 +201,14 @@ impl Shared {
                     .as_deref()
                     .expect("routed to NOTIFY only with transfers");
                 (
-                    crate::transfer::notify::answer_notify(x, pkt, peer(), out),
+                    crate::transfer::notify::answer_notify(
+                        &x.secondaries,
+                        &x.keys(),
+                        &x.metrics,
+                        pkt,
+                        peer(),
+                        out,
+                    ),
                     None,
                 )
             }

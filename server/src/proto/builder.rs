@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::name::wire_name_len;
+use super::reader::{Header, Reader};
 use super::types::{rdata_names, rtype, RdataNames, Rtype};
 use super::{flags, HEADER_LEN};
 
@@ -660,6 +661,23 @@ impl<'b> MessageBuilder<'b> {
             i += 1 + l;
         }
     }
+}
+
+/// A response with no records: the header and question of `pkt` with `rc`.
+pub fn error_reply(pkt: &[u8], rc: u16) -> Vec<u8> {
+    // Whatever of the ID and flags there is, even in a message shorter than a header.
+    let id = match pkt {
+        [a, b, ..] => u16::from_be_bytes([*a, *b]),
+        _ => 0,
+    };
+    let fl = pkt.get(2).map_or(0, |&f| u16::from(f) << 8);
+    let mut r = Reader::at(pkt, HEADER_LEN);
+    let question = match Header::parse(pkt) {
+        Some(h) if h.qdcount() == 1 && r.question().is_ok() => &pkt[HEADER_LEN..r.pos()],
+        _ => &[],
+    };
+    let op = ((fl >> 11) & 0xf) as u8;
+    bare_response(op, id, fl & flags::RD, question, rc, None)
 }
 
 #[cfg(test)]

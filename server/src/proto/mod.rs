@@ -37,3 +37,11 @@ pub mod flags {
 pub use builder::{Compressor, MessageBuilder, Section, WriteError};
 pub use reader::{Header, ReadError, Reader};
 pub use types::{Opcode, Rclass, Rcode, Rtype};
+
+/// A random message ID (RFC 5452: IDs must not be guessable).
+pub fn random_id() -> u16 {
+    let mut b = [0u8; 2];
+    // On failure the ID is 0; the answer is still matched by ID, address and port.
+    let _ = getrandom::fill(&mut b);
+    u16::from_be_bytes(b)
+}

@@ -414,6 +414,11 @@ pub fn rdata_names(t: u16) -> RdataNames {
     }
 }
 
+/// RFC 1982 §3.2: `a` is greater than `b` in serial number arithmetic.
+pub fn serial_gt(a: u32, b: u32) -> bool {
+    a != b && a.wrapping_sub(b) < 0x8000_0000
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! Out: telling secondaries that a zone's serial changed, so they refresh within seconds
 //! instead of at their next SOA refresh timer.
 //!
-//! [`crate::transfer::xfr::Transfers::watch`] calls [`Notifier::serial_changed`] whenever a new
+//! The transfer service ([`crate::transfer::xfr::Transfers`]) calls [`Notifier::serial_changed`] whenever a new
 //! serial of a zone is served, whatever changed it (reload, hand edit, dynamic update,
 //! transfer in). Each configured secondary then gets its own task: a NOTIFY over UDP
 //! (opcode 4, AA, the apex SOA as question and, as BIND and Knot do, in the answer so the
@@ -27,15 +27,19 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::clock::unix_now;
+use crate::config::transfer::{NotifyTarget, TransferConfig};
 use crate::proto::builder::{question, Compressor, MessageBuilder, Section};
 use crate::proto::name::Name;
+use crate::proto::random_id;
 use crate::proto::reader::Header;
 use crate::proto::rr::{class, rtype};
 use crate::proto::tsig::{self, Key, KeyRing};
 use crate::proto::types::{Opcode, Rcode};
 use crate::proto::wire::{flags, opcode, parse_query, rcode};
 use crate::query::answer::Outcome;
-use crate::transfer::xfr::{NotifyTarget, TransferConfig, Transfers, XfrMetrics};
+use crate::transfer::metrics::XfrMetrics;
+use crate::transfer::secondary::Secondaries;
 use crate::zone::Zone;
 
 /// Why one NOTIFY was not acknowledged.
@@ -194,23 +198,24 @@ pub fn message(id: u16, origin: &[u8], soa_ttl: u32, soa_rdata: &[u8]) -> Vec<u8
 
 /// Answers a NOTIFY that arrived (see the module documentation) into `out`.
 pub fn answer_notify(
-    transfers: &Transfers,
+    secondaries: &Secondaries,
+    keys: &KeyRing,
+    m: &XfrMetrics,
     pkt: &[u8],
     peer: SocketAddr,
     out: &mut Vec<u8>,
 ) -> Outcome {
     let now = unix_now();
-    let m = &transfers.metrics;
     let reply = |rc: u16| Outcome::Reply {
         rcode: rc,
         truncated: false,
     };
-    let verified = match tsig::verify_request(pkt, &transfers.keys(), now) {
+    let verified = match tsig::verify_request(pkt, keys, now) {
         Ok(v) => v,
         Err(e) => {
             m.notify_refused.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%peer, "NOTIFY refused: {e}");
-            *out = crate::transfer::xfr::error_reply(pkt, e.rcode());
+            *out = crate::proto::builder::error_reply(pkt, e.rcode());
             if let Some(t) = e.response() {
                 let _ = tsig::sign_response(out, &t, now);
             }
@@ -218,7 +223,7 @@ pub fn answer_notify(
         }
     };
     let finish = |out: &mut Vec<u8>, rc: u16| {
-        *out = crate::transfer::xfr::error_reply(pkt, rc);
+        *out = crate::proto::builder::error_reply(pkt, rc);
         if rc == rcode::NOERROR {
             let fl = u16::from_be_bytes([out[2], out[3]]) | flags::AA;
             out[2..4].copy_from_slice(&fl.to_be_bytes());
@@ -239,7 +244,7 @@ pub fn answer_notify(
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer.ip(), IpAddr::V4),
         v4 => v4,
     };
-    let Some(zone) = transfers.secondaries.notified(q.qname(), q.qclass, ip) else {
+    let Some(zone) = secondaries.notified(q.qname(), q.qclass, ip) else {
         m.notify_refused.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%peer, zone = %Name::from_wire(q.qname()).map(|n| n.to_string()).unwrap_or_default(), "NOTIFY refused: not a secondary zone of that primary");
         return finish(out, rcode::REFUSED);
@@ -247,20 +252,6 @@ pub fn answer_notify(
     m.notify_received.fetch_add(1, Ordering::Relaxed);
     tracing::info!(%peer, zone = %zone, "NOTIFY received, refreshing");
     finish(out, rcode::NOERROR)
-}
-
-/// A random message ID (RFC 5452: IDs must not be guessable).
-pub fn random_id() -> u16 {
-    let mut b = [0u8; 2];
-    // On failure the ID is 0; the answer is still matched by ID, address and port.
-    let _ = getrandom::fill(&mut b);
-    u16::from_be_bytes(b)
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Sends one NOTIFY until it is answered or the attempts run out; returns the attempts.

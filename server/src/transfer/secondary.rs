@@ -51,18 +51,22 @@ use arc_swap::ArcSwap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::clock::unix_now;
+use crate::config::transfer::{InLimits, SecondarySpec};
 use crate::proto::name::Name;
 use crate::proto::reader::{Header, Reader};
 use crate::proto::rr::{class, rtype, Record, Soa};
 use crate::proto::tsig::{self, Key, KeyRing, StreamVerifier};
+use crate::proto::types::serial_gt;
 use crate::proto::types::Rcode;
 use crate::proto::wire::{opcode, rcode, Compressor, Ede, Query, Section, Writer};
-use crate::transfer::xfr::{serial_gt, InLimits, SecondarySpec, Transfers, XfrMetrics};
+use crate::transfer::metrics::XfrMetrics;
 use crate::update::journal::Journal;
 use crate::zone::catalog::Catalog;
 use crate::zone::changeset::Changeset;
 use crate::zone::history::History;
-use crate::zone::{NameContent, SetContent, Zone};
+use crate::zone::patch::{NameContent, SetContent};
+use crate::zone::Zone;
 
 /// RFC 8914 §4.23: "No Reachable Authority".
 pub const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;
@@ -73,12 +77,6 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// Timers before the first SOA is known.
 const DEFAULT_RETRY: Duration = Duration::from_secs(10);
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// Why secondary zones cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +195,21 @@ impl SecondaryZone {
 #[derive(Default)]
 pub struct Secondaries {
     zones: Vec<Arc<SecondaryZone>>,
+    /// Set while some zone is expired or not loaded yet: only then does the query path
+    /// look further ([`Secondaries::maybe_unavailable`]).
+    any_down: AtomicBool,
+}
+
+/// What the refresh tasks share with the rest of the server: the catalog a refreshed copy
+/// goes into, the IXFR history its change is recorded in, the metrics, and what
+/// precompiles its answers as a reload would.
+pub struct Refreshing {
+    pub secondaries: Arc<Secondaries>,
+    pub catalog: Arc<ArcSwap<Catalog>>,
+    pub history: Arc<History>,
+    pub metrics: Arc<XfrMetrics>,
+    pub responder: crate::query::answer::Responder,
+    pub stats: Arc<crate::stats::Stats>,
 }
 
 impl Secondaries {
@@ -275,7 +288,8 @@ impl Secondaries {
             }
             zones.push(Arc::new(z));
         }
-        Ok(Secondaries { zones })
+        let any_down = AtomicBool::new(zones.iter().any(|z| z.unavailable.load(Ordering::Relaxed)));
+        Ok(Secondaries { zones, any_down })
     }
 
     /// True when some zone is expired or not loaded.
@@ -321,6 +335,12 @@ impl Secondaries {
         self.zones
             .iter()
             .any(|z| z.unavailable.load(Ordering::Relaxed))
+    }
+
+    /// [`Secondaries::unavailable`], with one load when every zone is up (the query
+    /// path asks for every query).
+    pub fn maybe_unavailable(&self, qname: &[u8]) -> bool {
+        self.any_down.load(Ordering::Relaxed) && self.unavailable(qname)
     }
 
     /// True when `qname` (lower-cased wire) is in a secondary zone that must not be
@@ -401,24 +421,24 @@ fn zone_text(origin: &Name, primary: SocketAddr, records: &[Record]) -> String {
 }
 
 /// Starts one refresh task per secondary zone.
-pub fn start(transfers: &Arc<Transfers>) {
-    for z in &transfers.secondaries.zones {
-        tokio::spawn(run(z.clone(), transfers.clone()));
+pub fn start(ctx: Arc<Refreshing>) {
+    for z in &ctx.secondaries.zones {
+        tokio::spawn(run(z.clone(), ctx.clone()));
     }
 }
 
-async fn run(zone: Arc<SecondaryZone>, transfers: Arc<Transfers>) {
+async fn run(zone: Arc<SecondaryZone>, ctx: Arc<Refreshing>) {
     loop {
         let started = tokio::time::Instant::now();
-        let wait = match refresh(&zone, &transfers).await {
+        let wait = match refresh(&zone, &ctx).await {
             Ok(()) => zone.lock().timers.map_or(DEFAULT_RETRY, |t| t.refresh),
             Err(e) => {
-                transfers.metrics.in_failed.fetch_add(1, Ordering::Relaxed);
+                ctx.metrics.in_failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(zone = %zone.spec.origin, primary = %zone.spec.primary, "refresh failed: {e}");
                 zone.lock().timers.map_or(DEFAULT_RETRY, |t| t.retry)
             }
         };
-        update_expiry(&zone, &transfers);
+        update_expiry(&zone, &ctx);
         // The next refresh: the timer, a NOTIFY, or expiry (to stop serving in time).
         let expires_in = {
             let s = zone.lock();
@@ -436,7 +456,7 @@ async fn run(zone: Arc<SecondaryZone>, transfers: Arc<Transfers>) {
                 _ = &mut deadline => break,
                 _ = zone.poke.notified() => break,
                 _ = expiry, if expires_in.is_some() && !zone.unavailable.load(Ordering::Relaxed) => {
-                    update_expiry(&zone, &transfers);
+                    update_expiry(&zone, &ctx);
                 }
             }
         }
@@ -445,30 +465,24 @@ async fn run(zone: Arc<SecondaryZone>, transfers: Arc<Transfers>) {
     }
 }
 
-fn update_expiry(zone: &SecondaryZone, transfers: &Transfers) {
+fn update_expiry(zone: &SecondaryZone, ctx: &Refreshing) {
     let expired = zone.expired_at(unix_now());
     let was = zone.unavailable.swap(expired, Ordering::Relaxed);
     if expired && !was {
         tracing::error!(zone = %zone.spec.origin, primary = %zone.spec.primary, "secondary zone expired (no good refresh within the SOA EXPIRE time): answering SERVFAIL until the primary is reachable");
     }
-    transfers.metrics.set_expired(&zone.spec.origin, expired);
-    transfers
-        .any_unavailable
-        .store(transfers.secondaries.any_unavailable(), Ordering::Relaxed);
+    ctx.metrics.set_expired(&zone.spec.origin, expired);
+    let s = &ctx.secondaries;
+    s.any_down.store(s.any_unavailable(), Ordering::Relaxed);
 }
 
 /// One refresh: SOA check, then IXFR or AXFR, validate, save, swap in.
-async fn refresh(zone: &SecondaryZone, transfers: &Transfers) -> Result<(), RefreshError> {
+async fn refresh(zone: &SecondaryZone, ctx: &Refreshing) -> Result<(), RefreshError> {
     let origin = &zone.spec.origin;
     // What the catalog serves, not what we last stored: a swap that something else
     // overwrote is then transferred again.
     let full = zone.full.swap(false, Ordering::Relaxed);
-    let current = transfers
-        .catalog()
-        .load()
-        .get(origin)
-        .cloned()
-        .filter(|_| !full);
+    let current = ctx.catalog.load().get(origin).cloned().filter(|_| !full);
     let ours = current.as_ref().map(|z| z.serial());
     let answer = exchange(zone, rtype::SOA, None).await?;
     let theirs = answer
@@ -482,7 +496,7 @@ async fn refresh(zone: &SecondaryZone, transfers: &Transfers) -> Result<(), Refr
     if let (Some(ours), Some(_)) = (ours, &current) {
         if !serial_gt(theirs, ours) {
             // Current: the copy is confirmed, which is what expiry counts from.
-            confirm(zone, transfers);
+            confirm(zone, ctx);
             return Ok(());
         }
     }
@@ -529,8 +543,8 @@ async fn refresh(zone: &SecondaryZone, transfers: &Transfers) -> Result<(), Refr
     let timers = Timers::of(&built.soa);
     let patched = built.is_patched();
     let built = Arc::new(built);
-    record_change(zone, transfers, current.clone(), &built).await;
-    transfers.catalog().rcu(|c| {
+    record_change(zone, ctx, current.clone(), &built).await;
+    ctx.catalog.rcu(|c| {
         let mut next = (**c).clone();
         next.insert(built.clone());
         next
@@ -541,19 +555,19 @@ async fn refresh(zone: &SecondaryZone, transfers: &Transfers) -> Result<(), Refr
         s.timers = Some(timers);
         s.refreshed = Some(unix_now());
     }
-    transfers.metrics.inbound[kind].fetch_add(1, Ordering::Relaxed);
-    transfers.metrics.set_refreshed(origin, unix_now());
-    update_expiry(zone, transfers);
+    ctx.metrics.inbound[kind].fetch_add(1, Ordering::Relaxed);
+    ctx.metrics.set_refreshed(origin, unix_now());
+    update_expiry(zone, ctx);
     tracing::info!(zone = %origin, serial, from = ours, kind = ["axfr", "ixfr"][kind], records = records.len(), patched, "secondary zone refreshed");
     // Precompiled answers, as for a reload.
-    let catalog = transfers.catalog().load();
+    let catalog = ctx.catalog.load();
     if let Some(z) = catalog.get(origin).cloned() {
         let origins = catalog.zones().map(|z| z.origin.clone()).collect();
         crate::loader::precompile_in_background(
             vec![z],
-            transfers.responder.clone(),
+            ctx.responder.clone(),
             origins,
-            transfers.stats.clone(),
+            ctx.stats.clone(),
         );
     }
     Ok(())
@@ -589,16 +603,16 @@ fn open_history(
 /// whose serial did not move forward, starts the history anew.
 async fn record_change(
     zone: &SecondaryZone,
-    transfers: &Transfers,
+    ctx: &Refreshing,
     old: Option<Arc<Zone>>,
     new: &Arc<Zone>,
 ) {
     let origin = &zone.spec.origin;
-    let history = transfers.history();
+    let history = &ctx.history;
     let cs = match old {
         Some(old) if serial_gt(new.serial(), old.serial()) => {
             let new = new.clone();
-            tokio::task::spawn_blocking(move || crate::transfer::xfr::diff(&old, &new))
+            tokio::task::spawn_blocking(move || crate::transfer::stream::diff(&old, &new))
                 .await
                 .ok()
         }
@@ -630,19 +644,19 @@ async fn record_change(
         zone.lock().journaled = n;
     }
     if let Err(e) = written {
-        tracing::warn!(zone = %origin, "the secondary zone's IXFR history is not saved ({e}); after a restart its first IXFR answers are full transfers");
+        tracing::warn!(zone = %origin, "the secondary zone's IXFR history is not saved ({e}); after a restart its first IXFR answers are full ctx");
     }
 }
 
 /// Marks the copy as confirmed current now (and the saved file with it).
-fn confirm(zone: &SecondaryZone, transfers: &Transfers) {
+fn confirm(zone: &SecondaryZone, ctx: &Refreshing) {
     let now = unix_now();
     zone.lock().refreshed = Some(now);
     if let Ok(f) = std::fs::File::options().write(true).open(&zone.file) {
         let _ = f.set_modified(SystemTime::now());
     }
-    transfers.metrics.set_refreshed(&zone.spec.origin, now);
-    update_expiry(zone, transfers);
+    ctx.metrics.set_refreshed(&zone.spec.origin, now);
+    update_expiry(zone, ctx);
 }
 
 async fn axfr(zone: &SecondaryZone) -> Result<Vec<Record>, RefreshError> {
@@ -662,7 +676,7 @@ async fn ixfr(
     zone: &SecondaryZone,
     current: &Zone,
 ) -> Result<Option<(Vec<Record>, BTreeSet<Name>)>, RefreshError> {
-    let ours = crate::transfer::xfr::soa_record(current);
+    let ours = crate::transfer::stream::soa_record(current);
     let records = exchange(zone, rtype::IXFR, Some(&ours)).await?;
     if records.len() < 2 {
         return Ok(None);
@@ -674,7 +688,7 @@ async fn ixfr(
         return Ok(Some((all, BTreeSet::new())));
     }
     let changes = split_changesets(&records)?;
-    let mut data = crate::transfer::xfr::zone_records(current);
+    let mut data = crate::transfer::stream::zone_records(current);
     for cs in &changes {
         apply(&mut data, cs)?;
     }
@@ -822,7 +836,7 @@ async fn exchange(
         .map_err(|_| RefreshError::Timeout(IO_TIMEOUT))?
         .map_err(|e| RefreshError::Connect(primary, e))?;
     let _ = stream.set_nodelay(true);
-    let id = crate::transfer::notify::random_id();
+    let id = crate::proto::random_id();
     let q = query_message(id, zone.spec.origin.as_wire(), qtype, ixfr_soa);
     let mut q = q;
     let mut verifier = match &zone.key {

@@ -1,5 +1,8 @@
-//! Zone transfer out: AXFR (RFC 5936) and IXFR (RFC 1995) over TCP, the transfer ACLs,
-//! the history of changes IXFR serves, and the transfer settings of the configuration.
+//! The transfer service ([`Transfers`]): AXFR (RFC 5936) and IXFR (RFC 1995) requests
+//! admitted by the transfer ACLs and answered over TCP (the messages are written by
+//! [`crate::transfer::stream`]), the catalog watcher that records each zone's change for
+//! IXFR and NOTIFYs ([`crate::transfer::notify`]), and the secondary zones' refresh tasks
+//! ([`crate::transfer::secondary`]), which it starts.
 //!
 //! A transfer streams one snapshot: the `Arc<Zone>` taken when the request arrives is
 //! held until the last message is written, so updates and reloads that land meanwhile
@@ -34,277 +37,34 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 
-use crate::proto::builder::{Compressor, MessageBuilder, Section, Suspended, WriteError};
+use crate::clock::unix_now;
+use crate::proto::builder::error_reply;
+use crate::proto::builder::{Compressor, MessageBuilder, Section};
 use crate::proto::name::Name;
 use crate::proto::reader::{Header, Reader};
-use crate::proto::rr::{class, rtype, Record};
+use crate::proto::rr::{class, rtype};
 use crate::proto::tsig::{self, KeyRing, StreamSigner};
+use crate::proto::types::serial_gt;
 use crate::proto::wire::{flags, opcode, rcode, Malformed, Query, HEADER_LEN};
 use crate::query::answer::{Outcome, Transport};
+use crate::transfer::metrics::XfrMetrics;
+use crate::transfer::stream::{
+    axfr_stream, diff, ixfr_stream, write_frame, Message, Stream, StreamError, MESSAGE_TARGET,
+};
 use crate::zone::catalog::Catalog;
-use crate::zone::changeset::Changeset;
 use crate::zone::history::History;
 use crate::zone::Zone;
-
-/// Largest transfer message before its TSIG: every offset in it can be a compression
-/// pointer target (14-bit offsets).
-const MESSAGE_TARGET: usize = 16 * 1024;
-
-/// RFC 1982 §3.2: `a` is greater than `b` in serial number arithmetic.
-pub fn serial_gt(a: u32, b: u32) -> bool {
-    a != b && a.wrapping_sub(b) < 0x8000_0000
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 // The transfer configuration (ACLs, NOTIFY targets, secondary zones, limits) is read in
 // `crate::config::transfer`.
 pub use crate::config::transfer::*;
-
-// ---------------------------------------------------------------------------------------
-// Metrics
-
-/// Transfer and NOTIFY counters and the per-zone gauges (`musterd_xfr_*`,
-/// `musterd_notify_*`, `musterd_zone_*`).
-#[derive(Debug, Default)]
-pub struct XfrMetrics {
-    /// Out: [AXFR, IXFR incremental, IXFR answered AXFR style, IXFR single SOA].
-    pub out: [AtomicU64; 4],
-    pub out_refused: AtomicU64,
-    pub out_failed: AtomicU64,
-    /// In: [AXFR, IXFR].
-    pub inbound: [AtomicU64; 2],
-    pub in_failed: AtomicU64,
-    pub notify_sent: AtomicU64,
-    pub notify_failed: AtomicU64,
-    pub notify_received: AtomicU64,
-    pub notify_refused: AtomicU64,
-    /// Per zone: (serial, unix time of the last successful refresh of a secondary zone
-    /// (0 for a primary zone), expired).
-    pub zones: Mutex<std::collections::BTreeMap<String, (u32, u64, bool)>>,
-}
-
-impl crate::stats::Family for XfrMetrics {
-    fn render(&self, out: &mut String) {
-        XfrMetrics::render(self, out);
-    }
-}
-
-impl XfrMetrics {
-    /// Records the serial now served for `zone`.
-    pub fn set_serial(&self, zone: &Name, serial: u32) {
-        let mut z = self.zones.lock().unwrap_or_else(|e| e.into_inner());
-        z.entry(zone.to_string()).or_default().0 = serial;
-    }
-
-    /// Records a successful refresh of a secondary zone.
-    pub fn set_refreshed(&self, zone: &Name, at: u64) {
-        let mut z = self.zones.lock().unwrap_or_else(|e| e.into_inner());
-        z.entry(zone.to_string()).or_default().1 = at;
-    }
-
-    /// Records whether a secondary zone is expired.
-    pub fn set_expired(&self, zone: &Name, expired: bool) {
-        let mut z = self.zones.lock().unwrap_or_else(|e| e.into_inner());
-        z.entry(zone.to_string()).or_default().2 = expired;
-    }
-
-    /// Appends the Prometheus text.
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP musterd_xfr_out_total Zone transfers served, by kind."
-        );
-        let _ = writeln!(out, "# TYPE musterd_xfr_out_total counter");
-        for (kind, c) in ["axfr", "ixfr", "ixfr_axfr_style", "ixfr_current"]
-            .iter()
-            .zip(&self.out)
-        {
-            let _ = writeln!(out, "musterd_xfr_out_total{{kind=\"{kind}\"}} {}", get(c));
-        }
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP musterd_{name} {help}");
-            let _ = writeln!(out, "# TYPE musterd_{name} counter");
-            let _ = writeln!(out, "musterd_{name} {v}");
-        };
-        counter(
-            "xfr_out_refused_total",
-            "Transfer requests refused (not allowed, bad TSIG, zone not served).",
-            get(&self.out_refused),
-        );
-        counter(
-            "xfr_out_failed_total",
-            "Transfers out cut short (client gone or too slow, data not writable).",
-            get(&self.out_failed),
-        );
-        counter(
-            "xfr_in_axfr_total",
-            "Secondary zones refreshed by a full transfer.",
-            get(&self.inbound[0]),
-        );
-        counter(
-            "xfr_in_ixfr_total",
-            "Secondary zones refreshed by an incremental transfer.",
-            get(&self.inbound[1]),
-        );
-        counter(
-            "xfr_in_failed_total",
-            "Refresh attempts of secondary zones that failed (primary unreachable, refused, bad data, over the transfer.in_max_* limits).",
-            get(&self.in_failed),
-        );
-        counter(
-            "notify_sent_total",
-            "NOTIFY messages answered by a secondary.",
-            get(&self.notify_sent),
-        );
-        counter(
-            "notify_failed_total",
-            "NOTIFYs given up after every retry, or refused by the secondary.",
-            get(&self.notify_failed),
-        );
-        counter(
-            "notify_received_total",
-            "NOTIFY messages accepted from a primary.",
-            get(&self.notify_received),
-        );
-        counter(
-            "notify_refused_total",
-            "NOTIFY messages refused (unknown source or zone, bad TSIG).",
-            get(&self.notify_refused),
-        );
-        let zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(
-            out,
-            "# HELP musterd_zone_serial SOA serial served, per zone."
-        );
-        let _ = writeln!(out, "# TYPE musterd_zone_serial gauge");
-        for (z, (serial, _, _)) in zones.iter() {
-            let _ = writeln!(out, "musterd_zone_serial{{zone=\"{z}\"}} {serial}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP musterd_zone_last_refresh_seconds Unix time of the last successful refresh of a secondary zone."
-        );
-        let _ = writeln!(out, "# TYPE musterd_zone_last_refresh_seconds gauge");
-        for (z, (_, at, _)) in zones.iter().filter(|(_, v)| v.1 > 0) {
-            let _ = writeln!(
-                out,
-                "musterd_zone_last_refresh_seconds{{zone=\"{z}\"}} {at}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP musterd_zone_expired 1 when a secondary zone is past its SOA EXPIRE (answered SERVFAIL)."
-        );
-        let _ = writeln!(out, "# TYPE musterd_zone_expired gauge");
-        for (z, (_, _, expired)) in zones.iter() {
-            let _ = writeln!(
-                out,
-                "musterd_zone_expired{{zone=\"{z}\"}} {}",
-                u8::from(*expired)
-            );
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// History and differences
-
-/// Every record of a snapshot, apex SOA first, in node order: what AXFR sends between
-/// the two SOAs, and what a secondary stores.
-pub fn zone_records(zone: &Zone) -> Vec<Record> {
-    let mut out = Vec::with_capacity(zone.record_count + 1);
-    out.push(soa_record(zone));
-    out.extend(zone_rrs(zone).map(|(owner, t, ttl, rdata)| record(owner, t, ttl, rdata)));
-    out
-}
-
-/// A record as stored in a snapshot (owner and rdata in wire form), as a [`Record`].
-fn record(owner: &[u8], t: u16, ttl: u32, rdata: &[u8]) -> Record {
-    Record {
-        owner: Name::from_wire(owner).expect("stored names are valid"),
-        rtype: t,
-        class: class::IN,
-        ttl,
-        rdata: rdata.to_vec(),
-        source: None,
-    }
-}
-
-/// Every record of the zone except the apex SOA, in node order: owner, type, TTL, rdata.
-fn zone_rrs(zone: &Zone) -> impl Iterator<Item = (&[u8], u16, u32, &[u8])> {
-    let apex = zone.apex().index();
-    zone.nodes().flat_map(move |node| {
-        let owner = node.owner();
-        node.rrsets()
-            .filter(move |set| !(set.rtype == rtype::SOA && node.index() == apex))
-            .flat_map(move |set| {
-                set.rdatas()
-                    .map(move |rdata| (owner, set.rtype, set.ttl, rdata))
-            })
-    })
-}
-
-/// The apex SOA record of a snapshot.
-pub fn soa_record(zone: &Zone) -> Record {
-    Record {
-        owner: zone.apex().owner_name(),
-        rtype: rtype::SOA,
-        class: class::IN,
-        ttl: zone.soa_ttl,
-        rdata: zone.soa_rdata.to_vec(),
-        source: None,
-    }
-}
-
-/// What changed from `old` to `new`, IXFR style: removals led by the old SOA, additions
-/// by the new one. An RRset whose TTL changed is removed and added whole. Names in rdata
-/// compare as bytes, so a change of case is a change.
-pub fn diff(old: &Zone, new: &Zone) -> Changeset {
-    let mut removed = vec![soa_record(old)];
-    let mut added = vec![soa_record(new)];
-    // Records of `a` that `b` does not hold with the same TTL.
-    let missing = |a: &Zone, b: &Zone, out: &mut Vec<Record>| {
-        let apex = a.apex().index();
-        for node in a.nodes() {
-            let other = b.node(node.key());
-            for set in node.rrsets() {
-                if set.rtype == rtype::SOA && node.index() == apex {
-                    continue;
-                }
-                let twin = other
-                    .and_then(|o| o.rrset(set.rtype))
-                    .filter(|s| s.ttl == set.ttl);
-                for rdata in set.rdatas() {
-                    if !twin.is_some_and(|s| s.rdatas().any(|r| r == rdata)) {
-                        out.push(record(node.owner(), set.rtype, set.ttl, rdata));
-                    }
-                }
-            }
-        }
-    };
-    missing(old, new, &mut removed);
-    missing(new, old, &mut added);
-    Changeset {
-        from_serial: old.serial(),
-        to_serial: new.serial(),
-        removed,
-        added,
-    }
-}
 
 /// The serial of the SOA a client put in the authority section of its IXFR request
 /// (RFC 1995 §3); `None` for anything else: no SOA, another owner, malformed data
@@ -326,192 +86,6 @@ fn ixfr_serial(pkt: &[u8], question_end: usize, origin: &[u8]) -> Option<u32> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Writing transfer messages
-
-/// One transfer message being filled, with the [`MessageBuilder`] (set aside between
-/// records, because the stream awaits the client between messages). Owner and rdata
-/// names are compressed through an indexed table: a message holds hundreds of names.
-struct Message {
-    buf: Vec<u8>,
-    comp: Compressor,
-    /// The message being filled; `None` before [`Message::start`].
-    state: Option<Suspended>,
-}
-
-/// Why a record cannot go into any message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a {} record of {len} octets does not fit in a transfer message", crate::proto::rr::type_name(*rtype))]
-pub struct Oversized {
-    rtype: u16,
-    len: usize,
-}
-
-impl Message {
-    fn new() -> Message {
-        Message {
-            buf: Vec::with_capacity(MESSAGE_TARGET + 512),
-            comp: Compressor::indexed(),
-            state: None,
-        }
-    }
-
-    /// Starts a message: header, and the question in the first one only (RFC 5936 §2.2).
-    fn start(&mut self, id: u16, copy_flags: u16, question: Option<&[u8]>) {
-        let q = question.unwrap_or_default();
-        let mut w = MessageBuilder::new(
-            &mut self.buf,
-            &mut self.comp,
-            id,
-            opcode::QUERY,
-            copy_flags,
-            q,
-        );
-        w.set_flags(flags::AA);
-        self.state = Some(w.suspend());
-    }
-
-    fn builder(&mut self) -> MessageBuilder<'_> {
-        let s = self
-            .state
-            .expect("a transfer message is started before records go in");
-        MessageBuilder::resume(&mut self.buf, &mut self.comp, s)
-    }
-
-    /// Appends a record if it fits under `limit`; false when the message is full.
-    fn record(
-        &mut self,
-        limit: usize,
-        owner: &[u8],
-        t: u16,
-        ttl: u32,
-        rdata: &[u8],
-    ) -> Result<bool, StreamError> {
-        // Compression only shortens names: this is the most the record can take.
-        let worst = owner.len() + 10 + rdata.len();
-        let mut w = self.builder();
-        let full = w.len() + worst > limit;
-        let empty = w.count(Section::Answer) == 0;
-        let written = if full {
-            Ok(false)
-        } else {
-            w.record(Section::Answer, owner, t, class::IN, ttl, rdata)
-                .map(|()| true)
-        };
-        self.state = Some(w.suspend());
-        if full && empty {
-            return Err(StreamError::Oversized(Oversized {
-                rtype: t,
-                len: worst,
-            }));
-        }
-        Ok(written?)
-    }
-
-    /// Writes the section counts; the message is then ready to sign and send.
-    fn finish(&mut self) {
-        if self.state.is_some() {
-            self.builder().finish();
-        }
-    }
-}
-
-/// Why a transfer out stopped early.
-#[derive(Debug, thiserror::Error)]
-pub enum StreamError {
-    #[error("writing to the client: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("the client did not read for {0:?}")]
-    Timeout(Duration),
-    #[error(transparent)]
-    Oversized(#[from] Oversized),
-    #[error("a record of the zone cannot be written: {0}")]
-    Write(#[from] WriteError),
-    #[error("signing a message: {0}")]
-    Sign(#[from] tsig::SignError),
-}
-
-/// Writes the messages of one transfer answer to a client.
-struct Stream<'w, W> {
-    out: &'w mut W,
-    id: u16,
-    copy_flags: u16,
-    question: Vec<u8>,
-    signer: Option<StreamSigner>,
-    /// The size messages are filled to.
-    limit: usize,
-    /// The most one message may hold (65535 octets less the TSIG record): a record larger
-    /// than `limit` goes alone in a message of up to this size, so that any zone the
-    /// server can load can also be transferred.
-    max: usize,
-    first: bool,
-    frame: Vec<u8>,
-    timeout: Duration,
-    messages: usize,
-}
-
-impl<W: AsyncWrite + Unpin> Stream<'_, W> {
-    async fn send(&mut self, msg: &mut Message) -> Result<(), StreamError> {
-        msg.finish();
-        if let Some(s) = &mut self.signer {
-            s.sign(&mut msg.buf, unix_now())?;
-        }
-        self.frame.clear();
-        self.frame
-            .extend_from_slice(&(msg.buf.len() as u16).to_be_bytes());
-        self.frame.extend_from_slice(&msg.buf);
-        match tokio::time::timeout(self.timeout, self.out.write_all(&self.frame)).await {
-            Err(_) => return Err(StreamError::Timeout(self.timeout)),
-            Ok(r) => r?,
-        }
-        self.messages += 1;
-        Ok(())
-    }
-
-    fn start(&mut self, msg: &mut Message) {
-        let q = if self.first {
-            Some(&self.question[..])
-        } else {
-            None
-        };
-        msg.start(self.id, self.copy_flags, q);
-        self.first = false;
-    }
-
-    /// Appends a record, sending the message first when it is full.
-    async fn record(
-        &mut self,
-        msg: &mut Message,
-        owner: &[u8],
-        t: u16,
-        ttl: u32,
-        rdata: &[u8],
-    ) -> Result<(), StreamError> {
-        if !self.place(msg, owner, t, ttl, rdata)? {
-            self.send(msg).await?;
-            self.start(msg);
-            self.place(msg, owner, t, ttl, rdata)?;
-        }
-        Ok(())
-    }
-
-    /// Adds the record if it fits under `limit`, or — alone in an empty message — under
-    /// `max`. `Ok(false)`: the message is full, send it and start another.
-    fn place(
-        &self,
-        msg: &mut Message,
-        owner: &[u8],
-        t: u16,
-        ttl: u32,
-        rdata: &[u8],
-    ) -> Result<bool, StreamError> {
-        match msg.record(self.limit, owner, t, ttl, rdata) {
-            Err(StreamError::Oversized(_)) => msg.record(self.max, owner, t, ttl, rdata),
-            fits => fits,
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // The transfer service
 
 /// Zone transfer, NOTIFY and secondary zones at run time, shared with the transports.
@@ -522,10 +96,7 @@ pub struct Transfers {
     history: Arc<History>,
     pub metrics: Arc<XfrMetrics>,
     pub(crate) notifier: crate::transfer::notify::Notifier,
-    pub(crate) secondaries: crate::transfer::secondary::Secondaries,
-    /// Set while some secondary zone is expired or not loaded yet: only then does the
-    /// query path look at [`crate::transfer::secondary::Secondaries::unavailable`].
-    pub(crate) any_unavailable: AtomicBool,
+    pub(crate) secondaries: Arc<crate::transfer::secondary::Secondaries>,
     max_udp_payload: u16,
     /// For precompiling the answers of refreshed secondary zones, as a reload does.
     pub(crate) responder: crate::query::answer::Responder,
@@ -585,8 +156,7 @@ impl Transfers {
                 metrics.clone(),
                 listen,
             ),
-            any_unavailable: AtomicBool::new(secondaries.any_unavailable()),
-            secondaries,
+            secondaries: Arc::new(secondaries),
             catalog,
             keys,
             history,
@@ -607,7 +177,14 @@ impl Transfers {
     /// inside the runtime.
     pub fn start(self: &Arc<Self>) {
         tokio::spawn(self.clone().watch());
-        crate::transfer::secondary::start(self);
+        crate::transfer::secondary::start(Arc::new(crate::transfer::secondary::Refreshing {
+            secondaries: self.secondaries.clone(),
+            catalog: self.catalog.clone(),
+            history: self.history.clone(),
+            metrics: self.metrics.clone(),
+            responder: self.responder.clone(),
+            stats: self.stats.clone(),
+        }));
     }
 
     /// Watches the catalog for new snapshots: records each zone's change for IXFR,
@@ -807,7 +384,7 @@ impl Transfers {
             );
             return Err(refuse(rcode::REFUSED, &why));
         }
-        if self.any_unavailable.load(Ordering::Relaxed) && self.secondaries.unavailable(q.qname()) {
+        if self.secondaries.maybe_unavailable(q.qname()) {
             // An expired secondary zone must not be handed on (RFC 1035 §4.3.5).
             return Err(refuse(rcode::SERVFAIL, "the zone is expired"));
         }
@@ -847,8 +424,7 @@ impl Transfers {
         if q.opcode != opcode::QUERY {
             return None;
         }
-        let unavailable = self.any_unavailable.load(Ordering::Relaxed);
-        if unavailable && q.qclass == class::IN && self.secondaries.unavailable(q.qname()) {
+        if q.qclass == class::IN && self.secondaries.maybe_unavailable(q.qname()) {
             *out = crate::transfer::secondary::servfail(q, self.max_udp_payload);
             return Some(Outcome::Reply {
                 rcode: rcode::SERVFAIL,
@@ -918,11 +494,6 @@ impl Transfers {
     }
 
     /// The catalog the transfers serve from.
-    /// The IXFR history every zone's publisher records into.
-    pub(crate) fn history(&self) -> &History {
-        &self.history
-    }
-
     pub fn catalog(&self) -> &Arc<ArcSwap<Catalog>> {
         &self.catalog
     }
@@ -942,96 +513,9 @@ struct Admitted<'q> {
     verified: Option<tsig::Verified>,
 }
 
-/// A whole zone, SOA first and last.
-async fn axfr_stream<W: AsyncWrite + Unpin>(
-    zone: &Zone,
-    stream: &mut Stream<'_, W>,
-) -> Result<(), StreamError> {
-    let mut msg = Message::new();
-    stream.start(&mut msg);
-    apex_soa(zone, stream, &mut msg).await?;
-    for (owner, t, ttl, rdata) in zone_rrs(zone) {
-        stream.record(&mut msg, owner, t, ttl, rdata).await?;
-    }
-    apex_soa(zone, stream, &mut msg).await?;
-    stream.send(&mut msg).await
-}
-
-/// The changes since the client's serial (RFC 1995 §4): the new SOA, each changeset as
-/// old SOA, removals, new SOA, additions, and the new SOA again.
-async fn ixfr_stream<W: AsyncWrite + Unpin>(
-    zone: &Zone,
-    chain: &[Arc<Changeset>],
-    stream: &mut Stream<'_, W>,
-) -> Result<(), StreamError> {
-    let mut msg = Message::new();
-    stream.start(&mut msg);
-    apex_soa(zone, stream, &mut msg).await?;
-    for cs in chain {
-        for r in cs.removed.iter().chain(&cs.added) {
-            stream
-                .record(&mut msg, r.owner.as_wire(), r.rtype, r.ttl, &r.rdata)
-                .await?;
-        }
-    }
-    apex_soa(zone, stream, &mut msg).await?;
-    stream.send(&mut msg).await
-}
-
-/// Adds the zone's apex SOA, which opens and closes every transfer.
-async fn apex_soa<W: AsyncWrite + Unpin>(
-    zone: &Zone,
-    stream: &mut Stream<'_, W>,
-    msg: &mut Message,
-) -> Result<(), StreamError> {
-    let owner = zone.apex().owner();
-    stream
-        .record(msg, owner, rtype::SOA, zone.soa_ttl, &zone.soa_rdata)
-        .await
-}
-
-/// A response with no records: the header and question of `pkt` with `rc`.
-pub fn error_reply(pkt: &[u8], rc: u16) -> Vec<u8> {
-    // Whatever of the ID and flags there is, even in a message shorter than a header.
-    let id = match pkt {
-        [a, b, ..] => u16::from_be_bytes([*a, *b]),
-        _ => 0,
-    };
-    let fl = pkt.get(2).map_or(0, |&f| u16::from(f) << 8);
-    let mut r = Reader::at(pkt, HEADER_LEN);
-    let question = match Header::parse(pkt) {
-        Some(h) if h.qdcount() == 1 && r.question().is_ok() => &pkt[HEADER_LEN..r.pos()],
-        _ => &[],
-    };
-    let op = ((fl >> 11) & 0xf) as u8;
-    crate::proto::builder::bare_response(op, id, fl & flags::RD, question, rc, None)
-}
-
-async fn write_frame<W: AsyncWrite + Unpin>(
-    out: &mut W,
-    msg: &[u8],
-    timeout: Duration,
-) -> Result<(), StreamError> {
-    let mut frame = Vec::with_capacity(msg.len() + 2);
-    frame.extend_from_slice(&(msg.len() as u16).to_be_bytes());
-    frame.extend_from_slice(msg);
-    match tokio::time::timeout(timeout, out.write_all(&frame)).await {
-        Err(_) => Err(StreamError::Timeout(timeout)),
-        Ok(r) => Ok(r?),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
-
-    fn zone(origin: &str, serial: u32, body: &str) -> Zone {
-        let o = Name::parse(origin, None).unwrap();
-        let text = format!("$ORIGIN {origin}\n$TTL 60\n@ IN SOA ns1 host {serial} 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 10.0.0.1\n{body}");
-        let records = crate::zone::zonefile::parse_str(&text, Path::new("t.zone"), &o).unwrap();
-        Zone::build(&o, records).unwrap().0
-    }
 
     #[test]
     fn cidr_matching() {
@@ -1089,30 +573,6 @@ mod tests {
     }
 
     #[test]
-    fn diff_and_history_chain() {
-        let a = zone("d.test.", 1, "x IN A 10.0.0.2\ny IN TXT \"keep\"\n");
-        let b = zone(
-            "d.test.",
-            2,
-            "x IN A 10.0.0.3\ny IN TXT \"keep\"\nz 30 IN A 10.0.0.4\n",
-        );
-        let c = zone("d.test.", 3, "x IN A 10.0.0.3\ny IN TXT \"keep\"\n");
-        let ab = diff(&a, &b);
-        assert_eq!(ab.removed.len(), 2, "{ab:?}");
-        assert_eq!(ab.added.len(), 3, "{ab:?}");
-        ab.validate().unwrap();
-        let h = History::new(100);
-        let o = a.origin.clone();
-        h.record_change(&o, Some(ab), 10);
-        h.record_change(&o, Some(diff(&b, &c)), 10);
-        assert_eq!(h.since(&o, 1, 3).unwrap().len(), 2);
-        assert_eq!(h.since(&o, 2, 3).unwrap().len(), 1);
-        assert!(h.since(&o, 0, 3).is_none());
-        h.record_change(&o, None, 0);
-        assert!(h.since(&o, 2, 3).is_none());
-    }
-
-    #[test]
     fn ixfr_serial_is_parsed_strictly() {
         let origin = b"\x01d\x04test\x00";
         let mut pkt = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0];
@@ -1137,99 +597,5 @@ mod tests {
         let mut into_header = pkt.clone();
         into_header[qend + 1] = 4;
         assert_eq!(ixfr_serial(&into_header, qend, origin), None);
-    }
-
-    /// The AXFR of `z` (zone d.test.) as written to TCP, length-prefixed messages, and
-    /// how many messages it took.
-    fn axfr_of(z: &Zone) -> (Vec<u8>, usize) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut out: Vec<u8> = Vec::new();
-        let question = [&b"\x01d\x04test\x00"[..], &[0, 252, 0, 1]].concat();
-        let messages = rt.block_on(async {
-            let mut s = Stream {
-                out: &mut out,
-                id: 9,
-                copy_flags: 0,
-                question,
-                signer: None,
-                limit: MESSAGE_TARGET,
-                max: u16::MAX as usize,
-                first: true,
-                frame: Vec::new(),
-                timeout: Duration::from_secs(1),
-                messages: 0,
-            };
-            axfr_stream(z, &mut s).await.expect("the transfer succeeds");
-            s.messages
-        });
-        (out, messages)
-    }
-
-    #[test]
-    fn messages_compress_owners_and_split() {
-        let z = zone(
-            "d.test.",
-            1,
-            &(0..2000)
-                .map(|i| format!("h{i} IN A 10.0.{}.{}\n", i / 250, i % 250))
-                .collect::<String>(),
-        );
-        let (out, messages) = axfr_of(&z);
-        assert!(messages > 1, "{messages}");
-        // Read back every record through the decompressing reader.
-        let mut pos = 0;
-        let mut records = Vec::new();
-        while pos < out.len() {
-            let len = u16::from_be_bytes([out[pos], out[pos + 1]]) as usize;
-            let msg = &out[pos + 2..pos + 2 + len];
-            assert!(len <= MESSAGE_TARGET);
-            let (h, mut r) = Reader::after_header(msg).unwrap();
-            for _ in 0..h.qdcount() {
-                r.question().unwrap();
-            }
-            for _ in 0..h.ancount() {
-                let rec = r.record().unwrap();
-                records.push((Name::from_wire(&rec.owner).unwrap().to_string(), rec.rtype));
-            }
-            pos += 2 + len;
-        }
-        assert_eq!(records.len(), z.record_count + 1);
-        assert_eq!(records.first().unwrap().1, rtype::SOA);
-        assert_eq!(records.last().unwrap().1, rtype::SOA);
-        assert!(records.iter().any(|(o, _)| o == "h1999.d.test."));
-    }
-
-    /// A record larger than the message target size (here a TXT of ~30,000 octets, which
-    /// the zone file accepts) goes alone in a larger message instead of failing the
-    /// transfer: any zone the server loads can be transferred (NSD 4.15.1 fixed the
-    /// opposite, a transfer that looped on such a record).
-    #[test]
-    fn a_record_larger_than_the_target_goes_alone() {
-        let chunk = "x".repeat(250);
-        let big: String = (0..120).map(|_| format!(" \"{chunk}\"")).collect();
-        let z = zone(
-            "d.test.",
-            1,
-            &format!("a IN A 10.0.0.1\nbig IN TXT{big}\nz IN A 10.0.0.2\n"),
-        );
-        let (out, _) = axfr_of(&z);
-        let mut pos = 0;
-        let mut lens = Vec::new();
-        let mut total = 0;
-        while pos < out.len() {
-            let len = u16::from_be_bytes([out[pos], out[pos + 1]]) as usize;
-            let msg = &out[pos + 2..pos + 2 + len];
-            total += u16::from_be_bytes([msg[6], msg[7]]) as usize;
-            lens.push(len);
-            pos += 2 + len;
-        }
-        assert_eq!(total, z.record_count + 1, "every record, SOA twice");
-        assert!(
-            lens.iter().any(|&l| l > MESSAGE_TARGET),
-            "the big record went into a larger message: {lens:?}"
-        );
     }
 }

@@ -42,10 +42,8 @@ pub mod update_rcode {
 // ---------------------------------------------------------------------------------------
 // Serial numbers
 
-/// RFC 1982 §3.2: `a` is greater than `b` in serial number arithmetic.
-pub fn serial_gt(a: u32, b: u32) -> bool {
-    a != b && a.wrapping_sub(b) < 0x8000_0000
-}
+/// RFC 1982 serial arithmetic, as the update rules use it.
+pub use crate::proto::types::serial_gt;
 
 /// RFC 1982 §3.1: one more than `s`.
 pub fn serial_next(s: u32) -> u32 {
@@ -306,22 +304,22 @@ impl ZoneData {
     }
 
     /// What `key` (lower-cased) holds, for patching a snapshot ([`crate::zone::Zone::patch`]).
-    pub fn content<'a>(&'a self, key: &'a Name) -> crate::zone::NameContent<'a> {
+    pub fn content<'a>(&'a self, key: &'a Name) -> crate::zone::patch::NameContent<'a> {
         match self.nodes.get(key) {
-            Some(node) => crate::zone::NameContent {
+            Some(node) => crate::zone::patch::NameContent {
                 owner: &node.owner,
                 sets: node
                     .sets
                     .iter()
                     .filter(|s| !s.rdatas().is_empty())
-                    .map(|s| crate::zone::SetContent {
+                    .map(|s| crate::zone::patch::SetContent {
                         rtype: s.rtype,
                         ttl: s.ttl,
                         rdatas: s.rdatas(),
                     })
                     .collect(),
             },
-            None => crate::zone::NameContent {
+            None => crate::zone::patch::NameContent {
                 owner: key,
                 sets: Vec::new(),
             },

@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::proto::name::Name;
+use crate::proto::types::serial_gt;
 use crate::zone::changeset::Changeset;
 
 /// About the octets a changeset's records take in an IXFR answer (uncompressed).
@@ -21,11 +22,6 @@ fn octets(cs: &Changeset) -> usize {
         .chain(&cs.added)
         .map(|r| r.owner.wire_len() + 10 + r.rdata.len())
         .sum()
-}
-
-/// RFC 1982 §3.2: `a` is greater than `b` in serial number arithmetic.
-fn serial_gt(a: u32, b: u32) -> bool {
-    a != b && a.wrapping_sub(b) < 0x8000_0000
 }
 
 /// The changesets kept for each zone, oldest first, with the octets each holds.

@@ -22,23 +22,6 @@ use super::*;
 /// waiting for updates to pause.
 pub const COMPACT_AT: usize = 4096;
 
-/// The names a patch changed, stored like a built zone's and found before the base's.
-#[derive(Debug, Clone)]
-pub(super) struct Overlay {
-    pub(super) arenas: Arenas,
-    /// Node numbers of the overlay's nodes (removed names included), hashed like the base.
-    table: HashTable<u32>,
-    /// One bit per base node: set when the overlay holds that name instead.
-    shadowed: Vec<u64>,
-    /// Number of base nodes: overlay node `i` is node number `first + i`.
-    first: u32,
-    /// The base's answers were precompiled when the first patch was made, so every patch
-    /// dropped the answers its changes made stale: the base's other answers stay usable.
-    pub(super) base_fast: bool,
-    /// Names this patch brought into the overlay: their dependants' answers go next.
-    entered: Vec<Box<[u8]>>,
-}
-
 impl Overlay {
     /// Past this many names (or [`Overlay::MAX_RDATA`] octets) a rebuild is cheaper than
     /// copying the overlay into every new version.
@@ -54,23 +37,6 @@ impl Overlay {
             base_fast: base.fast.get().is_some(),
             entered: Vec::new(),
         }
-    }
-
-    /// The overlay's node for `key` (hash `h`), removed or not.
-    pub(super) fn find(&self, h: u64, key: &[u8]) -> Option<u32> {
-        let first = self.first;
-        self.table
-            .find(h, |&id| self.arenas.key_of((id - first) as usize) == key)
-            .copied()
-    }
-
-    /// True for a base node the overlay replaces.
-    pub(super) fn hides(&self, id: u32) -> bool {
-        id < self.first && self.shadowed[id as usize / 64] & (1 << (id % 64)) != 0
-    }
-
-    pub(super) fn bytes(&self) -> usize {
-        self.arenas.bytes() + self.table.capacity() * 5 + self.shadowed.len() * 8
     }
 
     fn too_big(&self) -> bool {
@@ -479,9 +445,9 @@ impl Zone {
         keys.dedup();
         let gates = {
             let candidates = keys.iter().filter_map(|k| self.node(k.as_wire()));
-            crate::zone::gate::compute_from(self, candidates, &self.gate_sizes)
+            super::withheld::compute_from(self, candidates, &self.gate_sizes)
         };
-        let closed = |gates: &[crate::zone::gate::Gate]| -> Vec<Name> {
+        let closed = |gates: &[super::gate::Gate]| -> Vec<Name> {
             gates
                 .iter()
                 .filter(|g| !g.open)
