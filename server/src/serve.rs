@@ -57,194 +57,31 @@ fn notify(state: &[NotifyState<'_>]) {
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(config: ServerConfig) -> Result<(), ServeError> {
     crate::loader::tune_allocator();
-    let stats = Arc::new(Stats::default());
-    // The discovery service's metrics are exported (as zeros) also when it is off.
-    let discovery_metrics = Arc::new(crate::discovery::Metrics::default());
-    stats.register(discovery_metrics.clone());
-    let responder = Responder::new(config.answer.clone());
-    let mut zones = Zones::load_all(&config.zones, stats.clone(), responder.clone())
-        .map_err(ServeError::Load)?;
-    // The changes IXFR serves: recorded by whoever publishes a version, before it is
-    // visible.
-    let history = Arc::new(crate::zone::history::History::bounded(
-        config.transfer.ixfr_history,
-        config.transfer.ixfr_history_bytes,
-    ));
-    // The TSIG keys, read again on every reload.
-    let keys: crate::dynamic::SharedKeys =
-        Arc::new(arc_swap::ArcSwap::new(config.updates.keys.clone()));
-    // Updatable zones: their journals are replayed now, and from here on their task, not
-    // the loader, rereads their files.
-    let updates = Arc::new(
-        crate::dynamic::Updates::open(
-            &config.updates,
-            &config.zones,
-            zones.catalog(),
-            keys.clone(),
-            history.clone(),
-            responder.clone(),
-            stats.clone(),
-        )
-        .map_err(ServeError::Updates)?,
-    );
-    zones.manage(&updates.origins());
-    let xfr_metrics = Arc::new(crate::transfer::metrics::XfrMetrics::default());
-    stats.register(xfr_metrics.clone());
-    // Transfers, NOTIFY and secondary zones, whose saved copies are served from here on.
-    let transfers = if config.transfer.is_empty() {
-        None
-    } else {
-        Some(crate::transfer::xfr::Transfers::new(
-            &config.transfer,
-            keys,
-            &config.updates.state_dir,
-            zones.catalog(),
-            history,
-            responder.clone(),
-            stats.clone(),
-            xfr_metrics,
-            &config.listen,
-        )?)
-    };
+    let services = Services::open(&config)?;
     let workers = match config.udp_workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let shared = Arc::new(Shared {
-        catalog: zones.catalog(),
-        udp_coalesce: config.udp_coalesce,
-        responder,
-        stats: stats.clone(),
-        query_log: config.query_log,
-        shutdown: Default::default(),
-        updates: Some(updates.clone()),
-        xfr: transfers.clone(),
-    });
-
-    let mut tcp_listeners = Vec::new();
-    let mut udp_threads = Vec::new();
-    let mut bound = Vec::new();
-    for &addr in &config.listen {
-        let (udp, tcp, local) =
-            listen::bind_pair(addr, workers).map_err(|source| ServeError::Bind { addr, source })?;
-        for (i, sock) in udp.into_iter().enumerate() {
-            let shared = shared.clone();
-            let t = std::thread::Builder::new()
-                .name(format!("udp-{local}-{i}"))
-                .spawn(move || listen::udp_worker(sock, shared))
-                .map_err(ServeError::Runtime)?;
-            udp_threads.push(t);
-        }
-        tcp_listeners.push(tcp);
-        bound.push(local);
-    }
-
+    let sockets = bind_all(&config.listen, workers, &services.shared)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("musterd-tcp")
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
-    let final_stats = stats.clone();
-    rt.block_on(async move {
-        // Handlers first: a SIGHUP that arrives right after the "listening" line must
-        // reload, not kill the process (the default action).
-        let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Runtime)?;
-        let mut term = signal(SignalKind::terminate()).map_err(ServeError::Runtime)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Runtime)?;
-        let limits = TcpLimits {
-            max_clients: config.tcp_max_clients,
-            idle_timeout: config.tcp_idle_timeout,
-            io_timeout: config.tcp_io_timeout,
-        };
-        for l in tcp_listeners {
-            let l = tokio::net::TcpListener::from_std(l).map_err(ServeError::Runtime)?;
-            tokio::spawn(listen::tcp_accept_loop(l, shared.clone(), limits));
-        }
-        if let Some(addr) = config.metrics_listen {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServeError::Metrics { addr, source })?;
-            tracing::info!("metrics on http://{}/metrics", l.local_addr().unwrap_or(addr));
-            tokio::spawn(serve_metrics(l, stats.clone()));
-        }
-        let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::channel::<crate::ctl::Job>(16);
-        if let Some(path) = &config.control_socket {
-            crate::ctl::listen(path, ctl_tx)
-                .map_err(|source| ServeError::Control { path: path.clone(), source })?;
-            tracing::info!("control socket {} (musterd ctl)", path.display());
-        }
-        let started = std::time::Instant::now();
-        if let Some(d) = config.discovery.clone() {
-            crate::discovery::start(d, discovery_metrics.clone()).await?;
-        }
-        updates.start();
-        if let Some(t) = &transfers {
-            t.start();
-        }
-        for local in &bound {
-            // Tests and operators read the chosen port from this line when --listen used port 0.
-            tracing::info!("listening on {local} (udp+tcp)");
-        }
-        if bound.is_empty() {
-            tracing::info!("serving no DNS: no --listen, --zone or secondary zone is configured");
-        }
-        if let (true, Some(first)) = (config.zones.iter().any(|z| z.file.is_none()), bound.first()) {
-            tracing::info!(
-                "serving the built-in example zone {}; try: dig @{} -p {} _etcd-server-ssl._tcp.example.test SRV",
-                crate::example::ORIGIN,
-                first.ip(),
-                first.port()
-            );
-        }
-        notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
-
-        let watch = !config.watch_interval.is_zero();
-        let mut ticker = tokio::time::interval(if watch {
-            config.watch_interval
-        } else {
-            std::time::Duration::from_secs(3600)
-        });
-        ticker.tick().await;
-        loop {
-            tokio::select! {
-                _ = hup.recv() => {
-                    notify(&[NotifyState::Reloading, NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Status("reloading"))]);
-                    let failed = reload_keys(&updates)
-                        + zones.off_runtime(Zones::reload_all).await
-                        + updates.reload(true).await;
-                    tracing::info!(failed, "reload finished");
-                    notify(&[NotifyState::Ready, NotifyState::Status(if failed == 0 { "serving" } else { "serving; some zones failed to reload, see the log" })]);
-                }
-                Some((req, reply)) = ctl_rx.recv() => {
-                    let ctx = Control { zones: &mut zones, updates: &updates, transfers: transfers.as_deref(), started };
-                    let _ = reply.send(ctx.handle(req).await);
-                }
-                _ = ticker.tick(), if watch => {
-                    zones.off_runtime(Zones::reload_changed).await;
-                    updates.reload(false).await;
-                }
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-            }
-        }
-        notify(&[NotifyState::Stopping]);
-        tracing::info!("shutting down");
-        shared.shutdown.store(true, Ordering::Relaxed);
-        Ok::<(), ServeError>(())
-    })?;
+    let stats = services.stats.clone();
+    rt.block_on(serve(config, services, sockets.tcp, sockets.bound))?;
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     // Each worker contains its own panics (see `listen`), so a thread that ended in one
     // failed outside that net: make it visible in the exit status.
     let mut died = 0;
-    for t in udp_threads {
+    for t in sockets.udp_threads {
         let name = t.thread().name().unwrap_or("udp worker").to_string();
         if let Err(payload) = t.join() {
             died += 1;
             tracing::error!("{name} died: {}", crate::loader::panic_message(&*payload));
         }
     }
-    let stats = final_stats;
     tracing::info!(
         udp_queries = stats.udp_queries.load(Ordering::Relaxed),
         tcp_queries = stats.tcp_queries.load(Ordering::Relaxed),
@@ -255,6 +92,239 @@ pub fn run(config: ServerConfig) -> Result<(), ServeError> {
         return Err(ServeError::WorkerDied(died));
     }
     Ok(())
+}
+
+/// What the server is made of, set up before any socket is bound: zones loaded, journals
+/// replayed, transfers and secondaries opened.
+struct Services {
+    zones: Zones,
+    updates: Arc<crate::dynamic::Updates>,
+    transfers: Option<Arc<crate::transfer::xfr::Transfers>>,
+    shared: Arc<Shared>,
+    stats: Arc<Stats>,
+    discovery_metrics: Arc<crate::discovery::Metrics>,
+}
+
+impl Services {
+    fn open(config: &ServerConfig) -> Result<Services, ServeError> {
+        let stats = Arc::new(Stats::default());
+        // The discovery service's metrics are exported (as zeros) also when it is off.
+        let discovery_metrics = Arc::new(crate::discovery::Metrics::default());
+        stats.register(discovery_metrics.clone());
+        let responder = Responder::new(config.answer.clone());
+        let mut zones = Zones::load_all(&config.zones, stats.clone(), responder.clone())
+            .map_err(ServeError::Load)?;
+        // The changes IXFR serves: recorded by whoever publishes a version, before it is
+        // visible.
+        let history = Arc::new(crate::zone::history::History::bounded(
+            config.transfer.ixfr_history,
+            config.transfer.ixfr_history_bytes,
+        ));
+        // The TSIG keys, read again on every reload.
+        let keys: crate::dynamic::SharedKeys =
+            Arc::new(arc_swap::ArcSwap::new(config.updates.keys.clone()));
+        // Updatable zones: their journals are replayed now, and from here on their task,
+        // not the loader, rereads their files.
+        let updates = Arc::new(
+            crate::dynamic::Updates::open(
+                &config.updates,
+                &config.zones,
+                zones.catalog(),
+                keys.clone(),
+                history.clone(),
+                responder.clone(),
+                stats.clone(),
+            )
+            .map_err(ServeError::Updates)?,
+        );
+        zones.manage(&updates.origins());
+        let xfr_metrics = Arc::new(crate::transfer::metrics::XfrMetrics::default());
+        stats.register(xfr_metrics.clone());
+        // Transfers, NOTIFY and secondary zones, whose saved copies are served from here on.
+        let transfers = if config.transfer.is_empty() {
+            None
+        } else {
+            Some(crate::transfer::xfr::Transfers::new(
+                &config.transfer,
+                keys,
+                &config.updates.state_dir,
+                zones.catalog(),
+                history,
+                responder.clone(),
+                stats.clone(),
+                xfr_metrics,
+                &config.listen,
+            )?)
+        };
+        let shared = Arc::new(Shared {
+            catalog: zones.catalog(),
+            udp_coalesce: config.udp_coalesce,
+            responder,
+            stats: stats.clone(),
+            query_log: config.query_log,
+            shutdown: Default::default(),
+            updates: Some(updates.clone()),
+            xfr: transfers.clone(),
+        });
+        Ok(Services {
+            zones,
+            updates,
+            transfers,
+            shared,
+            stats,
+            discovery_metrics,
+        })
+    }
+}
+
+/// The bound sockets: TCP listeners for the runtime, the UDP worker threads already
+/// running, and the addresses as bound (port 0 resolved).
+struct Sockets {
+    tcp: Vec<std::net::TcpListener>,
+    udp_threads: Vec<std::thread::JoinHandle<()>>,
+    bound: Vec<SocketAddr>,
+}
+
+/// Binds UDP and TCP on every `listen` address, with `workers` UDP threads each.
+fn bind_all(
+    listen: &[SocketAddr],
+    workers: usize,
+    shared: &Arc<Shared>,
+) -> Result<Sockets, ServeError> {
+    let mut sockets = Sockets {
+        tcp: Vec::new(),
+        udp_threads: Vec::new(),
+        bound: Vec::new(),
+    };
+    for &addr in listen {
+        let (udp, tcp, local) =
+            listen::bind_pair(addr, workers).map_err(|source| ServeError::Bind { addr, source })?;
+        for (i, sock) in udp.into_iter().enumerate() {
+            let shared = shared.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("udp-{local}-{i}"))
+                .spawn(move || listen::udp_worker(sock, shared))
+                .map_err(ServeError::Runtime)?;
+            sockets.udp_threads.push(t);
+        }
+        sockets.tcp.push(tcp);
+        sockets.bound.push(local);
+    }
+    Ok(sockets)
+}
+
+/// Inside the runtime: signal handlers, listeners, metrics, control socket, discovery,
+/// the update and transfer tasks; then reloads and `musterd ctl` until SIGTERM or SIGINT.
+async fn serve(
+    config: ServerConfig,
+    services: Services,
+    tcp_listeners: Vec<std::net::TcpListener>,
+    bound: Vec<SocketAddr>,
+) -> Result<(), ServeError> {
+    // Handlers first: a SIGHUP that arrives right after the "listening" line must
+    // reload, not kill the process (the default action).
+    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Runtime)?;
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Runtime)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Runtime)?;
+    let Services {
+        mut zones,
+        updates,
+        transfers,
+        shared,
+        stats,
+        discovery_metrics,
+    } = services;
+    let limits = TcpLimits {
+        max_clients: config.tcp_max_clients,
+        idle_timeout: config.tcp_idle_timeout,
+        io_timeout: config.tcp_io_timeout,
+    };
+    for l in tcp_listeners {
+        let l = tokio::net::TcpListener::from_std(l).map_err(ServeError::Runtime)?;
+        tokio::spawn(listen::tcp_accept_loop(l, shared.clone(), limits));
+    }
+    if let Some(addr) = config.metrics_listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Metrics { addr, source })?;
+        tracing::info!(
+            "metrics on http://{}/metrics",
+            l.local_addr().unwrap_or(addr)
+        );
+        tokio::spawn(serve_metrics(l, stats.clone()));
+    }
+    let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::channel::<crate::ctl::Job>(16);
+    if let Some(path) = &config.control_socket {
+        crate::ctl::listen(path, ctl_tx).map_err(|source| ServeError::Control {
+            path: path.clone(),
+            source,
+        })?;
+        tracing::info!("control socket {} (musterd ctl)", path.display());
+    }
+    let started = std::time::Instant::now();
+    if let Some(d) = config.discovery.clone() {
+        crate::discovery::start(d, discovery_metrics.clone()).await?;
+    }
+    updates.start();
+    if let Some(t) = &transfers {
+        t.start();
+    }
+    announce(&config, &bound);
+    notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+
+    let watch = !config.watch_interval.is_zero();
+    let mut ticker = tokio::time::interval(if watch {
+        config.watch_interval
+    } else {
+        std::time::Duration::from_secs(3600)
+    });
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                notify(&[NotifyState::Reloading, NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Status("reloading"))]);
+                let failed = reload_keys(&updates)
+                    + zones.off_runtime(Zones::reload_all).await
+                    + updates.reload(true).await;
+                tracing::info!(failed, "reload finished");
+                notify(&[NotifyState::Ready, NotifyState::Status(if failed == 0 { "serving" } else { "serving; some zones failed to reload, see the log" })]);
+            }
+            Some((req, reply)) = ctl_rx.recv() => {
+                let ctx = Control { zones: &mut zones, updates: &updates, transfers: transfers.as_deref(), started };
+                let _ = reply.send(ctx.handle(req).await);
+            }
+            _ = ticker.tick(), if watch => {
+                zones.off_runtime(Zones::reload_changed).await;
+                updates.reload(false).await;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    notify(&[NotifyState::Stopping]);
+    tracing::info!("shutting down");
+    shared.shutdown.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The lines operators and tests read once the server answers: where it listens (the
+/// chosen port when `--listen` used port 0), or that it serves no DNS, and how to try
+/// the built-in example zone.
+fn announce(config: &ServerConfig, bound: &[SocketAddr]) {
+    for local in bound {
+        tracing::info!("listening on {local} (udp+tcp)");
+    }
+    if bound.is_empty() {
+        tracing::info!("serving no DNS: no --listen, --zone or secondary zone is configured");
+    }
+    if let (true, Some(first)) = (config.zones.iter().any(|z| z.file.is_none()), bound.first()) {
+        tracing::info!(
+            "serving the built-in example zone {}; try: dig @{} -p {} _etcd-server-ssl._tcp.example.test SRV",
+            crate::example::ORIGIN,
+            first.ip(),
+            first.port()
+        );
+    }
 }
 
 /// Reads the TSIG keys again; 1 when that failed (the keys in force stay).

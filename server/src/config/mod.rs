@@ -262,15 +262,88 @@ pub fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
 /// Combines defaults, the file (whose relative zone paths are taken from its directory)
 /// and the flags.
 pub fn resolve(
-    file: FileConfig,
+    mut file: FileConfig,
     file_dir: Option<&Path>,
     flags: Overrides,
 ) -> Result<ServerConfig, ConfigError> {
-    let defaults = AnswerConfig::default();
-    let mut zones = Vec::new();
     let mut update_sources = update::Sources::default();
-    if flags.zones.is_empty() {
-        for z in file.zone.unwrap_or_default() {
+    let mut zones = zone_specs(
+        file.zone.take(),
+        file_dir,
+        &flags.zones,
+        &mut update_sources,
+    )?;
+    let file_zones: Vec<Name> = zones.iter().map(|z| z.origin.to_lowercase()).collect();
+    let transfer = transfer::resolve(file.transfer.take(), &flags.transfer, &file_zones)?;
+    let discovery = crate::discovery::resolve(
+        file.discovery.take(),
+        file_dir,
+        flags.discovery_listen,
+        flags.discovery_state,
+    )?;
+    // The built-in example zone only when nothing at all is configured: a server that
+    // copies zones from a primary, or runs the discovery service, serves no example.
+    if zones.is_empty() && transfer.secondaries.is_empty() && discovery.is_none() {
+        zones.push(ZoneSpec {
+            origin: Name::parse(crate::example::ORIGIN, None).expect("constant is valid"),
+            file: None,
+            sizes: Vec::new(),
+        });
+    }
+    // DNS is served when asked for (an address, a zone, a secondary); the discovery
+    // service alone binds no DNS port.
+    let explicit_listen = if !flags.listen.is_empty() {
+        Some(flags.listen)
+    } else {
+        file.listen.take()
+    };
+    let listen = match explicit_listen {
+        Some(l) => l,
+        None if zones.is_empty() && transfer.secondaries.is_empty() => Vec::new(),
+        None => vec![DEFAULT_LISTEN.parse().expect("constant is valid")],
+    };
+    let answer = answer_config(&mut file, flags.max_udp_payload, flags.version)?;
+    let timers = Timers::resolve(&file, flags.watch_interval)?;
+    update_sources.state_dir = flags.state_dir.or(file.state_dir);
+    update_sources.key_files = file.key_files.unwrap_or_default();
+    update_sources.key_files.extend(flags.key_files);
+    update_sources.keys = file.key.unwrap_or_default();
+    update_sources.update = file.update.unwrap_or_default();
+    for a in &flags.allow_update {
+        update_sources.allow.push(update::parse_allow_flag(a)?);
+    }
+    let updates = update::resolve(update_sources, &zones, file_dir)?;
+    transfer.check_keys(&updates.keys)?;
+    Ok(ServerConfig {
+        listen,
+        zones,
+        answer,
+        udp_workers: flags.udp_workers.or(file.udp_workers).unwrap_or(0),
+        tcp_max_clients: file.tcp_max_clients.unwrap_or(1000),
+        tcp_idle_timeout: timers.tcp_idle_timeout,
+        tcp_io_timeout: timers.tcp_io_timeout,
+        watch_interval: timers.watch_interval,
+        udp_coalesce: timers.udp_coalesce,
+        query_log: flags.query_log || file.query_log.unwrap_or(false),
+        metrics_listen: flags.metrics_listen.or(file.metrics_listen),
+        control_socket: control_socket(flags.control_socket.or(file.control_socket)),
+        discovery,
+        updates,
+        transfer,
+    })
+}
+
+/// The zones to serve: `--zone` flags when given, else the file's `[[zone]]` tables
+/// (whose update settings go to `update_sources`); each origin once.
+fn zone_specs(
+    file_zones: Option<Vec<FileZone>>,
+    file_dir: Option<&Path>,
+    flag_zones: &[String],
+    update_sources: &mut update::Sources,
+) -> Result<Vec<ZoneSpec>, ConfigError> {
+    let mut zones = Vec::new();
+    if flag_zones.is_empty() {
+        for z in file_zones.unwrap_or_default() {
             let path = match file_dir {
                 Some(dir) if z.file.is_relative() => dir.join(&z.file),
                 _ => z.file,
@@ -290,7 +363,7 @@ pub fn resolve(
             });
         }
     } else {
-        for z in &flags.zones {
+        for z in flag_zones {
             zones.push(parse_zone_flag(z)?);
         }
     }
@@ -302,37 +375,18 @@ pub fn resolve(
             return Err(ConfigError::DuplicateZone(z.origin.clone()));
         }
     }
-    let file_zones: Vec<Name> = zones.iter().map(|z| z.origin.to_lowercase()).collect();
-    let transfer = transfer::resolve(file.transfer, &flags.transfer, &file_zones)?;
-    let discovery = crate::discovery::resolve(
-        file.discovery,
-        file_dir,
-        flags.discovery_listen,
-        flags.discovery_state,
-    )?;
-    // The built-in example zone only when nothing at all is configured: a server that
-    // copies zones from a primary, or runs the discovery service, serves no example.
-    if zones.is_empty() && transfer.secondaries.is_empty() && discovery.is_none() {
-        zones.push(ZoneSpec {
-            origin: Name::parse(crate::example::ORIGIN, None).expect("constant is valid"),
-            file: None,
-            sizes: Vec::new(),
-        });
-    }
-    // DNS is served when asked for (an address, a zone, a secondary); the discovery
-    // service alone binds no DNS port.
-    let explicit_listen = if !flags.listen.is_empty() {
-        Some(flags.listen)
-    } else {
-        file.listen
-    };
-    let listen = match explicit_listen {
-        Some(l) => l,
-        None if zones.is_empty() && transfer.secondaries.is_empty() => Vec::new(),
-        None => vec![DEFAULT_LISTEN.parse().expect("constant is valid")],
-    };
-    let max_udp_payload = flags
-        .max_udp_payload
+    Ok(zones)
+}
+
+/// How answers are built: the file's settings, `--max-udp-payload` and `--version` over
+/// them, defaults for the rest.
+fn answer_config(
+    file: &mut FileConfig,
+    max_udp_payload_flag: Option<u16>,
+    version_flag: Option<String>,
+) -> Result<AnswerConfig, ConfigError> {
+    let defaults = AnswerConfig::default();
+    let max_udp_payload = max_udp_payload_flag
         .or(file.max_udp_payload)
         .unwrap_or(defaults.max_udp_payload);
     if max_udp_payload < 512 {
@@ -342,65 +396,61 @@ pub fn resolve(
             message: "must be at least 512 (RFC 1035)".into(),
         });
     }
-    let tcp_idle_timeout = match &file.tcp_idle_timeout {
-        Some(v) => duration("tcp_idle_timeout", v)?,
-        None => Duration::from_secs(10),
-    };
-    let tcp_io_timeout = match &file.tcp_io_timeout {
-        Some(v) => duration("tcp_io_timeout", v)?,
-        None => Duration::from_millis(1000),
-    };
-    let watch_interval = match (flags.watch_interval, &file.watch_interval) {
-        (Some(d), _) => d,
-        (None, Some(v)) => duration("watch_interval", v)?,
-        (None, None) => Duration::from_secs(2),
-    };
-    let udp_coalesce = match &file.udp_coalesce {
-        Some(v) => duration("udp_coalesce", v)?,
-        None => Duration::from_micros(80),
-    };
-    if udp_coalesce > Duration::from_millis(1) {
-        return Err(ConfigError::Value {
-            key: "udp_coalesce",
-            value: file.udp_coalesce.clone().unwrap_or_default(),
-            message: "at most 1ms: it delays answers under load (\"80us\" is the default, \"0s\" turns it off)".into(),
-        });
-    }
-    update_sources.state_dir = flags.state_dir.or(file.state_dir);
-    update_sources.key_files = file.key_files.unwrap_or_default();
-    update_sources.key_files.extend(flags.key_files);
-    update_sources.keys = file.key.unwrap_or_default();
-    update_sources.update = file.update.unwrap_or_default();
-    for a in &flags.allow_update {
-        update_sources.allow.push(update::parse_allow_flag(a)?);
-    }
-    let updates = update::resolve(update_sources, &zones, file_dir)?;
-    transfer.check_keys(&updates.keys)?;
-    Ok(ServerConfig {
-        listen,
-        zones,
-        answer: AnswerConfig {
-            max_udp_payload,
-            cname_chain_limit: file.cname_chain_limit.unwrap_or(defaults.cname_chain_limit),
-            max_additional_targets: file
-                .max_additional_targets
-                .unwrap_or(defaults.max_additional_targets),
-            version: flags.version.or(file.version).filter(|v| !v.is_empty()),
-            identity: file.identity.filter(|v| !v.is_empty()),
-        },
-        udp_workers: flags.udp_workers.or(file.udp_workers).unwrap_or(0),
-        tcp_max_clients: file.tcp_max_clients.unwrap_or(1000),
-        tcp_idle_timeout,
-        tcp_io_timeout,
-        watch_interval,
-        udp_coalesce,
-        query_log: flags.query_log || file.query_log.unwrap_or(false),
-        metrics_listen: flags.metrics_listen.or(file.metrics_listen),
-        control_socket: control_socket(flags.control_socket.or(file.control_socket)),
-        discovery,
-        updates,
-        transfer,
+    Ok(AnswerConfig {
+        max_udp_payload,
+        cname_chain_limit: file.cname_chain_limit.unwrap_or(defaults.cname_chain_limit),
+        max_additional_targets: file
+            .max_additional_targets
+            .unwrap_or(defaults.max_additional_targets),
+        version: version_flag
+            .or(file.version.take())
+            .filter(|v| !v.is_empty()),
+        identity: file.identity.take().filter(|v| !v.is_empty()),
     })
+}
+
+/// The server's timeouts and intervals.
+struct Timers {
+    tcp_idle_timeout: Duration,
+    tcp_io_timeout: Duration,
+    watch_interval: Duration,
+    udp_coalesce: Duration,
+}
+
+impl Timers {
+    /// The file's values (`--watch-interval` over its `watch_interval`), or the defaults.
+    fn resolve(file: &FileConfig, watch_flag: Option<Duration>) -> Result<Timers, ConfigError> {
+        let tcp_idle_timeout = match &file.tcp_idle_timeout {
+            Some(v) => duration("tcp_idle_timeout", v)?,
+            None => Duration::from_secs(10),
+        };
+        let tcp_io_timeout = match &file.tcp_io_timeout {
+            Some(v) => duration("tcp_io_timeout", v)?,
+            None => Duration::from_millis(1000),
+        };
+        let watch_interval = match (watch_flag, &file.watch_interval) {
+            (Some(d), _) => d,
+            (None, Some(v)) => duration("watch_interval", v)?,
+            (None, None) => Duration::from_secs(2),
+        };
+        let udp_coalesce = match &file.udp_coalesce {
+            Some(v) => duration("udp_coalesce", v)?,
+            None => Duration::from_micros(80),
+        };
+        if udp_coalesce > Duration::from_millis(1) {
+            return Err(ConfigError::Value {
+                key: "udp_coalesce",
+                value: file.udp_coalesce.clone().unwrap_or_default(),
+                message: "at most 1ms: it delays answers under load (\"80us\" is the default, \"0s\" turns it off)".into(),
+            });
+        }
+        Ok(Timers {
+            tcp_idle_timeout,
+            tcp_io_timeout,
+            watch_interval,
+            udp_coalesce,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -332,6 +332,34 @@ pub fn resolve(
     file_zones: &[Name],
 ) -> Result<TransferConfig, ConfigError> {
     let file = file.unwrap_or_default();
+    let mut cfg = settings(&file)?;
+    // Secondaries first: they are served zones too.
+    cfg.secondaries = secondaries(&file, flags, file_zones)?;
+    let served = |zone: &Name| {
+        file_zones.contains(zone) || cfg.secondaries.iter().any(|s| &s.origin == zone)
+    };
+    let allow = allow_lists(&file, flags)?;
+    if let Some((zone, _)) = allow.iter().find(|(zone, _)| !served(zone)) {
+        return Err(ConfigError::UnknownZone {
+            what: "allow-transfer",
+            zone: zone.clone(),
+        });
+    }
+    let notify = notify_lists(&file, flags)?;
+    if let Some((zone, _)) = notify.iter().find(|(zone, _)| !served(zone)) {
+        return Err(ConfigError::UnknownZone {
+            what: "notify",
+            zone: zone.clone(),
+        });
+    }
+    cfg.allow = allow;
+    cfg.notify = notify;
+    Ok(cfg)
+}
+
+/// The file's NOTIFY, IXFR history and incoming-transfer settings over the defaults,
+/// each checked.
+fn settings(file: &FileTransfer) -> Result<TransferConfig, ConfigError> {
     let d = TransferConfig::default();
     let mut cfg = TransferConfig {
         notify_retries: file.notify_retries.unwrap_or(d.notify_retries),
@@ -376,8 +404,17 @@ pub fn resolve(
             message: "between 1ms and 30s".into(),
         });
     }
-    // Secondaries first: they are served zones too.
-    let mut secondaries: Vec<(String, SocketAddr, Option<Name>)> = Vec::new();
+    Ok(cfg)
+}
+
+/// The file's `[[transfer.secondary]]` and `--secondary` flags; none may be a zone
+/// served from a file, nor named twice.
+fn secondaries(
+    file: &FileTransfer,
+    flags: &TransferFlags,
+    file_zones: &[Name],
+) -> Result<Vec<SecondarySpec>, ConfigError> {
+    let mut given: Vec<(String, SocketAddr, Option<Name>)> = Vec::new();
     for s in &file.secondary {
         let key = match &s.key {
             Some(k) => Some(Name::parse_absolute(k).map_err(|e| ConfigError::Value {
@@ -387,33 +424,42 @@ pub fn resolve(
             })?),
             None => None,
         };
-        secondaries.push((s.origin.clone(), s.primary, key));
+        given.push((s.origin.clone(), s.primary, key));
     }
     for f in &flags.secondary {
         let (z, rest) = split_flag("--secondary", f)?;
         let (addr, key) = addr_and_key("--secondary", rest)?;
-        secondaries.push((z.to_string(), addr, key));
+        given.push((z.to_string(), addr, key));
     }
-    for (z, primary, key) in secondaries {
+    let mut out: Vec<SecondarySpec> = Vec::new();
+    for (z, primary, key) in given {
         let origin = zone_name(&z)?;
-        if file_zones.contains(&origin) || cfg.secondaries.iter().any(|s| s.origin == origin) {
+        if file_zones.contains(&origin) || out.iter().any(|s| s.origin == origin) {
             return Err(ConfigError::DuplicateSecondary(origin));
         }
-        cfg.secondaries.push(SecondarySpec {
+        out.push(SecondarySpec {
             origin,
             primary,
             key,
         });
     }
-    let served = |zone: &Name| {
-        file_zones.contains(zone) || cfg.secondaries.iter().any(|s| &s.origin == zone)
-    };
-    let mut allow: Vec<(Name, Vec<AclEntry>)> = Vec::new();
-    let mut add_allow =
-        |zone: Name, entry: AclEntry| match allow.iter_mut().find(|(z, _)| *z == zone) {
-            Some((_, es)) => es.push(entry),
-            None => allow.push((zone, vec![entry])),
-        };
+    Ok(out)
+}
+
+/// Adds `item` to `zone`'s list, keeping zones in the order first named.
+fn add_to<T>(lists: &mut Vec<(Name, Vec<T>)>, zone: Name, item: T) {
+    match lists.iter_mut().find(|(z, _)| *z == zone) {
+        Some((_, items)) => items.push(item),
+        None => lists.push((zone, vec![item])),
+    }
+}
+
+/// Who may transfer each zone: the file's `[transfer.allow]` and `--allow-transfer`.
+fn allow_lists(
+    file: &FileTransfer,
+    flags: &TransferFlags,
+) -> Result<Vec<(Name, Vec<AclEntry>)>, ConfigError> {
+    let mut allow = Vec::new();
     for (z, entries) in &file.allow {
         let zone = zone_name(z)?;
         for e in entries {
@@ -422,7 +468,7 @@ pub fn resolve(
                 value: format!("{z} = {e}"),
                 message,
             })?;
-            add_allow(zone.clone(), entry);
+            add_to(&mut allow, zone.clone(), entry);
         }
     }
     for f in &flags.allow {
@@ -434,44 +480,30 @@ pub fn resolve(
                 value: f.clone(),
                 message,
             })?;
-            add_allow(zone.clone(), entry);
+            add_to(&mut allow, zone.clone(), entry);
         }
     }
-    for (zone, _) in &allow {
-        if !served(zone) {
-            return Err(ConfigError::UnknownZone {
-                what: "allow-transfer",
-                zone: zone.clone(),
-            });
-        }
-    }
-    let mut notify: Vec<(Name, Vec<NotifyTarget>)> = Vec::new();
-    let mut add_notify =
-        |zone: Name, t: NotifyTarget| match notify.iter_mut().find(|(z, _)| *z == zone) {
-            Some((_, ts)) => ts.push(t),
-            None => notify.push((zone, vec![t])),
-        };
+    Ok(allow)
+}
+
+/// Whom each zone's changes are announced to: the file's `[transfer.notify]` and
+/// `--notify`.
+fn notify_lists(
+    file: &FileTransfer,
+    flags: &TransferFlags,
+) -> Result<Vec<(Name, Vec<NotifyTarget>)>, ConfigError> {
+    let mut notify = Vec::new();
     for (z, targets) in &file.notify {
         let zone = zone_name(z)?;
         for t in targets {
             let (addr, key) = addr_and_key("transfer.notify", t)?;
-            add_notify(zone.clone(), NotifyTarget { addr, key });
+            add_to(&mut notify, zone.clone(), NotifyTarget { addr, key });
         }
     }
     for f in &flags.notify {
         let (z, rest) = split_flag("--notify", f)?;
         let (addr, key) = addr_and_key("--notify", rest)?;
-        add_notify(zone_name(z)?, NotifyTarget { addr, key });
+        add_to(&mut notify, zone_name(z)?, NotifyTarget { addr, key });
     }
-    for (zone, _) in &notify {
-        if !served(zone) {
-            return Err(ConfigError::UnknownZone {
-                what: "notify",
-                zone: zone.clone(),
-            });
-        }
-    }
-    cfg.allow = allow;
-    cfg.notify = notify;
-    Ok(cfg)
+    Ok(notify)
 }

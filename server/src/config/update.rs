@@ -193,7 +193,6 @@ fn host_match(key: &Name, origin: &Name, srv: &[String]) -> Result<NameMatch, St
     Ok(NameMatch::Host { host, srv_owners })
 }
 
-/// Loads the keys and checks every policy against them and the served zones.
 /// Where the TSIG keys come from: read at start, and again on every reload (SIGHUP,
 /// `musterd ctl reload`).
 #[derive(Debug, Clone, Default)]
@@ -229,6 +228,7 @@ impl KeySources {
 /// whole when they are read again.
 pub type SharedKeys = Arc<ArcSwap<KeyRing>>;
 
+/// Loads the keys and checks every policy against them and the served zones.
 pub fn resolve(
     src: Sources,
     zones: &[ZoneSpec],
@@ -246,127 +246,7 @@ pub fn resolve(
         inline: src.keys.clone(),
     };
     let keys = key_sources.load()?;
-    let mut policies: Vec<(Name, Policy)> = Vec::new();
-    let policy_of =
-        |policies: &mut Vec<(Name, Policy)>, zone: &str| -> Result<usize, ConfigError> {
-            let origin = absolute(zone)?;
-            let spec = zones
-                .iter()
-                .find(|z| z.origin.eq_ignore_case(&origin))
-                .ok_or_else(|| ConfigError::UnknownZone(zone.into()))?;
-            if spec.file.is_none() {
-                return Err(ConfigError::NoFile(origin));
-            }
-            if let Some(i) = policies.iter().position(|(o, _)| o.eq_ignore_case(&origin)) {
-                return Ok(i);
-            }
-            policies.push((spec.origin.to_lowercase(), Policy::default()));
-            Ok(policies.len() - 1)
-        };
-    let key_name = |zone: &str, k: &str, keys: &KeyRing| -> Result<Name, ConfigError> {
-        let n = absolute(k)?;
-        if keys.get(&n).is_none() {
-            return Err(ConfigError::UnknownKey {
-                zone: zone.into(),
-                key: k.into(),
-            });
-        }
-        Ok(n.to_lowercase())
-    };
-    for (zone, names) in &src.allow {
-        let i = policy_of(&mut policies, zone)?;
-        for k in names {
-            let key = key_name(zone, k, &keys)?;
-            policies[i].1.grants.push(Grant {
-                key,
-                names: NameMatch::Zone,
-                types: TypeMatch::All,
-            });
-        }
-    }
-    for (zone, grants) in &src.grants {
-        let i = policy_of(&mut policies, zone)?;
-        let origin = policies[i].0.clone();
-        for g in grants {
-            let key = key_name(zone, &g.key, &keys)?;
-            let bad = |message: String| ConfigError::Grant {
-                zone: origin.clone(),
-                message,
-            };
-            let name = || -> Result<Name, ConfigError> {
-                let text = g
-                    .name
-                    .as_deref()
-                    .ok_or_else(|| bad(format!("match = {:?} needs a name", g.match_)))?;
-                let n = if text.ends_with('.') {
-                    Name::parse(text, None)
-                } else {
-                    Name::parse(text, Some(&origin))
-                }
-                .map_err(|source| ConfigError::Name {
-                    text: text.into(),
-                    source,
-                })?;
-                if !n.is_subdomain_of(&origin) {
-                    return Err(bad(format!("{n} is outside the zone")));
-                }
-                Ok(n)
-            };
-            let names = match g.match_.as_str() {
-                "zone" => NameMatch::Zone,
-                "name" => NameMatch::Exact(name()?),
-                "subdomain" => NameMatch::Subdomain(name()?),
-                "wildcard" => {
-                    let n = name()?;
-                    if !n.is_wildcard() {
-                        return Err(bad(format!(
-                            "match = \"wildcard\" needs a name starting with \"*.\", not {n}"
-                        )));
-                    }
-                    NameMatch::Wildcard(n)
-                }
-                "self" => NameMatch::SelfName,
-                "selfsub" => NameMatch::SelfSub,
-                "host" => host_match(&key, &origin, g.srv.as_deref().unwrap_or_default())
-                    .map_err(&bad)?,
-                other => {
-                    return Err(bad(format!(
-                    "match = {other:?}: expected zone, name, subdomain, wildcard, self, selfsub or host"
-                )))
-                }
-            };
-            if matches!(
-                names,
-                NameMatch::Zone | NameMatch::SelfName | NameMatch::SelfSub | NameMatch::Host { .. }
-            ) && g.name.is_some()
-            {
-                return Err(bad(format!("match = {:?} takes no name", g.match_)));
-            }
-            if g.srv.is_some() && !matches!(names, NameMatch::Host { .. }) {
-                return Err(bad(format!(
-                    "match = {:?} takes no srv list (only match = \"host\" does)",
-                    g.match_
-                )));
-            }
-            let types = match &g.types {
-                None => TypeMatch::Default,
-                Some(list) if list.iter().any(|t| t.eq_ignore_ascii_case("ANY")) => TypeMatch::All,
-                Some(list) => {
-                    let mut ts = Vec::new();
-                    for t in list {
-                        match Rtype::from_text(t) {
-                            Some(code) if !crate::proto::rr::is_meta_or_query_only(code) => {
-                                ts.push(code)
-                            }
-                            _ => return Err(bad(format!("unknown record type {t:?}"))),
-                        }
-                    }
-                    TypeMatch::Only(ts)
-                }
-            };
-            policies[i].1.grants.push(Grant { key, names, types });
-        }
-    }
+    let policies = policies(&src, zones, &keys)?;
     let d = UpdateConfig::default();
     let u = &src.update;
     let writeback_interval = match &u.writeback_interval {
@@ -377,45 +257,12 @@ pub fn resolve(
         })?,
         None => d.writeback_interval,
     };
-    let positive =
-        |key: &'static str, v: Option<usize>, default: usize| -> Result<usize, ConfigError> {
-            match v {
-                Some(0) => Err(ConfigError::Value {
-                    key,
-                    value: "0".into(),
-                    message: "must be at least 1".into(),
-                }),
-                Some(n) => Ok(n),
-                None => Ok(default),
-            }
-        };
     Ok(UpdateConfig {
         keys: Arc::new(keys),
         key_sources,
         state_dir: src.state_dir.unwrap_or(d.state_dir),
         zones: policies,
-        limits: Limits {
-            max_rrset_records: positive(
-                "update.max_rrset_records",
-                u.max_rrset_records,
-                d.limits.max_rrset_records,
-            )?,
-            max_types_per_name: positive(
-                "update.max_types_per_name",
-                u.max_types_per_name,
-                d.limits.max_types_per_name,
-            )?,
-            max_zone_names: positive(
-                "update.max_zone_names",
-                u.max_zone_names,
-                d.limits.max_zone_names,
-            )?,
-            max_update_records: positive(
-                "update.max_update_records",
-                u.max_update_records,
-                d.limits.max_update_records,
-            )?,
-        },
+        limits: limits(u, &d.limits)?,
         writeback_changes: positive(
             "update.writeback_changes",
             u.writeback_changes,
@@ -423,5 +270,191 @@ pub fn resolve(
         )?,
         writeback_interval,
         journal_history: u.journal_history.unwrap_or(d.journal_history),
+    })
+}
+
+/// A count that must be at least 1: `v`, or `default` when not given.
+fn positive(key: &'static str, v: Option<usize>, default: usize) -> Result<usize, ConfigError> {
+    match v {
+        Some(0) => Err(ConfigError::Value {
+            key,
+            value: "0".into(),
+            message: "must be at least 1".into(),
+        }),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    }
+}
+
+/// The `[update]` limits over the defaults `d`.
+fn limits(u: &FileUpdate, d: &Limits) -> Result<Limits, ConfigError> {
+    Ok(Limits {
+        max_rrset_records: positive(
+            "update.max_rrset_records",
+            u.max_rrset_records,
+            d.max_rrset_records,
+        )?,
+        max_types_per_name: positive(
+            "update.max_types_per_name",
+            u.max_types_per_name,
+            d.max_types_per_name,
+        )?,
+        max_zone_names: positive("update.max_zone_names", u.max_zone_names, d.max_zone_names)?,
+        max_update_records: positive(
+            "update.max_update_records",
+            u.max_update_records,
+            d.max_update_records,
+        )?,
+    })
+}
+
+/// Each updatable zone's policy: `allow_update` keys may change everything, each
+/// `[[zone.update_policy]]` grant what it says.
+fn policies(
+    src: &Sources,
+    zones: &[ZoneSpec],
+    keys: &KeyRing,
+) -> Result<Vec<(Name, Policy)>, ConfigError> {
+    let mut policies: Vec<(Name, Policy)> = Vec::new();
+    for (zone, names) in &src.allow {
+        let i = policy_of(&mut policies, zones, zone)?;
+        for k in names {
+            let key = key_name(zone, k, keys)?;
+            policies[i].1.grants.push(Grant {
+                key,
+                names: NameMatch::Zone,
+                types: TypeMatch::All,
+            });
+        }
+    }
+    for (zone, grants) in &src.grants {
+        let i = policy_of(&mut policies, zones, zone)?;
+        let origin = policies[i].0.clone();
+        for g in grants {
+            let key = key_name(zone, &g.key, keys)?;
+            let grant = grant(g, key, &origin)?;
+            policies[i].1.grants.push(grant);
+        }
+    }
+    Ok(policies)
+}
+
+/// Where `zone`'s policy is in `policies`, added when it is not there yet; the zone must
+/// be served from a file.
+fn policy_of(
+    policies: &mut Vec<(Name, Policy)>,
+    zones: &[ZoneSpec],
+    zone: &str,
+) -> Result<usize, ConfigError> {
+    let origin = absolute(zone)?;
+    let spec = zones
+        .iter()
+        .find(|z| z.origin.eq_ignore_case(&origin))
+        .ok_or_else(|| ConfigError::UnknownZone(zone.into()))?;
+    if spec.file.is_none() {
+        return Err(ConfigError::NoFile(origin));
+    }
+    if let Some(i) = policies.iter().position(|(o, _)| o.eq_ignore_case(&origin)) {
+        return Ok(i);
+    }
+    policies.push((spec.origin.to_lowercase(), Policy::default()));
+    Ok(policies.len() - 1)
+}
+
+/// The key `k` a grant of `zone` names, which must be loaded (lower-cased).
+fn key_name(zone: &str, k: &str, keys: &KeyRing) -> Result<Name, ConfigError> {
+    let n = absolute(k)?;
+    if keys.get(&n).is_none() {
+        return Err(ConfigError::UnknownKey {
+            zone: zone.into(),
+            key: k.into(),
+        });
+    }
+    Ok(n.to_lowercase())
+}
+
+/// One `[[zone.update_policy]]` grant of zone `origin` for `key`, checked.
+fn grant(g: &FileGrant, key: Name, origin: &Name) -> Result<Grant, ConfigError> {
+    let bad = |message: String| ConfigError::Grant {
+        zone: origin.clone(),
+        message,
+    };
+    let names = grant_names(g, &key, origin)?;
+    if matches!(
+        names,
+        NameMatch::Zone | NameMatch::SelfName | NameMatch::SelfSub | NameMatch::Host { .. }
+    ) && g.name.is_some()
+    {
+        return Err(bad(format!("match = {:?} takes no name", g.match_)));
+    }
+    if g.srv.is_some() && !matches!(names, NameMatch::Host { .. }) {
+        return Err(bad(format!(
+            "match = {:?} takes no srv list (only match = \"host\" does)",
+            g.match_
+        )));
+    }
+    let types = match &g.types {
+        None => TypeMatch::Default,
+        Some(list) if list.iter().any(|t| t.eq_ignore_ascii_case("ANY")) => TypeMatch::All,
+        Some(list) => {
+            let mut ts = Vec::new();
+            for t in list {
+                match Rtype::from_text(t) {
+                    Some(code) if !crate::proto::rr::is_meta_or_query_only(code) => ts.push(code),
+                    _ => return Err(bad(format!("unknown record type {t:?}"))),
+                }
+            }
+            TypeMatch::Only(ts)
+        }
+    };
+    Ok(Grant { key, names, types })
+}
+
+/// The names a grant's `match` (and `name`, `srv`) cover in zone `origin`.
+fn grant_names(g: &FileGrant, key: &Name, origin: &Name) -> Result<NameMatch, ConfigError> {
+    let bad = |message: String| ConfigError::Grant {
+        zone: origin.clone(),
+        message,
+    };
+    let name = || -> Result<Name, ConfigError> {
+        let text = g
+            .name
+            .as_deref()
+            .ok_or_else(|| bad(format!("match = {:?} needs a name", g.match_)))?;
+        let n = if text.ends_with('.') {
+            Name::parse(text, None)
+        } else {
+            Name::parse(text, Some(origin))
+        }
+        .map_err(|source| ConfigError::Name {
+            text: text.into(),
+            source,
+        })?;
+        if !n.is_subdomain_of(origin) {
+            return Err(bad(format!("{n} is outside the zone")));
+        }
+        Ok(n)
+    };
+    Ok(match g.match_.as_str() {
+        "zone" => NameMatch::Zone,
+        "name" => NameMatch::Exact(name()?),
+        "subdomain" => NameMatch::Subdomain(name()?),
+        "wildcard" => {
+            let n = name()?;
+            if !n.is_wildcard() {
+                return Err(bad(format!(
+                    "match = \"wildcard\" needs a name starting with \"*.\", not {n}"
+                )));
+            }
+            NameMatch::Wildcard(n)
+        }
+        "self" => NameMatch::SelfName,
+        "selfsub" => NameMatch::SelfSub,
+        "host" => host_match(key, origin, g.srv.as_deref().unwrap_or_default()).map_err(&bad)?,
+        other => {
+            return Err(bad(format!(
+                "match = {other:?}: expected zone, name, subdomain, wildcard, self, selfsub or host"
+            )))
+        }
     })
 }

@@ -40,12 +40,12 @@
 //!
 //! Limitations: policies are read at start only; keys that sign outgoing NOTIFY and
 //! secondary transfers are taken at start.
-
+//!
 //! Files: this one is the front door ([`Updates`]: TSIG, zone lookup, replay guard, hand
-//! over to the zone's task, the answer); [`worker`] is the per-zone task, [`batch`] how
-//! it applies a batch of updates, [`open`] how it starts from file and journal, [`edit`]
-//! hand-edit merging, [`save`] write-back, [`versions`] the served snapshot's patching
-//! and compaction, [`metrics`] the counters.
+//! over to the zone's task, the answer); `worker` is the per-zone task, `batch` how
+//! it applies a batch of updates, `open` how it starts from file and journal, `edit`
+//! hand-edit merging, `save` write-back, `versions` the served snapshot's patching
+//! and compaction, `metrics` the counters.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::proto::name::{wire_name_len, Name};
+
 pub use crate::proto::types::{class, rdata_names, RdataNames, Rtype};
 
 /// True for the type codes that name no data a zone can hold: the reserved type 0, the
@@ -170,41 +171,16 @@ pub fn check_rdata(t: Rtype, rdata: &[u8]) -> Result<(), String> {
             f.fixed(2, "preference")?;
             f.name("exchange name")?;
         }
-        Rtype::TXT | Rtype::SPF => {
-            if rdata.is_empty() {
-                return Err("needs at least one character-string".into());
-            }
-            while !f.done() {
-                f.string("character-string")?;
-            }
-        }
+        Rtype::TXT | Rtype::SPF => txt(&mut f)?,
         Rtype::X25 => {
             f.string("PSDN address")?;
         }
-        Rtype::ISDN => {
-            f.string("ISDN address")?;
-            if !f.done() {
-                f.string("ISDN subaddress")?;
-            }
-        }
+        Rtype::ISDN => isdn(&mut f)?,
         Rtype::SRV => {
             f.fixed(6, "SRV priority, weight and port")?;
             f.name("SRV target")?;
         }
-        Rtype::NAPTR => {
-            f.fixed(4, "NAPTR order and preference")?;
-            // RFC 3403 §4.1: flags are letters and digits; resolvers refuse others.
-            let flags = f.string_bytes("NAPTR flags")?;
-            if !flags.iter().all(u8::is_ascii_alphanumeric) {
-                return Err(format!(
-                    "NAPTR flags \"{}\" must be letters and digits",
-                    String::from_utf8_lossy(flags)
-                ));
-            }
-            f.string("NAPTR services")?;
-            f.string("NAPTR regexp")?;
-            f.name("NAPTR replacement")?;
-        }
+        Rtype::NAPTR => naptr(&mut f)?,
         Rtype::CERT => {
             f.fixed(5, "CERT type, key tag and algorithm")?;
             f.nonempty_rest("CERT certificate")?;
@@ -217,17 +193,7 @@ pub fn check_rdata(t: Rtype, rdata: &[u8]) -> Result<(), String> {
             f.fixed(2, "SSHFP algorithm and fingerprint type")?;
             f.rest();
         }
-        Rtype::IPSECKEY => {
-            f.fixed(3, "IPSECKEY precedence, gateway type and algorithm")?;
-            match rdata[1] {
-                0 => {}
-                1 => f.fixed(4, "IPv4 gateway")?,
-                2 => f.fixed(16, "IPv6 gateway")?,
-                3 => f.name("gateway name")?,
-                g => return Err(format!("IPSECKEY gateway type {g} is not defined (0-3)")),
-            }
-            f.rest();
-        }
+        Rtype::IPSECKEY => ipseckey(&mut f)?,
         Rtype::RRSIG | Rtype::SIG => {
             f.fixed(
                 18,
@@ -248,14 +214,7 @@ pub fn check_rdata(t: Rtype, rdata: &[u8]) -> Result<(), String> {
             f.fixed(3, "DHCID identifier type and digest type")?;
             f.nonempty_rest("DHCID digest")?;
         }
-        Rtype::NSEC3 => {
-            f.fixed(4, "hash algorithm, flags and iterations")?;
-            f.string("salt")?;
-            if f.string("next hashed owner name")? == 0 {
-                return Err("the next hashed owner name is empty".into());
-            }
-            f.type_bitmap()?;
-        }
+        Rtype::NSEC3 => nsec3(&mut f)?,
         Rtype::NSEC3PARAM => {
             f.fixed(4, "hash algorithm, flags and iterations")?;
             f.string("salt")?;
@@ -264,25 +223,8 @@ pub fn check_rdata(t: Rtype, rdata: &[u8]) -> Result<(), String> {
             f.fixed(3, "usage, selector and matching type")?;
             f.rest();
         }
-        Rtype::CSYNC => {
-            f.fixed(6, "CSYNC serial and flags")?;
-            // Only the immediate and soaminimum flags are defined (RFC 7477 §2.1.1.2);
-            // resolvers refuse data with others set.
-            let flags = u16::from_be_bytes([rdata[4], rdata[5]]);
-            if flags & !3 != 0 {
-                return Err(format!(
-                    "CSYNC flags {flags:#06x} set bits other than immediate and soaminimum"
-                ));
-            }
-            f.type_bitmap()?;
-        }
-        Rtype::ZONEMD => {
-            f.fixed(6, "ZONEMD serial, scheme and hash algorithm")?;
-            // RFC 8976 §2.2.4: a digest shorter than 12 octets is invalid.
-            if f.rest().len() < 12 {
-                return Err("the ZONEMD digest is shorter than 12 octets".into());
-            }
-        }
+        Rtype::CSYNC => csync(&mut f)?,
+        Rtype::ZONEMD => zonemd(&mut f)?,
         Rtype::SVCB | Rtype::HTTPS => {
             f.fixed(2, "SvcPriority")?;
             f.name("target name")?;
@@ -292,23 +234,106 @@ pub fn check_rdata(t: Rtype, rdata: &[u8]) -> Result<(), String> {
             f.fixed(4, "URI priority and weight")?;
             f.nonempty_rest("URI target")?;
         }
-        Rtype::CAA => {
-            f.fixed(1, "CAA flags")?;
-            let tag = f.string_bytes("CAA tag")?;
-            // RFC 8659 §4.1: a tag is 1-15 letters and digits; resolvers refuse others.
-            if tag.is_empty() || tag.len() > 15 || !tag.iter().all(|c| c.is_ascii_alphanumeric()) {
-                return Err(format!(
-                    "CAA tag \"{}\" must be 1 to 15 letters and digits",
-                    String::from_utf8_lossy(tag)
-                ));
-            }
-            f.rest();
-        }
+        Rtype::CAA => caa(&mut f)?,
         _ => {
             f.rest();
         }
     }
     f.end()
+}
+
+// The types whose data has more than a fixed sequence of fields: one function each,
+// named after the type.
+
+fn txt(f: &mut Fields<'_>) -> Result<(), String> {
+    if f.done() {
+        return Err("needs at least one character-string".into());
+    }
+    while !f.done() {
+        f.string("character-string")?;
+    }
+    Ok(())
+}
+
+fn isdn(f: &mut Fields<'_>) -> Result<(), String> {
+    f.string("ISDN address")?;
+    if !f.done() {
+        f.string("ISDN subaddress")?;
+    }
+    Ok(())
+}
+
+fn naptr(f: &mut Fields<'_>) -> Result<(), String> {
+    f.fixed(4, "NAPTR order and preference")?;
+    // RFC 3403 §4.1: flags are letters and digits; resolvers refuse others.
+    let flags = f.string_bytes("NAPTR flags")?;
+    if !flags.iter().all(u8::is_ascii_alphanumeric) {
+        return Err(format!(
+            "NAPTR flags \"{}\" must be letters and digits",
+            String::from_utf8_lossy(flags)
+        ));
+    }
+    f.string("NAPTR services")?;
+    f.string("NAPTR regexp")?;
+    f.name("NAPTR replacement")
+}
+
+fn ipseckey(f: &mut Fields<'_>) -> Result<(), String> {
+    f.fixed(3, "IPSECKEY precedence, gateway type and algorithm")?;
+    match f.d[1] {
+        0 => {}
+        1 => f.fixed(4, "IPv4 gateway")?,
+        2 => f.fixed(16, "IPv6 gateway")?,
+        3 => f.name("gateway name")?,
+        g => return Err(format!("IPSECKEY gateway type {g} is not defined (0-3)")),
+    }
+    f.rest();
+    Ok(())
+}
+
+fn nsec3(f: &mut Fields<'_>) -> Result<(), String> {
+    f.fixed(4, "hash algorithm, flags and iterations")?;
+    f.string("salt")?;
+    if f.string("next hashed owner name")? == 0 {
+        return Err("the next hashed owner name is empty".into());
+    }
+    f.type_bitmap()
+}
+
+fn csync(f: &mut Fields<'_>) -> Result<(), String> {
+    f.fixed(6, "CSYNC serial and flags")?;
+    // Only the immediate and soaminimum flags are defined (RFC 7477 §2.1.1.2);
+    // resolvers refuse data with others set.
+    let flags = u16::from_be_bytes([f.d[4], f.d[5]]);
+    if flags & !3 != 0 {
+        return Err(format!(
+            "CSYNC flags {flags:#06x} set bits other than immediate and soaminimum"
+        ));
+    }
+    f.type_bitmap()
+}
+
+fn zonemd(f: &mut Fields<'_>) -> Result<(), String> {
+    f.fixed(6, "ZONEMD serial, scheme and hash algorithm")?;
+    // RFC 8976 §2.2.4: a digest shorter than 12 octets is invalid.
+    if f.rest().len() < 12 {
+        return Err("the ZONEMD digest is shorter than 12 octets".into());
+    }
+    Ok(())
+}
+
+fn caa(f: &mut Fields<'_>) -> Result<(), String> {
+    f.fixed(1, "CAA flags")?;
+    let tag = f.string_bytes("CAA tag")?;
+    // RFC 8659 §4.1: a tag is 1-15 letters and digits; resolvers refuse others.
+    if tag.is_empty() || tag.len() > 15 || !tag.iter().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "CAA tag \"{}\" must be 1 to 15 letters and digits",
+            String::from_utf8_lossy(tag)
+        ));
+    }
+    f.rest();
+    Ok(())
 }
 
 /// A reader over rdata for [`check_rdata`]: each step names the field it expects, so

@@ -352,17 +352,7 @@ impl Responder {
         // Types that name no zone data (RFC 6895 §3.1) each have a rule of their own; ANY
         // is answered from the zone (RFC 8482).
         if q.qtype != Rtype::ANY && is_meta_or_query_only(q.qtype) {
-            return Ok(Filled::rcode(match q.qtype {
-                // Zone transfer is only defined over TCP (RFC 5936 §4.2); over TCP it is
-                // not allowed until transfer ACLs exist.
-                Rtype::AXFR | Rtype::IXFR => match transport {
-                    Transport::Udp => rcode::NOTIMP,
-                    Transport::Tcp => return Ok(Filled::refused(ede::PROHIBITED)),
-                },
-                Rtype::TKEY | Rtype::MAILA | Rtype::MAILB => rcode::NOTIMP,
-                // Type 0, OPT and TSIG cannot be asked for (RFC 6891 §6.1.1, RFC 8945).
-                _ => rcode::FORMERR,
-            }));
+            return Ok(meta_type(q.qtype, transport));
         }
         let Some(zone) = catalog.find(q.qname()) else {
             // RFC 8906 practice: not ours, no referral to the root, AA clear.
@@ -401,18 +391,14 @@ impl Responder {
             match found {
                 Found::Exact(node) | Found::Wildcard(node) => {
                     if let Some(set) = select(node, q.qtype) {
-                        if set.rtype == Rtype::SRV {
-                            if let Some(gate) = node.withheld() {
-                                // The set is incomplete: NODATA, cached briefly.
-                                let ttl = zone.negative_ttl.min(WITHHELD_NEGATIVE_TTL);
-                                write_negative(w, zone, ttl)?;
-                                withheld = Some(Ede {
-                                    code: ede::NOT_READY,
-                                    text: &gate.text,
-                                });
-                                observer.withheld();
-                                break rcode::NOERROR;
-                            }
+                        let gate = if set.rtype == Rtype::SRV {
+                            node.withheld()
+                        } else {
+                            None
+                        };
+                        if let Some(gate) = gate {
+                            withheld = Some(write_withheld(w, zone, gate, observer)?);
+                            break rcode::NOERROR;
                         }
                         write_rrset(w, Section::Answer, owner, set)?;
                         targets.collect(set, cap);
@@ -475,6 +461,38 @@ impl Responder {
             ..Filled::rcode(rcode)
         })
     }
+}
+
+/// An SRV set that a closed completeness gate withholds (the set is incomplete): NODATA,
+/// cached briefly, and the gate's Extended DNS Error for the response.
+fn write_withheld<'z>(
+    w: &mut Writer<'_>,
+    zone: &Zone,
+    gate: &'z crate::zone::gate::Gate,
+    observer: &mut impl Observer,
+) -> Result<Ede<'z>, WriteError> {
+    let ttl = zone.negative_ttl.min(WITHHELD_NEGATIVE_TTL);
+    write_negative(w, zone, ttl)?;
+    observer.withheld();
+    Ok(Ede {
+        code: ede::NOT_READY,
+        text: &gate.text,
+    })
+}
+
+/// The answer to a query for a type that names no zone data (RFC 6895 §3.1), ANY aside.
+fn meta_type(qtype: Rtype, transport: Transport) -> Filled<'static> {
+    Filled::rcode(match qtype {
+        // Zone transfer is only defined over TCP (RFC 5936 §4.2); over TCP it is not
+        // allowed until transfer ACLs exist.
+        Rtype::AXFR | Rtype::IXFR => match transport {
+            Transport::Udp => rcode::NOTIMP,
+            Transport::Tcp => return Filled::refused(ede::PROHIBITED),
+        },
+        Rtype::TKEY | Rtype::MAILA | Rtype::MAILB => rcode::NOTIMP,
+        // Type 0, OPT and TSIG cannot be asked for (RFC 6891 §6.1.1, RFC 8945).
+        _ => rcode::FORMERR,
+    })
 }
 
 /// What the class IN algorithm writes into and works with.
