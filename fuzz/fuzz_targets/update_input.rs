@@ -23,7 +23,7 @@ use std::sync::Arc;
 use muster_server::proto::name::Name;
 use muster_server::proto::rr::{class, Record, Rtype};
 use muster_server::proto::tsig::{self, KeyRing};
-use muster_server::proto::wire::{opcode, rcode};
+use muster_server::proto::wire::{rcode, Opcode};
 use muster_server::query::answer::Responder;
 use muster_server::query::fastpath;
 use muster_server::update::replay::{Admission, ReplayGuard};
@@ -211,7 +211,7 @@ fn built_message(b: &mut Bytes, serial: u32) -> Vec<u8> {
     let updates = 1 + b.u8() % 4;
     let edns = b.u8() % 4 == 3;
     let mut m = id.to_vec();
-    m.extend_from_slice(&(u16::from(opcode::UPDATE) << 11).to_be_bytes());
+    m.extend_from_slice(&(u16::from(Opcode::UPDATE.to_u8()) << 11).to_be_bytes());
     let zo: u16 = if zone_kind == 12 { 0 } else { 1 };
     for n in [zo, u16::from(prereqs), u16::from(updates), u16::from(edns)] {
         m.extend_from_slice(&n.to_be_bytes());
@@ -241,7 +241,7 @@ fn raw_message(b: &mut Bytes) -> Vec<u8> {
     let n = usize::from(b.u8());
     let mut m = b.take(n);
     if m.len() > 3 {
-        m[2] = (m[2] & 0x07) | (opcode::UPDATE << 3);
+        m[2] = (m[2] & 0x07) | (Opcode::UPDATE.to_u8() << 3);
     }
     m
 }
@@ -395,7 +395,7 @@ struct Handled {
 fn handle(w: &World, data: &mut ZoneData, guard: &ReplayGuard, pkt: &[u8]) -> Handled {
     let (id, copy, zone_section) = update::echo_of(pkt);
     let edns = update::parse(pkt).ok().filter(|r| r.edns).map(|_| 1232);
-    let plain = |rc: u16| update::response(opcode::UPDATE, id, copy, zone_section, rc, edns);
+    let plain = |rc: u16| update::response(Opcode::UPDATE, id, copy, zone_section, rc, edns);
     let verified = match tsig::verify_request(pkt, &w.keys, NOW) {
         Ok(v) => v,
         Err(e) => {

@@ -60,7 +60,7 @@ use crate::config::ZoneSpec;
 use crate::proto::builder::Ede;
 use crate::proto::name::Name;
 use crate::proto::tsig::{self, KeyRing};
-use crate::proto::wire::{opcode, rcode};
+use crate::proto::wire::{rcode, Opcode};
 use crate::query::answer::Responder;
 use crate::stats::Stats;
 use crate::update::journal::JournalError;
@@ -323,7 +323,7 @@ impl Updates {
                 .ede
                 .as_ref()
                 .map(|(code, text)| Ede { code: *code, text });
-            let (op, rc) = (opcode::UPDATE, answer.rcode);
+            let (op, rc) = (Opcode::UPDATE, answer.rcode);
             crate::proto::builder::bare_response_with_ede(op, id, copy, zone_section, rc, edns, ede)
         };
         let now = crate::clock::unix_now();

@@ -12,7 +12,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use super::name::wire_name_len;
 use super::reader::{Header, Reader};
-use super::types::{rdata_names, RdataNames, Rtype};
+use super::types::{rdata_names, Opcode, RdataNames, Rtype};
 use super::{flags, HEADER_LEN};
 
 /// TXT rdata the builder refuses in unit tests, to test what its callers do with a
@@ -189,7 +189,7 @@ pub fn question(name: &[u8], qtype: Rtype, qclass: u16) -> Vec<u8> {
 /// high bits of `rc`: errors answered before a request is read, and UPDATE answers.
 /// The caller signs it afterwards when the request was signed.
 pub fn bare_response(
-    op: u8,
+    op: Opcode,
     id: u16,
     copy_flags: u16,
     question: &[u8],
@@ -202,7 +202,7 @@ pub fn bare_response(
 /// [`bare_response`] whose OPT record carries an Extended DNS Error. Without `edns` the
 /// error is left out: the client did not send EDNS and could not read the option.
 pub fn bare_response_with_ede(
-    op: u8,
+    op: Opcode,
     id: u16,
     copy_flags: u16,
     question: &[u8],
@@ -261,13 +261,13 @@ impl<'b> MessageBuilder<'b> {
         buf: &'b mut Vec<u8>,
         comp: &'b mut Compressor,
         id: u16,
-        opcode: u8,
+        opcode: Opcode,
         copy_flags: u16,
         question: &[u8],
     ) -> MessageBuilder<'b> {
         buf.clear();
         comp.clear();
-        let fl = flags::QR | ((opcode as u16 & 0xf) << 11) | copy_flags;
+        let fl = flags::QR | ((u16::from(opcode.to_u8()) & 0xf) << 11) | copy_flags;
         buf.extend_from_slice(&id.to_be_bytes());
         buf.extend_from_slice(&fl.to_be_bytes());
         buf.extend_from_slice(&[0; 8]);
@@ -296,7 +296,7 @@ impl<'b> MessageBuilder<'b> {
         buf: &'b mut Vec<u8>,
         comp: &'b mut Compressor,
         id: u16,
-        opcode: u8,
+        opcode: Opcode,
         fl: u16,
         question: &[u8],
     ) -> MessageBuilder<'b> {
@@ -676,7 +676,7 @@ pub fn error_reply(pkt: &[u8], rc: u16) -> Vec<u8> {
         Some(h) if h.qdcount() == 1 && r.question().is_ok() => &pkt[HEADER_LEN..r.pos()],
         _ => &[],
     };
-    let op = ((fl >> 11) & 0xf) as u8;
+    let op = Opcode(((fl >> 11) & 0xf) as u8);
     bare_response(op, id, fl & flags::RD, question, rc, None)
 }
 
@@ -699,7 +699,14 @@ mod tests {
         let q = parse_query(&p).unwrap();
         let mut buf = Vec::new();
         let mut comp = Compressor::default();
-        let mut w = MessageBuilder::new(&mut buf, &mut comp, q.id, 0, q.copy_flags, q.question);
+        let mut w = MessageBuilder::new(
+            &mut buf,
+            &mut comp,
+            q.id,
+            Opcode(0),
+            q.copy_flags,
+            q.question,
+        );
         let target = b"\x02m0\x07example\x04test\x00";
         let mut rdata = vec![0, 0, 0, 0, 0x09, 0x4c];
         rdata.extend_from_slice(target);
@@ -739,7 +746,14 @@ mod tests {
         let q = parse_query(&p).unwrap();
         let mut buf = Vec::new();
         let mut comp = Compressor::default();
-        let mut w = MessageBuilder::new(&mut buf, &mut comp, q.id, 0, q.copy_flags, q.question);
+        let mut w = MessageBuilder::new(
+            &mut buf,
+            &mut comp,
+            q.id,
+            Opcode(0),
+            q.copy_flags,
+            q.question,
+        );
         let bad = WriteError::BadRdata { rtype: Rtype::MX };
         for _ in 0..2 {
             let before = w.len();
@@ -824,7 +838,7 @@ mod tests {
         let q = parse_query(&p).unwrap();
         let mut buf = Vec::new();
         let mut comp = Compressor::default();
-        let mut w = MessageBuilder::new(&mut buf, &mut comp, q.id, 0, 0, q.question);
+        let mut w = MessageBuilder::new(&mut buf, &mut comp, q.id, Opcode(0), 0, q.question);
         let e = Ede {
             code: ede::NOT_READY,
             text: "2 of 3",
@@ -855,7 +869,7 @@ mod tests {
             code: ede::PROHIBITED,
             text: "zone d.test. is frozen",
         };
-        let with = bare_response_with_ede(5, 7, 0, zone, 5, Some(1232), Some(e));
+        let with = bare_response_with_ede(Opcode(5), 7, 0, zone, 5, Some(1232), Some(e));
         let m = hickory_proto::op::Message::from_vec(&with).unwrap();
         let opts = m.edns.expect("OPT").options().as_ref().to_vec();
         assert!(
@@ -866,8 +880,8 @@ mod tests {
             ),
             "{opts:?}"
         );
-        let without = bare_response_with_ede(5, 7, 0, zone, 5, None, Some(e));
-        assert_eq!(without, bare_response(5, 7, 0, zone, 5, None));
+        let without = bare_response_with_ede(Opcode(5), 7, 0, zone, 5, None, Some(e));
+        assert_eq!(without, bare_response(Opcode(5), 7, 0, zone, 5, None));
         assert_eq!(without.len(), 12 + zone.len());
     }
 
@@ -877,7 +891,7 @@ mod tests {
         let q = parse_query(&p).unwrap();
         let mut buf = Vec::new();
         let mut comp = Compressor::default();
-        let mut w = MessageBuilder::new(&mut buf, &mut comp, q.id, 0, 0, q.question);
+        let mut w = MessageBuilder::new(&mut buf, &mut comp, q.id, Opcode(0), 0, q.question);
         let mark = w.checkpoint();
         w.record(
             Section::Answer,
@@ -914,7 +928,7 @@ mod tests {
     fn indexed_table_compresses_and_rolls_back() {
         let build = |mut comp: Compressor| {
             let mut buf = Vec::new();
-            let mut w = MessageBuilder::new(&mut buf, &mut comp, 1, 0, 0, &[]);
+            let mut w = MessageBuilder::new(&mut buf, &mut comp, 1, Opcode(0), 0, &[]);
             for i in 0..50u8 {
                 let owner = [&[2, b'h', b'0' + i % 10][..], b"\x04zone\x04test\x00"].concat();
                 w.record(Section::Answer, &owner, Rtype::A, 1, 60, &[10, 0, 0, i])

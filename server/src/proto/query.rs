@@ -10,7 +10,7 @@
 
 use super::name::MAX_NAME_LEN;
 use super::reader::{Header, Reader};
-use super::types::{rcode, Rtype};
+use super::types::{rcode, Opcode, Rtype};
 use super::{flags, HEADER_LEN};
 
 /// The EDNS(0) parameters of a query's OPT record.
@@ -29,7 +29,7 @@ pub struct Edns {
 #[derive(Debug, Clone)]
 pub struct Query<'a> {
     pub id: u16,
-    pub opcode: u8,
+    pub opcode: Opcode,
     /// The RD and CD bits of the request, to be copied into the response.
     pub copy_flags: u16,
     /// The question section exactly as received (name, type, class): echoed byte-for-byte.
@@ -57,7 +57,7 @@ pub enum Malformed {
     /// Answer with this rcode (FORMERR, NOTIMP or BADVERS), echoing what could be parsed.
     Reply {
         id: u16,
-        opcode: u8,
+        opcode: Opcode,
         copy_flags: u16,
         rcode: u16,
         /// The question bytes, when the question itself was well formed.
@@ -90,7 +90,7 @@ pub fn parse_query_with<'a>(pkt: &'a [u8], h: &Header) -> Result<Query<'a>, Malf
     if h.is_response() {
         return Err(Malformed::Drop(DropReason::Response));
     }
-    let (id, op) = (h.id, h.opcode().to_u8());
+    let (id, op) = (h.id, h.opcode());
     let copy_flags = h.flags & (flags::RD | flags::CD);
     let [qd, an, ns, ar] = h.counts;
     let reply = |rcode, question_len, edns| Malformed::Reply {

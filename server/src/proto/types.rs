@@ -2,7 +2,7 @@
 //! one table that maps numbers to mnemonics and back.
 //!
 //! Record types are [`Rtype`] everywhere above the octets. The bare constant modules
-//! ([`class`], [`rcode`], [`opcode`]) remain for code that keeps numbers; each constant is
+//! ([`class`], [`rcode`]) remain for code that keeps numbers; each constant is
 //! defined once, here, and the typed values wrap the same numbers.
 
 use std::fmt;
@@ -32,14 +32,6 @@ pub mod rcode {
     pub const NOTAUTH: u16 = Rcode::NOTAUTH.to_u16();
     pub const NOTZONE: u16 = Rcode::NOTZONE.to_u16();
     pub const BADVERS: u16 = Rcode::BADVERS.to_u16();
-}
-
-/// Opcodes as bare numbers (RFC 1035, RFC 1996, RFC 2136); the values come from [`Opcode`].
-pub mod opcode {
-    use super::Opcode;
-    pub const QUERY: u8 = Opcode::QUERY.to_u8();
-    pub const NOTIFY: u8 = Opcode::NOTIFY.to_u8();
-    pub const UPDATE: u8 = Opcode::UPDATE.to_u8();
 }
 
 /// A record type (RFC 1035 §3.2.2, IANA registry).
@@ -435,7 +427,7 @@ mod tests {
         assert_eq!(Rcode(16).to_string(), "BADVERS");
         assert_eq!(Rcode(16).tsig_mnemonic(), Some("BADSIG"));
         assert_eq!(Opcode::from(0x14).to_string(), "NOTIFY");
-        assert_eq!(opcode::UPDATE, 5);
+        assert_eq!(Opcode::UPDATE, Opcode(5));
         assert_eq!(rcode::NOTZONE, 10);
     }
 }

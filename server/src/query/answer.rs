@@ -27,7 +27,7 @@
 use crate::proto::name::{wire_name_len, MAX_NAME_LEN};
 use crate::proto::rr::{class, is_meta_or_query_only, Rtype};
 use crate::proto::wire::{
-    self, ede, flags, opcode, parse_query, rcode, Compressor, Ede, Malformed, Query, Section,
+    self, ede, flags, parse_query, rcode, Compressor, Ede, Malformed, Opcode, Query, Section,
     WriteError, Writer,
 };
 use crate::zone::catalog::Catalog;
@@ -263,7 +263,7 @@ impl Responder {
         chain.clear();
         chain_names.clear();
         let mut w = Writer::new(buf, comp, q.id, q.opcode, q.copy_flags, q.question);
-        let filled = if q.opcode != opcode::QUERY {
+        let filled = if q.opcode != Opcode::QUERY {
             // NOTIFY and UPDATE come with later issues; until then they are not implemented.
             Ok(Filled::rcode(rcode::NOTIMP))
         } else {

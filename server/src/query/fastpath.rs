@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use crate::proto::name::Name;
 use crate::proto::rr::{class, is_meta_or_query_only, Rtype};
-use crate::proto::wire::{flags, opcode, parse_query, Query, WriteError, HEADER_LEN};
+use crate::proto::wire::{flags, parse_query, Opcode, Query, WriteError, HEADER_LEN};
 use crate::query::answer::{Observer, Outcome, Responder, Scratch, Transport};
 use crate::zone::catalog::Catalog;
 use crate::zone::{Cut, Node, Zone};
@@ -132,7 +132,7 @@ pub fn answer(
     transport: Transport,
     buf: &mut Vec<u8>,
 ) -> Option<Outcome> {
-    if q.opcode != opcode::QUERY || q.qclass != class::IN || is_special(q.qtype) {
+    if q.opcode != Opcode::QUERY || q.qclass != class::IN || is_special(q.qtype) {
         return None;
     }
     let zone = catalog.find(q.qname())?;
@@ -142,7 +142,11 @@ pub fn answer(
     let opt_len = if q.edns.is_some() { 11 } else { 0 };
     let head = HEADER_LEN + q.question.len();
     let room = responder.limit(q, transport) - opt_len;
-    let fl = flags::QR | ((q.opcode as u16) << 11) | q.copy_flags | pre.flags | (pre.rcode & 0xf);
+    let fl = flags::QR
+        | (u16::from(q.opcode.to_u8()) << 11)
+        | q.copy_flags
+        | pre.flags
+        | (pre.rcode & 0xf);
     buf.clear();
     buf.extend_from_slice(&q.id.to_be_bytes());
     // The longest cut that fits; none fits when answer and authority alone are too big.

@@ -77,7 +77,7 @@ pub fn respond_signed(
         Ok(Some(v)) => v,
         Err(e) => {
             let (id, copy, question) = crate::update::echo_of(pkt);
-            let op = (pkt[2] >> 3) & 0xf;
+            let op = crate::proto::types::Opcode((pkt[2] >> 3) & 0xf);
             *buf = crate::update::response(op, id, copy, question, e.rcode(), None);
             if let Some(t) = e.response() {
                 let _ = tsig::sign_response(buf, &t, now);

@@ -36,7 +36,7 @@ use crate::proto::reader::Header;
 use crate::proto::rr::{class, Rtype};
 use crate::proto::tsig::{self, Key, KeyRing};
 use crate::proto::types::{Opcode, Rcode};
-use crate::proto::wire::{flags, opcode, parse_query, rcode};
+use crate::proto::wire::{flags, parse_query, rcode};
 use crate::query::answer::Outcome;
 use crate::transfer::metrics::XfrMetrics;
 use crate::transfer::secondary::Secondaries;
@@ -181,7 +181,7 @@ pub fn message(id: u16, origin: &[u8], soa_ttl: u32, soa_rdata: &[u8]) -> Vec<u8
     let mut m = Vec::with_capacity(64 + origin.len() + soa_rdata.len());
     let mut comp = Compressor::default();
     let q = question(origin, Rtype::SOA, class::IN);
-    let mut w = MessageBuilder::request(&mut m, &mut comp, id, opcode::NOTIFY, flags::AA, &q);
+    let mut w = MessageBuilder::request(&mut m, &mut comp, id, Opcode::NOTIFY, flags::AA, &q);
     // The zone's own SOA is valid wire data; were it not, the NOTIFY goes without it
     // (the answer section is optional, RFC 1996 §3.7).
     let _ = w.record(
@@ -337,7 +337,7 @@ mod tests {
                 loop {
                     let (n, from) = server.recv_from(&mut buf).await.unwrap();
                     seen += 1;
-                    assert_eq!((buf[2] >> 3) & 0xf, opcode::NOTIFY);
+                    assert_eq!(Opcode((buf[2] >> 3) & 0xf), Opcode::NOTIFY);
                     // From the source given (a listen address), not the kernel's choice.
                     assert_eq!(from.ip(), std::net::IpAddr::from([127, 0, 0, 2]));
                     if seen >= 3 {

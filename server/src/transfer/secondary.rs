@@ -59,7 +59,7 @@ use crate::proto::rr::{class, Record, Rtype, Soa};
 use crate::proto::tsig::{self, Key, KeyRing, StreamVerifier};
 use crate::proto::types::serial_gt;
 use crate::proto::types::Rcode;
-use crate::proto::wire::{opcode, rcode, Compressor, Ede, Query, Section, Writer};
+use crate::proto::wire::{rcode, Compressor, Ede, Opcode, Query, Section, Writer};
 use crate::transfer::metrics::XfrMetrics;
 use crate::update::journal::Journal;
 use crate::zone::catalog::Catalog;
@@ -918,7 +918,7 @@ fn query_message(id: u16, origin: &[u8], qtype: Rtype, ixfr_soa: Option<&Record>
     let mut q = Vec::with_capacity(128);
     let mut comp = Compressor::default();
     let question = crate::proto::builder::question(origin, qtype, class::IN);
-    let mut w = Writer::request(&mut q, &mut comp, id, opcode::QUERY, 0, &question);
+    let mut w = Writer::request(&mut q, &mut comp, id, Opcode::QUERY, 0, &question);
     if let Some(soa) = ixfr_soa {
         // Our copy's SOA passed the zone checks, so the builder takes it.
         let _ = w.record(

@@ -13,7 +13,7 @@ use crate::proto::builder::{Compressor, MessageBuilder, Section, Suspended, Writ
 use crate::proto::name::Name;
 use crate::proto::rr::{class, Record, Rtype};
 use crate::proto::tsig::{self, StreamSigner};
-use crate::proto::wire::{flags, opcode};
+use crate::proto::wire::{flags, Opcode};
 use crate::zone::changeset::Changeset;
 use crate::zone::Zone;
 
@@ -144,7 +144,7 @@ impl Message {
             &mut self.buf,
             &mut self.comp,
             id,
-            opcode::QUERY,
+            Opcode::QUERY,
             copy_flags,
             q,
         );

@@ -52,7 +52,7 @@ use crate::proto::reader::{Header, Reader};
 use crate::proto::rr::{class, Rtype};
 use crate::proto::tsig::{self, KeyRing, StreamSigner};
 use crate::proto::types::serial_gt;
-use crate::proto::wire::{flags, opcode, rcode, Malformed, Query, HEADER_LEN};
+use crate::proto::wire::{flags, rcode, Malformed, Opcode, Query, HEADER_LEN};
 use crate::query::answer::{Outcome, Transport};
 use crate::transfer::metrics::XfrMetrics;
 use crate::transfer::stream::{
@@ -421,7 +421,7 @@ impl Transfers {
         peer: &dyn Fn() -> SocketAddr,
         out: &mut Vec<u8>,
     ) -> Option<Outcome> {
-        if q.opcode != opcode::QUERY {
+        if q.opcode != Opcode::QUERY {
             return None;
         }
         if q.qclass == class::IN && self.secondaries.maybe_unavailable(q.qname()) {

@@ -5,6 +5,7 @@
 use crate::proto::name::{wire_name_len, Name};
 use crate::proto::reader::{Header, ReadError, Reader};
 use crate::proto::rr::Rtype;
+use crate::proto::types::Opcode;
 use crate::proto::wire::{flags, HEADER_LEN};
 
 /// One record of the prerequisite or update section.
@@ -71,7 +72,7 @@ pub fn echo_of(pkt: &[u8]) -> (u16, u16, &[u8]) {
 /// OPT when asked for: UPDATE answers, and errors answered before a request is read.
 /// The caller signs it afterwards when the request was signed.
 pub fn response(
-    op: u8,
+    op: Opcode,
     id: u16,
     copy_flags: u16,
     zone_section: &[u8],
