@@ -26,6 +26,11 @@
 //! Limitations: only class IN zones; no DNSSEC maintenance (RRSIG/NSEC are kept as opaque
 //! data); the "self" policy matches the key name itself, not Kerberos or TCP-self
 //! identities.
+//!
+//! Files: `message` reads the UPDATE, `prereq` checks its prerequisites, `policy` says
+//! who may change what, `apply` makes the changes; this one holds the zone's records
+//! ([`ZoneData`]) and [`process`], which takes the steps in order. `merge` (hand edits),
+//! [`journal`], [`replay`] and [`writeback`] serve [`crate::dynamic`].
 
 use std::collections::{HashMap, HashSet};
 
