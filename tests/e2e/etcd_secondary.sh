@@ -38,8 +38,12 @@ make_certs
 axfr() {
   dig +time=2 +tries=1 +nocmd +nostats +nocomments "@$1" -p "$2" "$3." AXFR | grep -v '^;' | grep . | sort
 }
+# The serial of zone $3 at $1 port $2, or nothing: a server that is not listening yet is
+# not an error here (dig exits 9 and prints ";; communications error", whose third word
+# is not a serial).
 soa_serial() {
-  dig +time=1 +tries=1 +short "@$1" -p "$2" "$3." SOA 2>/dev/null | awk 'NF == 7 { print $3 }'
+  { dig +time=1 +tries=1 +short "@$1" -p "$2" "$3." SOA 2>/dev/null || true; } |
+    awk '!/^;/ && NF == 7 { print $3 }'
 }
 
 # --- the primary: zone files, not in resolv.conf ------------------------------------------
