@@ -421,12 +421,8 @@ fn grant_names(g: &FileGrant, key: &Name, origin: &Name) -> Result<NameMatch, Co
             .name
             .as_deref()
             .ok_or_else(|| bad(format!("match = {:?} needs a name", g.match_)))?;
-        let n = if text.ends_with('.') {
-            Name::parse(text, None)
-        } else {
-            Name::parse(text, Some(origin))
-        }
-        .map_err(|source| ConfigError::Name {
+        // Relative to the zone unless it ends with a dot, as in a zone file.
+        let n = Name::parse(text, Some(origin)).map_err(|source| ConfigError::Name {
             text: text.into(),
             source,
         })?;

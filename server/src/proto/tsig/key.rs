@@ -134,12 +134,7 @@ pub enum KeyError {
 fn parse_key_name(text: &str, at: &Location) -> Result<Name, KeyError> {
     // Key names are absolute: `tsig-keygen update-key` and `nsupdate -y ...:update-key:...`
     // both mean `update-key.`.
-    let absolute = if text.ends_with('.') {
-        text.to_string()
-    } else {
-        format!("{text}.")
-    };
-    Name::parse(&absolute, None).map_err(|e| KeyError::BadName {
+    Name::parse_absolute(text).map_err(|e| KeyError::BadName {
         at: at.clone(),
         name: text.to_string(),
         reason: e.to_string(),
