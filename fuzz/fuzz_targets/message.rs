@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = update::parse(data);
     let _ = update::echo_of(data);
-    let reply = muster_server::proto::builder::error_reply(data, 1);
+    let reply = muster_server::proto::builder::error_reply(data, muster_server::proto::types::Rcode::FORMERR);
     if let Err(e) = hickory_proto::op::Message::from_vec(&reply) {
         panic!("the error reply does not decode: {e}: {reply:?}");
     }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use muster_server::proto::name::Name;
 use muster_server::proto::rr::{class, Record, Rtype};
 use muster_server::proto::tsig::{self, KeyRing};
-use muster_server::proto::wire::{rcode, Opcode};
+use muster_server::proto::wire::{Opcode, Rcode};
 use muster_server::query::answer::Responder;
 use muster_server::query::fastpath;
 use muster_server::update::replay::{Admission, ReplayGuard};
@@ -368,7 +368,7 @@ fn apply(
     req: &update::Request,
     signer: &Name,
     policy: &Policy,
-) -> (u16, Option<Changeset>) {
+) -> (Rcode, Option<Changeset>) {
     match update::process(data, req, Some(signer), policy, &Limits::default()) {
         Err(r) => (r.rcode, None),
         Ok(applied) => {
@@ -378,7 +378,7 @@ fn apply(
                     panic!("an applied update gives a zone that does not build: {e:?}\n{cs:?}");
                 }
             }
-            (rcode::NOERROR, applied.changeset)
+            (Rcode::NOERROR, applied.changeset)
         }
     }
 }
@@ -386,7 +386,7 @@ fn apply(
 /// How one message ended.
 struct Handled {
     answer: Vec<u8>,
-    rcode: u16,
+    rcode: Rcode,
     verified: Option<tsig::Verified>,
     changeset: Option<Changeset>,
 }
@@ -395,7 +395,7 @@ struct Handled {
 fn handle(w: &World, data: &mut ZoneData, guard: &ReplayGuard, pkt: &[u8]) -> Handled {
     let (id, copy, zone_section) = update::echo_of(pkt);
     let edns = update::parse(pkt).ok().filter(|r| r.edns).map(|_| 1232);
-    let plain = |rc: u16| update::response(Opcode::UPDATE, id, copy, zone_section, rc, edns);
+    let plain = |rc: Rcode| update::response(Opcode::UPDATE, id, copy, zone_section, rc, edns);
     let verified = match tsig::verify_request(pkt, &w.keys, NOW) {
         Ok(v) => v,
         Err(e) => {
@@ -411,7 +411,7 @@ fn handle(w: &World, data: &mut ZoneData, guard: &ReplayGuard, pkt: &[u8]) -> Ha
             };
         }
     };
-    let finish = |rc: u16| {
+    let finish = |rc: Rcode| {
         let mut msg = plain(rc);
         if let Some(v) = &verified {
             tsig::sign_response(&mut msg, &v.response(), NOW).expect("the answer can be signed");
@@ -420,13 +420,13 @@ fn handle(w: &World, data: &mut ZoneData, guard: &ReplayGuard, pkt: &[u8]) -> Ha
     };
     let (rc, changeset) = (|| {
         let Ok(req) = update::parse(pkt) else {
-            return (rcode::FORMERR, None);
+            return (Rcode::FORMERR, None);
         };
         if !req.zone.eq_ignore_case(data.origin()) || req.zclass != class::IN {
-            return (update::update_rcode::NOTAUTH, None);
+            return (Rcode::NOTAUTH, None);
         }
         let Some(v) = &verified else {
-            return (rcode::REFUSED, None);
+            return (Rcode::REFUSED, None);
         };
         match guard.admit(v, NOW) {
             Admission::First(ticket) => {
@@ -435,7 +435,7 @@ fn handle(w: &World, data: &mut ZoneData, guard: &ReplayGuard, pkt: &[u8]) -> Ha
                 (rc, cs)
             }
             Admission::Replay(first) => (ready(first.answer()), None),
-            Admission::Full => (rcode::SERVFAIL, None),
+            Admission::Full => (Rcode::SERVFAIL, None),
         }
     })();
     Handled {
@@ -448,7 +448,7 @@ fn handle(w: &World, data: &mut ZoneData, guard: &ReplayGuard, pkt: &[u8]) -> Ha
 
 /// Checks the answer: it decodes, carries the ID and rcode, and is signed for a verified
 /// request.
-fn check_answer(pkt: &[u8], answer: &[u8], rc: u16, verified: &Option<tsig::Verified>) {
+fn check_answer(pkt: &[u8], answer: &[u8], rc: Rcode, verified: &Option<tsig::Verified>) {
     if let Err(e) = hickory_proto::op::Message::from_vec(answer) {
         panic!("the answer does not decode: {e}\nrequest {pkt:02x?}\nanswer {answer:02x?}")
     }
@@ -460,7 +460,11 @@ fn check_answer(pkt: &[u8], answer: &[u8], rc: u16, verified: &Option<tsig::Veri
             "the answer's ID is not the request's"
         );
     }
-    assert_eq!(u16::from(answer[3] & 0xf), rc & 0xf, "the answer's rcode");
+    assert_eq!(
+        u16::from(answer[3] & 0xf),
+        rc.header_bits(),
+        "the answer's rcode"
+    );
     if let Some(v) = verified {
         if let Err(e) = tsig::verify_response(answer, &v.key, &v.request_mac, NOW) {
             panic!("the answer to a verified request does not verify: {e:?}");
@@ -491,7 +495,7 @@ pub fn run(input: &[u8], ask: Ask) {
         data: input,
         pos: 0,
     };
-    let mut sent: Vec<(Vec<u8>, u16)> = Vec::new();
+    let mut sent: Vec<(Vec<u8>, Rcode)> = Vec::new();
     let mut changed = false;
     let messages = 1 + b.u8() % 8;
     for _ in 0..messages {
@@ -544,7 +548,7 @@ pub fn run(input: &[u8], ask: Ask) {
             assert_eq!(rc, first, "a copy got another rcode than the first");
             assert!(was == now, "a copy of an earlier message changed the zone");
         }
-        if rc != rcode::NOERROR {
+        if rc != Rcode::NOERROR {
             assert!(was == now, "a refused update (rcode {rc}) changed the zone");
         }
         let (s0, s1) = (before.serial(), data.serial());

@@ -19,9 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use muster_server::proto::name::Name;
 use muster_server::proto::rr::{class, Record, Rtype};
-use muster_server::proto::wire::rcode;
+use muster_server::proto::wire::Rcode;
 use muster_server::update::{
-    self, process, Grant, Limits, NameMatch, Policy, Request, TypeMatch, UpdateRecord, ZoneData,
+    process, Grant, Limits, NameMatch, Policy, Request, TypeMatch, UpdateRecord, ZoneData,
 };
 use muster_server::zone::Zone;
 use proptest::prelude::*;
@@ -328,7 +328,7 @@ impl Model {
     }
 
     /// RFC 2136 §3.2–§3.4 for one message; the rcode.
-    fn apply(&mut self, m: &Msg) -> u16 {
+    fn apply(&mut self, m: &Msg) -> Rcode {
         let serial = self.serial();
         if let Err(rc) = self.prerequisites(m) {
             return rc;
@@ -341,10 +341,10 @@ impl Model {
                 Op::Soa { .. } | Op::DeleteSoa => 0,
             };
             if !in_zone(owner) {
-                return update::update_rcode::NOTZONE;
+                return Rcode::NOTZONE;
             }
             if matches!(o, Op::BadDelete(_) | Op::AddAny(_)) {
-                return rcode::FORMERR;
+                return Rcode::FORMERR;
             }
         }
         let before = self.canonical();
@@ -362,11 +362,10 @@ impl Model {
                 self.soa = s;
             }
         }
-        rcode::NOERROR
+        Rcode::NOERROR
     }
 
-    fn prerequisites(&self, m: &Msg) -> Result<(), u16> {
-        use update::update_rcode::{NOTZONE, NXRRSET, YXDOMAIN, YXRRSET};
+    fn prerequisites(&self, m: &Msg) -> Result<(), Rcode> {
         let mut wanted: Vec<(usize, Rtype, BTreeSet<Vec<u8>>)> = Vec::new();
         for p in &m.prereqs {
             let owner = match p {
@@ -374,16 +373,16 @@ impl Model {
                 Prereq::Exists(n, _) | Prereq::NotExists(n, _) | Prereq::Values(n, ..) => *n,
             };
             if matches!(p, Prereq::BadTtl(_)) {
-                return Err(rcode::FORMERR);
+                return Err(Rcode::FORMERR);
             }
             if !in_zone(owner) {
-                return Err(NOTZONE);
+                return Err(Rcode::NOTZONE);
             }
             match p {
-                Prereq::InUse(n) if !self.in_use(*n) => return Err(rcode::NXDOMAIN),
-                Prereq::NotInUse(n) if self.in_use(*n) => return Err(YXDOMAIN),
-                Prereq::Exists(n, t) if !self.has(*n, TYPES[*t]) => return Err(NXRRSET),
-                Prereq::NotExists(n, t) if self.has(*n, TYPES[*t]) => return Err(YXRRSET),
+                Prereq::InUse(n) if !self.in_use(*n) => return Err(Rcode::NXDOMAIN),
+                Prereq::NotInUse(n) if self.in_use(*n) => return Err(Rcode::YXDOMAIN),
+                Prereq::Exists(n, t) if !self.has(*n, TYPES[*t]) => return Err(Rcode::NXRRSET),
+                Prereq::NotExists(n, t) if self.has(*n, TYPES[*t]) => return Err(Rcode::YXRRSET),
                 Prereq::Values(n, t, rs) => {
                     let t = TYPES[*t];
                     let set: BTreeSet<Vec<u8>> =
@@ -407,7 +406,7 @@ impl Model {
                 .map(|(_, v)| v.iter().map(|x| canon(t, x)).collect())
                 .unwrap_or_default();
             if have.is_empty() || have != want {
-                return Err(NXRRSET);
+                return Err(Rcode::NXRRSET);
             }
         }
         Ok(())
@@ -561,7 +560,7 @@ fn run(msgs: &[Msg]) -> Result<(), TestCaseError> {
                         "no changeset, no change"
                     );
                 }
-                rcode::NOERROR
+                Rcode::NOERROR
             }
             Err(r) => {
                 prop_assert_eq!(canonical(&before), canonical(&zone), "rejected but changed");
@@ -607,28 +606,28 @@ fn the_model_answers_known_cases() {
         prereqs: vec![],
         ops: vec![Op::Add(2, 2, 2, 0)],
     };
-    assert_eq!(m.apply(&cname_at_a), rcode::NOERROR);
+    assert_eq!(m.apply(&cname_at_a), Rcode::NOERROR);
     assert_eq!(m.serial(), 10);
     // b is an empty non-terminal: not in use.
     let b_in_use = Msg {
         prereqs: vec![Prereq::InUse(4)],
         ops: vec![],
     };
-    assert_eq!(m.apply(&b_in_use), rcode::NXDOMAIN);
+    assert_eq!(m.apply(&b_in_use), Rcode::NXDOMAIN);
     // Add and delete on an unused name: no change.
     let add_delete = Msg {
         prereqs: vec![],
         ops: vec![Op::Add(7, 0, 0, 0), Op::DeleteRr(7, 0, 0)],
     };
-    assert_eq!(m.apply(&add_delete), rcode::NOERROR);
+    assert_eq!(m.apply(&add_delete), Rcode::NOERROR);
     assert_eq!(m.serial(), 10);
     // A value-dependent prerequisite fails after a later "not in use" one would too:
-    // the value-dependent one is compared last, so YXDOMAIN wins.
+    // the value-dependent one is compared last, so Rcode::YXDOMAIN wins.
     let order = Msg {
         prereqs: vec![Prereq::Values(2, 0, vec![1]), Prereq::NotInUse(2)],
         ops: vec![],
     };
-    assert_eq!(m.apply(&order), update::update_rcode::YXDOMAIN);
+    assert_eq!(m.apply(&order), Rcode::YXDOMAIN);
     // The last apex NS stays; the serial goes up by one for a real change.
     let ns = Msg {
         prereqs: vec![],
@@ -638,7 +637,7 @@ fn the_model_answers_known_cases() {
             Op::Add(7, 1, 0, 0),
         ],
     };
-    assert_eq!(m.apply(&ns), rcode::NOERROR);
+    assert_eq!(m.apply(&ns), Rcode::NOERROR);
     assert_eq!(m.serial(), 11);
     assert!(m.has(0, Rtype::NS));
     // And the same cases agree with musterd.

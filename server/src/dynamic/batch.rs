@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::{touched_by, Answer, ZoneWorker};
 use crate::proto::name::Name;
-use crate::proto::wire::rcode;
+use crate::proto::wire::Rcode;
 use crate::update::journal::{Journal, JournalError};
 use crate::update::{self, Reason, ZoneData};
 use crate::zone::changeset::Changeset;
@@ -51,7 +51,7 @@ impl ZoneWorker {
                 match outcome {
                     Ok(r) => {
                         if let Err(rej) = &r {
-                            tracing::info!(zone = %self.origin, key = %signer, rcode = rej.rcode, "update refused: {}", rej.detail);
+                            tracing::info!(zone = %self.origin, key = %signer, rcode = %rej.rcode, "update refused: {}", rej.detail);
                         }
                         results.push(r);
                     }
@@ -172,7 +172,7 @@ impl ZoneWorker {
         }
         for (_, reply) in results.drain(from..) {
             self.metrics.failed(why);
-            let _ = reply.send(Answer::rcode(rcode::SERVFAIL));
+            let _ = reply.send(Answer::rcode(Rcode::SERVFAIL));
         }
         if !results.iter().any(|(r, _)| changeset_of(r).is_some()) {
             return None;
@@ -197,10 +197,10 @@ impl ZoneWorker {
                         self.remember(cs);
                     }
                     self.metrics.accepted.fetch_add(1, Ordering::Relaxed);
-                    let _ = reply.send(Answer::rcode(rcode::NOERROR));
+                    let _ = reply.send(Answer::rcode(Rcode::NOERROR));
                 }
                 // Processing never answers SERVFAIL itself: only a contained panic does.
-                Err(rej) if rej.rcode == rcode::SERVFAIL => {
+                Err(rej) if rej.rcode == Rcode::SERVFAIL => {
                     self.metrics.failed("panic");
                     let _ = reply.send(Answer::rcode(rej.rcode));
                 }
@@ -236,7 +236,7 @@ fn changeset_of(r: &Result<update::Applied, update::Rejection>) -> Option<&Chang
 /// The answer to an update whose processing panicked.
 fn panic_rejection() -> update::Rejection {
     update::Rejection {
-        rcode: rcode::SERVFAIL,
+        rcode: Rcode::SERVFAIL,
         reason: Reason::Format,
         detail: "processing the update panicked".into(),
     }
@@ -244,7 +244,7 @@ fn panic_rejection() -> update::Rejection {
 
 fn rejection_placeholder() -> update::Rejection {
     update::Rejection {
-        rcode: rcode::SERVFAIL,
+        rcode: Rcode::SERVFAIL,
         reason: Reason::Format,
         detail: String::new(),
     }
@@ -385,7 +385,7 @@ mod tests {
         assert!(results[0].is_ok() && results[2].is_ok());
         assert_eq!(
             results[1].as_ref().err().map(|r| r.rcode),
-            Some(rcode::SERVFAIL)
+            Some(Rcode::SERVFAIL)
         );
         assert_eq!(w.stats.panics_at(crate::stats::PanicSite::Zone), 1);
         // The records hold the two good updates, applied from the durable version.

@@ -60,7 +60,7 @@ use crate::config::ZoneSpec;
 use crate::proto::builder::Ede;
 use crate::proto::name::Name;
 use crate::proto::tsig::{self, KeyRing};
-use crate::proto::wire::{rcode, Opcode};
+use crate::proto::wire::{Opcode, Rcode};
 use crate::query::answer::Responder;
 use crate::stats::Stats;
 use crate::update::journal::JournalError;
@@ -120,13 +120,13 @@ pub enum OpenError {
 
 /// How an update ended, for the response.
 struct Answer {
-    rcode: u16,
+    rcode: Rcode,
     /// An Extended DNS Error for the response (RFC 8914): code and text.
     ede: Option<(u16, String)>,
 }
 
 impl Answer {
-    fn rcode(rcode: u16) -> Answer {
+    fn rcode(rcode: Rcode) -> Answer {
         Answer { rcode, ede: None }
     }
 }
@@ -344,7 +344,7 @@ impl Updates {
             Err(e) => {
                 self.metrics.refused(Reason::Format);
                 tracing::info!("update refused: FORMERR: {e}");
-                Answer::rcode(rcode::FORMERR)
+                Answer::rcode(Rcode::FORMERR)
             }
         };
         let mut msg = respond(&answer);
@@ -372,19 +372,19 @@ impl Updates {
             if served {
                 self.metrics.refused(Reason::Policy);
                 tracing::info!(zone = %req.zone, "update refused: the zone takes no updates");
-                return Answer::rcode(rcode::REFUSED);
+                return Answer::rcode(Rcode::REFUSED);
             }
             self.metrics.refused_extra("notauth");
-            return Answer::rcode(update::update_rcode::NOTAUTH);
+            return Answer::rcode(Rcode::NOTAUTH);
         };
         if req.zclass != crate::proto::rr::class::IN {
             self.metrics.refused_extra("notauth");
-            return Answer::rcode(update::update_rcode::NOTAUTH);
+            return Answer::rcode(Rcode::NOTAUTH);
         }
         let Some(v) = verified else {
             self.metrics.refused(Reason::Unsigned);
             tracing::info!(zone = %req.zone, "update refused: not signed (TSIG is required)");
-            return Answer::rcode(rcode::REFUSED);
+            return Answer::rcode(Rcode::REFUSED);
         };
         // A MAC seen within its fudge window is a copy: the first answer, not applied again.
         let ticket = match self.replays.admit(v, now) {
@@ -396,7 +396,7 @@ impl Updates {
             }
             Admission::Full => {
                 self.metrics.failed("overload");
-                return Answer::rcode(rcode::SERVFAIL);
+                return Answer::rcode(Rcode::SERVFAIL);
             }
         };
         let answer = self.dispatch(tx, req, v.key.name.clone()).await;
@@ -415,13 +415,13 @@ impl Updates {
         let cmd = Command::Update { req, signer, reply };
         if tx.send(cmd).await.is_err() {
             self.metrics.failed("overload");
-            return Answer::rcode(rcode::SERVFAIL);
+            return Answer::rcode(Rcode::SERVFAIL);
         }
         match rx.await {
             Ok(a) => a,
             Err(_) => {
                 self.metrics.failed("overload");
-                Answer::rcode(rcode::SERVFAIL)
+                Answer::rcode(Rcode::SERVFAIL)
             }
         }
     }

@@ -15,7 +15,7 @@ use super::save::{fingerprint, Fingerprint, WriteOutcome};
 use super::versions::{Compacted, Versions};
 use super::{Answer, Command, ZoneControl, BATCH_MAX, PRECOMPILE_QUIET};
 use crate::proto::name::Name;
-use crate::proto::wire::rcode;
+use crate::proto::wire::Rcode;
 use crate::query::answer::Responder;
 use crate::stats::Stats;
 use crate::update::journal::Journal;
@@ -251,7 +251,7 @@ impl ZoneWorker {
             self.metrics.refused_extra("frozen");
             tracing::info!(zone = %self.origin, key = %signer, "update refused: the zone is frozen (musterd ctl freeze)");
             let _ = reply.send(Answer {
-                rcode: rcode::REFUSED,
+                rcode: Rcode::REFUSED,
                 ede: Some((
                     crate::proto::wire::ede::PROHIBITED,
                     format!(

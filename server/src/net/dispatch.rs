@@ -23,6 +23,7 @@ use arc_swap::ArcSwap;
 
 use crate::proto::query::{parse_query_with, DropReason, Malformed, Query};
 use crate::proto::reader::{Header, Reader};
+use crate::proto::types::Rcode;
 use crate::proto::types::{Opcode, Rtype};
 use crate::proto::HEADER_LEN;
 use crate::query::answer::{Outcome, Responder, Scratch, Transport};
@@ -225,7 +226,7 @@ impl Shared {
                 false
             }
             Outcome::Reply { rcode, truncated } => {
-                self.stats.count_rcode(rcode);
+                self.stats.count_rcode(rcode.to_u16());
                 if truncated {
                     bump(&self.stats.truncated);
                 }
@@ -293,7 +294,7 @@ fn log_query(
     query: Option<&Query<'_>>,
     peer: SocketAddr,
     transport: Transport,
-    rcode: u16,
+    rcode: Rcode,
     truncated: bool,
 ) {
     let (name, qtype) = match query {
@@ -305,7 +306,7 @@ fn log_query(
         ),
         None => ("<malformed>".into(), String::new()),
     };
-    tracing::info!(target: "musterd::query", %peer, ?transport, %name, %qtype, rcode, truncated, "query");
+    tracing::info!(target: "musterd::query", %peer, ?transport, %name, %qtype, %rcode, truncated, "query");
 }
 
 #[cfg(test)]

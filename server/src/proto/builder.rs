@@ -14,6 +14,7 @@ use super::name::wire_name_len;
 use super::reader::{Header, Reader};
 use super::types::{rdata_names, Opcode, RdataNames, Rtype};
 use super::{flags, HEADER_LEN};
+use crate::proto::types::Rcode;
 
 /// TXT rdata the builder refuses in unit tests, to test what its callers do with a
 /// refusal now that zone data it would refuse cannot be loaded.
@@ -193,7 +194,7 @@ pub fn bare_response(
     id: u16,
     copy_flags: u16,
     question: &[u8],
-    rc: u16,
+    rc: Rcode,
     edns: Option<u16>,
 ) -> Vec<u8> {
     bare_response_with_ede(op, id, copy_flags, question, rc, edns, None)
@@ -206,7 +207,7 @@ pub fn bare_response_with_ede(
     id: u16,
     copy_flags: u16,
     question: &[u8],
-    rc: u16,
+    rc: Rcode,
     edns: Option<u16>,
     ede: Option<Ede<'_>>,
 ) -> Vec<u8> {
@@ -347,8 +348,8 @@ impl<'b> MessageBuilder<'b> {
     }
 
     /// Sets the 4-bit header rcode (the low bits of an extended rcode).
-    pub fn set_rcode(&mut self, rc: u16) {
-        let fl = (self.header_flags() & !0xf) | (rc & 0xf);
+    pub fn set_rcode(&mut self, rc: Rcode) {
+        let fl = (self.header_flags() & !0xf) | rc.header_bits();
         self.buf[2..4].copy_from_slice(&fl.to_be_bytes());
     }
 
@@ -489,7 +490,7 @@ impl<'b> MessageBuilder<'b> {
 
     /// Appends an OPT record (RFC 6891 §6.1.2) with our payload size, the high bits of the
     /// extended rcode, version 0 and the DO bit echoed. No options are echoed.
-    pub fn opt(&mut self, udp_payload: u16, ext_rcode: u16, dnssec_ok: bool) {
+    pub fn opt(&mut self, udp_payload: u16, ext_rcode: Rcode, dnssec_ok: bool) {
         self.opt_with_ede(udp_payload, ext_rcode, dnssec_ok, None);
     }
 
@@ -499,14 +500,14 @@ impl<'b> MessageBuilder<'b> {
     pub fn opt_with_ede(
         &mut self,
         udp_payload: u16,
-        ext_rcode: u16,
+        ext_rcode: Rcode,
         dnssec_ok: bool,
         ede: Option<Ede<'_>>,
     ) {
         self.buf.push(0);
         self.buf.extend_from_slice(&Rtype::OPT.to_be_bytes());
         self.buf.extend_from_slice(&udp_payload.to_be_bytes());
-        self.buf.push((ext_rcode >> 4) as u8);
+        self.buf.push(ext_rcode.extended_bits());
         self.buf.push(0);
         self.buf.push(if dnssec_ok { 0x80 } else { 0 });
         self.buf.push(0);
@@ -664,7 +665,7 @@ impl<'b> MessageBuilder<'b> {
 }
 
 /// A response with no records: the header and question of `pkt` with `rc`.
-pub fn error_reply(pkt: &[u8], rc: u16) -> Vec<u8> {
+pub fn error_reply(pkt: &[u8], rc: Rcode) -> Vec<u8> {
     // Whatever of the ID and flags there is, even in a message shorter than a header.
     let id = match pkt {
         [a, b, ..] => u16::from_be_bytes([*a, *b]),
@@ -843,7 +844,7 @@ mod tests {
             code: ede::NOT_READY,
             text: "2 of 3",
         };
-        w.opt_with_ede(1232, 0, false, Some(e));
+        w.opt_with_ede(1232, Rcode::NOERROR, false, Some(e));
         w.finish();
         let opt = &buf[12 + q.question.len()..];
         assert_eq!(opt.len(), 11 + e.wire_len());
@@ -869,7 +870,8 @@ mod tests {
             code: ede::PROHIBITED,
             text: "zone d.test. is frozen",
         };
-        let with = bare_response_with_ede(Opcode(5), 7, 0, zone, 5, Some(1232), Some(e));
+        let with =
+            bare_response_with_ede(Opcode(5), 7, 0, zone, Rcode::REFUSED, Some(1232), Some(e));
         let m = hickory_proto::op::Message::from_vec(&with).unwrap();
         let opts = m.edns.expect("OPT").options().as_ref().to_vec();
         assert!(
@@ -880,8 +882,11 @@ mod tests {
             ),
             "{opts:?}"
         );
-        let without = bare_response_with_ede(Opcode(5), 7, 0, zone, 5, None, Some(e));
-        assert_eq!(without, bare_response(Opcode(5), 7, 0, zone, 5, None));
+        let without = bare_response_with_ede(Opcode(5), 7, 0, zone, Rcode::REFUSED, None, Some(e));
+        assert_eq!(
+            without,
+            bare_response(Opcode(5), 7, 0, zone, Rcode::REFUSED, None)
+        );
         assert_eq!(without.len(), 12 + zone.len());
     }
 

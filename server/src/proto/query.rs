@@ -10,7 +10,7 @@
 
 use super::name::MAX_NAME_LEN;
 use super::reader::{Header, Reader};
-use super::types::{rcode, Opcode, Rtype};
+use super::types::{Opcode, Rcode, Rtype};
 use super::{flags, HEADER_LEN};
 
 /// The EDNS(0) parameters of a query's OPT record.
@@ -59,7 +59,7 @@ pub enum Malformed {
         id: u16,
         opcode: Opcode,
         copy_flags: u16,
-        rcode: u16,
+        rcode: Rcode,
         /// The question bytes, when the question itself was well formed.
         question_len: usize,
         /// Whether the response may carry an OPT (the query had a valid one).
@@ -105,15 +105,15 @@ pub fn parse_query_with<'a>(pkt: &'a [u8], h: &Header) -> Result<Query<'a>, Malf
     // RFC 9619: exactly one question (QDCOUNT=0 is only for cookie queries, which we do
     // not implement, so it is FORMERR like on NSD, Knot and BIND).
     if qd != 1 {
-        return Err(reply(rcode::FORMERR, 0, None));
+        return Err(reply(Rcode::FORMERR, 0, None));
     }
     let mut r = Reader::at(pkt, HEADER_LEN);
     let mut qname_lower = [0u8; MAX_NAME_LEN];
     let Ok(qname_len) = r.name_lower_into(&mut qname_lower) else {
-        return Err(reply(rcode::FORMERR, 0, None));
+        return Err(reply(Rcode::FORMERR, 0, None));
     };
     let Ok(&[t0, t1, c0, c1]) = r.array::<4>() else {
-        return Err(reply(rcode::FORMERR, 0, None));
+        return Err(reply(Rcode::FORMERR, 0, None));
     };
     let qtype = Rtype::from_be_bytes([t0, t1]);
     let qclass = u16::from_be_bytes([c0, c1]);
@@ -127,15 +127,15 @@ pub fn parse_query_with<'a>(pkt: &'a [u8], h: &Header) -> Result<Query<'a>, Malf
         for _ in 0..count {
             let owner_start = r.pos();
             if r.skip_name().is_err() {
-                return Err(reply(rcode::FORMERR, question_len, None));
+                return Err(reply(Rcode::FORMERR, question_len, None));
             }
             let root_owner = r.pos() == owner_start + 1 && pkt[owner_start] == 0;
             let Ok(f) = r.array::<10>() else {
-                return Err(reply(rcode::FORMERR, question_len, None));
+                return Err(reply(Rcode::FORMERR, question_len, None));
             };
             let rdlen = u16::from_be_bytes([f[8], f[9]]) as usize;
             if r.bytes(rdlen).is_err() {
-                return Err(reply(rcode::FORMERR, question_len, None));
+                return Err(reply(Rcode::FORMERR, question_len, None));
             }
             if Rtype::from_be_bytes([f[0], f[1]]) == Rtype::OPT {
                 if section != 3 || edns.is_some() || !root_owner {
@@ -151,12 +151,12 @@ pub fn parse_query_with<'a>(pkt: &'a [u8], h: &Header) -> Result<Query<'a>, Malf
     }
     if edns_bad {
         // The FORMERR is caused by the OPT itself, so the response carries none.
-        return Err(reply(rcode::FORMERR, question_len, None));
+        return Err(reply(Rcode::FORMERR, question_len, None));
     }
     // Trailing bytes after the last record are tolerated, as BIND and NSD do.
     if let Some(e) = edns {
         if e.version > 0 {
-            return Err(reply(rcode::BADVERS, question_len, Some(e)));
+            return Err(reply(Rcode::BADVERS, question_len, Some(e)));
         }
     }
     Ok(Query {
@@ -211,7 +211,7 @@ mod tests {
         );
     }
 
-    fn rcode_of(p: &[u8]) -> u16 {
+    fn rcode_of(p: &[u8]) -> Rcode {
         match parse_query(p) {
             Err(Malformed::Reply { rcode, .. }) => rcode,
             other => panic!("expected a reply, got {other:?}"),
@@ -222,7 +222,7 @@ mod tests {
     fn rejects_bad_names_and_counts() {
         // Pointer into the header, forward pointer, loop, label type 0x40, too long.
         for name in [&b"\xc0\x00"[..], b"\xc0\x20", b"\xc0\x0c", b"\x41a\x00"] {
-            assert_eq!(rcode_of(&query(name, Rtype(1))), rcode::FORMERR, "{name:?}");
+            assert_eq!(rcode_of(&query(name, Rtype(1))), Rcode::FORMERR, "{name:?}");
         }
         let long: Vec<u8> = std::iter::repeat_n(
             b"\x3faaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".to_vec(),
@@ -231,16 +231,16 @@ mod tests {
         .flatten()
         .chain([0])
         .collect();
-        assert_eq!(rcode_of(&query(&long, Rtype(1))), rcode::FORMERR);
+        assert_eq!(rcode_of(&query(&long, Rtype(1))), Rcode::FORMERR);
         let mut p = query(b"\x00", Rtype(1));
         p[6] = 0xff;
         p[7] = 0xff;
-        assert_eq!(rcode_of(&p), rcode::FORMERR);
+        assert_eq!(rcode_of(&p), Rcode::FORMERR);
         let mut p = query(b"\x00", Rtype(1));
         p[5] = 2;
-        assert_eq!(rcode_of(&p), rcode::FORMERR);
+        assert_eq!(rcode_of(&p), Rcode::FORMERR);
         p[5] = 0;
-        assert_eq!(rcode_of(&p[..12]), rcode::FORMERR);
+        assert_eq!(rcode_of(&p[..12]), Rcode::FORMERR);
     }
 
     /// A query with two additional records: one owned by "b.", whose rdata is a chain of
@@ -269,7 +269,7 @@ mod tests {
         // RFC 9267 §2: the number of pointers followed is capped (126, the most a name of
         // at most 255 octets could need); a chain under the cap is a valid name "b.".
         assert!(parse_query(&pointer_chain_query(100)).is_ok());
-        assert_eq!(rcode_of(&pointer_chain_query(200)), rcode::FORMERR);
+        assert_eq!(rcode_of(&pointer_chain_query(200)), Rcode::FORMERR);
     }
 
     fn with_opt(mut p: Vec<u8>, owner: &[u8], version: u8) -> Vec<u8> {
@@ -295,13 +295,13 @@ mod tests {
         );
         assert_eq!(
             rcode_of(&with_opt(query(b"\x00", Rtype(1)), b"\x00", 1)),
-            rcode::BADVERS
+            Rcode::BADVERS
         );
         assert_eq!(
             rcode_of(&with_opt(query(b"\x00", Rtype(1)), b"\x01a\x00", 0)),
-            rcode::FORMERR
+            Rcode::FORMERR
         );
         let two = with_opt(with_opt(query(b"\x00", Rtype(1)), b"\x00", 0), b"\x00", 0);
-        assert_eq!(rcode_of(&two), rcode::FORMERR);
+        assert_eq!(rcode_of(&two), Rcode::FORMERR);
     }
 }

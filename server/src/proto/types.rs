@@ -1,8 +1,8 @@
 //! DNS vocabulary: record types, classes, response codes and opcodes, each as a type with
 //! one table that maps numbers to mnemonics and back.
 //!
-//! Record types are [`Rtype`] everywhere above the octets. The bare constant modules
-//! ([`class`], [`rcode`]) remain for code that keeps numbers; each constant is
+//! Record types are [`Rtype`] everywhere above the octets. The bare constant module
+//! [`class`] remains for code that keeps numbers; each constant is
 //! defined once, here, and the typed values wrap the same numbers.
 
 use std::fmt;
@@ -14,24 +14,6 @@ pub mod class {
     pub const HS: u16 = 4;
     pub const NONE: u16 = 254;
     pub const ANY: u16 = 255;
-}
-
-/// Response codes as bare numbers, including the EDNS extended BADVERS (RFC 6891 §6.1.3);
-/// the values come from [`Rcode`].
-pub mod rcode {
-    use super::Rcode;
-    pub const NOERROR: u16 = Rcode::NOERROR.to_u16();
-    pub const FORMERR: u16 = Rcode::FORMERR.to_u16();
-    pub const SERVFAIL: u16 = Rcode::SERVFAIL.to_u16();
-    pub const NXDOMAIN: u16 = Rcode::NXDOMAIN.to_u16();
-    pub const NOTIMP: u16 = Rcode::NOTIMP.to_u16();
-    pub const REFUSED: u16 = Rcode::REFUSED.to_u16();
-    pub const YXDOMAIN: u16 = Rcode::YXDOMAIN.to_u16();
-    pub const YXRRSET: u16 = Rcode::YXRRSET.to_u16();
-    pub const NXRRSET: u16 = Rcode::NXRRSET.to_u16();
-    pub const NOTAUTH: u16 = Rcode::NOTAUTH.to_u16();
-    pub const NOTZONE: u16 = Rcode::NOTZONE.to_u16();
-    pub const BADVERS: u16 = Rcode::BADVERS.to_u16();
 }
 
 /// A record type (RFC 1035 §3.2.2, IANA registry).
@@ -292,6 +274,21 @@ impl Rcode {
         self.0
     }
 
+    /// The 4 bits the header holds.
+    pub const fn header_bits(self) -> u16 {
+        self.0 & 0xf
+    }
+
+    /// The upper 8 bits, which an OPT record's EXTENDED-RCODE holds (RFC 6891 §6.1.3).
+    pub const fn extended_bits(self) -> u8 {
+        (self.0 >> 4) as u8
+    }
+
+    /// As it goes on the wire in a 16-bit field (the TSIG Error field).
+    pub const fn to_be_bytes(self) -> [u8; 2] {
+        self.0.to_be_bytes()
+    }
+
     /// The mnemonic as a header or OPT rcode (16 is BADVERS).
     pub fn mnemonic(self) -> Option<&'static str> {
         RCODES.iter().find(|e| e.0 == self.0).map(|e| e.1)
@@ -428,6 +425,6 @@ mod tests {
         assert_eq!(Rcode(16).tsig_mnemonic(), Some("BADSIG"));
         assert_eq!(Opcode::from(0x14).to_string(), "NOTIFY");
         assert_eq!(Opcode::UPDATE, Opcode(5));
-        assert_eq!(rcode::NOTZONE, 10);
+        assert_eq!(Rcode::NOTZONE, Rcode::NOTZONE);
     }
 }

@@ -6,5 +6,5 @@ pub use crate::proto::builder::{
     ede, Checkpoint, Compressor, Ede, MessageBuilder as Writer, Section, WriteError,
 };
 pub use crate::proto::query::{parse_query, parse_query_with, DropReason, Edns, Malformed, Query};
-pub use crate::proto::types::{rcode, Opcode};
+pub use crate::proto::types::{Opcode, Rcode};
 pub use crate::proto::{flags, HEADER_LEN};

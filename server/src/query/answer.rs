@@ -27,7 +27,7 @@
 use crate::proto::name::{wire_name_len, MAX_NAME_LEN};
 use crate::proto::rr::{class, is_meta_or_query_only, Rtype};
 use crate::proto::wire::{
-    self, ede, flags, parse_query, rcode, Compressor, Ede, Malformed, Opcode, Query, Section,
+    self, ede, flags, parse_query, Compressor, Ede, Malformed, Opcode, Query, Rcode, Section,
     WriteError, Writer,
 };
 use crate::zone::catalog::Catalog;
@@ -75,7 +75,7 @@ pub enum Transport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// A response is in the buffer.
-    Reply { rcode: u16, truncated: bool },
+    Reply { rcode: Rcode, truncated: bool },
     /// No response: send nothing.
     Drop(wire::DropReason),
 }
@@ -136,7 +136,7 @@ impl Observer for () {}
 
 /// What the section-filling step decided.
 struct Filled<'a> {
-    rcode: u16,
+    rcode: Rcode,
     /// Answer and authority do not fit: send TC with an empty answer.
     overflow: bool,
     /// The Extended DNS Error for the OPT record, when the query has one.
@@ -144,7 +144,7 @@ struct Filled<'a> {
 }
 
 impl<'a> Filled<'a> {
-    fn rcode(rcode: u16) -> Filled<'a> {
+    fn rcode(rcode: Rcode) -> Filled<'a> {
         Filled {
             rcode,
             overflow: false,
@@ -156,7 +156,7 @@ impl<'a> Filled<'a> {
     fn refused(code: u16) -> Filled<'a> {
         Filled {
             ede: Some(Ede { code, text: "" }),
-            ..Filled::rcode(rcode::REFUSED)
+            ..Filled::rcode(Rcode::REFUSED)
         }
     }
 }
@@ -265,7 +265,7 @@ impl Responder {
         let mut w = Writer::new(buf, comp, q.id, q.opcode, q.copy_flags, q.question);
         let filled = if q.opcode != Opcode::QUERY {
             // NOTIFY and UPDATE come with later issues; until then they are not implemented.
-            Ok(Filled::rcode(rcode::NOTIMP))
+            Ok(Filled::rcode(Rcode::NOTIMP))
         } else {
             match q.qclass {
                 class::IN => {
@@ -291,7 +291,7 @@ impl Responder {
             observer.refused(error);
             w.clear_records();
             w.clear_flags(flags::AA);
-            Filled::rcode(rcode::SERVFAIL)
+            Filled::rcode(Rcode::SERVFAIL)
         });
         let mut truncated = false;
         if filled.overflow || w.len() > limit {
@@ -337,7 +337,7 @@ impl Responder {
         if q.qtype == Rtype::TXT || q.qtype == Rtype::ANY {
             w.txt_record(Section::Answer, q.qname(), class::CH, 0, text.as_bytes())?;
         }
-        Ok(Filled::rcode(rcode::NOERROR))
+        Ok(Filled::rcode(Rcode::NOERROR))
     }
 
     /// Class IN: the RFC 1034 §4.3.2 algorithm.
@@ -398,11 +398,11 @@ impl Responder {
                         };
                         if let Some(gate) = gate {
                             withheld = Some(write_withheld(w, zone, gate, observer)?);
-                            break rcode::NOERROR;
+                            break Rcode::NOERROR;
                         }
                         write_rrset(w, Section::Answer, owner, set)?;
                         targets.collect(set, cap);
-                        break rcode::NOERROR;
+                        break Rcode::NOERROR;
                     }
                     if q.qtype != Rtype::CNAME {
                         if let Some(cname) = node.rrset(Rtype::CNAME) {
@@ -417,7 +417,7 @@ impl Responder {
                                 || !in_zone(target, zone)
                                 || target.len() > MAX_NAME_LEN
                             {
-                                break rcode::NOERROR;
+                                break Rcode::NOERROR;
                             }
                             key_len = target.len();
                             owner_len = target.len();
@@ -428,7 +428,7 @@ impl Responder {
                         }
                     }
                     write_negative(w, zone, zone.negative_ttl)?;
-                    break rcode::NOERROR;
+                    break Rcode::NOERROR;
                 }
                 Found::Referral(cut) => {
                     if chain == 0 {
@@ -439,11 +439,11 @@ impl Responder {
                         write_rrset(w, Section::Authority, cut.owner(), ns)?;
                         targets.collect(ns, cap);
                     }
-                    break rcode::NOERROR;
+                    break Rcode::NOERROR;
                 }
                 Found::NxDomain => {
                     write_negative(w, zone, zone.negative_ttl)?;
-                    break rcode::NXDOMAIN;
+                    break Rcode::NXDOMAIN;
                 }
             }
         };
@@ -486,12 +486,12 @@ fn meta_type(qtype: Rtype, transport: Transport) -> Filled<'static> {
         // Zone transfer is only defined over TCP (RFC 5936 §4.2); over TCP it is not
         // allowed until transfer ACLs exist.
         Rtype::AXFR | Rtype::IXFR => match transport {
-            Transport::Udp => rcode::NOTIMP,
+            Transport::Udp => Rcode::NOTIMP,
             Transport::Tcp => return Filled::refused(ede::PROHIBITED),
         },
-        Rtype::TKEY | Rtype::MAILA | Rtype::MAILB => rcode::NOTIMP,
+        Rtype::TKEY | Rtype::MAILA | Rtype::MAILB => Rcode::NOTIMP,
         // Type 0, OPT and TSIG cannot be asked for (RFC 6891 §6.1.1, RFC 8945).
-        _ => rcode::FORMERR,
+        _ => Rcode::FORMERR,
     })
 }
 

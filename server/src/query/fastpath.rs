@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use crate::proto::name::Name;
 use crate::proto::rr::{class, is_meta_or_query_only, Rtype};
+use crate::proto::types::Rcode;
 use crate::proto::wire::{flags, parse_query, Opcode, Query, WriteError, HEADER_LEN};
 use crate::query::answer::{Observer, Outcome, Responder, Scratch, Transport};
 use crate::zone::catalog::Catalog;
@@ -58,7 +59,7 @@ fn rd32(b: &[u8], at: usize) -> u32 {
 struct Prebuilt<'a> {
     /// Header flags the full path sets (AA), without QR/opcode/RD/CD.
     flags: u16,
-    rcode: u16,
+    rcode: Rcode,
     answers: u16,
     authority: u16,
     /// (length, additional count) pairs: where the tail can be cut, increasing. The first
@@ -76,7 +77,7 @@ impl<'a> Prebuilt<'a> {
         let tail = &arena[at + 10 + 4 * ncuts..at + 10 + 4 * ncuts + len];
         Prebuilt {
             flags: rd16(arena, at),
-            rcode: rd16(arena, at + 2),
+            rcode: Rcode(rd16(arena, at + 2)),
             answers: rd16(arena, at + 4),
             authority: rd16(arena, at + 6),
             cuts,
@@ -146,7 +147,7 @@ pub fn answer(
         | (u16::from(q.opcode.to_u8()) << 11)
         | q.copy_flags
         | pre.flags
-        | (pre.rcode & 0xf);
+        | pre.rcode.header_bits();
     buf.clear();
     buf.extend_from_slice(&q.id.to_be_bytes());
     // The longest cut that fits; none fits when answer and authority alone are too big.
@@ -170,7 +171,7 @@ pub fn answer(
         buf.extend_from_slice(&Rtype::OPT.to_be_bytes());
         buf.extend_from_slice(&responder.config.max_udp_payload.to_be_bytes());
         buf.extend_from_slice(&[
-            (pre.rcode >> 4) as u8,
+            pre.rcode.extended_bits(),
             0,
             if e.dnssec_ok { 0x80 } else { 0 },
             0,
@@ -496,7 +497,7 @@ impl Probe {
         let fl = u16::from_be_bytes([buf[2], buf[3]]);
         for v in [
             fl & (flags::AA | flags::AD),
-            rcode,
+            rcode.to_u16(),
             u16::from_be_bytes([buf[6], buf[7]]),
             u16::from_be_bytes([buf[8], buf[9]]),
             cuts.len() as u16,
@@ -746,7 +747,7 @@ mod tests {
         };
         for transport in [Transport::Udp, Transport::Tcp] {
             let (outcome, m) = ask(Rtype::TXT, transport);
-            let servfail = crate::proto::wire::rcode::SERVFAIL;
+            let servfail = Rcode::SERVFAIL;
             assert_eq!(
                 outcome,
                 Outcome::Reply {
@@ -758,7 +759,13 @@ mod tests {
             assert!(!m.metadata.authoritative);
             // The name's other answers are unaffected.
             let (outcome, m) = ask(Rtype::A, transport);
-            assert!(matches!(outcome, Outcome::Reply { rcode: 0, .. }));
+            assert!(matches!(
+                outcome,
+                Outcome::Reply {
+                    rcode: Rcode::NOERROR,
+                    ..
+                }
+            ));
             assert_eq!(m.answers.len(), 1);
         }
     }

@@ -3,6 +3,7 @@
 //! transports come through here, so the choice is made in one place and the two paths do
 //! not know about each other.
 
+use crate::proto::types::Rcode;
 use crate::proto::wire::{parse_query, Malformed, Query};
 use crate::query::answer::{Outcome, Responder, Scratch, Transport};
 use crate::zone::catalog::Catalog;
@@ -107,7 +108,11 @@ pub fn respond_signed(
                 );
                 w.set_flags(answered | flags::TC);
                 if let Some(e) = q.edns {
-                    w.opt(responder.config.max_udp_payload, 0, e.dnssec_ok);
+                    w.opt(
+                        responder.config.max_udp_payload,
+                        Rcode::NOERROR,
+                        e.dnssec_ok,
+                    );
                 }
                 w.finish();
                 match outcome {

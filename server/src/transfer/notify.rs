@@ -36,7 +36,7 @@ use crate::proto::reader::Header;
 use crate::proto::rr::{class, Rtype};
 use crate::proto::tsig::{self, Key, KeyRing};
 use crate::proto::types::{Opcode, Rcode};
-use crate::proto::wire::{flags, parse_query, rcode};
+use crate::proto::wire::{flags, parse_query};
 use crate::query::answer::Outcome;
 use crate::transfer::metrics::XfrMetrics;
 use crate::transfer::secondary::Secondaries;
@@ -206,7 +206,7 @@ pub fn answer_notify(
     out: &mut Vec<u8>,
 ) -> Outcome {
     let now = unix_now();
-    let reply = |rc: u16| Outcome::Reply {
+    let reply = |rc: Rcode| Outcome::Reply {
         rcode: rc,
         truncated: false,
     };
@@ -222,9 +222,9 @@ pub fn answer_notify(
             return reply(e.rcode());
         }
     };
-    let finish = |out: &mut Vec<u8>, rc: u16| {
+    let finish = |out: &mut Vec<u8>, rc: Rcode| {
         *out = crate::proto::builder::error_reply(pkt, rc);
-        if rc == rcode::NOERROR {
+        if rc == Rcode::NOERROR {
             let fl = u16::from_be_bytes([out[2], out[3]]) | flags::AA;
             out[2..4].copy_from_slice(&fl.to_be_bytes());
         }
@@ -237,7 +237,7 @@ pub fn answer_notify(
         Ok(q) => q,
         Err(_) => {
             m.notify_refused.fetch_add(1, Ordering::Relaxed);
-            return finish(out, rcode::FORMERR);
+            return finish(out, Rcode::FORMERR);
         }
     };
     let ip = match peer.ip() {
@@ -247,11 +247,11 @@ pub fn answer_notify(
     let Some(zone) = secondaries.notified(q.qname(), q.qclass, ip) else {
         m.notify_refused.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%peer, zone = %Name::from_wire(q.qname()).map(|n| n.to_string()).unwrap_or_default(), "NOTIFY refused: not a secondary zone of that primary");
-        return finish(out, rcode::REFUSED);
+        return finish(out, Rcode::REFUSED);
     };
     m.notify_received.fetch_add(1, Ordering::Relaxed);
     tracing::info!(%peer, zone = %zone, "NOTIFY received, refreshing");
-    finish(out, rcode::NOERROR)
+    finish(out, Rcode::NOERROR)
 }
 
 /// Sends one NOTIFY until it is answered or the attempts run out; returns the attempts.

@@ -59,7 +59,7 @@ use crate::proto::rr::{class, Record, Rtype, Soa};
 use crate::proto::tsig::{self, Key, KeyRing, StreamVerifier};
 use crate::proto::types::serial_gt;
 use crate::proto::types::Rcode;
-use crate::proto::wire::{rcode, Compressor, Ede, Opcode, Query, Section, Writer};
+use crate::proto::wire::{Compressor, Ede, Opcode, Query, Section, Writer};
 use crate::transfer::metrics::XfrMetrics;
 use crate::update::journal::Journal;
 use crate::zone::catalog::Catalog;
@@ -378,13 +378,13 @@ pub fn servfail(q: &Query<'_>, max_udp_payload: u16) -> Vec<u8> {
         q.copy_flags,
         q.question,
     );
-    w.set_rcode(rcode::SERVFAIL);
+    w.set_rcode(Rcode::SERVFAIL);
     if let Some(e) = q.edns {
         let info = Ede {
             code: EDE_NO_REACHABLE_AUTHORITY,
             text: "the zone expired: its primary has not been reachable for the SOA EXPIRE time",
         };
-        w.opt_with_ede(max_udp_payload, rcode::SERVFAIL, e.dnssec_ok, Some(info));
+        w.opt_with_ede(max_udp_payload, Rcode::SERVFAIL, e.dnssec_ok, Some(info));
     }
     w.finish();
     buf

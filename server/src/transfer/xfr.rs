@@ -52,7 +52,7 @@ use crate::proto::reader::{Header, Reader};
 use crate::proto::rr::{class, Rtype};
 use crate::proto::tsig::{self, KeyRing, StreamSigner};
 use crate::proto::types::serial_gt;
-use crate::proto::wire::{flags, rcode, Malformed, Opcode, Query, HEADER_LEN};
+use crate::proto::wire::{flags, Malformed, Opcode, Query, Rcode, HEADER_LEN};
 use crate::query::answer::{Outcome, Transport};
 use crate::transfer::metrics::XfrMetrics;
 use crate::transfer::stream::{
@@ -342,7 +342,7 @@ impl Transfers {
                 return Err(msg);
             }
         };
-        let refuse = |rc: u16, why: &str| {
+        let refuse = |rc: Rcode, why: &str| {
             tracing::info!(%peer, "zone transfer refused: {why}");
             self.metrics.out_refused.fetch_add(1, Ordering::Relaxed);
             let mut msg = error_reply(pkt, rc);
@@ -353,13 +353,13 @@ impl Transfers {
         };
         let q = match query {
             Ok(q) if q.qclass == class::IN => q,
-            _ => return Err(refuse(rcode::FORMERR, "malformed request")),
+            _ => return Err(refuse(Rcode::FORMERR, "malformed request")),
         };
         let catalog = self.catalog.load();
         let zone = match catalog.find(q.qname()) {
             Some(z) if z.origin.as_wire() == q.qname() => z.clone(),
             // RFC 5936 §2.2.1: not authoritative for that zone.
-            _ => return Err(refuse(rcode::NOTAUTH, "not a zone served here")),
+            _ => return Err(refuse(Rcode::NOTAUTH, "not a zone served here")),
         };
         drop(catalog);
         let question_end = HEADER_LEN + q.question.len();
@@ -368,7 +368,7 @@ impl Transfers {
                 Some(s) => Some(s),
                 None => {
                     let why = "IXFR without a valid SOA in the authority section";
-                    return Err(refuse(rcode::FORMERR, why));
+                    return Err(refuse(Rcode::FORMERR, why));
                 }
             }
         } else {
@@ -382,11 +382,11 @@ impl Transfers {
                 peer.ip(),
                 key.map_or_else(|| "none".into(), ToString::to_string)
             );
-            return Err(refuse(rcode::REFUSED, &why));
+            return Err(refuse(Rcode::REFUSED, &why));
         }
         if self.secondaries.maybe_unavailable(q.qname()) {
             // An expired secondary zone must not be handed on (RFC 1035 §4.3.5).
-            return Err(refuse(rcode::SERVFAIL, "the zone is expired"));
+            return Err(refuse(Rcode::SERVFAIL, "the zone is expired"));
         }
         Ok(Admitted {
             q,
@@ -427,7 +427,7 @@ impl Transfers {
         if q.qclass == class::IN && self.secondaries.maybe_unavailable(q.qname()) {
             *out = crate::transfer::secondary::servfail(q, self.max_udp_payload);
             return Some(Outcome::Reply {
-                rcode: rcode::SERVFAIL,
+                rcode: Rcode::SERVFAIL,
                 truncated: false,
             });
         }
@@ -457,9 +457,9 @@ impl Transfers {
         let question_end = HEADER_LEN + q.question.len();
         let ar = u16::from_be_bytes([pkt[10], pkt[11]]);
         if ixfr_serial(pkt, question_end, q.qname()).is_none() {
-            *out = error_reply(pkt, rcode::FORMERR);
+            *out = error_reply(pkt, Rcode::FORMERR);
             return Some(Outcome::Reply {
-                rcode: rcode::FORMERR,
+                rcode: Rcode::FORMERR,
                 truncated: false,
             });
         }
@@ -482,13 +482,13 @@ impl Transfers {
         )
         .ok()?;
         if let Some(e) = q.edns {
-            w.opt(self.max_udp_payload, 0, e.dnssec_ok);
+            w.opt(self.max_udp_payload, Rcode::NOERROR, e.dnssec_ok);
         }
         w.finish();
         *out = buf;
         self.metrics.out[3].fetch_add(1, Ordering::Relaxed);
         Some(Outcome::Reply {
-            rcode: rcode::NOERROR,
+            rcode: Rcode::NOERROR,
             truncated: false,
         })
     }

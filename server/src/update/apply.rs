@@ -2,14 +2,13 @@
 //! the per-record policy check, the changes themselves with the limits checked as they
 //! are made, and the changeset they amount to.
 
-use super::update_rcode::NOTZONE;
 use super::{
     in_zone, record, reject, serial_gt, serial_next, set_serial, Limits, Policy, RRsetData, Reason,
     Rejection, Request, Undo, UpdateRecord, ZoneData,
 };
 use crate::proto::name::Name;
 use crate::proto::rr::{check_rdata, class, is_meta_or_query_only, type_name, Record, Rtype, Soa};
-use crate::proto::wire::rcode;
+use crate::proto::wire::Rcode;
 use crate::zone::changeset::Changeset;
 
 /// RFC 2136 §3.4.1 and the per-record permission check of §3.3.
@@ -22,7 +21,7 @@ pub(super) fn prescan(
 ) -> Result<(), Rejection> {
     if req.updates.len() > limits.max_update_records {
         return Err(reject(
-            rcode::REFUSED,
+            Rcode::REFUSED,
             Reason::Limit,
             format!(
                 "{} records in one update, more than the limit of {}",
@@ -34,14 +33,14 @@ pub(super) fn prescan(
     for u in &req.updates {
         if !in_zone(data, &u.owner) {
             return Err(reject(
-                NOTZONE,
+                Rcode::NOTZONE,
                 Reason::NotZone,
                 format!("{} is outside zone {}", u.owner, data.origin),
             ));
         }
         let format = |why: &str| {
             reject(
-                rcode::FORMERR,
+                Rcode::FORMERR,
                 Reason::Format,
                 format!("{} {}: {why}", u.owner, type_name(u.rtype)),
             )
@@ -79,7 +78,7 @@ pub(super) fn prescan(
         let allowed = policy.permits(data, key, u);
         if !allowed {
             return Err(reject(
-                rcode::REFUSED,
+                Rcode::REFUSED,
                 Reason::Policy,
                 format!(
                     "key {key} may not change {} {}",
@@ -165,7 +164,7 @@ fn check_limits(
     let set_len = node.set(u.rtype).map_or(0, |s| s.rdatas().len());
     if set_len > limits.max_rrset_records {
         return Err(reject(
-            rcode::REFUSED,
+            Rcode::REFUSED,
             Reason::Limit,
             format!(
                 "{} {} would hold {set_len} records, more than the limit of {}",
@@ -177,7 +176,7 @@ fn check_limits(
     }
     if node.sets.len() > limits.max_types_per_name {
         return Err(reject(
-            rcode::REFUSED,
+            Rcode::REFUSED,
             Reason::Limit,
             format!(
                 "{} would hold {} types, more than the limit of {}",
@@ -189,7 +188,7 @@ fn check_limits(
     }
     if new_name && data.nodes.len() > limits.max_zone_names {
         return Err(reject(
-            rcode::REFUSED,
+            Rcode::REFUSED,
             Reason::Limit,
             format!(
                 "zone {} would hold more than {} names",

@@ -2,6 +2,7 @@
 //! records, and can neither add nor delete another host's.
 
 use super::*;
+use crate::proto::types::Rcode;
 use crate::proto::types::Rtype;
 use crate::zone::zonefile::parse_str;
 use std::path::Path;
@@ -71,7 +72,7 @@ fn rr(owner: &str, t: Rtype, c: u16, ttl: u32, rdata: &str) -> UpdateRecord {
 
 /// Runs one update signed by infra0's key; `Err(rcode)` when refused, and then the zone
 /// must be unchanged.
-fn run(updates: Vec<UpdateRecord>) -> Result<(), u16> {
+fn run(updates: Vec<UpdateRecord>) -> Result<(), Rcode> {
     let mut z = zone();
     let before = z.to_zone_file();
     let r = Request {
@@ -175,7 +176,7 @@ fn a_host_key_cannot_touch_another_host() {
         ),
         ("the SOA", rr("d.test.", Rtype::SOA, class::ANY, 0, "")),
     ] {
-        assert_eq!(run(vec![u]), Err(rcode::REFUSED), "{what}");
+        assert_eq!(run(vec![u]), Err(Rcode::REFUSED), "{what}");
     }
     // One forbidden record refuses the whole update, its own records included.
     assert_eq!(
@@ -183,7 +184,7 @@ fn a_host_key_cannot_touch_another_host() {
             rr("infra0.d.test.", Rtype::A, class::IN, 60, "10.9.9.9"),
             rr(SRV, Rtype::SRV, class::NONE, 0, "0 0 2380 infra1"),
         ]),
-        Err(rcode::REFUSED)
+        Err(Rcode::REFUSED)
     );
 }
 

@@ -6,6 +6,7 @@ use crate::proto::name::{wire_name_len, Name};
 use crate::proto::reader::{Header, ReadError, Reader};
 use crate::proto::rr::Rtype;
 use crate::proto::types::Opcode;
+use crate::proto::types::Rcode;
 use crate::proto::wire::{flags, HEADER_LEN};
 
 /// One record of the prerequisite or update section.
@@ -76,7 +77,7 @@ pub fn response(
     id: u16,
     copy_flags: u16,
     zone_section: &[u8],
-    rc: u16,
+    rc: Rcode,
     edns: Option<u16>,
 ) -> Vec<u8> {
     crate::proto::builder::bare_response(op, id, copy_flags, zone_section, rc, edns)

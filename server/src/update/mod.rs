@@ -6,9 +6,9 @@
 //! the updates of a zone, makes each changeset durable and swaps the new snapshot in.
 //!
 //! Order of processing (RFC 2136 §3): zone section ([`parse`]: FORMERR; the caller
-//! answers NOTAUTH for a zone it does not serve), the signer (REFUSED when unsigned or
-//! when the key has no grant in the zone), prerequisites (§3.2: NXDOMAIN, YXDOMAIN,
-//! NXRRSET, YXRRSET, NOTZONE, FORMERR), the update section's prescan (§3.4.1: NOTZONE,
+//! answers Rcode::NOTAUTH for a zone it does not serve), the signer (REFUSED when unsigned or
+//! when the key has no grant in the zone), prerequisites (§3.2: NXDOMAIN, Rcode::YXDOMAIN,
+//! Rcode::NXRRSET, Rcode::YXRRSET, Rcode::NOTZONE, FORMERR), the update section's prescan (§3.4.1: Rcode::NOTZONE,
 //! FORMERR) with the per-record policy check (§3.3: REFUSED), then the changes (§3.4.2),
 //! all or nothing: a limit crossed half-way (records per RRset, types per name, names per
 //! zone) undoes the changes made so far and answers REFUSED.
@@ -36,13 +36,8 @@ use std::collections::{HashMap, HashSet};
 
 use crate::proto::name::Name;
 use crate::proto::rr::{check_rdata, class, Record, Rtype, Soa};
-use crate::proto::wire::rcode;
+use crate::proto::wire::Rcode;
 use crate::zone::changeset::Changeset;
-
-/// The RFC 2136 rcodes, from [`crate::proto::types::Rcode`]'s table.
-pub mod update_rcode {
-    pub use crate::proto::types::rcode::{NOTAUTH, NOTZONE, NXRRSET, YXDOMAIN, YXRRSET};
-}
 
 // ---------------------------------------------------------------------------------------
 // Serial numbers
@@ -513,7 +508,7 @@ fn set_serial(rdata: &mut [u8], serial: u32) {
 /// metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
-    pub rcode: u16,
+    pub rcode: Rcode,
     pub reason: Reason,
     pub detail: String,
 }
@@ -559,7 +554,7 @@ impl Reason {
     }
 }
 
-fn reject(rcode: u16, reason: Reason, detail: impl Into<String>) -> Rejection {
+fn reject(rcode: Rcode, reason: Reason, detail: impl Into<String>) -> Rejection {
     Rejection {
         rcode,
         reason,
@@ -623,14 +618,14 @@ pub fn process(
 ) -> Result<Applied, Rejection> {
     let Some(key) = signer else {
         return Err(reject(
-            rcode::REFUSED,
+            Rcode::REFUSED,
             Reason::Unsigned,
             "unsigned updates are refused: sign it with a TSIG key (nsupdate -k)",
         ));
     };
     if !policy.knows(key) {
         return Err(reject(
-            rcode::REFUSED,
+            Rcode::REFUSED,
             Reason::Policy,
             format!("key {key} may not update zone {}", data.origin),
         ));

@@ -1,11 +1,10 @@
 //! RFC 2136 §3.2: an update's prerequisites, checked against the zone's records before
 //! anything is changed. The first that fails decides the rcode.
 
-use super::update_rcode::{NOTZONE, NXRRSET, YXDOMAIN, YXRRSET};
 use super::{in_zone, reject, RRsetData, Reason, Rejection, Request, UpdateRecord, ZoneData};
 use crate::proto::name::Name;
 use crate::proto::rr::{class, is_meta_or_query_only, type_name, Rtype};
-use crate::proto::wire::rcode;
+use crate::proto::wire::Rcode;
 
 /// RFC 2136 §3.2.
 pub(super) fn check_prerequisites(data: &ZoneData, req: &Request) -> Result<(), Rejection> {
@@ -14,14 +13,14 @@ pub(super) fn check_prerequisites(data: &ZoneData, req: &Request) -> Result<(), 
     for p in &req.prerequisites {
         if p.ttl != 0 {
             return Err(reject(
-                rcode::FORMERR,
+                Rcode::FORMERR,
                 Reason::Format,
                 format!("prerequisite {} has TTL {}, not 0", p.owner, p.ttl),
             ));
         }
         if !in_zone(data, &p.owner) {
             return Err(reject(
-                NOTZONE,
+                Rcode::NOTZONE,
                 Reason::NotZone,
                 format!("prerequisite {} is outside zone {}", p.owner, data.origin),
             ));
@@ -32,7 +31,7 @@ pub(super) fn check_prerequisites(data: &ZoneData, req: &Request) -> Result<(), 
             c if c == req.zclass => gather(&mut wanted, p)?,
             _ => {
                 return Err(reject(
-                    rcode::FORMERR,
+                    Rcode::FORMERR,
                     Reason::Format,
                     format!("prerequisite of class {}", p.class),
                 ))
@@ -46,7 +45,7 @@ pub(super) fn check_prerequisites(data: &ZoneData, req: &Request) -> Result<(), 
 fn in_use(data: &ZoneData, p: &UpdateRecord) -> Result<(), Rejection> {
     if !p.rdata.is_empty() {
         return Err(reject(
-            rcode::FORMERR,
+            Rcode::FORMERR,
             Reason::Format,
             "a class ANY prerequisite carries data",
         ));
@@ -55,14 +54,14 @@ fn in_use(data: &ZoneData, p: &UpdateRecord) -> Result<(), Rejection> {
     if p.rtype == Rtype::ANY {
         if node.is_none() {
             return Err(reject(
-                rcode::NXDOMAIN,
+                Rcode::NXDOMAIN,
                 Reason::Prerequisite,
                 format!("{} is not in use", p.owner),
             ));
         }
     } else if node.and_then(|n| n.set(p.rtype)).is_none() {
         return Err(reject(
-            NXRRSET,
+            Rcode::NXRRSET,
             Reason::Prerequisite,
             format!("{} {} does not exist", p.owner, type_name(p.rtype)),
         ));
@@ -75,7 +74,7 @@ fn in_use(data: &ZoneData, p: &UpdateRecord) -> Result<(), Rejection> {
 fn not_in_use(data: &ZoneData, p: &UpdateRecord) -> Result<(), Rejection> {
     if !p.rdata.is_empty() {
         return Err(reject(
-            rcode::FORMERR,
+            Rcode::FORMERR,
             Reason::Format,
             "a class NONE prerequisite carries data",
         ));
@@ -84,14 +83,14 @@ fn not_in_use(data: &ZoneData, p: &UpdateRecord) -> Result<(), Rejection> {
     if p.rtype == Rtype::ANY {
         if node.is_some() {
             return Err(reject(
-                YXDOMAIN,
+                Rcode::YXDOMAIN,
                 Reason::Prerequisite,
                 format!("{} is in use", p.owner),
             ));
         }
     } else if node.and_then(|n| n.set(p.rtype)).is_some() {
         return Err(reject(
-            YXRRSET,
+            Rcode::YXRRSET,
             Reason::Prerequisite,
             format!("{} {} exists", p.owner, type_name(p.rtype)),
         ));
@@ -103,7 +102,7 @@ fn not_in_use(data: &ZoneData, p: &UpdateRecord) -> Result<(), Rejection> {
 fn gather(wanted: &mut Vec<(Name, RRsetData)>, p: &UpdateRecord) -> Result<(), Rejection> {
     if p.rtype == Rtype::ANY || is_meta_or_query_only(p.rtype) {
         return Err(reject(
-            rcode::FORMERR,
+            Rcode::FORMERR,
             Reason::Format,
             "a value-dependent prerequisite of a meta type",
         ));
@@ -134,7 +133,7 @@ fn compare(data: &ZoneData, wanted: &[(Name, RRsetData)]) -> Result<(), Rejectio
         });
         if !equal {
             return Err(reject(
-                NXRRSET,
+                Rcode::NXRRSET,
                 Reason::Prerequisite,
                 format!(
                     "{} {} does not hold exactly the values given",

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use tokio::sync::watch;
 
 use crate::proto::tsig::Verified;
-use crate::proto::wire::rcode;
+use crate::proto::wire::Rcode;
 
 /// MACs remembered at most: at 1,000 updates a second with nsupdate's 300 s fudge, 300,000
 /// are live. Past the cap new signed updates are refused (never forgotten early, which
@@ -35,36 +35,36 @@ pub enum Admission {
 }
 
 /// The first arrival of a MAC: its answer is kept for the copies.
-pub struct Ticket(watch::Sender<Option<u16>>);
+pub struct Ticket(watch::Sender<Option<Rcode>>);
 
 impl Ticket {
     /// Records the answer the update got, for every copy of it.
-    pub fn answered(self, rc: u16) {
+    pub fn answered(self, rc: Rcode) {
         self.0.send_replace(Some(rc));
     }
 }
 
 /// A copy of an update seen before.
-pub struct Replayed(watch::Receiver<Option<u16>>);
+pub struct Replayed(watch::Receiver<Option<Rcode>>);
 
 impl Replayed {
     /// The first arrival's rcode, waiting for it when the first is still being applied.
     /// SERVFAIL when the first was abandoned without an answer (it may or may not have
     /// been applied, so the copy is not applied either).
-    pub async fn answer(mut self) -> u16 {
+    pub async fn answer(mut self) -> Rcode {
         if let Some(rc) = *self.0.borrow() {
             return rc;
         }
         match self.0.wait_for(Option::is_some).await {
-            Ok(rc) => rc.unwrap_or(rcode::SERVFAIL),
-            Err(_) => rcode::SERVFAIL,
+            Ok(rc) => rc.unwrap_or(Rcode::SERVFAIL),
+            Err(_) => Rcode::SERVFAIL,
         }
     }
 }
 
 #[derive(Default)]
 struct Inner {
-    seen: HashMap<u128, watch::Receiver<Option<u16>>>,
+    seen: HashMap<u128, watch::Receiver<Option<Rcode>>>,
     /// (forget after, MAC id), for pruning in time order.
     expiry: BTreeSet<(u64, u128)>,
 }
@@ -178,9 +178,9 @@ mod tests {
     fn a_mac_seen_within_its_window_gets_the_first_answer() {
         let g = ReplayGuard::default();
         let mac = [7u8; 32];
-        first(g.admit_mac(&mac, 1000, 300, 1000)).answered(rcode::NOERROR);
+        first(g.admit_mac(&mac, 1000, 300, 1000)).answered(Rcode::NOERROR);
         let r = replay(g.admit_mac(&mac, 1000, 300, 1299));
-        assert_eq!(block_on(r.answer()), rcode::NOERROR);
+        assert_eq!(block_on(r.answer()), Rcode::NOERROR);
         // Another MAC is new.
         first(g.admit_mac(&[8u8; 32], 1000, 300, 1000)).answered(update_rcode_nx());
         assert_eq!(g.len(), 2);
@@ -196,8 +196,8 @@ mod tests {
         ));
     }
 
-    fn update_rcode_nx() -> u16 {
-        crate::update::update_rcode::NXRRSET
+    fn update_rcode_nx() -> Rcode {
+        Rcode::NXRRSET
     }
 
     #[test]
@@ -207,30 +207,30 @@ mod tests {
         let r = replay(g.admit_mac(&[1u8; 20], 50, 300, 51));
         let waiter = std::thread::spawn(move || block_on(r.answer()));
         std::thread::sleep(std::time::Duration::from_millis(20));
-        t.answered(rcode::REFUSED);
-        assert_eq!(waiter.join().unwrap(), rcode::REFUSED);
+        t.answered(Rcode::REFUSED);
+        assert_eq!(waiter.join().unwrap(), Rcode::REFUSED);
         // Abandoned without an answer: the copies get SERVFAIL, never a second apply.
         let t = first(g.admit_mac(&[2u8; 20], 50, 300, 50));
         drop(t);
         let r = replay(g.admit_mac(&[2u8; 20], 50, 300, 52));
-        assert_eq!(block_on(r.answer()), rcode::SERVFAIL);
+        assert_eq!(block_on(r.answer()), Rcode::SERVFAIL);
     }
 
     #[test]
     fn windows_close_in_time_order_and_the_cap_holds() {
         let g = ReplayGuard::default();
         // A long fudge does not keep shorter ones alive.
-        first(g.admit_mac(&[1u8; 20], 0, 60_000, 0)).answered(0);
+        first(g.admit_mac(&[1u8; 20], 0, 60_000, 0)).answered(Rcode::NOERROR);
         for i in 0..100u8 {
-            first(g.admit_mac(&[2, i], 0, 10, 0)).answered(0);
+            first(g.admit_mac(&[2, i], 0, 10, 0)).answered(Rcode::NOERROR);
         }
         assert_eq!(g.len(), 101);
-        first(g.admit_mac(&[3u8; 20], 11, 10, 11)).answered(0);
+        first(g.admit_mac(&[3u8; 20], 11, 10, 11)).answered(Rcode::NOERROR);
         assert_eq!(g.len(), 2);
         // Full: refused, nothing forgotten early.
         let g = ReplayGuard::with_cap(2);
-        first(g.admit_mac(&[1u8; 20], 0, 10, 0)).answered(0);
-        first(g.admit_mac(&[2u8; 20], 0, 10, 0)).answered(0);
+        first(g.admit_mac(&[1u8; 20], 0, 10, 0)).answered(Rcode::NOERROR);
+        first(g.admit_mac(&[2u8; 20], 0, 10, 0)).answered(Rcode::NOERROR);
         assert!(matches!(g.admit_mac(&[3u8; 20], 0, 10, 5), Admission::Full));
         assert!(matches!(
             g.admit_mac(&[1u8; 20], 0, 10, 5),

@@ -1,5 +1,5 @@
-use super::update_rcode::{NOTZONE, NXRRSET, YXDOMAIN, YXRRSET};
 use super::*;
+use crate::proto::types::Rcode;
 use crate::proto::types::Rtype;
 use crate::zone::zonefile::parse_str;
 use std::path::Path;
@@ -78,7 +78,7 @@ fn req(prerequisites: Vec<UpdateRecord>, updates: Vec<UpdateRecord>) -> Request 
     }
 }
 
-fn run(z: &mut ZoneData, r: &Request) -> Result<Option<Changeset>, u16> {
+fn run(z: &mut ZoneData, r: &Request) -> Result<Option<Changeset>, Rcode> {
     process(z, r, Some(&key()), &all(), &Limits::default())
         .map(|a| a.changeset)
         .map_err(|e| e.rcode)
@@ -99,34 +99,43 @@ fn a(ip: [u8; 4]) -> Vec<u8> {
 fn every_prerequisite_kind_has_its_exact_rcode_and_changes_nothing() {
     use class::{ANY, IN, NONE};
     let add = || vec![rr("new.d.test.", Rtype::A, IN, 60, "10.9.9.9")];
-    let cases: Vec<(UpdateRecord, Result<(), u16>)> = vec![
+    let cases: Vec<(UpdateRecord, Result<(), Rcode>)> = vec![
         // Name is in use.
         (rr("www.d.test.", Rtype::ANY, ANY, 0, ""), Ok(())),
         (
             rr("nope.d.test.", Rtype::ANY, ANY, 0, ""),
-            Err(rcode::NXDOMAIN),
+            Err(Rcode::NXDOMAIN),
         ),
         // An empty non-terminal is not in use (RFC 2136 §2.4.4).
         (
             rr("_tcp.d.test.", Rtype::ANY, ANY, 0, ""),
-            Err(rcode::NXDOMAIN),
+            Err(Rcode::NXDOMAIN),
         ),
         // Name is not in use.
         (rr("nope.d.test.", Rtype::ANY, NONE, 0, ""), Ok(())),
-        (rr("www.d.test.", Rtype::ANY, NONE, 0, ""), Err(YXDOMAIN)),
+        (
+            rr("www.d.test.", Rtype::ANY, NONE, 0, ""),
+            Err(Rcode::YXDOMAIN),
+        ),
         // RRset exists (value independent).
         (rr("www.d.test.", Rtype::A, ANY, 0, ""), Ok(())),
-        (rr("www.d.test.", Rtype::AAAA, ANY, 0, ""), Err(NXRRSET)),
+        (
+            rr("www.d.test.", Rtype::AAAA, ANY, 0, ""),
+            Err(Rcode::NXRRSET),
+        ),
         // RRset does not exist.
         (rr("www.d.test.", Rtype::AAAA, NONE, 0, ""), Ok(())),
-        (rr("www.d.test.", Rtype::A, NONE, 0, ""), Err(YXRRSET)),
+        (
+            rr("www.d.test.", Rtype::A, NONE, 0, ""),
+            Err(Rcode::YXRRSET),
+        ),
         // Outside the zone.
-        (rr("www.other.", Rtype::A, ANY, 0, ""), Err(NOTZONE)),
+        (rr("www.other.", Rtype::A, ANY, 0, ""), Err(Rcode::NOTZONE)),
         // TTL must be 0; data must be empty.
-        (rr("www.d.test.", Rtype::A, ANY, 5, ""), Err(rcode::FORMERR)),
+        (rr("www.d.test.", Rtype::A, ANY, 5, ""), Err(Rcode::FORMERR)),
         (
             rr("www.d.test.", Rtype::A, ANY, 0, "10.0.0.1"),
-            Err(rcode::FORMERR),
+            Err(Rcode::FORMERR),
         ),
     ];
     for (p, want) in cases {
@@ -155,14 +164,14 @@ fn value_dependent_prerequisites_compare_whole_rrsets() {
     assert!(run(&mut zone(), &req(pre(&["10.0.0.2", "10.0.0.1"]), add())).is_ok());
     assert_eq!(
         run(&mut zone(), &req(pre(&["10.0.0.1"]), add())),
-        Err(NXRRSET)
+        Err(Rcode::NXRRSET)
     );
     assert_eq!(
         run(
             &mut zone(),
             &req(pre(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]), add())
         ),
-        Err(NXRRSET)
+        Err(Rcode::NXRRSET)
     );
     // Names in rdata compare without regard to case.
     let p = vec![rr("alias.d.test.", Rtype::CNAME, IN, 0, "WWW.d.test.")];
@@ -198,7 +207,7 @@ fn value_dependent_prerequisites_compare_whole_rrsets() {
         "BAIBY2/AuCccgoJbsaxcQc9TUapptP69lOjxfNuVAA2kjEA=",
     )];
     assert!(run(&mut z.clone(), &req(ok, add())).is_ok());
-    assert_eq!(run(&mut z, &req(other, add())), Err(NXRRSET));
+    assert_eq!(run(&mut z, &req(other, add())), Err(Rcode::NXRRSET));
 }
 
 #[test]
@@ -385,25 +394,25 @@ fn all_or_nothing_outside_the_zone_and_malformed() {
                 rr("ok.d.test.", Rtype::A, IN, 60, "10.0.0.1"),
                 rr("x.other.", Rtype::A, IN, 60, "10.0.0.1"),
             ],
-            NOTZONE,
+            Rcode::NOTZONE,
         ),
         (
             vec![
                 rr("ok.d.test.", Rtype::A, IN, 60, "10.0.0.1"),
                 rr("x.d.test.", Rtype::A, class::ANY, 0, "10.0.0.1"),
             ],
-            rcode::FORMERR,
+            Rcode::FORMERR,
         ),
         (
             vec![
                 rr("ok.d.test.", Rtype::A, IN, 60, "10.0.0.1"),
                 rr("x.d.test.", Rtype::ANY, IN, 60, ""),
             ],
-            rcode::FORMERR,
+            Rcode::FORMERR,
         ),
         (
             vec![rr("x.d.test.", Rtype::A, class::CH, 60, "10.0.0.1")],
-            rcode::FORMERR,
+            Rcode::FORMERR,
         ),
         (
             vec![UpdateRecord {
@@ -413,7 +422,7 @@ fn all_or_nothing_outside_the_zone_and_malformed() {
                 ttl: 60,
                 rdata: vec![1, 2, 3],
             }],
-            rcode::FORMERR,
+            Rcode::FORMERR,
         ),
     ];
     for (updates, want) in cases {
@@ -438,7 +447,7 @@ fn limits_are_refused_and_undone() {
         assert_eq!(z.to_zone_file(), before);
         r.map(|_| ()).map_err(|e| (e.rcode, e.reason))
     };
-    let refused = Err((rcode::REFUSED, Reason::Limit));
+    let refused = Err((Rcode::REFUSED, Reason::Limit));
     let ips = |k: u8| {
         (1..=k)
             .map(|i| {
@@ -530,7 +539,7 @@ fn policies_exact_subdomain_wildcard_self_and_types() {
     );
     assert_eq!(
         r.map(|_| ()).map_err(|e| (e.rcode, e.reason)),
-        Err((rcode::REFUSED, Reason::Policy))
+        Err((Rcode::REFUSED, Reason::Policy))
     );
     assert!(z.node(&n("h1.d.test.")).is_none());
     // Unsigned, and a key without any grant.

@@ -2,7 +2,7 @@
 //! response (RFC 8945 §5.3, client side of §5.2).
 
 use super::record::{append_tsig, check_mac, find_tsig, tsig_variables, Malformed, SignError};
-use super::{error_code, Key};
+use super::Key;
 use crate::proto::reader::Reader;
 use crate::proto::types::Rcode;
 use crate::proto::HEADER_LEN;
@@ -19,7 +19,14 @@ pub fn sign_request(
         return Err(SignError::Short);
     }
     let id = u16::from_be_bytes([msg[0], msg[1]]);
-    let vars = tsig_variables(&key.name, key.algorithm.wire_name(), now, fudge, 0, &[]);
+    let vars = tsig_variables(
+        &key.name,
+        key.algorithm.wire_name(),
+        now,
+        fudge,
+        Rcode::NOERROR,
+        &[],
+    );
     let parts: [&[u8]; 2] = [msg, &vars];
     let mac = key.algorithm.mac(&key.secret, &parts);
     append_tsig(
@@ -30,7 +37,7 @@ pub fn sign_request(
         fudge,
         &mac,
         id,
-        0,
+        Rcode::NOERROR,
         &[],
     )?;
     Ok(mac)
@@ -48,7 +55,7 @@ pub enum ResponseError {
     #[error("the server refused our signature: TSIG error {}", tsig_error_name(*error))]
     ServerError {
         /// BADKEY, BADSIG (unsigned answers) or BADTIME, BADTRUNC (signed).
-        error: u16,
+        error: Rcode,
         /// With BADTIME: the server's clock, from Other Data.
         server_time: Option<u64>,
     },
@@ -65,9 +72,8 @@ pub enum ResponseError {
 }
 
 /// The name of a TSIG error code, as `dig` and nsupdate print it.
-pub fn tsig_error_name(code: u16) -> String {
-    Rcode(code)
-        .tsig_mnemonic()
+pub fn tsig_error_name(code: Rcode) -> String {
+    code.tsig_mnemonic()
         .map_or_else(|| code.to_string(), str::to_string)
 }
 
@@ -93,7 +99,7 @@ pub fn verify_response(
     if !t.names_key(key) {
         return Err(ResponseError::WrongKey);
     }
-    if t.mac.is_empty() && t.error != error_code::NOERROR {
+    if t.mac.is_empty() && t.error != Rcode::NOERROR {
         return Err(ResponseError::ServerError {
             error: t.error,
             server_time: None,
@@ -104,8 +110,8 @@ pub fn verify_response(
     {
         return Err(ResponseError::BadSig);
     }
-    if t.error != error_code::NOERROR {
-        let server_time = (t.error == error_code::BADTIME)
+    if t.error != Rcode::NOERROR {
+        let server_time = (t.error == Rcode::BADTIME)
             .then(|| Reader::new(t.other).u48().ok())
             .flatten();
         return Err(ResponseError::ServerError {

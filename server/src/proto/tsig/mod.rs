@@ -36,21 +36,6 @@ use crate::proto::name::Name;
 /// (RFC 8945 §10 recommends 300 seconds).
 pub const DEFAULT_FUDGE: u16 = 300;
 
-/// Response codes TSIG processing answers with (RFC 1035 §4.1.1, RFC 2136 §2.2).
-pub mod rcode {
-    pub use crate::proto::types::rcode::{FORMERR, NOTAUTH};
-}
-
-/// Values of the TSIG Error field (RFC 8945 §3), from [`Rcode`]'s table.
-pub mod error_code {
-    use crate::proto::types::Rcode;
-    pub const NOERROR: u16 = Rcode::NOERROR.to_u16();
-    pub const BADSIG: u16 = Rcode::BADSIG.to_u16();
-    pub const BADKEY: u16 = Rcode::BADKEY.to_u16();
-    pub const BADTIME: u16 = Rcode::BADTIME.to_u16();
-    pub const BADTRUNC: u16 = Rcode::BADTRUNC.to_u16();
-}
-
 /// A TSIG MAC algorithm musterd implements (RFC 8945 §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {

@@ -4,6 +4,7 @@
 use super::{Algorithm, Key};
 use crate::proto::name::{wire_name_len, Name};
 use crate::proto::reader::Reader;
+use crate::proto::types::Rcode;
 use crate::proto::types::{class, Rtype};
 use crate::proto::HEADER_LEN;
 
@@ -46,7 +47,7 @@ pub(super) struct TsigRecord<'a> {
     pub(super) fudge: u16,
     pub(super) mac: &'a [u8],
     pub(super) original_id: u16,
-    pub(super) error: u16,
+    pub(super) error: Rcode,
     pub(super) other: &'a [u8],
 }
 
@@ -108,7 +109,7 @@ pub(super) fn tsig_rdata(
     let mac_len = d.u16()?;
     let mac = d.bytes(mac_len.into())?;
     let original_id = d.u16()?;
-    let error = d.u16()?;
+    let error = Rcode(d.u16()?);
     let other_len = d.u16()?;
     let other = d.bytes(other_len.into())?;
     if d.remaining() != 0 {
@@ -144,7 +145,7 @@ pub(super) fn tsig_variables(
     algorithm: &[u8],
     time_signed: u64,
     fudge: u16,
-    error: u16,
+    error: Rcode,
     other: &[u8],
 ) -> Vec<u8> {
     let mut v = Vec::with_capacity(key_name.wire_len() + algorithm.len() + 24 + other.len());
@@ -291,7 +292,7 @@ pub(super) fn append_tsig(
     fudge: u16,
     mac: &[u8],
     original_id: u16,
-    error: u16,
+    error: Rcode,
     other: &[u8],
 ) -> Result<(), SignError> {
     let ar = u16::from_be_bytes([msg[10], msg[11]])

@@ -6,8 +6,9 @@ use super::key::display_name;
 use super::record::{
     append_tsig, check_mac, find_tsig, sign_mac, tsig_rr_len, tsig_variables, Malformed, SignError,
 };
-use super::{error_code, rcode, Key, KeyRing};
+use super::{Key, KeyRing};
 use crate::proto::name::Name;
+use crate::proto::types::Rcode;
 use crate::proto::HEADER_LEN;
 
 /// A request whose TSIG checked out: what the response needs to be signed.
@@ -30,7 +31,7 @@ impl Verified {
             request_mac: self.request_mac.clone(),
             original_id: self.original_id,
             fudge: self.fudge,
-            error: error_code::NOERROR,
+            error: Rcode::NOERROR,
             request_time: None,
         }
     }
@@ -83,21 +84,21 @@ fn algorithm_text(wire: &[u8]) -> String {
 impl TsigError {
     /// The response's RCODE: FORMERR for a malformed TSIG, NOTAUTH for the rest
     /// (RFC 8945 §5.2).
-    pub fn rcode(&self) -> u16 {
+    pub fn rcode(&self) -> Rcode {
         match self {
-            TsigError::Malformed(_) => rcode::FORMERR,
-            _ => rcode::NOTAUTH,
+            TsigError::Malformed(_) => Rcode::FORMERR,
+            _ => Rcode::NOTAUTH,
         }
     }
 
     /// The TSIG Error the response carries, if it carries a TSIG.
-    pub fn tsig_error(&self) -> Option<u16> {
+    pub fn tsig_error(&self) -> Option<Rcode> {
         match self {
             TsigError::Malformed(_) => None,
-            TsigError::BadKey { .. } => Some(error_code::BADKEY),
-            TsigError::BadSig { .. } => Some(error_code::BADSIG),
-            TsigError::BadTime { .. } => Some(error_code::BADTIME),
-            TsigError::BadTrunc { .. } => Some(error_code::BADTRUNC),
+            TsigError::BadKey { .. } => Some(Rcode::BADKEY),
+            TsigError::BadSig { .. } => Some(Rcode::BADSIG),
+            TsigError::BadTime { .. } => Some(Rcode::BADTIME),
+            TsigError::BadTrunc { .. } => Some(Rcode::BADTRUNC),
         }
     }
 
@@ -117,7 +118,7 @@ impl TsigError {
                 algorithm: algorithm.clone(),
                 original_id: *original_id,
                 fudge: *fudge,
-                error: error_code::BADKEY,
+                error: Rcode::BADKEY,
             }),
             TsigError::BadSig {
                 key,
@@ -128,7 +129,7 @@ impl TsigError {
                 algorithm: key.algorithm.wire_name().to_vec(),
                 original_id: *original_id,
                 fudge: *fudge,
-                error: error_code::BADSIG,
+                error: Rcode::BADSIG,
             }),
             // RFC 8945 §5.2.3: a BADTIME answer is signed and carries our time in Other
             // Data. Its Time Signed is the request's, as BIND and Knot do, so the client's
@@ -138,7 +139,7 @@ impl TsigError {
                 request_mac: verified.request_mac.clone(),
                 original_id: verified.original_id,
                 fudge: verified.fudge,
-                error: error_code::BADTIME,
+                error: Rcode::BADTIME,
                 request_time: Some(verified.time_signed),
             }),
             // The MAC was good, so the answer can be and is signed (RFC 8945 §5.2.4).
@@ -147,7 +148,7 @@ impl TsigError {
                 request_mac: verified.request_mac.clone(),
                 original_id: verified.original_id,
                 fudge: verified.fudge,
-                error: error_code::BADTRUNC,
+                error: Rcode::BADTRUNC,
                 request_time: None,
             }),
         }
@@ -215,7 +216,7 @@ pub enum ResponseTsig {
         request_mac: Vec<u8>,
         original_id: u16,
         fudge: u16,
-        error: u16,
+        error: Rcode,
         /// For BADTIME: the request's Time Signed, which the response repeats while Other
         /// Data carries our time.
         request_time: Option<u64>,
@@ -226,7 +227,7 @@ pub enum ResponseTsig {
         algorithm: Vec<u8>,
         original_id: u16,
         fudge: u16,
-        error: u16,
+        error: Rcode,
     },
 }
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use super::client::{verify_response, ResponseError};
 use super::record::{append_tsig, check_mac, find_tsig, sign_mac, tsig_timers, SignError};
 use super::server::{sign_response, ResponseTsig, Verified};
-use super::{error_code, Key};
+use super::Key;
+use crate::proto::types::Rcode;
 use crate::proto::HEADER_LEN;
 
 /// The most messages of a stream that may go unsigned in a row (RFC 8945 §5.3.1).
@@ -51,7 +52,7 @@ impl StreamSigner {
                 request_mac: std::mem::take(&mut self.prior_mac),
                 original_id: self.original_id,
                 fudge: self.fudge,
-                error: error_code::NOERROR,
+                error: Rcode::NOERROR,
                 request_time: None,
             };
             self.prior_mac = sign_response(msg, &tsig, now)?;
@@ -77,7 +78,7 @@ impl StreamSigner {
             self.fudge,
             &mac,
             self.original_id,
-            error_code::NOERROR,
+            Rcode::NOERROR,
             &[],
         )?;
         self.prior_mac = mac;

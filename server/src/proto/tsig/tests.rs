@@ -10,6 +10,7 @@ use base64::Engine as _;
 use super::record::{append_tsig, find_tsig, tsig_variables};
 use super::*;
 use crate::proto::reader::Reader;
+use crate::proto::types::Rcode;
 use crate::proto::HEADER_LEN;
 
 /// Keys exactly as `tsig-keygen` (BIND 9.18) printed them, one per algorithm, plus
@@ -70,7 +71,7 @@ fn rtype_soa() -> [u8; 4] {
 }
 
 /// The response header and question for `req`: QR set, counts for the question only.
-fn response_to(req: &[u8], rcode: u16) -> Vec<u8> {
+fn response_to(req: &[u8], rcode: Rcode) -> Vec<u8> {
     let qend = {
         let mut r = Reader::at(req, HEADER_LEN);
         r.question().unwrap();
@@ -78,7 +79,7 @@ fn response_to(req: &[u8], rcode: u16) -> Vec<u8> {
     };
     let mut r = req[..qend].to_vec();
     r[2] |= 0x84; // QR, AA
-    r[3] = (r[3] & 0xf0) | (rcode as u8 & 0xf);
+    r[3] = (r[3] & 0xf0) | rcode.header_bits() as u8;
     r[6..12].copy_from_slice(&[0; 6]);
     r
 }
@@ -288,7 +289,7 @@ fn request_and_response_round_trip_for_every_algorithm() {
         assert_eq!((v.time_signed, v.fudge, v.original_id), (t, 300, 0x1234));
 
         let tsig = v.response();
-        let mut resp = response_to(&req[..unsigned_len], 0);
+        let mut resp = response_to(&req[..unsigned_len], Rcode::NOERROR);
         let before = resp.len();
         sign_response(&mut resp, &tsig, t + 11).unwrap();
         assert_eq!(resp.len() - before, tsig.record_len());
@@ -323,7 +324,10 @@ fn rfc8945_check_order_and_error_responses() {
     let stranger = Key::new(&name("stranger."), Algorithm::HmacSha256, vec![1; 32]);
     let mac = sign_request(&mut req, &stranger, DEFAULT_FUDGE, t).unwrap();
     let e = verify_request(&req, &r, t).unwrap_err();
-    assert_eq!((e.rcode(), e.tsig_error()), (9, Some(error_code::BADKEY)));
+    assert_eq!(
+        (e.rcode(), e.tsig_error()),
+        (Rcode::NOTAUTH, Some(Rcode::BADKEY))
+    );
     let mut resp = response_to(&req, e.rcode());
     assert!(sign_response(&mut resp, &e.response().unwrap(), t)
         .unwrap()
@@ -331,7 +335,7 @@ fn rfc8945_check_order_and_error_responses() {
     assert_eq!(
         verify_response(&resp, &stranger, &mac, t).unwrap_err(),
         ResponseError::ServerError {
-            error: error_code::BADKEY,
+            error: Rcode::BADKEY,
             server_time: None
         }
     );
@@ -346,7 +350,7 @@ fn rfc8945_check_order_and_error_responses() {
     sign_request(&mut req, &other_alg, DEFAULT_FUDGE, t).unwrap();
     assert_eq!(
         verify_request(&req, &r, t).unwrap_err().tsig_error(),
-        Some(error_code::BADKEY)
+        Some(Rcode::BADKEY)
     );
 
     // BADSIG: right key, wrong secret; answered unsigned.
@@ -354,13 +358,16 @@ fn rfc8945_check_order_and_error_responses() {
     let wrong = Key::new(&name("update-key."), Algorithm::HmacSha256, vec![9; 32]);
     let mac = sign_request(&mut req, &wrong, DEFAULT_FUDGE, t).unwrap();
     let e = verify_request(&req, &r, t).unwrap_err();
-    assert_eq!((e.rcode(), e.tsig_error()), (9, Some(error_code::BADSIG)));
+    assert_eq!(
+        (e.rcode(), e.tsig_error()),
+        (Rcode::NOTAUTH, Some(Rcode::BADSIG))
+    );
     let mut resp = response_to(&req, e.rcode());
     sign_response(&mut resp, &e.response().unwrap(), t).unwrap();
     assert_eq!(
         verify_response(&resp, &wrong, &mac, t).unwrap_err(),
         ResponseError::ServerError {
-            error: error_code::BADSIG,
+            error: Rcode::BADSIG,
             server_time: None
         }
     );
@@ -372,7 +379,7 @@ fn rfc8945_check_order_and_error_responses() {
     tampered[HEADER_LEN + 2] ^= 1;
     assert_eq!(
         verify_request(&tampered, &r, t).unwrap_err().tsig_error(),
-        Some(error_code::BADSIG)
+        Some(Rcode::BADSIG)
     );
     let mut new_id = req.clone();
     new_id[0] = 0x77;
@@ -394,14 +401,17 @@ fn rfc8945_check_order_and_error_responses() {
             Ok(Some(_)) => assert!(ok, "{now}"),
             Err(e) => {
                 assert!(!ok, "{now}");
-                assert_eq!((e.rcode(), e.tsig_error()), (9, Some(error_code::BADTIME)));
+                assert_eq!(
+                    (e.rcode(), e.tsig_error()),
+                    (Rcode::NOTAUTH, Some(Rcode::BADTIME))
+                );
                 let mut resp = response_to(&req, e.rcode());
                 sign_response(&mut resp, &e.response().unwrap(), now).unwrap();
                 // The client's clock is `t`: the signed error verifies and carries ours.
                 assert_eq!(
                     verify_response(&resp, &k, &mac, t).unwrap_err(),
                     ResponseError::ServerError {
-                        error: error_code::BADTIME,
+                        error: Rcode::BADTIME,
                         server_time: Some(now)
                     }
                 );
@@ -414,14 +424,21 @@ fn rfc8945_check_order_and_error_responses() {
     sign_request(&mut req, &wrong, DEFAULT_FUDGE, t).unwrap();
     assert_eq!(
         verify_request(&req, &r, t + 1000).unwrap_err().tsig_error(),
-        Some(error_code::BADSIG)
+        Some(Rcode::BADSIG)
     );
 }
 
 /// `msg` signed with `key` but with the MAC cut to `len` octets.
 fn signed_truncated(key: &Key, len: usize, now: u64) -> Vec<u8> {
     let mut msg = query("example.", 5);
-    let vars = tsig_variables(&key.name, key.algorithm.wire_name(), now, 300, 0, &[]);
+    let vars = tsig_variables(
+        &key.name,
+        key.algorithm.wire_name(),
+        now,
+        300,
+        Rcode::NOERROR,
+        &[],
+    );
     let mac = key.algorithm.mac(&key.secret, &[&msg, &vars]);
     append_tsig(
         &mut msg,
@@ -431,7 +448,7 @@ fn signed_truncated(key: &Key, len: usize, now: u64) -> Vec<u8> {
         300,
         &mac[..len.min(mac.len())],
         0x1234,
-        0,
+        Rcode::NOERROR,
         &[],
     )
     .unwrap();
@@ -446,14 +463,17 @@ fn truncated_macs() {
     // Within RFC 8945 §5.2.2.1 but not allowed by the key: BADTRUNC, signed.
     let req = signed_truncated(&k, 16, t);
     let e = verify_request(&req, &r, t).unwrap_err();
-    assert_eq!((e.rcode(), e.tsig_error()), (9, Some(error_code::BADTRUNC)));
+    assert_eq!(
+        (e.rcode(), e.tsig_error()),
+        (Rcode::NOTAUTH, Some(Rcode::BADTRUNC))
+    );
     assert!(matches!(e.response(), Some(ResponseTsig::Signed { .. })));
     // Shorter than max(10, 32/2): FORMERR, as is a MAC longer than the hash.
     let e = verify_request(&signed_truncated(&k, 15, t), &r, t).unwrap_err();
-    assert_eq!((e.rcode(), e.tsig_error()), (1, None));
+    assert_eq!((e.rcode(), e.tsig_error()), (Rcode::FORMERR, None));
     assert!(e.response().is_none());
     let e = verify_request(&signed_truncated(&k, 0, t), &r, t).unwrap_err();
-    assert_eq!(e.rcode(), 1);
+    assert_eq!(e.rcode(), Rcode::FORMERR);
     let mut long = signed_truncated(&k, 32, t);
     // Turn the 32-octet MAC into a 33-octet one by rebuilding the record.
     let start = find_tsig(&long).unwrap().unwrap().start;
@@ -469,7 +489,7 @@ fn truncated_macs() {
         300,
         &mac,
         0x1234,
-        0,
+        Rcode::NOERROR,
         &[],
     )
     .unwrap();
@@ -495,7 +515,7 @@ fn truncated_macs() {
     bad[n - 8] ^= 1; // the last MAC octet
     assert_eq!(
         verify_request(&bad, &r, t).unwrap_err().tsig_error(),
-        Some(error_code::BADSIG)
+        Some(Rcode::BADSIG)
     );
 }
 
@@ -712,7 +732,7 @@ fn random_and_mutated_messages_never_panic() {
                 assert!(!changed || i % 3 == 0, "a changed message verified: {m:?}");
             }
             Ok(None) => {}
-            Err(e) => assert!(matches!(e.rcode(), 1 | 9)),
+            Err(e) => assert!(matches!(e.rcode(), Rcode::FORMERR | Rcode::NOTAUTH)),
         }
         fuzz_verify(&m);
     }
@@ -771,7 +791,7 @@ mod hickory {
 
             // Our signed answer, checked by hickory's client-side verifier.
             let unsigned_end = find_tsig(&bytes).unwrap().unwrap().start;
-            let mut resp = response_to(&bytes[..unsigned_end], 0);
+            let mut resp = response_to(&bytes[..unsigned_end], Rcode::NOERROR);
             sign_response(&mut resp, &v.response(), t).unwrap();
             verifier
                 .unwrap()
@@ -787,7 +807,7 @@ mod hickory {
                 kk.secret[0] ^= 1;
                 *key = Arc::new(kk);
             }
-            let mut resp = response_to(&bytes[..unsigned_end], 0);
+            let mut resp = response_to(&bytes[..unsigned_end], Rcode::NOERROR);
             sign_response(&mut resp, &bad, t).unwrap();
             assert!(verifier.unwrap().verify(&resp).is_err());
         }
@@ -827,7 +847,7 @@ mod hickory {
             assert_eq!(
                 verify_response(&resp.to_vec().unwrap(), &k, &mac, t).unwrap_err(),
                 ResponseError::ServerError {
-                    error: error_code::BADSIG,
+                    error: Rcode::BADSIG,
                     server_time: None
                 }
             );
@@ -849,7 +869,7 @@ mod hickory {
             let mut stream = StreamSigner::new(&v);
             let unsigned_end = find_tsig(&bytes).unwrap().unwrap().start;
             for i in 0..3u64 {
-                let mut m = response_to(&bytes[..unsigned_end], 0);
+                let mut m = response_to(&bytes[..unsigned_end], Rcode::NOERROR);
                 if i > 0 {
                     // Later messages of a transfer have no question.
                     m.truncate(HEADER_LEN);
@@ -901,12 +921,12 @@ impl Responder {
                     continue;
                 };
                 let (rcode, tsig) = match verdict {
-                    Ok(Some(v)) => (0, Some(v.response())),
-                    Ok(None) => (5, None),
+                    Ok(Some(v)) => (Rcode::NOERROR, Some(v.response())),
+                    Ok(None) => (Rcode::REFUSED, None),
                     Err(e) => (e.rcode(), e.response()),
                 };
                 let mut resp = response_to(&req[..end], rcode);
-                if req[2] >> 3 & 0xf == 0 && rcode == 0 {
+                if req[2] >> 3 & 0xf == 0 && rcode == Rcode::NOERROR {
                     // A TXT answer for queries, its owner a pointer to the question.
                     resp.extend_from_slice(&[0xc0, 12, 0, 16, 0, 1, 0, 0, 0, 60, 0, 3, 2]);
                     resp.extend_from_slice(b"ok");
