@@ -10,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use muster_server::proto::name::Name;
-use muster_server::proto::rr::{class, Rtype, Record};
+use muster_server::proto::rr::{Rclass, Rtype, Record};
 use muster_server::zone::Zone;
 
 #[path = "common.rs"]
@@ -42,7 +42,7 @@ fn record(owner: &str, rtype: Rtype, rdata: Vec<u8>) -> Record {
     Record {
         owner: name(owner),
         rtype,
-        class: class::IN,
+        class: Rclass::IN,
         ttl: 300,
         rdata,
         source: None,

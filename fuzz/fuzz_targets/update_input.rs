@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use muster_server::proto::name::Name;
-use muster_server::proto::rr::{class, Record, Rtype};
+use muster_server::proto::rr::{Rclass, Record, Rtype};
 use muster_server::proto::tsig::{self, KeyRing};
 use muster_server::proto::wire::{Opcode, Rcode};
 use muster_server::query::answer::Responder;
@@ -178,19 +178,19 @@ fn record(b: &mut Bytes, prereq: bool, serial: u32, out: &mut Vec<u8>) {
     let owner = b.pick(&OWNERS);
     let t = b.pick(&TYPES);
     let c = match (prereq, b.u8() % 8) {
-        (_, 7) => 3, // CH: FORMERR
-        (false, 0..=3) | (true, 5..=6) => class::IN,
-        (false, 4..=5) | (true, 0..=2) => class::ANY,
-        _ => class::NONE,
+        (_, 7) => Rclass::CH, // FORMERR
+        (false, 0..=3) | (true, 5..=6) => Rclass::IN,
+        (false, 4..=5) | (true, 0..=2) => Rclass::ANY,
+        _ => Rclass::NONE,
     };
     let odd = b.u8() % 16 == 15;
     let ttl: u32 = match (c, odd) {
-        (class::IN, _) if !prereq => [60, 300][usize::from(odd)],
+        (Rclass::IN, _) if !prereq => [60, 300][usize::from(odd)],
         (_, true) => 30,
         _ => 0,
     };
     // Class ANY, and class NONE prerequisites, carry no data (a malformed one does).
-    let data = if (c == class::ANY || (prereq && c == class::NONE)) && !odd {
+    let data = if (c == Rclass::ANY || (prereq && c == Rclass::NONE)) && !odd {
         Vec::new()
     } else {
         rdata(b, t, serial)
@@ -218,10 +218,10 @@ fn built_message(b: &mut Bytes, serial: u32) -> Vec<u8> {
     }
     if zo == 1 {
         let (zone, zclass, ztype) = match zone_kind {
-            13 => ("other.test.", class::IN, Rtype::SOA),
-            14 => (ORIGIN, 3, Rtype::SOA),
-            15 => (ORIGIN, class::IN, Rtype::A),
-            _ => (ORIGIN, class::IN, Rtype::SOA),
+            13 => ("other.test.", Rclass::IN, Rtype::SOA),
+            14 => (ORIGIN, Rclass::CH, Rtype::SOA),
+            15 => (ORIGIN, Rclass::IN, Rtype::A),
+            _ => (ORIGIN, Rclass::IN, Rtype::SOA),
         };
         m.extend(wire(zone));
         m.extend_from_slice(&ztype.to_be_bytes());
@@ -422,7 +422,7 @@ fn handle(w: &World, data: &mut ZoneData, guard: &ReplayGuard, pkt: &[u8]) -> Ha
         let Ok(req) = update::parse(pkt) else {
             return (Rcode::FORMERR, None);
         };
-        if !req.zone.eq_ignore_case(data.origin()) || req.zclass != class::IN {
+        if !req.zone.eq_ignore_case(data.origin()) || req.zclass != Rclass::IN {
             return (Rcode::NOTAUTH, None);
         }
         let Some(v) = &verified else {

@@ -1,7 +1,7 @@
 //! Helpers shared by the unit tests of several modules.
 
 use crate::proto::name::Name;
-use crate::proto::rr::{class, Record};
+use crate::proto::rr::{Rclass, Record};
 use crate::proto::types::Rtype;
 
 /// A record of class IN, the owner in text.
@@ -9,7 +9,7 @@ pub(crate) fn record(owner: &str, t: Rtype, ttl: u32, rdata: Vec<u8>) -> Record 
     Record {
         owner: Name::parse(owner, None).unwrap(),
         rtype: t,
-        class: class::IN,
+        class: Rclass::IN,
         ttl,
         rdata,
         source: None,

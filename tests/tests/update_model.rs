@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use muster_server::proto::name::Name;
-use muster_server::proto::rr::{class, Record, Rtype};
+use muster_server::proto::rr::{Rclass, Record, Rtype};
 use muster_server::proto::wire::Rcode;
 use muster_server::update::{
     process, Grant, Limits, NameMatch, Policy, Request, TypeMatch, UpdateRecord, ZoneData,
@@ -212,7 +212,7 @@ fn msg() -> impl Strategy<Value = Msg> {
 // ---------------------------------------------------------------------------------------
 // The message as musterd reads it
 
-fn rec(owner: usize, t: Rtype, c: u16, ttl: u32, rdata: Vec<u8>) -> UpdateRecord {
+fn rec(owner: usize, t: Rtype, c: Rclass, ttl: u32, rdata: Vec<u8>) -> UpdateRecord {
     UpdateRecord {
         owner: name(NAMES[owner]),
         rtype: t,
@@ -227,15 +227,15 @@ fn to_request(m: &Msg, serial: u32) -> Request {
         .prereqs
         .iter()
         .flat_map(|p| match p {
-            Prereq::InUse(n) => vec![rec(*n, Rtype::ANY, class::ANY, 0, vec![])],
-            Prereq::NotInUse(n) => vec![rec(*n, Rtype::ANY, class::NONE, 0, vec![])],
-            Prereq::Exists(n, t) => vec![rec(*n, TYPES[*t], class::ANY, 0, vec![])],
-            Prereq::NotExists(n, t) => vec![rec(*n, TYPES[*t], class::NONE, 0, vec![])],
+            Prereq::InUse(n) => vec![rec(*n, Rtype::ANY, Rclass::ANY, 0, vec![])],
+            Prereq::NotInUse(n) => vec![rec(*n, Rtype::ANY, Rclass::NONE, 0, vec![])],
+            Prereq::Exists(n, t) => vec![rec(*n, TYPES[*t], Rclass::ANY, 0, vec![])],
+            Prereq::NotExists(n, t) => vec![rec(*n, TYPES[*t], Rclass::NONE, 0, vec![])],
             Prereq::Values(n, t, rs) => rs
                 .iter()
-                .map(|r| rec(*n, TYPES[*t], class::IN, 0, rdata(TYPES[*t], *r)))
+                .map(|r| rec(*n, TYPES[*t], Rclass::IN, 0, rdata(TYPES[*t], *r)))
                 .collect(),
-            Prereq::BadTtl(n) => vec![rec(*n, Rtype::ANY, class::ANY, 30, vec![])],
+            Prereq::BadTtl(n) => vec![rec(*n, Rtype::ANY, Rclass::ANY, 30, vec![])],
         })
         .collect();
     let updates = m
@@ -243,30 +243,30 @@ fn to_request(m: &Msg, serial: u32) -> Request {
         .iter()
         .map(|o| match o {
             Op::Add(n, t, r, ttl) => {
-                rec(*n, TYPES[*t], class::IN, TTLS[*ttl], rdata(TYPES[*t], *r))
+                rec(*n, TYPES[*t], Rclass::IN, TTLS[*ttl], rdata(TYPES[*t], *r))
             }
             Op::DeleteSet(n, t) => {
                 let t = TYPES.get(*t).copied().unwrap_or(Rtype::SOA);
-                rec(*n, t, class::ANY, 0, vec![])
+                rec(*n, t, Rclass::ANY, 0, vec![])
             }
-            Op::DeleteAll(n) => rec(*n, Rtype::ANY, class::ANY, 0, vec![]),
-            Op::DeleteRr(n, t, r) => rec(*n, TYPES[*t], class::NONE, 0, rdata(TYPES[*t], *r)),
+            Op::DeleteAll(n) => rec(*n, Rtype::ANY, Rclass::ANY, 0, vec![]),
+            Op::DeleteRr(n, t, r) => rec(*n, TYPES[*t], Rclass::NONE, 0, rdata(TYPES[*t], *r)),
             Op::Soa { at_apex, step, ttl } => rec(
                 if *at_apex { 0 } else { 2 },
                 Rtype::SOA,
-                class::IN,
+                Rclass::IN,
                 [300, 600][*ttl],
                 soa_rdata(serial.wrapping_add(*step), [60, 30][*ttl]),
             ),
-            Op::DeleteSoa => rec(0, Rtype::SOA, class::NONE, 0, soa_rdata(serial, 60)),
-            Op::BadDelete(n) => rec(*n, Rtype::A, class::ANY, 5, vec![]),
-            Op::AddAny(n) => rec(*n, Rtype::ANY, class::IN, 60, vec![]),
+            Op::DeleteSoa => rec(0, Rtype::SOA, Rclass::NONE, 0, soa_rdata(serial, 60)),
+            Op::BadDelete(n) => rec(*n, Rtype::A, Rclass::ANY, 5, vec![]),
+            Op::AddAny(n) => rec(*n, Rtype::ANY, Rclass::IN, 60, vec![]),
         })
         .collect();
     Request {
         id: 1,
         zone: origin(),
-        zclass: class::IN,
+        zclass: Rclass::IN,
         prerequisites,
         updates,
         edns: false,

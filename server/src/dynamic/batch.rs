@@ -314,12 +314,12 @@ mod tests {
         let req = update::Request {
             id: 1,
             zone: n("d.test."),
-            zclass: crate::proto::rr::class::IN,
+            zclass: crate::proto::types::Rclass::IN,
             prerequisites: Vec::new(),
             updates: vec![UpdateRecord {
                 owner: n(owner),
                 rtype: crate::proto::types::Rtype::A,
-                class: crate::proto::rr::class::IN,
+                class: crate::proto::types::Rclass::IN,
                 ttl: 60,
                 rdata: ip.to_vec(),
             }],

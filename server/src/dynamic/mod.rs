@@ -77,6 +77,7 @@ mod save;
 mod versions;
 mod worker;
 
+use crate::proto::types::Rclass;
 pub use metrics::UpdateMetrics;
 use worker::{touched_by, ZoneWorker};
 
@@ -367,8 +368,7 @@ impl Updates {
         let Some(tx) = self.zones.get(&req.zone.to_lowercase()) else {
             // RFC 2136 §3.1.1: a zone we do not serve is NOTAUTH; one we serve that takes
             // no updates is refused like an update without permission.
-            let served = req.zclass == crate::proto::rr::class::IN
-                && self.catalog.load().get(&req.zone).is_some();
+            let served = req.zclass == Rclass::IN && self.catalog.load().get(&req.zone).is_some();
             if served {
                 self.metrics.refused(Reason::Policy);
                 tracing::info!(zone = %req.zone, "update refused: the zone takes no updates");
@@ -377,7 +377,7 @@ impl Updates {
             self.metrics.refused_extra("notauth");
             return Answer::rcode(Rcode::NOTAUTH);
         };
-        if req.zclass != crate::proto::rr::class::IN {
+        if req.zclass != Rclass::IN {
             self.metrics.refused_extra("notauth");
             return Answer::rcode(Rcode::NOTAUTH);
         }

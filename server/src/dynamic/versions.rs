@@ -144,7 +144,7 @@ impl Versions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::rr::{class, Record, Rtype};
+    use crate::proto::rr::{Rclass, Record, Rtype};
     use crate::query::answer::{AnswerConfig, Scratch, Transport};
     use crate::zone::catalog::Catalog;
     use crate::zone::changeset::Changeset;
@@ -252,7 +252,7 @@ mod tests {
         let mut pkt = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         pkt.extend_from_slice(qname);
         pkt.extend_from_slice(&qtype.to_be_bytes());
-        pkt.extend_from_slice(&class::IN.to_be_bytes());
+        pkt.extend_from_slice(&Rclass::IN.to_be_bytes());
         let transport = if tcp { Transport::Tcp } else { Transport::Udp };
         crate::query::respond::respond(
             &responder,

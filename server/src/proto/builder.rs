@@ -14,6 +14,7 @@ use super::name::wire_name_len;
 use super::reader::{Header, Reader};
 use super::types::{rdata_names, Opcode, RdataNames, Rtype};
 use super::{flags, HEADER_LEN};
+use crate::proto::types::Rclass;
 use crate::proto::types::Rcode;
 
 /// TXT rdata the builder refuses in unit tests, to test what its callers do with a
@@ -181,7 +182,7 @@ pub struct MessageBuilder<'b> {
 
 /// A question entry (RFC 1035 §4.1.2) for [`MessageBuilder::new`]: `name` (uncompressed
 /// wire form), type and class.
-pub fn question(name: &[u8], qtype: Rtype, qclass: u16) -> Vec<u8> {
+pub fn question(name: &[u8], qtype: Rtype, qclass: Rclass) -> Vec<u8> {
     [name, &qtype.to_be_bytes(), &qclass.to_be_bytes()].concat()
 }
 
@@ -403,7 +404,7 @@ impl<'b> MessageBuilder<'b> {
         section: Section,
         owner: &[u8],
         t: Rtype,
-        class: u16,
+        class: Rclass,
         ttl: u32,
         rdata: &[u8],
     ) -> Result<(), WriteError> {
@@ -459,7 +460,7 @@ impl<'b> MessageBuilder<'b> {
         &mut self,
         section: Section,
         owner: &[u8],
-        class: u16,
+        class: Rclass,
         ttl: u32,
         text: &[u8],
     ) -> Result<(), WriteError> {
@@ -711,13 +712,20 @@ mod tests {
         let target = b"\x02m0\x07example\x04test\x00";
         let mut rdata = vec![0, 0, 0, 0, 0x09, 0x4c];
         rdata.extend_from_slice(target);
-        w.record(Section::Answer, q.qname(), Rtype::SRV, 1, 30, &rdata)
-            .unwrap();
+        w.record(
+            Section::Answer,
+            q.qname(),
+            Rtype::SRV,
+            Rclass::IN,
+            30,
+            &rdata,
+        )
+        .unwrap();
         w.record(
             Section::Additional,
             target,
             Rtype::A,
-            1,
+            Rclass::IN,
             30,
             &[127, 0, 0, 1],
         )
@@ -759,7 +767,14 @@ mod tests {
         for _ in 0..2 {
             let before = w.len();
             assert_eq!(
-                w.record(Section::Answer, q.qname(), Rtype::MX, 1, 30, &[0, 1, 3, 1]),
+                w.record(
+                    Section::Answer,
+                    q.qname(),
+                    Rtype::MX,
+                    Rclass::IN,
+                    30,
+                    &[0, 1, 3, 1]
+                ),
                 Err(bad)
             );
             assert_eq!(w.len(), before, "nothing written for a refused record");
@@ -778,7 +793,7 @@ mod tests {
         ];
         for (t, rdata) in cases {
             assert_eq!(
-                w.record(Section::Answer, q.qname(), t, 1, 30, rdata),
+                w.record(Section::Answer, q.qname(), t, Rclass::IN, 30, rdata),
                 Err(WriteError::BadRdata { rtype: t }),
                 "type {t} rdata {rdata:?}"
             );
@@ -788,7 +803,7 @@ mod tests {
                 Section::Answer,
                 b"\x05ab\x00",
                 Rtype::A,
-                1,
+                Rclass::IN,
                 30,
                 &[1, 2, 3, 4]
             ),
@@ -799,7 +814,7 @@ mod tests {
                 Section::Answer,
                 q.qname(),
                 Rtype(99),
-                1,
+                Rclass::IN,
                 30,
                 &vec![0; 65536]
             ),
@@ -809,11 +824,25 @@ mod tests {
         let mark = w.checkpoint();
         let mut full = Ok(());
         for _ in 0..u16::MAX {
-            full = full.and(w.record(Section::Additional, b"\x00", Rtype::A, 1, 0, &[0; 4]));
+            full = full.and(w.record(
+                Section::Additional,
+                b"\x00",
+                Rtype::A,
+                Rclass::IN,
+                0,
+                &[0; 4],
+            ));
         }
         assert_eq!(full, Ok(()));
         assert_eq!(
-            w.record(Section::Additional, b"\x00", Rtype::A, 1, 0, &[0; 4]),
+            w.record(
+                Section::Additional,
+                b"\x00",
+                Rtype::A,
+                Rclass::IN,
+                0,
+                &[0; 4]
+            ),
             Err(WriteError::TooManyRecords)
         );
         w.rollback(mark);
@@ -822,7 +851,7 @@ mod tests {
             Section::Answer,
             q.qname(),
             Rtype::MX,
-            1,
+            Rclass::IN,
             30,
             b"\x00\x01\x01a\x04test\x00",
         )
@@ -902,7 +931,7 @@ mod tests {
             Section::Answer,
             q.qname(),
             Rtype::NS,
-            1,
+            Rclass::IN,
             30,
             b"\x02ns\x01b\x00",
         )
@@ -918,7 +947,7 @@ mod tests {
             Section::Additional,
             b"\x01b\x00",
             Rtype::A,
-            1,
+            Rclass::IN,
             30,
             &[1, 2, 3, 4],
         )
@@ -936,13 +965,20 @@ mod tests {
             let mut w = MessageBuilder::new(&mut buf, &mut comp, 1, Opcode(0), 0, &[]);
             for i in 0..50u8 {
                 let owner = [&[2, b'h', b'0' + i % 10][..], b"\x04zone\x04test\x00"].concat();
-                w.record(Section::Answer, &owner, Rtype::A, 1, 60, &[10, 0, 0, i])
-                    .unwrap();
+                w.record(
+                    Section::Answer,
+                    &owner,
+                    Rtype::A,
+                    Rclass::IN,
+                    60,
+                    &[10, 0, 0, i],
+                )
+                .unwrap();
                 w.record(
                     Section::Answer,
                     &owner,
                     Rtype::NS,
-                    1,
+                    Rclass::IN,
                     60,
                     b"\x02ns\x04zone\x04test\x00",
                 )
@@ -953,7 +989,7 @@ mod tests {
                 Section::Answer,
                 b"\x03new\x04test\x00",
                 Rtype::A,
-                1,
+                Rclass::IN,
                 60,
                 &[1; 4],
             )
@@ -963,7 +999,7 @@ mod tests {
                 Section::Answer,
                 b"\x04else\x04test\x00",
                 Rtype::A,
-                1,
+                Rclass::IN,
                 60,
                 &[1; 4],
             )
@@ -972,7 +1008,7 @@ mod tests {
                 Section::Answer,
                 b"\x03new\x04test\x00",
                 Rtype::A,
-                1,
+                Rclass::IN,
                 60,
                 &[2; 4],
             )

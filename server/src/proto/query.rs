@@ -12,6 +12,7 @@ use super::name::MAX_NAME_LEN;
 use super::reader::{Header, Reader};
 use super::types::{Opcode, Rcode, Rtype};
 use super::{flags, HEADER_LEN};
+use crate::proto::types::Rclass;
 
 /// The EDNS(0) parameters of a query's OPT record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +39,7 @@ pub struct Query<'a> {
     qname_lower: [u8; MAX_NAME_LEN],
     qname_len: u8,
     pub qtype: Rtype,
-    pub qclass: u16,
+    pub qclass: Rclass,
     pub edns: Option<Edns>,
 }
 
@@ -116,7 +117,7 @@ pub fn parse_query_with<'a>(pkt: &'a [u8], h: &Header) -> Result<Query<'a>, Malf
         return Err(reply(Rcode::FORMERR, 0, None));
     };
     let qtype = Rtype::from_be_bytes([t0, t1]);
-    let qclass = u16::from_be_bytes([c0, c1]);
+    let qclass = Rclass::from_be_bytes([c0, c1]);
     let question_len = r.pos() - HEADER_LEN;
 
     // Walk the other sections: they must be well formed, and OPT may only appear once, in

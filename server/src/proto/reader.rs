@@ -20,6 +20,7 @@
 use super::name::{Name, WireBuf, MAX_LABEL_LEN, MAX_NAME_LEN};
 use super::types::{Opcode, Rcode, Rtype};
 use super::{flags, HEADER_LEN};
+use crate::proto::types::Rclass;
 
 /// The most compression pointers followed in one name (RFC 9267 §2).
 pub const MAX_POINTERS: usize = 126;
@@ -170,7 +171,7 @@ impl Header {
 pub struct Question {
     pub name: WireBuf,
     pub qtype: Rtype,
-    pub qclass: u16,
+    pub qclass: Rclass,
 }
 
 /// One resource record as read (RFC 1035 §4.1.3): the owner uncompressed with case kept,
@@ -182,7 +183,7 @@ pub struct RecordRef<'a> {
     pub start: usize,
     pub owner: WireBuf,
     pub rtype: Rtype,
-    pub class: u16,
+    pub class: Rclass,
     pub ttl: u32,
     /// Offset of the rdata in the message.
     pub rdata_start: usize,
@@ -309,7 +310,7 @@ impl<'a> Reader<'a> {
         Ok(Question {
             name,
             qtype: Rtype::from_be_bytes([f[0], f[1]]),
-            qclass: u16::from_be_bytes([f[2], f[3]]),
+            qclass: Rclass::from_be_bytes([f[2], f[3]]),
         })
     }
 
@@ -351,14 +352,14 @@ impl<'a> Reader<'a> {
 
     /// Type, class, TTL and rdata after an owner name.
     #[allow(clippy::type_complexity)]
-    fn record_fixed(&mut self) -> Result<(Rtype, u16, u32, usize, &'a [u8]), ReadError> {
+    fn record_fixed(&mut self) -> Result<(Rtype, Rclass, u32, usize, &'a [u8]), ReadError> {
         let f = self.array::<10>()?;
         let rdlen = u16::from_be_bytes([f[8], f[9]]) as usize;
         let rdata_start = self.pos;
         let rdata = self.bytes(rdlen)?;
         Ok((
             Rtype::from_be_bytes([f[0], f[1]]),
-            u16::from_be_bytes([f[2], f[3]]),
+            Rclass::from_be_bytes([f[2], f[3]]),
             u32::from_be_bytes([f[4], f[5], f[6], f[7]]),
             rdata_start,
             rdata,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::proto::name::{wire_name_len, Name};
 
-pub use crate::proto::types::{class, rdata_names, RdataNames, Rtype};
+pub use crate::proto::types::{rdata_names, Rclass, RdataNames, Rtype};
 
 /// True for the type codes that name no data a zone can hold: the reserved type 0, the
 /// meta-TYPEs OPT, TSIG and TKEY, and the query-only QTYPEs IXFR, AXFR, MAILB, MAILA and
@@ -58,7 +58,7 @@ pub struct Record {
     /// Owner name, case as written.
     pub owner: Name,
     pub rtype: Rtype,
-    pub class: u16,
+    pub class: Rclass,
     pub ttl: u32,
     /// Rdata in uncompressed wire form.
     pub rdata: Vec<u8>,

@@ -1,20 +1,10 @@
 //! DNS vocabulary: record types, classes, response codes and opcodes, each as a type with
 //! one table that maps numbers to mnemonics and back.
 //!
-//! Record types are [`Rtype`] everywhere above the octets. The bare constant module
-//! [`class`] remains for code that keeps numbers; each constant is
-//! defined once, here, and the typed values wrap the same numbers.
+//! Record types are [`Rtype`] everywhere above the octets. Classes, response codes and
+//! opcodes likewise: numbers appear only where octets are read or written.
 
 use std::fmt;
-
-/// Class codes (RFC 1035 §3.2.4, RFC 2136 §1.3).
-pub mod class {
-    pub const IN: u16 = 1;
-    pub const CH: u16 = 3;
-    pub const HS: u16 = 4;
-    pub const NONE: u16 = 254;
-    pub const ANY: u16 = 255;
-}
 
 /// A record type (RFC 1035 §3.2.2, IANA registry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -170,26 +160,38 @@ impl From<Rtype> for u16 {
 pub struct Rclass(pub u16);
 
 /// The one table of class mnemonics: (code, mnemonic). `CHAOS` is read as CH too.
-const RCLASSES: &[(u16, &str)] = &[
-    (class::IN, "IN"),
-    (class::CH, "CH"),
-    (class::HS, "HS"),
-    (class::NONE, "NONE"),
-    (class::ANY, "ANY"),
+const RCLASSES: &[(Rclass, &str)] = &[
+    (Rclass::IN, "IN"),
+    (Rclass::CH, "CH"),
+    (Rclass::HS, "HS"),
+    (Rclass::NONE, "NONE"),
+    (Rclass::ANY, "ANY"),
 ];
 
 impl Rclass {
-    pub const IN: Rclass = Rclass(class::IN);
-    pub const CH: Rclass = Rclass(class::CH);
-    pub const NONE: Rclass = Rclass(class::NONE);
-    pub const ANY: Rclass = Rclass(class::ANY);
+    pub const IN: Rclass = Rclass(1);
+    pub const CH: Rclass = Rclass(3);
+    pub const HS: Rclass = Rclass(4);
+    /// RFC 2136 §1.3: "none", in prerequisites and deletions.
+    pub const NONE: Rclass = Rclass(254);
+    pub const ANY: Rclass = Rclass(255);
 
     pub const fn to_u16(self) -> u16 {
         self.0
     }
 
+    /// The class as it goes on the wire.
+    pub const fn to_be_bytes(self) -> [u8; 2] {
+        self.0.to_be_bytes()
+    }
+
+    /// The class as it comes off the wire.
+    pub const fn from_be_bytes(b: [u8; 2]) -> Rclass {
+        Rclass(u16::from_be_bytes(b))
+    }
+
     pub fn mnemonic(self) -> Option<&'static str> {
-        RCLASSES.iter().find(|e| e.0 == self.0).map(|e| e.1)
+        RCLASSES.iter().find(|e| e.0 == self).map(|e| e.1)
     }
 
     /// A class in master-file text: a mnemonic, `CHAOS`, or `CLASSnnn` (RFC 3597 §5).
@@ -198,7 +200,7 @@ impl Rclass {
             return Some(Rclass::CH);
         }
         if let Some(e) = RCLASSES.iter().find(|e| e.1.eq_ignore_ascii_case(s)) {
-            return Some(Rclass(e.0));
+            return Some(e.0);
         }
         let digits = s.get(..5)?.eq_ignore_ascii_case("CLASS").then(|| &s[5..])?;
         digits.parse().ok().map(Rclass)
@@ -413,8 +415,8 @@ mod tests {
         assert_eq!(Rtype::from_text("TYP"), None);
         assert_eq!(Rtype::from_text("OPT"), None);
         for &(c, m) in RCLASSES {
-            assert_eq!(Rclass::from_text(m), Some(Rclass(c)));
-            assert_eq!(Rclass(c).to_string(), m);
+            assert_eq!(Rclass::from_text(m), Some(c));
+            assert_eq!(c.to_string(), m);
         }
         assert_eq!(Rclass::from_text("chaos"), Some(Rclass::CH));
         assert_eq!(Rclass::from_text("CLASS32"), Some(Rclass(32)));

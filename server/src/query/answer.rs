@@ -25,7 +25,7 @@
 //! "Prohibited" for what policy refuses (identity names not configured, zone transfers).
 
 use crate::proto::name::{wire_name_len, MAX_NAME_LEN};
-use crate::proto::rr::{class, is_meta_or_query_only, Rtype};
+use crate::proto::rr::{is_meta_or_query_only, Rclass, Rtype};
 use crate::proto::wire::{
     self, ede, flags, parse_query, Compressor, Ede, Malformed, Opcode, Query, Rcode, Section,
     WriteError, Writer,
@@ -268,7 +268,7 @@ impl Responder {
             Ok(Filled::rcode(Rcode::NOTIMP))
         } else {
             match q.qclass {
-                class::IN => {
+                Rclass::IN => {
                     let mut chain = Chain {
                         names: chain,
                         storage: chain_names,
@@ -281,7 +281,7 @@ impl Responder {
                     };
                     self.answer_in(catalog, q, transport, &mut state, observer)
                 }
-                class::CH => self.answer_chaos(q, &mut w),
+                Rclass::CH => self.answer_chaos(q, &mut w),
                 // No zone of another class is served.
                 _ => Ok(Filled::refused(ede::NOT_AUTHORITATIVE)),
             }
@@ -335,7 +335,7 @@ impl Responder {
         };
         w.set_flags(flags::AA);
         if q.qtype == Rtype::TXT || q.qtype == Rtype::ANY {
-            w.txt_record(Section::Answer, q.qname(), class::CH, 0, text.as_bytes())?;
+            w.txt_record(Section::Answer, q.qname(), Rclass::CH, 0, text.as_bytes())?;
         }
         Ok(Filled::rcode(Rcode::NOERROR))
     }
@@ -544,7 +544,7 @@ fn write_rrset(
     set: RRset<'_>,
 ) -> Result<(), WriteError> {
     for rdata in set.rdatas() {
-        w.record(section, owner, set.rtype, class::IN, set.ttl, rdata)?;
+        w.record(section, owner, set.rtype, Rclass::IN, set.ttl, rdata)?;
     }
     Ok(())
 }
@@ -556,7 +556,7 @@ fn write_negative(w: &mut Writer<'_>, zone: &Zone, ttl: u32) -> Result<(), Write
         Section::Authority,
         zone.apex().owner(),
         Rtype::SOA,
-        class::IN,
+        Rclass::IN,
         ttl,
         &zone.soa_rdata,
     )
@@ -702,7 +702,7 @@ mod tests {
         crate::testutil::record(owner, t, 30, rdata)
     }
 
-    fn query(name_text: &str, qtype: Rtype, qclass: u16) -> Vec<u8> {
+    fn query(name_text: &str, qtype: Rtype, qclass: Rclass) -> Vec<u8> {
         let mut p = vec![0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1];
         p.extend(name(name_text));
         p.extend_from_slice(&qtype.to_be_bytes());
@@ -768,17 +768,17 @@ mod tests {
             ..AnswerConfig::default()
         });
         let queries: Vec<Vec<u8>> = [
-            ("_etcd-server-ssl._tcp.z.test.", Rtype::SRV, class::IN),
-            ("www.z.test.", Rtype::A, class::IN),
-            ("loop1.z.test.", Rtype::A, class::IN),
-            ("mx.z.test.", Rtype::MX, class::IN),
-            ("z.test.", Rtype::NS, class::IN),
-            ("nx.z.test.", Rtype::A, class::IN),
-            ("a.b.wild.z.test.", Rtype::TXT, class::IN),
-            ("deep.sub.z.test.", Rtype::A, class::IN),
-            ("m0.z.test.", Rtype::ANY, class::IN),
-            ("other.test.", Rtype::A, class::IN),
-            ("version.bind.", Rtype::TXT, class::CH),
+            ("_etcd-server-ssl._tcp.z.test.", Rtype::SRV, Rclass::IN),
+            ("www.z.test.", Rtype::A, Rclass::IN),
+            ("loop1.z.test.", Rtype::A, Rclass::IN),
+            ("mx.z.test.", Rtype::MX, Rclass::IN),
+            ("z.test.", Rtype::NS, Rclass::IN),
+            ("nx.z.test.", Rtype::A, Rclass::IN),
+            ("a.b.wild.z.test.", Rtype::TXT, Rclass::IN),
+            ("deep.sub.z.test.", Rtype::A, Rclass::IN),
+            ("m0.z.test.", Rtype::ANY, Rclass::IN),
+            ("other.test.", Rtype::A, Rclass::IN),
+            ("version.bind.", Rtype::TXT, Rclass::CH),
         ]
         .iter()
         .map(|&(n, t, c)| query(n, t, c))
@@ -823,7 +823,7 @@ mod tests {
             ..AnswerConfig::default()
         });
         let mut buf = Vec::new();
-        let q = query("version.bind.", Rtype::TXT, class::CH);
+        let q = query("version.bind.", Rtype::TXT, Rclass::CH);
         responder.respond_full(
             &Catalog::new(),
             &q,

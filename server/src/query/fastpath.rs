@@ -25,7 +25,7 @@
 use std::sync::Arc;
 
 use crate::proto::name::Name;
-use crate::proto::rr::{class, is_meta_or_query_only, Rtype};
+use crate::proto::rr::{is_meta_or_query_only, Rclass, Rtype};
 use crate::proto::types::Rcode;
 use crate::proto::wire::{flags, parse_query, Opcode, Query, WriteError, HEADER_LEN};
 use crate::query::answer::{Observer, Outcome, Responder, Scratch, Transport};
@@ -133,7 +133,7 @@ pub fn answer(
     transport: Transport,
     buf: &mut Vec<u8>,
 ) -> Option<Outcome> {
-    if q.opcode != Opcode::QUERY || q.qclass != class::IN || is_special(q.qtype) {
+    if q.opcode != Opcode::QUERY || q.qclass != Rclass::IN || is_special(q.qtype) {
         return None;
     }
     let zone = catalog.find(q.qname())?;
@@ -451,7 +451,7 @@ impl Probe {
         pkt.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
         pkt.extend_from_slice(key);
         pkt.extend_from_slice(&probe.to_be_bytes());
-        pkt.extend_from_slice(&class::IN.to_be_bytes());
+        pkt.extend_from_slice(&Rclass::IN.to_be_bytes());
         let Ok(q) = parse_query(pkt) else {
             return Built::FullPath;
         };

@@ -33,7 +33,7 @@ use crate::proto::builder::{question, Compressor, MessageBuilder, Section};
 use crate::proto::name::Name;
 use crate::proto::random_id;
 use crate::proto::reader::Header;
-use crate::proto::rr::{class, Rtype};
+use crate::proto::rr::{Rclass, Rtype};
 use crate::proto::tsig::{self, Key, KeyRing};
 use crate::proto::types::{Opcode, Rcode};
 use crate::proto::wire::{flags, parse_query};
@@ -180,7 +180,7 @@ impl Notifier {
 pub fn message(id: u16, origin: &[u8], soa_ttl: u32, soa_rdata: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(64 + origin.len() + soa_rdata.len());
     let mut comp = Compressor::default();
-    let q = question(origin, Rtype::SOA, class::IN);
+    let q = question(origin, Rtype::SOA, Rclass::IN);
     let mut w = MessageBuilder::request(&mut m, &mut comp, id, Opcode::NOTIFY, flags::AA, &q);
     // The zone's own SOA is valid wire data; were it not, the NOTIFY goes without it
     // (the answer section is optional, RFC 1996 §3.7).
@@ -188,7 +188,7 @@ pub fn message(id: u16, origin: &[u8], soa_ttl: u32, soa_rdata: &[u8]) -> Vec<u8
         Section::Answer,
         origin,
         Rtype::SOA,
-        class::IN,
+        Rclass::IN,
         soa_ttl,
         soa_rdata,
     );

@@ -55,7 +55,7 @@ use crate::clock::unix_now;
 use crate::config::transfer::{InLimits, SecondarySpec};
 use crate::proto::name::Name;
 use crate::proto::reader::{Header, Reader};
-use crate::proto::rr::{class, Record, Rtype, Soa};
+use crate::proto::rr::{Rclass, Record, Rtype, Soa};
 use crate::proto::tsig::{self, Key, KeyRing, StreamVerifier};
 use crate::proto::types::serial_gt;
 use crate::proto::types::Rcode;
@@ -355,11 +355,11 @@ impl Secondaries {
     /// A NOTIFY for `qname` (lower-cased wire) and `qclass` came from `from`: the
     /// secondary zone of that name whose primary is `from` refreshes now. `None` when
     /// there is no such zone.
-    pub(crate) fn notified(&self, qname: &[u8], qclass: u16, from: IpAddr) -> Option<&Name> {
+    pub(crate) fn notified(&self, qname: &[u8], qclass: Rclass, from: IpAddr) -> Option<&Name> {
         let zone = self
             .zones
             .iter()
-            .find(|z| z.spec.origin.as_wire() == qname && qclass == class::IN)
+            .find(|z| z.spec.origin.as_wire() == qname && qclass == Rclass::IN)
             .filter(|z| z.spec.primary.ip() == from)?;
         zone.poke.notify_one();
         Some(&zone.spec.origin)
@@ -917,7 +917,7 @@ async fn exchange(
 fn query_message(id: u16, origin: &[u8], qtype: Rtype, ixfr_soa: Option<&Record>) -> Vec<u8> {
     let mut q = Vec::with_capacity(128);
     let mut comp = Compressor::default();
-    let question = crate::proto::builder::question(origin, qtype, class::IN);
+    let question = crate::proto::builder::question(origin, qtype, Rclass::IN);
     let mut w = Writer::request(&mut q, &mut comp, id, Opcode::QUERY, 0, &question);
     if let Some(soa) = ixfr_soa {
         // Our copy's SOA passed the zone checks, so the builder takes it.
@@ -925,7 +925,7 @@ fn query_message(id: u16, origin: &[u8], qtype: Rtype, ixfr_soa: Option<&Record>
             Section::Authority,
             origin,
             Rtype::SOA,
-            class::IN,
+            Rclass::IN,
             soa.ttl,
             &soa.rdata,
         );
@@ -1011,7 +1011,7 @@ fn parse_answers(msg: &[u8], out: &mut Vec<Record>) -> Result<(), RefreshError> 
         let rec = r
             .record()
             .map_err(|_| bad("a record is cut short or its owner name is malformed"))?;
-        if rec.class != class::IN {
+        if rec.class != Rclass::IN {
             return Err(bad("a record of another class"));
         }
         let rdata = r.rdata_uncompressed(&rec).map_err(|_| bad("record data"))?;

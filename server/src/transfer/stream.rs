@@ -11,7 +11,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::clock::unix_now;
 use crate::proto::builder::{Compressor, MessageBuilder, Section, Suspended, WriteError};
 use crate::proto::name::Name;
-use crate::proto::rr::{class, Record, Rtype};
+use crate::proto::rr::{Rclass, Record, Rtype};
 use crate::proto::tsig::{self, StreamSigner};
 use crate::proto::wire::{flags, Opcode};
 use crate::zone::changeset::Changeset;
@@ -38,7 +38,7 @@ fn record(owner: &[u8], t: Rtype, ttl: u32, rdata: &[u8]) -> Record {
     Record {
         owner: Name::from_wire(owner).expect("stored names are valid"),
         rtype: t,
-        class: class::IN,
+        class: Rclass::IN,
         ttl,
         rdata: rdata.to_vec(),
         source: None,
@@ -64,7 +64,7 @@ pub fn soa_record(zone: &Zone) -> Record {
     Record {
         owner: zone.apex().owner_name(),
         rtype: Rtype::SOA,
-        class: class::IN,
+        class: Rclass::IN,
         ttl: zone.soa_ttl,
         rdata: zone.soa_rdata.to_vec(),
         source: None,
@@ -176,7 +176,7 @@ impl Message {
         let written = if full {
             Ok(false)
         } else {
-            w.record(Section::Answer, owner, t, class::IN, ttl, rdata)
+            w.record(Section::Answer, owner, t, Rclass::IN, ttl, rdata)
                 .map(|()| true)
         };
         self.state = Some(w.suspend());

@@ -49,7 +49,7 @@ use crate::proto::builder::error_reply;
 use crate::proto::builder::{Compressor, MessageBuilder, Section};
 use crate::proto::name::Name;
 use crate::proto::reader::{Header, Reader};
-use crate::proto::rr::{class, Rtype};
+use crate::proto::rr::{Rclass, Rtype};
 use crate::proto::tsig::{self, KeyRing, StreamSigner};
 use crate::proto::types::serial_gt;
 use crate::proto::wire::{flags, Malformed, Opcode, Query, Rcode, HEADER_LEN};
@@ -352,7 +352,7 @@ impl Transfers {
             msg
         };
         let q = match query {
-            Ok(q) if q.qclass == class::IN => q,
+            Ok(q) if q.qclass == Rclass::IN => q,
             _ => return Err(refuse(Rcode::FORMERR, "malformed request")),
         };
         let catalog = self.catalog.load();
@@ -424,7 +424,7 @@ impl Transfers {
         if q.opcode != Opcode::QUERY {
             return None;
         }
-        if q.qclass == class::IN && self.secondaries.maybe_unavailable(q.qname()) {
+        if q.qclass == Rclass::IN && self.secondaries.maybe_unavailable(q.qname()) {
             *out = crate::transfer::secondary::servfail(q, self.max_udp_payload);
             return Some(Outcome::Reply {
                 rcode: Rcode::SERVFAIL,
@@ -476,7 +476,7 @@ impl Transfers {
             Section::Answer,
             owner,
             Rtype::SOA,
-            class::IN,
+            Rclass::IN,
             zone.soa_ttl,
             &zone.soa_rdata,
         )

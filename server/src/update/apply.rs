@@ -7,7 +7,7 @@ use super::{
     Rejection, Request, Undo, UpdateRecord, ZoneData,
 };
 use crate::proto::name::Name;
-use crate::proto::rr::{check_rdata, class, is_meta_or_query_only, type_name, Record, Rtype, Soa};
+use crate::proto::rr::{check_rdata, is_meta_or_query_only, type_name, Rclass, Record, Rtype, Soa};
 use crate::proto::wire::Rcode;
 use crate::zone::changeset::Changeset;
 
@@ -54,7 +54,7 @@ pub(super) fn prescan(
                     return Err(format(&e));
                 }
             }
-            class::ANY => {
+            Rclass::ANY => {
                 if u.ttl != 0 || !u.rdata.is_empty() {
                     return Err(format("a class ANY delete must have TTL 0 and no data"));
                 }
@@ -62,7 +62,7 @@ pub(super) fn prescan(
                     return Err(format("a meta or query type cannot be deleted"));
                 }
             }
-            class::NONE => {
+            Rclass::NONE => {
                 if u.ttl != 0 {
                     return Err(format("a class NONE delete must have TTL 0"));
                 }
@@ -102,8 +102,8 @@ pub(super) fn apply(
         let key = u.owner.to_lowercase();
         match u.class {
             c if c == req.zclass => add(data, u, &key, limits, undo)?,
-            class::ANY => delete_rrsets(data, u, &key, undo),
-            class::NONE => delete_record(data, u, &key, undo),
+            Rclass::ANY => delete_rrsets(data, u, &key, undo),
+            Rclass::NONE => delete_record(data, u, &key, undo),
             _ => unreachable!("prescan refused other classes"),
         }
     }

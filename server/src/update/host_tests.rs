@@ -2,6 +2,7 @@
 //! records, and can neither add nor delete another host's.
 
 use super::*;
+use crate::proto::types::Rclass;
 use crate::proto::types::Rcode;
 use crate::proto::types::Rtype;
 use crate::zone::zonefile::parse_str;
@@ -48,7 +49,7 @@ fn policy() -> Policy {
     }
 }
 
-fn rr(owner: &str, t: Rtype, c: u16, ttl: u32, rdata: &str) -> UpdateRecord {
+fn rr(owner: &str, t: Rtype, c: Rclass, ttl: u32, rdata: &str) -> UpdateRecord {
     let rdata = if rdata.is_empty() {
         Vec::new()
     } else {
@@ -78,7 +79,7 @@ fn run(updates: Vec<UpdateRecord>) -> Result<(), Rcode> {
     let r = Request {
         id: 1,
         zone: n("d.test."),
-        zclass: class::IN,
+        zclass: Rclass::IN,
         prerequisites: vec![],
         updates,
         edns: false,
@@ -98,27 +99,27 @@ const SRV: &str = "_etcd-server._tcp.d.test.";
 fn a_host_key_publishes_itself() {
     // What `muster-agent register` sends: replace the addresses, own SRV by rdata.
     run(vec![
-        rr("infra0.d.test.", Rtype::A, class::ANY, 0, ""),
-        rr("infra0.d.test.", Rtype::AAAA, class::ANY, 0, ""),
-        rr("infra0.d.test.", Rtype::A, class::IN, 60, "10.9.9.9"),
-        rr("infra0.d.test.", Rtype::AAAA, class::IN, 60, "fd00::9"),
+        rr("infra0.d.test.", Rtype::A, Rclass::ANY, 0, ""),
+        rr("infra0.d.test.", Rtype::AAAA, Rclass::ANY, 0, ""),
+        rr("infra0.d.test.", Rtype::A, Rclass::IN, 60, "10.9.9.9"),
+        rr("infra0.d.test.", Rtype::AAAA, Rclass::IN, 60, "fd00::9"),
         rr(
             "infra0.d.test.",
             Rtype::DHCID,
-            class::IN,
+            Rclass::IN,
             60,
             "AAIBY2/AuCccgoJbsaxcQc9TUapptP69lOjxfNuVAA2kjEA=",
         ),
-        rr(SRV, Rtype::SRV, class::NONE, 0, "0 0 2380 infra0"),
-        rr(SRV, Rtype::SRV, class::IN, 60, "0 0 2380 infra0.d.test."),
+        rr(SRV, Rtype::SRV, Rclass::NONE, 0, "0 0 2380 infra0"),
+        rr(SRV, Rtype::SRV, Rclass::IN, 60, "0 0 2380 infra0.d.test."),
     ])
     .unwrap();
     // Deleting its own name entirely, and an SRV RRset that holds nothing.
-    run(vec![rr("infra0.d.test.", Rtype::ANY, class::ANY, 0, "")]).unwrap();
+    run(vec![rr("infra0.d.test.", Rtype::ANY, Rclass::ANY, 0, "")]).unwrap();
     run(vec![rr(
         "_etcd-client._tcp.d.test.",
         Rtype::SRV,
-        class::ANY,
+        Rclass::ANY,
         0,
         "",
     )])
@@ -130,59 +131,59 @@ fn a_host_key_cannot_touch_another_host() {
     for (what, u) in [
         (
             "delete infra1's SRV",
-            rr(SRV, Rtype::SRV, class::NONE, 0, "0 0 2380 infra1"),
+            rr(SRV, Rtype::SRV, Rclass::NONE, 0, "0 0 2380 infra1"),
         ),
         (
             "add an SRV for infra1",
-            rr(SRV, Rtype::SRV, class::IN, 60, "0 0 2381 infra1"),
+            rr(SRV, Rtype::SRV, Rclass::IN, 60, "0 0 2381 infra1"),
         ),
         (
             "delete the SRV RRset",
-            rr(SRV, Rtype::SRV, class::ANY, 0, ""),
+            rr(SRV, Rtype::SRV, Rclass::ANY, 0, ""),
         ),
         (
             "delete everything at the SRV owner",
-            rr(SRV, Rtype::ANY, class::ANY, 0, ""),
+            rr(SRV, Rtype::ANY, Rclass::ANY, 0, ""),
         ),
         (
             "delete infra1's A",
-            rr("infra1.d.test.", Rtype::A, class::ANY, 0, ""),
+            rr("infra1.d.test.", Rtype::A, Rclass::ANY, 0, ""),
         ),
         (
             "add an A for infra1",
-            rr("infra1.d.test.", Rtype::A, class::IN, 60, "10.9.9.9"),
+            rr("infra1.d.test.", Rtype::A, Rclass::IN, 60, "10.9.9.9"),
         ),
         (
             "delete infra1",
-            rr("infra1.d.test.", Rtype::ANY, class::ANY, 0, ""),
+            rr("infra1.d.test.", Rtype::ANY, Rclass::ANY, 0, ""),
         ),
         (
             "TXT at its own name",
-            rr("infra0.d.test.", Rtype::TXT, class::IN, 60, "\"x\""),
+            rr("infra0.d.test.", Rtype::TXT, Rclass::IN, 60, "\"x\""),
         ),
         (
             "an A at the SRV owner",
-            rr(SRV, Rtype::A, class::IN, 60, "10.9.9.9"),
+            rr(SRV, Rtype::A, Rclass::IN, 60, "10.9.9.9"),
         ),
         (
             "SRV elsewhere",
             rr(
                 "_etcd-server._tcp.x.d.test.",
                 Rtype::SRV,
-                class::IN,
+                Rclass::IN,
                 60,
                 "0 0 2380 infra0",
             ),
         ),
-        ("the SOA", rr("d.test.", Rtype::SOA, class::ANY, 0, "")),
+        ("the SOA", rr("d.test.", Rtype::SOA, Rclass::ANY, 0, "")),
     ] {
         assert_eq!(run(vec![u]), Err(Rcode::REFUSED), "{what}");
     }
     // One forbidden record refuses the whole update, its own records included.
     assert_eq!(
         run(vec![
-            rr("infra0.d.test.", Rtype::A, class::IN, 60, "10.9.9.9"),
-            rr(SRV, Rtype::SRV, class::NONE, 0, "0 0 2380 infra1"),
+            rr("infra0.d.test.", Rtype::A, Rclass::IN, 60, "10.9.9.9"),
+            rr(SRV, Rtype::SRV, Rclass::NONE, 0, "0 0 2380 infra1"),
         ]),
         Err(Rcode::REFUSED)
     );

@@ -6,6 +6,7 @@ use crate::proto::name::{wire_name_len, Name};
 use crate::proto::reader::{Header, ReadError, Reader};
 use crate::proto::rr::Rtype;
 use crate::proto::types::Opcode;
+use crate::proto::types::Rclass;
 use crate::proto::types::Rcode;
 use crate::proto::wire::{flags, HEADER_LEN};
 
@@ -14,7 +15,7 @@ use crate::proto::wire::{flags, HEADER_LEN};
 pub struct UpdateRecord {
     pub owner: Name,
     pub rtype: Rtype,
-    pub class: u16,
+    pub class: Rclass,
     pub ttl: u32,
     /// Uncompressed.
     pub rdata: Vec<u8>,
@@ -26,7 +27,7 @@ pub struct Request {
     pub id: u16,
     /// The zone section's name (ZNAME) and class (ZCLASS).
     pub zone: Name,
-    pub zclass: u16,
+    pub zclass: Rclass,
     pub prerequisites: Vec<UpdateRecord>,
     pub updates: Vec<UpdateRecord>,
     /// The request had an OPT record: the response carries one too.
@@ -118,7 +119,7 @@ pub fn parse(pkt: &[u8]) -> Result<Request, FormatError> {
     }
     let zone = r.name().map_err(bad_name)?;
     let ztype = Rtype(r.u16().map_err(|_| FormatError::Truncated)?);
-    let zclass = r.u16().map_err(|_| FormatError::Truncated)?;
+    let zclass = Rclass(r.u16().map_err(|_| FormatError::Truncated)?);
     if ztype != Rtype::SOA {
         return Err(FormatError::ZoneType(ztype));
     }

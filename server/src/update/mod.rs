@@ -35,7 +35,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::proto::name::Name;
-use crate::proto::rr::{check_rdata, class, Record, Rtype, Soa};
+use crate::proto::rr::{check_rdata, Rclass, Record, Rtype, Soa};
 use crate::proto::wire::Rcode;
 use crate::zone::changeset::Changeset;
 
@@ -333,7 +333,7 @@ impl ZoneData {
         Some(Record {
             owner: apex.owner.clone(),
             rtype: Rtype::SOA,
-            class: class::IN,
+            class: Rclass::IN,
             ttl: set.ttl,
             rdata: set.rdatas().first()?.to_vec(),
             source: None,
@@ -368,7 +368,7 @@ impl ZoneData {
                     out.push(Record {
                         owner: node.owner.clone(),
                         rtype: set.rtype,
-                        class: class::IN,
+                        class: Rclass::IN,
                         ttl: set.ttl,
                         rdata: rd.to_vec(),
                         source: None,
@@ -403,7 +403,7 @@ impl ZoneData {
                     let r = Record {
                         owner: node.owner.clone(),
                         rtype: set.rtype,
-                        class: class::IN,
+                        class: Rclass::IN,
                         ttl: set.ttl,
                         rdata: rd.to_vec(),
                         source: None,
@@ -486,7 +486,7 @@ fn record(owner: &Name, t: Rtype, ttl: u32, rdata: &[u8]) -> Record {
     Record {
         owner: owner.clone(),
         rtype: t,
-        class: class::IN,
+        class: Rclass::IN,
         ttl,
         rdata: rdata.to_vec(),
         source: None,

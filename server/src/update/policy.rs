@@ -3,7 +3,7 @@
 
 use super::{RRsetData, UpdateRecord, ZoneData};
 use crate::proto::name::Name;
-use crate::proto::rr::{class, Rtype};
+use crate::proto::rr::{Rclass, Rtype};
 
 /// Which names a grant covers, as BIND's `update-policy` match types.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +146,7 @@ impl Policy {
                 .iter()
                 .all(|d| self.allows_record(key, &u.owner, s.rtype, d))
         };
-        if u.class != class::ANY {
+        if u.class != Rclass::ANY {
             return self.allows_record(key, &u.owner, u.rtype, &u.rdata);
         }
         if u.rtype == Rtype::ANY {

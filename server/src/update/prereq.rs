@@ -3,7 +3,7 @@
 
 use super::{in_zone, reject, RRsetData, Reason, Rejection, Request, UpdateRecord, ZoneData};
 use crate::proto::name::Name;
-use crate::proto::rr::{class, is_meta_or_query_only, type_name, Rtype};
+use crate::proto::rr::{is_meta_or_query_only, type_name, Rclass, Rtype};
 use crate::proto::wire::Rcode;
 
 /// RFC 2136 §3.2.
@@ -26,8 +26,8 @@ pub(super) fn check_prerequisites(data: &ZoneData, req: &Request) -> Result<(), 
             ));
         }
         match p.class {
-            class::ANY => in_use(data, p)?,
-            class::NONE => not_in_use(data, p)?,
+            Rclass::ANY => in_use(data, p)?,
+            Rclass::NONE => not_in_use(data, p)?,
             c if c == req.zclass => gather(&mut wanted, p)?,
             _ => {
                 return Err(reject(

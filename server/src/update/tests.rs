@@ -1,8 +1,13 @@
 use super::*;
+use crate::proto::types::Rclass;
 use crate::proto::types::Rcode;
 use crate::proto::types::Rtype;
 use crate::zone::zonefile::parse_str;
 use std::path::Path;
+
+const IN: Rclass = Rclass::IN;
+const ANY: Rclass = Rclass::ANY;
+const NONE: Rclass = Rclass::NONE;
 
 const ZONE: &str = "$ORIGIN d.test.
 $TTL 30
@@ -44,7 +49,7 @@ fn all() -> Policy {
 }
 
 /// A record from `owner type class ttl rdata-text` (rdata parsed as zone-file text).
-fn rr(owner: &str, t: Rtype, c: u16, ttl: u32, rdata: &str) -> UpdateRecord {
+fn rr(owner: &str, t: Rtype, c: Rclass, ttl: u32, rdata: &str) -> UpdateRecord {
     let rdata = if rdata.is_empty() {
         Vec::new()
     } else {
@@ -71,7 +76,7 @@ fn req(prerequisites: Vec<UpdateRecord>, updates: Vec<UpdateRecord>) -> Request 
     Request {
         id: 1,
         zone: n("d.test."),
-        zclass: class::IN,
+        zclass: Rclass::IN,
         prerequisites,
         updates,
         edns: false,
@@ -97,7 +102,6 @@ fn a(ip: [u8; 4]) -> Vec<u8> {
 
 #[test]
 fn every_prerequisite_kind_has_its_exact_rcode_and_changes_nothing() {
-    use class::{ANY, IN, NONE};
     let add = || vec![rr("new.d.test.", Rtype::A, IN, 60, "10.9.9.9")];
     let cases: Vec<(UpdateRecord, Result<(), Rcode>)> = vec![
         // Name is in use.
@@ -154,7 +158,6 @@ fn every_prerequisite_kind_has_its_exact_rcode_and_changes_nothing() {
 
 #[test]
 fn value_dependent_prerequisites_compare_whole_rrsets() {
-    use class::IN;
     let add = || vec![rr("new.d.test.", Rtype::A, IN, 60, "10.9.9.9")];
     let pre = |ips: &[&str]| {
         ips.iter()
@@ -212,7 +215,6 @@ fn value_dependent_prerequisites_compare_whole_rrsets() {
 
 #[test]
 fn every_update_kind() {
-    use class::{ANY, IN, NONE};
     let mut z = zone();
     // Add, and the serial goes up by one.
     let cs = run(
@@ -275,7 +277,6 @@ fn every_update_kind() {
 
 #[test]
 fn rfc2136_silent_ignores() {
-    use class::{ANY, IN, NONE};
     let before = zone().to_zone_file();
     for u in [
         // CNAME where other data exists, other data where a CNAME exists.
@@ -366,7 +367,7 @@ fn a_higher_soa_serial_is_taken_and_wraps_by_rfc1982() {
             vec![rr(
                 "d.test.",
                 Rtype::SOA,
-                class::IN,
+                Rclass::IN,
                 300,
                 "ns1 hostmaster 2000000000 3600 600 86400 60",
             )],
@@ -386,7 +387,6 @@ fn a_higher_soa_serial_is_taken_and_wraps_by_rfc1982() {
 
 #[test]
 fn all_or_nothing_outside_the_zone_and_malformed() {
-    use class::IN;
     let before = zone().to_zone_file();
     let cases = [
         (
@@ -399,7 +399,7 @@ fn all_or_nothing_outside_the_zone_and_malformed() {
         (
             vec![
                 rr("ok.d.test.", Rtype::A, IN, 60, "10.0.0.1"),
-                rr("x.d.test.", Rtype::A, class::ANY, 0, "10.0.0.1"),
+                rr("x.d.test.", Rtype::A, Rclass::ANY, 0, "10.0.0.1"),
             ],
             Rcode::FORMERR,
         ),
@@ -411,7 +411,7 @@ fn all_or_nothing_outside_the_zone_and_malformed() {
             Rcode::FORMERR,
         ),
         (
-            vec![rr("x.d.test.", Rtype::A, class::CH, 60, "10.0.0.1")],
+            vec![rr("x.d.test.", Rtype::A, Rclass::CH, 60, "10.0.0.1")],
             Rcode::FORMERR,
         ),
         (
@@ -454,7 +454,7 @@ fn limits_are_refused_and_undone() {
                 rr(
                     "www.d.test.",
                     Rtype::A,
-                    class::IN,
+                    Rclass::IN,
                     30,
                     &format!("10.0.0.{i}"),
                 )
@@ -464,8 +464,8 @@ fn limits_are_refused_and_undone() {
     assert_eq!(go(ips(4)), refused);
     assert_eq!(go(ips(6)), refused);
     let types = vec![
-        rr("m0.d.test.", Rtype::TXT, class::IN, 30, "\"a\""),
-        rr("m0.d.test.", Rtype::AAAA, class::IN, 30, "::1"),
+        rr("m0.d.test.", Rtype::TXT, Rclass::IN, 30, "\"a\""),
+        rr("m0.d.test.", Rtype::AAAA, Rclass::IN, 30, "::1"),
     ];
     assert_eq!(go(types), refused);
     let names = (0..2)
@@ -473,7 +473,7 @@ fn limits_are_refused_and_undone() {
             rr(
                 &format!("n{i}.d.test."),
                 Rtype::A,
-                class::IN,
+                Rclass::IN,
                 30,
                 "10.0.0.1",
             )
@@ -529,8 +529,8 @@ fn policies_exact_subdomain_wildcard_self_and_types() {
         &req(
             vec![],
             vec![
-                rr("h1.d.test.", Rtype::A, class::IN, 60, "10.0.0.5"),
-                rr("h2.d.test.", Rtype::A, class::IN, 60, "10.0.0.6"),
+                rr("h1.d.test.", Rtype::A, Rclass::IN, 60, "10.0.0.5"),
+                rr("h2.d.test.", Rtype::A, Rclass::IN, 60, "10.0.0.6"),
             ],
         ),
         Some(&host),
@@ -570,16 +570,16 @@ fn add_then_delete_on_an_unused_name_is_no_change() {
     let mut z = zone();
     let before = z.to_zone_file();
     for delete in [
-        rr("new3.d.test.", Rtype::A, class::NONE, 0, "10.0.0.9"),
-        rr("new3.d.test.", Rtype::A, class::ANY, 0, ""),
-        rr("new3.d.test.", Rtype::ANY, class::ANY, 0, ""),
+        rr("new3.d.test.", Rtype::A, Rclass::NONE, 0, "10.0.0.9"),
+        rr("new3.d.test.", Rtype::A, Rclass::ANY, 0, ""),
+        rr("new3.d.test.", Rtype::ANY, Rclass::ANY, 0, ""),
     ] {
         let r = run(
             &mut z,
             &req(
                 vec![],
                 vec![
-                    rr("new3.d.test.", Rtype::A, class::IN, 300, "10.0.0.9"),
+                    rr("new3.d.test.", Rtype::A, Rclass::IN, 300, "10.0.0.9"),
                     delete,
                 ],
             ),
@@ -592,7 +592,7 @@ fn add_then_delete_on_an_unused_name_is_no_change() {
         &mut z,
         &req(
             vec![],
-            vec![rr("new3.d.test.", Rtype::A, class::IN, 300, "10.0.0.9")],
+            vec![rr("new3.d.test.", Rtype::A, Rclass::IN, 300, "10.0.0.9")],
         ),
     )
     .unwrap()
@@ -609,8 +609,8 @@ fn undo_restores_the_zone_exactly() {
         &req(
             vec![],
             vec![
-                rr("www.d.test.", Rtype::A, class::ANY, 0, ""),
-                rr("n.d.test.", Rtype::A, class::IN, 5, "10.0.0.1"),
+                rr("www.d.test.", Rtype::A, Rclass::ANY, 0, ""),
+                rr("n.d.test.", Rtype::A, Rclass::IN, 5, "10.0.0.1"),
             ],
         ),
         Some(&key()),
@@ -630,19 +630,19 @@ fn changesets_replay_to_the_same_zone_and_round_trip() {
     let mut replayed = zone();
     let updates = [
         vec![
-            rr("h.d.test.", Rtype::A, class::IN, 60, "10.0.0.9"),
+            rr("h.d.test.", Rtype::A, Rclass::IN, 60, "10.0.0.9"),
             rr(
                 "h.d.test.",
                 Rtype::DHCID,
-                class::IN,
+                Rclass::IN,
                 60,
                 "AAIBY2/AuCccgoJbsaxcQc9TUapptP69lOjxfNuVAA2kjEA=",
             ),
         ],
-        vec![rr("www.d.test.", Rtype::A, class::IN, 99, "10.0.0.3")],
+        vec![rr("www.d.test.", Rtype::A, Rclass::IN, 99, "10.0.0.3")],
         vec![
-            rr("www.d.test.", Rtype::A, class::NONE, 0, "10.0.0.1"),
-            rr("alias.d.test.", Rtype::ANY, class::ANY, 0, ""),
+            rr("www.d.test.", Rtype::A, Rclass::NONE, 0, "10.0.0.1"),
+            rr("alias.d.test.", Rtype::ANY, Rclass::ANY, 0, ""),
         ],
     ];
     for u in updates {
@@ -659,7 +659,7 @@ fn changesets_replay_to_the_same_zone_and_round_trip() {
         &mut live.clone(),
         &req(
             vec![],
-            vec![rr("q.d.test.", Rtype::A, class::IN, 1, "10.0.0.1")],
+            vec![rr("q.d.test.", Rtype::A, Rclass::IN, 1, "10.0.0.1")],
         ),
     )
     .unwrap()
@@ -681,7 +681,7 @@ fn the_zone_file_written_back_reads_back_the_same() {
             vec![rr(
                 "h.d.test.",
                 Rtype::DHCID,
-                class::IN,
+                Rclass::IN,
                 60,
                 "AAIBY2/AuCccgoJbsaxcQc9TUapptP69lOjxfNuVAA2kjEA=",
             )],
@@ -706,7 +706,7 @@ fn hand_edits_merge_with_updates_made_since_the_files_version() {
         &mut served,
         &req(
             vec![],
-            vec![rr("h.d.test.", Rtype::A, class::IN, 60, "10.0.0.9")],
+            vec![rr("h.d.test.", Rtype::A, Rclass::IN, 60, "10.0.0.9")],
         ),
     )
     .unwrap();
@@ -769,7 +769,7 @@ fn a_version_is_rebuilt_from_the_history_and_matches_its_digest() {
     for (name, ip) in [("p.d.test.", "10.0.0.1"), ("q.d.test.", "10.0.0.2")] {
         let applied = run(
             &mut served,
-            &req(vec![], vec![rr(name, Rtype::A, class::IN, 60, ip)]),
+            &req(vec![], vec![rr(name, Rtype::A, Rclass::IN, 60, ip)]),
         )
         .unwrap();
         history.push(applied.unwrap());
@@ -798,7 +798,7 @@ fn an_soa_changed_by_update_survives_an_edit_that_left_the_soa_alone() {
             vec![rr(
                 "d.test.",
                 Rtype::SOA,
-                class::IN,
+                Rclass::IN,
                 600,
                 "ns1.d.test. admin.d.test. 2000 7200 900 604800 30",
             )],
@@ -836,7 +836,7 @@ fn conflicting_ttls_refuse_the_edit() {
         &mut served,
         &req(
             vec![],
-            vec![rr("www.d.test.", Rtype::A, class::IN, 900, "10.0.0.1")],
+            vec![rr("www.d.test.", Rtype::A, Rclass::IN, 900, "10.0.0.1")],
         ),
     )
     .unwrap();
@@ -938,7 +938,7 @@ fn a_huge_rrset_loads_diffs_and_updates_in_linear_time() {
             vec![rr(
                 "big.d.test.",
                 Rtype::MX,
-                class::NONE,
+                Rclass::NONE,
                 0,
                 "10 mx7.d.test.",
             )],

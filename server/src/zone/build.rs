@@ -14,7 +14,7 @@ use hashbrown::HashTable;
 use super::error::{at, record_error, zone_error, ZoneError, ZoneErrorKind, ZoneWarning};
 use super::{lower, Arenas, Base, CutRec, NodeRec, SetRec, Zone, NONE};
 use crate::proto::name::{Name, MAX_NAME_LEN};
-use crate::proto::rr::{check_rdata, class, is_meta_or_query_only, type_name, Record, Rtype, Soa};
+use crate::proto::rr::{check_rdata, is_meta_or_query_only, type_name, Rclass, Record, Rtype, Soa};
 
 /// Nodes and their names while a zone is being built.
 struct NodeTable {
@@ -203,7 +203,7 @@ impl<'r> Builder<'r> {
 
     /// The rules one record must meet whatever else is in the zone.
     fn check_record(&self, r: &Record) -> Result<(), ZoneErrorKind> {
-        if r.class != class::IN {
+        if r.class != Rclass::IN {
             return Err(ZoneErrorKind::WrongClass { class: r.class });
         }
         if is_meta_or_query_only(r.rtype) {

@@ -20,7 +20,7 @@
 //! DHCID is meant to be (RFC 4701).
 
 use crate::proto::name::{wire_name_len, Name};
-use crate::proto::rr::{check_rdata, is_meta_or_query_only, type_name, Record, Rtype, Soa};
+use crate::proto::rr::{check_rdata, is_meta_or_query_only, type_name, Rclass, Record, Rtype, Soa};
 
 /// The encoding version written by [`Changeset::encode`].
 pub const FORMAT_VERSION: u8 = 1;
@@ -286,7 +286,7 @@ impl Reader<'_> {
             Name::from_wire(&rest[..len]).map_err(|_| ChangesetError::BadOwner { offset })?;
         self.pos += len;
         let rtype = Rtype(self.u16("a record type")?);
-        let class = self.u16("a record class")?;
+        let class = Rclass(self.u16("a record class")?);
         let ttl = self.u32("a record TTL")?;
         let rdlen = self.u16("a record data length")? as usize;
         let rdata = self.take(rdlen, "a record's data")?.to_vec();
@@ -312,7 +312,7 @@ impl Reader<'_> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::proto::rr::class;
+    use crate::proto::rr::Rclass;
 
     pub(crate) fn name(s: &str) -> Name {
         Name::parse(s, None).unwrap()
@@ -328,7 +328,7 @@ pub(crate) mod tests {
         Record {
             owner: name(zone),
             rtype: Rtype::SOA,
-            class: class::IN,
+            class: Rclass::IN,
             ttl: 3600,
             rdata,
             source: None,
@@ -339,7 +339,7 @@ pub(crate) mod tests {
         Record {
             owner: name(owner),
             rtype: Rtype::A,
-            class: class::IN,
+            class: Rclass::IN,
             ttl: 300,
             rdata: vec![192, 0, 2, last],
             source: None,
@@ -358,7 +358,7 @@ pub(crate) mod tests {
                 Record {
                     owner: name(&format!("h{serial}.{zone}")),
                     rtype: Rtype::DHCID,
-                    class: class::IN,
+                    class: Rclass::IN,
                     ttl: 300,
                     rdata: vec![0, 1, 1, 0xde, 0xad],
                     source: None,

@@ -3,6 +3,7 @@
 
 use crate::proto::name::Name;
 use crate::proto::rr::{Origin, Record};
+use crate::proto::types::Rclass;
 use crate::proto::types::Rtype;
 
 /// Why a set of records is not a valid zone: what is wrong and, when one record is at
@@ -48,7 +49,7 @@ pub enum ZoneErrorKind {
     #[error("{owner}: more than one CNAME record; a name has at most one")]
     MultipleCname { owner: Name },
     #[error("class {class} record; only class IN is served")]
-    WrongClass { class: u16 },
+    WrongClass { class: Rclass },
     #[error("{owner}: record data of {len} octets; at most 65535 fit in a record")]
     RdataTooLong { owner: Name, len: usize },
     #[error("{owner}: bad {rtype} record data: {reason}")]

@@ -33,7 +33,7 @@ use std::sync::{Arc, OnceLock};
 use hashbrown::HashTable;
 
 use crate::proto::name::{Name, MAX_NAME_LEN};
-use crate::proto::rr::{check_rdata, class, is_meta_or_query_only, Record, Rtype, Soa};
+use crate::proto::rr::{check_rdata, is_meta_or_query_only, Record, Rtype, Soa};
 
 mod build;
 pub mod catalog;

@@ -17,6 +17,7 @@
 //! ([`crate::query::fastpath`]) of the names the patches touched and their dependants.
 
 use super::*;
+use crate::proto::types::Rclass;
 use crate::proto::types::Rtype;
 
 /// Past this many names in its overlay the zone's task compacts a patched version without
@@ -491,7 +492,7 @@ impl Zone {
                     records.push(Record {
                         owner: owner.clone(),
                         rtype: set.rtype,
-                        class: class::IN,
+                        class: Rclass::IN,
                         ttl: set.ttl,
                         rdata: rd.to_vec(),
                         source: None,

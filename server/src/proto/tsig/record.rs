@@ -5,7 +5,7 @@ use super::{Algorithm, Key};
 use crate::proto::name::{wire_name_len, Name};
 use crate::proto::reader::Reader;
 use crate::proto::types::Rcode;
-use crate::proto::types::{class, Rtype};
+use crate::proto::types::{Rclass, Rtype};
 use crate::proto::HEADER_LEN;
 
 /// Why a message's TSIG is malformed or misplaced: the answer is FORMERR without a TSIG
@@ -85,7 +85,7 @@ pub(super) fn find_tsig(msg: &[u8]) -> Result<Option<TsigRecord<'_>>, Malformed>
         .record()
         .map_err(|_| Malformed::Truncated)?;
     let key_name = Name::from_wire(&rec.owner).map_err(|_| Malformed::Truncated)?;
-    if rec.class != class::ANY {
+    if rec.class != Rclass::ANY {
         return Err(Malformed::WrongClass);
     }
     if rec.ttl != 0 {
@@ -150,7 +150,7 @@ pub(super) fn tsig_variables(
 ) -> Vec<u8> {
     let mut v = Vec::with_capacity(key_name.wire_len() + algorithm.len() + 24 + other.len());
     v.extend_from_slice(key_name.to_lowercase().as_wire());
-    v.extend_from_slice(&class::ANY.to_be_bytes());
+    v.extend_from_slice(&Rclass::ANY.to_be_bytes());
     v.extend_from_slice(&0u32.to_be_bytes());
     let mut alg = algorithm.to_vec();
     alg.make_ascii_lowercase();
@@ -305,7 +305,7 @@ pub(super) fn append_tsig(
     let rdlen = (rr_len - key_name.wire_len() - 10) as u16;
     msg.extend_from_slice(key_name.as_wire());
     msg.extend_from_slice(&Rtype::TSIG.to_be_bytes());
-    msg.extend_from_slice(&class::ANY.to_be_bytes());
+    msg.extend_from_slice(&Rclass::ANY.to_be_bytes());
     msg.extend_from_slice(&0u32.to_be_bytes());
     msg.extend_from_slice(&rdlen.to_be_bytes());
     msg.extend_from_slice(algorithm);

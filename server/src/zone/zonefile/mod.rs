@@ -21,8 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::proto::name::Name;
-use crate::proto::rr::{class, type_name, Origin, Record, Rtype};
-use crate::proto::types::Rclass;
+use crate::proto::rr::{type_name, Origin, Rclass, Record, Rtype};
 
 use lex::{lex, Entry, Token};
 
@@ -449,7 +448,7 @@ impl Parser {
                 break;
             }
             if cls.is_none() {
-                if let Some(c) = Rclass::from_text(t.text).map(u16::from) {
+                if let Some(c) = Rclass::from_text(t.text) {
                     cls = Some(c);
                     toks.next();
                     continue;
@@ -472,11 +471,11 @@ impl Parser {
             }
             break;
         }
-        let cls = cls.unwrap_or(class::IN);
-        if cls != class::IN {
+        let cls = cls.unwrap_or(Rclass::IN);
+        if cls != Rclass::IN {
             return Err(syntax(format!(
                 "class {} is not served; only IN records belong in a zone file",
-                Rclass(cls)
+                cls
             )));
         }
         let type_tok = toks.next().ok_or_else(|| {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::proto::types::Rclass;
 use crate::proto::types::Rtype;
 
 fn origin() -> Name {
@@ -219,7 +220,7 @@ fn records_round_trip_through_text() {
     let tricky = Record {
         owner: Name::parse("t.example.test.", None).unwrap(),
         rtype: Rtype::TXT,
-        class: class::IN,
+        class: Rclass::IN,
         ttl: 30,
         rdata: b"\x13a\n$INCLUDE x \"q\" \\;".to_vec(),
         source: None,
