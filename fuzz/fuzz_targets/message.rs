@@ -12,7 +12,7 @@ use muster_server::query::answer::Transport;
 use muster_server::net::dispatch::{route, Route};
 use muster_server::proto::name::Name;
 use muster_server::proto::reader::{Header, Reader};
-use muster_server::proto::wire;
+use muster_server::proto::query::parse_query;
 
 use muster_server::update;
 
@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
                 Route::Drop(_) => assert!(Header::parse(data).is_none_or(|h| h.is_response())),
                 Route::Update | Route::Notify => assert!(on),
                 Route::Transfer(_) => assert!(on && transport == Transport::Tcp),
-                Route::Query(q) => assert_eq!(q.is_ok(), wire::parse_query(data).is_ok()),
+                Route::Query(q) => assert_eq!(q.is_ok(), parse_query(data).is_ok()),
             }
         }
     }

@@ -92,7 +92,7 @@ fuzz_target!(|pkt: &[u8]| {
             &w.responder,
             &w.catalog,
             pkt,
-            &muster_server::proto::wire::parse_query(pkt),
+            &muster_server::proto::query::parse_query(pkt),
             transport,
             &mut full,
             &mut scratch,

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use muster_server::proto::name::Name;
 use muster_server::proto::rr::{Rclass, Record, Rtype};
 use muster_server::proto::tsig::{self, KeyRing};
-use muster_server::proto::wire::{Opcode, Rcode};
+use muster_server::proto::types::{Opcode, Rcode};
 use muster_server::query::answer::Responder;
 use muster_server::query::fastpath;
 use muster_server::update::replay::{Admission, ReplayGuard};

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use muster_server::proto::name::Name;
 use muster_server::proto::rr::{Rclass, Record, Rtype};
-use muster_server::proto::wire::Rcode;
+use muster_server::proto::types::Rcode;
 use muster_server::update::{
     process, Grant, Limits, NameMatch, Policy, Request, TypeMatch, UpdateRecord, ZoneData,
 };

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::{touched_by, Answer, ZoneWorker};
 use crate::proto::name::Name;
-use crate::proto::wire::Rcode;
+use crate::proto::types::Rcode;
 use crate::update::journal::{Journal, JournalError};
 use crate::update::{self, Reason, ZoneData};
 use crate::zone::changeset::Changeset;

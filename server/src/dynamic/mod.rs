@@ -60,7 +60,7 @@ use crate::config::ZoneSpec;
 use crate::proto::builder::Ede;
 use crate::proto::name::Name;
 use crate::proto::tsig::{self, KeyRing};
-use crate::proto::wire::{Opcode, Rcode};
+use crate::proto::types::{Opcode, Rcode};
 use crate::query::answer::Responder;
 use crate::stats::Stats;
 use crate::update::journal::JournalError;

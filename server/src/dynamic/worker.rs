@@ -15,7 +15,7 @@ use super::save::{fingerprint, Fingerprint, WriteOutcome};
 use super::versions::{Compacted, Versions};
 use super::{Answer, Command, ZoneControl, BATCH_MAX, PRECOMPILE_QUIET};
 use crate::proto::name::Name;
-use crate::proto::wire::Rcode;
+use crate::proto::types::Rcode;
 use crate::query::answer::Responder;
 use crate::stats::Stats;
 use crate::update::journal::Journal;
@@ -253,7 +253,7 @@ impl ZoneWorker {
             let _ = reply.send(Answer {
                 rcode: Rcode::REFUSED,
                 ede: Some((
-                    crate::proto::wire::ede::PROHIBITED,
+                    crate::proto::builder::ede::PROHIBITED,
                     format!(
                         "zone {} is frozen for editing; try again after `musterd ctl thaw`",
                         self.origin

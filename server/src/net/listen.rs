@@ -301,7 +301,7 @@ fn truncate_to_tc(buf: &mut Vec<u8>) -> bool {
         buf.copy_within(len - 11.., question_end);
     }
     buf.truncate(new_len);
-    let fl = u16::from_be_bytes([buf[2], buf[3]]) | crate::proto::wire::flags::TC;
+    let fl = u16::from_be_bytes([buf[2], buf[3]]) | crate::proto::flags::TC;
     buf[2..4].copy_from_slice(&fl.to_be_bytes());
     buf[6..12].copy_from_slice(&[0, 0, 0, 0, 0, has_opt as u8]);
     true

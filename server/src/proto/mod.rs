@@ -17,7 +17,6 @@ pub mod reader;
 pub mod rr;
 pub mod tsig;
 pub mod types;
-pub mod wire;
 
 /// Length of the fixed DNS header (RFC 1035 §4.1.1).
 pub const HEADER_LEN: usize = 12;

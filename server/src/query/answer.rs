@@ -15,7 +15,7 @@
 //! target found in a served zone (hickory's stock handler adds only the first), bounded by
 //! [`AnswerConfig::max_additional_targets`] (CVE-2024-11187 is about unbounded work here).
 //!
-//! Zone data the writer refuses (see [`wire::WriteError`]) gives SERVFAIL with empty
+//! Zone data the writer refuses (see [`WriteError`]) gives SERVFAIL with empty
 //! sections, never a panic or a partial record.
 //!
 //! An SRV RRset behind a closed completeness gate ([`crate::zone::gate`]) is answered NODATA
@@ -24,12 +24,12 @@
 //! Authoritative" for names outside the served zones (as Knot and NSD do), 18
 //! "Prohibited" for what policy refuses (identity names not configured, zone transfers).
 
+use crate::proto::builder::{ede, Compressor, Ede, MessageBuilder, Section, WriteError};
 use crate::proto::name::{wire_name_len, MAX_NAME_LEN};
+use crate::proto::query::{parse_query, Malformed, Query};
 use crate::proto::rr::{is_meta_or_query_only, Rclass, Rtype};
-use crate::proto::wire::{
-    self, ede, flags, parse_query, Compressor, Ede, Malformed, Opcode, Query, Rcode, Section,
-    WriteError, Writer,
-};
+use crate::proto::types::{Opcode, Rcode};
+use crate::proto::{flags, HEADER_LEN};
 use crate::zone::catalog::Catalog;
 use crate::zone::gate::WITHHELD_NEGATIVE_TTL;
 use crate::zone::{Found, Node, RRset, Zone};
@@ -77,7 +77,7 @@ pub enum Outcome {
     /// A response is in the buffer.
     Reply { rcode: Rcode, truncated: bool },
     /// No response: send nothing.
-    Drop(wire::DropReason),
+    Drop(crate::proto::query::DropReason),
 }
 
 /// Answers queries from a catalog.
@@ -202,8 +202,8 @@ impl Responder {
                 question_len,
                 edns,
             } => {
-                let question = &pkt[wire::HEADER_LEN..wire::HEADER_LEN + question_len];
-                let mut w = Writer::new(buf, comp, id, opcode, copy_flags, question);
+                let question = &pkt[HEADER_LEN..HEADER_LEN + question_len];
+                let mut w = MessageBuilder::new(buf, comp, id, opcode, copy_flags, question);
                 w.set_rcode(rcode);
                 if let Some(e) = edns {
                     w.opt(self.config.max_udp_payload, rcode, e.dnssec_ok);
@@ -262,7 +262,7 @@ impl Responder {
         targets.clear();
         chain.clear();
         chain_names.clear();
-        let mut w = Writer::new(buf, comp, q.id, q.opcode, q.copy_flags, q.question);
+        let mut w = MessageBuilder::new(buf, comp, q.id, q.opcode, q.copy_flags, q.question);
         let filled = if q.opcode != Opcode::QUERY {
             // NOTIFY and UPDATE come with later issues; until then they are not implemented.
             Ok(Filled::rcode(Rcode::NOTIMP))
@@ -318,7 +318,7 @@ impl Responder {
     fn answer_chaos(
         &self,
         q: &Query<'_>,
-        w: &mut Writer<'_>,
+        w: &mut MessageBuilder<'_>,
     ) -> Result<Filled<'static>, WriteError> {
         let text = match q.qname() {
             b"\x07version\x04bind\x00" | b"\x07version\x06server\x00" => {
@@ -466,7 +466,7 @@ impl Responder {
 /// An SRV set that a closed completeness gate withholds (the set is incomplete): NODATA,
 /// cached briefly, and the gate's Extended DNS Error for the response.
 fn write_withheld<'z>(
-    w: &mut Writer<'_>,
+    w: &mut MessageBuilder<'_>,
     zone: &Zone,
     gate: &'z crate::zone::gate::Gate,
     observer: &mut impl Observer,
@@ -497,7 +497,7 @@ fn meta_type(qtype: Rtype, transport: Transport) -> Filled<'static> {
 
 /// What the class IN algorithm writes into and works with.
 struct InState<'a, 'b> {
-    w: &'a mut Writer<'b>,
+    w: &'a mut MessageBuilder<'b>,
     targets: &'a mut AdditionalTargets,
     chain: &'a mut Chain<'a>,
     limit: usize,
@@ -538,7 +538,7 @@ fn in_zone(target: &[u8], zone: &Zone) -> bool {
 }
 
 fn write_rrset(
-    w: &mut Writer<'_>,
+    w: &mut MessageBuilder<'_>,
     section: Section,
     owner: &[u8],
     set: RRset<'_>,
@@ -551,7 +551,7 @@ fn write_rrset(
 
 /// RFC 2308 §3: the zone's SOA in authority, with TTL `ttl`: min(SOA TTL, MINIMUM), or
 /// less for a withheld answer.
-fn write_negative(w: &mut Writer<'_>, zone: &Zone, ttl: u32) -> Result<(), WriteError> {
+fn write_negative(w: &mut MessageBuilder<'_>, zone: &Zone, ttl: u32) -> Result<(), WriteError> {
     w.record(
         Section::Authority,
         zone.apex().owner(),
@@ -615,7 +615,7 @@ impl AdditionalTargets {
     fn write(
         &self,
         catalog: &Catalog,
-        w: &mut Writer<'_>,
+        w: &mut MessageBuilder<'_>,
         limit: usize,
         observer: &mut impl Observer,
     ) -> Result<(), WriteError> {
@@ -800,7 +800,7 @@ mod tests {
                     allocations() - before,
                     0,
                     "{:?} over {transport:?} allocated ({outcome:?})",
-                    crate::proto::wire::parse_query(q).map(|q| q.qname().to_vec())
+                    crate::proto::query::parse_query(q).map(|q| q.qname().to_vec())
                 );
             }
         }

@@ -24,10 +24,13 @@
 
 use std::sync::Arc;
 
+use crate::proto::builder::WriteError;
 use crate::proto::name::Name;
+use crate::proto::query::{parse_query, Query};
 use crate::proto::rr::{is_meta_or_query_only, Rclass, Rtype};
+use crate::proto::types::Opcode;
 use crate::proto::types::Rcode;
-use crate::proto::wire::{flags, parse_query, Opcode, Query, WriteError, HEADER_LEN};
+use crate::proto::{flags, HEADER_LEN};
 use crate::query::answer::{Observer, Outcome, Responder, Scratch, Transport};
 use crate::zone::catalog::Catalog;
 use crate::zone::{Cut, Node, Zone};
@@ -706,7 +709,7 @@ mod tests {
 
     /// Review issue 8: two records `a MX \# 4 00010301` (a name cut short inside the MX
     /// rdata) panicked the precompile thread in the writer. The zone builder now refuses
-    /// such data and the writer's own checks are tested in `wire`; this tests what is done
+    /// such data and the writer's own checks are tested in `proto::builder`; this tests what is done
     /// with a refusal, through a test-only record the writer refuses: that answer is not
     /// precompiled but counted, the full path answers SERVFAIL, and the rest of the zone
     /// is precompiled as before.

@@ -3,8 +3,8 @@
 //! transports come through here, so the choice is made in one place and the two paths do
 //! not know about each other.
 
+use crate::proto::query::{parse_query, Malformed, Query};
 use crate::proto::types::Rcode;
-use crate::proto::wire::{parse_query, Malformed, Query};
 use crate::query::answer::{Outcome, Responder, Scratch, Transport};
 use crate::zone::catalog::Catalog;
 
@@ -61,9 +61,10 @@ pub fn respond_signed(
     scratch: &mut Scratch,
     keys: &crate::proto::tsig::KeyRing,
 ) -> Option<Outcome> {
+    use crate::proto::builder::MessageBuilder;
+    use crate::proto::flags;
     use crate::proto::reader::Header;
     use crate::proto::tsig::{self, Malformed, TsigError};
-    use crate::proto::wire::{flags, Writer};
     // No additional record, no TSIG; QR=1 is dropped by the query path.
     if Header::parse(pkt).is_none_or(|h| h.arcount() == 0 || h.is_response()) {
         return None;
@@ -98,7 +99,7 @@ pub fn respond_signed(
                 // Header and question only, TC set, plus our OPT when the query had one:
                 // the client retries over TCP.
                 let answered = u16::from_be_bytes([buf[2], buf[3]]);
-                let mut w = Writer::new(
+                let mut w = MessageBuilder::new(
                     buf,
                     &mut scratch.comp,
                     q.id,
@@ -131,7 +132,7 @@ pub fn respond_signed(
     if let Outcome::Reply { .. } = outcome {
         if let Err(e) = tsig::sign_response(buf, &tsig, now) {
             tracing::debug!("cannot sign the response: {e}");
-            outcome = Outcome::Drop(crate::proto::wire::DropReason::Short);
+            outcome = Outcome::Drop(crate::proto::query::DropReason::Short);
         }
     }
     Some(outcome)

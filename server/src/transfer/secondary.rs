@@ -53,13 +53,15 @@ use tokio::net::TcpStream;
 
 use crate::clock::unix_now;
 use crate::config::transfer::{InLimits, SecondarySpec};
+use crate::proto::builder::{Compressor, Ede, MessageBuilder, Section};
 use crate::proto::name::Name;
+use crate::proto::query::Query;
 use crate::proto::reader::{Header, Reader};
 use crate::proto::rr::{Rclass, Record, Rtype, Soa};
 use crate::proto::tsig::{self, Key, KeyRing, StreamVerifier};
 use crate::proto::types::serial_gt;
+use crate::proto::types::Opcode;
 use crate::proto::types::Rcode;
-use crate::proto::wire::{Compressor, Ede, Opcode, Query, Section, Writer};
 use crate::transfer::metrics::XfrMetrics;
 use crate::update::journal::Journal;
 use crate::zone::catalog::Catalog;
@@ -370,7 +372,7 @@ impl Secondaries {
 pub fn servfail(q: &Query<'_>, max_udp_payload: u16) -> Vec<u8> {
     let mut buf = Vec::with_capacity(64 + q.question.len());
     let mut comp = Compressor::default();
-    let mut w = Writer::new(
+    let mut w = MessageBuilder::new(
         &mut buf,
         &mut comp,
         q.id,
@@ -918,7 +920,7 @@ fn query_message(id: u16, origin: &[u8], qtype: Rtype, ixfr_soa: Option<&Record>
     let mut q = Vec::with_capacity(128);
     let mut comp = Compressor::default();
     let question = crate::proto::builder::question(origin, qtype, Rclass::IN);
-    let mut w = Writer::request(&mut q, &mut comp, id, Opcode::QUERY, 0, &question);
+    let mut w = MessageBuilder::request(&mut q, &mut comp, id, Opcode::QUERY, 0, &question);
     if let Some(soa) = ixfr_soa {
         // Our copy's SOA passed the zone checks, so the builder takes it.
         let _ = w.record(

@@ -10,10 +10,11 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::clock::unix_now;
 use crate::proto::builder::{Compressor, MessageBuilder, Section, Suspended, WriteError};
+use crate::proto::flags;
 use crate::proto::name::Name;
 use crate::proto::rr::{Rclass, Record, Rtype};
 use crate::proto::tsig::{self, StreamSigner};
-use crate::proto::wire::{flags, Opcode};
+use crate::proto::types::Opcode;
 use crate::zone::changeset::Changeset;
 use crate::zone::Zone;
 

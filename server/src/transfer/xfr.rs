@@ -48,11 +48,13 @@ use crate::clock::unix_now;
 use crate::proto::builder::error_reply;
 use crate::proto::builder::{Compressor, MessageBuilder, Section};
 use crate::proto::name::Name;
+use crate::proto::query::{Malformed, Query};
 use crate::proto::reader::{Header, Reader};
 use crate::proto::rr::{Rclass, Rtype};
 use crate::proto::tsig::{self, KeyRing, StreamSigner};
 use crate::proto::types::serial_gt;
-use crate::proto::wire::{flags, Malformed, Opcode, Query, Rcode, HEADER_LEN};
+use crate::proto::types::{Opcode, Rcode};
+use crate::proto::{flags, HEADER_LEN};
 use crate::query::answer::{Outcome, Transport};
 use crate::transfer::metrics::XfrMetrics;
 use crate::transfer::stream::{

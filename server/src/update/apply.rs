@@ -8,7 +8,7 @@ use super::{
 };
 use crate::proto::name::Name;
 use crate::proto::rr::{check_rdata, is_meta_or_query_only, type_name, Rclass, Record, Rtype, Soa};
-use crate::proto::wire::Rcode;
+use crate::proto::types::Rcode;
 use crate::zone::changeset::Changeset;
 
 /// RFC 2136 §3.4.1 and the per-record permission check of §3.3.

@@ -8,7 +8,7 @@ use crate::proto::rr::Rtype;
 use crate::proto::types::Opcode;
 use crate::proto::types::Rclass;
 use crate::proto::types::Rcode;
-use crate::proto::wire::{flags, HEADER_LEN};
+use crate::proto::{flags, HEADER_LEN};
 
 /// One record of the prerequisite or update section.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -36,7 +36,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::proto::name::Name;
 use crate::proto::rr::{check_rdata, Rclass, Record, Rtype, Soa};
-use crate::proto::wire::Rcode;
+use crate::proto::types::Rcode;
 use crate::zone::changeset::Changeset;
 
 // ---------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 use super::{in_zone, reject, RRsetData, Reason, Rejection, Request, UpdateRecord, ZoneData};
 use crate::proto::name::Name;
 use crate::proto::rr::{is_meta_or_query_only, type_name, Rclass, Rtype};
-use crate::proto::wire::Rcode;
+use crate::proto::types::Rcode;
 
 /// RFC 2136 §3.2.
 pub(super) fn check_prerequisites(data: &ZoneData, req: &Request) -> Result<(), Rejection> {

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use tokio::sync::watch;
 
 use crate::proto::tsig::Verified;
-use crate::proto::wire::Rcode;
+use crate::proto::types::Rcode;
 
 /// MACs remembered at most: at 1,000 updates a second with nsupdate's 300 s fudge, 300,000
 /// are live. Past the cap new signed updates are refused (never forgotten early, which
