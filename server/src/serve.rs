@@ -412,7 +412,7 @@ impl Control<'_> {
                 ))
             }
             Request::Retransfer(z) => match self.transfers {
-                Some(t) if t.secondaries.retransfer(&z) => {
+                Some(t) if t.shared.secondaries.retransfer(&z) => {
                     Reply::ok(format!("{z}: full transfer from the primary started\n"))
                 }
                 _ => Reply::error(format!("{z} is not a secondary zone here\n")),
@@ -449,7 +449,10 @@ impl Control<'_> {
             .await
         {
             Some(Ok(text) | Err(text)) => text,
-            None => match self.transfers.and_then(|t| t.secondaries.describe(z)) {
+            None => match self
+                .transfers
+                .and_then(|t| t.shared.secondaries.describe(z))
+            {
                 Some(text) => format!("zone: {}\n{text}serial: {}\n", zone.origin, zone.serial()),
                 None => format!(
                     "zone: {}\nkind: primary\nfile: {}\nserial: {}\n",

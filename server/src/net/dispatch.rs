@@ -203,9 +203,9 @@ impl Shared {
                     .expect("routed to NOTIFY only with transfers");
                 (
                     crate::transfer::notify::answer_notify(
-                        &x.secondaries,
+                        &x.shared.secondaries,
                         &x.keys(),
-                        &x.metrics,
+                        &x.shared.metrics,
                         pkt,
                         peer(),
                         out,
@@ -302,7 +302,7 @@ fn log_query(
             crate::proto::name::Name::from_wire(q.qname())
                 .map(|n| n.to_string())
                 .unwrap_or_default(),
-            crate::proto::rr::type_name(q.qtype),
+            q.qtype.to_string(),
         ),
         None => ("<malformed>".into(), String::new()),
     };

@@ -57,6 +57,7 @@ use crate::proto::types::{Opcode, Rcode};
 use crate::proto::{flags, HEADER_LEN};
 use crate::query::answer::{Outcome, Transport};
 use crate::transfer::metrics::XfrMetrics;
+use crate::transfer::secondary::Refreshing;
 use crate::transfer::stream::{
     axfr_stream, diff, ixfr_stream, write_frame, Message, Stream, StreamError, MESSAGE_TARGET,
 };
@@ -92,17 +93,12 @@ fn ixfr_serial(pkt: &[u8], question_end: usize, origin: &[u8]) -> Option<u32> {
 
 /// Zone transfer, NOTIFY and secondary zones at run time, shared with the transports.
 pub struct Transfers {
-    catalog: Arc<ArcSwap<Catalog>>,
+    /// The catalog, the IXFR history, the metrics, the secondary zones and what precompiles
+    /// their answers: shared with the secondaries' refresh tasks.
+    pub(crate) shared: Arc<Refreshing>,
     keys: crate::dynamic::SharedKeys,
     acl: HashMap<Name, Vec<AclEntry>>,
-    history: Arc<History>,
-    pub metrics: Arc<XfrMetrics>,
     pub(crate) notifier: crate::transfer::notify::Notifier,
-    pub(crate) secondaries: Arc<crate::transfer::secondary::Secondaries>,
-    max_udp_payload: u16,
-    /// For precompiling the answers of refreshed secondary zones, as a reload does.
-    pub(crate) responder: crate::query::answer::Responder,
-    pub(crate) stats: Arc<crate::stats::Stats>,
 }
 
 impl std::fmt::Debug for Transfers {
@@ -158,14 +154,15 @@ impl Transfers {
                 metrics.clone(),
                 listen,
             ),
-            secondaries: Arc::new(secondaries),
-            catalog,
+            shared: Arc::new(Refreshing {
+                secondaries: Arc::new(secondaries),
+                catalog,
+                history,
+                metrics,
+                responder,
+                stats,
+            }),
             keys,
-            history,
-            metrics,
-            max_udp_payload: responder.config.max_udp_payload,
-            responder,
-            stats,
         };
         Ok(Arc::new(t))
     }
@@ -179,14 +176,7 @@ impl Transfers {
     /// inside the runtime.
     pub fn start(self: &Arc<Self>) {
         tokio::spawn(self.clone().watch());
-        crate::transfer::secondary::start(Arc::new(crate::transfer::secondary::Refreshing {
-            secondaries: self.secondaries.clone(),
-            catalog: self.catalog.clone(),
-            history: self.history.clone(),
-            metrics: self.metrics.clone(),
-            responder: self.responder.clone(),
-            stats: self.stats.clone(),
-        }));
+        crate::transfer::secondary::start(self.shared.clone());
     }
 
     /// Watches the catalog for new snapshots: records each zone's change for IXFR,
@@ -198,27 +188,27 @@ impl Transfers {
         let mut seen: HashMap<Name, Arc<Zone>> = HashMap::new();
         // A secondary may have missed changes while we were down: NOTIFY at start, as
         // BIND and Knot do.
-        for z in self.catalog.load().zones() {
-            self.metrics.set_serial(&z.origin, z.serial());
+        for z in self.shared.catalog.load().zones() {
+            self.shared.metrics.set_serial(&z.origin, z.serial());
             self.notifier.serial_changed(z);
             seen.insert(z.origin.clone(), z.clone());
         }
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tick.tick().await;
-            let catalog = self.catalog.load_full();
+            let catalog = self.shared.catalog.load_full();
             for zone in catalog.zones() {
                 let old = match seen.get(&zone.origin) {
                     Some(old) if Arc::ptr_eq(old, zone) => continue,
                     old => old.cloned(),
                 };
                 seen.insert(zone.origin.clone(), zone.clone());
-                self.metrics.set_serial(&zone.origin, zone.serial());
+                self.shared.metrics.set_serial(&zone.origin, zone.serial());
                 let Some(old) = old else {
                     self.notifier.serial_changed(zone);
                     continue;
                 };
-                if self.history.is_owned(&zone.origin) {
+                if self.shared.history.is_owned(&zone.origin) {
                     // Its publisher recorded the change before swapping it in.
                     self.notifier.serial_changed(zone);
                     continue;
@@ -226,13 +216,14 @@ impl Transfers {
                 if old.serial() == zone.serial() {
                     // Same serial, maybe other content: IXFR cannot tell it, so the
                     // history no longer describes what is served.
-                    self.history.forget(&zone.origin);
+                    self.shared.history.forget(&zone.origin);
                     continue;
                 }
                 let (new, me) = (zone.clone(), self.clone());
                 let cs = tokio::task::spawn_blocking(move || {
                     let cs = diff(&old, &new);
-                    me.history
+                    me.shared
+                        .history
                         .record_change(&new.origin, Some(cs), new.record_count);
                 })
                 .await;
@@ -293,7 +284,11 @@ impl Transfers {
                 // Current (or ahead of us): the single SOA (RFC 1995 §4).
                 (3, self.single_soa(&zone, &mut stream).await)
             }
-            Some(serial) => match self.history.since(&zone.origin, serial, zone.serial()) {
+            Some(serial) => match self
+                .shared
+                .history
+                .since(&zone.origin, serial, zone.serial())
+            {
                 Some(chain) => (1, ixfr_stream(&zone, &chain, &mut stream).await),
                 None => (2, axfr_stream(&zone, &mut stream).await),
             },
@@ -301,7 +296,7 @@ impl Transfers {
         };
         match &result {
             Ok(()) => {
-                self.metrics.out[kind].fetch_add(1, Ordering::Relaxed);
+                self.shared.metrics.out[kind].fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     %peer,
                     zone = %zone.origin,
@@ -315,7 +310,10 @@ impl Transfers {
                 );
             }
             Err(e) => {
-                self.metrics.out_failed.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .metrics
+                    .out_failed
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%peer, zone = %zone.origin, "zone transfer out failed: {e}");
             }
         }
@@ -336,7 +334,10 @@ impl Transfers {
             Ok(v) => v,
             Err(e) => {
                 tracing::info!(%peer, "zone transfer refused: {e}");
-                self.metrics.out_refused.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .metrics
+                    .out_refused
+                    .fetch_add(1, Ordering::Relaxed);
                 let mut msg = error_reply(pkt, e.rcode());
                 if let Some(t) = e.response() {
                     let _ = tsig::sign_response(&mut msg, &t, now);
@@ -346,7 +347,10 @@ impl Transfers {
         };
         let refuse = |rc: Rcode, why: &str| {
             tracing::info!(%peer, "zone transfer refused: {why}");
-            self.metrics.out_refused.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .metrics
+                .out_refused
+                .fetch_add(1, Ordering::Relaxed);
             let mut msg = error_reply(pkt, rc);
             if let Some(v) = &verified {
                 let _ = tsig::sign_response(&mut msg, &v.response(), unix_now());
@@ -357,7 +361,7 @@ impl Transfers {
             Ok(q) if q.qclass == Rclass::IN => q,
             _ => return Err(refuse(Rcode::FORMERR, "malformed request")),
         };
-        let catalog = self.catalog.load();
+        let catalog = self.shared.catalog.load();
         let zone = match catalog.find(q.qname()) {
             Some(z) if z.origin.as_wire() == q.qname() => z.clone(),
             // RFC 5936 §2.2.1: not authoritative for that zone.
@@ -386,7 +390,7 @@ impl Transfers {
             );
             return Err(refuse(Rcode::REFUSED, &why));
         }
-        if self.secondaries.maybe_unavailable(q.qname()) {
+        if self.shared.secondaries.maybe_unavailable(q.qname()) {
             // An expired secondary zone must not be handed on (RFC 1035 §4.3.5).
             return Err(refuse(Rcode::SERVFAIL, "the zone is expired"));
         }
@@ -426,8 +430,11 @@ impl Transfers {
         if q.opcode != Opcode::QUERY {
             return None;
         }
-        if q.qclass == Rclass::IN && self.secondaries.maybe_unavailable(q.qname()) {
-            *out = crate::transfer::secondary::servfail(q, self.max_udp_payload);
+        if q.qclass == Rclass::IN && self.shared.secondaries.maybe_unavailable(q.qname()) {
+            *out = crate::transfer::secondary::servfail(
+                q,
+                self.shared.responder.config.max_udp_payload,
+            );
             return Some(Outcome::Reply {
                 rcode: Rcode::SERVFAIL,
                 truncated: false,
@@ -449,7 +456,7 @@ impl Transfers {
         peer: SocketAddr,
         out: &mut Vec<u8>,
     ) -> Option<Outcome> {
-        let catalog = self.catalog.load();
+        let catalog = self.shared.catalog.load();
         let zone = catalog
             .find(q.qname())
             .filter(|z| z.origin.as_wire() == q.qname())?;
@@ -484,11 +491,15 @@ impl Transfers {
         )
         .ok()?;
         if let Some(e) = q.edns {
-            w.opt(self.max_udp_payload, Rcode::NOERROR, e.dnssec_ok);
+            w.opt(
+                self.shared.responder.config.max_udp_payload,
+                Rcode::NOERROR,
+                e.dnssec_ok,
+            );
         }
         w.finish();
         *out = buf;
-        self.metrics.out[3].fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.out[3].fetch_add(1, Ordering::Relaxed);
         Some(Outcome::Reply {
             rcode: Rcode::NOERROR,
             truncated: false,
@@ -497,7 +508,7 @@ impl Transfers {
 
     /// The catalog the transfers serve from.
     pub fn catalog(&self) -> &Arc<ArcSwap<Catalog>> {
-        &self.catalog
+        &self.shared.catalog
     }
 
     /// The TSIG keys.
