@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::proto::name::Name;
-use crate::proto::rr::{type_name, Record, Rtype, Srv};
+use crate::proto::rr::{Record, Rtype, Srv};
 use crate::zone::gate::etcd_srv_owner;
 use crate::zone::zonefile;
 use crate::zone::Zone;
@@ -392,7 +392,7 @@ fn lint_ttls_and_duplicates(records: &[Record], out: &mut Vec<Finding>) {
                 "duplicate-record",
                 Some(r),
                 &r.owner,
-                format!("duplicate {} record", type_name(r.rtype)),
+                format!("duplicate {} record", r.rtype),
                 "remove the repeated line (duplicates are merged)",
             ));
         } else if e.0 != r.ttl {
@@ -403,9 +403,7 @@ fn lint_ttls_and_duplicates(records: &[Record], out: &mut Vec<Finding>) {
                 &r.owner,
                 format!(
                     "{} TTL {} differs from the RRset's TTL {}",
-                    type_name(r.rtype),
-                    r.ttl,
-                    e.0
+                    r.rtype, r.ttl, e.0
                 ),
                 "give every record of an RRset the same TTL (the lowest is used)",
             ));

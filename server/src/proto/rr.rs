@@ -32,11 +32,6 @@ pub fn is_meta_or_query_only(t: Rtype) -> bool {
     )
 }
 
-/// Mnemonic for a type code, or `TYPEnnn` (RFC 3597 §5): [`Rtype`]'s table.
-pub fn type_name(t: Rtype) -> String {
-    t.to_string()
-}
-
 /// Where a record came from, for error messages and lints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
@@ -538,12 +533,12 @@ mod tests {
         ];
         for (t, data) in cases {
             let d = hex(data);
-            assert_eq!(check_rdata(t, &d), Ok(()), "{} {data}", type_name(t));
+            assert_eq!(check_rdata(t, &d), Ok(()), "{} {data}", t);
             for n in 0..d.len() {
                 assert!(
                     check_rdata(t, &d[..n]).is_err(),
                     "{} {data} cut to {n} octets",
-                    type_name(t)
+                    t
                 );
             }
             let mut longer = d.clone();
@@ -551,11 +546,7 @@ mod tests {
             // These end with a field that takes the rest of the data.
             let open_ended = [Rtype::RRSIG, Rtype::DS, Rtype::DHCID, Rtype::CAA];
             if !open_ended.contains(&t) {
-                assert!(
-                    check_rdata(t, &longer).is_err(),
-                    "{} {data} + 00",
-                    type_name(t)
-                );
+                assert!(check_rdata(t, &longer).is_err(), "{} {data} + 00", t);
             }
         }
         // Unknown types hold anything, nothing included.

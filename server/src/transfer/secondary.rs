@@ -803,8 +803,7 @@ fn apply(data: &mut Vec<Record>, cs: &Changeset) -> Result<(), RefreshError> {
         let Some(i) = index.remove(&key(r)) else {
             return Err(RefreshError::Apply(format!(
                 "removal of {} {} which we do not hold",
-                r.owner,
-                crate::proto::rr::type_name(r.rtype)
+                r.owner, r.rtype
             )));
         };
         slots[i] = None;

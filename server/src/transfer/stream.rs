@@ -123,7 +123,7 @@ pub(super) struct Message {
 
 /// Why a record cannot go into any message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a {} record of {len} octets does not fit in a transfer message", crate::proto::rr::type_name(*rtype))]
+#[error("a {} record of {len} octets does not fit in a transfer message", rtype.to_string())]
 pub struct Oversized {
     rtype: Rtype,
     len: usize,

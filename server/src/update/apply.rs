@@ -7,7 +7,7 @@ use super::{
     Rejection, Request, Undo, UpdateRecord, ZoneData,
 };
 use crate::proto::name::Name;
-use crate::proto::rr::{check_rdata, is_meta_or_query_only, type_name, Rclass, Record, Rtype, Soa};
+use crate::proto::rr::{check_rdata, is_meta_or_query_only, Rclass, Record, Rtype, Soa};
 use crate::proto::types::Rcode;
 use crate::zone::changeset::Changeset;
 
@@ -42,7 +42,7 @@ pub(super) fn prescan(
             reject(
                 Rcode::FORMERR,
                 Reason::Format,
-                format!("{} {}: {why}", u.owner, type_name(u.rtype)),
+                format!("{} {}: {why}", u.owner, u.rtype),
             )
         };
         match u.class {
@@ -80,11 +80,7 @@ pub(super) fn prescan(
             return Err(reject(
                 Rcode::REFUSED,
                 Reason::Policy,
-                format!(
-                    "key {key} may not change {} {}",
-                    u.owner,
-                    type_name(u.rtype)
-                ),
+                format!("key {key} may not change {} {}", u.owner, u.rtype),
             ));
         }
     }
@@ -168,9 +164,7 @@ fn check_limits(
             Reason::Limit,
             format!(
                 "{} {} would hold {set_len} records, more than the limit of {}",
-                u.owner,
-                type_name(u.rtype),
-                limits.max_rrset_records
+                u.owner, u.rtype, limits.max_rrset_records
             ),
         ));
     }

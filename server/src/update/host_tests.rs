@@ -53,10 +53,7 @@ fn rr(owner: &str, t: Rtype, c: Rclass, ttl: u32, rdata: &str) -> UpdateRecord {
     let rdata = if rdata.is_empty() {
         Vec::new()
     } else {
-        let text = format!(
-            "$ORIGIN d.test.\nx 1 IN {} {rdata}\n",
-            crate::proto::rr::type_name(t)
-        );
+        let text = format!("$ORIGIN d.test.\nx 1 IN {} {rdata}\n", t);
         parse_str(&text, Path::new("r"), &n("d.test."))
             .unwrap()
             .remove(0)

@@ -16,7 +16,7 @@
 
 use super::{canonical_rdata, record, serial_after, set_serial, Changeset, DataError, ZoneData};
 use crate::proto::name::Name;
-use crate::proto::rr::{type_name, Record, Rtype};
+use crate::proto::rr::{Record, Rtype};
 
 /// Why a hand edit cannot be merged with the served zone.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,7 +91,7 @@ impl ZoneData {
             if !self.remove_record(&r.owner, r.rtype, &r.rdata) {
                 return Err(DataError::Missing {
                     owner: r.owner.clone(),
-                    rtype: type_name(r.rtype),
+                    rtype: r.rtype.to_string(),
                 });
             }
         }
@@ -200,7 +200,7 @@ impl ZoneData {
                 if s.ttl != b && o != b && o != s.ttl {
                     return Err(MergeConflict::Ttl {
                         owner: node.owner.clone(),
-                        rtype: type_name(s.rtype),
+                        rtype: s.rtype.to_string(),
                         base: b,
                         ours: o,
                         theirs: s.ttl,

@@ -433,7 +433,7 @@ impl ZoneData {
             if !self.remove_record(&r.owner, r.rtype, &r.rdata) {
                 return Err(DataError::Missing {
                     owner: r.owner.clone(),
-                    rtype: crate::proto::rr::type_name(r.rtype),
+                    rtype: r.rtype.to_string(),
                 });
             }
         }
@@ -441,14 +441,14 @@ impl ZoneData {
             if let Err(reason) = check_rdata(r.rtype, &r.rdata) {
                 return Err(DataError::Invalid {
                     owner: r.owner.clone(),
-                    rtype: crate::proto::rr::type_name(r.rtype),
+                    rtype: r.rtype.to_string(),
                     reason,
                 });
             }
             if !r.owner.is_subdomain_of(&self.origin) {
                 return Err(DataError::Invalid {
                     owner: r.owner.clone(),
-                    rtype: crate::proto::rr::type_name(r.rtype),
+                    rtype: r.rtype.to_string(),
                     reason: format!("outside the zone {}", self.origin),
                 });
             }

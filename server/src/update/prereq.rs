@@ -3,7 +3,7 @@
 
 use super::{in_zone, reject, RRsetData, Reason, Rejection, Request, UpdateRecord, ZoneData};
 use crate::proto::name::Name;
-use crate::proto::rr::{is_meta_or_query_only, type_name, Rclass, Rtype};
+use crate::proto::rr::{is_meta_or_query_only, Rclass, Rtype};
 use crate::proto::types::Rcode;
 
 /// RFC 2136 §3.2.
@@ -63,7 +63,7 @@ fn in_use(data: &ZoneData, p: &UpdateRecord) -> Result<(), Rejection> {
         return Err(reject(
             Rcode::NXRRSET,
             Reason::Prerequisite,
-            format!("{} {} does not exist", p.owner, type_name(p.rtype)),
+            format!("{} {} does not exist", p.owner, p.rtype),
         ));
     }
     Ok(())
@@ -92,7 +92,7 @@ fn not_in_use(data: &ZoneData, p: &UpdateRecord) -> Result<(), Rejection> {
         return Err(reject(
             Rcode::YXRRSET,
             Reason::Prerequisite,
-            format!("{} {} exists", p.owner, type_name(p.rtype)),
+            format!("{} {} exists", p.owner, p.rtype),
         ));
     }
     Ok(())
@@ -138,7 +138,7 @@ fn compare(data: &ZoneData, wanted: &[(Name, RRsetData)]) -> Result<(), Rejectio
                 format!(
                     "{} {} does not hold exactly the values given",
                     Name::from_wire(key.as_wire()).unwrap_or_else(|_| Name::root()),
-                    type_name(want.rtype)
+                    want.rtype
                 ),
             ));
         }

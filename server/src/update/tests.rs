@@ -54,10 +54,7 @@ fn rr(owner: &str, t: Rtype, c: Rclass, ttl: u32, rdata: &str) -> UpdateRecord {
         Vec::new()
     } else {
         let origin = n("d.test.");
-        let text = format!(
-            "$ORIGIN d.test.\nx 1 IN {} {rdata}\n",
-            crate::proto::rr::type_name(t)
-        );
+        let text = format!("$ORIGIN d.test.\nx 1 IN {} {rdata}\n", t);
         parse_str(&text, Path::new("r"), &origin)
             .unwrap()
             .remove(0)

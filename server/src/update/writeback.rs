@@ -243,7 +243,7 @@ fn patch(body: &str, path: &Path, records: &[Record], target: &ZoneData) -> Resu
             return Err(format!(
                 "{} {} changed in the included file {}",
                 r.owner,
-                crate::proto::rr::type_name(r.rtype),
+                r.rtype,
                 src.file.display()
             ));
         }

@@ -14,7 +14,7 @@ use hashbrown::HashTable;
 use super::error::{at, record_error, zone_error, ZoneError, ZoneErrorKind, ZoneWarning};
 use super::{lower, Arenas, Base, CutRec, NodeRec, SetRec, Zone, NONE};
 use crate::proto::name::{Name, MAX_NAME_LEN};
-use crate::proto::rr::{check_rdata, is_meta_or_query_only, type_name, Rclass, Record, Rtype, Soa};
+use crate::proto::rr::{check_rdata, is_meta_or_query_only, Rclass, Record, Rtype, Soa};
 
 /// Nodes and their names while a zone is being built.
 struct NodeTable {
@@ -228,7 +228,7 @@ impl<'r> Builder<'r> {
         // that is not what its type says would go into answers no resolver can parse.
         check_rdata(r.rtype, &r.rdata).map_err(|reason| ZoneErrorKind::BadRdata {
             owner: r.owner.clone(),
-            rtype: type_name(r.rtype),
+            rtype: r.rtype.to_string(),
             reason,
         })
     }
@@ -337,7 +337,7 @@ impl<'r> Builder<'r> {
                         message: format!(
                             "{} {} TTL {} differs from the RRset's TTL {}; using {}",
                             r.owner,
-                            type_name(r.rtype),
+                            r.rtype,
                             r.ttl,
                             ttl,
                             ttl.min(r.ttl)
@@ -577,7 +577,7 @@ fn cname_conflicts(
             let other = order[..=n]
                 .iter()
                 .filter(|(_, t)| *t != Rtype::CNAME)
-                .map(|(_, t)| type_name(*t))
+                .map(|(_, t)| t.to_string())
                 .collect::<Vec<_>>()
                 .join(", ");
             errors.push((

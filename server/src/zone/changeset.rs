@@ -20,7 +20,7 @@
 //! DHCID is meant to be (RFC 4701).
 
 use crate::proto::name::{wire_name_len, Name};
-use crate::proto::rr::{check_rdata, is_meta_or_query_only, type_name, Rclass, Record, Rtype, Soa};
+use crate::proto::rr::{check_rdata, is_meta_or_query_only, Rclass, Record, Rtype, Soa};
 
 /// The encoding version written by [`Changeset::encode`].
 pub const FORMAT_VERSION: u8 = 1;
@@ -54,15 +54,15 @@ pub enum ChangesetError {
         count: u32,
         left: usize,
     },
-    #[error("at offset {offset}: {} record data is malformed: {reason}", type_name(*rtype))]
+    #[error("at offset {offset}: {} record data is malformed: {reason}", rtype.to_string())]
     BadRdata {
         offset: usize,
         rtype: Rtype,
         reason: String,
     },
-    #[error("at offset {offset}: type {} cannot be zone data", type_name(*rtype))]
+    #[error("at offset {offset}: type {} cannot be zone data", rtype.to_string())]
     MetaType { offset: usize, rtype: Rtype },
-    #[error("{list} record {index} ({}): {reason}", type_name(*rtype))]
+    #[error("{list} record {index} ({}): {reason}", rtype.to_string())]
     BadRecord {
         list: &'static str,
         index: usize,

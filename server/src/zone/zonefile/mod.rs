@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::proto::name::Name;
-use crate::proto::rr::{type_name, Origin, Rclass, Record, Rtype};
+use crate::proto::rr::{Origin, Rclass, Record, Rtype};
 
 use lex::{lex, Entry, Token};
 
@@ -489,7 +489,7 @@ impl Parser {
         let rest = &tokens[tokens.len() - toks.len()..];
         let rdata =
             rdata::from_text(rt, rest, origin).map_err(|reason| ZoneFileErrorKind::Rdata {
-                rtype: type_name(rt),
+                rtype: rt.to_string(),
                 reason,
             })?;
         let ttl = match ttl

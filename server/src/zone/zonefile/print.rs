@@ -3,7 +3,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::proto::name::Name;
-use crate::proto::rr::{type_name, Record, Rtype};
+use crate::proto::rr::{Record, Rtype};
 
 /// Text of one record in master-file form, readable back by [`parse_str`].
 pub fn format_record(r: &Record, origin: Option<&Name>) -> String {
@@ -14,7 +14,7 @@ pub fn format_record(r: &Record, origin: Option<&Name>) -> String {
     format!(
         "{owner} {} IN {} {}",
         r.ttl,
-        type_name(r.rtype),
+        r.rtype,
         rdata_to_text(r.rtype, &r.rdata)
     )
 }

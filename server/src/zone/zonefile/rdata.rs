@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use super::lex::Token;
 use super::parse_ttl;
 use crate::proto::name::Name;
-use crate::proto::rr::{check_rdata, type_name, Rtype};
+use crate::proto::rr::{check_rdata, Rtype};
 
 fn want(rest: &[Token<'_>], n: usize, what: &str) -> Result<(), String> {
     if rest.len() != n {
@@ -138,7 +138,7 @@ fn generic(rt: Rtype, rest: &[Token<'_>]) -> Result<Vec<u8>, String> {
     // The same check as the text form's: a known type's \# data must have that type's
     // structure, or the answers carrying it would not parse.
     check_rdata(rt, &data)
-        .map_err(|why| format!("the \\# data is not valid {} rdata: {why}", type_name(rt)))?;
+        .map_err(|why| format!("the \\# data is not valid {} rdata: {why}", rt))?;
     Ok(data)
 }
 
@@ -239,8 +239,8 @@ pub(super) fn from_text(rt: Rtype, rest: &[Token<'_>], origin: &Name) -> Result<
         _ => {
             return Err(format!(
                 "{} records cannot be written in text form here; use the RFC 3597 form, e.g. \"{} \\# 4 0a000001\"",
-                type_name(rt),
-                type_name(rt)
+                rt,
+                rt
             ))
         }
     }
